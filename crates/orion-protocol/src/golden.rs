@@ -1,0 +1,128 @@
+//! The canonical messages behind the golden byte fixtures in `fixtures/`.
+//!
+//! The Python SDK's tests build the same messages and must produce the same bytes
+//! (and decode these bytes to the same values), so that any change to the contract
+//! shows up on both sides at once.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use crate::messages::*;
+
+/// `(fixture file name, message)` for every message the daemon sends.
+pub fn to_worker() -> Vec<(&'static str, ToWorker<'static>)> {
+    let pixels: Vec<u8> = (0u8..24).collect(); // a 4x2 RGB frame
+    vec![
+        (
+            "frame.bin",
+            ToWorker::Frame(FrameRequest {
+                seq: 42,
+                width: 4,
+                height: 2,
+                format: "rgb24".into(),
+                data: Pixels(Cow::Owned(pixels)),
+                meta: FrameMeta {
+                    instance_id: "room-101-cam".into(),
+                    room_id: "room-101".into(),
+                    seq: 42,
+                    timestamp: "2026-11-27T21:00:00.250000Z".into(),
+                    trace_id: "room-101-cam-42".into(),
+                    roi_processing: RoiProcessing {
+                        source: "full_frame".into(),
+                        crop: PixelRect {
+                            x: 0,
+                            y: 0,
+                            width: 4,
+                            height: 2,
+                        },
+                        crop_normalized: NormRect {
+                            x: 0.0,
+                            y: 0.0,
+                            width: 1.0,
+                            height: 1.0,
+                        },
+                        target_size: 640,
+                    },
+                },
+            }),
+        ),
+        (
+            "command.bin",
+            ToWorker::Command(CommandRequest {
+                id: 7,
+                name: "set_model".into(),
+                params: BTreeMap::from([
+                    ("path".to_string(), "models/yolo11s.onnx".to_string()),
+                    ("size".to_string(), "s".to_string()),
+                ]),
+            }),
+        ),
+    ]
+}
+
+/// `(fixture file name, message)` for every message a worker sends.
+pub fn from_worker() -> Vec<(&'static str, FromWorker)> {
+    let model = ModelInfo {
+        name: "ssdlite".into(),
+        input_size: 300,
+    };
+    vec![
+        (
+            "ready.bin",
+            FromWorker::Ready(Ready {
+                protocol_version: crate::PROTOCOL_VERSION,
+                inference_type: "person_detection".into(),
+                model: model.clone(),
+                pid: 4242,
+            }),
+        ),
+        (
+            "result.bin",
+            FromWorker::Result(InferenceResult {
+                frame_seq: 42,
+                trace_id: "room-101-cam-42".into(),
+                inference_type: "person_detection".into(),
+                detections: vec![Detection {
+                    bbox: BBox {
+                        x: 120.5,
+                        y: 40.25,
+                        width: 200.0,
+                        height: 380.75,
+                    },
+                    confidence: 0.9375,
+                    class: "person".into(),
+                }],
+                person_count: 1,
+                model,
+                timing: Timing {
+                    preprocess_ms: 1.5,
+                    inference_ms: 14.25,
+                    postprocess_ms: 0.5,
+                    total_ms: 16.25,
+                },
+                suggested_roi: Some(NormRect {
+                    x: 0.125,
+                    y: 0.0625,
+                    width: 0.5,
+                    height: 0.875,
+                }),
+            }),
+        ),
+        (
+            "command_result.bin",
+            FromWorker::CommandResult(CommandResult {
+                id: 7,
+                success: false,
+                message: "model file not found: models/yolo11s.onnx".into(),
+            }),
+        ),
+        (
+            "error.bin",
+            FromWorker::Error(WorkerError {
+                message: "frame has 23 bytes, expected 24".into(),
+                frame_seq: Some(42),
+                fatal: false,
+            }),
+        ),
+    ]
+}

@@ -1,0 +1,182 @@
+//! Message types of the worker protocol.
+//!
+//! Every message is a MsgPack map whose `type` key names its kind. Field order is
+//! part of the golden fixtures (MsgPack maps keep insertion order), so fields are
+//! declared in the order the documentation lists them. All floating-point values are
+//! 64-bit so that every language encodes them identically.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Messages the daemon sends to a worker (on the worker's stdin).
+///
+/// Closing stdin is the request to stop: a worker exits when it reads end of file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToWorker<'a> {
+    Frame(FrameRequest<'a>),
+    Command(CommandRequest),
+}
+
+/// Messages a worker sends to the daemon (on the worker's stdout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromWorker {
+    Ready(Ready),
+    Result(InferenceResult),
+    CommandResult(CommandResult),
+    Error(WorkerError),
+}
+
+/// One frame to run inference on. Pixels are raw, row-major, without padding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameRequest<'a> {
+    pub seq: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Pixel format; `rgb24` (3 bytes per pixel) is the only one defined in version 1.
+    pub format: String,
+    pub data: Pixels<'a>,
+    pub meta: FrameMeta,
+}
+
+/// Where a frame came from and which part of it the worker must look at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameMeta {
+    pub instance_id: String,
+    pub room_id: String,
+    pub seq: u64,
+    /// Capture time, RFC 3339 UTC.
+    pub timestamp: String,
+    pub trace_id: String,
+    pub roi_processing: RoiProcessing,
+}
+
+/// The crop a worker runs on, chosen by ROI attention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoiProcessing {
+    /// `external`, `auto_focus` or `full_frame`.
+    pub source: String,
+    /// The crop in full-frame pixels.
+    pub crop: PixelRect,
+    /// The same crop normalized to 0..1.
+    pub crop_normalized: NormRect,
+    /// Model input size chosen for this crop (320 or 640).
+    pub target_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PixelRect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NormRect {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// A command for the worker (for example a model swap). Answered by a
+/// [`CommandResult`] carrying the same `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub id: u64,
+    pub name: String,
+    pub params: BTreeMap<String, String>,
+}
+
+/// A worker is "up" only after it has sent this (model loaded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ready {
+    pub protocol_version: u32,
+    pub inference_type: String,
+    pub model: ModelInfo,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Catalog name of the model (`ssdlite`, `n`, `s`, ...).
+    pub name: String,
+    /// Side of the square model input in pixels.
+    pub input_size: u32,
+}
+
+/// Answer to one frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferenceResult {
+    pub frame_seq: u64,
+    pub trace_id: String,
+    pub inference_type: String,
+    pub detections: Vec<Detection>,
+    pub person_count: u32,
+    pub model: ModelInfo,
+    pub timing: Timing,
+    /// All detections merged, expanded by 15 %, normalized; absent when nothing was found.
+    pub suggested_roi: Option<NormRect>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Full-frame pixels.
+    pub bbox: BBox,
+    pub confidence: f64,
+    pub class: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BBox {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub preprocess_ms: f64,
+    pub inference_ms: f64,
+    pub postprocess_ms: f64,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub id: u64,
+    pub success: bool,
+    pub message: String,
+}
+
+/// A worker-side failure. With `frame_seq` set it answers that frame (which then
+/// has no result); `fatal` means the worker is about to exit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerError {
+    pub message: String,
+    pub frame_seq: Option<u64>,
+    pub fatal: bool,
+}
+
+/// Raw pixel bytes, encoded as MsgPack `bin`. Borrowed when the daemon encodes a
+/// frame (no copy of the pixels into an intermediate struct), owned when decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pixels<'a>(pub Cow<'a, [u8]>);
+
+impl Serialize for Pixels<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de, 'a> Deserialize<'de> for Pixels<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
+        Ok(Pixels(Cow::Owned(bytes.into_vec())))
+    }
+}

@@ -1,0 +1,143 @@
+//! `oriond`: the Orion daemon.
+//!
+//! ```text
+//! oriond [--config PATH]             run (default config/orion.yaml)
+//! oriond validate --config PATH      check a config file and print every problem
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use orion::config::{Config, ConfigError};
+use tokio_util::sync::CancellationToken;
+
+const USAGE: &str = "usage: oriond [--config PATH]\n       oriond validate [--config PATH]\n\nDefault config: config/orion.yaml. Logging: RUST_LOG (default info).";
+
+enum Mode {
+    Run,
+    Validate,
+}
+
+fn parse_args() -> Result<(Mode, PathBuf), String> {
+    let mut mode = Mode::Run;
+    let mut config = PathBuf::from("config/orion.yaml");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "validate" => mode = Mode::Validate,
+            "--config" | "-c" => {
+                config = args.next().ok_or("--config needs a path")?.into();
+            }
+            "--help" | "-h" => return Err(String::new()),
+            "--version" | "-V" => {
+                println!("oriond {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok((mode, config))
+}
+
+fn main() -> ExitCode {
+    let (mode, path) = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("oriond: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Mode::Validate = mode {
+        return match Config::load(&path) {
+            Ok(_) => {
+                println!("{}: OK", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(ConfigError::Invalid { problems, .. }) => {
+                println!("{}: {} problem(s)", path.display(), problems.len());
+                for p in problems {
+                    println!("  {p}");
+                }
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                println!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=off,rumqttc=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        if let Err(e) = install_signal_handlers(shutdown.clone()) {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+        match orion::orchestrator::run(config, shutdown, |_| {}).await {
+            Ok(report) if report.late.is_empty() => {
+                tracing::info!(took_ms = report.took.as_millis() as u64, "shutdown complete");
+                ExitCode::SUCCESS
+            }
+            Ok(report) => {
+                tracing::error!(late = ?report.late, took_ms = report.took.as_millis() as u64, "shutdown deadline missed");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                tracing::error!("fatal: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    });
+    // Don't wait for stray blocking tasks; children are killed on drop.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
+}
+
+/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
+fn install_signal_handlers(shutdown: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        for n in 0.. {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if n == 0 {
+                tracing::info!(signal = name, "shutdown requested");
+                shutdown.cancel();
+            } else {
+                tracing::warn!(signal = name, "second signal: exiting now");
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Result collector: fan-in of every worker's results, enrichment into the
+//! published inference message, hand-off to the emitter.
+//!
+//! Owns the shape of the inference message (SPEC §2.6). It stops when every worker
+//! supervisor has dropped its sender (then nothing more can arrive) or on cancel.
+//! It never waits for the broker: the emitter's publish is non-blocking.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use orion_protocol::{Detection, ModelInfo, NormRect, RoiProcessing, Timing};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::metrics::Metrics;
+use crate::mqtt::emitter::EmitterHandle;
+use crate::worker::WorkerOutput;
+
+/// Published on `care/inferences/{instance_id}/{inference_type}`.
+#[derive(Debug, Serialize)]
+pub struct InferenceMessage<'a> {
+    pub instance_id: &'a str,
+    pub room_id: &'a str,
+    pub inference_type: &'a str,
+    /// When the message was built, RFC 3339 UTC.
+    pub timestamp: String,
+    /// When the frame was captured, RFC 3339 UTC.
+    pub captured_at: String,
+    pub frame_seq: u64,
+    pub trace_id: &'a str,
+    pub worker_id: &'a str,
+    pub data: InferenceData<'a>,
+    pub timing: &'a Timing,
+    pub model: &'a ModelInfo,
+    pub roi: &'a RoiProcessing,
+    pub suggested_roi: Option<&'a NormRect>,
+    /// Capture to hand-off to MQTT, milliseconds.
+    pub e2e_latency_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InferenceData<'a> {
+    pub detections: &'a [Detection],
+    pub count: u32,
+}
+
+/// Static context of the collector.
+pub struct Collector {
+    pub instance_id: String,
+    pub room_id: String,
+    pub metrics: Arc<Metrics>,
+    pub emitter: EmitterHandle,
+}
+
+impl Collector {
+    pub async fn run(self, mut results: mpsc::Receiver<WorkerOutput>, cancel: CancellationToken) {
+        loop {
+            let output = tokio::select! {
+                _ = cancel.cancelled() => break,
+                o = results.recv() => match o {
+                    Some(o) => o,
+                    None => break,
+                },
+            };
+            self.handle(&output);
+        }
+        tracing::info!("result collector stopped");
+    }
+
+    fn handle(&self, o: &WorkerOutput) {
+        let frame = &o.job.frame;
+        let now = Instant::now();
+        let e2e = now.saturating_duration_since(frame.captured_instant);
+        let r = &o.result;
+        let msg = InferenceMessage {
+            instance_id: &self.instance_id,
+            room_id: &self.room_id,
+            inference_type: &r.inference_type,
+            timestamp: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+            captured_at: humantime::format_rfc3339_micros(frame.captured_at).to_string(),
+            frame_seq: r.frame_seq,
+            trace_id: &o.job.trace_id,
+            worker_id: &o.worker_id,
+            data: InferenceData {
+                detections: &r.detections,
+                count: r.person_count,
+            },
+            timing: &r.timing,
+            model: &r.model,
+            roi: &o.job.roi,
+            suggested_roi: r.suggested_roi.as_ref(),
+            e2e_latency_ms: e2e.as_secs_f64() * 1e3,
+        };
+        let payload = match serde_json::to_vec(&msg) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize inference message");
+                return;
+            }
+        };
+        self.metrics.e2e_latency.observe(e2e);
+        let topic = format!("care/inferences/{}/{}", self.instance_id, topic_segment(&r.inference_type));
+        self.emitter.publish(topic, payload);
+    }
+}
+
+/// Keeps a worker-chosen inference type from escaping its topic level.
+fn topic_segment(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| if c == '/' || c == '+' || c == '#' || c.is_control() { '_' } else { c })
+        .take(64)
+        .collect();
+    if cleaned.is_empty() { "unknown".into() } else { cleaned }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn inference_type_cannot_escape_its_topic_level() {
+        assert_eq!(super::topic_segment("person_detection"), "person_detection");
+        assert_eq!(super::topic_segment("a/#/+"), "a____");
+        assert_eq!(super::topic_segment(""), "unknown");
+    }
+}

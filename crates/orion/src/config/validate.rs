@@ -1,0 +1,204 @@
+//! Validation of a parsed [`Config`]: every problem, with its key path and what is
+//! allowed.
+
+use std::fmt;
+
+use super::{Config, ModelFormat, SourceKind};
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `stream.width`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Where the MQTT client connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerAddr {
+    /// The broker started inside the daemon.
+    Embedded,
+    External { host: String, port: u16 },
+}
+
+impl BrokerAddr {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "embedded" {
+            return Ok(Self::Embedded);
+        }
+        let Some(rest) = s.strip_prefix("mqtt://") else {
+            return Err(format!(
+                "`{s}` is not a broker address; allowed: `embedded` or `mqtt://host:port`"
+            ));
+        };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => {
+                let port: u16 = port
+                    .parse()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("port `{port}` must be a number in 1..=65535"))?;
+                (host, port)
+            }
+            None => (rest, 1883),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains(['/', '@', ' ']) {
+            return Err(format!(
+                "`{s}` has no valid host; allowed: `mqtt://host:port`"
+            ));
+        }
+        Ok(Self::External {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn fail(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn range_f64(&mut self, key: &str, value: f64, min: f64, max: f64, unit: &str) {
+        if !value.is_finite() || value < min || value > max {
+            self.fail(key, format!("{value} is out of range; allowed: {min}..={max}{unit}"));
+        }
+    }
+
+    fn range_u64(&mut self, key: &str, value: u64, min: u64, max: u64, unit: &str) {
+        if value < min || value > max {
+            self.fail(key, format!("{value} is out of range; allowed: {min}..={max}{unit}"));
+        }
+    }
+
+    fn topic_segment(&mut self, key: &str, value: &str) {
+        let ok = !value.is_empty()
+            && value.len() <= 64
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !ok {
+            self.fail(
+                key,
+                format!(
+                    "`{value}` is not allowed; use 1 to 64 characters from A-Z a-z 0-9 - _ . (it is part of MQTT topics)"
+                ),
+            );
+        }
+    }
+}
+
+impl Config {
+    /// Returns every problem found; empty means valid. File paths are checked
+    /// relative to the current directory, as the daemon resolves them.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut c = Checker {
+            problems: Vec::new(),
+        };
+        c.topic_segment("instance_id", &self.instance_id);
+        if self.room_id.is_empty() || self.room_id.len() > 128 || self.room_id.chars().any(char::is_control) {
+            c.fail("room_id", "must be 1 to 128 printable characters");
+        }
+
+        let cam = &self.camera;
+        match cam.source {
+            SourceKind::File => match &cam.path {
+                None => c.fail("camera.path", "required when camera.source is `file`"),
+                Some(p) if !p.is_file() => {
+                    c.fail("camera.path", format!("video file `{}` not found", p.display()))
+                }
+                Some(_) => {}
+            },
+            SourceKind::Rtsp => match &cam.rtsp_url {
+                None => c.fail("camera.rtsp_url", "required when camera.source is `rtsp`"),
+                Some(u) if !(u.starts_with("rtsp://") || u.starts_with("rtsps://")) => c.fail(
+                    "camera.rtsp_url",
+                    format!("`{}` must start with rtsp:// or rtsps://", super::redact_url(u)),
+                ),
+                Some(_) => {}
+            },
+            SourceKind::Test => {
+                if cam.test_pattern.is_empty() {
+                    c.fail("camera.test_pattern", "must name a videotestsrc pattern, e.g. `ball`");
+                }
+            }
+        }
+
+        let s = &self.stream;
+        c.range_u64("stream.width", s.width.into(), 64, 3840, " pixels");
+        if s.width % 4 != 0 {
+            c.fail("stream.width", format!("{} must be a multiple of 4 (RGB rows without padding)", s.width));
+        }
+        c.range_u64("stream.height", s.height.into(), 64, 2160, " pixels");
+        c.range_u64("stream.fps", s.fps.into(), 1, 120, " frames per second");
+        c.range_f64("stream.warmup_duration_s", s.warmup_duration_s, 0.0, 60.0, " seconds");
+
+        let d = &self.models.person_detector;
+        if d.catalog.is_empty() {
+            c.fail("models.person_detector.catalog", "must name at least one model");
+        }
+        if !d.catalog.contains_key(&d.size) {
+            let names: Vec<&str> = d.catalog.keys().map(String::as_str).collect();
+            c.fail(
+                "models.person_detector.size",
+                format!("`{}` is not in the catalog; allowed: {}", d.size, names.join(", ")),
+            );
+        }
+        for (name, entry) in &d.catalog {
+            let key = format!("models.person_detector.catalog.{name}");
+            if !entry.path.is_file() {
+                c.fail(&format!("{key}.path"), format!("model file `{}` not found", entry.path.display()));
+            }
+            match (entry.format, entry.input_size) {
+                (ModelFormat::Yolo, None) => c.fail(&format!("{key}.input_size"), "required for YOLO models; allowed: 320 or 640 (any multiple of 32 in 32..=2048)"),
+                (ModelFormat::Yolo, Some(n)) if n % 32 != 0 || !(32..=2048).contains(&n) => c.fail(
+                    &format!("{key}.input_size"),
+                    format!("{n} is not allowed; allowed: a multiple of 32 in 32..=2048"),
+                ),
+                _ => {}
+            }
+        }
+        c.range_f64("models.person_detector.confidence", d.confidence, 0.01, 1.0, "");
+        c.range_f64("models.person_detector.max_inference_rate_hz", d.max_inference_rate_hz, 0.1, 30.0, " Hz");
+
+        c.range_u64("rois.small_roi_threshold_px", self.rois.small_roi_threshold_px, 1, 3840 * 2160, " pixels");
+
+        let w = &self.workers.person_detector;
+        if w.command.is_empty() || w.command[0].is_empty() {
+            c.fail("workers.person_detector.command", "must name a program, e.g. [\".venv/bin/python\", \"-m\", \"orion_worker.person_detector\"]");
+        }
+        c.range_u64("workers.person_detector.count", w.count.into(), 1, 16, " processes");
+        c.range_f64("workers.person_detector.startup_timeout_s", w.startup_timeout_s, 1.0, 600.0, " seconds");
+        c.range_f64("workers.person_detector.hang_timeout_floor_s", w.hang_timeout_floor_s, 1.0, 3600.0, " seconds");
+        c.range_u64("workers.person_detector.max_message_bytes", w.max_message_bytes as u64, 1024, 64 * 1024 * 1024, " bytes");
+
+        c.range_f64("framebus.stats_interval_s", self.framebus.stats_interval_s, 1.0, 3600.0, " seconds");
+
+        let m = &self.mqtt;
+        if let Err(e) = BrokerAddr::parse(&m.broker) {
+            c.fail("mqtt.broker", e);
+        }
+        if let Some(id) = &m.client_id {
+            c.topic_segment("mqtt.client_id", id);
+        }
+        c.range_u64("mqtt.keep_alive_s", m.keep_alive_s, 5, 3600, " seconds");
+        c.range_u64("mqtt.max_pending_publishes", m.max_pending_publishes as u64, 1, 10_000, " messages");
+
+        c.range_f64("shutdown_timeout_s", self.shutdown_timeout_s, 1.0, 120.0, " seconds");
+        c.problems
+    }
+}

@@ -1,0 +1,299 @@
+//! Counters, gauges and histograms shared by the components, and their Prometheus
+//! text exposition.
+//!
+//! Components update these with relaxed atomics on their own hot paths; the HTTP
+//! server and the health model only read them. Nothing here allocates per update or
+//! takes a lock on the data path (the worker list lock is taken only when a worker
+//! is registered and when the metrics are rendered).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Flag(AtomicBool);
+
+impl Flag {
+    pub fn set(&self, v: bool) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+pub const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+
+/// A fixed-bucket latency histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS_S.iter().position(|b| s <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn mean(&self) -> Option<Duration> {
+        let n = self.count();
+        (n > 0).then(|| Duration::from_micros(self.sum_us.load(Ordering::Relaxed) / n))
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count();
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = |s: &str| if s.is_empty() { String::new() } else { format!("{{{s}}}") };
+        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
+        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
+    }
+}
+
+/// Everything one worker slot counts. Shared by the frame bus (sent/dropped), the
+/// worker supervisor (the rest) and the result collector (inferences).
+#[derive(Debug)]
+pub struct WorkerMetrics {
+    pub id: String,
+    /// Frames the worker took from its inbox.
+    pub frames_sent: Counter,
+    /// Frames replaced in the inbox by a newer one before the worker took them.
+    pub frames_dropped: Counter,
+    pub inferences: Counter,
+    pub errors: Counter,
+    pub restarts: Counter,
+    pub up: Flag,
+    /// Unix time in milliseconds of the last message from the worker; 0 = never.
+    last_seen_ms: AtomicU64,
+    pub latency: Histogram,
+}
+
+impl WorkerMetrics {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            frames_sent: Counter::default(),
+            frames_dropped: Counter::default(),
+            inferences: Counter::default(),
+            errors: Counter::default(),
+            restarts: Counter::default(),
+            up: Flag::default(),
+            last_seen_ms: AtomicU64::new(0),
+            latency: Histogram::default(),
+        }
+    }
+
+    pub fn touch(&self) {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_seen_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn last_seen_ms(&self) -> u64 {
+        self.last_seen_ms.load(Ordering::Relaxed)
+    }
+
+    /// dropped / (sent + dropped), 0 when nothing was offered.
+    pub fn drop_rate(&self) -> f64 {
+        let sent = self.frames_sent.get();
+        let dropped = self.frames_dropped.get();
+        if sent + dropped == 0 {
+            0.0
+        } else {
+            dropped as f64 / (sent + dropped) as f64
+        }
+    }
+}
+
+/// All metrics of one daemon.
+#[derive(Debug)]
+pub struct Metrics {
+    pub started: Instant,
+    pub running: Flag,
+    pub frames_captured: Counter,
+    pub frame_bytes: Counter,
+    pub frames_warmup: Counter,
+    pub frames_gated: Counter,
+    pub frames_invalid: Counter,
+    pub stream_up: Flag,
+    pub stream_stalled: Flag,
+    pub stream_reconnects: Counter,
+    pub results_dropped: Counter,
+    pub e2e_latency: Histogram,
+    pub mqtt_connected: Flag,
+    pub mqtt_published: Counter,
+    pub mqtt_dropped: Counter,
+    pub mqtt_reconnects: Counter,
+    workers: Mutex<Vec<Arc<WorkerMetrics>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            running: Flag::default(),
+            frames_captured: Counter::default(),
+            frame_bytes: Counter::default(),
+            frames_warmup: Counter::default(),
+            frames_gated: Counter::default(),
+            frames_invalid: Counter::default(),
+            stream_up: Flag::default(),
+            stream_stalled: Flag::default(),
+            stream_reconnects: Counter::default(),
+            results_dropped: Counter::default(),
+            e2e_latency: Histogram::default(),
+            mqtt_connected: Flag::default(),
+            mqtt_published: Counter::default(),
+            mqtt_dropped: Counter::default(),
+            mqtt_reconnects: Counter::default(),
+            workers: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn add_worker(&self, id: &str) -> Arc<WorkerMetrics> {
+        let w = Arc::new(WorkerMetrics::new(id));
+        self.workers
+            .lock()
+            .expect("metrics worker list poisoned")
+            .push(w.clone());
+        w
+    }
+
+    pub fn workers(&self) -> Vec<Arc<WorkerMetrics>> {
+        self.workers
+            .lock()
+            .expect("metrics worker list poisoned")
+            .clone()
+    }
+
+    /// Prometheus text exposition format, version 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let b = |v: bool| u64::from(v);
+        let counters: [(&str, &str, u64); 11] = [
+            ("orion_frames_captured_total", "Frames delivered by the stream.", self.frames_captured.get()),
+            ("orion_frame_bytes_total", "Pixel bytes delivered by the stream.", self.frame_bytes.get()),
+            ("orion_frames_warmup_total", "Frames consumed by the warm-up without inference.", self.frames_warmup.get()),
+            ("orion_frames_gated_total", "Frames skipped by the rate gate.", self.frames_gated.get()),
+            ("orion_frames_invalid_total", "Frames discarded because their buffer did not match the caps.", self.frames_invalid.get()),
+            ("orion_stream_reconnects_total", "Stream (re)connections after a failure.", self.stream_reconnects.get()),
+            ("orion_results_dropped_total", "Worker results dropped because the collector was busy.", self.results_dropped.get()),
+            ("orion_mqtt_published_total", "Messages handed to the MQTT client.", self.mqtt_published.get()),
+            ("orion_mqtt_dropped_total", "Messages dropped because the broker was away or the queue full.", self.mqtt_dropped.get()),
+            ("orion_mqtt_reconnects_total", "MQTT connection failures followed by a retry.", self.mqtt_reconnects.get()),
+            ("orion_e2e_results_total", "Results that reached the emitter.", self.e2e_latency.count()),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
+        let gauges: [(&str, &str, u64); 5] = [
+            ("orion_running", "1 while the daemon runs.", b(self.running.get())),
+            ("orion_stream_up", "1 while the stream delivers frames.", b(self.stream_up.get())),
+            ("orion_stream_stalled", "1 while the stream is connected but silent.", b(self.stream_stalled.get())),
+            ("orion_mqtt_connected", "1 while connected to the broker.", b(self.mqtt_connected.get())),
+            ("orion_uptime_seconds", "Seconds since start.", self.started.elapsed().as_secs()),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP orion_e2e_latency_seconds Capture to hand-off to MQTT.\n# TYPE orion_e2e_latency_seconds histogram"
+        );
+        self.e2e_latency.render(&mut out, "orion_e2e_latency_seconds", "");
+
+        let workers = self.workers();
+        let per_worker: [(&str, &str, &str, fn(&WorkerMetrics) -> f64); 8] = [
+            ("orion_framebus_frames_sent_total", "counter", "Frames a worker took from its inbox.", |w| w.frames_sent.get() as f64),
+            ("orion_framebus_frames_dropped_total", "counter", "Frames replaced in a worker inbox before it took them.", |w| w.frames_dropped.get() as f64),
+            ("orion_framebus_drop_ratio", "gauge", "dropped / (sent + dropped) per worker.", |w| w.drop_rate()),
+            ("orion_worker_inferences_total", "counter", "Results returned by a worker.", |w| w.inferences.get() as f64),
+            ("orion_worker_errors_total", "counter", "Errors reported by or about a worker.", |w| w.errors.get() as f64),
+            ("orion_worker_restarts_total", "counter", "Worker process restarts.", |w| w.restarts.get() as f64),
+            ("orion_worker_up", "gauge", "1 while the worker process is ready.", |w| u64::from(w.up.get()) as f64),
+            ("orion_worker_last_seen_timestamp_seconds", "gauge", "Unix time of the last message from a worker.", |w| w.last_seen_ms() as f64 / 1000.0),
+        ];
+        for (name, kind, help, get) in per_worker {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for w in &workers {
+                let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", w.id, get(w));
+            }
+        }
+        let name = "orion_inference_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} Worker-reported total time per frame.\n# TYPE {name} histogram");
+        for w in &workers {
+            w.latency.render(&mut out, name, &format!("worker=\"{}\"", w.id));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(40));
+        h.observe(Duration::from_secs(9));
+        let mut out = String::new();
+        h.render(&mut out, "x", "");
+        assert!(out.contains("x_bucket{le=\"0.005\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.05\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"5\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count 3\n"), "{out}");
+    }
+
+    #[test]
+    fn drop_rate_is_dropped_over_offered() {
+        let w = WorkerMetrics::new("w");
+        assert_eq!(w.drop_rate(), 0.0);
+        w.frames_sent.add(3);
+        w.frames_dropped.add(1);
+        assert!((w.drop_rate() - 0.25).abs() < 1e-9);
+    }
+}

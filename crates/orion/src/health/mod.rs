@@ -1,0 +1,119 @@
+//! Health: the status model (`healthy` / `degraded` / `unhealthy`), the metrics
+//! every component updates, and the HTTP server that exposes both.
+//!
+//! Owns the read side of the daemon's state for operators. It never changes what the
+//! pipeline does: it only reads [`metrics::Metrics`].
+
+pub mod http;
+pub mod metrics;
+
+use serde::Serialize;
+
+use metrics::Metrics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Running, stream and MQTT connected, every worker up.
+    Healthy,
+    /// Running, but the stream, MQTT or a worker is down.
+    Degraded,
+    /// Not running (starting up or shutting down).
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerReport {
+    pub id: String,
+    pub up: bool,
+    pub frames_processed: u64,
+    pub frames_dropped: u64,
+    pub drop_rate: f64,
+    pub inferences: u64,
+    pub errors: u64,
+    pub restarts: u64,
+    pub avg_latency_ms: Option<f64>,
+    /// Unix time in milliseconds of the last message; absent if never seen.
+    pub last_seen_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthReport {
+    pub status: Status,
+    /// Why the status is not `healthy`.
+    pub reasons: Vec<String>,
+    pub uptime_s: u64,
+    pub stream_connected: bool,
+    pub mqtt_connected: bool,
+    pub workers: Vec<WorkerReport>,
+}
+
+/// Derives the health report from the metrics.
+pub fn report(m: &Metrics) -> HealthReport {
+    let workers: Vec<WorkerReport> = m
+        .workers()
+        .iter()
+        .map(|w| WorkerReport {
+            id: w.id.clone(),
+            up: w.up.get(),
+            frames_processed: w.frames_sent.get(),
+            frames_dropped: w.frames_dropped.get(),
+            drop_rate: w.drop_rate(),
+            inferences: w.inferences.get(),
+            errors: w.errors.get(),
+            restarts: w.restarts.get(),
+            avg_latency_ms: w.latency.mean().map(|d| d.as_secs_f64() * 1e3),
+            last_seen_ms: Some(w.last_seen_ms()).filter(|ms| *ms > 0),
+        })
+        .collect();
+    let mut reasons = Vec::new();
+    let status = if !m.running.get() {
+        reasons.push("not running".to_string());
+        Status::Unhealthy
+    } else {
+        if !m.stream_up.get() {
+            reasons.push("stream down".to_string());
+        }
+        if !m.mqtt_connected.get() {
+            reasons.push("mqtt disconnected".to_string());
+        }
+        for w in workers.iter().filter(|w| !w.up) {
+            reasons.push(format!("worker {} down", w.id));
+        }
+        if reasons.is_empty() {
+            Status::Healthy
+        } else {
+            Status::Degraded
+        }
+    };
+    HealthReport {
+        status,
+        reasons,
+        uptime_s: m.started.elapsed().as_secs(),
+        stream_connected: m.stream_up.get(),
+        mqtt_connected: m.mqtt_connected.get(),
+        workers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_components() {
+        let m = Metrics::default();
+        assert_eq!(report(&m).status, Status::Unhealthy);
+        m.running.set(true);
+        let w = m.add_worker("person_detector-0");
+        m.stream_up.set(true);
+        m.mqtt_connected.set(true);
+        assert_eq!(report(&m).status, Status::Degraded, "worker not up yet");
+        w.up.set(true);
+        assert_eq!(report(&m).status, Status::Healthy);
+        m.mqtt_connected.set(false);
+        let r = report(&m);
+        assert_eq!(r.status, Status::Degraded);
+        assert_eq!(r.reasons, vec!["mqtt disconnected".to_string()]);
+    }
+}

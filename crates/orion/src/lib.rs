@@ -1,0 +1,26 @@
+//! # Orion: an edge video sensor daemon
+//!
+//! Watches a camera, finds people with an ONNX model running in supervised worker
+//! processes, and publishes detections over MQTT.
+//!
+//! ## Layout (the data flow of SPEC §1, one module per stage)
+//! - [`config`]: the YAML schema, defaults, validate-all.
+//! - [`stream`]: GStreamer sources (test, file, RTSP) -> newest-frame slot; warm-up.
+//! - [`attention`]: the rate gate and ROI attention (crop + model size).
+//! - [`framebus`]: non-blocking fan-out to per-worker newest-frame inboxes.
+//! - [`worker`]: worker subprocesses (protocol in the `orion-protocol` crate) and
+//!   their supervisors.
+//! - [`collector`]: fan-in of results, enrichment into inference messages.
+//! - [`mqtt`]: the emitter and the embedded broker.
+//! - [`health`]: status model, metrics, HTTP server.
+//! - [`orchestrator`]: start-up order, the frame consumer, stats, shutdown order.
+
+pub mod attention;
+pub mod collector;
+pub mod config;
+pub mod framebus;
+pub mod health;
+pub mod mqtt;
+pub mod orchestrator;
+pub mod stream;
+pub mod worker;

@@ -1,0 +1,345 @@
+//! The orchestrator: builds the components in the start-up order of SPEC §2.7, runs
+//! the frame consumer and the stats logger, and tears everything down in order.
+//!
+//! Start-up: health HTTP and the embedded broker if configured (so that liveness
+//! answers and subscribers can connect during warm-up) -> stream -> warm-up
+//! -> MQTT -> (control plane) -> workers -> tasks (frame consumer, result collector,
+//! stats logger; the watchdog lives in each worker supervisor).
+//! Shutdown: workers -> stream -> (control plane) -> tasks -> MQTT disconnect ->
+//! health HTTP, all within `shutdown_timeout_s`; whatever misses the deadline is
+//! named in the report.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::attention::{RateGate, RoiAttention};
+use crate::config::{BrokerAddr, Config};
+use crate::framebus::{FrameBus, Job};
+use crate::health::metrics::Metrics;
+use crate::mqtt::emitter::{Emitter, EmitterSettings};
+use crate::stream::{Frame, FrameReceiver, Stream, warmup};
+use crate::worker::{Supervisor, WorkerSpec};
+use crate::{collector, health, mqtt};
+
+/// How long start-up waits for the first MQTT connection before going on degraded.
+const MQTT_CONNECT_WAIT: Duration = Duration::from_secs(5);
+/// Capacity of the worker -> collector channel.
+const RESULT_QUEUE: usize = 64;
+
+/// What a finished run reports.
+#[derive(Debug, Default)]
+pub struct ShutdownReport {
+    /// Components that did not stop before the deadline.
+    pub late: Vec<&'static str>,
+    pub took: Duration,
+}
+
+/// Addresses the daemon actually listens on (useful with port 0 in tests).
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoints {
+    pub health: SocketAddr,
+}
+
+/// Runs the daemon until `shutdown` fires, then shuts down in order.
+/// `on_listening` is told the bound addresses as soon as they are known.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    on_listening: impl FnOnce(Endpoints),
+) -> anyhow::Result<ShutdownReport> {
+    let metrics = Arc::new(Metrics::default());
+
+    let health_cancel = CancellationToken::new();
+    let listener = health::http::bind(config.health.listen).await?;
+    let health_addr = listener.local_addr().context("health listener address")?;
+    tracing::info!(addr = %health_addr, "health HTTP listening");
+    on_listening(Endpoints { health: health_addr });
+    let health_task = tokio::spawn(health::http::serve(listener, metrics.clone(), health_cancel.clone()));
+
+    // The embedded broker is infrastructure like the HTTP server: up first, so
+    // that subscribers can connect while the stream warms up.
+    let broker = config.broker().context("mqtt.broker")?;
+    if broker == BrokerAddr::Embedded {
+        mqtt::broker::start(config.mqtt.embedded_listen)?;
+    }
+
+    // 1. Stream.
+    let stream_cancel = CancellationToken::new();
+    let (stream, mut frames) =
+        Stream::start(&config, metrics.clone(), stream_cancel).context("starting the stream")?;
+
+    // 2. Warm-up.
+    let detector = &config.models.person_detector;
+    let warm = warmup::measure(
+        &mut frames,
+        Duration::from_secs_f64(config.stream.warmup_duration_s),
+        &metrics,
+        &shutdown,
+    )
+    .await;
+    let rate_hz = warmup::effective_rate(detector.max_inference_rate_hz, warm.as_ref());
+    match &warm {
+        Some(w) => tracing::info!(
+            fps_mean = format_args!("{:.2}", w.fps_mean),
+            fps_std = format_args!("{:.2}", w.fps_std),
+            frames = w.frames,
+            configured_hz = detector.max_inference_rate_hz,
+            effective_hz = format_args!("{rate_hz:.2}"),
+            "warm-up done"
+        ),
+        None if !shutdown.is_cancelled() && config.stream.warmup_duration_s > 0.0 => {
+            tracing::warn!(effective_hz = rate_hz, "no frames measured during warm-up; using the configured rate")
+        }
+        None => {}
+    }
+    let (rate_tx, rate_rx) = watch::channel(rate_hz);
+
+    // 3. MQTT.
+    let (host, port) = match broker {
+        BrokerAddr::Embedded => {
+            let a = config.mqtt.embedded_listen;
+            (a.ip().to_string(), a.port())
+        }
+        BrokerAddr::External { host, port } => (host, port),
+    };
+    let mqtt_cancel = CancellationToken::new();
+    let emitter = Emitter::start(
+        &EmitterSettings {
+            client_id: config.client_id(),
+            host,
+            port,
+            keep_alive: Duration::from_secs(config.mqtt.keep_alive_s),
+            max_pending: config.mqtt.max_pending_publishes,
+        },
+        metrics.clone(),
+        mqtt_cancel,
+    );
+    wait_for(&shutdown, MQTT_CONNECT_WAIT, || metrics.mqtt_connected.get()).await;
+    if !metrics.mqtt_connected.get() && !shutdown.is_cancelled() {
+        tracing::warn!("MQTT broker not reachable yet; continuing degraded, results are dropped until it is");
+    }
+
+    // 4. Control plane: arrives with the command handler.
+
+    // 5. Workers.
+    let bus = FrameBus::new();
+    let (results_tx, results_rx) = mpsc::channel(RESULT_QUEUE);
+    let workers_cancel = CancellationToken::new();
+    let workers = TaskTracker::new();
+    let wcfg = &config.workers.person_detector;
+    let model = detector
+        .active_model()
+        .context("models.person_detector.size names no catalog entry")?;
+    let mut args: Vec<String> = wcfg.command[1..].to_vec();
+    args.extend([
+        "--model".into(),
+        model.path.to_string_lossy().into_owned(),
+        "--model-name".into(),
+        detector.size.clone(),
+        "--model-format".into(),
+        format!("{:?}", model.format).to_lowercase(),
+        "--confidence".into(),
+        detector.confidence.to_string(),
+    ]);
+    if let Some(size) = model.input_size {
+        args.extend(["--input-size".into(), size.to_string()]);
+    }
+    for i in 0..wcfg.count {
+        let id = format!("person_detector-{i}");
+        let wm = metrics.add_worker(&id);
+        let sup = Supervisor {
+            spec: WorkerSpec {
+                id: id.clone(),
+                program: wcfg.command[0].clone(),
+                args: args.clone(),
+                startup_timeout: Duration::from_secs_f64(wcfg.startup_timeout_s),
+                hang_timeout_floor: Duration::from_secs_f64(wcfg.hang_timeout_floor_s),
+                max_message_bytes: wcfg.max_message_bytes,
+                instance_id: config.instance_id.clone(),
+                room_id: config.room_id.clone(),
+            },
+            inbox: bus.register(wm.clone()),
+            results: results_tx.clone(),
+            metrics: wm,
+            rate_hz: rate_rx.clone(),
+        };
+        workers.spawn(sup.run(workers_cancel.clone()).instrument(tracing::info_span!("worker", id = %id)));
+    }
+    drop(results_tx);
+    workers.close();
+
+    // 6. Tasks.
+    let tasks_cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(
+        FrameConsumer {
+            gate: RateGate::new(rate_hz),
+            roi: RoiAttention::new(config.stream.width, config.stream.height, config.rois.small_roi_threshold_px),
+            bus: bus.clone(),
+            metrics: metrics.clone(),
+            width: config.stream.width,
+            height: config.stream.height,
+            instance_id: config.instance_id.clone(),
+            rate_hz: rate_rx.clone(),
+        }
+        .run(frames, tasks_cancel.clone())
+        .instrument(tracing::info_span!("frame_consumer")),
+    );
+    tasks.spawn(
+        collector::Collector {
+            instance_id: config.instance_id.clone(),
+            room_id: config.room_id.clone(),
+            metrics: metrics.clone(),
+            emitter: emitter.handle.clone(),
+        }
+        .run(results_rx, tasks_cancel.clone()),
+    );
+    tasks.spawn(stats_logger(
+        metrics.clone(),
+        Duration::from_secs_f64(config.framebus.stats_interval_s),
+        tasks_cancel.clone(),
+    ));
+    tasks.close();
+
+    metrics.running.set(true);
+    tracing::info!(instance_id = %config.instance_id, "orion running");
+    shutdown.cancelled().await;
+
+    // Ordered shutdown.
+    metrics.running.set(false);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(config.shutdown_timeout_s);
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let mut report = ShutdownReport::default();
+    tracing::info!(timeout_s = config.shutdown_timeout_s, "shutting down");
+
+    workers_cancel.cancel();
+    if tokio::time::timeout(left(), workers.wait()).await.is_err() {
+        report.late.push("workers");
+    }
+    if !stream.stop(left()).await {
+        report.late.push("stream");
+    }
+    tasks_cancel.cancel();
+    if tokio::time::timeout(left(), tasks.wait()).await.is_err() {
+        report.late.push("tasks");
+    }
+    drop(rate_tx);
+    if !emitter.disconnect(left().min(Duration::from_secs(2))).await {
+        tracing::debug!("MQTT disconnect was not acknowledged");
+    }
+    health_cancel.cancel();
+    if tokio::time::timeout(left(), health_task).await.is_err() {
+        report.late.push("health http");
+    }
+    report.took = started.elapsed();
+    Ok(report)
+}
+
+/// Waits until `ready()` or `timeout` or `cancel`, checking every 50 ms.
+async fn wait_for(cancel: &CancellationToken, timeout: Duration, ready: impl Fn() -> bool) {
+    let until = Instant::now() + timeout;
+    while !ready() && Instant::now() < until && !cancel.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads the newest-frame slot, gates by rate, maps accepted frames, picks the crop,
+/// and publishes on the frame bus. Never waits for a worker.
+struct FrameConsumer {
+    gate: RateGate,
+    roi: RoiAttention,
+    bus: FrameBus,
+    metrics: Arc<Metrics>,
+    width: u32,
+    height: u32,
+    instance_id: String,
+    rate_hz: watch::Receiver<f64>,
+}
+
+impl FrameConsumer {
+    async fn run(mut self, mut frames: FrameReceiver, cancel: CancellationToken) {
+        let mut last_seq = frames.borrow().as_ref().map_or(0, |f| f.seq);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                changed = frames.changed() => if changed.is_err() { break },
+            }
+            // Cloning the slot's content copies a buffer reference, not pixels.
+            let Some(captured) = frames.borrow_and_update().clone() else {
+                continue;
+            };
+            if self.rate_hz.has_changed().unwrap_or(false) {
+                let hz = *self.rate_hz.borrow_and_update();
+                self.gate.set_rate(hz);
+            }
+            // Frames replaced in the slot before this task saw them were skipped
+            // by the same rule as gated ones: not due for inference.
+            let skipped = captured.seq.saturating_sub(last_seq + 1);
+            last_seq = captured.seq;
+            if !self.gate.accept(captured.captured_instant) {
+                self.metrics.frames_gated.add(skipped + 1);
+                continue;
+            }
+            self.metrics.frames_gated.add(skipped);
+            let frame = match Frame::map(captured, self.width, self.height) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.metrics.frames_invalid.inc();
+                    tracing::warn!(error = %e, "frame discarded");
+                    continue;
+                }
+            };
+            let job = Job {
+                trace_id: format!("{}-{}", self.instance_id, frame.seq),
+                roi: self.roi.process(),
+                frame,
+            };
+            self.bus.publish(Arc::new(job));
+        }
+        tracing::info!("frame consumer stopped");
+    }
+}
+
+/// Logs stream, frame bus and MQTT counters every `interval`.
+async fn stats_logger(metrics: Arc<Metrics>, interval: Duration, cancel: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    let mut last_frames = metrics.frames_captured.get();
+    let mut last_at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let frames = metrics.frames_captured.get();
+        let fps = (frames - last_frames) as f64 / last_at.elapsed().as_secs_f64();
+        (last_frames, last_at) = (frames, Instant::now());
+        tracing::info!(
+            frames,
+            fps = format_args!("{fps:.1}"),
+            gated = metrics.frames_gated.get(),
+            published = metrics.mqtt_published.get(),
+            mqtt_dropped = metrics.mqtt_dropped.get(),
+            "stream stats"
+        );
+        for w in metrics.workers() {
+            tracing::info!(
+                worker = %w.id,
+                sent = w.frames_sent.get(),
+                dropped = w.frames_dropped.get(),
+                drop_rate = format_args!("{:.3}", w.drop_rate()),
+                inferences = w.inferences.get(),
+                avg_ms = format_args!("{:.1}", w.latency.mean().map_or(0.0, |d| d.as_secs_f64() * 1e3)),
+                "frame bus stats"
+            );
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Pipeline construction and the supervisor loop that runs it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::CapturedFrame;
+use crate::config::{Config, SourceKind, redact_url};
+use crate::health::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("cannot initialize GStreamer: {0}")]
+    Init(String),
+    #[error("cannot build the {source_kind} pipeline: {message}")]
+    Build {
+        source_kind: &'static str,
+        message: String,
+    },
+    #[error("pipeline error from {element}: {message} ({debug})")]
+    Pipeline {
+        element: String,
+        message: String,
+        debug: String,
+    },
+}
+
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+const BUS_POLL: Duration = Duration::from_millis(100);
+
+/// What the supervisor needs to build pipelines, kept apart from runtime state.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: SourceKind,
+    pub path: Option<PathBuf>,
+    pub rtsp_url: Option<String>,
+    pub realtime: bool,
+    pub test_pattern: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            source: c.camera.source,
+            path: c.camera.path.clone(),
+            rtsp_url: c.camera.rtsp_url.clone(),
+            realtime: c.camera.realtime,
+            test_pattern: c.camera.test_pattern.clone(),
+            width: c.stream.width,
+            height: c.stream.height,
+            fps: c.stream.fps,
+        }
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.source {
+            SourceKind::Test => "test",
+            SourceKind::File => "file",
+            SourceKind::Rtsp => "rtsp",
+        }
+    }
+
+    /// A description safe for logs (credentials redacted).
+    pub fn describe(&self) -> String {
+        match self.source {
+            SourceKind::Test => format!("test source `{}`", self.test_pattern),
+            SourceKind::File => format!(
+                "file {}",
+                self.path.as_deref().unwrap_or_else(|| "?".as_ref()).display()
+            ),
+            SourceKind::Rtsp => format!(
+                "rtsp {}",
+                redact_url(self.rtsp_url.as_deref().unwrap_or("?"))
+            ),
+        }
+    }
+}
+
+fn build_err(settings: &Settings, message: impl std::fmt::Display) -> StreamError {
+    StreamError::Build {
+        source_kind: settings.kind_name(),
+        message: message.to_string(),
+    }
+}
+
+fn make(settings: &Settings, factory: &str) -> Result<gst::Element, StreamError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| build_err(settings, format!("GStreamer element `{factory}` is missing (install its plugin package)")))
+}
+
+/// Builds the pipeline up to (not including) the appsink; returns the pipeline and
+/// the element the appsink must be linked after.
+fn build(settings: &Settings) -> Result<(gst::Pipeline, gst_app::AppSink), StreamError> {
+    let pipeline = gst::Pipeline::with_name("orion-stream");
+    let caps = gst_video::VideoCapsBuilder::new()
+        .format(gst_video::VideoFormat::Rgb)
+        .width(settings.width as i32)
+        .height(settings.height as i32)
+        .pixel_aspect_ratio(gst::Fraction::new(1, 1))
+        .build();
+    let sync = match settings.source {
+        SourceKind::File => settings.realtime,
+        // Live sources are paced by the camera / test clock already.
+        _ => false,
+    };
+    let appsink = gst_app::AppSink::builder()
+        .name("sink")
+        .caps(&caps)
+        .max_buffers(1)
+        .drop(true)
+        .sync(sync)
+        .build();
+    let convert = make(settings, "videoconvert")?;
+    let scale = make(settings, "videoscale")?;
+    let capsfilter = make(settings, "capsfilter")?;
+    capsfilter.set_property("caps", &caps);
+    let tail = [&convert, &scale, &capsfilter, appsink.upcast_ref()];
+
+    match settings.source {
+        SourceKind::Test => {
+            let src = make(settings, "videotestsrc")?;
+            src.set_property("is-live", true);
+            src.set_property_from_str("pattern", &settings.test_pattern);
+            let rate = make(settings, "capsfilter")?;
+            rate.set_property(
+                "caps",
+                gst_video::VideoCapsBuilder::new()
+                    .framerate(gst::Fraction::new(settings.fps as i32, 1))
+                    .width(settings.width as i32)
+                    .height(settings.height as i32)
+                    .build(),
+            );
+            pipeline
+                .add_many([&src, &rate])
+                .and_then(|_| pipeline.add_many(tail))
+                .map_err(|e| build_err(settings, e))?;
+            gst::Element::link_many([&src, &rate])
+                .and_then(|_| gst::Element::link_many([&rate, &convert]))
+                .and_then(|_| gst::Element::link_many(tail))
+                .map_err(|e| build_err(settings, e))?;
+        }
+        SourceKind::File | SourceKind::Rtsp => {
+            let src = if settings.source == SourceKind::File {
+                let src = make(settings, "filesrc")?;
+                let path = settings
+                    .path
+                    .as_ref()
+                    .ok_or_else(|| build_err(settings, "camera.path is not set"))?;
+                src.set_property("location", path.to_string_lossy().as_ref());
+                src
+            } else {
+                let src = make(settings, "rtspsrc")?;
+                let url = settings
+                    .rtsp_url
+                    .as_ref()
+                    .ok_or_else(|| build_err(settings, "camera.rtsp_url is not set"))?;
+                src.set_property("location", url);
+                src.set_property_from_str("protocols", "tcp");
+                src
+            };
+            let decode = make(settings, if settings.source == SourceKind::File { "decodebin" } else { "decodebin" })?;
+            pipeline
+                .add_many([&src, &decode])
+                .and_then(|_| pipeline.add_many(tail))
+                .map_err(|e| build_err(settings, e))?;
+            gst::Element::link_many(tail).map_err(|e| build_err(settings, e))?;
+            if settings.source == SourceKind::File {
+                src.link(&decode).map_err(|e| build_err(settings, e))?;
+            } else {
+                let decode_weak = decode.downgrade();
+                src.connect_pad_added(move |_, pad| {
+                    if let Some(decode) = decode_weak.upgrade()
+                        && let Some(sink) = decode.static_pad("sink")
+                        && !sink.is_linked()
+                    {
+                        let _ = pad.link(&sink);
+                    }
+                });
+            }
+            // decodebin exposes its pads once it knows the stream: link the first
+            // video pad, ignore audio and others.
+            let convert_weak = convert.downgrade();
+            decode.connect_pad_added(move |_, pad| {
+                let is_video = pad
+                    .current_caps()
+                    .or_else(|| Some(pad.query_caps(None)))
+                    .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                    .unwrap_or(false);
+                if !is_video {
+                    return;
+                }
+                if let Some(convert) = convert_weak.upgrade()
+                    && let Some(sink) = convert.static_pad("sink")
+                    && !sink.is_linked()
+                    && let Err(e) = pad.link(&sink)
+                {
+                    tracing::error!(error = ?e, "cannot link decoded video");
+                }
+            });
+        }
+    }
+    Ok((pipeline, appsink))
+}
+
+/// Builds (and drops) a pipeline to surface missing plugins and files at start.
+pub fn check(settings: &Settings) -> Result<(), StreamError> {
+    if settings.source == SourceKind::File
+        && let Some(p) = &settings.path
+        && !p.is_file()
+    {
+        return Err(build_err(settings, format!("video file `{}` not found", p.display())));
+    }
+    let (pipeline, _) = build(settings)?;
+    let _ = pipeline.set_state(gst::State::Null);
+    Ok(())
+}
+
+fn install_sink_callback(
+    appsink: &gst_app::AppSink,
+    tx: watch::Sender<Option<CapturedFrame>>,
+    metrics: Arc<Metrics>,
+) {
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                // Runs on the streaming thread: no blocking, no copy.
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer_owned() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                metrics.frames_captured.inc();
+                metrics.frame_bytes.add(buffer.size() as u64);
+                metrics.stream_up.set(true);
+                let seq = metrics.frames_captured.get();
+                tx.send_replace(Some(CapturedFrame {
+                    seq,
+                    buffer,
+                    captured_at: SystemTime::now(),
+                    captured_instant: Instant::now(),
+                }));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+enum RunEnd {
+    Cancelled,
+    Failed(StreamError),
+}
+
+/// Runs one pipeline until an error or cancellation. A file source loops on EOS.
+fn run_once(
+    settings: &Settings,
+    tx: &watch::Sender<Option<CapturedFrame>>,
+    metrics: &Arc<Metrics>,
+    cancel: &CancellationToken,
+) -> RunEnd {
+    let (pipeline, appsink) = match build(settings) {
+        Ok(p) => p,
+        Err(e) => return RunEnd::Failed(e),
+    };
+    install_sink_callback(&appsink, tx.clone(), metrics.clone());
+    let end = (|| {
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            return RunEnd::Failed(build_err(settings, format!("cannot start: {e}")));
+        }
+        let Some(bus) = pipeline.bus() else {
+            return RunEnd::Failed(build_err(settings, "pipeline has no bus"));
+        };
+        while !cancel.is_cancelled() {
+            let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(BUS_POLL.as_nanos() as u64)) else {
+                continue;
+            };
+            match msg.view() {
+                gst::MessageView::Eos(_) if settings.source == SourceKind::File => {
+                    tracing::debug!("end of file, looping");
+                    if let Err(e) = pipeline.seek_simple(
+                        gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+                        gst::ClockTime::ZERO,
+                    ) {
+                        return RunEnd::Failed(build_err(settings, format!("cannot loop file: {e}")));
+                    }
+                }
+                gst::MessageView::Eos(_) => {
+                    return RunEnd::Failed(StreamError::Pipeline {
+                        element: "source".into(),
+                        message: "end of stream".into(),
+                        debug: String::new(),
+                    });
+                }
+                gst::MessageView::Error(err) => {
+                    return RunEnd::Failed(StreamError::Pipeline {
+                        element: err
+                            .src()
+                            .map(|s| s.path_string().to_string())
+                            .unwrap_or_else(|| "?".into()),
+                        message: err.error().to_string(),
+                        debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        RunEnd::Cancelled
+    })();
+    let _ = pipeline.set_state(gst::State::Null);
+    end
+}
+
+/// The stream supervisor: runs the pipeline, rebuilds it after failures with
+/// exponential backoff (1 s doubling to 30 s, reset after a run that delivered
+/// frames), until `cancel`.
+pub fn supervise(
+    settings: Settings,
+    tx: watch::Sender<Option<CapturedFrame>>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    let span = tracing::info_span!("stream", source = %settings.describe());
+    let _enter = span.enter();
+    let mut backoff = BACKOFF_START;
+    let mut attempt: u64 = 0;
+    loop {
+        if attempt > 0 {
+            metrics.stream_reconnects.inc();
+        }
+        attempt += 1;
+        tracing::info!(attempt, "starting pipeline");
+        let frames_before = metrics.frames_captured.get();
+        let end = run_once(&settings, &tx, &metrics, &cancel);
+        metrics.stream_up.set(false);
+        match end {
+            RunEnd::Cancelled => break,
+            RunEnd::Failed(e) => {
+                if metrics.frames_captured.get() > frames_before {
+                    backoff = BACKOFF_START;
+                }
+                tracing::warn!(error = %e, retry_in_s = backoff.as_secs_f64(), "stream failed");
+            }
+        }
+        // Sleep in small steps so that cancellation is seen promptly.
+        let until = Instant::now() + backoff;
+        while Instant::now() < until && !cancel.is_cancelled() {
+            std::thread::sleep(BUS_POLL);
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
+        backoff = (backoff * 2).min(BACKOFF_CAP);
+    }
+    tracing::info!("stream stopped");
+}

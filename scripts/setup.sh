@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Sets Orion up on a fresh Debian 12 machine, run as root from anywhere:
+#   - apt: GStreamer (dev + plugins base/good/bad/ugly/libav), gst-rtsp-server dev,
+#     mosquitto + clients, Python venv support;
+#   - the Python venv .venv with the worker package and its test dependencies;
+#   - a check of the shipped model;
+#   - the release binaries (target/release/oriond).
+# Idempotent: a second run changes nothing. Quiet on success, the failing step's
+# output on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "setup: $*" >&2; }
+step() {
+    local what=$1
+    shift
+    local out
+    if ! out=$("$@" 2>&1); then
+        printf '%s\n' "$out" | tail -n 60 >&2
+        say "FAILED: $what"
+        exit 1
+    fi
+}
+
+APT_PACKAGES=(
+    pkg-config
+    libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+    libgstrtspserver-1.0-dev
+    mosquitto mosquitto-clients
+    python3 python3-venv python3-pip
+    curl
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || { say "these packages are missing and installing them needs root: ${missing[*]}"; exit 1; }
+    step "apt-get update" apt-get update -q
+    step "apt-get install ${missing[*]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+command -v cargo >/dev/null || { say "cargo not found: install the Rust toolchain (rustup) first"; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+    step "create the Python venv" python3 -m venv .venv
+fi
+if ! .venv/bin/python -c 'import orion_worker, onnxruntime, numpy, msgpack, pytest, PIL, onnx' 2>/dev/null; then
+    step "upgrade pip" .venv/bin/pip install -q --upgrade pip
+    step "install the Python worker" .venv/bin/pip install -q -e 'workers/python[test]'
+fi
+
+step "check the shipped model (models/SHA256SUMS)" bash -c "cd models && sha256sum --quiet -c SHA256SUMS"
+
+step "build the release binaries" cargo build --release --workspace --locked -q
+say "OK (run: ./target/release/oriond --config config/orion.yaml)"

@@ -1,0 +1,132 @@
+"""The worker serve loop: everything a worker needs besides its model.
+
+A worker subclasses `Worker` (or provides the same methods) and calls `serve`.
+`serve` sends `ready`, then answers each `frame` with a `result` (or an `error`
+naming the frame), each `command` with a `command_result`, and returns at end of
+input (the daemon closing stdin is the request to stop).
+
+Stdout carries the protocol only: `serve` moves the protocol to a private copy of
+file descriptor 1 and points fd 1 at stderr, so a stray print() or a native
+library's output cannot corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any, BinaryIO, Optional
+
+import numpy as np
+
+from . import protocol
+from .geometry import Crop
+
+log = logging.getLogger("orion_worker")
+
+
+class FrameError(ValueError):
+    """A frame that cannot be processed (answered with an `error`, worker goes on)."""
+
+
+class Worker:
+    inference_type: str = "unknown"
+
+    def model_info(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def process(self, image: np.ndarray, crop: Crop, frame: dict[str, Any]) -> dict[str, Any]:
+        """Returns a `result` message for one frame (see `protocol.result`)."""
+        raise NotImplementedError
+
+    def command(self, name: str, params: dict[str, str]) -> tuple[bool, str]:
+        return False, f"unknown command `{name}`"
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log lines on stderr with the level prefixes the daemon maps to its levels."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def frame_image(frame: dict[str, Any]) -> np.ndarray:
+    """The frame's pixels as an HxWx3 uint8 array (no copy), validated."""
+    fmt = frame.get("format")
+    if fmt != "rgb24":
+        raise FrameError(f"unsupported pixel format `{fmt}`; supported: rgb24")
+    width, height, data = frame.get("width"), frame.get("height"), frame.get("data")
+    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+        raise FrameError(f"invalid frame size {width!r}x{height!r}")
+    if not isinstance(data, (bytes, bytearray)):
+        raise FrameError("frame data is not binary")
+    expected = width * height * 3
+    if len(data) != expected:
+        raise FrameError(f"frame has {len(data)} bytes, expected {expected}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+
+
+def protocol_stdout() -> BinaryIO:
+    """A private binary stream on the original stdout; fd 1 then points at stderr."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
+def serve(worker: Worker, stdin: Optional[BinaryIO] = None, stdout: Optional[BinaryIO] = None) -> int:
+    stdin = stdin if stdin is not None else sys.stdin.buffer
+    stdout = stdout if stdout is not None else protocol_stdout()
+    protocol.write_message(stdout, protocol.ready(worker.inference_type, worker.model_info(), os.getpid()))
+    while True:
+        try:
+            msg = protocol.read_message(stdin)
+        except protocol.ProtocolError as e:
+            log.error("cannot read from the daemon: %s", e)
+            protocol.write_message(stdout, protocol.error(str(e), fatal=True))
+            return 1
+        if msg is None:
+            log.info("input closed; exiting")
+            return 0
+        kind = msg["type"]
+        if kind == "frame":
+            protocol.write_message(stdout, _handle_frame(worker, msg))
+        elif kind == "command":
+            protocol.write_message(stdout, _handle_command(worker, msg))
+        else:
+            protocol.write_message(stdout, protocol.error(f"unknown message type `{kind}`"))
+
+
+def _handle_frame(worker: Worker, frame: dict[str, Any]) -> dict[str, Any]:
+    seq = frame.get("seq") if isinstance(frame.get("seq"), int) else None
+    try:
+        image = frame_image(frame)
+        meta = frame.get("meta") or {}
+        crop = Crop.from_roi(meta.get("roi_processing"), image.shape[1], image.shape[0])
+        return worker.process(image, crop, frame)
+    except FrameError as e:
+        log.warning("frame %s rejected: %s", seq, e)
+        return protocol.error(str(e), frame_seq=seq)
+    except Exception as e:  # a model failure must not kill the worker
+        log.exception("frame %s failed", seq)
+        return protocol.error(f"inference failed: {e}", frame_seq=seq)
+
+
+def _handle_command(worker: Worker, msg: dict[str, Any]) -> dict[str, Any]:
+    command_id = msg.get("id") if isinstance(msg.get("id"), int) else 0
+    name = msg.get("name")
+    params = msg.get("params") or {}
+    if not isinstance(name, str) or not isinstance(params, dict):
+        return protocol.command_result(command_id, False, "command needs a string `name` and a map `params`")
+    started = time.perf_counter()
+    try:
+        ok, message = worker.command(name, params)
+    except Exception as e:
+        log.exception("command %s failed", name)
+        ok, message = False, f"command `{name}` failed: {e}"
+    log.info("command %s -> %s in %.0f ms: %s", name, "ok" if ok else "failed", (time.perf_counter() - started) * 1e3, message)
+    return protocol.command_result(command_id, ok, message)

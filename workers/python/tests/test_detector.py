@@ -1,0 +1,63 @@
+"""The shipped person detector on real images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orion_worker.geometry import Crop
+from orion_worker.person_detector import PersonDetector
+
+from conftest import load_rgb
+
+
+@pytest.mark.parametrize("name", ["astronaut.png", "camera.png"])
+def test_finds_the_person(ssd, name):
+    image = load_rgb(name)
+    boxes, scores, timing = PersonDetector(ssd, confidence=0.5).detect(image, Crop(0, 0, image.shape[1], image.shape[0]))
+    assert len(scores) >= 1, f"no person found in {name}"
+    assert scores.max() >= 0.5
+    best = boxes[scores.argmax()]
+    h, w = image.shape[:2]
+    # A real person box: inside the image and a sizeable part of it.
+    assert 0 <= best[0] < best[2] <= w and 0 <= best[1] < best[3] <= h
+    assert (best[2] - best[0]) * (best[3] - best[1]) > 0.2 * w * h
+    assert timing["total_ms"] >= timing["inference_ms"] > 0
+
+
+@pytest.mark.parametrize("name", ["chelsea.png", "coffee.png", "rocket.jpg"])
+def test_finds_no_person(ssd, name):
+    image = load_rgb(name)
+    boxes, scores, _ = PersonDetector(ssd, confidence=0.5).detect(image, Crop(0, 0, image.shape[1], image.shape[0]))
+    assert len(scores) == 0, f"false person in {name}: {scores}"
+
+
+def test_crop_maps_boxes_back_to_full_frame(ssd):
+    """The astronaut pasted at an offset into a larger frame, processed through a
+    crop around it: the box must land on the astronaut in full-frame pixels."""
+    person = load_rgb("astronaut.png")  # 512x512
+    frame = np.full((720, 1280, 3), 40, dtype=np.uint8)
+    ox, oy = 600, 150
+    frame[oy : oy + 512, ox : ox + 512] = person
+    direct, _, _ = PersonDetector(ssd, 0.5).detect(person, Crop(0, 0, 512, 512))
+    crop = Crop(ox - 40, oy - 30, 512 + 80, 512 + 60)
+    boxes, scores, _ = PersonDetector(ssd, 0.5).detect(frame, crop)
+    assert len(scores) >= 1
+    best = boxes[scores.argmax()]
+    expected = direct[0] + np.array([ox, oy, ox, oy])
+    # Same object, shifted by the paste offset (a few pixels of model jitter
+    # from the different context).
+    assert np.abs(best - expected).max() < 40, (best, expected)
+    assert best[0] >= crop.x and best[2] <= crop.x + crop.width
+
+
+def test_result_message_fields(ssd):
+    image = load_rgb("astronaut.png")
+    frame = {"seq": 9, "meta": {"trace_id": "t-9"}}
+    msg = PersonDetector(ssd, 0.5).process(image, Crop(0, 0, 512, 512), frame)
+    assert msg["type"] == "result" and msg["frame_seq"] == 9 and msg["trace_id"] == "t-9"
+    assert msg["person_count"] == len(msg["detections"]) >= 1
+    assert msg["detections"][0]["class"] == "person"
+    roi = msg["suggested_roi"]
+    assert roi is not None and 0 <= roi["x"] and roi["x"] + roi["width"] <= 1.0 + 1e-9
+    assert msg["model"] == {"name": "ssdlite", "input_size": 300}

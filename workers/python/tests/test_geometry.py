@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import numpy as np
+
+from orion_worker.geometry import Crop, crop_to_frame, nms, resize_bilinear, suggested_roi
+
+
+def test_crop_from_roi_is_clamped_to_the_frame():
+    roi = {"crop": {"x": 600, "y": -5, "width": 100, "height": 1000}}
+    assert Crop.from_roi(roi, 640, 480) == Crop(600, 0, 40, 480)
+    assert Crop.from_roi(None, 640, 480) == Crop(0, 0, 640, 480)
+
+
+def test_crop_to_frame_shifts_and_clips():
+    boxes = np.array([[10.0, 20.0, 50.0, 60.0], [-5.0, 0.0, 500.0, 30.0]])
+    out = crop_to_frame(boxes, Crop(100, 200, 300, 100))
+    assert out.tolist() == [[110.0, 220.0, 150.0, 260.0], [100.0, 200.0, 400.0, 230.0]]
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=float)
+    scores = np.array([0.8, 0.9, 0.7])
+    assert nms(boxes, scores, 0.45).tolist() == [1, 2]
+
+
+def test_suggested_roi_merges_and_expands():
+    boxes = np.array([[100.0, 100.0, 200.0, 200.0], [300.0, 150.0, 400.0, 300.0]])
+    roi = suggested_roi(boxes, 1000, 1000)
+    # union 100..400 x 100..300, grown by 15 % (7.5 % per side)
+    assert np.allclose([roi["x"], roi["y"], roi["width"], roi["height"]], [0.0775, 0.085, 0.345, 0.23])
+    assert suggested_roi(np.zeros((0, 4)), 10, 10) is None
+
+
+def test_resize_bilinear_keeps_flat_images_flat_and_shapes_right():
+    img = np.full((40, 60, 3), 77, dtype=np.uint8)
+    out = resize_bilinear(img, 300, 300)
+    assert out.shape == (300, 300, 3) and (out == 77).all()
