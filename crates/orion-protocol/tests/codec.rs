@@ -59,7 +59,10 @@ fn rejects_oversized_length_before_the_body_arrives() {
         }
         other => panic!("expected TooLong, got {other:?}"),
     }
-    assert!(reader.buffered() < 16, "nothing beyond the pushed bytes is held");
+    assert!(
+        reader.buffered() < 16,
+        "nothing beyond the pushed bytes is held"
+    );
 }
 
 #[test]
@@ -71,8 +74,16 @@ fn rejects_zero_length() {
 
 #[test]
 fn garbage_body_is_a_decode_error_not_a_panic() {
-    for body in [&b"\xc1"[..], b"\x81\xa4type\xa5bogus", b"\x93\x01\x02\x03", b"\xff\xff\xff"] {
-        assert!(matches!(decode_from_worker(body), Err(CodecError::Decode(_))), "{body:?}");
+    for body in [
+        &b"\xc1"[..],
+        b"\x81\xa4type\xa5bogus",
+        b"\x93\x01\x02\x03",
+        b"\xff\xff\xff",
+    ] {
+        assert!(
+            matches!(decode_from_worker(body), Err(CodecError::Decode(_))),
+            "{body:?}"
+        );
     }
 }
 

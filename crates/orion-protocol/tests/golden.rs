@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use orion_protocol::{decode_from_worker, decode_to_worker, encode, golden};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 fn check(name: &str, encoded: &[u8]) {
@@ -15,9 +17,17 @@ fn check(name: &str, encoded: &[u8]) {
     if std::env::var_os("ORION_BLESS_FIXTURES").is_some() {
         std::fs::write(&path, encoded).expect("write fixture");
     }
-    let expected = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e} (bless with ORION_BLESS_FIXTURES=1)", path.display()));
-    assert_eq!(encoded, expected.as_slice(), "encoding of {name} differs from its fixture");
+    let expected = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "read {}: {e} (bless with ORION_BLESS_FIXTURES=1)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        encoded,
+        expected.as_slice(),
+        "encoding of {name} differs from its fixture"
+    );
 }
 
 #[test]

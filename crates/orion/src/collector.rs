@@ -100,7 +100,11 @@ impl Collector {
             }
         };
         self.metrics.e2e_latency.observe(e2e);
-        let topic = format!("care/inferences/{}/{}", self.instance_id, topic_segment(&r.inference_type));
+        let topic = format!(
+            "care/inferences/{}/{}",
+            self.instance_id,
+            topic_segment(&r.inference_type)
+        );
         self.emitter.publish(topic, payload);
     }
 }
@@ -109,10 +113,20 @@ impl Collector {
 fn topic_segment(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c == '/' || c == '+' || c == '#' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == '/' || c == '+' || c == '#' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .take(64)
         .collect();
-    if cleaned.is_empty() { "unknown".into() } else { cleaned }
+    if cleaned.is_empty() {
+        "unknown".into()
+    } else {
+        cleaned
+    }
 }
 
 #[cfg(test)]

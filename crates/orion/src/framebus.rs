@@ -77,7 +77,10 @@ impl FrameBus {
 
     /// Number of registered inboxes.
     pub fn len(&self) -> usize {
-        self.slots.lock().expect("frame bus slot list poisoned").len()
+        self.slots
+            .lock()
+            .expect("frame bus slot list poisoned")
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,7 +91,12 @@ impl FrameBus {
 impl Inbox {
     /// Takes the newest frame if there is one.
     pub fn try_take(&self) -> Option<Arc<Job>> {
-        let job = self.slot.job.lock().expect("frame bus slot poisoned").take();
+        let job = self
+            .slot
+            .job
+            .lock()
+            .expect("frame bus slot poisoned")
+            .take();
         if job.is_some() {
             self.slot.metrics.frames_sent.inc();
         }
@@ -107,8 +115,128 @@ impl Inbox {
 
     /// Forgets a pending frame (e.g. while its worker restarts), counting it dropped.
     pub fn discard(&self) {
-        if self.slot.job.lock().expect("frame bus slot poisoned").take().is_some() {
+        if self
+            .slot
+            .job
+            .lock()
+            .expect("frame bus slot poisoned")
+            .take()
+            .is_some()
+        {
             self.slot.metrics.frames_dropped.inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant, SystemTime};
+
+    use gstreamer as gst;
+
+    use super::*;
+    use crate::attention::RoiAttention;
+    use crate::stream::CapturedFrame;
+
+    fn job(seq: u64) -> Arc<Job> {
+        gst::init().expect("gstreamer init");
+        let buffer = gst::Buffer::from_slice(vec![0u8; 8 * 4 * 3]);
+        let frame = Frame::map(
+            CapturedFrame {
+                seq,
+                buffer,
+                captured_at: SystemTime::now(),
+                captured_instant: Instant::now(),
+            },
+            8,
+            4,
+        )
+        .expect("frame maps");
+        Arc::new(Job {
+            frame,
+            roi: RoiAttention::new(8, 4, 100).process(),
+            trace_id: format!("t-{seq}"),
+        })
+    }
+
+    fn worker(bus: &FrameBus, id: &str) -> (Inbox, Arc<WorkerMetrics>) {
+        let m = Arc::new(WorkerMetrics::new(id));
+        (bus.register(m.clone()), m)
+    }
+
+    #[test]
+    fn newest_frame_wins_and_replaced_frames_count_as_dropped() {
+        let bus = FrameBus::new();
+        let (inbox, m) = worker(&bus, "w0");
+        for seq in 1..=3 {
+            bus.publish(job(seq));
+        }
+        let got = inbox.try_take().expect("a frame is waiting");
+        assert_eq!(got.frame.seq, 3, "the newest frame is delivered");
+        assert!(inbox.try_take().is_none(), "only one frame is held");
+        assert_eq!((m.frames_sent.get(), m.frames_dropped.get()), (1, 2));
+        assert!((m.drop_rate() - 2.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fan_out_shares_the_frame_and_counts_per_worker() {
+        let bus = FrameBus::new();
+        let (fast, fast_m) = worker(&bus, "fast");
+        let (slow, slow_m) = worker(&bus, "slow");
+        bus.publish(job(1));
+        let a = fast.try_take().expect("fast got frame 1");
+        bus.publish(job(2));
+        let b = fast.try_take().expect("fast got frame 2");
+        let s = slow.try_take().expect("slow got the newest");
+        assert_eq!((a.frame.seq, b.frame.seq, s.frame.seq), (1, 2, 2));
+        assert!(
+            Arc::ptr_eq(&b, &s),
+            "both workers hold the same frame, not copies"
+        );
+        assert_eq!(
+            (fast_m.frames_sent.get(), fast_m.frames_dropped.get()),
+            (2, 0)
+        );
+        assert_eq!(
+            (slow_m.frames_sent.get(), slow_m.frames_dropped.get()),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn publishing_never_waits_for_an_absent_reader() {
+        let bus = FrameBus::new();
+        let (_inbox, m) = worker(&bus, "idle");
+        let j = job(1);
+        for _ in 0..10_000 {
+            bus.publish(j.clone());
+        }
+        assert_eq!(m.frames_dropped.get(), 9_999);
+        assert_eq!(
+            Arc::strong_count(&j),
+            2,
+            "one frame held in the inbox, nothing queued"
+        );
+    }
+
+    #[tokio::test]
+    async fn recv_wakes_on_publish_and_discard_drops() {
+        let bus = FrameBus::new();
+        let (inbox, m) = worker(&bus, "w");
+        let waiter = tokio::spawn(async move {
+            let j = inbox.recv().await;
+            (j.frame.seq, inbox)
+        });
+        tokio::task::yield_now().await;
+        bus.publish(job(7));
+        let (seq, inbox) = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("recv woke up")
+            .expect("task ok");
+        assert_eq!(seq, 7);
+        bus.publish(job(8));
+        inbox.discard();
+        assert!(inbox.try_take().is_none());
+        assert_eq!((m.frames_sent.get(), m.frames_dropped.get()), (1, 1));
     }
 }

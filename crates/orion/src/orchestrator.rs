@@ -60,8 +60,14 @@ pub async fn run(
     let listener = health::http::bind(config.health.listen).await?;
     let health_addr = listener.local_addr().context("health listener address")?;
     tracing::info!(addr = %health_addr, "health HTTP listening");
-    on_listening(Endpoints { health: health_addr });
-    let health_task = tokio::spawn(health::http::serve(listener, metrics.clone(), health_cancel.clone()));
+    on_listening(Endpoints {
+        health: health_addr,
+    });
+    let health_task = tokio::spawn(health::http::serve(
+        listener,
+        metrics.clone(),
+        health_cancel.clone(),
+    ));
 
     // The embedded broker is infrastructure like the HTTP server: up first, so
     // that subscribers can connect while the stream warms up.
@@ -95,7 +101,10 @@ pub async fn run(
             "warm-up done"
         ),
         None if !shutdown.is_cancelled() && config.stream.warmup_duration_s > 0.0 => {
-            tracing::warn!(effective_hz = rate_hz, "no frames measured during warm-up; using the configured rate")
+            tracing::warn!(
+                effective_hz = rate_hz,
+                "no frames measured during warm-up; using the configured rate"
+            )
         }
         None => {}
     }
@@ -121,9 +130,14 @@ pub async fn run(
         metrics.clone(),
         mqtt_cancel,
     );
-    wait_for(&shutdown, MQTT_CONNECT_WAIT, || metrics.mqtt_connected.get()).await;
+    wait_for(&shutdown, MQTT_CONNECT_WAIT, || {
+        metrics.mqtt_connected.get()
+    })
+    .await;
     if !metrics.mqtt_connected.get() && !shutdown.is_cancelled() {
-        tracing::warn!("MQTT broker not reachable yet; continuing degraded, results are dropped until it is");
+        tracing::warn!(
+            "MQTT broker not reachable yet; continuing degraded, results are dropped until it is"
+        );
     }
 
     // 4. Control plane: arrives with the command handler.
@@ -170,7 +184,10 @@ pub async fn run(
             metrics: wm,
             rate_hz: rate_rx.clone(),
         };
-        workers.spawn(sup.run(workers_cancel.clone()).instrument(tracing::info_span!("worker", id = %id)));
+        workers.spawn(
+            sup.run(workers_cancel.clone())
+                .instrument(tracing::info_span!("worker", id = %id)),
+        );
     }
     drop(results_tx);
     workers.close();
@@ -181,7 +198,11 @@ pub async fn run(
     tasks.spawn(
         FrameConsumer {
             gate: RateGate::new(rate_hz),
-            roi: RoiAttention::new(config.stream.width, config.stream.height, config.rois.small_roi_threshold_px),
+            roi: RoiAttention::new(
+                config.stream.width,
+                config.stream.height,
+                config.rois.small_roi_threshold_px,
+            ),
             bus: bus.clone(),
             metrics: metrics.clone(),
             width: config.stream.width,

@@ -46,7 +46,11 @@ impl RoiAttention {
     /// 320 for crops smaller than the threshold, 640 otherwise.
     pub fn target_size(&self, crop: &PixelRect) -> u32 {
         let area = u64::from(crop.width) * u64::from(crop.height);
-        if area < self.small_roi_threshold_px { 320 } else { 640 }
+        if area < self.small_roi_threshold_px {
+            320
+        } else {
+            640
+        }
     }
 }
 
@@ -59,11 +63,24 @@ mod tests {
         let roi = RoiAttention::new(640, 480, 320 * 320);
         let p = roi.process();
         assert_eq!(p.source, "full_frame");
-        assert_eq!(p.crop, PixelRect { x: 0, y: 0, width: 640, height: 480 });
+        assert_eq!(
+            p.crop,
+            PixelRect {
+                x: 0,
+                y: 0,
+                width: 640,
+                height: 480
+            }
+        );
         assert_eq!(p.target_size, 640);
         let small = RoiAttention::new(320, 240, 320 * 320);
         assert_eq!(small.process().target_size, 320);
-        let edge = PixelRect { x: 0, y: 0, width: 320, height: 320 };
+        let edge = PixelRect {
+            x: 0,
+            y: 0,
+            width: 320,
+            height: 320,
+        };
         assert_eq!(roi.target_size(&edge), 640, "threshold itself goes to 640");
     }
 }

@@ -24,7 +24,10 @@ impl fmt::Display for Problem {
 pub enum BrokerAddr {
     /// The broker started inside the daemon.
     Embedded,
-    External { host: String, port: u16 },
+    External {
+        host: String,
+        port: u16,
+    },
 }
 
 impl BrokerAddr {
@@ -75,13 +78,19 @@ impl Checker {
 
     fn range_f64(&mut self, key: &str, value: f64, min: f64, max: f64, unit: &str) {
         if !value.is_finite() || value < min || value > max {
-            self.fail(key, format!("{value} is out of range; allowed: {min}..={max}{unit}"));
+            self.fail(
+                key,
+                format!("{value} is out of range; allowed: {min}..={max}{unit}"),
+            );
         }
     }
 
     fn range_u64(&mut self, key: &str, value: u64, min: u64, max: u64, unit: &str) {
         if value < min || value > max {
-            self.fail(key, format!("{value} is out of range; allowed: {min}..={max}{unit}"));
+            self.fail(
+                key,
+                format!("{value} is out of range; allowed: {min}..={max}{unit}"),
+            );
         }
     }
 
@@ -110,7 +119,10 @@ impl Config {
             problems: Vec::new(),
         };
         c.topic_segment("instance_id", &self.instance_id);
-        if self.room_id.is_empty() || self.room_id.len() > 128 || self.room_id.chars().any(char::is_control) {
+        if self.room_id.is_empty()
+            || self.room_id.len() > 128
+            || self.room_id.chars().any(char::is_control)
+        {
             c.fail("room_id", "must be 1 to 128 printable characters");
         }
 
@@ -118,50 +130,79 @@ impl Config {
         match cam.source {
             SourceKind::File => match &cam.path {
                 None => c.fail("camera.path", "required when camera.source is `file`"),
-                Some(p) if !p.is_file() => {
-                    c.fail("camera.path", format!("video file `{}` not found", p.display()))
-                }
+                Some(p) if !p.is_file() => c.fail(
+                    "camera.path",
+                    format!("video file `{}` not found", p.display()),
+                ),
                 Some(_) => {}
             },
             SourceKind::Rtsp => match &cam.rtsp_url {
                 None => c.fail("camera.rtsp_url", "required when camera.source is `rtsp`"),
                 Some(u) if !(u.starts_with("rtsp://") || u.starts_with("rtsps://")) => c.fail(
                     "camera.rtsp_url",
-                    format!("`{}` must start with rtsp:// or rtsps://", super::redact_url(u)),
+                    format!(
+                        "`{}` must start with rtsp:// or rtsps://",
+                        super::redact_url(u)
+                    ),
                 ),
                 Some(_) => {}
             },
             SourceKind::Test => {
                 if cam.test_pattern.is_empty() {
-                    c.fail("camera.test_pattern", "must name a videotestsrc pattern, e.g. `ball`");
+                    c.fail(
+                        "camera.test_pattern",
+                        "must name a videotestsrc pattern, e.g. `ball`",
+                    );
                 }
             }
         }
 
         let s = &self.stream;
         c.range_u64("stream.width", s.width.into(), 64, 3840, " pixels");
-        if s.width % 4 != 0 {
-            c.fail("stream.width", format!("{} must be a multiple of 4 (RGB rows without padding)", s.width));
+        if !s.width.is_multiple_of(4) {
+            c.fail(
+                "stream.width",
+                format!(
+                    "{} must be a multiple of 4 (RGB rows without padding)",
+                    s.width
+                ),
+            );
         }
         c.range_u64("stream.height", s.height.into(), 64, 2160, " pixels");
         c.range_u64("stream.fps", s.fps.into(), 1, 120, " frames per second");
-        c.range_f64("stream.warmup_duration_s", s.warmup_duration_s, 0.0, 60.0, " seconds");
+        c.range_f64(
+            "stream.warmup_duration_s",
+            s.warmup_duration_s,
+            0.0,
+            60.0,
+            " seconds",
+        );
 
         let d = &self.models.person_detector;
         if d.catalog.is_empty() {
-            c.fail("models.person_detector.catalog", "must name at least one model");
+            c.fail(
+                "models.person_detector.catalog",
+                "must name at least one model",
+            );
         }
         if !d.catalog.contains_key(&d.size) {
             let names: Vec<&str> = d.catalog.keys().map(String::as_str).collect();
             c.fail(
                 "models.person_detector.size",
-                format!("`{}` is not in the catalog; allowed: {}", d.size, names.join(", ")),
+                format!(
+                    "`{}` is not in the catalog; allowed: {}",
+                    d.size,
+                    names.join(", ")
+                ),
             );
         }
         for (name, entry) in &d.catalog {
             let key = format!("models.person_detector.catalog.{name}");
             if !entry.path.is_file() {
-                c.fail(&format!("{key}.path"), format!("model file `{}` not found", entry.path.display()));
+                c.fail(
+                    &format!("{key}.path"),
+                    format!("model file `{}` not found", entry.path.display()),
+                );
             }
             match (entry.format, entry.input_size) {
                 (ModelFormat::Yolo, None) => c.fail(&format!("{key}.input_size"), "required for YOLO models; allowed: 320 or 640 (any multiple of 32 in 32..=2048)"),
@@ -172,21 +213,69 @@ impl Config {
                 _ => {}
             }
         }
-        c.range_f64("models.person_detector.confidence", d.confidence, 0.01, 1.0, "");
-        c.range_f64("models.person_detector.max_inference_rate_hz", d.max_inference_rate_hz, 0.1, 30.0, " Hz");
+        c.range_f64(
+            "models.person_detector.confidence",
+            d.confidence,
+            0.01,
+            1.0,
+            "",
+        );
+        c.range_f64(
+            "models.person_detector.max_inference_rate_hz",
+            d.max_inference_rate_hz,
+            0.1,
+            30.0,
+            " Hz",
+        );
 
-        c.range_u64("rois.small_roi_threshold_px", self.rois.small_roi_threshold_px, 1, 3840 * 2160, " pixels");
+        c.range_u64(
+            "rois.small_roi_threshold_px",
+            self.rois.small_roi_threshold_px,
+            1,
+            3840 * 2160,
+            " pixels",
+        );
 
         let w = &self.workers.person_detector;
         if w.command.is_empty() || w.command[0].is_empty() {
             c.fail("workers.person_detector.command", "must name a program, e.g. [\".venv/bin/python\", \"-m\", \"orion_worker.person_detector\"]");
         }
-        c.range_u64("workers.person_detector.count", w.count.into(), 1, 16, " processes");
-        c.range_f64("workers.person_detector.startup_timeout_s", w.startup_timeout_s, 1.0, 600.0, " seconds");
-        c.range_f64("workers.person_detector.hang_timeout_floor_s", w.hang_timeout_floor_s, 1.0, 3600.0, " seconds");
-        c.range_u64("workers.person_detector.max_message_bytes", w.max_message_bytes as u64, 1024, 64 * 1024 * 1024, " bytes");
+        c.range_u64(
+            "workers.person_detector.count",
+            w.count.into(),
+            1,
+            16,
+            " processes",
+        );
+        c.range_f64(
+            "workers.person_detector.startup_timeout_s",
+            w.startup_timeout_s,
+            1.0,
+            600.0,
+            " seconds",
+        );
+        c.range_f64(
+            "workers.person_detector.hang_timeout_floor_s",
+            w.hang_timeout_floor_s,
+            1.0,
+            3600.0,
+            " seconds",
+        );
+        c.range_u64(
+            "workers.person_detector.max_message_bytes",
+            w.max_message_bytes as u64,
+            1024,
+            64 * 1024 * 1024,
+            " bytes",
+        );
 
-        c.range_f64("framebus.stats_interval_s", self.framebus.stats_interval_s, 1.0, 3600.0, " seconds");
+        c.range_f64(
+            "framebus.stats_interval_s",
+            self.framebus.stats_interval_s,
+            1.0,
+            3600.0,
+            " seconds",
+        );
 
         let m = &self.mqtt;
         if let Err(e) = BrokerAddr::parse(&m.broker) {
@@ -196,9 +285,21 @@ impl Config {
             c.topic_segment("mqtt.client_id", id);
         }
         c.range_u64("mqtt.keep_alive_s", m.keep_alive_s, 5, 3600, " seconds");
-        c.range_u64("mqtt.max_pending_publishes", m.max_pending_publishes as u64, 1, 10_000, " messages");
+        c.range_u64(
+            "mqtt.max_pending_publishes",
+            m.max_pending_publishes as u64,
+            1,
+            10_000,
+            " messages",
+        );
 
-        c.range_f64("shutdown_timeout_s", self.shutdown_timeout_s, 1.0, 120.0, " seconds");
+        c.range_f64(
+            "shutdown_timeout_s",
+            self.shutdown_timeout_s,
+            1.0,
+            120.0,
+            " seconds",
+        );
         c.problems
     }
 }

@@ -121,12 +121,20 @@ fn route(head: &[u8], metrics: &Metrics) -> (u16, &'static str, String) {
         "/health" => (200, json, "{\"status\":\"alive\"}\n".into()),
         "/readiness" => {
             let report = super::report(metrics);
-            let code = if report.status == Status::Unhealthy { 503 } else { 200 };
+            let code = if report.status == Status::Unhealthy {
+                503
+            } else {
+                200
+            };
             let body = serde_json::to_string(&report).unwrap_or_else(|_| "{}".into());
             (code, json, body + "\n")
         }
         "/metrics" => (200, "text/plain; version=0.0.4", metrics.render()),
-        _ => (404, "text/plain", "not found; try /health, /readiness or /metrics\n".into()),
+        _ => (
+            404,
+            "text/plain",
+            "not found; try /health, /readiness or /metrics\n".into(),
+        ),
     }
 }
 

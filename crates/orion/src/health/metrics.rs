@@ -58,8 +58,10 @@ impl Histogram {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.sum_us.fetch_add(
+            d.as_micros().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     pub fn count(&self) -> u64 {
@@ -76,12 +78,21 @@ impl Histogram {
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
             cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.count();
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = |s: &str| if s.is_empty() { String::new() } else { format!("{{{s}}}") };
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
         let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
         let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
     }
@@ -212,27 +223,94 @@ impl Metrics {
         let mut out = String::with_capacity(8 * 1024);
         let b = |v: bool| u64::from(v);
         let counters: [(&str, &str, u64); 11] = [
-            ("orion_frames_captured_total", "Frames delivered by the stream.", self.frames_captured.get()),
-            ("orion_frame_bytes_total", "Pixel bytes delivered by the stream.", self.frame_bytes.get()),
-            ("orion_frames_warmup_total", "Frames consumed by the warm-up without inference.", self.frames_warmup.get()),
-            ("orion_frames_gated_total", "Frames skipped by the rate gate.", self.frames_gated.get()),
-            ("orion_frames_invalid_total", "Frames discarded because their buffer did not match the caps.", self.frames_invalid.get()),
-            ("orion_stream_reconnects_total", "Stream (re)connections after a failure.", self.stream_reconnects.get()),
-            ("orion_results_dropped_total", "Worker results dropped because the collector was busy.", self.results_dropped.get()),
-            ("orion_mqtt_published_total", "Messages handed to the MQTT client.", self.mqtt_published.get()),
-            ("orion_mqtt_dropped_total", "Messages dropped because the broker was away or the queue full.", self.mqtt_dropped.get()),
-            ("orion_mqtt_reconnects_total", "MQTT connection failures followed by a retry.", self.mqtt_reconnects.get()),
-            ("orion_e2e_results_total", "Results that reached the emitter.", self.e2e_latency.count()),
+            (
+                "orion_frames_captured_total",
+                "Frames delivered by the stream.",
+                self.frames_captured.get(),
+            ),
+            (
+                "orion_frame_bytes_total",
+                "Pixel bytes delivered by the stream.",
+                self.frame_bytes.get(),
+            ),
+            (
+                "orion_frames_warmup_total",
+                "Frames consumed by the warm-up without inference.",
+                self.frames_warmup.get(),
+            ),
+            (
+                "orion_frames_gated_total",
+                "Frames skipped by the rate gate.",
+                self.frames_gated.get(),
+            ),
+            (
+                "orion_frames_invalid_total",
+                "Frames discarded because their buffer did not match the caps.",
+                self.frames_invalid.get(),
+            ),
+            (
+                "orion_stream_reconnects_total",
+                "Stream (re)connections after a failure.",
+                self.stream_reconnects.get(),
+            ),
+            (
+                "orion_results_dropped_total",
+                "Worker results dropped because the collector was busy.",
+                self.results_dropped.get(),
+            ),
+            (
+                "orion_mqtt_published_total",
+                "Messages handed to the MQTT client.",
+                self.mqtt_published.get(),
+            ),
+            (
+                "orion_mqtt_dropped_total",
+                "Messages dropped because the broker was away or the queue full.",
+                self.mqtt_dropped.get(),
+            ),
+            (
+                "orion_mqtt_reconnects_total",
+                "MQTT connection failures followed by a retry.",
+                self.mqtt_reconnects.get(),
+            ),
+            (
+                "orion_e2e_results_total",
+                "Results that reached the emitter.",
+                self.e2e_latency.count(),
+            ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         }
         let gauges: [(&str, &str, u64); 5] = [
-            ("orion_running", "1 while the daemon runs.", b(self.running.get())),
-            ("orion_stream_up", "1 while the stream delivers frames.", b(self.stream_up.get())),
-            ("orion_stream_stalled", "1 while the stream is connected but silent.", b(self.stream_stalled.get())),
-            ("orion_mqtt_connected", "1 while connected to the broker.", b(self.mqtt_connected.get())),
-            ("orion_uptime_seconds", "Seconds since start.", self.started.elapsed().as_secs()),
+            (
+                "orion_running",
+                "1 while the daemon runs.",
+                b(self.running.get()),
+            ),
+            (
+                "orion_stream_up",
+                "1 while the stream delivers frames.",
+                b(self.stream_up.get()),
+            ),
+            (
+                "orion_stream_stalled",
+                "1 while the stream is connected but silent.",
+                b(self.stream_stalled.get()),
+            ),
+            (
+                "orion_mqtt_connected",
+                "1 while connected to the broker.",
+                b(self.mqtt_connected.get()),
+            ),
+            (
+                "orion_uptime_seconds",
+                "Seconds since start.",
+                self.started.elapsed().as_secs(),
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
@@ -241,18 +319,65 @@ impl Metrics {
             out,
             "# HELP orion_e2e_latency_seconds Capture to hand-off to MQTT.\n# TYPE orion_e2e_latency_seconds histogram"
         );
-        self.e2e_latency.render(&mut out, "orion_e2e_latency_seconds", "");
+        self.e2e_latency
+            .render(&mut out, "orion_e2e_latency_seconds", "");
 
         let workers = self.workers();
-        let per_worker: [(&str, &str, &str, fn(&WorkerMetrics) -> f64); 8] = [
-            ("orion_framebus_frames_sent_total", "counter", "Frames a worker took from its inbox.", |w| w.frames_sent.get() as f64),
-            ("orion_framebus_frames_dropped_total", "counter", "Frames replaced in a worker inbox before it took them.", |w| w.frames_dropped.get() as f64),
-            ("orion_framebus_drop_ratio", "gauge", "dropped / (sent + dropped) per worker.", |w| w.drop_rate()),
-            ("orion_worker_inferences_total", "counter", "Results returned by a worker.", |w| w.inferences.get() as f64),
-            ("orion_worker_errors_total", "counter", "Errors reported by or about a worker.", |w| w.errors.get() as f64),
-            ("orion_worker_restarts_total", "counter", "Worker process restarts.", |w| w.restarts.get() as f64),
-            ("orion_worker_up", "gauge", "1 while the worker process is ready.", |w| u64::from(w.up.get()) as f64),
-            ("orion_worker_last_seen_timestamp_seconds", "gauge", "Unix time of the last message from a worker.", |w| w.last_seen_ms() as f64 / 1000.0),
+        type Series = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&WorkerMetrics) -> f64,
+        );
+        let per_worker: [Series; 8] = [
+            (
+                "orion_framebus_frames_sent_total",
+                "counter",
+                "Frames a worker took from its inbox.",
+                |w| w.frames_sent.get() as f64,
+            ),
+            (
+                "orion_framebus_frames_dropped_total",
+                "counter",
+                "Frames replaced in a worker inbox before it took them.",
+                |w| w.frames_dropped.get() as f64,
+            ),
+            (
+                "orion_framebus_drop_ratio",
+                "gauge",
+                "dropped / (sent + dropped) per worker.",
+                |w| w.drop_rate(),
+            ),
+            (
+                "orion_worker_inferences_total",
+                "counter",
+                "Results returned by a worker.",
+                |w| w.inferences.get() as f64,
+            ),
+            (
+                "orion_worker_errors_total",
+                "counter",
+                "Errors reported by or about a worker.",
+                |w| w.errors.get() as f64,
+            ),
+            (
+                "orion_worker_restarts_total",
+                "counter",
+                "Worker process restarts.",
+                |w| w.restarts.get() as f64,
+            ),
+            (
+                "orion_worker_up",
+                "gauge",
+                "1 while the worker process is ready.",
+                |w| u64::from(w.up.get()) as f64,
+            ),
+            (
+                "orion_worker_last_seen_timestamp_seconds",
+                "gauge",
+                "Unix time of the last message from a worker.",
+                |w| w.last_seen_ms() as f64 / 1000.0,
+            ),
         ];
         for (name, kind, help, get) in per_worker {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -261,9 +386,13 @@ impl Metrics {
             }
         }
         let name = "orion_inference_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} Worker-reported total time per frame.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Worker-reported total time per frame.\n# TYPE {name} histogram"
+        );
         for w in &workers {
-            w.latency.render(&mut out, name, &format!("worker=\"{}\"", w.id));
+            w.latency
+                .render(&mut out, name, &format!("worker=\"{}\"", w.id));
         }
         out
     }

@@ -11,7 +11,9 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("cannot start the embedded MQTT broker on {addr}: {cause} (is another broker running? set mqtt.broker to `mqtt://host:port` to use it)")]
+    #[error(
+        "cannot start the embedded MQTT broker on {addr}: {cause} (is another broker running? set mqtt.broker to `mqtt://host:port` to use it)"
+    )]
     Bind {
         addr: SocketAddr,
         cause: std::io::Error,

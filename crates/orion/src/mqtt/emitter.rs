@@ -46,7 +46,11 @@ pub struct Emitter {
 impl Emitter {
     /// Creates the client and starts its event loop task; connecting happens in
     /// the background (see [`Metrics::mqtt_connected`]).
-    pub fn start(settings: &EmitterSettings, metrics: Arc<Metrics>, cancel: CancellationToken) -> Self {
+    pub fn start(
+        settings: &EmitterSettings,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Self {
         let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
         opts.set_keep_alive(settings.keep_alive);
         opts.set_clean_session(true);
@@ -64,13 +68,18 @@ impl Emitter {
     /// Sends DISCONNECT and waits (at most `timeout`) for the event loop to flush it
     /// and end; then stops the task in any case.
     pub async fn disconnect(self, timeout: Duration) -> bool {
-        let Emitter { handle, mut task, cancel } = self;
+        let Emitter {
+            handle,
+            mut task,
+            cancel,
+        } = self;
         let connected = handle.metrics.mqtt_connected.get();
-        if connected && handle.client.try_disconnect().is_ok() {
-            if let Ok(r) = tokio::time::timeout(timeout, &mut task).await {
-                handle.metrics.mqtt_connected.set(false);
-                return r.is_ok();
-            }
+        if connected
+            && handle.client.try_disconnect().is_ok()
+            && let Ok(r) = tokio::time::timeout(timeout, &mut task).await
+        {
+            handle.metrics.mqtt_connected.set(false);
+            return r.is_ok();
         }
         cancel.cancel();
         let stopped = tokio::time::timeout(timeout, task).await.is_ok();
@@ -87,7 +96,10 @@ impl EmitterHandle {
             self.metrics.mqtt_dropped.inc();
             return false;
         }
-        match self.client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+        match self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+        {
             Ok(()) => {
                 self.metrics.mqtt_published.inc();
                 true
@@ -101,7 +113,12 @@ impl EmitterHandle {
     }
 }
 
-async fn poll(mut eventloop: EventLoop, metrics: Arc<Metrics>, endpoint: String, cancel: CancellationToken) {
+async fn poll(
+    mut eventloop: EventLoop,
+    metrics: Arc<Metrics>,
+    endpoint: String,
+    cancel: CancellationToken,
+) {
     let mut backoff = BACKOFF_START;
     let mut outage_logged = false;
     loop {

@@ -77,7 +77,10 @@ impl Settings {
             SourceKind::Test => format!("test source `{}`", self.test_pattern),
             SourceKind::File => format!(
                 "file {}",
-                self.path.as_deref().unwrap_or_else(|| "?".as_ref()).display()
+                self.path
+                    .as_deref()
+                    .unwrap_or_else(|| "?".as_ref())
+                    .display()
             ),
             SourceKind::Rtsp => format!(
                 "rtsp {}",
@@ -95,9 +98,12 @@ fn build_err(settings: &Settings, message: impl std::fmt::Display) -> StreamErro
 }
 
 fn make(settings: &Settings, factory: &str) -> Result<gst::Element, StreamError> {
-    gst::ElementFactory::make(factory)
-        .build()
-        .map_err(|_| build_err(settings, format!("GStreamer element `{factory}` is missing (install its plugin package)")))
+    gst::ElementFactory::make(factory).build().map_err(|_| {
+        build_err(
+            settings,
+            format!("GStreamer element `{factory}` is missing (install its plugin package)"),
+        )
+    })
 }
 
 /// Builds the pipeline up to (not including) the appsink; returns the pipeline and
@@ -170,7 +176,7 @@ fn build(settings: &Settings) -> Result<(gst::Pipeline, gst_app::AppSink), Strea
                 src.set_property_from_str("protocols", "tcp");
                 src
             };
-            let decode = make(settings, if settings.source == SourceKind::File { "decodebin" } else { "decodebin" })?;
+            let decode = make(settings, "decodebin")?;
             pipeline
                 .add_many([&src, &decode])
                 .and_then(|_| pipeline.add_many(tail))
@@ -220,7 +226,10 @@ pub fn check(settings: &Settings) -> Result<(), StreamError> {
         && let Some(p) = &settings.path
         && !p.is_file()
     {
-        return Err(build_err(settings, format!("video file `{}` not found", p.display())));
+        return Err(build_err(
+            settings,
+            format!("video file `{}` not found", p.display()),
+        ));
     }
     let (pipeline, _) = build(settings)?;
     let _ = pipeline.set_state(gst::State::Null);
@@ -281,7 +290,9 @@ fn run_once(
             return RunEnd::Failed(build_err(settings, "pipeline has no bus"));
         };
         while !cancel.is_cancelled() {
-            let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(BUS_POLL.as_nanos() as u64)) else {
+            let Some(msg) =
+                bus.timed_pop(gst::ClockTime::from_nseconds(BUS_POLL.as_nanos() as u64))
+            else {
                 continue;
             };
             match msg.view() {
@@ -291,7 +302,10 @@ fn run_once(
                         gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
                         gst::ClockTime::ZERO,
                     ) {
-                        return RunEnd::Failed(build_err(settings, format!("cannot loop file: {e}")));
+                        return RunEnd::Failed(build_err(
+                            settings,
+                            format!("cannot loop file: {e}"),
+                        ));
                     }
                 }
                 gst::MessageView::Eos(_) => {

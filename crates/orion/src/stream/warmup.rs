@@ -86,7 +86,11 @@ mod tests {
 
     #[test]
     fn effective_rate_is_min_of_configured_and_measured() {
-        let w = WarmupStats { frames: 50, fps_mean: 10.0, fps_std: 0.1 };
+        let w = WarmupStats {
+            frames: 50,
+            fps_mean: 10.0,
+            fps_std: 0.1,
+        };
         assert_eq!(effective_rate(2.0, Some(&w)), 2.0);
         assert_eq!(effective_rate(30.0, Some(&w)), 10.0);
         assert_eq!(effective_rate(5.0, None), 5.0);

@@ -130,8 +130,14 @@ impl Process {
     /// Always reaps the child.
     pub async fn stop(mut self, grace: Duration) {
         self.stdin.take();
-        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
-            tracing::warn!(pid = self.pid, "worker did not exit after stdin closed; killing");
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pid = self.pid,
+                "worker did not exit after stdin closed; killing"
+            );
             let _ = self.child.start_kill();
         }
         let _ = self.child.wait().await;
@@ -258,8 +264,14 @@ mod tests {
 
     #[test]
     fn log_prefixes_map_to_levels() {
-        assert_eq!(parse_log_level("[ERROR] boom"), (tracing::Level::ERROR, "boom"));
-        assert_eq!(parse_log_level("[WARNING] hm"), (tracing::Level::WARN, "hm"));
+        assert_eq!(
+            parse_log_level("[ERROR] boom"),
+            (tracing::Level::ERROR, "boom")
+        );
+        assert_eq!(
+            parse_log_level("[WARNING] hm"),
+            (tracing::Level::WARN, "hm")
+        );
         assert_eq!(parse_log_level("[DEBUG] x"), (tracing::Level::DEBUG, "x"));
         assert_eq!(parse_log_level("plain"), (tracing::Level::INFO, "plain"));
     }
@@ -269,7 +281,10 @@ mod tests {
         let data = [vec![b'a'; 100_000], b"\nshort\n".to_vec()].concat();
         let mut reader = BufReader::new(&data[..]);
         let mut line = Vec::new();
-        assert_eq!(read_bounded_line(&mut reader, &mut line).await.unwrap(), 100_001);
+        assert_eq!(
+            read_bounded_line(&mut reader, &mut line).await.unwrap(),
+            100_001
+        );
         assert_eq!(line.len(), MAX_LOG_LINE);
         line.clear();
         read_bounded_line(&mut reader, &mut line).await.unwrap();

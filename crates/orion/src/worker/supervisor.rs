@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orion_protocol::{FrameMeta, FrameRequest, FromWorker, Pixels, PROTOCOL_VERSION, ToWorker};
+use orion_protocol::{FrameMeta, FrameRequest, FromWorker, PROTOCOL_VERSION, Pixels, ToWorker};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -103,13 +103,22 @@ impl Supervisor {
 
     fn hang_timeout(&self) -> Duration {
         let rate = *self.rate_hz.borrow();
-        let three_intervals = if rate > 0.0 { Duration::from_secs_f64(3.0 / rate) } else { Duration::MAX };
+        let three_intervals = if rate > 0.0 {
+            Duration::from_secs_f64(3.0 / rate)
+        } else {
+            Duration::MAX
+        };
         self.spec.hang_timeout_floor.max(three_intervals)
     }
 
-    async fn run_once(&self, worker_id: &Arc<str>, cancel: &CancellationToken) -> Result<Stop, LifetimeError> {
+    async fn run_once(
+        &self,
+        worker_id: &Arc<str>,
+        cancel: &CancellationToken,
+    ) -> Result<Stop, LifetimeError> {
         let spec = &self.spec;
-        let mut process = Process::spawn(&spec.program, &spec.args, spec.max_message_bytes, &spec.id)?;
+        let mut process =
+            Process::spawn(&spec.program, &spec.args, spec.max_message_bytes, &spec.id)?;
         tracing::info!(worker = %spec.id, pid = process.pid, "worker process started");
 
         let ready = tokio::select! {
@@ -148,7 +157,12 @@ impl Supervisor {
         result
     }
 
-    async fn serve(&self, process: &mut Process, worker_id: &Arc<str>, cancel: &CancellationToken) -> Result<Stop, LifetimeError> {
+    async fn serve(
+        &self,
+        process: &mut Process,
+        worker_id: &Arc<str>,
+        cancel: &CancellationToken,
+    ) -> Result<Stop, LifetimeError> {
         loop {
             let job = tokio::select! {
                 _ = cancel.cancelled() => return Ok(Stop::Cancelled),
@@ -173,7 +187,12 @@ impl Supervisor {
     }
 
     /// Sends one frame and waits for its answer.
-    async fn exchange(&self, process: &mut Process, worker_id: &Arc<str>, job: &Arc<Job>) -> Result<(), LifetimeError> {
+    async fn exchange(
+        &self,
+        process: &mut Process,
+        worker_id: &Arc<str>,
+        job: &Arc<Job>,
+    ) -> Result<(), LifetimeError> {
         let frame = &job.frame;
         let request = ToWorker::Frame(FrameRequest {
             seq: frame.seq,
@@ -196,9 +215,9 @@ impl Supervisor {
                 FromWorker::Result(result) if result.frame_seq == frame.seq => {
                     self.metrics.touch();
                     self.metrics.inferences.inc();
-                    self.metrics
-                        .latency
-                        .observe(Duration::from_secs_f64((result.timing.total_ms / 1e3).clamp(0.0, 3600.0)));
+                    self.metrics.latency.observe(Duration::from_secs_f64(
+                        (result.timing.total_ms / 1e3).clamp(0.0, 3600.0),
+                    ));
                     let output = WorkerOutput {
                         worker_id: worker_id.clone(),
                         job: job.clone(),

@@ -1,0 +1,293 @@
+//! Test harness with real parts: a Mosquitto broker on an ephemeral loopback port,
+//! the built `oriond` binary, an MQTT subscriber. Every wait is bounded.
+#![allow(dead_code)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Once, mpsc};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// Makes the repository root the working directory of this test binary (config
+/// paths are relative to it). Every test in a binary that calls this agrees.
+pub fn repo_root_cwd() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| std::env::set_current_dir(repo_root()).expect("cd repo root"));
+}
+
+pub fn oriond() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_oriond"));
+    c.current_dir(repo_root());
+    c
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < until,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A Mosquitto broker of the test's own, killed on drop.
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"),
+        )
+        .expect("write mosquitto.conf");
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto (run scripts/setup.sh)");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        wait_until(
+            "mosquitto to accept connections",
+            Duration::from_secs(10),
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok(),
+        );
+        Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An MQTT subscriber delivering `(topic, payload)` on a channel.
+pub struct Subscriber {
+    pub rx: mpsc::Receiver<(String, Vec<u8>)>,
+    client: rumqttc::Client,
+}
+
+impl Subscriber {
+    pub fn connect(port: u16, filter: &str) -> Self {
+        let id = format!("test-sub-{}-{}", std::process::id(), free_port());
+        let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+        let (client, mut connection) = rumqttc::Client::new(opts, 64);
+        client
+            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+            .expect("subscribe");
+        let (tx, rx) = mpsc::channel();
+        let (ack_tx, ack_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        let _ = ack_tx.send(());
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        ack_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("subscription acknowledged");
+        Subscriber { rx, client }
+    }
+
+    /// The first message for which `pred` returns `Some`, within `timeout`.
+    pub fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&str, &[u8]) -> Option<T>,
+    ) -> T {
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((topic, payload)) => {
+                    if let Some(v) = pred(&topic, &payload) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("no matching MQTT message within {timeout:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+    }
+}
+
+/// A running `oriond` with its config and log in a temp dir; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub health_port: u16,
+}
+
+impl Daemon {
+    /// Starts `oriond` on `config` (YAML; `{health}` is replaced by a free
+    /// health address).
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let health_port = free_port();
+        let config = config.replace("{health}", &format!("127.0.0.1:{health_port}"));
+        let path = dir.path().join("orion.yaml");
+        std::fs::write(&path, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("oriond.log")).expect("log file");
+        let child = oriond()
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info,rumqttd=off")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start oriond");
+        Daemon {
+            child,
+            dir,
+            health_port,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("oriond.log")).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `GET path` on the health server: (status code, body).
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.health_port));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let code = out.split(' ').nth(1)?.parse().ok()?;
+        let body = out.split_once("\r\n\r\n")?.1.to_string();
+        Some((code, body))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- oriond log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Direct children of `pid` (all threads).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// Absolute path of the venv Python that runs the shipped worker.
+pub fn venv_python() -> String {
+    repo_root()
+        .join(".venv/bin/python")
+        .to_string_lossy()
+        .into_owned()
+}

@@ -1,0 +1,181 @@
+//! Config loading and validation: every bad key is reported with its path and what
+//! is allowed; the shipped config is valid; `oriond validate` prints and exits.
+
+mod common;
+
+use orion::config::Config;
+
+fn problems(yaml: &str) -> Vec<String> {
+    Config::parse(yaml)
+        .expect("parses")
+        .validate()
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn has(problems: &[String], key: &str, fragment: &str) -> bool {
+    problems
+        .iter()
+        .any(|p| p.starts_with(&format!("{key}: ")) && p.contains(fragment))
+}
+
+#[test]
+fn defaults_are_valid_from_the_repository_root() {
+    common::repo_root_cwd();
+    let c = Config::default();
+    assert_eq!(c.validate(), vec![]);
+    assert_eq!(c.shutdown_timeout_s, 5.0);
+    assert_eq!(c.stream.warmup_duration_s, 5.0);
+    assert_eq!(c.models.person_detector.max_inference_rate_hz, 2.0);
+}
+
+#[test]
+fn every_bad_key_is_reported_at_once() {
+    common::repo_root_cwd();
+    let p = problems(
+        r#"
+instance_id: "bad/id"
+room_id: ""
+camera: { source: file, path: /nonexistent/video.mp4 }
+stream: { width: 642, height: 10, fps: 0, warmup_duration_s: -1 }
+models:
+  person_detector:
+    size: huge
+    catalog:
+      tiny: { path: /nonexistent.onnx, format: yolo }
+    confidence: 1.5
+    max_inference_rate_hz: 31
+rois: { small_roi_threshold_px: 0 }
+workers: { person_detector: { command: [], count: 0, startup_timeout_s: 0 } }
+mqtt: { broker: "tcp://x", keep_alive_s: 1 }
+shutdown_timeout_s: 0
+"#,
+    );
+    let expected = [
+        ("instance_id", "A-Z a-z 0-9"),
+        ("room_id", "1 to 128"),
+        ("camera.path", "not found"),
+        ("stream.width", "multiple of 4"),
+        ("stream.height", "64..=2160"),
+        ("stream.fps", "1..=120"),
+        ("stream.warmup_duration_s", "0..=60"),
+        ("models.person_detector.size", "allowed: tiny"),
+        ("models.person_detector.catalog.tiny.path", "not found"),
+        (
+            "models.person_detector.catalog.tiny.input_size",
+            "required for YOLO",
+        ),
+        ("models.person_detector.confidence", "0.01..=1"),
+        ("models.person_detector.max_inference_rate_hz", "0.1..=30"),
+        ("rois.small_roi_threshold_px", "allowed: 1..="),
+        ("workers.person_detector.command", "must name a program"),
+        ("workers.person_detector.count", "1..=16"),
+        ("workers.person_detector.startup_timeout_s", "1..=600"),
+        ("mqtt.broker", "mqtt://host:port"),
+        ("mqtt.keep_alive_s", "5..=3600"),
+        ("shutdown_timeout_s", "1..=120"),
+    ];
+    for (key, fragment) in expected {
+        assert!(
+            has(&p, key, fragment),
+            "no `{key}` problem containing `{fragment}` in:\n{}",
+            p.join("\n")
+        );
+    }
+    assert_eq!(
+        p.len(),
+        expected.len(),
+        "unexpected extra problems:\n{}",
+        p.join("\n")
+    );
+}
+
+#[test]
+fn source_specific_keys_are_required() {
+    let p = problems("camera: { source: rtsp }");
+    assert!(has(&p, "camera.rtsp_url", "required"), "{p:?}");
+    let p = problems("camera: { source: rtsp, rtsp_url: \"http://user:secret@cam/x\" }");
+    assert!(has(&p, "camera.rtsp_url", "rtsp://"), "{p:?}");
+    assert!(
+        p.iter().all(|m| !m.contains("secret")),
+        "credentials leaked: {p:?}"
+    );
+    let p = problems("camera: { source: file }");
+    assert!(has(&p, "camera.path", "required"), "{p:?}");
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_are_parse_errors_naming_the_key() {
+    let e = Config::parse("stream: { widht: 640 }").unwrap_err();
+    assert!(e.contains("widht"), "{e}");
+    let e = Config::parse("camera: { source: webcam }").unwrap_err();
+    assert!(e.contains("webcam") && e.contains("rtsp"), "{e}");
+    let e = Config::parse("stream: { width: wide }").unwrap_err();
+    assert!(e.contains("stream.width") || e.contains("width"), "{e}");
+}
+
+#[test]
+fn broker_addresses() {
+    use orion::config::BrokerAddr;
+    assert_eq!(BrokerAddr::parse("embedded"), Ok(BrokerAddr::Embedded));
+    assert_eq!(
+        BrokerAddr::parse("mqtt://127.0.0.1:1884"),
+        Ok(BrokerAddr::External {
+            host: "127.0.0.1".into(),
+            port: 1884
+        })
+    );
+    assert_eq!(
+        BrokerAddr::parse("mqtt://[::1]:1883"),
+        Ok(BrokerAddr::External {
+            host: "::1".into(),
+            port: 1883
+        })
+    );
+    assert!(BrokerAddr::parse("mqtt://host:0").is_err());
+    assert!(BrokerAddr::parse("mqtt://:1883").is_err());
+}
+
+#[test]
+fn redacts_credentials() {
+    use orion::config::redact_url;
+    assert_eq!(
+        redact_url("rtsp://admin:pw@10.0.0.5:554/s1"),
+        "rtsp://***@10.0.0.5:554/s1"
+    );
+    assert_eq!(redact_url("rtsp://cam/s1"), "rtsp://cam/s1");
+}
+
+#[test]
+fn validate_subcommand_prints_problems_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "stream: { width: 641 }\nshutdown_timeout_s: 500\n").unwrap();
+    let out = common::oriond()
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("stream.width: 641 must be a multiple of 4"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("shutdown_timeout_s: 500 is out of range; allowed: 1..=120 seconds"),
+        "{stdout}"
+    );
+
+    let out = common::oriond()
+        .args(["validate", "--config", "config/orion.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}

@@ -1,0 +1,170 @@
+//! End to end with real parts: Mosquitto on an ephemeral port, `oriond` on the demo
+//! video through GStreamer, the real Python worker and model; then SIGTERM.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, Mosquitto, Subscriber};
+
+fn file_config(broker: &str, instance: &str) -> String {
+    let root = common::repo_root();
+    format!(
+        r#"
+instance_id: {instance}
+room_id: test-room
+camera:
+  source: file
+  path: {video}
+stream: {{ width: 640, height: 480, warmup_duration_s: 1 }}
+models:
+  person_detector:
+    size: ssdlite
+    catalog:
+      ssdlite: {{ path: {model}, format: ssd }}
+    confidence: 0.5
+    max_inference_rate_hz: 5
+workers:
+  person_detector:
+    command: ["{python}", "-m", "orion_worker.person_detector"]
+mqtt: {{ broker: "{broker}" }}
+health: {{ listen: "{{health}}" }}
+framebus: {{ stats_interval_s: 2 }}
+shutdown_timeout_s: 5
+"#,
+        video = root.join("assets/demo.mp4").display(),
+        model = root.join("models/ssdlite_mobilenet_v2_coco.onnx").display(),
+        python = common::venv_python(),
+    )
+}
+
+#[test]
+fn detections_flow_to_mqtt_and_sigterm_shuts_down_cleanly() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::connect(broker.port, "care/inferences/e2e-test/#");
+    let mut daemon = Daemon::start(&file_config(&broker.url(), "e2e-test"));
+
+    // A person detection with a sane box, within a bounded time.
+    let msg: serde_json::Value = sub.wait_for(Duration::from_secs(60), |topic, payload| {
+        assert_eq!(topic, "care/inferences/e2e-test/person_detection");
+        let v: serde_json::Value =
+            serde_json::from_slice(payload).expect("inference message is JSON");
+        (v["data"]["count"].as_u64() >= Some(1)).then_some(v)
+    });
+    assert_eq!(msg["instance_id"], "e2e-test");
+    assert_eq!(msg["room_id"], "test-room");
+    assert_eq!(msg["inference_type"], "person_detection");
+    assert_eq!(msg["roi"]["source"], "full_frame");
+    assert!(msg["frame_seq"].as_u64() > Some(0));
+    let det = &msg["data"]["detections"][0];
+    assert_eq!(det["class"], "person");
+    assert!(det["confidence"].as_f64().unwrap() >= 0.5);
+    let b = &det["bbox"];
+    let (x, y, w, h) = (
+        b["x"].as_f64().unwrap(),
+        b["y"].as_f64().unwrap(),
+        b["width"].as_f64().unwrap(),
+        b["height"].as_f64().unwrap(),
+    );
+    // The demo's person is 360 px tall standing on the floor of a 640x480 frame.
+    assert!(
+        x >= 0.0 && y >= 0.0 && x + w <= 640.0 + 1e-6 && y + h <= 480.0 + 1e-6,
+        "{b}"
+    );
+    assert!(
+        h > 200.0 && w > 100.0,
+        "box too small for the demo person: {b}"
+    );
+    let e2e = msg["e2e_latency_ms"].as_f64().unwrap();
+    let total = msg["timing"]["total_ms"].as_f64().unwrap();
+    assert!(
+        total > 0.0 && e2e >= total && e2e < 5_000.0,
+        "e2e {e2e} total {total}"
+    );
+
+    // Health and metrics report what happened.
+    let (code, body) = daemon.http_get("/readiness").expect("readiness answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"status\":\"healthy\""), "{body}");
+    let (code, metrics) = daemon.http_get("/metrics").expect("metrics answer");
+    assert_eq!(code, 200);
+    let inferences: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("orion_worker_inferences_total{worker=\"person_detector-0\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("inference counter present");
+    assert!(inferences >= 1, "{metrics}");
+    assert!(metrics.contains("orion_frames_gated_total "), "{metrics}");
+
+    let workers = common::children_of(daemon.pid());
+    assert!(
+        !workers.is_empty(),
+        "a worker process runs under the daemon"
+    );
+
+    daemon.signal(libc::SIGTERM);
+    let status = daemon
+        .wait_exit(Duration::from_secs(5 + 2))
+        .expect("oriond exits within shutdown_timeout_s");
+    assert!(status.success(), "exit status {status:?}\n{}", daemon.log());
+    for pid in workers {
+        common::wait_until("worker process gone", Duration::from_secs(2), || {
+            (!common::alive(pid)).then_some(())
+        });
+    }
+    let log = daemon.log();
+    assert!(log.contains("shutdown complete"), "{log}");
+}
+
+#[test]
+fn health_serves_during_warmup_and_test_source_reports_frames() {
+    // The test source needs no file; a long warm-up keeps the daemon "not running"
+    // so readiness must answer 503 while liveness answers 200.
+    let broker = Mosquitto::start();
+    let config = file_config(&broker.url(), "warmup-test")
+        .replace("source: file", "source: test")
+        .replace("warmup_duration_s: 1", "warmup_duration_s: 30");
+    let mut daemon = Daemon::start(&config);
+    let (code, _) = common::wait_until("health endpoint", Duration::from_secs(20), || {
+        daemon.http_get("/health")
+    });
+    assert_eq!(code, 200);
+    let (code, body) = daemon.http_get("/readiness").expect("readiness");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("unhealthy"), "{body}");
+    common::wait_until(
+        "frames from the test source",
+        Duration::from_secs(20),
+        || {
+            let (_, m) = daemon.http_get("/metrics")?;
+            let n: u64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("orion_frames_captured_total "))?
+                .parse()
+                .ok()?;
+            (n > 5).then_some(())
+        },
+    );
+    // Shutdown during warm-up is as orderly as any other.
+    daemon.signal(libc::SIGINT);
+    let status = daemon
+        .wait_exit(Duration::from_secs(7))
+        .expect("exits during warm-up");
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+}
+
+#[test]
+fn bad_config_exits_non_zero_with_the_problem() {
+    let mut daemon = Daemon::start("stream: { width: 641 }\nhealth: { listen: \"{health}\" }\n");
+    let status = daemon.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(!status.success());
+    assert!(
+        daemon
+            .log()
+            .contains("stream.width: 641 must be a multiple of 4"),
+        "{}",
+        daemon.log()
+    );
+}
