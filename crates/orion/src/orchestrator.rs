@@ -108,6 +108,7 @@ pub async fn run(
         }
         None => {}
     }
+    metrics.inference_rate_hz.set(rate_hz);
     let (rate_tx, rate_rx) = watch::channel(rate_hz);
 
     // 3. MQTT.

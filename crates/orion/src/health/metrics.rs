@@ -38,6 +38,47 @@ impl Flag {
     }
 }
 
+/// A floating-point gauge.
+#[derive(Debug, Default)]
+pub struct GaugeF64(AtomicU64);
+
+impl GaugeF64 {
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// A wall-clock instant (Unix milliseconds); 0 = never.
+#[derive(Debug, Default)]
+pub struct Timestamp(AtomicU64);
+
+impl Timestamp {
+    pub fn touch(&self) {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.0.store(ms, Ordering::Relaxed);
+    }
+    pub fn get_ms(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Time since the last touch; `None` if never touched.
+    pub fn age(&self) -> Option<Duration> {
+        let ms = self.get_ms();
+        (ms > 0).then(|| {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            Duration::from_millis(now.saturating_sub(ms))
+        })
+    }
+}
+
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const LATENCY_BUCKETS_S: [f64; 12] = [
     0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -108,11 +149,13 @@ pub struct WorkerMetrics {
     /// Frames replaced in the inbox by a newer one before the worker took them.
     pub frames_dropped: Counter,
     pub inferences: Counter,
+    /// Results dropped because the result collector was busy.
+    pub results_dropped: Counter,
     pub errors: Counter,
     pub restarts: Counter,
     pub up: Flag,
-    /// Unix time in milliseconds of the last message from the worker; 0 = never.
-    last_seen_ms: AtomicU64,
+    /// Last message from the worker.
+    pub last_seen: Timestamp,
     pub latency: Histogram,
 }
 
@@ -123,24 +166,13 @@ impl WorkerMetrics {
             frames_sent: Counter::default(),
             frames_dropped: Counter::default(),
             inferences: Counter::default(),
+            results_dropped: Counter::default(),
             errors: Counter::default(),
             restarts: Counter::default(),
             up: Flag::default(),
-            last_seen_ms: AtomicU64::new(0),
+            last_seen: Timestamp::default(),
             latency: Histogram::default(),
         }
-    }
-
-    pub fn touch(&self) {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        self.last_seen_ms.store(ms, Ordering::Relaxed);
-    }
-
-    pub fn last_seen_ms(&self) -> u64 {
-        self.last_seen_ms.load(Ordering::Relaxed)
     }
 
     /// dropped / (sent + dropped), 0 when nothing was offered.
@@ -166,9 +198,12 @@ pub struct Metrics {
     pub frames_gated: Counter,
     pub frames_invalid: Counter,
     pub stream_up: Flag,
-    pub stream_stalled: Flag,
+    /// Real frame rate of the stream, measured over about one second.
+    pub stream_fps: GaugeF64,
+    pub stream_last_frame: Timestamp,
     pub stream_reconnects: Counter,
-    pub results_dropped: Counter,
+    /// Effective inference rate the gate lets through.
+    pub inference_rate_hz: GaugeF64,
     pub e2e_latency: Histogram,
     pub mqtt_connected: Flag,
     pub mqtt_published: Counter,
@@ -188,9 +223,10 @@ impl Default for Metrics {
             frames_gated: Counter::default(),
             frames_invalid: Counter::default(),
             stream_up: Flag::default(),
-            stream_stalled: Flag::default(),
+            stream_fps: GaugeF64::default(),
+            stream_last_frame: Timestamp::default(),
             stream_reconnects: Counter::default(),
-            results_dropped: Counter::default(),
+            inference_rate_hz: GaugeF64::default(),
             e2e_latency: Histogram::default(),
             mqtt_connected: Flag::default(),
             mqtt_published: Counter::default(),
@@ -221,8 +257,8 @@ impl Metrics {
     /// Prometheus text exposition format, version 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        let b = |v: bool| u64::from(v);
-        let counters: [(&str, &str, u64); 11] = [
+        let b = |v: bool| f64::from(u8::from(v));
+        let counters: [(&str, &str, u64); 10] = [
             (
                 "orion_frames_captured_total",
                 "Frames delivered by the stream.",
@@ -254,11 +290,6 @@ impl Metrics {
                 self.stream_reconnects.get(),
             ),
             (
-                "orion_results_dropped_total",
-                "Worker results dropped because the collector was busy.",
-                self.results_dropped.get(),
-            ),
-            (
                 "orion_mqtt_published_total",
                 "Messages handed to the MQTT client.",
                 self.mqtt_published.get(),
@@ -285,7 +316,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
-        let gauges: [(&str, &str, u64); 5] = [
+        let gauges: [(&str, &str, f64); 8] = [
             (
                 "orion_running",
                 "1 while the daemon runs.",
@@ -297,9 +328,19 @@ impl Metrics {
                 b(self.stream_up.get()),
             ),
             (
-                "orion_stream_stalled",
-                "1 while the stream is connected but silent.",
-                b(self.stream_stalled.get()),
+                "orion_stream_fps",
+                "Real frame rate of the stream.",
+                self.stream_fps.get(),
+            ),
+            (
+                "orion_stream_last_frame_timestamp_seconds",
+                "Unix time of the last frame from the stream.",
+                self.stream_last_frame.get_ms() as f64 / 1000.0,
+            ),
+            (
+                "orion_inference_rate_hz",
+                "Effective inference rate of the rate gate.",
+                self.inference_rate_hz.get(),
             ),
             (
                 "orion_mqtt_connected",
@@ -307,9 +348,14 @@ impl Metrics {
                 b(self.mqtt_connected.get()),
             ),
             (
+                "orion_workers",
+                "Configured worker processes.",
+                self.workers().len() as f64,
+            ),
+            (
                 "orion_uptime_seconds",
                 "Seconds since start.",
-                self.started.elapsed().as_secs(),
+                self.started.elapsed().as_secs_f64(),
             ),
         ];
         for (name, help, v) in gauges {
@@ -329,7 +375,7 @@ impl Metrics {
             &'static str,
             fn(&WorkerMetrics) -> f64,
         );
-        let per_worker: [Series; 8] = [
+        let per_worker: [Series; 9] = [
             (
                 "orion_framebus_frames_sent_total",
                 "counter",
@@ -355,6 +401,12 @@ impl Metrics {
                 |w| w.inferences.get() as f64,
             ),
             (
+                "orion_worker_results_dropped_total",
+                "counter",
+                "Results dropped because the collector was busy.",
+                |w| w.results_dropped.get() as f64,
+            ),
+            (
                 "orion_worker_errors_total",
                 "counter",
                 "Errors reported by or about a worker.",
@@ -376,7 +428,7 @@ impl Metrics {
                 "orion_worker_last_seen_timestamp_seconds",
                 "gauge",
                 "Unix time of the last message from a worker.",
-                |w| w.last_seen_ms() as f64 / 1000.0,
+                |w| w.last_seen.get_ms() as f64 / 1000.0,
             ),
         ];
         for (name, kind, help, get) in per_worker {

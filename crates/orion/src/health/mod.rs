@@ -38,12 +38,24 @@ pub struct WorkerReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    pub connected: bool,
+    pub frames: u64,
+    /// Real FPS over the last second; 0 when no frame came for 2 s.
+    pub fps: f64,
+    pub last_frame_age_ms: Option<u64>,
+    pub reconnects: u64,
+    pub bytes: u64,
+    pub inference_rate_hz: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct HealthReport {
     pub status: Status,
     /// Why the status is not `healthy`.
     pub reasons: Vec<String>,
     pub uptime_s: u64,
-    pub stream_connected: bool,
+    pub stream: StreamReport,
     pub mqtt_connected: bool,
     pub workers: Vec<WorkerReport>,
 }
@@ -63,7 +75,7 @@ pub fn report(m: &Metrics) -> HealthReport {
             errors: w.errors.get(),
             restarts: w.restarts.get(),
             avg_latency_ms: w.latency.mean().map(|d| d.as_secs_f64() * 1e3),
-            last_seen_ms: Some(w.last_seen_ms()).filter(|ms| *ms > 0),
+            last_seen_ms: Some(w.last_seen.get_ms()).filter(|ms| *ms > 0),
         })
         .collect();
     let mut reasons = Vec::new();
@@ -90,9 +102,23 @@ pub fn report(m: &Metrics) -> HealthReport {
         status,
         reasons,
         uptime_s: m.started.elapsed().as_secs(),
-        stream_connected: m.stream_up.get(),
+        stream: stream_report(m),
         mqtt_connected: m.mqtt_connected.get(),
         workers,
+    }
+}
+
+fn stream_report(m: &Metrics) -> StreamReport {
+    let age = m.stream_last_frame.age();
+    let fresh = age.is_some_and(|a| a < std::time::Duration::from_secs(2));
+    StreamReport {
+        connected: m.stream_up.get(),
+        frames: m.frames_captured.get(),
+        fps: if fresh { m.stream_fps.get() } else { 0.0 },
+        last_frame_age_ms: age.map(|a| a.as_millis() as u64),
+        reconnects: m.stream_reconnects.get(),
+        bytes: m.frame_bytes.get(),
+        inference_rate_hz: m.inference_rate_hz.get(),
     }
 }
 

@@ -159,3 +159,50 @@ async fn poll(
     }
     metrics.mqtt_connected.set(false);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn publishing_while_the_broker_is_away_drops_and_counts_without_waiting() {
+        // A port with nothing listening: the event loop keeps failing to connect.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let metrics = Arc::new(Metrics::default());
+        let emitter = Emitter::start(
+            &EmitterSettings {
+                client_id: "emitter-test".into(),
+                host: "127.0.0.1".into(),
+                port,
+                keep_alive: Duration::from_secs(5),
+                max_pending: 4,
+            },
+            metrics.clone(),
+            CancellationToken::new(),
+        );
+        let started = std::time::Instant::now();
+        for i in 0..1000 {
+            assert!(!emitter.handle.publish("t".into(), vec![i as u8; 100]));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "publish must not wait"
+        );
+        assert_eq!(metrics.mqtt_dropped.get(), 1000);
+        assert_eq!(metrics.mqtt_published.get(), 0);
+        // The event loop task stops on request even while reconnecting.
+        assert!(
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                emitter.disconnect(Duration::from_secs(2))
+            )
+            .await
+            .expect("disconnect returns"),
+            "event loop stopped"
+        );
+        assert!(!metrics.mqtt_connected.get());
+    }
+}

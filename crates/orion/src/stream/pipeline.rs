@@ -241,6 +241,7 @@ fn install_sink_callback(
     tx: watch::Sender<Option<CapturedFrame>>,
     metrics: Arc<Metrics>,
 ) {
+    let mut fps_window = (Instant::now(), 0u32);
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -252,6 +253,15 @@ fn install_sink_callback(
                 metrics.frames_captured.inc();
                 metrics.frame_bytes.add(buffer.size() as u64);
                 metrics.stream_up.set(true);
+                metrics.stream_last_frame.touch();
+                fps_window.1 += 1;
+                let elapsed = fps_window.0.elapsed();
+                if elapsed >= Duration::from_secs(1) {
+                    metrics
+                        .stream_fps
+                        .set(f64::from(fps_window.1) / elapsed.as_secs_f64());
+                    fps_window = (Instant::now(), 0);
+                }
                 let seq = metrics.frames_captured.get();
                 tx.send_replace(Some(CapturedFrame {
                     seq,

@@ -86,7 +86,7 @@ impl Supervisor {
                     if started.elapsed() >= STABLE_AFTER {
                         backoff = BACKOFF_START;
                     }
-                    tracing::warn!(worker = %self.spec.id, error = %e, retry_in_s = backoff.as_secs_f64(), "worker failed; restarting");
+                    tracing::warn!(error = %e, retry_in_s = backoff.as_secs_f64(), "worker failed; restarting");
                 }
             }
             // A frame that waited while the worker was down is stale by now.
@@ -98,7 +98,7 @@ impl Supervisor {
             self.metrics.restarts.inc();
             backoff = (backoff * 2).min(BACKOFF_CAP);
         }
-        tracing::info!(worker = %self.spec.id, "worker supervisor stopped");
+        tracing::info!("worker supervisor stopped");
     }
 
     fn hang_timeout(&self) -> Duration {
@@ -119,7 +119,7 @@ impl Supervisor {
         let spec = &self.spec;
         let mut process =
             Process::spawn(&spec.program, &spec.args, spec.max_message_bytes, &spec.id)?;
-        tracing::info!(worker = %spec.id, pid = process.pid, "worker process started");
+        tracing::info!(pid = process.pid, "worker process started");
 
         let ready = tokio::select! {
             _ = cancel.cancelled() => {
@@ -145,8 +145,8 @@ impl Supervisor {
                 return Err(e);
             }
         };
-        tracing::info!(worker = %spec.id, pid = process.pid, model = %ready.model.name, input = ready.model.input_size, "worker ready");
-        self.metrics.touch();
+        tracing::info!(pid = process.pid, model = %ready.model.name, input = ready.model.input_size, "worker ready");
+        self.metrics.last_seen.touch();
         self.metrics.up.set(true);
 
         let result = self.serve(&mut process, worker_id, cancel).await;
@@ -213,7 +213,7 @@ impl Supervisor {
         loop {
             match process.recv().await? {
                 FromWorker::Result(result) if result.frame_seq == frame.seq => {
-                    self.metrics.touch();
+                    self.metrics.last_seen.touch();
                     self.metrics.inferences.inc();
                     self.metrics.latency.observe(Duration::from_secs_f64(
                         (result.timing.total_ms / 1e3).clamp(0.0, 3600.0),
@@ -225,19 +225,24 @@ impl Supervisor {
                         received_at: Instant::now(),
                     };
                     if self.results.try_send(output).is_err() {
-                        tracing::debug!(worker = %self.spec.id, "collector busy; result dropped");
+                        self.metrics.results_dropped.inc();
+                        tracing::debug!("collector busy; result dropped");
                     }
                     return Ok(());
                 }
                 FromWorker::Result(result) => {
                     self.metrics.errors.inc();
-                    tracing::warn!(worker = %self.spec.id, expected = frame.seq, got = result.frame_seq, "result for another frame ignored");
+                    tracing::warn!(
+                        expected = frame.seq,
+                        got = result.frame_seq,
+                        "result for another frame ignored"
+                    );
                 }
                 FromWorker::Error(e) if e.fatal => return Err(LifetimeError::Fatal(e.message)),
                 FromWorker::Error(e) => {
-                    self.metrics.touch();
+                    self.metrics.last_seen.touch();
                     self.metrics.errors.inc();
-                    tracing::warn!(worker = %self.spec.id, seq = frame.seq, error = %e.message, "worker could not process frame");
+                    tracing::warn!(seq = frame.seq, error = %e.message, "worker could not process frame");
                     if e.frame_seq == Some(frame.seq) {
                         return Ok(());
                     }
@@ -252,11 +257,14 @@ impl Supervisor {
             FromWorker::Error(e) if e.fatal => Err(LifetimeError::Fatal(e.message)),
             FromWorker::Error(e) => {
                 self.metrics.errors.inc();
-                tracing::warn!(worker = %self.spec.id, error = %e.message, "worker error");
+                tracing::warn!(error = %e.message, "worker error");
                 Ok(())
             }
             other => {
-                tracing::warn!(worker = %self.spec.id, kind = kind(&other), "unexpected message from worker ignored");
+                tracing::warn!(
+                    kind = kind(&other),
+                    "unexpected message from worker ignored"
+                );
                 Ok(())
             }
         }

@@ -1,0 +1,190 @@
+//! Worker supervision with real subprocesses (a scripted Python worker speaking the
+//! real protocol): results flow, crashes and hangs lead to restarts, garbage output
+//! is a protocol error, and cancellation stops the process.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use gstreamer as gst;
+use orion::attention::RoiAttention;
+use orion::framebus::{FrameBus, Job};
+use orion::health::metrics::WorkerMetrics;
+use orion::stream::{CapturedFrame, Frame};
+use orion::worker::{Supervisor, WorkerOutput, WorkerSpec};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    bus: FrameBus,
+    metrics: Arc<WorkerMetrics>,
+    results: mpsc::Receiver<WorkerOutput>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    pidfile: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn job(seq: u64) -> Arc<Job> {
+    gst::init().expect("gstreamer init");
+    let frame = Frame::map(
+        CapturedFrame {
+            seq,
+            buffer: gst::Buffer::from_slice(vec![0u8; 16 * 8 * 3]),
+            captured_at: SystemTime::now(),
+            captured_instant: Instant::now(),
+        },
+        16,
+        8,
+    )
+    .expect("frame");
+    Arc::new(Job {
+        frame,
+        roi: RoiAttention::new(16, 8, 100).process(),
+        trace_id: format!("t-{seq}"),
+    })
+}
+
+fn start(mode: &str, hang_floor: Duration) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pids");
+    let script = common::repo_root().join("crates/orion/tests/workers/fake_worker.py");
+    let bus = FrameBus::new();
+    let metrics = Arc::new(WorkerMetrics::new("fake-0"));
+    let (tx, results) = mpsc::channel(16);
+    let (_rate_tx, rate_rx) = watch::channel(10.0);
+    let sup = Supervisor {
+        spec: WorkerSpec {
+            id: "fake-0".into(),
+            program: common::venv_python(),
+            args: vec![
+                script.to_string_lossy().into_owned(),
+                mode.into(),
+                pidfile.to_string_lossy().into_owned(),
+            ],
+            startup_timeout: Duration::from_secs(20),
+            hang_timeout_floor: hang_floor,
+            max_message_bytes: 1024 * 1024,
+            instance_id: "test".into(),
+            room_id: "room".into(),
+        },
+        inbox: bus.register(metrics.clone()),
+        results: tx,
+        metrics: metrics.clone(),
+        rate_hz: rate_rx,
+    };
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(sup.run(cancel.clone()));
+    Harness {
+        bus,
+        metrics,
+        results,
+        cancel,
+        task,
+        pidfile,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(&self.pidfile)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    }
+
+    async fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Self) -> bool) {
+        let until = Instant::now() + timeout;
+        while !f(self) {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Cancels and checks that the supervisor ends and no worker process is left.
+    async fn stop(self) {
+        self.cancel.cancel();
+        let pids = self.pids();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("supervisor stops within 5 s")
+            .expect("supervisor task ok");
+        for pid in pids {
+            assert!(!common::alive(pid), "worker {pid} still alive after stop");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_flow_and_stop_ends_the_process() {
+    let mut h = start("echo", Duration::from_secs(30));
+    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
+        .await;
+    for seq in 1..=3 {
+        h.bus.publish(job(seq));
+        let out = tokio::time::timeout(Duration::from_secs(5), h.results.recv())
+            .await
+            .expect("a result within 5 s")
+            .expect("channel open");
+        assert_eq!(out.result.frame_seq, seq);
+        assert_eq!(out.job.frame.seq, seq);
+        assert_eq!(&*out.worker_id, "fake-0");
+        assert_eq!(out.result.timing.total_ms, 0.6);
+    }
+    assert_eq!(h.metrics.inferences.get(), 3);
+    assert_eq!(h.metrics.restarts.get(), 0);
+    assert_eq!(h.pids().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_worker_is_restarted() {
+    let h = start("crash", Duration::from_secs(30));
+    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
+        .await;
+    h.bus.publish(job(1));
+    // The crash is noticed at once and the worker comes back after 1 s of backoff.
+    h.wait("restart", Duration::from_secs(20), |h| {
+        h.metrics.restarts.get() >= 1 && h.metrics.up.get()
+    })
+    .await;
+    assert!(h.metrics.errors.get() >= 1);
+    let pids = h.pids();
+    assert!(pids.len() >= 2, "a new process was started: {pids:?}");
+    assert!(!common::alive(pids[0]), "the crashed process is reaped");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_worker_is_killed_and_replaced() {
+    let h = start("hang", Duration::from_secs(1));
+    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
+        .await;
+    let first = h.pids()[0];
+    h.bus.publish(job(1));
+    h.wait(
+        "hang detected and worker replaced",
+        Duration::from_secs(20),
+        |h| h.metrics.restarts.get() >= 1 && h.pids().len() >= 2,
+    )
+    .await;
+    assert!(!common::alive(first), "the hung process was killed");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_length_prefix_restarts_the_worker() {
+    let h = start("garbage", Duration::from_secs(30));
+    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
+        .await;
+    h.bus.publish(job(1));
+    h.wait("restart after garbage", Duration::from_secs(20), |h| {
+        h.metrics.restarts.get() >= 1
+    })
+    .await;
+    assert!(h.metrics.errors.get() >= 1);
+    h.stop().await;
+}

@@ -1,0 +1,42 @@
+"""A scripted worker for supervision tests, speaking the real protocol.
+
+    fake_worker.py MODE PIDFILE [daemon-appended model arguments ...]
+
+MODE: `echo` answers every frame with an empty result; `crash` exits with status 3
+on the first frame; `hang` never answers a frame; `garbage` writes a 4 GiB length
+prefix on the first frame. Each start appends the pid to PIDFILE and logs one line
+per level on stderr.
+"""
+
+import os
+import sys
+import time
+
+from orion_worker import protocol
+
+mode, pidfile = sys.argv[1], sys.argv[2]
+with open(pidfile, "a") as f:
+    f.write(f"{os.getpid()}\n")
+out = sys.stdout.buffer
+for level in ("ERROR", "WARNING", "INFO", "DEBUG"):
+    print(f"[{level}] fake worker {mode} says {level.lower()}", file=sys.stderr, flush=True)
+protocol.write_message(out, protocol.ready("fake_detection", protocol.model_info("fake", 0), os.getpid()))
+while True:
+    msg = protocol.read_message(sys.stdin.buffer)
+    if msg is None:
+        sys.exit(0)
+    if msg["type"] != "frame":
+        continue
+    if mode == "crash":
+        sys.exit(3)
+    if mode == "hang":
+        time.sleep(3600)
+    if mode == "garbage":
+        out.write(b"\xff\xff\xff\xff" + b"x" * 64)
+        out.flush()
+        time.sleep(3600)
+    result = protocol.result(
+        msg["seq"], msg["meta"]["trace_id"], "fake_detection", [], protocol.model_info("fake", 0),
+        protocol.timing(0.1, 0.2, 0.3, 0.6), None,
+    )
+    protocol.write_message(out, result)
