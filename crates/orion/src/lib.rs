@@ -13,9 +13,11 @@
 //! - [`collector`]: fan-in of results, enrichment into inference messages.
 //! - [`mqtt`]: the emitter and the embedded broker.
 //! - [`health`]: status model, metrics, HTTP server.
+//! - [`backoff`]: the retry delays every supervisor uses.
 //! - [`orchestrator`]: start-up order, the frame consumer, stats, shutdown order.
 
 pub mod attention;
+pub mod backoff;
 pub mod collector;
 pub mod config;
 pub mod framebus;

@@ -13,10 +13,8 @@ use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, Qo
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::health::metrics::Metrics;
-
-const BACKOFF_START: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 /// Connection parameters.
 #[derive(Debug, Clone)]
@@ -119,7 +117,7 @@ async fn poll(
     endpoint: String,
     cancel: CancellationToken,
 ) {
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::default();
     let mut outage_logged = false;
     loop {
         let event = tokio::select! {
@@ -129,7 +127,7 @@ async fn poll(
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 metrics.mqtt_connected.set(true);
-                backoff = BACKOFF_START;
+                backoff.reset();
                 outage_logged = false;
                 tracing::info!(broker = %endpoint, "connected to MQTT broker");
             }
@@ -144,16 +142,15 @@ async fn poll(
                 metrics.mqtt_connected.set(false);
                 metrics.mqtt_reconnects.inc();
                 if was_connected || !outage_logged {
-                    tracing::warn!(broker = %endpoint, error = %e, retry_in_s = backoff.as_secs_f64(), "MQTT connection lost");
+                    tracing::warn!(broker = %endpoint, error = %e, retry_in_s = backoff.peek().as_secs_f64(), "MQTT connection lost");
                     outage_logged = true;
                 } else {
                     tracing::debug!(broker = %endpoint, error = %e, "MQTT reconnect failed");
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(BACKOFF_CAP);
             }
         }
     }

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::CapturedFrame;
+use crate::backoff::Backoff;
 use crate::config::{Config, SourceKind, redact_url};
 use crate::health::metrics::Metrics;
 
@@ -32,8 +33,6 @@ pub enum StreamError {
     },
 }
 
-const BACKOFF_START: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const BUS_POLL: Duration = Duration::from_millis(100);
 
 /// What the supervisor needs to build pipelines, kept apart from runtime state.
@@ -355,7 +354,7 @@ pub fn supervise(
 ) {
     let span = tracing::info_span!("stream", source = %settings.describe());
     let _enter = span.enter();
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::default();
     let mut attempt: u64 = 0;
     loop {
         if attempt > 0 {
@@ -370,20 +369,19 @@ pub fn supervise(
             RunEnd::Cancelled => break,
             RunEnd::Failed(e) => {
                 if metrics.frames_captured.get() > frames_before {
-                    backoff = BACKOFF_START;
+                    backoff.reset();
                 }
-                tracing::warn!(error = %e, retry_in_s = backoff.as_secs_f64(), "stream failed");
+                tracing::warn!(error = %e, retry_in_s = backoff.peek().as_secs_f64(), "stream failed");
             }
         }
         // Sleep in small steps so that cancellation is seen promptly.
-        let until = Instant::now() + backoff;
+        let until = Instant::now() + backoff.next_delay();
         while Instant::now() < until && !cancel.is_cancelled() {
             std::thread::sleep(BUS_POLL);
         }
         if cancel.is_cancelled() {
             break;
         }
-        backoff = (backoff * 2).min(BACKOFF_CAP);
     }
     tracing::info!("stream stopped");
 }

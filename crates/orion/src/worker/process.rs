@@ -63,7 +63,9 @@ impl Process {
             .kill_on_drop(true);
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
         // If the daemon dies without running its shutdown (SIGKILL), the kernel
-        // kills the worker too, so no orphan is left behind.
+        // kills the worker too, so no orphan is left behind. The signal fires when
+        // the spawning *thread* ends: spawn is only called from the runtime's
+        // worker threads, which live as long as the daemon.
         unsafe {
             cmd.as_std_mut().pre_exec(|| {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

@@ -15,11 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::WorkerOutput;
 use super::process::{Process, ProcessError};
+use crate::backoff::Backoff;
 use crate::framebus::{Inbox, Job};
 use crate::health::metrics::WorkerMetrics;
 
-const BACKOFF_START: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// A process that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// How long a worker gets to exit after its stdin is closed.
@@ -74,7 +73,7 @@ impl Supervisor {
     /// Runs until `cancel`; restarts the process whenever it fails.
     pub async fn run(self, cancel: CancellationToken) {
         let worker_id: Arc<str> = Arc::from(self.spec.id.as_str());
-        let mut backoff = BACKOFF_START;
+        let mut backoff = Backoff::default();
         loop {
             let started = Instant::now();
             let end = self.run_once(&worker_id, &cancel).await;
@@ -84,19 +83,18 @@ impl Supervisor {
                 Err(e) => {
                     self.metrics.errors.inc();
                     if started.elapsed() >= STABLE_AFTER {
-                        backoff = BACKOFF_START;
+                        backoff.reset();
                     }
-                    tracing::warn!(error = %e, retry_in_s = backoff.as_secs_f64(), "worker failed; restarting");
+                    tracing::warn!(error = %e, retry_in_s = backoff.peek().as_secs_f64(), "worker failed; restarting");
                 }
             }
             // A frame that waited while the worker was down is stale by now.
             self.inbox.discard();
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
             self.metrics.restarts.inc();
-            backoff = (backoff * 2).min(BACKOFF_CAP);
         }
         tracing::info!("worker supervisor stopped");
     }
