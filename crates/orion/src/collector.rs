@@ -5,7 +5,7 @@
 //! supervisor has dropped its sender (then nothing more can arrive) or on cancel.
 //! It never waits for the broker: the emitter's publish is non-blocking.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use orion_protocol::{Detection, ModelInfo, NormRect, RoiProcessing, Timing};
@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::attention::RoiAttention;
 use crate::health::metrics::Metrics;
 use crate::mqtt::emitter::EmitterHandle;
 use crate::worker::WorkerOutput;
@@ -51,6 +52,8 @@ pub struct Collector {
     pub room_id: String,
     pub metrics: Arc<Metrics>,
     pub emitter: EmitterHandle,
+    /// Auto-focus feedback goes here.
+    pub roi: Arc<Mutex<RoiAttention>>,
 }
 
 impl Collector {
@@ -73,6 +76,11 @@ impl Collector {
         let now = Instant::now();
         let e2e = now.saturating_duration_since(frame.captured_instant);
         let r = &o.result;
+        self.roi
+            .lock()
+            .expect("roi attention poisoned")
+            .auto_focus
+            .observe(r.suggested_roi);
         let msg = InferenceMessage {
             instance_id: &self.instance_id,
             room_id: &self.room_id,

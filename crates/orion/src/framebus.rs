@@ -154,7 +154,7 @@ mod tests {
         .expect("frame maps");
         Arc::new(Job {
             frame,
-            roi: RoiAttention::new(8, 4, 100).process(),
+            roi: RoiAttention::new(8, 4, &crate::config::RoisConfig::default()).process(),
             trace_id: format!("t-{seq}"),
         })
     }

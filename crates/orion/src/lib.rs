@@ -11,7 +11,9 @@
 //! - [`worker`]: worker subprocesses (protocol in the `orion-protocol` crate) and
 //!   their supervisors.
 //! - [`collector`]: fan-in of results, enrichment into inference messages.
-//! - [`mqtt`]: the emitter and the embedded broker.
+//! - [`mqtt`]: the broker connection (emitter), control commands and their
+//!   handler, presence, TLS, the embedded broker.
+//! - [`control`]: the control plane: applies commands to the running components.
 //! - [`health`]: status model, metrics, HTTP server.
 //! - [`backoff`]: the retry delays every supervisor uses.
 //! - [`orchestrator`]: start-up order, the frame consumer, stats, shutdown order.
@@ -20,6 +22,7 @@ pub mod attention;
 pub mod backoff;
 pub mod collector;
 pub mod config;
+pub mod control;
 pub mod framebus;
 pub mod health;
 pub mod mqtt;

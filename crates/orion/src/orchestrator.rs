@@ -2,15 +2,15 @@
 //! the frame consumer and the stats logger, and tears everything down in order.
 //!
 //! Start-up: health HTTP and the embedded broker if configured (so that liveness
-//! answers and subscribers can connect during warm-up) -> stream -> warm-up
-//! -> MQTT -> (control plane) -> workers -> tasks (frame consumer, result collector,
+//! answers and subscribers can connect during warm-up) -> stream -> warm-up -> MQTT
+//! -> control plane -> workers -> tasks (frame consumer, result collector, presence,
 //! stats logger; the watchdog lives in each worker supervisor).
-//! Shutdown: workers -> stream -> (control plane) -> tasks -> MQTT disconnect ->
-//! health HTTP, all within `shutdown_timeout_s`; whatever misses the deadline is
-//! named in the report.
+//! Shutdown: workers -> stream -> control plane -> tasks -> offline presence and
+//! MQTT disconnect -> health HTTP, all within `shutdown_timeout_s`; whatever misses
+//! the deadline is named in the report.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -21,17 +21,22 @@ use tracing::Instrument as _;
 
 use crate::attention::{RateGate, RoiAttention};
 use crate::config::{BrokerAddr, Config};
+use crate::control::ControlPlane;
 use crate::framebus::{FrameBus, Job};
 use crate::health::metrics::Metrics;
+use crate::mqtt::control::ControlHandler;
 use crate::mqtt::emitter::{Emitter, EmitterSettings};
+use crate::mqtt::presence::{self, Presence};
 use crate::stream::{Frame, FrameReceiver, Stream, warmup};
-use crate::worker::{Supervisor, WorkerSpec};
+use crate::worker::{ModelChoice, Supervisor, WorkerHandle, WorkerSpec};
 use crate::{collector, health, mqtt};
 
 /// How long start-up waits for the first MQTT connection before going on degraded.
 const MQTT_CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// Capacity of the worker -> collector channel.
 const RESULT_QUEUE: usize = 64;
+/// Capacity of the emitter -> control handler channel.
+const CONTROL_QUEUE: usize = 64;
 
 /// What a finished run reports.
 #[derive(Debug, Default)]
@@ -47,8 +52,9 @@ pub struct Endpoints {
     pub health: SocketAddr,
 }
 
-/// Runs the daemon until `shutdown` fires, then shuts down in order.
-/// `on_listening` is told the bound addresses as soon as they are known.
+/// Runs the daemon until `shutdown` fires (a signal, or the `shutdown` command),
+/// then shuts down in order. `on_listening` is told the bound addresses as soon as
+/// they are known.
 pub async fn run(
     config: Config,
     shutdown: CancellationToken,
@@ -75,6 +81,11 @@ pub async fn run(
     if broker == BrokerAddr::Embedded {
         mqtt::broker::start(config.mqtt.embedded_listen)?;
     }
+    let tls = if config.mqtt.tls.enabled {
+        Some(mqtt::tls::client_config(config.mqtt.tls.ca_file.as_deref()).context("mqtt.tls")?)
+    } else {
+        None
+    };
 
     // 1. Stream.
     let stream_cancel = CancellationToken::new();
@@ -119,7 +130,7 @@ pub async fn run(
         }
         BrokerAddr::External { host, port } => (host, port),
     };
-    let mqtt_cancel = CancellationToken::new();
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let emitter = Emitter::start(
         &EmitterSettings {
             client_id: config.client_id(),
@@ -127,9 +138,21 @@ pub async fn run(
             port,
             keep_alive: Duration::from_secs(config.mqtt.keep_alive_s),
             max_pending: config.mqtt.max_pending_publishes,
+            credentials: config
+                .mqtt
+                .username
+                .clone()
+                .map(|u| (u, config.mqtt.password.clone().unwrap_or_default())),
+            tls,
+            last_will: Some((
+                config.status_topic(),
+                presence::offline(&config.instance_id, &config.room_id, "connection_lost"),
+            )),
+            control_topic: Some(config.control_topic()),
         },
         metrics.clone(),
-        mqtt_cancel,
+        Some(control_tx),
+        CancellationToken::new(),
     );
     wait_for(&shutdown, MQTT_CONNECT_WAIT, || {
         metrics.mqtt_connected.get()
@@ -141,49 +164,66 @@ pub async fn run(
         );
     }
 
-    // 4. Control plane: arrives with the command handler.
+    // 4. Control plane (its handler starts with the other tasks, once the
+    //    workers it controls exist).
+    let roi = Arc::new(Mutex::new(RoiAttention::new(
+        config.stream.width,
+        config.stream.height,
+        &config.rois,
+    )));
+    let wcfg = &config.workers.person_detector;
+    let model = ModelChoice {
+        name: detector.size.clone(),
+        entry: detector
+            .active_model()
+            .context("models.person_detector.size names no catalog entry")?
+            .clone(),
+    };
+    let worker_ids: Vec<String> = (0..wcfg.count)
+        .map(|i| format!("person_detector-{i}"))
+        .collect();
+    let mut requests = Vec::new();
+    let mut handles = Vec::new();
+    for id in &worker_ids {
+        let (tx, rx) = mpsc::channel(4);
+        handles.push(WorkerHandle::new(id.clone(), tx));
+        requests.push(rx);
+    }
+    let plane = Arc::new(ControlPlane::new(
+        config.clone(),
+        metrics.clone(),
+        rate_tx,
+        warm.map(|w| w.fps_mean),
+        roi.clone(),
+        handles,
+    ));
 
     // 5. Workers.
     let bus = FrameBus::new();
     let (results_tx, results_rx) = mpsc::channel(RESULT_QUEUE);
     let workers_cancel = CancellationToken::new();
     let workers = TaskTracker::new();
-    let wcfg = &config.workers.person_detector;
-    let model = detector
-        .active_model()
-        .context("models.person_detector.size names no catalog entry")?;
-    let mut args: Vec<String> = wcfg.command[1..].to_vec();
-    args.extend([
-        "--model".into(),
-        model.path.to_string_lossy().into_owned(),
-        "--model-name".into(),
-        detector.size.clone(),
-        "--model-format".into(),
-        format!("{:?}", model.format).to_lowercase(),
-        "--confidence".into(),
-        detector.confidence.to_string(),
-    ]);
-    if let Some(size) = model.input_size {
-        args.extend(["--input-size".into(), size.to_string()]);
-    }
-    for i in 0..wcfg.count {
-        let id = format!("person_detector-{i}");
+    let mut base_args: Vec<String> = wcfg.command[1..].to_vec();
+    base_args.extend(["--confidence".into(), detector.confidence.to_string()]);
+    for (id, requests) in worker_ids.into_iter().zip(requests) {
         let wm = metrics.add_worker(&id);
         let sup = Supervisor {
             spec: WorkerSpec {
                 id: id.clone(),
                 program: wcfg.command[0].clone(),
-                args: args.clone(),
+                args: base_args.clone(),
                 startup_timeout: Duration::from_secs_f64(wcfg.startup_timeout_s),
                 hang_timeout_floor: Duration::from_secs_f64(wcfg.hang_timeout_floor_s),
                 max_message_bytes: wcfg.max_message_bytes,
                 instance_id: config.instance_id.clone(),
                 room_id: config.room_id.clone(),
             },
+            model: model.clone(),
             inbox: bus.register(wm.clone()),
             results: results_tx.clone(),
             metrics: wm,
             rate_hz: rate_rx.clone(),
+            requests,
         };
         workers.spawn(
             sup.run(workers_cancel.clone())
@@ -194,16 +234,25 @@ pub async fn run(
     workers.close();
 
     // 6. Tasks.
+    let control_cancel = CancellationToken::new();
+    let control_task = tokio::spawn(
+        ControlHandler {
+            plane,
+            emitter: emitter.handle.clone(),
+            metrics: metrics.clone(),
+            instance_id: config.instance_id.clone(),
+            health_topic: config.health_topic(),
+            max_command_bytes: config.mqtt.max_command_bytes,
+            shutdown: shutdown.clone(),
+        }
+        .run(control_rx, control_cancel.clone()),
+    );
     let tasks_cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(
         FrameConsumer {
             gate: RateGate::new(rate_hz),
-            roi: RoiAttention::new(
-                config.stream.width,
-                config.stream.height,
-                config.rois.small_roi_threshold_px,
-            ),
+            roi: roi.clone(),
             bus: bus.clone(),
             metrics: metrics.clone(),
             width: config.stream.width,
@@ -220,8 +269,20 @@ pub async fn run(
             room_id: config.room_id.clone(),
             metrics: metrics.clone(),
             emitter: emitter.handle.clone(),
+            roi,
         }
         .run(results_rx, tasks_cancel.clone()),
+    );
+    tasks.spawn(
+        Presence {
+            topic: config.status_topic(),
+            instance_id: config.instance_id.clone(),
+            room_id: config.room_id.clone(),
+            stall_timeout: Duration::from_secs_f64(config.stream.stall_timeout_s),
+            metrics: metrics.clone(),
+            emitter: emitter.handle.clone(),
+        }
+        .run(tasks_cancel.clone()),
     );
     tasks.spawn(stats_logger(
         metrics.clone(),
@@ -249,11 +310,20 @@ pub async fn run(
     if !stream.stop(left()).await {
         report.late.push("stream");
     }
+    control_cancel.cancel();
+    if tokio::time::timeout(left(), control_task).await.is_err() {
+        report.late.push("control plane");
+    }
     tasks_cancel.cancel();
     if tokio::time::timeout(left(), tasks.wait()).await.is_err() {
         report.late.push("tasks");
     }
-    drop(rate_tx);
+    // A clean exit is not a lost connection: say offline ourselves (the broker
+    // only publishes the last will when the connection dies).
+    emitter.handle.publish_retained(
+        config.status_topic(),
+        presence::offline(&config.instance_id, &config.room_id, "shutdown"),
+    );
     if !emitter.disconnect(left().min(Duration::from_secs(2))).await {
         tracing::debug!("MQTT disconnect was not acknowledged");
     }
@@ -277,7 +347,7 @@ async fn wait_for(cancel: &CancellationToken, timeout: Duration, ready: impl Fn(
 /// and publishes on the frame bus. Never waits for a worker.
 struct FrameConsumer {
     gate: RateGate,
-    roi: RoiAttention,
+    roi: Arc<Mutex<RoiAttention>>,
     bus: FrameBus,
     metrics: Arc<Metrics>,
     width: u32,
@@ -306,6 +376,10 @@ impl FrameConsumer {
             // by the same rule as gated ones: not due for inference.
             let skipped = captured.seq.saturating_sub(last_seq + 1);
             last_seq = captured.seq;
+            if self.metrics.paused.get() {
+                self.metrics.frames_paused.add(skipped + 1);
+                continue;
+            }
             if !self.gate.accept(captured.captured_instant) {
                 self.metrics.frames_gated.add(skipped + 1);
                 continue;
@@ -319,9 +393,10 @@ impl FrameConsumer {
                     continue;
                 }
             };
+            let roi = self.roi.lock().expect("roi attention poisoned").process();
             let job = Job {
                 trace_id: format!("{}-{}", self.instance_id, frame.seq),
-                roi: self.roi.process(),
+                roi,
                 frame,
             };
             self.bus.publish(Arc::new(job));
@@ -348,6 +423,7 @@ async fn stats_logger(metrics: Arc<Metrics>, interval: Duration, cancel: Cancell
             frames,
             fps = format_args!("{fps:.1}"),
             gated = metrics.frames_gated.get(),
+            paused = metrics.frames_paused.get(),
             published = metrics.mqtt_published.get(),
             mqtt_dropped = metrics.mqtt_dropped.get(),
             "stream stats"

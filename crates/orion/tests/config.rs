@@ -61,7 +61,7 @@ shutdown_timeout_s: 0
         ("stream.fps", "1..=120"),
         ("stream.warmup_duration_s", "0..=60"),
         ("models.person_detector.size", "allowed: tiny"),
-        ("models.person_detector.catalog.tiny.path", "not found"),
+        ("models.person_detector.catalog.tiny", "not found"),
         (
             "models.person_detector.catalog.tiny.input_size",
             "required for YOLO",

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
 use orion::attention::RoiAttention;
+use orion::config::{ModelEntry, ModelFormat};
 use orion::framebus::{FrameBus, Job};
 use orion::health::metrics::WorkerMetrics;
 use orion::stream::{CapturedFrame, Frame};
-use orion::worker::{Supervisor, WorkerOutput, WorkerSpec};
+use orion::worker::{ModelChoice, Supervisor, WorkerHandle, WorkerOutput, WorkerSpec};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,7 @@ struct Harness {
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     pidfile: std::path::PathBuf,
+    handle: WorkerHandle,
     _dir: tempfile::TempDir,
 }
 
@@ -41,7 +43,7 @@ fn job(seq: u64) -> Arc<Job> {
     .expect("frame");
     Arc::new(Job {
         frame,
-        roi: RoiAttention::new(16, 8, 100).process(),
+        roi: RoiAttention::new(16, 8, &orion::config::RoisConfig::default()).process(),
         trace_id: format!("t-{seq}"),
     })
 }
@@ -54,6 +56,7 @@ fn start(mode: &str, hang_floor: Duration) -> Harness {
     let metrics = Arc::new(WorkerMetrics::new("fake-0"));
     let (tx, results) = mpsc::channel(16);
     let (_rate_tx, rate_rx) = watch::channel(10.0);
+    let (requests_tx, requests) = mpsc::channel(4);
     let sup = Supervisor {
         spec: WorkerSpec {
             id: "fake-0".into(),
@@ -73,6 +76,11 @@ fn start(mode: &str, hang_floor: Duration) -> Harness {
         results: tx,
         metrics: metrics.clone(),
         rate_hz: rate_rx,
+        model: ModelChoice {
+            name: "fake".into(),
+            entry: ModelEntry::single("/nonexistent/fake.onnx", ModelFormat::Ssd),
+        },
+        requests,
     };
     let cancel = CancellationToken::new();
     let task = tokio::spawn(sup.run(cancel.clone()));
@@ -83,6 +91,7 @@ fn start(mode: &str, hang_floor: Duration) -> Harness {
         cancel,
         task,
         pidfile,
+        handle: WorkerHandle::new("fake-0".into(), requests_tx),
         _dir: dir,
     }
 }
@@ -186,5 +195,35 @@ async fn a_huge_length_prefix_restarts_the_worker() {
     })
     .await;
     assert!(h.metrics.errors.get() >= 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_swaps_are_answered_and_frames_keep_flowing() {
+    let mut h = start("echo", Duration::from_secs(30));
+    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
+        .await;
+    let good = ModelChoice {
+        name: "n".into(),
+        entry: ModelEntry::single("/models/good.onnx", ModelFormat::Yolo),
+    };
+    let bad = ModelChoice {
+        name: "x".into(),
+        entry: ModelEntry::single("/models/missing.onnx", ModelFormat::Yolo),
+    };
+    assert_eq!(
+        h.handle.set_model(good, Duration::from_secs(5)).await,
+        Ok("swapped to n".into())
+    );
+    assert_eq!(
+        h.handle.set_model(bad, Duration::from_secs(5)).await,
+        Err("model file not found".into())
+    );
+    h.bus.publish(job(1));
+    let out = tokio::time::timeout(Duration::from_secs(5), h.results.recv())
+        .await
+        .expect("a result after the swaps")
+        .expect("channel open");
+    assert_eq!(out.result.frame_seq, 1);
     h.stop().await;
 }

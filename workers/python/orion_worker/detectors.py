@@ -15,6 +15,7 @@ A detector takes the crop (HxWx3 uint8 RGB) and returns boxes in crop pixels
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -157,6 +158,53 @@ def load_detector(path: str, fmt: str, name: str, input_size: int | None, thread
         return SsdDetector(path, name=name, threads=threads)
     if fmt == "yolo":
         if not input_size:
-            raise ValueError("YOLO models need --input-size (320 or 640)")
+            raise ValueError("YOLO models need an input size (320 or 640)")
         return YoloDetector(path, name=name, input_size=input_size, threads=threads)
     raise ValueError(f"unknown model format `{fmt}`; allowed: ssd, yolo")
+
+
+class ModelSet:
+    """The detectors of one catalog entry: one model for every crop, or one per
+    model input size (ROI attention's `target_size` picks among them)."""
+
+    def __init__(self, name: str, detectors: dict[int, Detector]) -> None:
+        if not detectors:
+            raise ValueError("a model set needs at least one model")
+        self.name = name
+        self.detectors = detectors
+
+    @property
+    def input_size(self) -> int:
+        return max(self.detectors)
+
+    def pick(self, target_size: int | None) -> Detector:
+        """The variant for `target_size`; else the closest one."""
+        if target_size in self.detectors:
+            return self.detectors[target_size]
+        if len(self.detectors) == 1 or not target_size:
+            return self.detectors[self.input_size]
+        closest = min(self.detectors, key=lambda s: abs(s - target_size))
+        return self.detectors[closest]
+
+
+def load_model_set(params: dict[str, str], threads: int = 1) -> ModelSet:
+    """Loads a catalog entry described as the `set_model` command params:
+    `size`, `format`, and either `path` (+ `input_size` for YOLO) or
+    `variant_<input size>` entries. Raises ValueError or onnxruntime errors."""
+    name = params.get("size") or "model"
+    fmt = params.get("format", "ssd")
+    variants = {int(k.removeprefix("variant_")): v for k, v in params.items() if k.startswith("variant_")}
+    path = params.get("path")
+    if path and variants:
+        raise ValueError("give either `path` or `variant_<size>` entries, not both")
+    if not path and not variants:
+        raise ValueError("no model file given (`path` or `variant_<size>`)")
+    files = [path] if path else list(variants.values())
+    for f in files:
+        if not os.path.isfile(f):
+            raise ValueError(f"model file not found: {f}")
+    if path:
+        input_size = int(params["input_size"]) if params.get("input_size") else None
+        det = load_detector(path, fmt, name, input_size, threads)
+        return ModelSet(name, {det.input_size: det})
+    return ModelSet(name, {size: load_detector(p, fmt, name, size, threads) for size, p in sorted(variants.items())})

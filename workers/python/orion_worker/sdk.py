@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from typing import Any, BinaryIO, Optional
 
@@ -78,27 +79,53 @@ def protocol_stdout() -> BinaryIO:
     return out
 
 
+class _Output:
+    """The protocol stream, shared by the frame loop and command threads."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            protocol.write_message(self.stream, message)
+
+
+# How long `serve` waits at end of input for commands still running.
+COMMAND_DRAIN_S = 5.0
+
+
 def serve(worker: Worker, stdin: Optional[BinaryIO] = None, stdout: Optional[BinaryIO] = None) -> int:
     stdin = stdin if stdin is not None else sys.stdin.buffer
-    stdout = stdout if stdout is not None else protocol_stdout()
-    protocol.write_message(stdout, protocol.ready(worker.inference_type, worker.model_info(), os.getpid()))
-    while True:
-        try:
-            msg = protocol.read_message(stdin)
-        except protocol.ProtocolError as e:
-            log.error("cannot read from the daemon: %s", e)
-            protocol.write_message(stdout, protocol.error(str(e), fatal=True))
-            return 1
-        if msg is None:
-            log.info("input closed; exiting")
-            return 0
-        kind = msg["type"]
-        if kind == "frame":
-            protocol.write_message(stdout, _handle_frame(worker, msg))
-        elif kind == "command":
-            protocol.write_message(stdout, _handle_command(worker, msg))
-        else:
-            protocol.write_message(stdout, protocol.error(f"unknown message type `{kind}`"))
+    out = _Output(stdout if stdout is not None else protocol_stdout())
+    out.send(protocol.ready(worker.inference_type, worker.model_info(), os.getpid()))
+    commands: list[threading.Thread] = []
+    try:
+        while True:
+            try:
+                msg = protocol.read_message(stdin)
+            except protocol.ProtocolError as e:
+                log.error("cannot read from the daemon: %s", e)
+                out.send(protocol.error(str(e), fatal=True))
+                return 1
+            if msg is None:
+                log.info("input closed; exiting")
+                return 0
+            kind = msg["type"]
+            if kind == "frame":
+                out.send(_handle_frame(worker, msg))
+            elif kind == "command":
+                # Commands (a model swap takes seconds) run beside the frame loop,
+                # so results keep flowing; each answers when it is done.
+                t = threading.Thread(target=lambda m=msg: out.send(_handle_command(worker, m)), daemon=True)
+                t.start()
+                commands = [c for c in commands if c.is_alive()] + [t]
+            else:
+                out.send(protocol.error(f"unknown message type `{kind}`"))
+    finally:
+        deadline = time.monotonic() + COMMAND_DRAIN_S
+        for t in commands:
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 def _handle_frame(worker: Worker, frame: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,6 @@ def load_rgb(name: str) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def ssd():
-    from orion_worker.detectors import SsdDetector
+    from orion_worker.detectors import ModelSet, SsdDetector
 
-    return SsdDetector(str(MODEL))
+    return ModelSet("ssdlite", {300: SsdDetector(str(MODEL))})

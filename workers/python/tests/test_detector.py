@@ -14,7 +14,7 @@ from conftest import load_rgb
 @pytest.mark.parametrize("name", ["astronaut.png", "camera.png"])
 def test_finds_the_person(ssd, name):
     image = load_rgb(name)
-    boxes, scores, timing = PersonDetector(ssd, confidence=0.5).detect(image, Crop(0, 0, image.shape[1], image.shape[0]))
+    boxes, scores, timing, _ = PersonDetector(ssd, confidence=0.5).detect(image, Crop(0, 0, image.shape[1], image.shape[0]))
     assert len(scores) >= 1, f"no person found in {name}"
     assert scores.max() >= 0.5
     best = boxes[scores.argmax()]
@@ -28,7 +28,7 @@ def test_finds_the_person(ssd, name):
 @pytest.mark.parametrize("name", ["chelsea.png", "coffee.png", "rocket.jpg"])
 def test_finds_no_person(ssd, name):
     image = load_rgb(name)
-    boxes, scores, _ = PersonDetector(ssd, confidence=0.5).detect(image, Crop(0, 0, image.shape[1], image.shape[0]))
+    boxes, scores, _, _ = PersonDetector(ssd, confidence=0.5).detect(image, Crop(0, 0, image.shape[1], image.shape[0]))
     assert len(scores) == 0, f"false person in {name}: {scores}"
 
 
@@ -39,9 +39,9 @@ def test_crop_maps_boxes_back_to_full_frame(ssd):
     frame = np.full((720, 1280, 3), 40, dtype=np.uint8)
     ox, oy = 600, 150
     frame[oy : oy + 512, ox : ox + 512] = person
-    direct, _, _ = PersonDetector(ssd, 0.5).detect(person, Crop(0, 0, 512, 512))
+    direct, _, _, _ = PersonDetector(ssd, 0.5).detect(person, Crop(0, 0, 512, 512))
     crop = Crop(ox - 40, oy - 30, 512 + 80, 512 + 60)
-    boxes, scores, _ = PersonDetector(ssd, 0.5).detect(frame, crop)
+    boxes, scores, _, _ = PersonDetector(ssd, 0.5).detect(frame, crop)
     assert len(scores) >= 1
     best = boxes[scores.argmax()]
     expected = direct[0] + np.array([ox, oy, ox, oy])

@@ -61,10 +61,36 @@ def test_ready_then_one_answer_per_message(ssd):
             {"type": "bogus"},
         ],
     )
-    kinds = [r["type"] for r in replies]
-    assert kinds == ["ready", "result", "error", "command_result", "command_result", "error"]
-    assert replies[1]["frame_seq"] == 1 and replies[1]["person_count"] >= 1
-    assert replies[2]["frame_seq"] == 2 and "expected" in replies[2]["message"]
-    assert replies[3]["id"] == 3 and not replies[3]["success"] and "not found" in replies[3]["message"]
-    assert replies[4]["id"] == 4 and "unknown command" in replies[4]["message"]
-    assert "bogus" in replies[5]["message"]
+    # Frames are answered in order; commands run beside the frame loop and
+    # answer when done, so only their ids tie them to their requests.
+    frames = [r for r in replies if r["type"] in ("result", "error") and r.get("frame_seq") is not None]
+    commands = {r["id"]: r for r in replies if r["type"] == "command_result"}
+    others = [r for r in replies if r["type"] == "error" and r.get("frame_seq") is None]
+    assert replies[0]["type"] == "ready" and len(replies) == 6
+    assert [f["type"] for f in frames] == ["result", "error"]
+    assert frames[0]["frame_seq"] == 1 and frames[0]["person_count"] >= 1
+    assert frames[1]["frame_seq"] == 2 and "expected" in frames[1]["message"]
+    assert not commands[3]["success"] and "not found" in commands[3]["message"]
+    assert "unknown command" in commands[4]["message"]
+    assert len(others) == 1 and "bogus" in others[0]["message"]
+
+
+def test_set_model_swaps_and_a_failed_swap_keeps_the_old_model(ssd, tmp_path):
+    from test_yolo import build_model
+
+    yolo = tmp_path / "tiny.onnx"
+    build_model(str(yolo))
+    image = load_rgb("astronaut.png")
+    worker = PersonDetector(ssd, 0.5)
+    ok, msg = worker.command("set_model", {"size": "n", "format": "yolo", "variant_320": str(yolo)})
+    assert ok, msg
+    assert worker.model_info() == {"name": "n", "input_size": 320}
+    ok, msg = worker.command("set_model", {"size": "x", "format": "yolo", "path": str(tmp_path / "missing.onnx"), "input_size": "640"})
+    assert not ok and "not found" in msg
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    ok, msg = worker.command("set_model", {"size": "b", "format": "ssd", "path": str(broken)})
+    assert not ok and "cannot load model b" in msg
+    assert worker.model_info() == {"name": "n", "input_size": 320}, "the old model stays"
+    replies = run(worker, [frame_message(5, image)])
+    assert replies[1]["model"] == {"name": "n", "input_size": 320}

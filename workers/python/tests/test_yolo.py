@@ -32,7 +32,7 @@ def prediction() -> np.ndarray:
     return pred
 
 
-def build_model(path: str) -> None:
+def build_model(path: str, size: int = SIZE) -> None:
     pred = prediction()
     nodes = [
         helper.make_node("ReduceSum", ["images"], ["sum"], keepdims=0),
@@ -42,7 +42,7 @@ def build_model(path: str) -> None:
     graph = helper.make_graph(
         nodes,
         "tiny_yolo",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(pred.shape))],
         initializer=[numpy_helper.from_array(pred, "pred"), numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero")],
     )
@@ -73,3 +73,15 @@ def test_yolo_decode_nms_and_mapping(tmp_path):
     full = crop_to_frame(found.boxes, Crop(100, 50, 640, 480))
     assert np.allclose(full[0], [260, 190, 340, 390])
     assert found.inference_ms > 0
+
+
+def test_model_set_picks_the_variant_for_the_target_size(tmp_path):
+    from orion_worker.detectors import load_model_set
+
+    for size in (320, 640):
+        build_model(str(tmp_path / f"m{size}.onnx"), size)
+    models = load_model_set({"size": "n", "format": "yolo", "variant_320": str(tmp_path / "m320.onnx"), "variant_640": str(tmp_path / "m640.onnx")})
+    assert models.pick(320).input_size == 320
+    assert models.pick(640).input_size == 640
+    assert models.pick(None).input_size == 640
+    assert models.pick(400).input_size == 320, "closest variant"

@@ -4,8 +4,10 @@
 //! Owns no tasks: the frame consumer calls into it for every frame, so everything
 //! here is cheap and never blocks. A frame the gate rejects costs one comparison.
 
+pub mod autofocus;
 pub mod rate_gate;
 pub mod roi;
 
+pub use autofocus::AutoFocus;
 pub use rate_gate::RateGate;
-pub use roi::RoiAttention;
+pub use roi::{ExternalRoi, RoiAttention};

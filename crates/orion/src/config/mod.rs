@@ -125,6 +125,8 @@ pub struct StreamConfig {
     pub fps: u32,
     /// Seconds of frames consumed without inference to measure the real FPS.
     pub warmup_duration_s: f64,
+    /// A connected stream without frames for this long is `stalled`.
+    pub stall_timeout_s: f64,
 }
 
 impl Default for StreamConfig {
@@ -134,6 +136,7 @@ impl Default for StreamConfig {
             height: 480,
             fps: 15,
             warmup_duration_s: 5.0,
+            stall_timeout_s: 10.0,
         }
     }
 }
@@ -154,14 +157,70 @@ pub enum ModelFormat {
     Yolo,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One catalog entry: either one model file for every crop (`path`), or one file
+/// per model input size (`variants`), between which ROI attention chooses by crop
+/// area (320 for small crops, 640 for large ones).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
-    pub path: PathBuf,
     pub format: ModelFormat,
-    /// Square input size for YOLO models (320 or 640); SSD models take 300.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Square input size of `path` for YOLO models; SSD models take any size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_size: Option<u32>,
+    /// Input size -> model file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variants: BTreeMap<u32, PathBuf>,
+}
+
+impl ModelEntry {
+    pub fn single(path: impl Into<PathBuf>, format: ModelFormat) -> Self {
+        Self {
+            format,
+            path: Some(path.into()),
+            input_size: None,
+            variants: BTreeMap::new(),
+        }
+    }
+
+    pub fn format_name(&self) -> &'static str {
+        match self.format {
+            ModelFormat::Ssd => "ssd",
+            ModelFormat::Yolo => "yolo",
+        }
+    }
+
+    /// Every file of the entry.
+    pub fn files(&self) -> Vec<&Path> {
+        self.path
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(self.variants.values().map(PathBuf::as_path))
+            .collect()
+    }
+
+    /// The entry as string parameters, as the worker protocol carries them (the
+    /// `set_model` command and, as `--key value` flags, the worker's arguments).
+    pub fn params(&self, name: &str) -> BTreeMap<String, String> {
+        let mut p = BTreeMap::from([
+            ("size".to_string(), name.to_string()),
+            ("format".to_string(), self.format_name().to_string()),
+        ]);
+        if let Some(path) = &self.path {
+            p.insert("path".into(), path.to_string_lossy().into_owned());
+        }
+        if let Some(n) = self.input_size {
+            p.insert("input_size".into(), n.to_string());
+        }
+        for (size, path) in &self.variants {
+            p.insert(
+                format!("variant_{size}"),
+                path.to_string_lossy().into_owned(),
+            );
+        }
+        p
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,11 +243,7 @@ impl Default for DetectorConfig {
             size: "ssdlite".into(),
             catalog: BTreeMap::from([(
                 "ssdlite".to_string(),
-                ModelEntry {
-                    path: "models/ssdlite_mobilenet_v2_coco.onnx".into(),
-                    format: ModelFormat::Ssd,
-                    input_size: None,
-                },
+                ModelEntry::single("models/ssdlite_mobilenet_v2_coco.onnx", ModelFormat::Ssd),
             )]),
             confidence: 0.5,
             max_inference_rate_hz: 2.0,
@@ -208,12 +263,70 @@ impl DetectorConfig {
 pub struct RoisConfig {
     /// Crops smaller than this many pixels go to the 320 model, others to the 640.
     pub small_roi_threshold_px: u64,
+    /// Crops are never smaller than this many pixels on a side.
+    pub min_crop_px: u32,
+    pub auto_focus: AutoFocusConfig,
 }
 
 impl Default for RoisConfig {
     fn default() -> Self {
         Self {
             small_roi_threshold_px: 320 * 320,
+            min_crop_px: 32,
+            auto_focus: AutoFocusConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoFocusStrategy {
+    /// Use the workers' suggestion as it is.
+    Simple,
+    /// Exponential smoothing of successive suggestions (`alpha`).
+    Smoothing,
+    /// Expand the suggestion in the direction of motion.
+    Velocity,
+}
+
+impl AutoFocusStrategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Simple => "simple",
+            Self::Smoothing => "smoothing",
+            Self::Velocity => "velocity",
+        }
+    }
+}
+
+/// Auto-focus: crop the next frames to where the workers last saw people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoFocusConfig {
+    pub enabled: bool,
+    pub strategy: AutoFocusStrategy,
+    /// Smoothing weight of the newest suggestion, 0 < alpha <= 1.
+    pub alpha: f64,
+    /// Center speed (normalized units per result) above which `velocity` expands.
+    pub velocity_threshold: f64,
+    /// Expansion per unit of speed.
+    pub velocity_factor: f64,
+    /// Largest expansion, normalized.
+    pub max_expansion: f64,
+    /// Results without a suggestion in a row before falling back to the full frame.
+    pub miss_limit: u32,
+}
+
+impl Default for AutoFocusConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            strategy: AutoFocusStrategy::Smoothing,
+            alpha: 0.3,
+            velocity_threshold: 0.02,
+            velocity_factor: 2.0,
+            max_expansion: 0.2,
+            miss_limit: 3,
         }
     }
 }
@@ -285,6 +398,31 @@ pub struct MqttConfig {
     pub keep_alive_s: u64,
     /// Results queued for the broker beyond this are dropped and counted.
     pub max_pending_publishes: usize,
+    /// Broker user name; `ORION_MQTT_USERNAME` overrides it.
+    pub username: Option<String>,
+    /// Broker password; `ORION_MQTT_PASSWORD` overrides it. Never logged or published.
+    #[serde(serialize_with = "redact_secret")]
+    pub password: Option<String>,
+    pub tls: TlsConfig,
+    /// Control commands larger than this are refused (with an answer).
+    pub max_command_bytes: usize,
+}
+
+fn redact_secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some("***"),
+        None => s.serialize_none(),
+    }
+}
+
+/// TLS to the broker (rustls).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    /// PEM file of the CA(s) that signed the broker's certificate; without it the
+    /// system's root certificates are used.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -295,6 +433,10 @@ impl Default for MqttConfig {
             client_id: None,
             keep_alive_s: 30,
             max_pending_publishes: 64,
+            username: None,
+            password: None,
+            tls: TlsConfig::default(),
+            max_command_bytes: 64 * 1024,
         }
     }
 }
@@ -321,10 +463,11 @@ impl Config {
             path: path.to_owned(),
             cause,
         })?;
-        let config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
             message,
         })?;
+        config.apply_env();
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
@@ -344,6 +487,32 @@ impl Config {
         serde_yaml::from_str(text).map_err(|e| e.to_string())
     }
 
+    /// Applies the environment overrides of secrets (`ORION_MQTT_USERNAME`,
+    /// `ORION_MQTT_PASSWORD`, `ORION_RTSP_URL`).
+    pub fn apply_env(&mut self) {
+        self.apply_env_from(|k| std::env::var(k).ok());
+    }
+
+    pub fn apply_env_from(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("ORION_MQTT_USERNAME") {
+            self.mqtt.username = Some(v);
+        }
+        if let Some(v) = get("ORION_MQTT_PASSWORD") {
+            self.mqtt.password = Some(v);
+        }
+        if let Some(v) = get("ORION_RTSP_URL") {
+            self.camera.rtsp_url = Some(v);
+        }
+    }
+
+    /// The config as JSON with secrets replaced: the password by `***`, RTSP
+    /// credentials by `rtsp://***@host/...`. For status replies and logs.
+    pub fn redacted_json(&self) -> serde_json::Value {
+        let mut c = self.clone();
+        c.camera.rtsp_url = c.camera.rtsp_url.as_deref().map(redact_url);
+        serde_json::to_value(&c).unwrap_or(serde_json::Value::Null)
+    }
+
     pub fn broker(&self) -> Option<BrokerAddr> {
         BrokerAddr::parse(&self.mqtt.broker).ok()
     }
@@ -355,8 +524,16 @@ impl Config {
             .unwrap_or_else(|| format!("orion-{}", self.instance_id))
     }
 
-    pub fn inference_topic(&self, inference_type: &str) -> String {
-        format!("care/inferences/{}/{inference_type}", self.instance_id)
+    pub fn control_topic(&self) -> String {
+        format!("care/control/{}", self.instance_id)
+    }
+
+    pub fn health_topic(&self) -> String {
+        format!("care/health/{}", self.instance_id)
+    }
+
+    pub fn status_topic(&self) -> String {
+        format!("care/status/{}", self.instance_id)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::{Config, ModelFormat, SourceKind};
+use super::{AutoFocusConfig, Config, ModelEntry, ModelFormat, SourceKind};
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,47 @@ impl Checker {
     }
 }
 
+fn input_size_ok(n: u32) -> bool {
+    n.is_multiple_of(32) && (32..=2048).contains(&n)
+}
+
+fn check_model_entry(c: &mut Checker, key: &str, entry: &ModelEntry) {
+    match (&entry.path, entry.variants.is_empty()) {
+        (None, true) => c.fail(
+            key,
+            "needs `path` (one model) or `variants` (input size -> model file)",
+        ),
+        (Some(_), false) => c.fail(key, "has both `path` and `variants`; use one of them"),
+        _ => {}
+    }
+    for file in entry.files() {
+        if !file.is_file() {
+            c.fail(key, format!("model file `{}` not found", file.display()));
+        }
+    }
+    if entry.path.is_some() {
+        match (entry.format, entry.input_size) {
+            (ModelFormat::Yolo, None) => c.fail(
+                &format!("{key}.input_size"),
+                "required for YOLO models; allowed: 320 or 640 (any multiple of 32 in 32..=2048)",
+            ),
+            (_, Some(n)) if !input_size_ok(n) => c.fail(
+                &format!("{key}.input_size"),
+                format!("{n} is not allowed; allowed: a multiple of 32 in 32..=2048"),
+            ),
+            _ => {}
+        }
+    }
+    for size in entry.variants.keys() {
+        if !input_size_ok(*size) {
+            c.fail(
+                &format!("{key}.variants"),
+                format!("input size {size} is not allowed; allowed: a multiple of 32 in 32..=2048 (usually 320 and 640)"),
+            );
+        }
+    }
+}
+
 impl Config {
     /// Returns every problem found; empty means valid. File paths are checked
     /// relative to the current directory, as the daemon resolves them.
@@ -171,6 +212,13 @@ impl Config {
         c.range_u64("stream.height", s.height.into(), 64, 2160, " pixels");
         c.range_u64("stream.fps", s.fps.into(), 1, 120, " frames per second");
         c.range_f64(
+            "stream.stall_timeout_s",
+            s.stall_timeout_s,
+            1.0,
+            3600.0,
+            " seconds",
+        );
+        c.range_f64(
             "stream.warmup_duration_s",
             s.warmup_duration_s,
             0.0,
@@ -197,21 +245,11 @@ impl Config {
             );
         }
         for (name, entry) in &d.catalog {
-            let key = format!("models.person_detector.catalog.{name}");
-            if !entry.path.is_file() {
-                c.fail(
-                    &format!("{key}.path"),
-                    format!("model file `{}` not found", entry.path.display()),
-                );
-            }
-            match (entry.format, entry.input_size) {
-                (ModelFormat::Yolo, None) => c.fail(&format!("{key}.input_size"), "required for YOLO models; allowed: 320 or 640 (any multiple of 32 in 32..=2048)"),
-                (ModelFormat::Yolo, Some(n)) if n % 32 != 0 || !(32..=2048).contains(&n) => c.fail(
-                    &format!("{key}.input_size"),
-                    format!("{n} is not allowed; allowed: a multiple of 32 in 32..=2048"),
-                ),
-                _ => {}
-            }
+            check_model_entry(
+                &mut c,
+                &format!("models.person_detector.catalog.{name}"),
+                entry,
+            );
         }
         c.range_f64(
             "models.person_detector.confidence",
@@ -235,6 +273,16 @@ impl Config {
             3840 * 2160,
             " pixels",
         );
+
+        c.range_u64(
+            "rois.min_crop_px",
+            self.rois.min_crop_px.into(),
+            8,
+            1024,
+            " pixels",
+        );
+        c.problems
+            .extend(self.rois.auto_focus.problems("rois.auto_focus"));
 
         let w = &self.workers.person_detector;
         if w.command.is_empty() || w.command[0].is_empty() {
@@ -293,12 +341,83 @@ impl Config {
             " messages",
         );
 
+        c.range_u64(
+            "mqtt.max_command_bytes",
+            m.max_command_bytes as u64,
+            256,
+            4 * 1024 * 1024,
+            " bytes",
+        );
+        if m.password.is_some() && m.username.is_none() {
+            c.fail(
+                "mqtt.password",
+                "is set without mqtt.username (or ORION_MQTT_USERNAME)",
+            );
+        }
+        if let Some(ca) = &m.tls.ca_file {
+            if !m.tls.enabled {
+                c.fail("mqtt.tls.ca_file", "is set but mqtt.tls.enabled is false");
+            }
+            if !ca.is_file() {
+                c.fail(
+                    "mqtt.tls.ca_file",
+                    format!("CA file `{}` not found", ca.display()),
+                );
+            }
+        }
+        if m.tls.enabled && m.broker == "embedded" {
+            c.fail(
+                "mqtt.tls.enabled",
+                "the embedded broker does not speak TLS; use an external broker (mqtt://host:port)",
+            );
+        }
+
         c.range_f64(
             "shutdown_timeout_s",
             self.shutdown_timeout_s,
             1.0,
             120.0,
             " seconds",
+        );
+        c.problems
+    }
+}
+
+impl AutoFocusConfig {
+    /// Problems with the auto-focus parameters, keyed under `prefix`. Shared by the
+    /// config file and the `set_auto_focus_strategy` command.
+    pub fn problems(&self, prefix: &str) -> Vec<Problem> {
+        let mut c = Checker {
+            problems: Vec::new(),
+        };
+        c.range_f64(&format!("{prefix}.alpha"), self.alpha, 0.01, 1.0, "");
+        c.range_f64(
+            &format!("{prefix}.velocity_threshold"),
+            self.velocity_threshold,
+            0.0,
+            1.0,
+            " (normalized units per result)",
+        );
+        c.range_f64(
+            &format!("{prefix}.velocity_factor"),
+            self.velocity_factor,
+            0.0,
+            100.0,
+            "",
+        );
+        c.range_f64(
+            &format!("{prefix}.max_expansion"),
+            self.max_expansion,
+            0.0,
+            1.0,
+            " (normalized)",
+        );
+        c.range_u64(
+            &format!("{prefix}.miss_limit"),
+            self.miss_limit.into(),
+            1,
+            1000,
+            " results",
         );
         c.problems
     }

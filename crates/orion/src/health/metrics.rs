@@ -209,6 +209,14 @@ pub struct Metrics {
     pub mqtt_published: Counter,
     pub mqtt_dropped: Counter,
     pub mqtt_reconnects: Counter,
+    /// Successful connections (CONNACKs); presence re-publishes after each.
+    pub mqtt_connections: Counter,
+    pub paused: Flag,
+    pub frames_paused: Counter,
+    pub control_commands: Counter,
+    pub control_rejected: Counter,
+    /// Control messages dropped because the control queue was full.
+    pub control_dropped: Counter,
     workers: Mutex<Vec<Arc<WorkerMetrics>>>,
 }
 
@@ -232,6 +240,12 @@ impl Default for Metrics {
             mqtt_published: Counter::default(),
             mqtt_dropped: Counter::default(),
             mqtt_reconnects: Counter::default(),
+            mqtt_connections: Counter::default(),
+            paused: Flag::default(),
+            frames_paused: Counter::default(),
+            control_commands: Counter::default(),
+            control_rejected: Counter::default(),
+            control_dropped: Counter::default(),
             workers: Mutex::new(Vec::new()),
         }
     }
@@ -258,7 +272,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let b = |v: bool| f64::from(u8::from(v));
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 15] = [
             (
                 "orion_frames_captured_total",
                 "Frames delivered by the stream.",
@@ -305,6 +319,31 @@ impl Metrics {
                 self.mqtt_reconnects.get(),
             ),
             (
+                "orion_frames_paused_total",
+                "Frames not sent to inference because it was paused.",
+                self.frames_paused.get(),
+            ),
+            (
+                "orion_mqtt_connections_total",
+                "Successful connections to the broker.",
+                self.mqtt_connections.get(),
+            ),
+            (
+                "orion_control_commands_total",
+                "Control messages answered with success.",
+                self.control_commands.get(),
+            ),
+            (
+                "orion_control_rejected_total",
+                "Control messages answered with an error.",
+                self.control_rejected.get(),
+            ),
+            (
+                "orion_control_dropped_total",
+                "Control messages dropped because the control queue was full.",
+                self.control_dropped.get(),
+            ),
+            (
                 "orion_e2e_results_total",
                 "Results that reached the emitter.",
                 self.e2e_latency.count(),
@@ -316,11 +355,16 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
-        let gauges: [(&str, &str, f64); 8] = [
+        let gauges: [(&str, &str, f64); 9] = [
             (
                 "orion_running",
                 "1 while the daemon runs.",
                 b(self.running.get()),
+            ),
+            (
+                "orion_paused",
+                "1 while inference is paused.",
+                b(self.paused.get()),
             ),
             (
                 "orion_stream_up",

@@ -21,7 +21,7 @@ use orion_protocol::InferenceResult;
 
 use crate::framebus::Job;
 
-pub use supervisor::{Supervisor, WorkerSpec};
+pub use supervisor::{ModelChoice, Supervisor, WorkerHandle, WorkerRequest, WorkerSpec};
 
 /// A result on its way to the collector, with the job it answers.
 #[derive(Debug)]

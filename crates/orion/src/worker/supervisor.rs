@@ -3,19 +3,25 @@
 //! `run` loops over `run_once` (one process lifetime) with exponential backoff.
 //! Inside a lifetime, at most one frame is in flight: the supervisor takes the
 //! newest frame from its inbox only when the worker is idle, so a slow worker sees
-//! fresh frames and the bus never waits for it.
+//! fresh frames and the bus never waits for it. Requests from the control plane
+//! (model swaps) are sent between frames and answered when the worker reports back;
+//! frames keep flowing meanwhile.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orion_protocol::{FrameMeta, FrameRequest, FromWorker, PROTOCOL_VERSION, Pixels, ToWorker};
-use tokio::sync::{mpsc, watch};
+use orion_protocol::{
+    CommandRequest, FrameMeta, FrameRequest, FromWorker, PROTOCOL_VERSION, Pixels, ToWorker,
+};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerOutput;
 use super::process::{Process, ProcessError};
 use crate::backoff::Backoff;
+use crate::config::ModelEntry;
 use crate::framebus::{Inbox, Job};
 use crate::health::metrics::WorkerMetrics;
 
@@ -29,12 +35,78 @@ const STOP_GRACE: Duration = Duration::from_millis(1500);
 pub struct WorkerSpec {
     pub id: String,
     pub program: String,
+    /// Arguments before the model flags.
     pub args: Vec<String>,
     pub startup_timeout: Duration,
     pub hang_timeout_floor: Duration,
     pub max_message_bytes: usize,
     pub instance_id: String,
     pub room_id: String,
+}
+
+/// A catalog entry by name: what a worker runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelChoice {
+    pub name: String,
+    pub entry: ModelEntry,
+}
+
+impl ModelChoice {
+    /// The worker's model flags (docs/worker-protocol.md).
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (key, value) in self.entry.params(&self.name) {
+            match key.as_str() {
+                "size" => args.extend(["--model-name".into(), value]),
+                "format" => args.extend(["--model-format".into(), value]),
+                "path" => args.extend(["--model".into(), value]),
+                "input_size" => args.extend(["--input-size".into(), value]),
+                _ => {
+                    if let Some(size) = key.strip_prefix("variant_") {
+                        args.extend(["--variant".into(), format!("{size}={value}")]);
+                    }
+                }
+            }
+        }
+        args
+    }
+}
+
+/// What the control plane can ask of a worker.
+#[derive(Debug)]
+pub enum WorkerRequest {
+    /// Load `model` next to the running one and swap; the old model stays on
+    /// failure. Answered with the worker's message.
+    SetModel {
+        model: ModelChoice,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// The control plane's side of one worker slot.
+#[derive(Debug, Clone)]
+pub struct WorkerHandle {
+    pub id: String,
+    tx: mpsc::Sender<WorkerRequest>,
+}
+
+impl WorkerHandle {
+    pub fn new(id: String, tx: mpsc::Sender<WorkerRequest>) -> Self {
+        Self { id, tx }
+    }
+
+    /// Asks the worker to swap its model; waits at most `timeout`.
+    pub async fn set_model(&self, model: ModelChoice, timeout: Duration) -> Result<String, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(WorkerRequest::SetModel { model, reply })
+            .map_err(|_| "worker supervisor is busy or stopped".to_string())?;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("worker stopped before answering".into()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +129,23 @@ enum Stop {
     Cancelled,
 }
 
+/// A command sent to the worker and not yet answered.
+struct Pending {
+    model: ModelChoice,
+    reply: oneshot::Sender<Result<String, String>>,
+}
+
+/// State of one process lifetime.
+struct Lifetime {
+    process: Process,
+    pending: HashMap<u64, Pending>,
+}
+
 /// One worker slot.
 pub struct Supervisor {
     pub spec: WorkerSpec,
+    /// The model the next process starts with; follows successful swaps.
+    pub model: ModelChoice,
     pub inbox: Inbox,
     /// To the result collector. The collector stops when every supervisor has
     /// dropped its sender.
@@ -67,16 +153,21 @@ pub struct Supervisor {
     pub metrics: Arc<WorkerMetrics>,
     /// Current effective inference rate, for the hang timeout.
     pub rate_hz: watch::Receiver<f64>,
+    /// From the control plane ([`WorkerHandle`]).
+    pub requests: mpsc::Receiver<WorkerRequest>,
 }
 
 impl Supervisor {
     /// Runs until `cancel`; restarts the process whenever it fails.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(mut self, cancel: CancellationToken) {
         let worker_id: Arc<str> = Arc::from(self.spec.id.as_str());
         let mut backoff = Backoff::default();
+        let mut next_command_id = 1;
         loop {
             let started = Instant::now();
-            let end = self.run_once(&worker_id, &cancel).await;
+            let end = self
+                .run_once(&worker_id, &mut next_command_id, &cancel)
+                .await;
             self.metrics.up.set(false);
             match end {
                 Ok(Stop::Cancelled) => break,
@@ -90,9 +181,17 @@ impl Supervisor {
             }
             // A frame that waited while the worker was down is stale by now.
             self.inbox.discard();
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            let delay = tokio::time::sleep(backoff.next_delay());
+            tokio::pin!(delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => {
+                        tracing::info!("worker supervisor stopped");
+                        return;
+                    }
+                    _ = &mut delay => break,
+                    Some(req) = self.requests.recv() => refuse(req, "worker is restarting; try again shortly"),
+                }
             }
             self.metrics.restarts.inc();
         }
@@ -110,14 +209,15 @@ impl Supervisor {
     }
 
     async fn run_once(
-        &self,
+        &mut self,
         worker_id: &Arc<str>,
+        next_command_id: &mut u64,
         cancel: &CancellationToken,
     ) -> Result<Stop, LifetimeError> {
         let spec = &self.spec;
-        let mut process =
-            Process::spawn(&spec.program, &spec.args, spec.max_message_bytes, &spec.id)?;
-        tracing::info!(pid = process.pid, "worker process started");
+        let args: Vec<String> = spec.args.iter().cloned().chain(self.model.args()).collect();
+        let mut process = Process::spawn(&spec.program, &args, spec.max_message_bytes, &spec.id)?;
+        tracing::info!(pid = process.pid, model = %self.model.name, "worker process started");
 
         let ready = tokio::select! {
             _ = cancel.cancelled() => {
@@ -147,38 +247,63 @@ impl Supervisor {
         self.metrics.last_seen.touch();
         self.metrics.up.set(true);
 
-        let result = self.serve(&mut process, worker_id, cancel).await;
+        let mut life = Lifetime {
+            process,
+            pending: HashMap::new(),
+        };
+        let result = self
+            .serve(&mut life, worker_id, next_command_id, cancel)
+            .await;
+        for (_, p) in life.pending.drain() {
+            let _ = p.reply.send(Err("worker stopped before answering".into()));
+        }
         match &result {
-            Ok(Stop::Cancelled) => process.stop(STOP_GRACE).await,
-            Err(_) => process.kill().await,
+            Ok(Stop::Cancelled) => life.process.stop(STOP_GRACE).await,
+            Err(_) => life.process.kill().await,
         }
         result
     }
 
     async fn serve(
-        &self,
-        process: &mut Process,
+        &mut self,
+        life: &mut Lifetime,
         worker_id: &Arc<str>,
+        next_command_id: &mut u64,
         cancel: &CancellationToken,
     ) -> Result<Stop, LifetimeError> {
         loop {
             let job = tokio::select! {
                 _ = cancel.cancelled() => return Ok(Stop::Cancelled),
-                // While idle, a message can only be a log-worthy error or the
-                // end of the process: noticed at once, not at the next frame.
-                msg = process.recv() => {
-                    self.handle_unsolicited(msg?)?;
+                // While idle, a message is a command answer, a log-worthy error
+                // or the end of the process: noticed at once, not at the next frame.
+                msg = life.process.recv() => {
+                    let msg = msg?;
+                    self.handle_other(life, msg)?;
+                    continue;
+                }
+                Some(req) = self.requests.recv() => {
+                    let WorkerRequest::SetModel { model, reply } = req;
+                    let id = *next_command_id;
+                    *next_command_id += 1;
+                    let command = ToWorker::Command(CommandRequest {
+                        id,
+                        name: "set_model".into(),
+                        params: model.entry.params(&model.name),
+                    });
+                    life.process.send(&command).await?;
+                    life.pending.insert(id, Pending { model, reply });
                     continue;
                 }
                 job = self.inbox.recv() => job,
             };
             let timeout = self.hang_timeout();
-            let exchange = self.exchange(process, worker_id, &job);
+            let seq = job.frame.seq;
             tokio::select! {
+                // A hung worker must not hold up shutdown.
                 _ = cancel.cancelled() => return Ok(Stop::Cancelled),
-                r = tokio::time::timeout(timeout, exchange) => match r {
+                r = tokio::time::timeout(timeout, self.exchange(life, worker_id, &job)) => match r {
                     Ok(r) => r?,
-                    Err(_) => return Err(LifetimeError::Hung { seq: job.frame.seq, timeout }),
+                    Err(_) => return Err(LifetimeError::Hung { seq, timeout }),
                 },
             }
         }
@@ -186,8 +311,8 @@ impl Supervisor {
 
     /// Sends one frame and waits for its answer.
     async fn exchange(
-        &self,
-        process: &mut Process,
+        &mut self,
+        life: &mut Lifetime,
         worker_id: &Arc<str>,
         job: &Arc<Job>,
     ) -> Result<(), LifetimeError> {
@@ -207,9 +332,9 @@ impl Supervisor {
                 roi_processing: job.roi.clone(),
             },
         });
-        process.send(&request).await?;
+        life.process.send(&request).await?;
         loop {
-            match process.recv().await? {
+            match life.process.recv().await? {
                 FromWorker::Result(result) if result.frame_seq == frame.seq => {
                     self.metrics.last_seen.touch();
                     self.metrics.inferences.inc();
@@ -236,26 +361,40 @@ impl Supervisor {
                         "result for another frame ignored"
                     );
                 }
-                FromWorker::Error(e) if e.fatal => return Err(LifetimeError::Fatal(e.message)),
-                FromWorker::Error(e) => {
+                FromWorker::Error(e) if !e.fatal && e.frame_seq == Some(frame.seq) => {
                     self.metrics.last_seen.touch();
                     self.metrics.errors.inc();
                     tracing::warn!(seq = frame.seq, error = %e.message, "worker could not process frame");
-                    if e.frame_seq == Some(frame.seq) {
-                        return Ok(());
-                    }
+                    return Ok(());
                 }
-                other => self.handle_unsolicited(other)?,
+                other => self.handle_other(life, other)?,
             }
         }
     }
 
-    fn handle_unsolicited(&self, msg: FromWorker) -> Result<(), LifetimeError> {
+    /// Messages that are not the answer to the frame in flight.
+    fn handle_other(&mut self, life: &mut Lifetime, msg: FromWorker) -> Result<(), LifetimeError> {
         match msg {
             FromWorker::Error(e) if e.fatal => Err(LifetimeError::Fatal(e.message)),
             FromWorker::Error(e) => {
                 self.metrics.errors.inc();
                 tracing::warn!(error = %e.message, "worker error");
+                Ok(())
+            }
+            FromWorker::CommandResult(r) => {
+                self.metrics.last_seen.touch();
+                match life.pending.remove(&r.id) {
+                    Some(p) if r.success => {
+                        tracing::info!(model = %p.model.name, message = %r.message, "model swapped");
+                        self.model = p.model;
+                        let _ = p.reply.send(Ok(r.message));
+                    }
+                    Some(p) => {
+                        tracing::warn!(model = %p.model.name, message = %r.message, "model swap failed; old model kept");
+                        let _ = p.reply.send(Err(r.message));
+                    }
+                    None => tracing::warn!(id = r.id, "answer to an unknown command ignored"),
+                }
                 Ok(())
             }
             other => {
@@ -267,6 +406,11 @@ impl Supervisor {
             }
         }
     }
+}
+
+fn refuse(req: WorkerRequest, why: &str) {
+    let WorkerRequest::SetModel { reply, .. } = req;
+    let _ = reply.send(Err(why.to_string()));
 }
 
 fn kind(msg: &FromWorker) -> &'static str {

@@ -2,7 +2,8 @@
 
     fake_worker.py MODE PIDFILE [daemon-appended model arguments ...]
 
-MODE: `echo` answers every frame with an empty result; `crash` exits with status 3
+MODE: `echo` answers every frame with an empty result (and `set_model` with
+success for a path ending in good.onnx, failure otherwise); `crash` exits with status 3
 on the first frame; `hang` never answers a frame; `garbage` writes a 4 GiB length
 prefix on the first frame. Each start appends the pid to PIDFILE and logs one line
 per level on stderr.
@@ -25,6 +26,12 @@ while True:
     msg = protocol.read_message(sys.stdin.buffer)
     if msg is None:
         sys.exit(0)
+    if msg["type"] == "command":
+        # set_model succeeds for a path ending in good.onnx and fails otherwise.
+        ok = msg["params"].get("path", "").endswith("good.onnx")
+        reply = "swapped to " + msg["params"].get("size", "?") if ok else "model file not found"
+        protocol.write_message(out, protocol.command_result(msg["id"], ok, reply))
+        continue
     if msg["type"] != "frame":
         continue
     if mode == "crash":

@@ -1,0 +1,524 @@
+//! Control commands: parsing and validation of what arrives on
+//! `care/control/{instance_id}`, and the shape of the reply.
+//!
+//! Pure functions, no I/O. Anything that is not a well-formed, in-range command
+//! becomes a [`Rejection`] whose message says what was wrong and what is allowed;
+//! checks that need the running state (a model name in the catalog, "already
+//! paused") are the control plane's.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::attention::ExternalRoi;
+use crate::config::AutoFocusStrategy;
+
+/// Every command, with the params it takes.
+pub const COMMANDS: [(&str, &str); 15] = [
+    ("get_status", ""),
+    ("pause_inference", ""),
+    ("resume_inference", ""),
+    ("set_inference_rate", "rate_hz (0.1..=30)"),
+    ("set_model_size", "size (a catalog name)"),
+    (
+        "set_attention_rois",
+        "rois: [{x, y, width, height, name?}, ...] (normalized 0..1)",
+    ),
+    ("clear_attention_rois", ""),
+    ("get_attention_rois", ""),
+    (
+        "set_auto_focus_strategy",
+        "strategy (simple | smoothing | velocity) + its params",
+    ),
+    ("get_auto_focus_strategy", ""),
+    ("enable_auto_focus", ""),
+    ("disable_auto_focus", ""),
+    ("clear_auto_focus_history", ""),
+    ("get_auto_focus_stats", ""),
+    ("shutdown", ""),
+];
+
+pub const MIN_RATE_HZ: f64 = 0.1;
+pub const MAX_RATE_HZ: f64 = 30.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    GetStatus,
+    PauseInference,
+    ResumeInference,
+    SetInferenceRate {
+        rate_hz: f64,
+    },
+    SetModelSize {
+        size: String,
+    },
+    SetAttentionRois {
+        rois: Vec<ExternalRoi>,
+    },
+    ClearAttentionRois,
+    GetAttentionRois,
+    SetAutoFocusStrategy {
+        strategy: AutoFocusStrategy,
+        params: BTreeMap<String, f64>,
+    },
+    GetAutoFocusStrategy,
+    EnableAutoFocus,
+    DisableAutoFocus,
+    ClearAutoFocusHistory,
+    GetAutoFocusStats,
+    Shutdown,
+}
+
+/// A parsed, well-formed command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub name: &'static str,
+    pub command: Command,
+    pub request_id: Option<Value>,
+}
+
+/// Why a message is not a valid command; still answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// The command name, when the message got that far.
+    pub command: Option<String>,
+    pub request_id: Option<Value>,
+    pub message: String,
+}
+
+/// The one reply every control message gets, on `care/health/{instance_id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reply {
+    /// `command_ack`, or `status` for `get_status`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub instance_id: String,
+    pub command: Option<String>,
+    pub success: bool,
+    pub message: String,
+    pub data: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+    pub timestamp: String,
+}
+
+/// Params of each auto-focus strategy (`miss_limit` is common to all).
+pub fn strategy_params(strategy: AutoFocusStrategy) -> &'static [&'static str] {
+    match strategy {
+        AutoFocusStrategy::Simple => &["miss_limit"],
+        AutoFocusStrategy::Smoothing => &["alpha", "miss_limit"],
+        AutoFocusStrategy::Velocity => &[
+            "velocity_threshold",
+            "velocity_factor",
+            "max_expansion",
+            "miss_limit",
+        ],
+    }
+}
+
+/// Parses one control message of at most `max_bytes`.
+pub fn parse(payload: &[u8], max_bytes: usize) -> Result<Request, Rejection> {
+    let reject = |command: Option<String>, request_id: Option<Value>, message: String| Rejection {
+        command,
+        request_id,
+        message,
+    };
+    if payload.len() > max_bytes {
+        return Err(reject(
+            None,
+            None,
+            format!(
+                "payload of {} bytes exceeds the limit of {max_bytes} bytes",
+                payload.len()
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_slice(payload).map_err(|e| {
+        reject(
+            None,
+            None,
+            format!("invalid JSON: {e}; expected {{\"command\": \"...\", \"params\": {{...}}}}"),
+        )
+    })?;
+    let Value::Object(mut obj) = value else {
+        return Err(reject(
+            None,
+            None,
+            "a command must be a JSON object: {\"command\": \"...\", \"params\": {...}}".into(),
+        ));
+    };
+    let request_id = match obj.remove("request_id") {
+        None | Some(Value::Null) => None,
+        Some(v @ (Value::String(_) | Value::Number(_))) => Some(v),
+        Some(_) => {
+            return Err(reject(
+                None,
+                None,
+                "request_id must be a string or a number".into(),
+            ));
+        }
+    };
+    let name = match obj.remove("command") {
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(reject(
+                None,
+                request_id,
+                "`command` must be a string".into(),
+            ));
+        }
+        None => {
+            return Err(reject(
+                None,
+                request_id,
+                "missing `command`; allowed: ".to_string() + &names(),
+            ));
+        }
+    };
+    let params = match obj.remove("params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(p)) => p,
+        Some(_) => {
+            return Err(reject(
+                Some(name),
+                request_id,
+                "`params` must be an object".into(),
+            ));
+        }
+    };
+    if let Some(extra) = obj.keys().next() {
+        return Err(reject(
+            Some(name),
+            request_id,
+            format!("unknown field `{extra}`; allowed: command, params, request_id"),
+        ));
+    }
+    let Some(&(static_name, _)) = COMMANDS.iter().find(|(n, _)| *n == name) else {
+        let shown: String = name.chars().take(64).collect();
+        return Err(reject(
+            Some(shown.clone()),
+            request_id,
+            format!("unknown command `{shown}`; allowed: {}", names()),
+        ));
+    };
+    match command(static_name, params) {
+        Ok(command) => Ok(Request {
+            name: static_name,
+            command,
+            request_id,
+        }),
+        Err(message) => Err(reject(Some(name), request_id, message)),
+    }
+}
+
+fn names() -> String {
+    COMMANDS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn no_params(name: &str, params: &Map<String, Value>) -> Result<(), String> {
+    match params.keys().next() {
+        None => Ok(()),
+        Some(k) => Err(format!("{name} takes no params (got `{k}`)")),
+    }
+}
+
+fn only(params: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+    match params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) => Err(format!(
+            "unknown param `{k}`; allowed: {}",
+            allowed.join(", ")
+        )),
+    }
+}
+
+fn number(params: &Map<String, Value>, key: &str) -> Result<Option<f64>, String> {
+    match params.get(key) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|v| v.is_finite())
+            .map(Some)
+            .ok_or_else(|| format!("params.{key} is not a finite number")),
+        Some(other) => Err(format!(
+            "params.{key} must be a number, got {}",
+            type_name(other)
+        )),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn command(name: &'static str, params: Map<String, Value>) -> Result<Command, String> {
+    let simple = |c: Command| no_params(name, &params).map(|_| c);
+    match name {
+        "get_status" => simple(Command::GetStatus),
+        "pause_inference" => simple(Command::PauseInference),
+        "resume_inference" => simple(Command::ResumeInference),
+        "clear_attention_rois" => simple(Command::ClearAttentionRois),
+        "get_attention_rois" => simple(Command::GetAttentionRois),
+        "get_auto_focus_strategy" => simple(Command::GetAutoFocusStrategy),
+        "enable_auto_focus" => simple(Command::EnableAutoFocus),
+        "disable_auto_focus" => simple(Command::DisableAutoFocus),
+        "clear_auto_focus_history" => simple(Command::ClearAutoFocusHistory),
+        "get_auto_focus_stats" => simple(Command::GetAutoFocusStats),
+        "shutdown" => simple(Command::Shutdown),
+        "set_inference_rate" => {
+            only(&params, &["rate_hz"])?;
+            let rate_hz = number(&params, "rate_hz")?.ok_or_else(|| {
+                format!("missing params.rate_hz; allowed: {MIN_RATE_HZ}..={MAX_RATE_HZ} Hz")
+            })?;
+            if !(MIN_RATE_HZ..=MAX_RATE_HZ).contains(&rate_hz) {
+                return Err(format!(
+                    "params.rate_hz {rate_hz} is out of range; allowed: {MIN_RATE_HZ}..={MAX_RATE_HZ} Hz"
+                ));
+            }
+            Ok(Command::SetInferenceRate { rate_hz })
+        }
+        "set_model_size" => {
+            only(&params, &["size"])?;
+            match params.get("size") {
+                Some(Value::String(s)) if !s.is_empty() && s.len() <= 64 => {
+                    Ok(Command::SetModelSize { size: s.clone() })
+                }
+                Some(Value::String(_)) => Err("params.size must be 1 to 64 characters".into()),
+                Some(other) => Err(format!(
+                    "params.size must be a string, got {}",
+                    type_name(other)
+                )),
+                None => {
+                    Err("missing params.size (a name from models.person_detector.catalog)".into())
+                }
+            }
+        }
+        "set_attention_rois" => {
+            only(&params, &["rois"])?;
+            let rois = match params.get("rois") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        serde_json::from_value::<ExternalRoi>(v.clone()).map_err(|e| {
+                            format!("rois[{i}]: {e}; expected {{\"x\": 0..1, \"y\": 0..1, \"width\": >0, \"height\": >0, \"name\"?: string}}")
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(other) => return Err(format!("params.rois must be an array, got {}", type_name(other))),
+                None => return Err("missing params.rois: [{x, y, width, height}, ...] in normalized coordinates".into()),
+            };
+            Ok(Command::SetAttentionRois { rois })
+        }
+        "set_auto_focus_strategy" => {
+            let strategy = match params.get("strategy") {
+                Some(Value::String(s)) => match s.as_str() {
+                    "simple" => AutoFocusStrategy::Simple,
+                    "smoothing" => AutoFocusStrategy::Smoothing,
+                    "velocity" => AutoFocusStrategy::Velocity,
+                    other => {
+                        return Err(format!(
+                            "unknown strategy `{}`; allowed: simple, smoothing, velocity",
+                            other.chars().take(64).collect::<String>()
+                        ));
+                    }
+                },
+                Some(other) => {
+                    return Err(format!(
+                        "params.strategy must be a string, got {}",
+                        type_name(other)
+                    ));
+                }
+                None => {
+                    return Err(
+                        "missing params.strategy; allowed: simple, smoothing, velocity".into(),
+                    );
+                }
+            };
+            let allowed = strategy_params(strategy);
+            let mut values = BTreeMap::new();
+            for key in params.keys().filter(|k| *k != "strategy") {
+                if !allowed.contains(&key.as_str()) {
+                    return Err(format!(
+                        "unknown param `{key}` for strategy {}; allowed: {}",
+                        strategy.name(),
+                        allowed.join(", ")
+                    ));
+                }
+                if let Some(v) = number(&params, key)? {
+                    values.insert(key.clone(), v);
+                }
+            }
+            Ok(Command::SetAutoFocusStrategy {
+                strategy,
+                params: values,
+            })
+        }
+        _ => Err(format!("unknown command `{name}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(json: &str) -> Command {
+        parse(json.as_bytes(), 65536)
+            .unwrap_or_else(|r| panic!("{json}: {}", r.message))
+            .command
+    }
+
+    fn err(json: &str) -> Rejection {
+        parse(json.as_bytes(), 65536).expect_err(json)
+    }
+
+    #[test]
+    fn well_formed_commands() {
+        assert_eq!(ok(r#"{"command":"get_status"}"#), Command::GetStatus);
+        assert_eq!(
+            ok(r#"{"command":"pause_inference","params":{}}"#),
+            Command::PauseInference
+        );
+        assert_eq!(
+            ok(r#"{"command":"set_inference_rate","params":{"rate_hz":2.5}}"#),
+            Command::SetInferenceRate { rate_hz: 2.5 }
+        );
+        assert_eq!(
+            ok(r#"{"command":"set_model_size","params":{"size":"n"}}"#),
+            Command::SetModelSize { size: "n".into() }
+        );
+        let Command::SetAttentionRois { rois } = ok(
+            r#"{"command":"set_attention_rois","params":{"rois":[{"x":0.1,"y":0.2,"width":0.3,"height":0.4,"name":"bed"}]}}"#,
+        ) else {
+            panic!("wrong command")
+        };
+        assert_eq!(rois[0].name.as_deref(), Some("bed"));
+        assert_eq!(
+            ok(
+                r#"{"command":"set_auto_focus_strategy","params":{"strategy":"smoothing","alpha":0.5}}"#
+            ),
+            Command::SetAutoFocusStrategy {
+                strategy: AutoFocusStrategy::Smoothing,
+                params: BTreeMap::from([("alpha".to_string(), 0.5)])
+            }
+        );
+    }
+
+    #[test]
+    fn request_id_is_echoed_even_on_rejection() {
+        let r = parse(br#"{"command":"get_status","request_id":"abc"}"#, 1024).unwrap();
+        assert_eq!(r.request_id, Some(Value::String("abc".into())));
+        let e = err(r#"{"command":"nope","request_id":7}"#);
+        assert_eq!(e.request_id, Some(Value::from(7)));
+        assert!(
+            e.message.contains("unknown command `nope`") && e.message.contains("get_status"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn every_bad_input_says_what_is_wrong_and_allowed() {
+        let cases = [
+            ("not json", "invalid JSON"),
+            ("[1,2]", "must be a JSON object"),
+            (r#"{"params":{}}"#, "missing `command`; allowed: get_status"),
+            (r#"{"command":42}"#, "`command` must be a string"),
+            (
+                r#"{"command":"get_status","params":[]}"#,
+                "`params` must be an object",
+            ),
+            (
+                r#"{"command":"get_status","parms":{}}"#,
+                "unknown field `parms`",
+            ),
+            (
+                r#"{"command":"get_status","params":{"x":1}}"#,
+                "takes no params",
+            ),
+            (
+                r#"{"command":"set_inference_rate"}"#,
+                "missing params.rate_hz; allowed: 0.1..=30",
+            ),
+            (
+                r#"{"command":"set_inference_rate","params":{"rate_hz":"fast"}}"#,
+                "must be a number, got a string",
+            ),
+            (
+                r#"{"command":"set_inference_rate","params":{"rate_hz":0}}"#,
+                "out of range; allowed: 0.1..=30",
+            ),
+            (
+                r#"{"command":"set_inference_rate","params":{"rate_hz":31}}"#,
+                "out of range",
+            ),
+            (
+                r#"{"command":"set_inference_rate","params":{"rate_hz":1,"x":1}}"#,
+                "unknown param `x`",
+            ),
+            (
+                r#"{"command":"set_model_size","params":{"size":5}}"#,
+                "params.size must be a string",
+            ),
+            (r#"{"command":"set_model_size"}"#, "missing params.size"),
+            (
+                r#"{"command":"set_attention_rois","params":{"rois":{}}}"#,
+                "must be an array",
+            ),
+            (
+                r#"{"command":"set_attention_rois","params":{"rois":[{"x":"a"}]}}"#,
+                "rois[0]",
+            ),
+            (
+                r#"{"command":"set_attention_rois","params":{"rois":[{"x":0,"y":0,"width":1,"height":1,"z":1}]}}"#,
+                "unknown field `z`",
+            ),
+            (
+                r#"{"command":"set_auto_focus_strategy","params":{"strategy":"zoom"}}"#,
+                "allowed: simple, smoothing, velocity",
+            ),
+            (
+                r#"{"command":"set_auto_focus_strategy","params":{"strategy":"simple","alpha":0.3}}"#,
+                "unknown param `alpha` for strategy simple",
+            ),
+            (
+                r#"{"command":"set_auto_focus_strategy","params":{"strategy":"smoothing","alpha":"x"}}"#,
+                "must be a number",
+            ),
+            (
+                r#"{"command":"get_status","request_id":{}}"#,
+                "request_id must be a string or a number",
+            ),
+        ];
+        for (json, fragment) in cases {
+            let e = err(json);
+            assert!(
+                e.message.contains(fragment),
+                "{json}: `{}` lacks `{fragment}`",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_payloads_are_refused_before_parsing() {
+        let big = vec![b' '; 70_000];
+        let e = parse(&big, 65536).unwrap_err();
+        assert_eq!(
+            e.message,
+            "payload of 70000 bytes exceeds the limit of 65536 bytes"
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! The control handler: every message on `care/control/{instance_id}` gets exactly
+//! one reply on `care/health/{instance_id}`, echoing its `request_id`.
+//!
+//! Owns the order of commands: one at a time, in arrival order. Parsing is
+//! `commands`, execution is the control plane's; this task only connects them to
+//! MQTT. It stops on cancel or when the emitter drops the channel.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::commands::{self, Reply};
+use super::emitter::EmitterHandle;
+use crate::control::ControlPlane;
+use crate::health::metrics::Metrics;
+
+pub struct ControlHandler {
+    pub plane: Arc<ControlPlane>,
+    pub emitter: EmitterHandle,
+    pub metrics: Arc<Metrics>,
+    pub instance_id: String,
+    pub health_topic: String,
+    pub max_command_bytes: usize,
+    /// Cancelled by the `shutdown` command, after its reply is queued.
+    pub shutdown: CancellationToken,
+}
+
+impl ControlHandler {
+    pub async fn run(self, mut messages: mpsc::Receiver<Vec<u8>>, cancel: CancellationToken) {
+        loop {
+            let payload = tokio::select! {
+                _ = cancel.cancelled() => break,
+                m = messages.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            let reply = self.handle(&payload).await;
+            let shutdown = reply.1;
+            self.publish(reply.0);
+            if shutdown {
+                tracing::info!("shutdown requested over MQTT");
+                self.shutdown.cancel();
+            }
+        }
+        tracing::info!("control handler stopped");
+    }
+
+    /// The reply for one message, and whether to shut down after sending it.
+    pub async fn handle(&self, payload: &[u8]) -> (Reply, bool) {
+        let (command, request_id, outcome) = match commands::parse(payload, self.max_command_bytes)
+        {
+            Ok(req) => {
+                let outcome = self.plane.execute(&req.command).await;
+                (Some(req.name.to_string()), req.request_id, outcome)
+            }
+            Err(rejection) => (
+                rejection.command,
+                rejection.request_id,
+                crate::control::Outcome {
+                    success: false,
+                    message: rejection.message,
+                    data: Value::Null,
+                    shutdown: false,
+                },
+            ),
+        };
+        if outcome.success {
+            self.metrics.control_commands.inc();
+        } else {
+            self.metrics.control_rejected.inc();
+        }
+        tracing::info!(
+            command = command.as_deref().unwrap_or("?"),
+            success = outcome.success,
+            message = %outcome.message,
+            "control command"
+        );
+        let kind = if command.as_deref() == Some("get_status") && outcome.success {
+            "status"
+        } else {
+            "command_ack"
+        };
+        let reply = Reply {
+            kind,
+            instance_id: self.instance_id.clone(),
+            command,
+            success: outcome.success,
+            message: outcome.message,
+            data: outcome.data,
+            request_id,
+            timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        };
+        (reply, outcome.shutdown)
+    }
+
+    fn publish(&self, reply: Reply) {
+        match serde_json::to_vec(&reply) {
+            Ok(payload) => {
+                if !self.emitter.publish(self.health_topic.clone(), payload) {
+                    tracing::warn!("reply could not be queued (broker away)");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot serialize reply"),
+        }
+    }
+}
