@@ -16,6 +16,7 @@
 //! - [`control`]: the control plane: applies commands to the running components.
 //! - [`health`]: status model, metrics, HTTP server.
 //! - [`backoff`]: the retry delays every supervisor uses.
+//! - [`ctl`]: `orionctl`, the operator's client.
 //! - [`orchestrator`]: start-up order, the frame consumer, stats, shutdown order.
 
 pub mod attention;
@@ -23,6 +24,7 @@ pub mod backoff;
 pub mod collector;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod framebus;
 pub mod health;
 pub mod mqtt;

@@ -7,42 +7,11 @@ use std::time::Duration;
 
 use common::{Daemon, Mosquitto, Subscriber};
 
-fn file_config(broker: &str, instance: &str) -> String {
-    let root = common::repo_root();
-    format!(
-        r#"
-instance_id: {instance}
-room_id: test-room
-camera:
-  source: file
-  path: {video}
-stream: {{ width: 640, height: 480, warmup_duration_s: 1 }}
-models:
-  person_detector:
-    size: ssdlite
-    catalog:
-      ssdlite: {{ path: {model}, format: ssd }}
-    confidence: 0.5
-    max_inference_rate_hz: 5
-workers:
-  person_detector:
-    command: ["{python}", "-m", "orion_worker.person_detector"]
-mqtt: {{ broker: "{broker}" }}
-health: {{ listen: "{{health}}" }}
-framebus: {{ stats_interval_s: 2 }}
-shutdown_timeout_s: 5
-"#,
-        video = root.join("assets/demo.mp4").display(),
-        model = root.join("models/ssdlite_mobilenet_v2_coco.onnx").display(),
-        python = common::venv_python(),
-    )
-}
-
 #[test]
 fn detections_flow_to_mqtt_and_sigterm_shuts_down_cleanly() {
     let broker = Mosquitto::start();
     let sub = Subscriber::connect(broker.port, "care/inferences/e2e-test/#");
-    let mut daemon = Daemon::start(&file_config(&broker.url(), "e2e-test"));
+    let mut daemon = Daemon::start(&common::config("e2e-test", &broker.url(), |_| {}));
 
     // A person detection with a sane box, within a bounded time.
     let msg: serde_json::Value = sub.wait_for(Duration::from_secs(60), |topic, payload| {
@@ -123,9 +92,10 @@ fn health_serves_during_warmup_and_test_source_reports_frames() {
     // The test source needs no file; a long warm-up keeps the daemon "not running"
     // so readiness must answer 503 while liveness answers 200.
     let broker = Mosquitto::start();
-    let config = file_config(&broker.url(), "warmup-test")
-        .replace("source: file", "source: test")
-        .replace("warmup_duration_s: 1", "warmup_duration_s: 30");
+    let config = common::config("warmup-test", &broker.url(), |c| {
+        common::set(c, "camera.source", "test");
+        common::set(c, "stream.warmup_duration_s", 30);
+    });
     let mut daemon = Daemon::start(&config);
     let (code, _) = common::wait_until("health endpoint", Duration::from_secs(20), || {
         daemon.http_get("/health")

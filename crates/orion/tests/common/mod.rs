@@ -23,6 +23,12 @@ pub fn repo_root_cwd() {
     ONCE.call_once(|| std::env::set_current_dir(repo_root()).expect("cd repo root"));
 }
 
+pub fn orionctl(broker: &str, instance: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_orionctl"));
+    c.args(["--broker", broker, "--instance", instance]);
+    c
+}
+
 pub fn oriond() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_oriond"));
     c.current_dir(repo_root());
@@ -61,12 +67,25 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Self {
+        Self::start_with(|_| "allow_anonymous true\n".to_string())
+    }
+
+    /// Starts a broker whose listener settings come from `extra`, which may write
+    /// files (password file, certificates) into the broker's directory.
+    pub fn start_with(extra: impl FnOnce(&Path) -> String) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
+        let mut extra = extra(dir.path());
+        // Run as root, mosquitto switches to its own user after loading the config
+        // and can then no longer read certificates in our temp dir.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            extra.push_str("user root\n");
+        }
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"),
+            format!("listener {port} 127.0.0.1\n{extra}persistence false\nlog_dest stderr\n"),
         )
         .expect("write mosquitto.conf");
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
@@ -113,8 +132,15 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn connect(port: u16, filter: &str) -> Self {
+        Self::connect_as(port, filter, None)
+    }
+
+    pub fn connect_as(port: u16, filter: &str, credentials: Option<(&str, &str)>) -> Self {
         let id = format!("test-sub-{}-{}", std::process::id(), free_port());
         let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        if let Some((user, pass)) = credentials {
+            opts.set_credentials(user, pass);
+        }
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
         let (client, mut connection) = rumqttc::Client::new(opts, 64);
@@ -166,6 +192,44 @@ impl Subscriber {
     }
 }
 
+impl Subscriber {
+    /// Publishes at QoS 1 through this subscriber's connection.
+    pub fn publish(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .expect("queue publish");
+    }
+
+    /// Sends a control command to `instance` and returns its reply (this
+    /// subscriber must be subscribed to `care/health/{instance}`).
+    pub fn command(&self, instance: &str, mut command: serde_json::Value) -> serde_json::Value {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = format!(
+            "test-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        command["request_id"] = serde_json::Value::String(id.clone());
+        self.publish(
+            &format!("care/control/{instance}"),
+            serde_json::to_vec(&command).unwrap(),
+        );
+        self.reply_to(&id)
+    }
+
+    /// Waits for the reply carrying `request_id`.
+    pub fn reply_to(&self, request_id: &str) -> serde_json::Value {
+        self.wait_for(Duration::from_secs(30), |_, payload| {
+            let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+            (v["request_id"] == request_id).then_some(v)
+        })
+    }
+
+    /// Drops what has been received so far.
+    pub fn drain(&self) {
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
 impl Drop for Subscriber {
     fn drop(&mut self) {
         let _ = self.client.disconnect();
@@ -183,6 +247,10 @@ impl Daemon {
     /// Starts `oriond` on `config` (YAML; `{health}` is replaced by a free
     /// health address).
     pub fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let health_port = free_port();
         let config = config.replace("{health}", &format!("127.0.0.1:{health_port}"));
@@ -193,6 +261,7 @@ impl Daemon {
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info,rumqttd=off")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -290,4 +359,70 @@ pub fn venv_python() -> String {
         .join(".venv/bin/python")
         .to_string_lossy()
         .into_owned()
+}
+
+/// The base daemon config for tests: the demo video, the real worker and model,
+/// the given broker, a free health port; `edit` adjusts it.
+pub fn config(instance: &str, broker: &str, edit: impl FnOnce(&mut serde_yaml::Value)) -> String {
+    let root = repo_root();
+    let text = format!(
+        r#"
+instance_id: {instance}
+room_id: test-room
+camera: {{ source: file, path: "{video}" }}
+stream: {{ width: 640, height: 480, warmup_duration_s: 1 }}
+models:
+  person_detector:
+    size: ssdlite
+    catalog:
+      ssdlite: {{ path: "{model}", format: ssd }}
+    confidence: 0.5
+    max_inference_rate_hz: 5
+workers:
+  person_detector:
+    command: ["{python}", "-m", "orion_worker.person_detector"]
+mqtt: {{ broker: "{broker}" }}
+health: {{ listen: "{{health}}" }}
+framebus: {{ stats_interval_s: 2 }}
+shutdown_timeout_s: 5
+"#,
+        video = root.join("assets/demo.mp4").display(),
+        model = model_path(),
+        python = venv_python(),
+    );
+    let mut v: serde_yaml::Value = serde_yaml::from_str(&text).expect("base config parses");
+    edit(&mut v);
+    serde_yaml::to_string(&v).expect("config serializes")
+}
+
+/// Sets `path` (dotted) in a YAML mapping, creating mappings on the way.
+pub fn set(v: &mut serde_yaml::Value, path: &str, value: impl Into<serde_yaml::Value>) {
+    let mut cur = v;
+    let keys: Vec<&str> = path.split('.').collect();
+    for key in &keys[..keys.len() - 1] {
+        let map = cur.as_mapping_mut().expect("mapping");
+        cur = map
+            .entry(serde_yaml::Value::from(*key))
+            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+    }
+    cur.as_mapping_mut()
+        .expect("mapping")
+        .insert(serde_yaml::Value::from(keys[keys.len() - 1]), value.into());
+}
+
+pub fn model_path() -> String {
+    repo_root()
+        .join("models/ssdlite_mobilenet_v2_coco.onnx")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Parses the RFC 3339 `timestamp` of a message into seconds.
+pub fn timestamp_s(v: &serde_json::Value, key: &str) -> f64 {
+    let t = v[key].as_str().expect("timestamp string");
+    humantime::parse_rfc3339(t)
+        .expect("RFC 3339")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after epoch")
+        .as_secs_f64()
 }

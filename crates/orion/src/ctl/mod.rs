@@ -1,0 +1,449 @@
+//! `orionctl`: the operator's command-line client. Sends one control command to an
+//! instance over MQTT and waits for its reply, or watches an instance's detections
+//! and status.
+//!
+//! Owns only client-side concerns (arguments, connection, matching the reply by
+//! `request_id`, printing). It never interprets commands: the daemon validates
+//! everything and its reply message is shown as it is.
+
+mod print;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, Incoming, MqttOptions, QoS, TlsConfiguration, Transport,
+};
+use serde_json::{Value, json};
+
+use crate::config::BrokerAddr;
+
+/// Operate Orion instances over MQTT.
+#[derive(Debug, Parser)]
+#[command(name = "orionctl", version, about)]
+pub struct Cli {
+    /// Broker address.
+    #[arg(
+        long,
+        env = "ORION_BROKER",
+        default_value = "mqtt://127.0.0.1:1883",
+        global = true
+    )]
+    pub broker: String,
+    /// Instance to talk to (its `instance_id`).
+    #[arg(
+        long,
+        short,
+        env = "ORION_INSTANCE",
+        default_value = "orion-demo",
+        global = true
+    )]
+    pub instance: String,
+    /// Seconds to wait for the connection and the reply.
+    #[arg(long, default_value_t = 10.0, global = true)]
+    pub timeout: f64,
+    /// Print the raw JSON reply (or messages, for `watch`).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[arg(long, env = "ORION_MQTT_USERNAME", global = true)]
+    pub username: Option<String>,
+    #[arg(
+        long,
+        env = "ORION_MQTT_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Connect with TLS.
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// CA file for TLS (PEM); the system roots otherwise.
+    #[arg(long, global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Uptime, health, stream, workers, emitter and effective config.
+    Status,
+    /// Stop inference (capture continues).
+    Pause,
+    /// Restart inference.
+    Resume,
+    /// Set the inference rate (0.1 to 30 Hz).
+    Rate { hz: f64 },
+    /// Swap the model (a name from the instance's model catalog).
+    Model { size: String },
+    /// External regions of interest.
+    Rois {
+        #[command(subcommand)]
+        action: RoisCmd,
+    },
+    /// Auto-focus.
+    Autofocus {
+        #[command(subcommand)]
+        action: AutofocusCmd,
+    },
+    /// Shut the instance down (it replies first).
+    Shutdown,
+    /// Send a raw JSON command, e.g. '{"command":"get_status"}'.
+    Send {
+        #[arg(value_name = "JSON")]
+        payload: String,
+    },
+    /// Live view of detections, status and replies.
+    Watch {
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoisCmd {
+    /// Replace the ROIs: each X,Y,W,H in normalized coordinates (0..1).
+    Set {
+        #[arg(required = true, value_name = "X,Y,W,H")]
+        rois: Vec<String>,
+    },
+    Clear,
+    Get,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AutofocusCmd {
+    Enable,
+    Disable,
+    /// Current strategy and parameters.
+    Get,
+    Stats,
+    /// Forget the suggestion history.
+    Clear,
+    /// Switch strategy: simple, smoothing [alpha=A], velocity
+    /// [velocity_threshold=T velocity_factor=F max_expansion=E]; all take miss_limit=N.
+    Strategy {
+        name: String,
+        #[arg(value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+}
+
+/// Exit codes: 0 success, 1 the instance refused the command, 2 usage (clap),
+/// 3 no connection or no reply in time.
+pub const EXIT_REFUSED: u8 = 1;
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// The command's JSON, or a usage error found before sending anything.
+pub fn command_json(cmd: &Cmd) -> anyhow::Result<Value> {
+    let c = |name: &str| json!({"command": name});
+    Ok(match cmd {
+        Cmd::Status => c("get_status"),
+        Cmd::Pause => c("pause_inference"),
+        Cmd::Resume => c("resume_inference"),
+        Cmd::Rate { hz } => json!({"command": "set_inference_rate", "params": {"rate_hz": hz}}),
+        Cmd::Model { size } => json!({"command": "set_model_size", "params": {"size": size}}),
+        Cmd::Rois {
+            action: RoisCmd::Set { rois },
+        } => {
+            let rois = rois
+                .iter()
+                .map(|r| parse_roi(r))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            json!({"command": "set_attention_rois", "params": {"rois": rois}})
+        }
+        Cmd::Rois {
+            action: RoisCmd::Clear,
+        } => c("clear_attention_rois"),
+        Cmd::Rois {
+            action: RoisCmd::Get,
+        } => c("get_attention_rois"),
+        Cmd::Autofocus { action } => match action {
+            AutofocusCmd::Enable => c("enable_auto_focus"),
+            AutofocusCmd::Disable => c("disable_auto_focus"),
+            AutofocusCmd::Get => c("get_auto_focus_strategy"),
+            AutofocusCmd::Stats => c("get_auto_focus_stats"),
+            AutofocusCmd::Clear => c("clear_auto_focus_history"),
+            AutofocusCmd::Strategy { name, params } => {
+                let mut p = serde_json::Map::new();
+                p.insert("strategy".into(), Value::String(name.clone()));
+                for kv in params {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .with_context(|| format!("`{kv}` is not KEY=VALUE"))?;
+                    let v: f64 = v
+                        .parse()
+                        .with_context(|| format!("`{v}` in `{kv}` is not a number"))?;
+                    p.insert(k.to_string(), json!(v));
+                }
+                json!({"command": "set_auto_focus_strategy", "params": p})
+            }
+        },
+        Cmd::Shutdown => c("shutdown"),
+        Cmd::Send { payload } => {
+            serde_json::from_str(payload).context("the argument of `send` is not JSON")?
+        }
+        Cmd::Watch { .. } => bail!("watch is not a command"),
+    })
+}
+
+fn parse_roi(s: &str) -> anyhow::Result<Value> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("`{s}` is not X,Y,W,H (four numbers)"))?;
+    let [x, y, width, height] = v[..] else {
+        bail!("`{s}` is not X,Y,W,H (four numbers)");
+    };
+    Ok(json!({"x": x, "y": y, "width": width, "height": height}))
+}
+
+struct Connection {
+    client: AsyncClient,
+    eventloop: EventLoop,
+}
+
+impl Connection {
+    async fn open(cli: &Cli, subscriptions: &[String], timeout: Duration) -> anyhow::Result<Self> {
+        let (host, port) = match BrokerAddr::parse(&cli.broker).map_err(anyhow::Error::msg)? {
+            BrokerAddr::External { host, port } => (host, port),
+            BrokerAddr::Embedded => bail!("--broker must be mqtt://host:port"),
+        };
+        let id = format!("orionctl-{}-{}", std::process::id(), nanos() % 1_000_000);
+        let mut opts = MqttOptions::new(id, host, port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+        if let Some(user) = &cli.username {
+            opts.set_credentials(user, cli.password.clone().unwrap_or_default());
+        }
+        if cli.tls || cli.ca_file.is_some() {
+            let tls = crate::mqtt::tls::client_config(cli.ca_file.as_deref())?;
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 16);
+        let setup = async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => break,
+                    Ok(_) => {}
+                    Err(e) => bail!("cannot connect to {}: {e}", cli.broker),
+                }
+            }
+            for topic in subscriptions {
+                client.subscribe(topic, QoS::AtLeastOnce).await?;
+            }
+            let mut acked = 0;
+            while acked < subscriptions.len() {
+                if let Event::Incoming(Incoming::SubAck(_)) = eventloop.poll().await? {
+                    acked += 1;
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(timeout, setup)
+            .await
+            .map_err(|_| anyhow::anyhow!("no connection to {} within {timeout:?}", cli.broker))??;
+        Ok(Self { client, eventloop })
+    }
+
+    /// Next publish received, `None` on timeout.
+    async fn next_publish(
+        &mut self,
+        until: tokio::time::Instant,
+    ) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+        loop {
+            let event = match tokio::time::timeout_at(until, self.eventloop.poll()).await {
+                Err(_) => return Ok(None),
+                Ok(e) => e.context("connection to the broker lost")?,
+            };
+            if let Event::Incoming(Incoming::Publish(p)) = event {
+                return Ok(Some((p.topic.clone(), p.payload.to_vec())));
+            }
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while self.eventloop.poll().await.is_ok() {}
+        })
+        .await;
+    }
+}
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Runs the CLI; returns the process exit code.
+pub async fn run(cli: Cli) -> u8 {
+    let result = match &cli.command {
+        Cmd::Watch { count } => watch(&cli, *count).await,
+        cmd => match command_json(cmd) {
+            Ok(json) => request(&cli, json).await,
+            Err(e) => {
+                eprintln!("orionctl: {e:#}");
+                return 2;
+            }
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("orionctl: {e:#}");
+            EXIT_UNREACHABLE
+        }
+    }
+}
+
+async fn request(cli: &Cli, mut command: Value) -> anyhow::Result<u8> {
+    let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
+    let health = format!("care/health/{}", cli.instance);
+    let mut conn = Connection::open(cli, std::slice::from_ref(&health), timeout).await?;
+    let request_id = format!("orionctl-{}-{}", std::process::id(), nanos());
+    if let Value::Object(map) = &mut command {
+        map.insert("request_id".into(), Value::String(request_id.clone()));
+    }
+    let name = command
+        .get("command")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    conn.client
+        .publish(
+            format!("care/control/{}", cli.instance),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&command)?,
+        )
+        .await?;
+    let until = tokio::time::Instant::now() + timeout;
+    let reply = loop {
+        let Some((_, payload)) = conn.next_publish(until).await? else {
+            conn.close().await;
+            bail!(
+                "no reply from instance `{}` within {timeout:?} (is it running and connected to {}?)",
+                cli.instance,
+                cli.broker
+            );
+        };
+        let Ok(reply) = serde_json::from_slice::<Value>(&payload) else {
+            continue;
+        };
+        if reply.get("request_id").and_then(Value::as_str) == Some(request_id.as_str()) {
+            break reply;
+        }
+    };
+    conn.close().await;
+    let success = reply
+        .get("success")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    } else {
+        print!("{}", print::reply(&name, &reply));
+    }
+    Ok(if success { 0 } else { EXIT_REFUSED })
+}
+
+async fn watch(cli: &Cli, count: Option<u64>) -> anyhow::Result<u8> {
+    let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
+    let id = &cli.instance;
+    let topics = [
+        format!("care/inferences/{id}/#"),
+        format!("care/status/{id}"),
+        format!("care/health/{id}"),
+    ];
+    let mut conn = Connection::open(cli, &topics, timeout).await?;
+    if !cli.json {
+        eprintln!(
+            "watching instance `{id}` on {} (Ctrl-C to stop)",
+            cli.broker
+        );
+    }
+    let mut seen = 0;
+    let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    loop {
+        if count.is_some_and(|n| seen >= n) {
+            break;
+        }
+        let next = tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            n = conn.next_publish(far) => n?,
+        };
+        let Some((topic, payload)) = next else { break };
+        seen += 1;
+        if cli.json {
+            println!("{}", String::from_utf8_lossy(&payload));
+        } else {
+            println!("{}", print::watch_line(&topic, &payload));
+        }
+    }
+    conn.close().await;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["orionctl", "--json", "send", r#"{"command":"x"}"#]).unwrap();
+        assert!(cli.json);
+        assert_eq!(command_json(&cli.command).unwrap()["command"], "x");
+    }
+
+    #[test]
+    fn commands_map_to_json() {
+        let cli =
+            Cli::try_parse_from(["orionctl", "rois", "set", "0.1,0.2,0.3,0.4", "0,0,1,1"]).unwrap();
+        let j = command_json(&cli.command).unwrap();
+        assert_eq!(j["command"], "set_attention_rois");
+        assert_eq!(
+            j["params"]["rois"][0],
+            json!({"x": 0.1, "y": 0.2, "width": 0.3, "height": 0.4})
+        );
+        let cli = Cli::try_parse_from([
+            "orionctl",
+            "autofocus",
+            "strategy",
+            "smoothing",
+            "alpha=0.5",
+        ])
+        .unwrap();
+        let j = command_json(&cli.command).unwrap();
+        assert_eq!(j["params"], json!({"strategy": "smoothing", "alpha": 0.5}));
+        let cli = Cli::try_parse_from(["orionctl", "rate", "2.5"]).unwrap();
+        assert_eq!(
+            command_json(&cli.command).unwrap()["params"]["rate_hz"],
+            2.5
+        );
+    }
+
+    #[test]
+    fn malformed_arguments_are_usage_errors() {
+        let cli = Cli::try_parse_from(["orionctl", "rois", "set", "0.1,0.2"]).unwrap();
+        assert!(
+            command_json(&cli.command)
+                .unwrap_err()
+                .to_string()
+                .contains("X,Y,W,H")
+        );
+        let cli = Cli::try_parse_from(["orionctl", "autofocus", "strategy", "smoothing", "alpha"])
+            .unwrap();
+        assert!(command_json(&cli.command).is_err());
+        assert!(Cli::try_parse_from(["orionctl", "rate", "fast"]).is_err());
+        assert!(Cli::try_parse_from(["orionctl", "frobnicate"]).is_err());
+    }
+}
