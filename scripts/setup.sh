@@ -30,7 +30,7 @@ APT_PACKAGES=(
     libgstrtspserver-1.0-dev
     mosquitto mosquitto-clients
     python3 python3-venv python3-pip
-    curl
+    curl openssl
 )
 
 missing=()
