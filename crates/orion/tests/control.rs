@@ -552,3 +552,35 @@ fn orionctl_against_a_running_daemon() {
         (v["state"] == "offline" && v["reason"] == "shutdown").then_some(())
     });
 }
+
+#[test]
+fn a_retained_command_is_refused_not_replayed_at_start() {
+    let broker = Mosquitto::start();
+    // Somebody published `shutdown` with the retain flag: at every start the broker
+    // would hand it to the daemon again.
+    let setup = Subscriber::connect(broker.port, "care/health/ctl-retained");
+    setup.client_publish_retained(
+        "care/control/ctl-retained",
+        br#"{"command":"shutdown","request_id":"old"}"#.to_vec(),
+    );
+    let mut daemon = Daemon::start(&common::config("ctl-retained", &broker.url(), |_| {}));
+    let r = setup.wait_for(Duration::from_secs(60), |_, p| {
+        serde_json::from_slice::<Value>(p).ok()
+    });
+    assert_eq!(r["success"], false);
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("retained commands are ignored"),
+        "{r}"
+    );
+    let results = Subscriber::connect(broker.port, "care/inferences/ctl-retained/#");
+    results.wait_for(Duration::from_secs(20), |_, p| {
+        serde_json::from_slice::<Value>(p).ok()
+    });
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon is still running"
+    );
+}

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::{self, Reply};
-use super::emitter::EmitterHandle;
-use crate::control::ControlPlane;
+use super::emitter::{ControlMessage, EmitterHandle};
+use crate::control::{ControlPlane, Outcome};
 use crate::health::metrics::Metrics;
 
 pub struct ControlHandler {
@@ -29,7 +29,11 @@ pub struct ControlHandler {
 }
 
 impl ControlHandler {
-    pub async fn run(self, mut messages: mpsc::Receiver<Vec<u8>>, cancel: CancellationToken) {
+    pub async fn run(
+        self,
+        mut messages: mpsc::Receiver<ControlMessage>,
+        cancel: CancellationToken,
+    ) {
         loop {
             let payload = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -38,7 +42,18 @@ impl ControlHandler {
                     None => break,
                 },
             };
-            let reply = self.handle(&payload).await;
+            let reply = if payload.retained {
+                // A retained command would run again at every start (a retained
+                // `shutdown` would be a boot loop): commands are for now only.
+                self.reject(
+                    None,
+                    None,
+                    "retained commands are ignored; publish commands without the retain flag"
+                        .into(),
+                )
+            } else {
+                self.handle(&payload.payload).await
+            };
             let shutdown = reply.1;
             self.publish(reply.0);
             if shutdown {
@@ -51,23 +66,38 @@ impl ControlHandler {
 
     /// The reply for one message, and whether to shut down after sending it.
     pub async fn handle(&self, payload: &[u8]) -> (Reply, bool) {
-        let (command, request_id, outcome) = match commands::parse(payload, self.max_command_bytes)
-        {
+        match commands::parse(payload, self.max_command_bytes) {
             Ok(req) => {
                 let outcome = self.plane.execute(&req.command).await;
-                (Some(req.name.to_string()), req.request_id, outcome)
+                self.reply(Some(req.name.to_string()), req.request_id, outcome)
             }
-            Err(rejection) => (
-                rejection.command,
-                rejection.request_id,
-                crate::control::Outcome {
-                    success: false,
-                    message: rejection.message,
-                    data: Value::Null,
-                    shutdown: false,
-                },
-            ),
+            Err(rejection) => {
+                self.reject(rejection.command, rejection.request_id, rejection.message)
+            }
+        }
+    }
+
+    fn reject(
+        &self,
+        command: Option<String>,
+        request_id: Option<Value>,
+        message: String,
+    ) -> (Reply, bool) {
+        let outcome = Outcome {
+            success: false,
+            message,
+            data: Value::Null,
+            shutdown: false,
         };
+        self.reply(command, request_id, outcome)
+    }
+
+    fn reply(
+        &self,
+        command: Option<String>,
+        request_id: Option<Value>,
+        outcome: Outcome,
+    ) -> (Reply, bool) {
         if outcome.success {
             self.metrics.control_commands.inc();
         } else {

@@ -46,6 +46,14 @@ pub struct EmitterSettings {
     pub control_topic: Option<String>,
 }
 
+/// A message that arrived on the control topic.
+#[derive(Debug, Clone)]
+pub struct ControlMessage {
+    pub payload: Vec<u8>,
+    /// Delivered from the broker's retained store rather than published now.
+    pub retained: bool,
+}
+
 /// Cheap to clone; held by whoever publishes.
 #[derive(Clone)]
 pub struct EmitterHandle {
@@ -67,7 +75,7 @@ impl Emitter {
     pub fn start(
         settings: &EmitterSettings,
         metrics: Arc<Metrics>,
-        control: Option<mpsc::Sender<Vec<u8>>>,
+        control: Option<mpsc::Sender<ControlMessage>>,
         cancel: CancellationToken,
     ) -> Self {
         let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
@@ -171,7 +179,7 @@ struct PollState {
     metrics: Arc<Metrics>,
     endpoint: String,
     control_topic: Option<String>,
-    control: Option<mpsc::Sender<Vec<u8>>>,
+    control: Option<mpsc::Sender<ControlMessage>>,
     cancel: CancellationToken,
 }
 
@@ -200,7 +208,12 @@ async fn poll(mut s: PollState) {
             Ok(Event::Incoming(Incoming::Publish(p))) => {
                 if s.control_topic.as_deref() == Some(p.topic.as_str())
                     && let Some(control) = &s.control
-                    && control.try_send(p.payload.to_vec()).is_err()
+                    && control
+                        .try_send(ControlMessage {
+                            payload: p.payload.to_vec(),
+                            retained: p.retain,
+                        })
+                        .is_err()
                 {
                     s.metrics.control_dropped.inc();
                     tracing::warn!("control queue full; command dropped");

@@ -200,6 +200,13 @@ impl Subscriber {
             .expect("queue publish");
     }
 
+    /// Publishes a retained message at QoS 1.
+    pub fn client_publish_retained(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, payload)
+            .expect("queue publish");
+    }
+
     /// Sends a control command to `instance` and returns its reply (this
     /// subscriber must be subscribed to `care/health/{instance}`).
     pub fn command(&self, instance: &str, mut command: serde_json::Value) -> serde_json::Value {
