@@ -29,7 +29,7 @@ APT_PACKAGES=(
     gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
     libgstrtspserver-1.0-dev
     mosquitto mosquitto-clients
-    python3 python3-venv python3-pip
+    python3 python3-venv python3-pip python3-gi gir1.2-gst-rtsp-server-1.0
     curl openssl
 )
 

@@ -23,6 +23,7 @@ use crate::attention::{RateGate, RoiAttention};
 use crate::config::{BrokerAddr, Config};
 use crate::control::ControlPlane;
 use crate::framebus::{FrameBus, Job};
+use crate::health::Alerts;
 use crate::health::metrics::Metrics;
 use crate::mqtt::control::ControlHandler;
 use crate::mqtt::emitter::{Emitter, EmitterSettings};
@@ -37,6 +38,8 @@ const MQTT_CONNECT_WAIT: Duration = Duration::from_secs(5);
 const RESULT_QUEUE: usize = 64;
 /// Capacity of the emitter -> control handler channel.
 const CONTROL_QUEUE: usize = 64;
+/// Capacity of the alert channel (alerts are rare; a flood is cut here).
+const ALERT_QUEUE: usize = 16;
 
 /// What a finished run reports.
 #[derive(Debug, Default)]
@@ -87,10 +90,20 @@ pub async fn run(
         None
     };
 
+    // Alerts (a camera given up, a worker whose restarts stopped) go out on the
+    // health topic through the control handler.
+    let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_QUEUE);
+    let alerts = Alerts(alerts_tx);
+
     // 1. Stream.
     let stream_cancel = CancellationToken::new();
-    let (stream, mut frames) =
-        Stream::start(&config, metrics.clone(), stream_cancel).context("starting the stream")?;
+    let (stream, mut frames) = Stream::start(
+        &config,
+        metrics.clone(),
+        Some(alerts.clone()),
+        stream_cancel,
+    )
+    .context("starting the stream")?;
 
     // 2. Warm-up.
     let detector = &config.models.person_detector;
@@ -217,6 +230,9 @@ pub async fn run(
                 max_message_bytes: wcfg.max_message_bytes,
                 instance_id: config.instance_id.clone(),
                 room_id: config.room_id.clone(),
+                max_restarts: wcfg.max_restarts,
+                restart_window: Duration::from_secs_f64(wcfg.restart_window_s),
+                restart_backoff_max: Duration::from_secs_f64(wcfg.restart_backoff_max_s),
             },
             model: model.clone(),
             inbox: bus.register(wm.clone()),
@@ -224,6 +240,7 @@ pub async fn run(
             metrics: wm,
             rate_hz: rate_rx.clone(),
             requests,
+            alerts: Some(alerts.clone()),
         };
         workers.spawn(
             sup.run(workers_cancel.clone())
@@ -245,7 +262,7 @@ pub async fn run(
             max_command_bytes: config.mqtt.max_command_bytes,
             shutdown: shutdown.clone(),
         }
-        .run(control_rx, control_cancel.clone()),
+        .run(control_rx, alerts_rx, control_cancel.clone()),
     );
     let tasks_cancel = CancellationToken::new();
     let tasks = TaskTracker::new();

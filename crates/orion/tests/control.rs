@@ -292,15 +292,7 @@ fn roi_area_picks_the_model_variant_and_boxes_map_to_the_full_frame() {
         );
         common::set(c, "models.person_detector.size", "n");
     });
-    let bbox = |r: &Value| {
-        let b = &r["data"]["detections"][0]["bbox"];
-        [
-            b["x"].as_f64().unwrap(),
-            b["y"].as_f64().unwrap(),
-            b["width"].as_f64().unwrap(),
-            b["height"].as_f64().unwrap(),
-        ]
-    };
+    let bbox = |r: &Value| common::bbox(&r["data"]["detections"][0]["bbox"]);
     let close = |a: [f64; 4], b: [f64; 4]| a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1.0);
 
     // Full frame (640x480 >= 320*320 px): the 640 variant. Its box (160x320 in
@@ -361,12 +353,7 @@ fn real_detections_inside_an_external_roi_are_in_full_frame_pixels() {
     assert_eq!(crop, &json!({"x": 0, "y": 48, "width": 640, "height": 432}));
     for d in r["data"]["detections"].as_array().unwrap() {
         let b = &d["bbox"];
-        let (x, y, w, h) = (
-            b["x"].as_f64().unwrap(),
-            b["y"].as_f64().unwrap(),
-            b["width"].as_f64().unwrap(),
-            b["height"].as_f64().unwrap(),
-        );
+        let [x, y, w, h] = common::bbox(b);
         assert!(
             y >= 48.0 && x >= 0.0 && x + w <= 640.0 && y + h <= 480.0,
             "box outside the ROI: {b}"

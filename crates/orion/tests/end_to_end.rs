@@ -29,12 +29,7 @@ fn detections_flow_to_mqtt_and_sigterm_shuts_down_cleanly() {
     assert_eq!(det["class"], "person");
     assert!(det["confidence"].as_f64().unwrap() >= 0.5);
     let b = &det["bbox"];
-    let (x, y, w, h) = (
-        b["x"].as_f64().unwrap(),
-        b["y"].as_f64().unwrap(),
-        b["width"].as_f64().unwrap(),
-        b["height"].as_f64().unwrap(),
-    );
+    let [x, y, w, h] = common::bbox(b);
     // The demo's person is 360 px tall standing on the floor of a 640x480 frame.
     assert!(
         x >= 0.0 && y >= 0.0 && x + w <= 640.0 + 1e-6 && y + h <= 480.0 + 1e-6,

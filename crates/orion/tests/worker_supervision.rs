@@ -71,6 +71,9 @@ fn start(mode: &str, hang_floor: Duration) -> Harness {
             max_message_bytes: 1024 * 1024,
             instance_id: "test".into(),
             room_id: "room".into(),
+            max_restarts: 100,
+            restart_window: Duration::from_secs(60),
+            restart_backoff_max: Duration::from_secs(30),
         },
         inbox: bus.register(metrics.clone()),
         results: tx,
@@ -81,6 +84,7 @@ fn start(mode: &str, hang_floor: Duration) -> Harness {
             entry: ModelEntry::single("/nonexistent/fake.onnx", ModelFormat::Ssd),
         },
         requests,
+        alerts: None,
     };
     let cancel = CancellationToken::new();
     let task = tokio::spawn(sup.run(cancel.clone()));

@@ -101,6 +101,12 @@ pub struct CameraConfig {
     pub realtime: bool,
     /// Test source: `videotestsrc` pattern name.
     pub test_pattern: String,
+    /// Consecutive failed (re)connections before giving up; 0 = never give up.
+    pub max_reconnect_attempts: u32,
+    /// Longest wait between reconnection attempts (backoff 1 s doubling to this).
+    pub reconnect_backoff_max_s: f64,
+    /// RTSP jitter buffer.
+    pub rtsp_latency_ms: u32,
 }
 
 impl Default for CameraConfig {
@@ -111,6 +117,9 @@ impl Default for CameraConfig {
             rtsp_url: None,
             realtime: true,
             test_pattern: "ball".into(),
+            max_reconnect_attempts: 0,
+            reconnect_backoff_max_s: 30.0,
+            rtsp_latency_ms: 200,
         }
     }
 }
@@ -352,6 +361,12 @@ pub struct WorkerConfig {
     pub hang_timeout_floor_s: f64,
     /// Upper bound for one message from a worker, in bytes.
     pub max_message_bytes: usize,
+    /// This many failures within `restart_window_s` stop the restarts (the worker
+    /// is then reported failed) instead of restarting forever.
+    pub max_restarts: u32,
+    pub restart_window_s: f64,
+    /// Longest wait before a restart (backoff 1 s doubling to this).
+    pub restart_backoff_max_s: f64,
 }
 
 impl Default for WorkerConfig {
@@ -366,6 +381,9 @@ impl Default for WorkerConfig {
             startup_timeout_s: 60.0,
             hang_timeout_floor_s: 30.0,
             max_message_bytes: 1024 * 1024,
+            max_restarts: 5,
+            restart_window_s: 60.0,
+            restart_backoff_max_s: 30.0,
         }
     }
 }

@@ -198,6 +198,21 @@ impl Config {
             }
         }
 
+        c.range_f64(
+            "camera.reconnect_backoff_max_s",
+            cam.reconnect_backoff_max_s,
+            1.0,
+            3600.0,
+            " seconds",
+        );
+        c.range_u64(
+            "camera.rtsp_latency_ms",
+            cam.rtsp_latency_ms.into(),
+            0,
+            10_000,
+            " ms",
+        );
+
         let s = &self.stream;
         c.range_u64("stream.width", s.width.into(), 64, 3840, " pixels");
         if !s.width.is_multiple_of(4) {
@@ -315,6 +330,28 @@ impl Config {
             1024,
             64 * 1024 * 1024,
             " bytes",
+        );
+
+        c.range_u64(
+            "workers.person_detector.max_restarts",
+            w.max_restarts.into(),
+            1,
+            1000,
+            " failures",
+        );
+        c.range_f64(
+            "workers.person_detector.restart_window_s",
+            w.restart_window_s,
+            1.0,
+            86_400.0,
+            " seconds",
+        );
+        c.range_f64(
+            "workers.person_detector.restart_backoff_max_s",
+            w.restart_backoff_max_s,
+            1.0,
+            3600.0,
+            " seconds",
         );
 
         c.range_f64(

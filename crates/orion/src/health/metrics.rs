@@ -153,7 +153,11 @@ pub struct WorkerMetrics {
     pub results_dropped: Counter,
     pub errors: Counter,
     pub restarts: Counter,
+    /// Frames the worker did not answer in time (it was then replaced).
+    pub hangs: Counter,
     pub up: Flag,
+    /// Restarts stopped after repeated failures.
+    pub failed: Flag,
     /// Last message from the worker.
     pub last_seen: Timestamp,
     pub latency: Histogram,
@@ -169,7 +173,9 @@ impl WorkerMetrics {
             results_dropped: Counter::default(),
             errors: Counter::default(),
             restarts: Counter::default(),
+            hangs: Counter::default(),
             up: Flag::default(),
+            failed: Flag::default(),
             last_seen: Timestamp::default(),
             latency: Histogram::default(),
         }
@@ -198,6 +204,13 @@ pub struct Metrics {
     pub frames_gated: Counter,
     pub frames_invalid: Counter,
     pub stream_up: Flag,
+    /// Connected but no frame for `stream.stall_timeout_s`.
+    pub stream_stalled: Flag,
+    pub stream_stalls: Counter,
+    /// Gave up reconnecting (`camera.max_reconnect_attempts` reached).
+    pub stream_failed: Flag,
+    /// Encoded bytes entering the decoder (file or network).
+    pub stream_input_bytes: Counter,
     /// Real frame rate of the stream, measured over about one second.
     pub stream_fps: GaugeF64,
     pub stream_last_frame: Timestamp,
@@ -231,6 +244,10 @@ impl Default for Metrics {
             frames_gated: Counter::default(),
             frames_invalid: Counter::default(),
             stream_up: Flag::default(),
+            stream_stalled: Flag::default(),
+            stream_stalls: Counter::default(),
+            stream_failed: Flag::default(),
+            stream_input_bytes: Counter::default(),
             stream_fps: GaugeF64::default(),
             stream_last_frame: Timestamp::default(),
             stream_reconnects: Counter::default(),
@@ -272,7 +289,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let b = |v: bool| f64::from(u8::from(v));
-        let counters: [(&str, &str, u64); 15] = [
+        let counters: [(&str, &str, u64); 17] = [
             (
                 "orion_frames_captured_total",
                 "Frames delivered by the stream.",
@@ -319,6 +336,16 @@ impl Metrics {
                 self.mqtt_reconnects.get(),
             ),
             (
+                "orion_stream_input_bytes_total",
+                "Encoded bytes that entered the decoder (file or network).",
+                self.stream_input_bytes.get(),
+            ),
+            (
+                "orion_stream_stalls_total",
+                "Times the stream was connected but silent for stream.stall_timeout_s.",
+                self.stream_stalls.get(),
+            ),
+            (
                 "orion_frames_paused_total",
                 "Frames not sent to inference because it was paused.",
                 self.frames_paused.get(),
@@ -355,7 +382,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
-        let gauges: [(&str, &str, f64); 9] = [
+        let gauges: [(&str, &str, f64); 11] = [
             (
                 "orion_running",
                 "1 while the daemon runs.",
@@ -365,6 +392,16 @@ impl Metrics {
                 "orion_paused",
                 "1 while inference is paused.",
                 b(self.paused.get()),
+            ),
+            (
+                "orion_stream_stalled",
+                "1 while the stream is connected but silent.",
+                b(self.stream_stalled.get()),
+            ),
+            (
+                "orion_stream_failed",
+                "1 once reconnecting was given up (camera.max_reconnect_attempts).",
+                b(self.stream_failed.get()),
             ),
             (
                 "orion_stream_up",
@@ -419,7 +456,7 @@ impl Metrics {
             &'static str,
             fn(&WorkerMetrics) -> f64,
         );
-        let per_worker: [Series; 9] = [
+        let per_worker: [Series; 11] = [
             (
                 "orion_framebus_frames_sent_total",
                 "counter",
@@ -461,6 +498,18 @@ impl Metrics {
                 "counter",
                 "Worker process restarts.",
                 |w| w.restarts.get() as f64,
+            ),
+            (
+                "orion_worker_hangs_total",
+                "counter",
+                "Frames a worker did not answer in time (it was replaced).",
+                |w| w.hangs.get() as f64,
+            ),
+            (
+                "orion_worker_failed",
+                "gauge",
+                "1 once restarts stopped after repeated failures.",
+                |w| u64::from(w.failed.get()) as f64,
             ),
             (
                 "orion_worker_up",

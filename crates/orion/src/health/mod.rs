@@ -8,8 +8,32 @@ pub mod http;
 pub mod metrics;
 
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use metrics::Metrics;
+
+/// Something an operator must hear about, published on the health topic
+/// (`{"type": "error", ...}`): a worker whose restarts stopped, a camera given up.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    /// `worker` or `stream`.
+    pub source: &'static str,
+    /// Worker id, or the redacted stream description.
+    pub id: String,
+    pub message: String,
+}
+
+/// Where components send alerts; sending never waits (a full queue drops the
+/// alert, which is also in the log).
+#[derive(Debug, Clone)]
+pub struct Alerts(pub mpsc::Sender<Alert>);
+
+impl Alerts {
+    pub fn send(&self, alert: Alert) {
+        tracing::error!(source = alert.source, id = %alert.id, "{}", alert.message);
+        let _ = self.0.try_send(alert);
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -32,6 +56,9 @@ pub struct WorkerReport {
     pub inferences: u64,
     pub errors: u64,
     pub restarts: u64,
+    pub hangs: u64,
+    /// Restarts stopped after repeated failures.
+    pub failed: bool,
     pub avg_latency_ms: Option<f64>,
     /// Unix time in milliseconds of the last message; absent if never seen.
     pub last_seen_ms: Option<u64>,
@@ -40,6 +67,8 @@ pub struct WorkerReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamReport {
     pub connected: bool,
+    pub stalled: bool,
+    pub failed: bool,
     pub frames: u64,
     /// Real FPS over the last second; 0 when no frame came for 2 s.
     pub fps: f64,
@@ -74,6 +103,8 @@ pub fn report(m: &Metrics) -> HealthReport {
             inferences: w.inferences.get(),
             errors: w.errors.get(),
             restarts: w.restarts.get(),
+            hangs: w.hangs.get(),
+            failed: w.failed.get(),
             avg_latency_ms: w.latency.mean().map(|d| d.as_secs_f64() * 1e3),
             last_seen_ms: Some(w.last_seen.get_ms()).filter(|ms| *ms > 0),
         })
@@ -83,14 +114,22 @@ pub fn report(m: &Metrics) -> HealthReport {
         reasons.push("not running".to_string());
         Status::Unhealthy
     } else {
-        if !m.stream_up.get() {
+        if m.stream_failed.get() {
+            reasons.push("stream failed (reconnecting given up)".to_string());
+        } else if !m.stream_up.get() {
             reasons.push("stream down".to_string());
+        } else if m.stream_stalled.get() {
+            reasons.push("stream stalled".to_string());
         }
         if !m.mqtt_connected.get() {
             reasons.push("mqtt disconnected".to_string());
         }
         for w in workers.iter().filter(|w| !w.up) {
-            reasons.push(format!("worker {} down", w.id));
+            if w.failed {
+                reasons.push(format!("worker {} failed (restarts stopped)", w.id));
+            } else {
+                reasons.push(format!("worker {} down", w.id));
+            }
         }
         if reasons.is_empty() {
             Status::Healthy
@@ -113,11 +152,13 @@ fn stream_report(m: &Metrics) -> StreamReport {
     let fresh = age.is_some_and(|a| a < std::time::Duration::from_secs(2));
     StreamReport {
         connected: m.stream_up.get(),
+        stalled: m.stream_stalled.get(),
+        failed: m.stream_failed.get(),
         frames: m.frames_captured.get(),
         fps: if fresh { m.stream_fps.get() } else { 0.0 },
         last_frame_age_ms: age.map(|a| a.as_millis() as u64),
         reconnects: m.stream_reconnects.get(),
-        bytes: m.frame_bytes.get(),
+        bytes: m.stream_input_bytes.get(),
         inference_rate_hz: m.inference_rate_hz.get(),
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::commands::{self, Reply};
 use super::emitter::{ControlMessage, EmitterHandle};
 use crate::control::{ControlPlane, Outcome};
+use crate::health::Alert;
 use crate::health::metrics::Metrics;
 
 pub struct ControlHandler {
@@ -29,14 +30,21 @@ pub struct ControlHandler {
 }
 
 impl ControlHandler {
+    /// Answers control messages and publishes alerts until cancel (or until the
+    /// emitter drops the message channel).
     pub async fn run(
         self,
         mut messages: mpsc::Receiver<ControlMessage>,
+        mut alerts: mpsc::Receiver<Alert>,
         cancel: CancellationToken,
     ) {
         loop {
             let payload = tokio::select! {
                 _ = cancel.cancelled() => break,
+                Some(alert) = alerts.recv() => {
+                    self.publish_alert(alert);
+                    continue;
+                }
                 m = messages.recv() => match m {
                     Some(m) => m,
                     None => break,
@@ -125,6 +133,24 @@ impl ControlHandler {
             timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         };
         (reply, outcome.shutdown)
+    }
+
+    /// `{"type": "error", "source": ..., "id": ..., "message": ...}` on the health topic.
+    fn publish_alert(&self, alert: Alert) {
+        let msg = serde_json::json!({
+            "type": "error",
+            "instance_id": self.instance_id,
+            "source": alert.source,
+            "id": alert.id,
+            "message": alert.message,
+            "timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        });
+        if !self
+            .emitter
+            .publish(self.health_topic.clone(), msg.to_string().into_bytes())
+        {
+            tracing::warn!("alert could not be published (broker away); it is in the log");
+        }
     }
 
     fn publish(&self, reply: Reply) {

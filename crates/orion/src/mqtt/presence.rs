@@ -23,7 +23,8 @@ pub struct PresenceMessage {
     pub room_id: String,
     /// `online` or `offline`.
     pub state: &'static str,
-    /// `starting`, `streaming`, `stalled`, `reconnecting`, or `unknown` (offline).
+    /// `starting`, `streaming`, `stalled`, `reconnecting`, `failed` (reconnecting
+    /// given up), or `unknown` (offline).
     pub camera: &'static str,
     /// `starting`, `running`, `paused`, or `stopped`.
     pub inference: &'static str,
@@ -34,7 +35,11 @@ pub struct PresenceMessage {
 
 /// The camera state as the status topic reports it.
 pub fn camera_state(m: &Metrics, stall_timeout: Duration) -> &'static str {
-    if m.stream_up.get() {
+    if m.stream_failed.get() {
+        "failed"
+    } else if m.stream_stalled.get() {
+        "stalled"
+    } else if m.stream_up.get() {
         match m.stream_last_frame.age() {
             Some(age) if age > stall_timeout => "stalled",
             _ => "streaming",

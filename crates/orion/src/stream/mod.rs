@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::health::Alerts;
 use crate::health::metrics::Metrics;
 
 pub use pipeline::StreamError;
@@ -91,6 +92,7 @@ impl Stream {
     pub fn start(
         config: &Config,
         metrics: Arc<Metrics>,
+        alerts: Option<Alerts>,
         cancel: CancellationToken,
     ) -> Result<(Stream, FrameReceiver), StreamError> {
         gst::init().map_err(|e| StreamError::Init(e.to_string()))?;
@@ -102,7 +104,7 @@ impl Stream {
         let thread_cancel = cancel.clone();
         let thread = std::thread::Builder::new()
             .name("orion-stream".into())
-            .spawn(move || pipeline::supervise(settings, tx, metrics, thread_cancel))
+            .spawn(move || pipeline::supervise(settings, tx, metrics, alerts, thread_cancel))
             .map_err(|e| StreamError::Init(format!("cannot spawn stream thread: {e}")))?;
         Ok((
             Stream {

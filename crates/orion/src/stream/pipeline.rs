@@ -15,6 +15,7 @@ use super::CapturedFrame;
 use crate::backoff::Backoff;
 use crate::config::{Config, SourceKind, redact_url};
 use crate::health::metrics::Metrics;
+use crate::health::{Alert, Alerts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -25,6 +26,8 @@ pub enum StreamError {
         source_kind: &'static str,
         message: String,
     },
+    #[error("no frame for {0:.1?} while connected (stalled)")]
+    Stalled(Duration),
     #[error("pipeline error from {element}: {message} ({debug})")]
     Pipeline {
         element: String,
@@ -46,6 +49,12 @@ pub struct Settings {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// Connected but no frame this long: stalled, treated like a disconnect.
+    pub stall_timeout: Duration,
+    /// Consecutive failed runs before giving up; 0 = never.
+    pub max_reconnect_attempts: u32,
+    pub backoff_cap: Duration,
+    pub rtsp_latency_ms: u32,
 }
 
 impl Settings {
@@ -59,6 +68,10 @@ impl Settings {
             width: c.stream.width,
             height: c.stream.height,
             fps: c.stream.fps,
+            stall_timeout: Duration::from_secs_f64(c.stream.stall_timeout_s),
+            max_reconnect_attempts: c.camera.max_reconnect_attempts,
+            backoff_cap: Duration::from_secs_f64(c.camera.reconnect_backoff_max_s),
+            rtsp_latency_ms: c.camera.rtsp_latency_ms,
         }
     }
 
@@ -107,7 +120,10 @@ fn make(settings: &Settings, factory: &str) -> Result<gst::Element, StreamError>
 
 /// Builds the pipeline up to (not including) the appsink; returns the pipeline and
 /// the element the appsink must be linked after.
-fn build(settings: &Settings) -> Result<(gst::Pipeline, gst_app::AppSink), StreamError> {
+fn build(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> Result<(gst::Pipeline, gst_app::AppSink), StreamError> {
     let pipeline = gst::Pipeline::with_name("orion-stream");
     let caps = gst_video::VideoCapsBuilder::new()
         .format(gst_video::VideoFormat::Rgb)
@@ -171,8 +187,16 @@ fn build(settings: &Settings) -> Result<(gst::Pipeline, gst_app::AppSink), Strea
                     .rtsp_url
                     .as_ref()
                     .ok_or_else(|| build_err(settings, "camera.rtsp_url is not set"))?;
-                src.set_property("location", url);
+                // Credentials go in their own properties, so that no GStreamer
+                // message (errors quote the location) ever carries them.
+                let (location, credentials) = split_credentials(url);
+                src.set_property("location", location.as_str());
+                if let Some((user, password)) = credentials {
+                    src.set_property("user-id", user.as_str());
+                    src.set_property("user-pw", password.as_str());
+                }
                 src.set_property_from_str("protocols", "tcp");
+                src.set_property("latency", settings.rtsp_latency_ms);
                 src
             };
             let decode = make(settings, "decodebin")?;
@@ -184,15 +208,28 @@ fn build(settings: &Settings) -> Result<(gst::Pipeline, gst_app::AppSink), Strea
             if settings.source == SourceKind::File {
                 src.link(&decode).map_err(|e| build_err(settings, e))?;
             } else {
+                // rtspsrc adds one pad per media of the session: take the video.
                 let decode_weak = decode.downgrade();
                 src.connect_pad_added(move |_, pad| {
-                    if let Some(decode) = decode_weak.upgrade()
+                    let is_video = pad
+                        .current_caps()
+                        .and_then(|c| {
+                            c.structure(0)
+                                .and_then(|s| s.get::<&str>("media").ok().map(|m| m == "video"))
+                        })
+                        .unwrap_or(false);
+                    if is_video
+                        && let Some(decode) = decode_weak.upgrade()
                         && let Some(sink) = decode.static_pad("sink")
                         && !sink.is_linked()
+                        && let Err(e) = pad.link(&sink)
                     {
-                        let _ = pad.link(&sink);
+                        tracing::error!(error = ?e, "cannot link the camera's video");
                     }
                 });
+            }
+            if let Some(sink) = decode.static_pad("sink") {
+                count_input_bytes(&sink, metrics.clone());
             }
             // decodebin exposes its pads once it knows the stream: link the first
             // video pad, ignore audio and others.
@@ -219,6 +256,64 @@ fn build(settings: &Settings) -> Result<(gst::Pipeline, gst_app::AppSink), Strea
     Ok((pipeline, appsink))
 }
 
+/// Splits `rtsp://user:pass@host/path` into `rtsp://host/path` and the
+/// (percent-decoded) user and password.
+pub fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let Some(scheme_end) = url.find("://") else {
+        return (url.to_string(), None);
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let (user, password) = rest[..at].split_once(':').unwrap_or((&rest[..at], ""));
+    let location = format!("{}://{}", &url[..scheme_end], &rest[at + 1..]);
+    (
+        location,
+        Some((percent_decode(user), percent_decode(password))),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Counts the encoded bytes entering the decoder (a probe: no copy, no wait).
+fn count_input_bytes(pad: &gst::Pad, metrics: Arc<Metrics>) {
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => {
+                    metrics.stream_input_bytes.add(b.size() as u64)
+                }
+                Some(gst::PadProbeData::BufferList(l)) => metrics
+                    .stream_input_bytes
+                    .add(l.iter().map(|b| b.size() as u64).sum()),
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
 /// Builds (and drops) a pipeline to surface missing plugins and files at start.
 pub fn check(settings: &Settings) -> Result<(), StreamError> {
     if settings.source == SourceKind::File
@@ -230,7 +325,7 @@ pub fn check(settings: &Settings) -> Result<(), StreamError> {
             format!("video file `{}` not found", p.display()),
         ));
     }
-    let (pipeline, _) = build(settings)?;
+    let (pipeline, _) = build(settings, &Arc::new(Metrics::default()))?;
     let _ = pipeline.set_state(gst::State::Null);
     Ok(())
 }
@@ -252,6 +347,7 @@ fn install_sink_callback(
                 metrics.frames_captured.inc();
                 metrics.frame_bytes.add(buffer.size() as u64);
                 metrics.stream_up.set(true);
+                metrics.stream_stalled.set(false);
                 metrics.stream_last_frame.touch();
                 fps_window.1 += 1;
                 let elapsed = fps_window.0.elapsed();
@@ -286,7 +382,7 @@ fn run_once(
     metrics: &Arc<Metrics>,
     cancel: &CancellationToken,
 ) -> RunEnd {
-    let (pipeline, appsink) = match build(settings) {
+    let (pipeline, appsink) = match build(settings, metrics) {
         Ok(p) => p,
         Err(e) => return RunEnd::Failed(e),
     };
@@ -298,7 +394,20 @@ fn run_once(
         let Some(bus) = pipeline.bus() else {
             return RunEnd::Failed(build_err(settings, "pipeline has no bus"));
         };
+        let started = Instant::now();
         while !cancel.is_cancelled() {
+            // Silent since the last frame of this run (or since the start if none
+            // came): a camera that keeps the connection open and sends nothing.
+            let silent = metrics
+                .stream_last_frame
+                .age()
+                .unwrap_or(Duration::MAX)
+                .min(started.elapsed());
+            if silent > settings.stall_timeout {
+                metrics.stream_stalled.set(true);
+                metrics.stream_stalls.inc();
+                return RunEnd::Failed(StreamError::Stalled(silent));
+            }
             let Some(msg) =
                 bus.timed_pop(gst::ClockTime::from_nseconds(BUS_POLL.as_nanos() as u64))
             else {
@@ -343,19 +452,23 @@ fn run_once(
     end
 }
 
-/// The stream supervisor: runs the pipeline, rebuilds it after failures with
-/// exponential backoff (1 s doubling to 30 s, reset after a run that delivered
-/// frames), until `cancel`.
+/// The stream supervisor: runs the pipeline, rebuilds it after failures and stalls
+/// with exponential backoff (1 s doubling to `backoff_cap`, reset after a run that
+/// delivered frames), until `cancel`, or until `max_reconnect_attempts`
+/// consecutive runs failed without a frame (then the stream is `failed` and an
+/// alert goes out).
 pub fn supervise(
     settings: Settings,
     tx: watch::Sender<Option<CapturedFrame>>,
     metrics: Arc<Metrics>,
+    alerts: Option<Alerts>,
     cancel: CancellationToken,
 ) {
     let span = tracing::info_span!("stream", source = %settings.describe());
     let _enter = span.enter();
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(Duration::from_secs(1), settings.backoff_cap);
     let mut attempt: u64 = 0;
+    let mut failed_in_a_row: u32 = 0;
     loop {
         if attempt > 0 {
             metrics.stream_reconnects.inc();
@@ -370,6 +483,26 @@ pub fn supervise(
             RunEnd::Failed(e) => {
                 if metrics.frames_captured.get() > frames_before {
                     backoff.reset();
+                    failed_in_a_row = 0;
+                } else {
+                    failed_in_a_row += 1;
+                }
+                if settings.max_reconnect_attempts > 0
+                    && failed_in_a_row >= settings.max_reconnect_attempts
+                {
+                    metrics.stream_failed.set(true);
+                    let message = format!(
+                        "stream gave up after {failed_in_a_row} failed connection attempts in a row: {e}"
+                    );
+                    match &alerts {
+                        Some(a) => a.send(Alert {
+                            source: "stream",
+                            id: settings.describe(),
+                            message,
+                        }),
+                        None => tracing::error!("{message}"),
+                    }
+                    break;
                 }
                 tracing::warn!(error = %e, retry_in_s = backoff.peek().as_secs_f64(), "stream failed");
             }
@@ -384,4 +517,31 @@ pub fn supervise(
         }
     }
     tracing::info!("stream stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_split_off_the_url() {
+        assert_eq!(
+            split_credentials("rtsp://admin:p%40ss@10.0.0.5:554/s1"),
+            (
+                "rtsp://10.0.0.5:554/s1".to_string(),
+                Some(("admin".to_string(), "p@ss".to_string()))
+            )
+        );
+        assert_eq!(
+            split_credentials("rtsp://cam/s1"),
+            ("rtsp://cam/s1".to_string(), None)
+        );
+        assert_eq!(
+            split_credentials("rtsp://user@cam/a@b"),
+            (
+                "rtsp://cam/a@b".to_string(),
+                Some(("user".to_string(), String::new()))
+            )
+        );
+    }
 }

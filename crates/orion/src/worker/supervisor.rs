@@ -8,7 +8,7 @@
 //! frames keep flowing meanwhile.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use crate::backoff::Backoff;
 use crate::config::ModelEntry;
 use crate::framebus::{Inbox, Job};
 use crate::health::metrics::WorkerMetrics;
+use crate::health::{Alert, Alerts};
 
 /// A process that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -42,6 +43,10 @@ pub struct WorkerSpec {
     pub max_message_bytes: usize,
     pub instance_id: String,
     pub room_id: String,
+    /// This many failures within `restart_window` stop the restarts.
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    pub restart_backoff_max: Duration,
 }
 
 /// A catalog entry by name: what a worker runs.
@@ -155,14 +160,17 @@ pub struct Supervisor {
     pub rate_hz: watch::Receiver<f64>,
     /// From the control plane ([`WorkerHandle`]).
     pub requests: mpsc::Receiver<WorkerRequest>,
+    /// Told when restarts stop.
+    pub alerts: Option<Alerts>,
 }
 
 impl Supervisor {
     /// Runs until `cancel`; restarts the process whenever it fails.
     pub async fn run(mut self, cancel: CancellationToken) {
         let worker_id: Arc<str> = Arc::from(self.spec.id.as_str());
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(Duration::from_secs(1), self.spec.restart_backoff_max);
         let mut next_command_id = 1;
+        let mut failures: VecDeque<Instant> = VecDeque::new();
         loop {
             let started = Instant::now();
             let end = self
@@ -173,8 +181,23 @@ impl Supervisor {
                 Ok(Stop::Cancelled) => break,
                 Err(e) => {
                     self.metrics.errors.inc();
+                    if matches!(e, LifetimeError::Hung { .. }) {
+                        self.metrics.hangs.inc();
+                    }
                     if started.elapsed() >= STABLE_AFTER {
                         backoff.reset();
+                    }
+                    let now = Instant::now();
+                    failures.push_back(now);
+                    while failures
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) > self.spec.restart_window)
+                    {
+                        failures.pop_front();
+                    }
+                    if failures.len() >= self.spec.max_restarts as usize {
+                        self.give_up(&e, failures.len(), &cancel).await;
+                        return;
                     }
                     tracing::warn!(error = %e, retry_in_s = backoff.peek().as_secs_f64(), "worker failed; restarting");
                 }
@@ -194,6 +217,34 @@ impl Supervisor {
                 }
             }
             self.metrics.restarts.inc();
+        }
+        tracing::info!("worker supervisor stopped");
+    }
+
+    /// Stops restarting after repeated failures: the worker is reported failed
+    /// (health `degraded`, an alert on the health topic) and stays down until
+    /// the daemon restarts. Waits for `cancel`, refusing requests meanwhile.
+    async fn give_up(&mut self, last: &LifetimeError, count: usize, cancel: &CancellationToken) {
+        self.metrics.failed.set(true);
+        let message = format!(
+            "worker {} failed {count} times within {:?}; restarts stopped (last error: {last})",
+            self.spec.id, self.spec.restart_window
+        );
+        match &self.alerts {
+            Some(a) => a.send(Alert {
+                source: "worker",
+                id: self.spec.id.clone(),
+                message,
+            }),
+            None => tracing::error!("{message}"),
+        }
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                // Frames keep replacing each other in the inbox, counted as
+                // dropped: that is what an absent worker means.
+                Some(req) = self.requests.recv() => refuse(req, "worker failed; restarts stopped"),
+            }
         }
         tracing::info!("worker supervisor stopped");
     }

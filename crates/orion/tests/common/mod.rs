@@ -73,8 +73,12 @@ impl Mosquitto {
     /// Starts a broker whose listener settings come from `extra`, which may write
     /// files (password file, certificates) into the broker's directory.
     pub fn start_with(extra: impl FnOnce(&Path) -> String) -> Self {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// Starts a broker on a given port (to restart one where a daemon expects it).
+    pub fn start_on(port: u16, extra: impl FnOnce(&Path) -> String) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         let mut extra = extra(dir.path());
         // Run as root, mosquitto switches to its own user after loading the config
@@ -114,6 +118,14 @@ impl Mosquitto {
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Mosquitto {
+    /// Kills the broker now (connections drop without a goodbye).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -308,6 +320,28 @@ impl Daemon {
         }
     }
 
+    /// The value of an unlabelled metric (or the first series of a labelled one).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics")?;
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Resident memory of the daemon process in KiB.
+    pub fn rss_kb(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// `GET path` on the health server: (status code, body).
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.health_port));
@@ -432,4 +466,67 @@ pub fn timestamp_s(v: &serde_json::Value, key: &str) -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after epoch")
         .as_secs_f64()
+}
+
+/// `[x, y, width, height]` of a detection's `bbox`.
+pub fn bbox(b: &serde_json::Value) -> [f64; 4] {
+    ["x", "y", "width", "height"]
+        .map(|k| b[k].as_f64().unwrap_or_else(|| panic!("bbox.{k} in {b}")))
+}
+
+/// A test RTSP camera (tests/rtsp_server.py on Debian's python3-gi and
+/// gst-rtsp-server) serving the astronaut image live; killed on drop.
+pub struct RtspServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RtspServer {
+    pub fn start(port: u16, args: &[&str]) -> Self {
+        let root = repo_root();
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(root.join("crates/orion/tests/rtsp_server.py"))
+            .arg(port.to_string())
+            .arg(root.join("workers/python/tests/images/astronaut.png"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the RTSP test server (python3-gi, gir1.2-gst-rtsp-server-1.0)");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line == "ready" => break,
+                Ok(_) => {}
+                Err(_) => panic!("RTSP test server not ready within 20 s"),
+            }
+        }
+        RtspServer { child, port }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

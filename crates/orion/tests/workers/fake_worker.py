@@ -5,7 +5,9 @@
 MODE: `echo` answers every frame with an empty result (and `set_model` with
 success for a path ending in good.onnx, failure otherwise); `crash` exits with status 3
 on the first frame; `hang` never answers a frame; `garbage` writes a 4 GiB length
-prefix on the first frame. Each start appends the pid to PIDFILE and logs one line
+prefix on the first frame; `random` writes 64 KiB of random bytes on the first frame;
+`truncated` writes a third of a message on the first frame and closes its output.
+Each start appends the pid to PIDFILE and logs one line
 per level on stderr.
 """
 
@@ -41,6 +43,17 @@ while True:
     if mode == "garbage":
         out.write(b"\xff\xff\xff\xff" + b"x" * 64)
         out.flush()
+        time.sleep(3600)
+    if mode == "random":
+        out.write(os.urandom(64 * 1024))
+        out.flush()
+        time.sleep(3600)
+    if mode == "truncated":
+        # A header announcing 1000 bytes, 10 of them, then the end of the output.
+        out.write((1000).to_bytes(4, "big") + b"\x85" + b"x" * 9)
+        out.flush()
+        os.close(1)
+        sys.stdout = None
         time.sleep(3600)
     result = protocol.result(
         msg["seq"], msg["meta"]["trace_id"], "fake_detection", [], protocol.model_info("fake", 0),
