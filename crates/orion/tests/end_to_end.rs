@@ -61,6 +61,20 @@ fn detections_flow_to_mqtt_and_sigterm_shuts_down_cleanly() {
         .expect("inference counter present");
     assert!(inferences >= 1, "{metrics}");
     assert!(metrics.contains("orion_frames_gated_total "), "{metrics}");
+    // The page is real Prometheus exposition: the reference parser reads all of it.
+    let parsed = common::prometheus_families(&metrics);
+    for family in [
+        "orion_frames_captured",
+        "orion_framebus_frames_dropped",
+        "orion_e2e_latency_seconds",
+        "orion_inference_duration_seconds",
+        "orion_worker_restarts",
+    ] {
+        assert!(
+            parsed.contains(&family.to_string()),
+            "{family} missing from {parsed:?}"
+        );
+    }
 
     let workers = common::children_of(daemon.pid());
     assert!(

@@ -530,3 +530,35 @@ impl Drop for RtspServer {
         let _ = self.child.wait();
     }
 }
+
+/// Metric family names of a Prometheus text page, as the reference parser
+/// (prometheus_client, in the venv) reads them; panics if it cannot parse it.
+pub fn prometheus_families(page: &str) -> Vec<String> {
+    use std::io::Write as _;
+    let mut child = Command::new(venv_python())
+        .args([
+            "-c",
+            "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as f\nfor m in f(sys.stdin.read()): print(m.name)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the Prometheus parser");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(page.as_bytes())
+        .expect("write page");
+    let out = child.wait_with_output().expect("parser output");
+    assert!(
+        out.status.success(),
+        "metrics do not parse: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
