@@ -45,7 +45,7 @@ models:
     catalog:
       tiny: { path: /nonexistent.onnx, format: yolo }
     confidence: 1.5
-    max_inference_rate_hz: 31
+    max_inference_rate_hz: 1001
 rois: { small_roi_threshold_px: 0 }
 workers: { person_detector: { command: [], count: 0, startup_timeout_s: 0 } }
 mqtt: { broker: "tcp://x", keep_alive_s: 1 }
@@ -67,7 +67,7 @@ shutdown_timeout_s: 0
             "required for YOLO",
         ),
         ("models.person_detector.confidence", "0.01..=1"),
-        ("models.person_detector.max_inference_rate_hz", "0.1..=30"),
+        ("models.person_detector.max_inference_rate_hz", "0.1..=1000"),
         ("rois.small_roi_threshold_px", "allowed: 1..="),
         ("workers.person_detector.command", "must name a program"),
         ("workers.person_detector.count", "1..=16"),

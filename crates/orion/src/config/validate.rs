@@ -277,8 +277,8 @@ impl Config {
             "models.person_detector.max_inference_rate_hz",
             d.max_inference_rate_hz,
             0.1,
-            30.0,
-            " Hz",
+            1000.0,
+            " Hz (above the stream FPS: every frame)",
         );
 
         c.range_u64(

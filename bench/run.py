@@ -1,0 +1,183 @@
+"""Runs every benchmark side by side on this machine and prints a Markdown table.
+Called by bench/run.sh (see there). Environment: BENCH_SECONDS (per measurement,
+default 30), BENCH_LONG_MINUTES (long RSS run, default 10)."""
+
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = str(ROOT / "bench/.venv/bin/python")
+VIDEO = str(ROOT / "assets/demo.mp4")
+SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
+LONG_MIN = float(os.environ.get("BENCH_LONG_MINUTES", "10"))
+TOPIC = "care/inferences/bench/person_detection"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_json(args: list[str]) -> dict:
+    out = subprocess.run(args, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+class Broker:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp()
+        conf = Path(self.dir) / "m.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Daemon:
+    def __init__(self, broker: Broker, *, realtime: bool, rate: float, workers: int) -> None:
+        self.health = free_port()
+        self.dir = tempfile.mkdtemp()
+        cfg = Path(self.dir) / "orion.yaml"
+        cfg.write_text(f"""
+instance_id: bench
+camera: {{ source: file, path: "{VIDEO}", realtime: {str(realtime).lower()} }}
+stream: {{ width: 640, height: 480, warmup_duration_s: 2 }}
+models: {{ person_detector: {{ max_inference_rate_hz: {rate} }} }}
+workers: {{ person_detector: {{ count: {workers}, command: ["{ROOT}/.venv/bin/python", "-m", "orion_worker.person_detector"] }} }}
+mqtt: {{ broker: "mqtt://127.0.0.1:{broker.port}" }}
+health: {{ listen: "127.0.0.1:{self.health}" }}
+""")
+        self.log = open(Path(self.dir) / "oriond.log", "w")
+        self.proc = subprocess.Popen([str(ROOT / "target/release/oriond"), "--config", str(cfg)], cwd=ROOT, stderr=self.log)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{self.health}/readiness", timeout=1).read()
+                if b'"status":"healthy"' in body:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"daemon not healthy; see {self.log.name}")
+        time.sleep(2)  # let the workers settle
+
+    def worker_pids(self) -> list[str]:
+        out = []
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            out += (task / "children").read_text().split()
+        return out
+
+    def measure(self, seconds: float) -> dict:
+        return run_json([PY, "bench/measure.py", str(BROKER.port), TOPIC, str(self.proc.pid), str(seconds), *self.worker_pids()])
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=15)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def criterion() -> dict[int, float]:
+    """Frame bus fan-out cost per frame (ns) for 1, 4, 16 workers."""
+    out = subprocess.run(
+        ["cargo", "bench", "--locked", "-q", "-p", "orion", "--bench", "framebus", "--", "--noplot"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    result = {}
+    for workers, value, unit in re.findall(r"fan_out/(\d+)\s+time:\s+\[\S+ \S+ (\S+) (\S+)", out):
+        scale = {"ps": 1e-3, "ns": 1.0, "µs": 1e3, "us": 1e3, "ms": 1e6}[unit]
+        result[int(workers)] = float(value) * scale
+    return result
+
+
+def main() -> None:
+    global BROKER
+    rows = []
+    print(f"bench: {SECONDS:.0f} s per measurement, {LONG_MIN:.0f} min long run", file=sys.stderr)
+    limit = run_json([PY, "bench/limit.py", VIDEO, str(SECONDS), "1"])
+    print(f"limit: {limit}", file=sys.stderr)
+
+    BROKER = Broker()
+    try:
+        full = {}
+        for workers in (1, 2):
+            d = Daemon(BROKER, realtime=False, rate=1000, workers=workers)
+            full[workers] = d.measure(SECONDS)
+            d.stop()
+            print(f"full load, {workers} worker(s): {full[workers]}", file=sys.stderr)
+
+        d = Daemon(BROKER, realtime=True, rate=2, workers=1)
+        slow = d.measure(SECONDS)
+        print(f"15 fps / 2 Hz: {slow}", file=sys.stderr)
+        time.sleep(max(0.0, 60 - SECONDS - 4))
+        rss_1min = d.rss_mb()
+        time.sleep(max(0.0, (LONG_MIN - 1) * 60))
+        rss_long = d.rss_mb()
+        d.stop()
+        print(f"RSS after 1 min {rss_1min:.1f} MB, after {LONG_MIN:.0f} min {rss_long:.1f} MB", file=sys.stderr)
+
+        base = run_json([PY, "bench/baseline.py", VIDEO, str(SECONDS), str(BROKER.port), "bench/baseline", "1"])
+        print(f"baseline: {base}", file=sys.stderr)
+    finally:
+        BROKER.stop()
+    fan = criterion()
+    print(f"frame bus: {fan}", file=sys.stderr)
+
+    lim = limit["inferences_per_s"]
+    o1, o2 = full[1], full[2]
+    orion_non_inference = o1["daemon_cpu_percent"] + o1["workers_cpu_percent"] - o1["inference_cpu_percent"]
+    rows = [
+        ("1. Limit: ONNX Runtime loop, frames in memory, 1 thread", f"{lim:.1f} inferences/s ({limit['ms_p50']:.1f} ms p50)", "-", "-"),
+        ("2. Orion full load, 1 worker", f"{o1['results_per_s']:.1f} results/s", f"{o1['results_per_s'] / lim:.3f} of limit", ">= 0.95"),
+        ("2. Orion full load, 2 workers", f"{o2['results_per_s']:.1f} results/s", f"{o2['results_per_s'] / o1['results_per_s']:.2f}x 1 worker", f"scales to the cores ({os.cpu_count()})"),
+        ("3. Overhead latency at 2 Hz (p50 / p99)", f"{slow['overhead_ms_p50']:.2f} / {slow['overhead_ms_p99']:.2f} ms", "-", "<= 3 / <= 10 ms"),
+        ("3. Overhead latency at full load (p50 / p99)", f"{o1['overhead_ms_p50']:.2f} / {o1['overhead_ms_p99']:.2f} ms", "-", "<= 3 / <= 10 ms"),
+        ("4. Daemon CPU / RSS at 15 fps, 2 Hz", f"{slow['daemon_cpu_percent']:.1f} % / {slow['daemon_rss_mb']:.1f} MB", "-", "<= 10 % / <= 80 MB"),
+        ("4. Daemon CPU / RSS at full load, 1 worker", f"{o1['daemon_cpu_percent']:.1f} % / {o1['daemon_rss_mb']:.1f} MB", "-", "-"),
+        (f"4. RSS after 1 min / {LONG_MIN:.0f} min (15 fps, 2 Hz)", f"{rss_1min:.1f} / {rss_long:.1f} MB", f"{(rss_long / rss_1min - 1) * 100:+.1f} %", "<= +5 %"),
+        ("5. Baseline: single Python loop (OpenCV, onnxruntime, paho)", f"{base['results_per_s']:.1f} results/s, CPU {base['cpu_percent_of_one_core']:.0f} % (non-inference {base['non_inference_cpu_percent']:.1f} %)", f"Orion {o1['results_per_s'] / base['results_per_s']:.2f}x", ">= 1.0x"),
+        ("5. Orion non-inference CPU at full load (daemon + worker protocol)", f"{orion_non_inference:.1f} %", f"{orion_non_inference / max(base['non_inference_cpu_percent'], 0.01):.2f}x baseline", "< 1x"),
+        ("6. Frame bus fan-out per frame: 1 / 4 / 16 workers", " / ".join(f"{fan.get(n, float('nan')):.0f} ns" for n in (1, 4, 16)), "-", "4 workers <= 2000 ns"),
+    ]
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
+    print(f"\nMachine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; date {date.today()}")
+    print(f"Command: bench/run.sh (BENCH_SECONDS={SECONDS:.0f}, BENCH_LONG_MINUTES={LONG_MIN:.0f})\n")
+    print("| measurement | result | ratio | target |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print("\nRaw: " + json.dumps({"limit": limit, "full_1": o1, "full_2": o2, "slow": slow, "baseline": base, "rss_1min_mb": rss_1min, "rss_long_mb": rss_long, "fanout_ns": fan}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Orion benchmark harness (not part of the tests). Prints the table recorded in
+# docs/benchmarks.md: the physical limit, Orion at full load (1 and 2 workers),
+# overhead latency, daemon CPU and RSS (short and long run), a single-loop Python
+# baseline, and the frame bus micro-benchmark. Needs scripts/setup.sh first.
+#
+#   bench/run.sh                      # full run (about 15 minutes)
+#   BENCH_SECONDS=10 BENCH_LONG_MINUTES=2 bench/run.sh   # quick look
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x bench/.venv/bin/python ]; then
+    python3 -m venv bench/.venv
+fi
+bench/.venv/bin/python -c 'import cv2, paho.mqtt, orion_worker, onnxruntime' 2>/dev/null || \
+    bench/.venv/bin/pip install -q numpy onnxruntime msgpack opencv-python-headless 'paho-mqtt>=2' -e workers/python
+cargo build --release --locked -q
+exec bench/.venv/bin/python bench/run.py "$@"
