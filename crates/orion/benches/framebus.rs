@@ -1,7 +1,8 @@
-//! Frame bus micro-benchmark: the cost of offering one frame to 1, 4 and 16
-//! workers (frames are `Arc`s: fan-out copies pointers, never pixels). Each
-//! iteration publishes one 640x480 RGB frame and lets every worker take it, the
-//! steady state of a bus whose workers keep up.
+//! Frame bus micro-benchmark: the cost of fanning one frame out to 1, 4 and 16
+//! workers that each receive every frame (one worker per group; frames are `Arc`s:
+//! fan-out copies pointers, never pixels). Each iteration publishes one 640x480
+//! RGB frame and lets every worker take it, the steady state of a bus whose
+//! workers keep up.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -11,7 +12,7 @@ use gstreamer as gst;
 use orion::attention::RoiAttention;
 use orion::config::RoisConfig;
 use orion::framebus::{FrameBus, Job};
-use orion::health::metrics::WorkerMetrics;
+use orion::health::metrics::{GroupMetrics, WorkerMetrics};
 use orion::stream::{CapturedFrame, Frame};
 
 fn job() -> Arc<Job> {
@@ -40,7 +41,11 @@ fn fan_out(c: &mut Criterion) {
     for workers in [1usize, 4, 16] {
         let bus = FrameBus::new();
         let inboxes: Vec<_> = (0..workers)
-            .map(|i| bus.register(Arc::new(WorkerMetrics::new(format!("w{i}")))))
+            // One group per worker: every one of them receives every frame.
+            .map(|i| {
+                let group = Arc::new(GroupMetrics::new(format!("g{i}")));
+                bus.register(&group, Arc::new(WorkerMetrics::new(format!("w{i}"))))
+            })
             .collect();
         group.bench_with_input(BenchmarkId::from_parameter(workers), &workers, |b, _| {
             b.iter(|| {

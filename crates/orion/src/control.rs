@@ -341,12 +341,7 @@ impl ControlPlane {
                 "rate_hz": self.metrics.inference_rate_hz.get(),
                 "model": config.models.person_detector.size,
             },
-            "frame_bus": h.workers.iter().map(|w| json!({
-                "worker": w.id,
-                "sent": w.frames_processed,
-                "dropped": w.frames_dropped,
-                "drop_rate": w.drop_rate,
-            })).collect::<Vec<_>>(),
+            "frame_bus": h.frame_bus,
             "workers": h.workers,
             "emitter": {
                 "connected": self.metrics.mqtt_connected.get(),

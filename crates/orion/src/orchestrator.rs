@@ -28,7 +28,7 @@ use crate::health::metrics::Metrics;
 use crate::mqtt::control::ControlHandler;
 use crate::mqtt::emitter::{Emitter, EmitterSettings};
 use crate::mqtt::presence::{self, Presence};
-use crate::stream::{Frame, FrameReceiver, Stream, warmup};
+use crate::stream::{CapturedFrame, Frame, FrameReceiver, Stream, warmup};
 use crate::worker::{ModelChoice, Supervisor, WorkerHandle, WorkerSpec};
 use crate::{collector, health, mqtt};
 
@@ -218,6 +218,7 @@ pub async fn run(
     let workers = TaskTracker::new();
     let mut base_args: Vec<String> = wcfg.command[1..].to_vec();
     base_args.extend(["--confidence".into(), detector.confidence.to_string()]);
+    let group = metrics.add_group("person_detector");
     for (id, requests) in worker_ids.into_iter().zip(requests) {
         let wm = metrics.add_worker(&id);
         let sup = Supervisor {
@@ -235,7 +236,7 @@ pub async fn run(
                 restart_backoff_max: Duration::from_secs_f64(wcfg.restart_backoff_max_s),
             },
             model: model.clone(),
-            inbox: bus.register(wm.clone()),
+            inbox: bus.register(&group, wm.clone()),
             results: results_tx.clone(),
             metrics: wm,
             rate_hz: rate_rx.clone(),
@@ -375,15 +376,14 @@ struct FrameConsumer {
 
 impl FrameConsumer {
     async fn run(mut self, mut frames: FrameReceiver, cancel: CancellationToken) {
-        let mut last_seq = frames.borrow().as_ref().map_or(0, |f| f.seq);
+        let mut last_seq = frames.last_seq();
         loop {
-            tokio::select! {
+            let captured = tokio::select! {
                 _ = cancel.cancelled() => break,
-                changed = frames.changed() => if changed.is_err() { break },
-            }
-            // Cloning the slot's content copies a buffer reference, not pixels.
-            let Some(captured) = frames.borrow_and_update().clone() else {
-                continue;
+                f = frames.next() => match f {
+                    Some(f) => f,
+                    None => break,
+                },
             };
             if self.rate_hz.has_changed().unwrap_or(false) {
                 let hz = *self.rate_hz.borrow_and_update();
@@ -393,32 +393,46 @@ impl FrameConsumer {
             // by the same rule as gated ones: not due for inference.
             let skipped = captured.seq.saturating_sub(last_seq + 1);
             last_seq = captured.seq;
-            if self.metrics.paused.get() {
-                self.metrics.frames_paused.add(skipped + 1);
-                continue;
-            }
-            if !self.gate.accept(captured.captured_instant) {
-                self.metrics.frames_gated.add(skipped + 1);
-                continue;
-            }
-            self.metrics.frames_gated.add(skipped);
-            let frame = match Frame::map(captured, self.width, self.height) {
-                Ok(f) => f,
-                Err(e) => {
-                    self.metrics.frames_invalid.inc();
-                    tracing::warn!(error = %e, "frame discarded");
-                    continue;
+            let published = self.consider(captured, skipped);
+            if frames.paced() && published {
+                // A paced file goes exactly as fast as the workers take frames.
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = self.bus.wait_taken() => {}
                 }
-            };
-            let roi = self.roi.lock().expect("roi attention poisoned").process();
-            let job = Job {
-                trace_id: format!("{}-{}", self.instance_id, frame.seq),
-                roi,
-                frame,
-            };
-            self.bus.publish(Arc::new(job));
+            }
+            frames.want_next();
         }
         tracing::info!("frame consumer stopped");
+    }
+
+    /// Gate, map, crop and publish one frame; true if it went to the bus.
+    fn consider(&mut self, captured: CapturedFrame, skipped: u64) -> bool {
+        if self.metrics.paused.get() {
+            self.metrics.frames_paused.add(skipped + 1);
+            return false;
+        }
+        if !self.gate.accept(captured.captured_instant) {
+            self.metrics.frames_gated.add(skipped + 1);
+            return false;
+        }
+        self.metrics.frames_gated.add(skipped);
+        let frame = match Frame::map(captured, self.width, self.height) {
+            Ok(f) => f,
+            Err(e) => {
+                self.metrics.frames_invalid.inc();
+                tracing::warn!(error = %e, "frame discarded");
+                return false;
+            }
+        };
+        let roi = self.roi.lock().expect("roi attention poisoned").process();
+        let job = Job {
+            trace_id: format!("{}-{}", self.instance_id, frame.seq),
+            roi,
+            frame,
+        };
+        self.bus.publish(Arc::new(job));
+        true
     }
 }
 
@@ -445,15 +459,22 @@ async fn stats_logger(metrics: Arc<Metrics>, interval: Duration, cancel: Cancell
             mqtt_dropped = metrics.mqtt_dropped.get(),
             "stream stats"
         );
+        for g in metrics.groups() {
+            tracing::info!(
+                group = %g.name,
+                sent = g.frames_sent.get(),
+                dropped = g.frames_dropped.get(),
+                drop_rate = format_args!("{:.3}", g.drop_rate()),
+                "frame bus stats"
+            );
+        }
         for w in metrics.workers() {
             tracing::info!(
                 worker = %w.id,
-                sent = w.frames_sent.get(),
-                dropped = w.frames_dropped.get(),
-                drop_rate = format_args!("{:.3}", w.drop_rate()),
+                frames = w.frames_sent.get(),
                 inferences = w.inferences.get(),
                 avg_ms = format_args!("{:.1}", w.latency.mean().map_or(0.0, |d| d.as_secs_f64() * 1e3)),
-                "frame bus stats"
+                "worker stats"
             );
         }
     }

@@ -147,3 +147,37 @@ fn bad_config_exits_non_zero_with_the_problem() {
         daemon.log()
     );
 }
+
+#[test]
+fn two_workers_share_the_frames_without_duplicate_work() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::connect(broker.port, "care/inferences/e2e-two/#");
+    let _daemon = Daemon::start(&common::config("e2e-two", &broker.url(), |c| {
+        common::set(c, "workers.person_detector.count", 2);
+        // A paced file (as fast as the workers go): every decoded frame is offered
+        // and taken, none dropped.
+        common::set(c, "camera.realtime", false);
+        common::set(c, "models.person_detector.max_inference_rate_hz", 1000);
+    }));
+    let mut seqs = std::collections::BTreeSet::new();
+    let mut workers = std::collections::BTreeSet::new();
+    while seqs.len() < 40 {
+        let (seq, worker) = sub.wait_for(Duration::from_secs(60), |_, p| {
+            let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+            Some((
+                v["frame_seq"].as_u64()?,
+                v["worker_id"].as_str()?.to_string(),
+            ))
+        });
+        assert!(seqs.insert(seq), "frame {seq} was inferred twice");
+        workers.insert(worker);
+    }
+    assert_eq!(workers.len(), 2, "both workers took frames: {workers:?}");
+    // Paced: consecutive frames, none skipped between the first and the last.
+    let (first, last) = (*seqs.first().unwrap(), *seqs.last().unwrap());
+    assert!(
+        last - first + 1 <= seqs.len() as u64 + 2,
+        "frames skipped: {first}..={last} for {} results",
+        seqs.len()
+    );
+}

@@ -11,7 +11,7 @@ use gstreamer as gst;
 use orion::attention::RoiAttention;
 use orion::config::{ModelEntry, ModelFormat};
 use orion::framebus::{FrameBus, Job};
-use orion::health::metrics::WorkerMetrics;
+use orion::health::metrics::{GroupMetrics, WorkerMetrics};
 use orion::stream::{CapturedFrame, Frame};
 use orion::worker::{ModelChoice, Supervisor, WorkerHandle, WorkerOutput, WorkerSpec};
 use tokio::sync::{mpsc, watch};
@@ -75,7 +75,7 @@ fn start(mode: &str, hang_floor: Duration) -> Harness {
             restart_window: Duration::from_secs(60),
             restart_backoff_max: Duration::from_secs(30),
         },
-        inbox: bus.register(metrics.clone()),
+        inbox: bus.register(&Arc::new(GroupMetrics::new("fake")), metrics.clone()),
         results: tx,
         metrics: metrics.clone(),
         rate_hz: rate_rx,

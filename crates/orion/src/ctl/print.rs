@@ -96,14 +96,22 @@ fn status(out: &mut String, d: &Value) {
     for w in d["workers"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "worker     {}: up {}, {} inferences, {} dropped ({:.1} %), avg {} ms, {} restarts",
+            "worker     {}: up {}, {} inferences, avg {} ms, {} restarts",
             s(&w["id"]),
             s(&w["up"]),
             s(&w["inferences"]),
-            s(&w["frames_dropped"]),
-            w["drop_rate"].as_f64().unwrap_or(0.0) * 100.0,
             s(&w["avg_latency_ms"]),
             s(&w["restarts"])
+        );
+    }
+    for g in d["frame_bus"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "frame bus  {}: {} sent, {} dropped ({:.1} %)",
+            s(&g["group"]),
+            s(&g["sent"]),
+            s(&g["dropped"]),
+            g["drop_rate"].as_f64().unwrap_or(0.0) * 100.0
         );
     }
     let e = &d["emitter"];

@@ -144,10 +144,8 @@ impl Histogram {
 #[derive(Debug)]
 pub struct WorkerMetrics {
     pub id: String,
-    /// Frames the worker took from its inbox.
+    /// Frames the worker took from its group's slot.
     pub frames_sent: Counter,
-    /// Frames replaced in the inbox by a newer one before the worker took them.
-    pub frames_dropped: Counter,
     pub inferences: Counter,
     /// Results dropped because the result collector was busy.
     pub results_dropped: Counter,
@@ -168,7 +166,6 @@ impl WorkerMetrics {
         Self {
             id: id.into(),
             frames_sent: Counter::default(),
-            frames_dropped: Counter::default(),
             inferences: Counter::default(),
             results_dropped: Counter::default(),
             errors: Counter::default(),
@@ -178,6 +175,26 @@ impl WorkerMetrics {
             failed: Flag::default(),
             last_seen: Timestamp::default(),
             latency: Histogram::default(),
+        }
+    }
+}
+
+/// Frame bus counters of one worker group (one inference type).
+#[derive(Debug)]
+pub struct GroupMetrics {
+    pub name: String,
+    /// Frames a worker of the group took.
+    pub frames_sent: Counter,
+    /// Frames replaced in the group's slot before any worker took them.
+    pub frames_dropped: Counter,
+}
+
+impl GroupMetrics {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            frames_sent: Counter::default(),
+            frames_dropped: Counter::default(),
         }
     }
 
@@ -192,6 +209,9 @@ impl WorkerMetrics {
         }
     }
 }
+
+/// A labelled series for the exposition: name, type, help, value getter.
+type Series<T> = (&'static str, &'static str, &'static str, fn(&T) -> f64);
 
 /// All metrics of one daemon.
 #[derive(Debug)]
@@ -231,6 +251,7 @@ pub struct Metrics {
     /// Control messages dropped because the control queue was full.
     pub control_dropped: Counter,
     workers: Mutex<Vec<Arc<WorkerMetrics>>>,
+    groups: Mutex<Vec<Arc<GroupMetrics>>>,
 }
 
 impl Default for Metrics {
@@ -264,6 +285,7 @@ impl Default for Metrics {
             control_rejected: Counter::default(),
             control_dropped: Counter::default(),
             workers: Mutex::new(Vec::new()),
+            groups: Mutex::new(Vec::new()),
         }
     }
 }
@@ -276,6 +298,22 @@ impl Metrics {
             .expect("metrics worker list poisoned")
             .push(w.clone());
         w
+    }
+
+    pub fn add_group(&self, name: &str) -> Arc<GroupMetrics> {
+        let g = Arc::new(GroupMetrics::new(name));
+        self.groups
+            .lock()
+            .expect("metrics group list poisoned")
+            .push(g.clone());
+        g
+    }
+
+    pub fn groups(&self) -> Vec<Arc<GroupMetrics>> {
+        self.groups
+            .lock()
+            .expect("metrics group list poisoned")
+            .clone()
     }
 
     pub fn workers(&self) -> Vec<Arc<WorkerMetrics>> {
@@ -450,30 +488,12 @@ impl Metrics {
             .render(&mut out, "orion_e2e_latency_seconds", "");
 
         let workers = self.workers();
-        type Series = (
-            &'static str,
-            &'static str,
-            &'static str,
-            fn(&WorkerMetrics) -> f64,
-        );
-        let per_worker: [Series; 11] = [
+        let per_worker: [Series<WorkerMetrics>; 9] = [
             (
                 "orion_framebus_frames_sent_total",
                 "counter",
-                "Frames a worker took from its inbox.",
+                "Frames a worker took from its group's slot.",
                 |w| w.frames_sent.get() as f64,
-            ),
-            (
-                "orion_framebus_frames_dropped_total",
-                "counter",
-                "Frames replaced in a worker inbox before it took them.",
-                |w| w.frames_dropped.get() as f64,
-            ),
-            (
-                "orion_framebus_drop_ratio",
-                "gauge",
-                "dropped / (sent + dropped) per worker.",
-                |w| w.drop_rate(),
             ),
             (
                 "orion_worker_inferences_total",
@@ -530,6 +550,27 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", w.id, get(w));
             }
         }
+        let groups = self.groups();
+        let per_group: [Series<GroupMetrics>; 2] = [
+            (
+                "orion_framebus_frames_dropped_total",
+                "counter",
+                "Frames replaced in a group's slot before any of its workers took them.",
+                |g| g.frames_dropped.get() as f64,
+            ),
+            (
+                "orion_framebus_drop_ratio",
+                "gauge",
+                "dropped / (sent + dropped) per worker group.",
+                |g| g.drop_rate(),
+            ),
+        ];
+        for (name, kind, help, get) in per_group {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for g in &groups {
+                let _ = writeln!(out, "{name}{{group=\"{}\"}} {}", g.name, get(g));
+            }
+        }
         let name = "orion_inference_duration_seconds";
         let _ = writeln!(
             out,
@@ -564,10 +605,10 @@ mod tests {
 
     #[test]
     fn drop_rate_is_dropped_over_offered() {
-        let w = WorkerMetrics::new("w");
-        assert_eq!(w.drop_rate(), 0.0);
-        w.frames_sent.add(3);
-        w.frames_dropped.add(1);
-        assert!((w.drop_rate() - 0.25).abs() < 1e-9);
+        let g = GroupMetrics::new("g");
+        assert_eq!(g.drop_rate(), 0.0);
+        g.frames_sent.add(3);
+        g.frames_dropped.add(1);
+        assert!((g.drop_rate() - 0.25).abs() < 1e-9);
     }
 }

@@ -50,9 +50,8 @@ pub enum Status {
 pub struct WorkerReport {
     pub id: String,
     pub up: bool,
+    /// Frames this worker took from its group's slot.
     pub frames_processed: u64,
-    pub frames_dropped: u64,
-    pub drop_rate: f64,
     pub inferences: u64,
     pub errors: u64,
     pub restarts: u64,
@@ -86,7 +85,17 @@ pub struct HealthReport {
     pub uptime_s: u64,
     pub stream: StreamReport,
     pub mqtt_connected: bool,
+    /// Per worker group: frames taken versus dropped.
+    pub frame_bus: Vec<GroupReport>,
     pub workers: Vec<WorkerReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReport {
+    pub group: String,
+    pub sent: u64,
+    pub dropped: u64,
+    pub drop_rate: f64,
 }
 
 /// Derives the health report from the metrics.
@@ -98,8 +107,6 @@ pub fn report(m: &Metrics) -> HealthReport {
             id: w.id.clone(),
             up: w.up.get(),
             frames_processed: w.frames_sent.get(),
-            frames_dropped: w.frames_dropped.get(),
-            drop_rate: w.drop_rate(),
             inferences: w.inferences.get(),
             errors: w.errors.get(),
             restarts: w.restarts.get(),
@@ -143,6 +150,16 @@ pub fn report(m: &Metrics) -> HealthReport {
         uptime_s: m.started.elapsed().as_secs(),
         stream: stream_report(m),
         mqtt_connected: m.mqtt_connected.get(),
+        frame_bus: m
+            .groups()
+            .iter()
+            .map(|g| GroupReport {
+                group: g.name.clone(),
+                sent: g.frames_sent.get(),
+                dropped: g.frames_dropped.get(),
+                drop_rate: g.drop_rate(),
+            })
+            .collect(),
         workers,
     }
 }

@@ -10,7 +10,7 @@
 mod pipeline;
 pub mod warmup;
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
@@ -76,8 +76,83 @@ impl Frame {
     }
 }
 
-/// Newest-frame slot filled by the appsink; `None` until the first frame.
-pub type FrameReceiver = watch::Receiver<Option<CapturedFrame>>;
+/// Demand-driven delivery for paced sources (a file with `realtime: false`):
+/// the appsink callback waits until the consumer asks for the next frame, so the
+/// file is decoded exactly as fast as the workers take frames (nothing decoded
+/// for nothing). Live sources are never paced: their callback never waits.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    wanted: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Pacer {
+    fn new() -> Self {
+        Self {
+            wanted: Mutex::new(true),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Called on the streaming thread before handing over a frame: waits until a
+    /// frame is wanted, at most `max_wait` (then the frame goes anyway, replacing
+    /// the unread one), and never past `cancel`.
+    fn wait_wanted(&self, cancel: &CancellationToken, max_wait: Duration) {
+        let until = Instant::now() + max_wait;
+        let mut wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        while !*wanted && !cancel.is_cancelled() && Instant::now() < until {
+            wanted = self
+                .changed
+                .wait_timeout(wanted, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *wanted = false;
+    }
+
+    fn want(&self) {
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.changed.notify_one();
+    }
+}
+
+/// The consumer's side of the stream: the newest-frame slot filled by the appsink
+/// (`None` until the first frame), and the pacer for paced sources.
+pub struct FrameReceiver {
+    rx: watch::Receiver<Option<CapturedFrame>>,
+    pacer: Option<Arc<Pacer>>,
+}
+
+impl FrameReceiver {
+    /// The next (newest) frame; `None` once the stream has stopped for good.
+    /// Cancel-safe.
+    pub async fn next(&mut self) -> Option<CapturedFrame> {
+        loop {
+            self.rx.changed().await.ok()?;
+            // Cloning copies a buffer reference, not pixels.
+            if let Some(frame) = self.rx.borrow_and_update().clone() {
+                return Some(frame);
+            }
+        }
+    }
+
+    /// Sequence number of the newest frame seen so far (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.rx.borrow().as_ref().map_or(0, |f| f.seq)
+    }
+
+    /// Whether the source is paced by demand (see [`Pacer`]).
+    pub fn paced(&self) -> bool {
+        self.pacer.is_some()
+    }
+
+    /// Asks a paced source for the next frame; nothing for live sources.
+    pub fn want_next(&self) {
+        if let Some(p) = &self.pacer {
+            p.want();
+        }
+    }
+}
 
 /// The running stream: its supervisor thread and the frame slot.
 pub struct Stream {
@@ -101,17 +176,21 @@ impl Stream {
         // instead of looping in the supervisor.
         pipeline::check(&settings)?;
         let (tx, rx) = watch::channel(None);
+        let pacer = settings.paced().then(|| Arc::new(Pacer::new()));
         let thread_cancel = cancel.clone();
+        let thread_pacer = pacer.clone();
         let thread = std::thread::Builder::new()
             .name("orion-stream".into())
-            .spawn(move || pipeline::supervise(settings, tx, metrics, alerts, thread_cancel))
+            .spawn(move || {
+                pipeline::supervise(settings, tx, thread_pacer, metrics, alerts, thread_cancel)
+            })
             .map_err(|e| StreamError::Init(format!("cannot spawn stream thread: {e}")))?;
         Ok((
             Stream {
                 thread: Some(thread),
                 cancel,
             },
-            rx,
+            FrameReceiver { rx, pacer },
         ))
     }
 

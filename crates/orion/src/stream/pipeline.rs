@@ -11,7 +11,7 @@ use gstreamer_video as gst_video;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::CapturedFrame;
+use super::{CapturedFrame, Pacer};
 use crate::backoff::Backoff;
 use crate::config::{Config, SourceKind, redact_url};
 use crate::health::metrics::Metrics;
@@ -81,6 +81,11 @@ impl Settings {
             SourceKind::File => "file",
             SourceKind::Rtsp => "rtsp",
         }
+    }
+
+    /// A file replayed as fast as it is consumed: delivery is paced by demand.
+    pub fn paced(&self) -> bool {
+        self.source == SourceKind::File && !self.realtime
     }
 
     /// A description safe for logs (credentials redacted).
@@ -330,16 +335,25 @@ pub fn check(settings: &Settings) -> Result<(), StreamError> {
     Ok(())
 }
 
+/// Longest a paced source waits for demand before handing a frame over anyway.
+const PACED_MAX_WAIT: Duration = Duration::from_secs(2);
+
 fn install_sink_callback(
     appsink: &gst_app::AppSink,
     tx: watch::Sender<Option<CapturedFrame>>,
+    pacer: Option<Arc<Pacer>>,
     metrics: Arc<Metrics>,
+    cancel: CancellationToken,
 ) {
     let mut fps_window = (Instant::now(), 0u32);
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
-                // Runs on the streaming thread: no blocking, no copy.
+                // Runs on the streaming thread: no copy, and no blocking except
+                // for a paced file (a non-live source), which waits for demand.
+                if let Some(p) = &pacer {
+                    p.wait_wanted(&cancel, PACED_MAX_WAIT);
+                }
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 let Some(buffer) = sample.buffer_owned() else {
                     return Ok(gst::FlowSuccess::Ok);
@@ -379,6 +393,7 @@ enum RunEnd {
 fn run_once(
     settings: &Settings,
     tx: &watch::Sender<Option<CapturedFrame>>,
+    pacer: &Option<Arc<Pacer>>,
     metrics: &Arc<Metrics>,
     cancel: &CancellationToken,
 ) -> RunEnd {
@@ -386,7 +401,13 @@ fn run_once(
         Ok(p) => p,
         Err(e) => return RunEnd::Failed(e),
     };
-    install_sink_callback(&appsink, tx.clone(), metrics.clone());
+    install_sink_callback(
+        &appsink,
+        tx.clone(),
+        pacer.clone(),
+        metrics.clone(),
+        cancel.clone(),
+    );
     let end = (|| {
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             return RunEnd::Failed(build_err(settings, format!("cannot start: {e}")));
@@ -460,6 +481,7 @@ fn run_once(
 pub fn supervise(
     settings: Settings,
     tx: watch::Sender<Option<CapturedFrame>>,
+    pacer: Option<Arc<Pacer>>,
     metrics: Arc<Metrics>,
     alerts: Option<Alerts>,
     cancel: CancellationToken,
@@ -476,7 +498,7 @@ pub fn supervise(
         attempt += 1;
         tracing::info!(attempt, "starting pipeline");
         let frames_before = metrics.frames_captured.get();
-        let end = run_once(&settings, &tx, &metrics, &cancel);
+        let end = run_once(&settings, &tx, &pacer, &metrics, &cancel);
         metrics.stream_up.set(false);
         match end {
             RunEnd::Cancelled => break,

@@ -30,22 +30,16 @@ pub async fn measure(
     let mut last: Option<(u64, Instant)> = None;
     let mut rates = Vec::new();
     loop {
-        tokio::select! {
+        let frame = tokio::select! {
             _ = cancel.cancelled() => return None,
             _ = tokio::time::sleep_until(deadline) => break,
-            changed = frames.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-            }
-        }
-        let Some((seq, t)) = frames
-            .borrow_and_update()
-            .as_ref()
-            .map(|f| (f.seq, f.captured_instant))
-        else {
-            continue;
+            f = frames.next() => match f {
+                Some(f) => f,
+                None => break,
+            },
         };
+        frames.want_next();
+        let (seq, t) = (frame.seq, frame.captured_instant);
         metrics.frames_warmup.inc();
         if let Some((prev_seq, prev_t)) = last {
             let dt = t.saturating_duration_since(prev_t).as_secs_f64();

@@ -202,8 +202,6 @@ impl Supervisor {
                     tracing::warn!(error = %e, retry_in_s = backoff.peek().as_secs_f64(), "worker failed; restarting");
                 }
             }
-            // A frame that waited while the worker was down is stale by now.
-            self.inbox.discard();
             let delay = tokio::time::sleep(backoff.next_delay());
             tokio::pin!(delay);
             loop {
