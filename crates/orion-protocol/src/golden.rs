@@ -44,6 +44,44 @@ pub fn to_worker() -> Vec<(&'static str, ToWorker<'static>)> {
                         target_size: 640,
                     },
                 },
+                shm: None,
+            }),
+        ),
+        (
+            "frame_shm.bin",
+            ToWorker::Frame(FrameRequest {
+                seq: 43,
+                width: 4,
+                height: 2,
+                format: "rgb24".into(),
+                data: Pixels(Cow::Borrowed(&[])),
+                meta: FrameMeta {
+                    instance_id: "room-101-cam".into(),
+                    room_id: "room-101".into(),
+                    seq: 43,
+                    timestamp: "2026-11-27T21:00:00.316667Z".into(),
+                    trace_id: "room-101-cam-43".into(),
+                    roi_processing: RoiProcessing {
+                        source: "external".into(),
+                        crop: PixelRect {
+                            x: 2,
+                            y: 0,
+                            width: 2,
+                            height: 2,
+                        },
+                        crop_normalized: NormRect {
+                            x: 0.5,
+                            y: 0.0,
+                            width: 0.5,
+                            height: 1.0,
+                        },
+                        target_size: 320,
+                    },
+                },
+                shm: Some(ShmSlice {
+                    offset: 0,
+                    length: 24,
+                }),
             }),
         ),
         (
@@ -74,6 +112,7 @@ pub fn from_worker() -> Vec<(&'static str, FromWorker)> {
                 inference_type: "person_detection".into(),
                 model: model.clone(),
                 pid: 4242,
+                shm: true,
             }),
         ),
         (

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 /// Messages the daemon sends to a worker (on the worker's stdin).
 ///
 /// Closing stdin is the request to stop: a worker exits when it reads end of file.
+// Built and encoded one at a time, never stored: boxing the frame would only add
+// an allocation per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToWorker<'a> {
@@ -38,8 +41,22 @@ pub struct FrameRequest<'a> {
     pub height: u32,
     /// Pixel format; `rgb24` (3 bytes per pixel) is the only one defined in version 1.
     pub format: String,
+    /// The pixels, unless they are in shared memory (`shm`): then empty.
     pub data: Pixels<'a>,
     pub meta: FrameMeta,
+    /// Where the pixels are in the worker's shared-memory region, when the worker
+    /// accepted one (`Ready::shm`). Absent for frames sent inline in `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm: Option<ShmSlice>,
+}
+
+/// A byte range of the shared-memory region the daemon gave the worker (file
+/// descriptor `ORION_SHM_FD`). The daemon writes it before sending the frame and
+/// does not touch it again until the worker has answered that frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShmSlice {
+    pub offset: u64,
+    pub length: u64,
 }
 
 /// Where a frame came from and which part of it the worker must look at.
@@ -99,6 +116,10 @@ pub struct Ready {
     pub inference_type: String,
     pub model: ModelInfo,
     pub pid: u32,
+    /// The worker mapped the shared-memory region it was offered and takes frames
+    /// from it. Workers that ignore shared memory leave it out (false).
+    #[serde(default)]
+    pub shm: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -229,6 +229,9 @@ pub async fn run(
                 startup_timeout: Duration::from_secs_f64(wcfg.startup_timeout_s),
                 hang_timeout_floor: Duration::from_secs_f64(wcfg.hang_timeout_floor_s),
                 max_message_bytes: wcfg.max_message_bytes,
+                shm_bytes: wcfg
+                    .shared_memory
+                    .then(|| config.stream.width as usize * config.stream.height as usize * 3),
                 instance_id: config.instance_id.clone(),
                 room_id: config.room_id.clone(),
                 max_restarts: wcfg.max_restarts,

@@ -69,6 +69,7 @@ fn start(mode: &str, hang_floor: Duration) -> Harness {
             startup_timeout: Duration::from_secs(20),
             hang_timeout_floor: hang_floor,
             max_message_bytes: 1024 * 1024,
+            shm_bytes: Some(16 * 8 * 3),
             instance_id: "test".into(),
             room_id: "room".into(),
             max_restarts: 100,

@@ -74,13 +74,15 @@ def model_info(name: str, input_size: int) -> dict[str, Any]:
     return {"name": str(name), "input_size": int(input_size)}
 
 
-def ready(inference_type: str, model: dict[str, Any], pid: int) -> dict[str, Any]:
+def ready(inference_type: str, model: dict[str, Any], pid: int, shm: bool = False) -> dict[str, Any]:
+    """`shm`: the worker mapped the shared-memory region it was offered."""
     return {
         "type": "ready",
         "protocol_version": PROTOCOL_VERSION,
         "inference_type": inference_type,
         "model": model,
         "pid": int(pid),
+        "shm": bool(shm),
     }
 
 

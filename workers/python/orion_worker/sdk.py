@@ -13,6 +13,7 @@ library's output cannot corrupt the stream.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import sys
 import threading
@@ -54,7 +55,32 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def frame_image(frame: dict[str, Any]) -> np.ndarray:
+class SharedFrames:
+    """The shared-memory region the daemon offers (file descriptor and size in
+    `ORION_SHM_FD` / `ORION_SHM_SIZE`): frames arrive there instead of inline."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.map = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        self.size = size
+
+    @staticmethod
+    def from_env() -> "Optional[SharedFrames]":
+        fd, size = os.environ.get("ORION_SHM_FD"), os.environ.get("ORION_SHM_SIZE")
+        if not fd or not size:
+            return None
+        try:
+            return SharedFrames(int(fd), int(size))
+        except (OSError, ValueError) as e:
+            log.warning("shared memory offered but not usable (%s); frames will come inline", e)
+            return None
+
+    def view(self, offset: int, length: int) -> memoryview:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise FrameError(f"shared-memory slice {offset}+{length} is outside the {self.size}-byte region")
+        return memoryview(self.map)[offset : offset + length]
+
+
+def frame_image(frame: dict[str, Any], shared: "Optional[SharedFrames]" = None) -> np.ndarray:
     """The frame's pixels as an HxWx3 uint8 array (no copy), validated."""
     fmt = frame.get("format")
     if fmt != "rgb24":
@@ -62,7 +88,14 @@ def frame_image(frame: dict[str, Any]) -> np.ndarray:
     width, height, data = frame.get("width"), frame.get("height"), frame.get("data")
     if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
         raise FrameError(f"invalid frame size {width!r}x{height!r}")
-    if not isinstance(data, (bytes, bytearray)):
+    slice_ = frame.get("shm")
+    if slice_ is not None:
+        if shared is None:
+            raise FrameError("frame is in shared memory, but none is mapped")
+        if not isinstance(slice_, dict) or not isinstance(slice_.get("offset"), int) or not isinstance(slice_.get("length"), int):
+            raise FrameError("`shm` must be {offset, length}")
+        data = shared.view(slice_["offset"], slice_["length"])
+    elif not isinstance(data, (bytes, bytearray)):
         raise FrameError("frame data is not binary")
     expected = width * height * 3
     if len(data) != expected:
@@ -95,10 +128,18 @@ class _Output:
 COMMAND_DRAIN_S = 5.0
 
 
-def serve(worker: Worker, stdin: Optional[BinaryIO] = None, stdout: Optional[BinaryIO] = None) -> int:
+def serve(
+    worker: Worker,
+    stdin: Optional[BinaryIO] = None,
+    stdout: Optional[BinaryIO] = None,
+    shared: Optional[SharedFrames] = None,
+) -> int:
+    """`shared`: the shared-memory region; by default the one the daemon offers in
+    the environment, if any."""
     stdin = stdin if stdin is not None else sys.stdin.buffer
     out = _Output(stdout if stdout is not None else protocol_stdout())
-    out.send(protocol.ready(worker.inference_type, worker.model_info(), os.getpid()))
+    shared = shared if shared is not None else SharedFrames.from_env()
+    out.send(protocol.ready(worker.inference_type, worker.model_info(), os.getpid(), shm=shared is not None))
     commands: list[threading.Thread] = []
     try:
         while True:
@@ -113,7 +154,7 @@ def serve(worker: Worker, stdin: Optional[BinaryIO] = None, stdout: Optional[Bin
                 return 0
             kind = msg["type"]
             if kind == "frame":
-                out.send(_handle_frame(worker, msg))
+                out.send(_handle_frame(worker, msg, shared))
             elif kind == "command":
                 # Commands (a model swap takes seconds) run beside the frame loop,
                 # so results keep flowing; each answers when it is done.
@@ -128,10 +169,10 @@ def serve(worker: Worker, stdin: Optional[BinaryIO] = None, stdout: Optional[Bin
             t.join(max(0.0, deadline - time.monotonic()))
 
 
-def _handle_frame(worker: Worker, frame: dict[str, Any]) -> dict[str, Any]:
+def _handle_frame(worker: Worker, frame: dict[str, Any], shared: Optional[SharedFrames]) -> dict[str, Any]:
     seq = frame.get("seq") if isinstance(frame.get("seq"), int) else None
     try:
-        image = frame_image(frame)
+        image = frame_image(frame, shared)
         meta = frame.get("meta") or {}
         crop = Crop.from_roi(meta.get("roi_processing"), image.shape[1], image.shape[0])
         return worker.process(image, crop, frame)

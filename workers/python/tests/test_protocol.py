@@ -39,6 +39,14 @@ def test_decodes_frame_fixture():
     assert roi["crop"] == {"x": 0, "y": 0, "width": 4, "height": 2}
 
 
+def test_decodes_shared_memory_frame_fixture():
+    msg = decode("frame_shm.bin")
+    assert msg["seq"] == 43 and msg["data"] == b""
+    assert msg["shm"] == {"offset": 0, "length": 24}
+    assert msg["meta"]["roi_processing"]["target_size"] == 320
+    assert "shm" not in decode("frame.bin"), "inline frames carry no shm key"
+
+
 def test_decodes_command_fixture():
     msg = decode("command.bin")
     assert msg == {"type": "command", "id": 7, "name": "set_model", "params": {"path": "models/yolo11s.onnx", "size": "s"}}
@@ -47,7 +55,7 @@ def test_decodes_command_fixture():
 @pytest.mark.parametrize(
     "name,message",
     [
-        ("ready.bin", protocol.ready("person_detection", MODEL, 4242)),
+        ("ready.bin", protocol.ready("person_detection", MODEL, 4242, shm=True)),
         (
             "result.bin",
             protocol.result(

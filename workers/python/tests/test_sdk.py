@@ -75,6 +75,36 @@ def test_ready_then_one_answer_per_message(ssd):
     assert len(others) == 1 and "bogus" in others[0]["message"]
 
 
+def test_frames_in_shared_memory_are_read_without_copies(ssd):
+    import mmap
+    import os
+
+    from orion_worker.sdk import SharedFrames
+
+    image = load_rgb("astronaut.png")
+    size = image.nbytes + 4096
+    fd = os.memfd_create("frames")
+    os.ftruncate(fd, size)
+    region = mmap.mmap(fd, size)
+    region[4096 : 4096 + image.nbytes] = image.tobytes()
+    shared = SharedFrames(fd, size)
+    inline_msg = frame_message(1, image)
+    shm_msg = dict(frame_message(2, image, data=b""), shm={"offset": 4096, "length": image.nbytes})
+    bad_msg = dict(frame_message(3, image, data=b""), shm={"offset": size - 10, "length": image.nbytes})
+    stdin = io.BytesIO(b"".join(protocol.encode(m) for m in (inline_msg, shm_msg, bad_msg)))
+    stdout = io.BytesIO()
+    assert serve(PersonDetector(ssd, 0.5), stdin=stdin, stdout=stdout, shared=shared) == 0
+    stdout.seek(0)
+    replies = []
+    while (m := protocol.read_message(stdout)) is not None:
+        replies.append(m)
+    assert replies[0]["type"] == "ready" and replies[0]["shm"] is True
+    inline, shm, bad = replies[1:]
+    assert shm["type"] == "result" and shm["detections"] == inline["detections"]
+    assert bad["type"] == "error" and "outside" in bad["message"]
+    os.close(fd)
+
+
 def test_set_model_swaps_and_a_failed_swap_keeps_the_old_model(ssd, tmp_path):
     from test_yolo import build_model
 

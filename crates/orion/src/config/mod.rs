@@ -361,6 +361,9 @@ pub struct WorkerConfig {
     pub hang_timeout_floor_s: f64,
     /// Upper bound for one message from a worker, in bytes.
     pub max_message_bytes: usize,
+    /// Offer workers a shared-memory region for frames (no pixel copies through
+    /// the pipe); workers that do not take it get frames inline.
+    pub shared_memory: bool,
     /// This many failures within `restart_window_s` stop the restarts (the worker
     /// is then reported failed) instead of restarting forever.
     pub max_restarts: u32,
@@ -381,6 +384,7 @@ impl Default for WorkerConfig {
             startup_timeout_s: 60.0,
             hang_timeout_floor_s: 30.0,
             max_message_bytes: 1024 * 1024,
+            shared_memory: true,
             max_restarts: 5,
             restart_window_s: 60.0,
             restart_backoff_max_s: 30.0,

@@ -31,6 +31,95 @@ pub enum ProcessError {
     Protocol(#[from] CodecError),
 }
 
+/// The file descriptor number a worker finds its shared-memory region at.
+pub const SHM_FD: i32 = 3;
+
+/// A shared-memory region for frames: an anonymous memory file (memfd), mapped
+/// read-write here and handed to the worker as file descriptor [`SHM_FD`]. One
+/// frame lives in it at a time: the supervisor writes the next frame only after
+/// the worker answered the previous one. Unmapped and closed on drop; the kernel
+/// frees it when the worker has closed it too.
+pub struct SharedFrames {
+    fd: std::os::fd::OwnedFd,
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value and only reached through `&mut self`
+// (one writer, the supervisor task that owns the process).
+unsafe impl Send for SharedFrames {}
+
+impl SharedFrames {
+    pub fn create(len: usize) -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: plain syscalls on a new descriptor we own; the name is a C string.
+        unsafe {
+            let raw = libc::memfd_create(c"orion-frames".as_ptr(), libc::MFD_CLOEXEC);
+            if raw < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = std::os::fd::OwnedFd::from_raw_fd(raw);
+            if libc::ftruncate(raw, len as libc::off_t) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let ptr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                raw,
+                0,
+            );
+            if ptr == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Self {
+                fd,
+                ptr: ptr.cast(),
+                len,
+            })
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `data` to the start of the region.
+    pub fn write(&mut self, data: &[u8]) -> Result<orion_protocol::ShmSlice, ProcessError> {
+        if data.len() > self.len {
+            return Err(ProcessError::Write(std::io::Error::other(format!(
+                "frame of {} bytes does not fit the {}-byte shared memory",
+                data.len(),
+                self.len
+            ))));
+        }
+        // SAFETY: the mapping is `len` bytes long, `data` fits, and the regions
+        // cannot overlap (ours is a private mapping of our own memfd).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr, data.len()) };
+        Ok(orion_protocol::ShmSlice {
+            offset: 0,
+            length: data.len() as u64,
+        })
+    }
+
+    fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd as _;
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for SharedFrames {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping created in `create`.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
 /// A running worker process.
 pub struct Process {
     child: Child,
@@ -40,6 +129,9 @@ pub struct Process {
     /// which is sent as the last item.
     messages: mpsc::Receiver<Result<FromWorker, ProcessError>>,
     encode_buf: Vec<u8>,
+    /// Offered to the worker; used once its `ready` accepted it.
+    shared: Option<SharedFrames>,
+    shared_accepted: bool,
     pub pid: u32,
 }
 
@@ -50,9 +142,23 @@ impl Process {
         program: &str,
         args: &[String],
         max_message_bytes: usize,
+        shm_bytes: Option<usize>,
         log_id: &str,
     ) -> Result<Self, ProcessError> {
+        let shared = match shm_bytes.map(SharedFrames::create) {
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "no shared memory for frames; sending them inline");
+                None
+            }
+            None => None,
+        };
+        let shm_fd = shared.as_ref().map(SharedFrames::raw_fd);
         let mut cmd = Command::new(program);
+        if let Some(s) = &shared {
+            cmd.env("ORION_SHM_FD", SHM_FD.to_string())
+                .env("ORION_SHM_SIZE", s.len().to_string());
+        }
         cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -67,9 +173,19 @@ impl Process {
         // the spawning *thread* ends: spawn is only called from the runtime's
         // worker threads, which live as long as the daemon.
         unsafe {
-            cmd.as_std_mut().pre_exec(|| {
+            cmd.as_std_mut().pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // The shared-memory region becomes the worker's descriptor 3
+                // (dup2 leaves the copy without close-on-exec).
+                if let Some(fd) = shm_fd {
+                    if fd == SHM_FD {
+                        let flags = libc::fcntl(fd, libc::F_GETFD);
+                        libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                    } else if libc::dup2(fd, SHM_FD) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -95,8 +211,24 @@ impl Process {
             stdin: Some(stdin),
             messages: rx,
             encode_buf: Vec::new(),
+            shared,
+            shared_accepted: false,
             pid,
         })
+    }
+
+    /// Records whether the worker's `ready` accepted the shared memory.
+    pub fn accept_shared(&mut self, accepted: bool) {
+        self.shared_accepted = accepted && self.shared.is_some();
+    }
+
+    /// The shared-memory region, if the worker uses it.
+    pub fn shared_frames(&mut self) -> Option<&mut SharedFrames> {
+        if self.shared_accepted {
+            self.shared.as_mut()
+        } else {
+            None
+        }
     }
 
     /// Encodes and writes one message. The encode buffer is reused between frames.

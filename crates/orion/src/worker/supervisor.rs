@@ -41,6 +41,8 @@ pub struct WorkerSpec {
     pub startup_timeout: Duration,
     pub hang_timeout_floor: Duration,
     pub max_message_bytes: usize,
+    /// Size of the shared-memory region offered for frames; `None`: inline frames.
+    pub shm_bytes: Option<usize>,
     pub instance_id: String,
     pub room_id: String,
     /// This many failures within `restart_window` stop the restarts.
@@ -265,7 +267,13 @@ impl Supervisor {
     ) -> Result<Stop, LifetimeError> {
         let spec = &self.spec;
         let args: Vec<String> = spec.args.iter().cloned().chain(self.model.args()).collect();
-        let mut process = Process::spawn(&spec.program, &args, spec.max_message_bytes, &spec.id)?;
+        let mut process = Process::spawn(
+            &spec.program,
+            &args,
+            spec.max_message_bytes,
+            spec.shm_bytes,
+            &spec.id,
+        )?;
         tracing::info!(pid = process.pid, model = %self.model.name, "worker process started");
 
         let ready = tokio::select! {
@@ -292,7 +300,8 @@ impl Supervisor {
                 return Err(e);
             }
         };
-        tracing::info!(pid = process.pid, model = %ready.model.name, input = ready.model.input_size, "worker ready");
+        process.accept_shared(ready.shm);
+        tracing::info!(pid = process.pid, model = %ready.model.name, input = ready.model.input_size, shared_memory = ready.shm, "worker ready");
         self.metrics.last_seen.touch();
         self.metrics.up.set(true);
 
@@ -366,12 +375,18 @@ impl Supervisor {
         job: &Arc<Job>,
     ) -> Result<(), LifetimeError> {
         let frame = &job.frame;
+        // The previous frame was answered: its shared-memory slot is free again.
+        let shm = match life.process.shared_frames() {
+            Some(region) => Some(region.write(frame.data())?),
+            None => None,
+        };
+        let data: &[u8] = if shm.is_some() { &[] } else { frame.data() };
         let request = ToWorker::Frame(FrameRequest {
             seq: frame.seq,
             width: frame.width,
             height: frame.height,
             format: "rgb24".into(),
-            data: Pixels(Cow::Borrowed(frame.data())),
+            data: Pixels(Cow::Borrowed(data)),
             meta: FrameMeta {
                 instance_id: self.spec.instance_id.clone(),
                 room_id: self.spec.room_id.clone(),
@@ -380,6 +395,7 @@ impl Supervisor {
                 trace_id: job.trace_id.clone(),
                 roi_processing: job.roi.clone(),
             },
+            shm,
         });
         life.process.send(&request).await?;
         loop {
