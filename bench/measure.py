@@ -63,17 +63,26 @@ client.loop_stop()
 with lock:
     got = list(received)
 overheads = []
+unqueued = []
+queued = []
 inference_ms = 0.0
 for at, v in got:
     inference_ms += v["timing"].get("inference_ms", 0.0)
     captured = datetime.fromisoformat(v["captured_at"].replace("Z", "+00:00")).timestamp()
     overheads.append((at - captured) * 1e3 - v["timing"]["total_ms"])
+    # Orion also reports how long the frame waited for a free worker.
+    if "queue_ms" in v:
+        queued.append(v["queue_ms"])
+        unqueued.append(overheads[-1] - v["queue_ms"])
 elapsed = t1 - t0
 print(json.dumps({
     "results": len(got),
     "results_per_s": len(got) / elapsed,
     "overhead_ms_p50": float(np.percentile(overheads, 50)) if overheads else None,
     "overhead_ms_p99": float(np.percentile(overheads, 99)) if overheads else None,
+    "queue_ms_p50": float(np.percentile(queued, 50)) if queued else None,
+    "overhead_without_queue_ms_p50": float(np.percentile(unqueued, 50)) if unqueued else None,
+    "overhead_without_queue_ms_p99": float(np.percentile(unqueued, 99)) if unqueued else None,
     "daemon_cpu_percent": (c1 - c0) / elapsed * 100,
     "workers_cpu_percent": (w1 - w0) / elapsed * 100,
     # Inference itself (one ONNX thread per worker): what the workers must spend.

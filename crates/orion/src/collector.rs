@@ -38,6 +38,8 @@ pub struct InferenceMessage<'a> {
     pub suggested_roi: Option<&'a NormRect>,
     /// Capture to hand-off to MQTT, milliseconds.
     pub e2e_latency_ms: f64,
+    /// Capture until a worker took the frame (waiting for a free worker).
+    pub queue_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +101,11 @@ impl Collector {
             roi: &o.job.roi,
             suggested_roi: r.suggested_roi.as_ref(),
             e2e_latency_ms: e2e.as_secs_f64() * 1e3,
+            queue_ms: o
+                .taken_at
+                .saturating_duration_since(frame.captured_instant)
+                .as_secs_f64()
+                * 1e3,
         };
         let payload = match serde_json::to_vec(&msg) {
             Ok(p) => p,

@@ -94,7 +94,10 @@ fn detections_flow_to_mqtt_and_sigterm_shuts_down_cleanly() {
     }
     let log = daemon.log();
     assert!(log.contains("shutdown complete"), "{log}");
-    assert!(log.contains("shared_memory=true"), "the shipped worker takes frames from shared memory: {log}");
+    assert!(
+        log.contains("shared_memory=true"),
+        "the shipped worker takes frames from shared memory: {log}"
+    );
 }
 
 #[test]

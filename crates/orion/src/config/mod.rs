@@ -136,6 +136,9 @@ pub struct StreamConfig {
     pub warmup_duration_s: f64,
     /// A connected stream without frames for this long is `stalled`.
     pub stall_timeout_s: f64,
+    /// Threads of the video decoder; 0 = as many as it likes (more CPU, lower
+    /// latency on large frames).
+    pub decoder_threads: u32,
 }
 
 impl Default for StreamConfig {
@@ -146,6 +149,7 @@ impl Default for StreamConfig {
             fps: 15,
             warmup_duration_s: 5.0,
             stall_timeout_s: 10.0,
+            decoder_threads: 1,
         }
     }
 }

@@ -233,6 +233,13 @@ impl Config {
             3600.0,
             " seconds",
         );
+        c.range_u64(
+            "stream.decoder_threads",
+            s.decoder_threads.into(),
+            0,
+            64,
+            " (0 = automatic)",
+        );
         c.range_f64(
             "stream.warmup_duration_s",
             s.warmup_duration_s,

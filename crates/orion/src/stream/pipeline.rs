@@ -55,6 +55,7 @@ pub struct Settings {
     pub max_reconnect_attempts: u32,
     pub backoff_cap: Duration,
     pub rtsp_latency_ms: u32,
+    pub decoder_threads: u32,
 }
 
 impl Settings {
@@ -72,6 +73,7 @@ impl Settings {
             max_reconnect_attempts: c.camera.max_reconnect_attempts,
             backoff_cap: Duration::from_secs_f64(c.camera.reconnect_backoff_max_s),
             rtsp_latency_ms: c.camera.rtsp_latency_ms,
+            decoder_threads: c.stream.decoder_threads,
         }
     }
 
@@ -205,6 +207,16 @@ fn build(
                 src
             };
             let decode = make(settings, "decodebin")?;
+            // libav decoders thread by frames by default; at camera resolutions
+            // one thread costs clearly less CPU (stream.decoder_threads, 0 = auto).
+            let threads = settings.decoder_threads;
+            if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
+                bin.connect_element_added(move |_, element| {
+                    if element.find_property("max-threads").is_some() {
+                        element.set_property("max-threads", threads as i32);
+                    }
+                });
+            }
             pipeline
                 .add_many([&src, &decode])
                 .and_then(|_| pipeline.add_many(tail))

@@ -29,5 +29,7 @@ pub struct WorkerOutput {
     pub worker_id: Arc<str>,
     pub job: Arc<Job>,
     pub result: InferenceResult,
+    /// When the worker took the frame from the frame bus.
+    pub taken_at: Instant,
     pub received_at: Instant,
 }

@@ -354,12 +354,13 @@ impl Supervisor {
                 }
                 job = self.inbox.recv() => job,
             };
+            let taken_at = Instant::now();
             let timeout = self.hang_timeout();
             let seq = job.frame.seq;
             tokio::select! {
                 // A hung worker must not hold up shutdown.
                 _ = cancel.cancelled() => return Ok(Stop::Cancelled),
-                r = tokio::time::timeout(timeout, self.exchange(life, worker_id, &job)) => match r {
+                r = tokio::time::timeout(timeout, self.exchange(life, worker_id, &job, taken_at)) => match r {
                     Ok(r) => r?,
                     Err(_) => return Err(LifetimeError::Hung { seq, timeout }),
                 },
@@ -373,6 +374,7 @@ impl Supervisor {
         life: &mut Lifetime,
         worker_id: &Arc<str>,
         job: &Arc<Job>,
+        taken_at: Instant,
     ) -> Result<(), LifetimeError> {
         let frame = &job.frame;
         // The previous frame was answered: its shared-memory slot is free again.
@@ -410,6 +412,7 @@ impl Supervisor {
                         worker_id: worker_id.clone(),
                         job: job.clone(),
                         result,
+                        taken_at,
                         received_at: Instant::now(),
                     };
                     if self.results.try_send(output).is_err() {
