@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::attention::{RateGate, RoiAttention};
-use crate::config::{BrokerAddr, Config};
+use crate::config::{BrokerAddr, Config, SourceKind};
 use crate::control::ControlPlane;
 use crate::framebus::{FrameBus, Job};
 use crate::health::Alerts;
@@ -229,9 +229,13 @@ pub async fn run(
                 startup_timeout: Duration::from_secs_f64(wcfg.startup_timeout_s),
                 hang_timeout_floor: Duration::from_secs_f64(wcfg.hang_timeout_floor_s),
                 max_message_bytes: wcfg.max_message_bytes,
-                shm_bytes: wcfg
+                shm_frame_bytes: wcfg
                     .shared_memory
                     .then(|| config.stream.width as usize * config.stream.height as usize * 3),
+                // Only a paced file keeps frames fresh while they queue (see WorkerSpec).
+                prefetch: usize::from(
+                    config.camera.source == SourceKind::File && !config.camera.realtime,
+                ),
                 instance_id: config.instance_id.clone(),
                 room_id: config.room_id.clone(),
                 max_restarts: wcfg.max_restarts,

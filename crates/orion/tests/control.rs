@@ -61,18 +61,8 @@ impl Rig {
 
     /// A result for a frame captured after `since` (Unix seconds).
     fn result_captured_after(&self, since: f64, timeout: Duration) -> Value {
-        self.results.wait_for(timeout, |_, p| {
-            let v: Value = serde_json::from_slice(p).ok()?;
-            (common::timestamp_s(&v, "captured_at") > since).then_some(v)
-        })
+        self.results.result_after(since, timeout, |_| true)
     }
-}
-
-fn now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[test]
@@ -118,7 +108,7 @@ fn every_command_answers_and_bad_messages_change_nothing() {
     }
     rig.ok(json!({"command": "resume_inference"}));
     rig.refused(json!({"command": "resume_inference"}), "not paused");
-    rig.result_captured_after(now_s() - 0.5, Duration::from_secs(10));
+    rig.result_captured_after(common::now_s() - 0.5, Duration::from_secs(10));
 
     // Rate.
     let r = rig.ok(json!({"command": "set_inference_rate", "params": {"rate_hz": 3}}));
@@ -187,7 +177,7 @@ fn every_command_answers_and_bad_messages_change_nothing() {
         "velocity"
     );
     rig.ok(json!({"command": "enable_auto_focus"}));
-    let since = now_s();
+    let since = common::now_s();
     rig.result_captured_after(since, Duration::from_secs(10));
     let stats = rig.ok(json!({"command": "get_auto_focus_stats"}));
     assert!(stats["data"]["observations"].as_u64() >= Some(1), "{stats}");
@@ -231,7 +221,7 @@ fn every_command_answers_and_bad_messages_change_nothing() {
         "the last good rate stands"
     );
     // Still detecting and publishing after all of that.
-    let r = rig.result_captured_after(now_s(), Duration::from_secs(10));
+    let r = rig.result_captured_after(common::now_s(), Duration::from_secs(10));
     assert!(r["data"]["count"].as_u64() >= Some(1), "{r}");
 }
 
@@ -298,7 +288,7 @@ fn roi_area_picks_the_model_variant_and_boxes_map_to_the_full_frame() {
 
     // Full frame (640x480 >= 320*320 px): the 640 variant. Its box (160x320 in
     // the middle of the letterboxed input) maps to x 240..400, y 80..400.
-    let r = rig.result_captured_after(now_s(), Duration::from_secs(10));
+    let r = rig.result_captured_after(common::now_s(), Duration::from_secs(10));
     assert_eq!(
         (
             r["roi"]["source"].as_str(),
@@ -314,7 +304,7 @@ fn roi_area_picks_the_model_variant_and_boxes_map_to_the_full_frame() {
     // box (80x160 in the middle of 320x320, 40 px bars) -> crop x 120..200,
     // y 40..200 -> full frame x 280..360, y 160..320.
     rig.ok(json!({"command": "set_attention_rois", "params": {"rois": [{"x": 0.25, "y": 0.25, "width": 0.5, "height": 0.5}]}}));
-    let r = rig.result_captured_after(now_s(), Duration::from_secs(10));
+    let r = rig.result_captured_after(common::now_s(), Duration::from_secs(10));
     assert_eq!(
         (
             r["roi"]["source"].as_str(),
@@ -331,7 +321,7 @@ fn roi_area_picks_the_model_variant_and_boxes_map_to_the_full_frame() {
 
     // A large ROI goes back to the 640 variant.
     rig.ok(json!({"command": "set_attention_rois", "params": {"rois": [{"x": 0.0, "y": 0.0, "width": 1.0, "height": 0.9}]}}));
-    let r = rig.result_captured_after(now_s(), Duration::from_secs(10));
+    let r = rig.result_captured_after(common::now_s(), Duration::from_secs(10));
     assert_eq!(
         (
             r["roi"]["target_size"].as_u64(),
@@ -416,7 +406,7 @@ fn model_swap_keeps_results_flowing_and_a_failed_swap_keeps_the_old_model() {
         r["message"].as_str().unwrap().contains("model copy kept"),
         "{r}"
     );
-    let after = rig.result_captured_after(now_s(), Duration::from_secs(5));
+    let after = rig.result_captured_after(common::now_s(), Duration::from_secs(5));
     assert_eq!(after["model"]["name"], "copy");
     let status = rig.ok(json!({"command": "get_status"}));
     assert_eq!(

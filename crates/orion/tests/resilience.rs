@@ -8,18 +8,8 @@ use std::time::Duration;
 use common::{Daemon, Mosquitto, Subscriber};
 use serde_json::Value;
 
-fn now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 fn result_after(results: &Subscriber, since: f64, timeout: Duration) -> Value {
-    results.wait_for(timeout, |_, p| {
-        let v: Value = serde_json::from_slice(p).ok()?;
-        (common::timestamp_s(&v, "captured_at") > since).then_some(v)
-    })
+    results.result_after(since, timeout, |_| true)
 }
 
 fn signal(pid: i32, sig: i32) {
@@ -46,7 +36,7 @@ fn killed_and_frozen_workers_are_replaced_and_results_resume() {
     // SIGKILL: noticed at once, restarted, results again.
     let first = worker_pid(&daemon);
     signal(first, libc::SIGKILL);
-    let t = now_s();
+    let t = common::now_s();
     common::wait_until(
         "the killed worker restarted",
         Duration::from_secs(20),
@@ -59,7 +49,7 @@ fn killed_and_frozen_workers_are_replaced_and_results_resume() {
     let second = worker_pid(&daemon);
     assert_ne!(first, second);
     signal(second, libc::SIGSTOP);
-    let t = now_s();
+    let t = common::now_s();
     common::wait_until(
         "the frozen worker detected as hung",
         Duration::from_secs(20),
@@ -213,7 +203,7 @@ fn broker_outage_degrades_drops_and_recovers_with_bounded_memory() {
     let _broker = Mosquitto::start_on(port, |_| "allow_anonymous true\n".to_string());
     let results = Subscriber::connect(port, "care/inferences/res-broker/#");
     let status = Subscriber::connect(port, "care/status/res-broker");
-    result_after(&results, now_s(), Duration::from_secs(40));
+    result_after(&results, common::now_s(), Duration::from_secs(40));
     // Presence is published again after the reconnection.
     status.wait_for(Duration::from_secs(10), |_, p| {
         let v: Value = serde_json::from_slice(p).ok()?;

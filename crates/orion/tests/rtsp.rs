@@ -22,11 +22,7 @@ fn rtsp_config(instance: &str, broker: &str, url: &str, stall_s: f64) -> String 
 }
 
 fn person_after(results: &Subscriber, since: f64, timeout: Duration) -> Value {
-    results.wait_for(timeout, |_, p| {
-        let v: Value = serde_json::from_slice(p).ok()?;
-        (v["data"]["count"].as_u64() >= Some(1) && common::timestamp_s(&v, "captured_at") > since)
-            .then_some(v)
-    })
+    results.result_after(since, timeout, |v| v["data"]["count"].as_u64() >= Some(1))
 }
 
 fn camera_state(status: &Subscriber, wanted: &[&str], timeout: Duration) -> String {
@@ -35,13 +31,6 @@ fn camera_state(status: &Subscriber, wanted: &[&str], timeout: Duration) -> Stri
         let camera = v["camera"].as_str()?;
         wanted.contains(&camera).then(|| camera.to_string())
     })
-}
-
-fn now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[test]
@@ -76,7 +65,7 @@ fn rtsp_detections_survive_a_camera_outage_and_credentials_never_leak() {
     assert_eq!(code, 200);
     assert!(body.contains("\"status\":\"degraded\""), "{state}: {body}");
     std::thread::sleep(Duration::from_secs(10));
-    let back = now_s();
+    let back = common::now_s();
     let _camera = RtspServer::start(port, &["--user", CAM_USER, "--password", CAM_PASSWORD]);
 
     // The daemon reconnects by itself and detects again.
@@ -120,7 +109,7 @@ fn a_camera_that_stops_sending_is_detected_as_stalled_and_reconnected() {
         (daemon.metric("orion_stream_stalls_total")? >= 1.0).then_some(())
     });
     // Treated like a disconnect: a new session, frames (and people) again.
-    let after_stall = now_s();
+    let after_stall = common::now_s();
     person_after(&results, after_stall, Duration::from_secs(30));
     assert!(daemon.metric("orion_stream_reconnects_total") >= Some(1.0));
 }

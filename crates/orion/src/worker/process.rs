@@ -43,6 +43,7 @@ pub struct SharedFrames {
     fd: std::os::fd::OwnedFd,
     ptr: *mut u8,
     len: usize,
+    slot_len: usize,
 }
 
 // SAFETY: the mapping is owned by this value and only reached through `&mut self`
@@ -50,7 +51,9 @@ pub struct SharedFrames {
 unsafe impl Send for SharedFrames {}
 
 impl SharedFrames {
-    pub fn create(len: usize) -> std::io::Result<Self> {
+    /// A region of `slots` slots of `slot_len` bytes.
+    pub fn create(slot_len: usize, slots: usize) -> std::io::Result<Self> {
+        let len = slot_len * slots.max(1);
         use std::os::fd::FromRawFd as _;
         // SAFETY: plain syscalls on a new descriptor we own; the name is a C string.
         unsafe {
@@ -77,6 +80,7 @@ impl SharedFrames {
                 fd,
                 ptr: ptr.cast(),
                 len,
+                slot_len,
             })
         }
     }
@@ -89,20 +93,25 @@ impl SharedFrames {
         self.len == 0
     }
 
-    /// Copies `data` to the start of the region.
-    pub fn write(&mut self, data: &[u8]) -> Result<orion_protocol::ShmSlice, ProcessError> {
-        if data.len() > self.len {
+    /// Copies `data` into slot `slot`.
+    pub fn write(
+        &mut self,
+        slot: usize,
+        data: &[u8],
+    ) -> Result<orion_protocol::ShmSlice, ProcessError> {
+        let offset = slot * self.slot_len;
+        if data.len() > self.slot_len || offset + self.slot_len > self.len {
             return Err(ProcessError::Write(std::io::Error::other(format!(
-                "frame of {} bytes does not fit the {}-byte shared memory",
+                "frame of {} bytes does not fit slot {slot} of {} bytes",
                 data.len(),
-                self.len
+                self.slot_len
             ))));
         }
-        // SAFETY: the mapping is `len` bytes long, `data` fits, and the regions
-        // cannot overlap (ours is a private mapping of our own memfd).
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr, data.len()) };
+        // SAFETY: the slot lies inside the `len`-byte mapping and `data` fits it;
+        // the regions cannot overlap (the mapping is of our own memfd).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(offset), data.len()) };
         Ok(orion_protocol::ShmSlice {
-            offset: 0,
+            offset: offset as u64,
             length: data.len() as u64,
         })
     }
@@ -136,16 +145,17 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `program args...` with piped stdio. `log_id` names the worker in its
+    /// Starts `program args...` with piped stdio, offering a shared-memory region
+    /// of `shm` = (slot bytes, slots) if given. `log_id` names the worker in its
     /// stderr log lines.
     pub fn spawn(
         program: &str,
         args: &[String],
         max_message_bytes: usize,
-        shm_bytes: Option<usize>,
+        shm: Option<(usize, usize)>,
         log_id: &str,
     ) -> Result<Self, ProcessError> {
-        let shared = match shm_bytes.map(SharedFrames::create) {
+        let shared = match shm.map(|(slot_len, slots)| SharedFrames::create(slot_len, slots)) {
             Some(Ok(s)) => Some(s),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "no shared memory for frames; sending them inline");

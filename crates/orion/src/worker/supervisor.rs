@@ -41,8 +41,13 @@ pub struct WorkerSpec {
     pub startup_timeout: Duration,
     pub hang_timeout_floor: Duration,
     pub max_message_bytes: usize,
-    /// Size of the shared-memory region offered for frames; `None`: inline frames.
-    pub shm_bytes: Option<usize>,
+    /// Size of one frame slot of the shared-memory region offered to the worker
+    /// (the region has 1 + `prefetch` slots); `None`: frames go inline.
+    pub shm_frame_bytes: Option<usize>,
+    /// Frames sent ahead while the worker is busy (0 or more). Only for paced
+    /// sources: a frame queued ahead grows stale while it waits, and for a live
+    /// camera the newest frame when the worker is free is the one worth running.
+    pub prefetch: usize,
     pub instance_id: String,
     pub room_id: String,
     /// This many failures within `restart_window` stop the restarts.
@@ -142,10 +147,34 @@ struct Pending {
     reply: oneshot::Sender<Result<String, String>>,
 }
 
+/// A frame sent to the worker and not answered yet.
+struct InFlight {
+    job: Arc<Job>,
+    taken_at: Instant,
+    /// Shared-memory slot holding its pixels.
+    slot: usize,
+}
+
 /// State of one process lifetime.
 struct Lifetime {
     process: Process,
     pending: HashMap<u64, Pending>,
+    /// Oldest first; at most 1 + `WorkerSpec::prefetch`.
+    in_flight: VecDeque<InFlight>,
+    /// Since when the oldest frame in flight is the one the worker works on
+    /// (the hang timeout runs from here).
+    front_since: Instant,
+}
+
+impl Lifetime {
+    fn complete_front(&mut self) -> InFlight {
+        let done = self
+            .in_flight
+            .pop_front()
+            .expect("an answer matched the front frame");
+        self.front_since = Instant::now();
+        done
+    }
 }
 
 /// One worker slot.
@@ -267,13 +296,9 @@ impl Supervisor {
     ) -> Result<Stop, LifetimeError> {
         let spec = &self.spec;
         let args: Vec<String> = spec.args.iter().cloned().chain(self.model.args()).collect();
-        let mut process = Process::spawn(
-            &spec.program,
-            &args,
-            spec.max_message_bytes,
-            spec.shm_bytes,
-            &spec.id,
-        )?;
+        let shm = spec.shm_frame_bytes.map(|frame| (frame, 1 + spec.prefetch));
+        let mut process =
+            Process::spawn(&spec.program, &args, spec.max_message_bytes, shm, &spec.id)?;
         tracing::info!(pid = process.pid, model = %self.model.name, "worker process started");
 
         let ready = tokio::select! {
@@ -308,6 +333,8 @@ impl Supervisor {
         let mut life = Lifetime {
             process,
             pending: HashMap::new(),
+            in_flight: VecDeque::new(),
+            front_since: Instant::now(),
         };
         let result = self
             .serve(&mut life, worker_id, next_command_id, cancel)
@@ -329,15 +356,18 @@ impl Supervisor {
         next_command_id: &mut u64,
         cancel: &CancellationToken,
     ) -> Result<Stop, LifetimeError> {
+        let capacity = 1 + self.spec.prefetch;
         loop {
-            let job = tokio::select! {
+            let timeout = self.hang_timeout();
+            let deadline = tokio::time::Instant::from_std(life.front_since + timeout);
+            tokio::select! {
+                // A hung worker must not hold up shutdown.
                 _ = cancel.cancelled() => return Ok(Stop::Cancelled),
-                // While idle, a message is a command answer, a log-worthy error
-                // or the end of the process: noticed at once, not at the next frame.
+                // Answers, command results, errors, or the end of the process:
+                // noticed at once, whatever else is going on.
                 msg = life.process.recv() => {
                     let msg = msg?;
-                    self.handle_other(life, msg)?;
-                    continue;
+                    self.handle_message(life, worker_id, msg)?;
                 }
                 Some(req) = self.requests.recv() => {
                     let WorkerRequest::SetModel { model, reply } = req;
@@ -350,36 +380,31 @@ impl Supervisor {
                     });
                     life.process.send(&command).await?;
                     life.pending.insert(id, Pending { model, reply });
-                    continue;
                 }
-                job = self.inbox.recv() => job,
-            };
-            let taken_at = Instant::now();
-            let timeout = self.hang_timeout();
-            let seq = job.frame.seq;
-            tokio::select! {
-                // A hung worker must not hold up shutdown.
-                _ = cancel.cancelled() => return Ok(Stop::Cancelled),
-                r = tokio::time::timeout(timeout, self.exchange(life, worker_id, &job, taken_at)) => match r {
-                    Ok(r) => r?,
-                    Err(_) => return Err(LifetimeError::Hung { seq, timeout }),
-                },
+                job = self.inbox.recv(), if life.in_flight.len() < capacity => {
+                    self.send_frame(life, job).await?;
+                }
+                _ = tokio::time::sleep_until(deadline), if !life.in_flight.is_empty() => {
+                    let seq = life.in_flight.front().map_or(0, |f| f.job.frame.seq);
+                    return Err(LifetimeError::Hung { seq, timeout });
+                }
             }
         }
     }
 
-    /// Sends one frame and waits for its answer.
-    async fn exchange(
+    /// Writes one frame (into a free shared-memory slot, or inline) and sends it.
+    async fn send_frame(
         &mut self,
         life: &mut Lifetime,
-        worker_id: &Arc<str>,
-        job: &Arc<Job>,
-        taken_at: Instant,
+        job: Arc<Job>,
     ) -> Result<(), LifetimeError> {
+        let taken_at = Instant::now();
         let frame = &job.frame;
-        // The previous frame was answered: its shared-memory slot is free again.
+        let slot = (0..=self.spec.prefetch)
+            .find(|s| life.in_flight.iter().all(|f| f.slot != *s))
+            .unwrap_or(0);
         let shm = match life.process.shared_frames() {
-            Some(region) => Some(region.write(frame.data())?),
+            Some(region) => Some(region.write(slot, frame.data())?),
             None => None,
         };
         let data: &[u8] = if shm.is_some() { &[] } else { frame.data() };
@@ -400,43 +425,61 @@ impl Supervisor {
             shm,
         });
         life.process.send(&request).await?;
-        loop {
-            match life.process.recv().await? {
-                FromWorker::Result(result) if result.frame_seq == frame.seq => {
-                    self.metrics.last_seen.touch();
-                    self.metrics.inferences.inc();
-                    self.metrics.latency.observe(Duration::from_secs_f64(
-                        (result.timing.total_ms / 1e3).clamp(0.0, 3600.0),
-                    ));
-                    let output = WorkerOutput {
-                        worker_id: worker_id.clone(),
-                        job: job.clone(),
-                        result,
-                        taken_at,
-                        received_at: Instant::now(),
-                    };
-                    if self.results.try_send(output).is_err() {
-                        self.metrics.results_dropped.inc();
-                        tracing::debug!("collector busy; result dropped");
-                    }
-                    return Ok(());
+        if life.in_flight.is_empty() {
+            life.front_since = Instant::now();
+        }
+        life.in_flight.push_back(InFlight {
+            job,
+            taken_at,
+            slot,
+        });
+        Ok(())
+    }
+
+    /// Answers are matched to the oldest frame in flight (workers answer in order).
+    fn handle_message(
+        &mut self,
+        life: &mut Lifetime,
+        worker_id: &Arc<str>,
+        msg: FromWorker,
+    ) -> Result<(), LifetimeError> {
+        let front_seq = life.in_flight.front().map(|f| f.job.frame.seq);
+        match msg {
+            FromWorker::Result(result) if Some(result.frame_seq) == front_seq => {
+                let done = life.complete_front();
+                self.metrics.last_seen.touch();
+                self.metrics.inferences.inc();
+                self.metrics.latency.observe(Duration::from_secs_f64(
+                    (result.timing.total_ms / 1e3).clamp(0.0, 3600.0),
+                ));
+                let output = WorkerOutput {
+                    worker_id: worker_id.clone(),
+                    job: done.job,
+                    result,
+                    taken_at: done.taken_at,
+                    received_at: Instant::now(),
+                };
+                if self.results.try_send(output).is_err() {
+                    self.metrics.results_dropped.inc();
+                    tracing::debug!("collector busy; result dropped");
                 }
-                FromWorker::Result(result) => {
-                    self.metrics.errors.inc();
-                    tracing::warn!(
-                        expected = frame.seq,
-                        got = result.frame_seq,
-                        "result for another frame ignored"
-                    );
-                }
-                FromWorker::Error(e) if !e.fatal && e.frame_seq == Some(frame.seq) => {
-                    self.metrics.last_seen.touch();
-                    self.metrics.errors.inc();
-                    tracing::warn!(seq = frame.seq, error = %e.message, "worker could not process frame");
-                    return Ok(());
-                }
-                other => self.handle_other(life, other)?,
+                Ok(())
             }
+            FromWorker::Result(result) => {
+                self.metrics.errors.inc();
+                tracing::warn!(expected = ?front_seq, got = result.frame_seq, "result for another frame ignored");
+                Ok(())
+            }
+            FromWorker::Error(e)
+                if !e.fatal && e.frame_seq.is_some() && e.frame_seq == front_seq =>
+            {
+                life.complete_front();
+                self.metrics.last_seen.touch();
+                self.metrics.errors.inc();
+                tracing::warn!(seq = ?e.frame_seq, error = %e.message, "worker could not process frame");
+                Ok(())
+            }
+            other => self.handle_other(life, other),
         }
     }
 

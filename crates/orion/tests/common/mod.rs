@@ -562,3 +562,27 @@ pub fn prometheus_families(page: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// Now, as Unix seconds (to compare with message timestamps).
+pub fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after epoch")
+        .as_secs_f64()
+}
+
+impl Subscriber {
+    /// The first inference message for a frame captured after `since` (Unix
+    /// seconds) that also satisfies `accept`.
+    pub fn result_after(
+        &self,
+        since: f64,
+        timeout: Duration,
+        accept: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.wait_for(timeout, |_, p| {
+            let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+            (timestamp_s(&v, "captured_at") > since && accept(&v)).then_some(v)
+        })
+    }
+}
