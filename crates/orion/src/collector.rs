@@ -38,7 +38,7 @@ pub struct InferenceMessage<'a> {
     pub suggested_roi: Option<&'a NormRect>,
     /// Capture to hand-off to MQTT, milliseconds.
     pub e2e_latency_ms: f64,
-    /// Capture until a worker took the frame (waiting for a free worker).
+    /// Capture until a worker started on the frame (waiting for a free worker).
     pub queue_ms: f64,
 }
 
@@ -102,7 +102,7 @@ impl Collector {
             suggested_roi: r.suggested_roi.as_ref(),
             e2e_latency_ms: e2e.as_secs_f64() * 1e3,
             queue_ms: o
-                .taken_at
+                .started_at
                 .saturating_duration_since(frame.captured_instant)
                 .as_secs_f64()
                 * 1e3,

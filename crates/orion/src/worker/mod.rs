@@ -29,7 +29,8 @@ pub struct WorkerOutput {
     pub worker_id: Arc<str>,
     pub job: Arc<Job>,
     pub result: InferenceResult,
-    /// When the worker took the frame from the frame bus.
-    pub taken_at: Instant,
+    /// When the worker started on the frame (it was taken from the frame bus then,
+    /// or, when sent ahead, the worker finished the frame before it).
+    pub started_at: Instant,
     pub received_at: Instant,
 }

@@ -150,7 +150,6 @@ struct Pending {
 /// A frame sent to the worker and not answered yet.
 struct InFlight {
     job: Arc<Job>,
-    taken_at: Instant,
     /// Shared-memory slot holding its pixels.
     slot: usize,
 }
@@ -398,7 +397,6 @@ impl Supervisor {
         life: &mut Lifetime,
         job: Arc<Job>,
     ) -> Result<(), LifetimeError> {
-        let taken_at = Instant::now();
         let frame = &job.frame;
         let slot = (0..=self.spec.prefetch)
             .find(|s| life.in_flight.iter().all(|f| f.slot != *s))
@@ -428,11 +426,7 @@ impl Supervisor {
         if life.in_flight.is_empty() {
             life.front_since = Instant::now();
         }
-        life.in_flight.push_back(InFlight {
-            job,
-            taken_at,
-            slot,
-        });
+        life.in_flight.push_back(InFlight { job, slot });
         Ok(())
     }
 
@@ -446,6 +440,8 @@ impl Supervisor {
         let front_seq = life.in_flight.front().map(|f| f.job.frame.seq);
         match msg {
             FromWorker::Result(result) if Some(result.frame_seq) == front_seq => {
+                // The worker started on this frame when it became the oldest.
+                let started_at = life.front_since;
                 let done = life.complete_front();
                 self.metrics.last_seen.touch();
                 self.metrics.inferences.inc();
@@ -456,7 +452,7 @@ impl Supervisor {
                     worker_id: worker_id.clone(),
                     job: done.job,
                     result,
-                    taken_at: done.taken_at,
+                    started_at,
                     received_at: Instant::now(),
                 };
                 if self.results.try_send(output).is_err() {
