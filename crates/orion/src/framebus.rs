@@ -117,18 +117,6 @@ impl FrameBus {
             taken.await;
         }
     }
-
-    /// Number of groups.
-    pub fn len(&self) -> usize {
-        self.groups
-            .lock()
-            .expect("frame bus group list poisoned")
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Inbox {

@@ -9,7 +9,6 @@
 //! MQTT disconnect -> health HTTP, all within `shutdown_timeout_s`; whatever misses
 //! the deadline is named in the report.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,29 +48,15 @@ pub struct ShutdownReport {
     pub took: Duration,
 }
 
-/// Addresses the daemon actually listens on (useful with port 0 in tests).
-#[derive(Debug, Clone, Copy)]
-pub struct Endpoints {
-    pub health: SocketAddr,
-}
-
 /// Runs the daemon until `shutdown` fires (a signal, or the `shutdown` command),
-/// then shuts down in order. `on_listening` is told the bound addresses as soon as
-/// they are known.
-pub async fn run(
-    config: Config,
-    shutdown: CancellationToken,
-    on_listening: impl FnOnce(Endpoints),
-) -> anyhow::Result<ShutdownReport> {
+/// then shuts down in order.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<ShutdownReport> {
     let metrics = Arc::new(Metrics::default());
 
     let health_cancel = CancellationToken::new();
     let listener = health::http::bind(config.health.listen).await?;
     let health_addr = listener.local_addr().context("health listener address")?;
     tracing::info!(addr = %health_addr, "health HTTP listening");
-    on_listening(Endpoints {
-        health: health_addr,
-    });
     let health_task = tokio::spawn(health::http::serve(
         listener,
         metrics.clone(),

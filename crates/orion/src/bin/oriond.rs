@@ -102,7 +102,7 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "cannot install signal handlers");
             return ExitCode::FAILURE;
         }
-        match orion::orchestrator::run(config, shutdown, |_| {}).await {
+        match orion::orchestrator::run(config, shutdown).await {
             Ok(report) if report.late.is_empty() => {
                 tracing::info!(took_ms = report.took.as_millis() as u64, "shutdown complete");
                 ExitCode::SUCCESS

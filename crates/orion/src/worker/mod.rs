@@ -32,5 +32,4 @@ pub struct WorkerOutput {
     /// When the worker started on the frame (it was taken from the frame bus then,
     /// or, when sent ahead, the worker finished the frame before it).
     pub started_at: Instant,
-    pub received_at: Instant,
 }

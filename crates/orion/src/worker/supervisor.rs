@@ -453,7 +453,6 @@ impl Supervisor {
                     job: done.job,
                     result,
                     started_at,
-                    received_at: Instant::now(),
                 };
                 if self.results.try_send(output).is_err() {
                     self.metrics.results_dropped.inc();
