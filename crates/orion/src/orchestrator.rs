@@ -67,7 +67,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // that subscribers can connect while the stream warms up.
     let broker = config.broker().context("mqtt.broker")?;
     if broker == BrokerAddr::Embedded {
-        mqtt::broker::start(config.mqtt.embedded_listen)?;
+        mqtt::broker::start_or_join(config.mqtt.embedded_listen).await?;
     }
     let tls = if config.mqtt.tls.enabled {
         Some(mqtt::tls::client_config(config.mqtt.tls.ca_file.as_deref()).context("mqtt.tls")?)
@@ -211,6 +211,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 id: id.clone(),
                 program: wcfg.command[0].clone(),
                 args: base_args.clone(),
+                env: crate::worker::worker_env(|k| std::env::var(k).ok(), &wcfg.env),
                 startup_timeout: Duration::from_secs_f64(wcfg.startup_timeout_s),
                 hang_timeout_floor: Duration::from_secs_f64(wcfg.hang_timeout_floor_s),
                 max_message_bytes: wcfg.max_message_bytes,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 const USER: &str = "orion-sensor";
 const PASSWORD: &str = "pw-5f8e2c-never-logged";
+const RTSP_URL: &str = "rtsp://cam-user:rtsp-pw-91@127.0.0.1:9/stream";
 
 fn broker_with_password() -> Mosquitto {
     Mosquitto::start_with(|dir: &Path| {
@@ -41,11 +42,33 @@ fn credentials_from_the_environment_and_no_secret_in_replies_or_logs() {
         &[
             ("ORION_MQTT_USERNAME", USER),
             ("ORION_MQTT_PASSWORD", PASSWORD),
+            ("ORION_RTSP_URL", RTSP_URL),
         ],
     );
     results.wait_for(Duration::from_secs(60), |_, p| {
         serde_json::from_slice::<Value>(p).ok()
     });
+    // The worker (which runs model code) starts with a minimal environment.
+    let workers = common::children_of(daemon.pid());
+    assert!(!workers.is_empty(), "no worker process");
+    for pid in workers {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("worker environ");
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        assert!(vars.iter().any(|v| v.starts_with("PATH=")), "{vars:?}");
+        assert!(
+            vars.iter()
+                .all(|v| !v.starts_with("ORION_MQTT") && !v.starts_with("ORION_RTSP")),
+            "daemon secrets in the worker's environment: {vars:?}"
+        );
+        let text = vars.join("\n");
+        assert!(
+            !text.contains(PASSWORD) && !text.contains("rtsp-pw-91"),
+            "{text}"
+        );
+    }
     let status = replies.command("sec-auth", json!({"command": "get_status"}));
     assert_eq!(status["data"]["config"]["mqtt"]["username"], USER);
     assert_eq!(status["data"]["config"]["mqtt"]["password"], "***");

@@ -145,6 +145,61 @@ fn redacts_credentials() {
         "rtsp://***@10.0.0.5:554/s1"
     );
     assert_eq!(redact_url("rtsp://cam/s1"), "rtsp://cam/s1");
+    assert_eq!(redact_url("user:pw@host:1883"), "***@host:1883");
+    assert_eq!(redact_url("mqtt://u:p@h/x@y"), "mqtt://***@h/x@y");
+}
+
+#[test]
+fn validate_never_echoes_a_password_in_a_broker_url() {
+    let dir = tempfile::tempdir().unwrap();
+    for broker in [
+        "mqtt://user:S3cretPw@127.0.0.1:1883",
+        "tcp://user:S3cretPw@127.0.0.1:1883",
+        "user:S3cretPw@127.0.0.1",
+    ] {
+        let file = dir.path().join("broker.yaml");
+        std::fs::write(&file, format!("mqtt: {{ broker: \"{broker}\" }}\n")).unwrap();
+        let out = common::oriond()
+            .args(["validate", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{broker}: {text}");
+        assert!(
+            text.contains("mqtt.broker") && text.contains("***@"),
+            "{text}"
+        );
+        assert!(!text.contains("S3cretPw"), "password echoed: {text}");
+    }
+}
+
+#[test]
+fn worker_env_names_are_checked_and_orion_names_reserved() {
+    let p = problems(
+        "workers: { person_detector: { env: { OMP_NUM_THREADS: \"1\", ORION_MQTT_PASSWORD: x, \"1BAD\": y } } }",
+    );
+    assert!(
+        has(
+            &p,
+            "workers.person_detector.env.ORION_MQTT_PASSWORD",
+            "reserved"
+        ),
+        "{p:?}"
+    );
+    assert!(
+        has(
+            &p,
+            "workers.person_detector.env.1BAD",
+            "not a variable name"
+        ),
+        "{p:?}"
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
 }
 
 #[test]

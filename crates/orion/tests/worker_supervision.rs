@@ -66,6 +66,7 @@ fn start(mode: &str, hang_floor: Duration) -> Harness {
                 mode.into(),
                 pidfile.to_string_lossy().into_owned(),
             ],
+            env: orion::worker::worker_env(|k| std::env::var(k).ok(), &Default::default()),
             startup_timeout: Duration::from_secs(20),
             hang_timeout_floor: hang_floor,
             max_message_bytes: 1024 * 1024,

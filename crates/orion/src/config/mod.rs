@@ -374,6 +374,11 @@ pub struct WorkerConfig {
     pub restart_window_s: f64,
     /// Longest wait before a restart (backoff 1 s doubling to this).
     pub restart_backoff_max_s: f64,
+    /// Extra environment variables for the worker processes (e.g. `OMP_NUM_THREADS`).
+    /// Workers never inherit the daemon's environment: they get only the variables
+    /// listed in [`crate::worker::INHERITED_ENV`], the shared-memory variables, and
+    /// these. Names starting with `ORION_` are reserved and refused.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for WorkerConfig {
@@ -392,6 +397,7 @@ impl Default for WorkerConfig {
             max_restarts: 5,
             restart_window_s: 60.0,
             restart_backoff_max_s: 30.0,
+            env: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -563,15 +569,16 @@ impl Config {
     }
 }
 
-/// Replaces the user-info part of a URL (`rtsp://user:pass@host/...`) with `***`.
+/// Replaces the user-info part of a URL (`rtsp://user:pass@host/...`) with `***`,
+/// also when the scheme is missing or misspelt (`user:pass@host`).
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
+    let (scheme, rest) = match url.find("://") {
+        Some(end) => (&url[..end + 3], &url[end + 3..]),
+        None => ("", url),
     };
-    let rest = &url[scheme_end + 3..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]),
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
         None => url.to_string(),
     }
 }

@@ -31,17 +31,27 @@ pub enum BrokerAddr {
 }
 
 impl BrokerAddr {
+    /// Parses `embedded` or `mqtt://host[:port]`. Error messages never repeat
+    /// credentials written into the URL (`mqtt://user:pass@host` is refused with
+    /// the password shown as `***`).
     pub fn parse(s: &str) -> Result<Self, String> {
         if s == "embedded" {
             return Ok(Self::Embedded);
         }
+        let shown = super::redact_url(s);
         let Some(rest) = s.strip_prefix("mqtt://") else {
             return Err(format!(
-                "`{s}` is not a broker address; allowed: `embedded` or `mqtt://host:port`"
+                "`{shown}` is not a broker address; allowed: `embedded` or `mqtt://host:port`"
             ));
         };
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(format!(
+                "`{shown}` carries credentials; put the user in mqtt.username and the password in ORION_MQTT_PASSWORD"
+            ));
+        }
         let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) => {
+            Some((host, port)) if !port.contains(']') => {
                 let port: u16 = port
                     .parse()
                     .ok()
@@ -49,12 +59,12 @@ impl BrokerAddr {
                     .ok_or_else(|| format!("port `{port}` must be a number in 1..=65535"))?;
                 (host, port)
             }
-            None => (rest, 1883),
+            _ => (rest, 1883),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains(['/', '@', ' ']) {
             return Err(format!(
-                "`{s}` has no valid host; allowed: `mqtt://host:port`"
+                "`{shown}` has no valid host; allowed: `mqtt://host:port`"
             ));
         }
         Ok(Self::External {
@@ -339,6 +349,22 @@ impl Config {
             " bytes",
         );
 
+        for name in w.env.keys() {
+            let key = format!("workers.person_detector.env.{name}");
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                c.fail(
+                    &key,
+                    "is not a variable name; use A-Z a-z 0-9 _ (not starting with a digit)",
+                );
+            } else if name.starts_with("ORION_") {
+                c.fail(&key, "names starting with ORION_ are reserved for the daemon and never passed to workers");
+            }
+        }
         c.range_u64(
             "workers.person_detector.max_restarts",
             w.max_restarts.into(),

@@ -3,23 +3,96 @@
 //!
 //! The broker runs on its own threads for the life of the process: rumqttd has no
 //! stop call, and the daemon only starts it once.
+//!
+//! When the embedded address is already served by an MQTT broker (on Debian,
+//! installing the `mosquitto` package starts one on 127.0.0.1:1883), the daemon
+//! uses that broker instead and says so in one log line: the quick start then works
+//! on such a host with no extra step. Anything else listening there is an error.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+/// How long the probe of an address that is already in use waits for a CONNACK.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error(
-        "cannot start the embedded MQTT broker on {addr}: {cause} (is another broker running? set mqtt.broker to `mqtt://host:port` to use it)"
+        "cannot start the embedded MQTT broker on {addr}: {cause} (set mqtt.embedded_listen to a free address, or mqtt.broker to `mqtt://host:port` to use another broker)"
     )]
     Bind {
         addr: SocketAddr,
         cause: std::io::Error,
     },
+    #[error(
+        "cannot start the embedded MQTT broker on {addr}: the address is in use by a program that does not answer as an MQTT broker (set mqtt.embedded_listen to a free address)"
+    )]
+    NotABroker { addr: SocketAddr },
     #[error("cannot start the embedded MQTT broker thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// Which broker serves the embedded address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// The daemon's own broker, started now.
+    Embedded,
+    /// A broker that was already listening there (e.g. the system's Mosquitto).
+    Existing,
+}
+
+/// Starts the broker listening on `addr`, or, when `addr` is in use by an MQTT
+/// broker already, uses that one.
+pub async fn start_or_join(addr: SocketAddr) -> Result<Serving, BrokerError> {
+    match start(addr) {
+        Ok(()) => Ok(Serving::Embedded),
+        Err(BrokerError::Bind { cause, .. }) if cause.kind() == std::io::ErrorKind::AddrInUse => {
+            if speaks_mqtt(addr).await {
+                tracing::info!(
+                    %addr,
+                    "an MQTT broker already listens on the embedded broker's address; using it instead of starting one"
+                );
+                Ok(Serving::Existing)
+            } else {
+                Err(BrokerError::NotABroker { addr })
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// True when an MQTT broker answers a CONNECT at `addr` (a CONNACK, also one that
+/// refuses us: a broker that wants credentials is still a broker).
+async fn speaks_mqtt(addr: SocketAddr) -> bool {
+    use rumqttc::{ConnectionError, Event, Incoming, MqttOptions};
+    let mut options = MqttOptions::new(
+        format!("orion-probe-{}", std::process::id()),
+        addr.ip().to_string(),
+        addr.port(),
+    );
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 1);
+    let answer = tokio::time::timeout(PROBE_TIMEOUT, async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => return true,
+                Ok(_) => {}
+                Err(ConnectionError::ConnectionRefused(_)) => return true,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if answer {
+        let _ = client.try_disconnect();
+        // Let the DISCONNECT go out; the answer does not depend on it.
+        let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
+    }
+    answer
 }
 
 /// Starts the broker listening on `addr`.

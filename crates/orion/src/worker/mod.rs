@@ -23,6 +23,42 @@ use crate::framebus::Job;
 
 pub use supervisor::{ModelChoice, Supervisor, WorkerHandle, WorkerRequest, WorkerSpec};
 
+/// The only variables a worker inherits from the daemon's environment (when set).
+/// Everything else, above all the daemon's secrets (`ORION_MQTT_PASSWORD`,
+/// `ORION_RTSP_URL`, ...), never reaches a worker: workers run model code the
+/// daemon does not control. More variables come from `workers.<type>.env`.
+pub const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_NUMERIC",
+    "TZ",
+    "TMPDIR",
+    "LD_LIBRARY_PATH",
+    "PYTHONPATH",
+    "CUDA_VISIBLE_DEVICES",
+];
+
+/// The environment a worker process starts with: the [`INHERITED_ENV`] variables
+/// that `get` finds, then `extra` (config), in that order (`extra` wins).
+pub fn worker_env(
+    get: impl Fn(&str) -> Option<String>,
+    extra: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = INHERITED_ENV
+        .iter()
+        .filter_map(|k| get(k).map(|v| (k.to_string(), v)))
+        .filter(|(k, _)| !extra.contains_key(k))
+        .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
 /// A result on its way to the collector, with the job it answers.
 #[derive(Debug)]
 pub struct WorkerOutput {
@@ -32,4 +68,32 @@ pub struct WorkerOutput {
     /// When the worker started on the frame (it was taken from the frame bus then,
     /// or, when sent ahead, the worker finished the frame before it).
     pub started_at: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_env_keeps_only_the_allowlist_and_the_config() {
+        let parent = |k: &str| match k {
+            "PATH" => Some("/usr/bin".to_string()),
+            "HOME" => Some("/root".to_string()),
+            "ORION_MQTT_PASSWORD" => Some("S3cret".to_string()),
+            "ORION_RTSP_URL" => Some("rtsp://u:p@cam/".to_string()),
+            _ => None,
+        };
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert("OMP_NUM_THREADS".to_string(), "1".to_string());
+        extra.insert("HOME".to_string(), "/var/lib/orion".to_string());
+        let env = worker_env(parent, &extra);
+        assert_eq!(
+            env,
+            vec![
+                ("PATH".to_string(), "/usr/bin".to_string()),
+                ("HOME".to_string(), "/var/lib/orion".to_string()),
+                ("OMP_NUM_THREADS".to_string(), "1".to_string()),
+            ]
+        );
+    }
 }

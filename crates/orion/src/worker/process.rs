@@ -145,12 +145,14 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `program args...` with piped stdio, offering a shared-memory region
-    /// of `shm` = (slot bytes, slots) if given. `log_id` names the worker in its
-    /// stderr log lines.
+    /// Starts `program args...` with piped stdio and exactly the environment `env`
+    /// (nothing inherited: see [`super::worker_env`]), offering a shared-memory
+    /// region of `shm` = (slot bytes, slots) if given. `log_id` names the worker in
+    /// its stderr log lines.
     pub fn spawn(
         program: &str,
         args: &[String],
+        env: &[(String, String)],
         max_message_bytes: usize,
         shm: Option<(usize, usize)>,
         log_id: &str,
@@ -165,6 +167,7 @@ impl Process {
         };
         let shm_fd = shared.as_ref().map(SharedFrames::raw_fd);
         let mut cmd = Command::new(program);
+        cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(s) = &shared {
             cmd.env("ORION_SHM_FD", SHM_FD.to_string())
                 .env("ORION_SHM_SIZE", s.len().to_string());

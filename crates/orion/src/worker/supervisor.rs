@@ -38,6 +38,8 @@ pub struct WorkerSpec {
     pub program: String,
     /// Arguments before the model flags.
     pub args: Vec<String>,
+    /// The worker's whole environment (see [`super::worker_env`]).
+    pub env: Vec<(String, String)>,
     pub startup_timeout: Duration,
     pub hang_timeout_floor: Duration,
     pub max_message_bytes: usize,
@@ -296,8 +298,14 @@ impl Supervisor {
         let spec = &self.spec;
         let args: Vec<String> = spec.args.iter().cloned().chain(self.model.args()).collect();
         let shm = spec.shm_frame_bytes.map(|frame| (frame, 1 + spec.prefetch));
-        let mut process =
-            Process::spawn(&spec.program, &args, spec.max_message_bytes, shm, &spec.id)?;
+        let mut process = Process::spawn(
+            &spec.program,
+            &args,
+            &spec.env,
+            spec.max_message_bytes,
+            shm,
+            &spec.id,
+        )?;
         tracing::info!(pid = process.pid, model = %self.model.name, "worker process started");
 
         let ready = tokio::select! {
