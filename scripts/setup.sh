@@ -5,8 +5,8 @@
 #   - the Python venv .venv with the worker package and its test dependencies;
 #   - a check of the shipped model;
 #   - the release binaries (target/release/oriond).
-# Idempotent: a second run changes nothing. Quiet on success, the failing step's
-# output on failure.
+# Idempotent: a second run changes nothing. One line per step on stderr; a step's
+# own output only when it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,7 @@ step() {
     local what=$1
     shift
     local out
+    say "$what ..."
     if ! out=$("$@" 2>&1); then
         printf '%s\n' "$out" | tail -n 60 >&2
         say "FAILED: $what"
@@ -33,6 +34,7 @@ APT_PACKAGES=(
     curl openssl
 )
 
+say "check the apt packages"
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -55,5 +57,8 @@ fi
 
 step "check the shipped model (models/SHA256SUMS)" bash -c "cd models && sha256sum --quiet -c SHA256SUMS"
 
-step "build the release binaries" cargo build --release --workspace --locked -q
+step "build the release binaries (a few minutes the first time)" cargo build --release --workspace --locked -q
+# The tests share the release profile and features: building them now means
+# scripts/test.sh compiles nothing.
+step "build the tests" cargo test --release --workspace --locked --no-run -q
 say "OK (run: ./target/release/oriond --config config/orion.yaml)"

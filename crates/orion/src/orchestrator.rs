@@ -52,6 +52,7 @@ pub struct ShutdownReport {
 /// then shuts down in order.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<ShutdownReport> {
     let metrics = Arc::new(Metrics::default());
+    metrics.stall_timeout_s.set(config.stream.stall_timeout_s);
 
     let health_cancel = CancellationToken::new();
     let listener = health::http::bind(config.health.listen).await?;

@@ -234,3 +234,60 @@ fn validate_subcommand_prints_problems_and_fails() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
+
+#[test]
+fn worker_programs_must_exist_and_be_executable() {
+    common::repo_root_cwd();
+    let p = problems("workers: { person_detector: { command: [\"no-such-orion-worker\"] } }");
+    assert!(
+        has(
+            &p,
+            "workers.person_detector.command",
+            "`no-such-orion-worker` not found on PATH"
+        ),
+        "{p:?}"
+    );
+    // A relative path names the directory it was resolved against.
+    let p = problems("workers: { person_detector: { command: [\"venv-missing/bin/python\"] } }");
+    let cwd = std::env::current_dir().unwrap();
+    assert!(
+        has(
+            &p,
+            "workers.person_detector.command",
+            &format!("`venv-missing/bin/python` (relative to {})", cwd.display())
+        ),
+        "{p:?}"
+    );
+    let p = problems("workers: { person_detector: { command: [\"README.md\"] } }");
+    assert!(
+        has(&p, "workers.person_detector.command", "not found on PATH"),
+        "{p:?}"
+    );
+    let p = problems("workers: { person_detector: { command: [\"./README.md\"] } }");
+    assert!(
+        has(
+            &p,
+            "workers.person_detector.command",
+            "is not an executable file"
+        ),
+        "{p:?}"
+    );
+    assert_eq!(
+        problems("workers: { person_detector: { command: [\"sh\", \"-c\", \"x\"] } }"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_v4l2_camera_needs_an_absolute_device_path() {
+    common::repo_root_cwd();
+    assert_eq!(
+        problems("camera: { source: v4l2, device: /dev/video0, v4l2_format: mjpeg }"),
+        Vec::<String>::new(),
+        "a missing device is an outage at run time, not a config error"
+    );
+    let p = problems("camera: { source: v4l2, device: video0 }");
+    assert!(has(&p, "camera.device", "absolute device path"), "{p:?}");
+    let e = Config::parse("camera: { source: v4l2, v4l2_format: h264 }").unwrap_err();
+    assert!(e.contains("mjpeg"), "{e}");
+}

@@ -76,3 +76,46 @@ fn a_non_broker_on_the_embedded_address_is_a_clear_error() {
         "{log}"
     );
 }
+
+#[test]
+fn an_unplugged_usb_camera_is_an_outage_said_in_words() {
+    let broker = Mosquitto::start();
+    let device = "/dev/video-orion-test-absent";
+    let daemon = Daemon::start(&common::config("host-v4l2", &broker.url(), |c| {
+        common::set(c, "camera.source", "v4l2");
+        common::set(c, "camera.device", device);
+        common::set(c, "camera.reconnect_backoff_max_s", 1.0);
+        common::set(c, "stream.stall_timeout_s", 2.0);
+    }));
+    // No frame for longer than the stall timeout: not ready, and why.
+    let body = common::wait_until(
+        "not ready without a camera",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = daemon.http_get("/readiness")?;
+            (code == 503 && body.contains("no frame for")).then_some(body)
+        },
+    );
+    assert!(
+        body.contains(&format!("device {device} not found")),
+        "{body}"
+    );
+    assert!(!body.contains("worker person_detector-0 down"), "{body}");
+    // orionctl status: reconnects and the last error in words, on one line.
+    let out = common::wait_until("reconnects counted", Duration::from_secs(20), || {
+        let out = common::orionctl(&broker.url(), "host-v4l2")
+            .arg("status")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stream = text.lines().find(|l| l.starts_with("stream "))?.to_string();
+        (!stream.ends_with(" 0 reconnects")).then_some(text)
+    });
+    assert!(
+        out.lines()
+            .any(|l| l.trim() == format!("last error: device {device} not found")),
+        "{out}"
+    );
+    assert!(out.contains("connected no"), "{out}");
+    assert!(!out.contains("true") && !out.contains("false"), "{out}");
+}

@@ -86,6 +86,20 @@ pub enum SourceKind {
     File,
     /// An RTSP camera.
     Rtsp,
+    /// A USB / V4L2 camera (`camera.device`).
+    V4l2,
+}
+
+/// What a V4L2 camera is asked to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum V4l2Format {
+    /// MJPEG when the camera offers it (full frame rate at high resolutions over
+    /// USB 2), else raw.
+    #[default]
+    Auto,
+    Mjpeg,
+    Raw,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +121,11 @@ pub struct CameraConfig {
     pub reconnect_backoff_max_s: f64,
     /// RTSP jitter buffer.
     pub rtsp_latency_ms: u32,
+    /// V4L2 device for `source: v4l2`.
+    pub device: PathBuf,
+    /// V4L2: the format asked of the camera; frames are scaled to
+    /// `stream.width` x `stream.height` whatever it sends.
+    pub v4l2_format: V4l2Format,
 }
 
 impl Default for CameraConfig {
@@ -120,6 +139,8 @@ impl Default for CameraConfig {
             max_reconnect_attempts: 0,
             reconnect_backoff_max_s: 30.0,
             rtsp_latency_ms: 200,
+            device: PathBuf::from("/dev/video0"),
+            v4l2_format: V4l2Format::Auto,
         }
     }
 }

@@ -121,6 +121,47 @@ impl Checker {
     }
 }
 
+/// A path for an error message; a relative one names the directory it was
+/// resolved against (the daemon's working directory).
+pub fn where_(p: &std::path::Path) -> String {
+    if p.is_absolute() {
+        return format!("`{}`", p.display());
+    }
+    match std::env::current_dir() {
+        Ok(dir) => format!("`{}` (relative to {})", p.display(), dir.display()),
+        Err(_) => format!(
+            "`{}` (relative to an unknown working directory)",
+            p.display()
+        ),
+    }
+}
+
+/// Checks that a worker's program can be started: a path (with a `/`) must be an
+/// executable file; a bare name must be found on `PATH`.
+fn program_problem(program: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &std::path::Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = std::path::Path::new(program);
+        if !p.exists() {
+            return Some(format!("program {} not found", where_(p)));
+        }
+        if !executable(p) {
+            return Some(format!("program {} is not an executable file", where_(p)));
+        }
+        return None;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| executable(&dir.join(program))) {
+        None
+    } else {
+        Some(format!("program `{program}` not found on PATH"))
+    }
+}
+
 fn input_size_ok(n: u32) -> bool {
     n.is_multiple_of(32) && (32..=2048).contains(&n)
 }
@@ -136,7 +177,7 @@ fn check_model_entry(c: &mut Checker, key: &str, entry: &ModelEntry) {
     }
     for file in entry.files() {
         if !file.is_file() {
-            c.fail(key, format!("model file `{}` not found", file.display()));
+            c.fail(key, format!("model file {} not found", where_(file)));
         }
     }
     if entry.path.is_some() {
@@ -181,10 +222,9 @@ impl Config {
         match cam.source {
             SourceKind::File => match &cam.path {
                 None => c.fail("camera.path", "required when camera.source is `file`"),
-                Some(p) if !p.is_file() => c.fail(
-                    "camera.path",
-                    format!("video file `{}` not found", p.display()),
-                ),
+                Some(p) if !p.is_file() => {
+                    c.fail("camera.path", format!("video file {} not found", where_(p)))
+                }
                 Some(_) => {}
             },
             SourceKind::Rtsp => match &cam.rtsp_url {
@@ -198,6 +238,19 @@ impl Config {
                 ),
                 Some(_) => {}
             },
+            // A missing device is a camera outage, not a config error: the stream
+            // reports `device ... not found` and waits for it to be plugged in.
+            SourceKind::V4l2 => {
+                if !cam.device.is_absolute() {
+                    c.fail(
+                        "camera.device",
+                        format!(
+                            "`{}` must be an absolute device path, e.g. /dev/video0",
+                            cam.device.display()
+                        ),
+                    );
+                }
+            }
             SourceKind::Test => {
                 if cam.test_pattern.is_empty() {
                     c.fail(
@@ -319,6 +372,8 @@ impl Config {
         let w = &self.workers.person_detector;
         if w.command.is_empty() || w.command[0].is_empty() {
             c.fail("workers.person_detector.command", "must name a program, e.g. [\".venv/bin/python\", \"-m\", \"orion_worker.person_detector\"]");
+        } else if let Some(problem) = program_problem(&w.command[0]) {
+            c.fail("workers.person_detector.command", problem);
         }
         c.range_u64(
             "workers.person_detector.count",
@@ -431,7 +486,7 @@ impl Config {
             if !ca.is_file() {
                 c.fail(
                     "mqtt.tls.ca_file",
-                    format!("CA file `{}` not found", ca.display()),
+                    format!("CA file {} not found", where_(ca)),
                 );
             }
         }

@@ -16,6 +16,15 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// `yes` / `no` for a boolean, `-` when absent.
+fn yn(v: &Value) -> &'static str {
+    match v.as_bool() {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    }
+}
+
 /// A reply as an operator reads it.
 pub fn reply(command: &str, r: &Value) -> String {
     let mut out = String::new();
@@ -66,7 +75,7 @@ fn status(out: &mut String, d: &Value) {
     );
     let _ = writeln!(
         out,
-        "health     {} {}",
+        "health     {}{}",
         s(&d["health"]),
         reasons(&d["reasons"])
     );
@@ -78,15 +87,19 @@ fn status(out: &mut String, d: &Value) {
     );
     let _ = writeln!(
         out,
-        "stream     {} {}x{}, {} fps, {} frames, {} gated, connected {}",
+        "stream     {} {}x{}, {} fps, {} frames, {} gated, connected {}, {} reconnects",
         s(&st["source"]),
         s(&st["width"]),
         s(&st["height"]),
         s(&st["fps"]),
         s(&st["frames"]),
         s(&st["frames_gated"]),
-        s(&st["connected"])
+        yn(&st["connected"]),
+        s(&st["reconnects"])
     );
+    if let Some(e) = st["last_error"].as_str() {
+        let _ = writeln!(out, "           last error: {e}");
+    }
     let _ = writeln!(
         out,
         "inference  {} Hz, model {}",
@@ -96,12 +109,17 @@ fn status(out: &mut String, d: &Value) {
     for w in d["workers"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "worker     {}: up {}, {} inferences, avg {} ms, {} restarts",
+            "worker     {}: up {}, {} inferences, avg {} ms, {} restarts{}",
             s(&w["id"]),
-            s(&w["up"]),
+            yn(&w["up"]),
             s(&w["inferences"]),
             s(&w["avg_latency_ms"]),
-            s(&w["restarts"])
+            s(&w["restarts"]),
+            if w["failed"].as_bool() == Some(true) {
+                ", failed (restarts stopped)"
+            } else {
+                ""
+            }
         );
     }
     for g in d["frame_bus"].as_array().into_iter().flatten() {
@@ -118,7 +136,7 @@ fn status(out: &mut String, d: &Value) {
     let _ = writeln!(
         out,
         "mqtt       connected {}, {} published, {} dropped, {} reconnects",
-        s(&e["connected"]),
+        yn(&e["connected"]),
         s(&e["published"]),
         s(&e["dropped"]),
         s(&e["reconnects"])
@@ -139,7 +157,9 @@ fn status(out: &mut String, d: &Value) {
 
 fn reasons(v: &Value) -> String {
     match v.as_array() {
-        Some(a) if !a.is_empty() => format!("({})", a.iter().map(s).collect::<Vec<_>>().join(", ")),
+        Some(a) if !a.is_empty() => {
+            format!(" ({})", a.iter().map(s).collect::<Vec<_>>().join(", "))
+        }
         _ => String::new(),
     }
 }

@@ -38,6 +38,19 @@ impl Flag {
     }
 }
 
+/// A short text (a last error, a conflict), set rarely, read by status and health.
+#[derive(Debug, Default)]
+pub struct Text(Mutex<Option<String>>);
+
+impl Text {
+    pub fn set(&self, v: Option<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = v;
+    }
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// A floating-point gauge.
 #[derive(Debug, Default)]
 pub struct GaugeF64(AtomicU64);
@@ -154,6 +167,9 @@ pub struct WorkerMetrics {
     /// Frames the worker did not answer in time (it was then replaced).
     pub hangs: Counter,
     pub up: Flag,
+    /// Said `ready` at least once: before that a worker that is not up is
+    /// starting, not down.
+    pub ever_up: Flag,
     /// Restarts stopped after repeated failures.
     pub failed: Flag,
     /// Last message from the worker.
@@ -172,6 +188,7 @@ impl WorkerMetrics {
             restarts: Counter::default(),
             hangs: Counter::default(),
             up: Flag::default(),
+            ever_up: Flag::default(),
             failed: Flag::default(),
             last_seen: Timestamp::default(),
             latency: Histogram::default(),
@@ -235,6 +252,13 @@ pub struct Metrics {
     pub stream_fps: GaugeF64,
     pub stream_last_frame: Timestamp,
     pub stream_reconnects: Counter,
+    /// Why the stream last failed, in a few words (`connection refused`,
+    /// `401 unauthorized`, `device /dev/video0 not found`); cleared by a frame.
+    pub stream_last_error: Text,
+    /// `stream.stall_timeout_s`: no frame for longer makes the daemon not ready.
+    pub stall_timeout_s: GaugeF64,
+    /// Another live process uses this instance_id (set by the MQTT emitter).
+    pub mqtt_conflict: Text,
     /// Effective inference rate the gate lets through.
     pub inference_rate_hz: GaugeF64,
     pub e2e_latency: Histogram,
@@ -272,6 +296,9 @@ impl Default for Metrics {
             stream_fps: GaugeF64::default(),
             stream_last_frame: Timestamp::default(),
             stream_reconnects: Counter::default(),
+            stream_last_error: Text::default(),
+            stall_timeout_s: GaugeF64(AtomicU64::new(10f64.to_bits())),
+            mqtt_conflict: Text::default(),
             inference_rate_hz: GaugeF64::default(),
             e2e_latency: Histogram::default(),
             mqtt_connected: Flag::default(),
@@ -291,6 +318,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Whether the worker `id` said `ready` at least once.
+    pub fn worker_ever_up(&self, id: &str) -> bool {
+        self.workers().iter().any(|w| w.id == id && w.ever_up.get())
+    }
+
     pub fn add_worker(&self, id: &str) -> Arc<WorkerMetrics> {
         let w = Arc::new(WorkerMetrics::new(id));
         self.workers

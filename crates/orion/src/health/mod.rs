@@ -40,9 +40,13 @@ impl Alerts {
 pub enum Status {
     /// Running, stream and MQTT connected, every worker up.
     Healthy,
-    /// Running, but the stream, MQTT or a worker is down.
+    /// Running and doing its job, with something missing: MQTT away (results are
+    /// dropped and counted until it is back), the camera reconnecting within the
+    /// stall timeout, a worker restarting or still starting.
     Degraded,
-    /// Not running (starting up or shutting down).
+    /// Cannot do its job: not running (starting up or shutting down), no frame
+    /// for longer than the stall timeout, the camera given up, or every worker
+    /// failed for good. `/readiness` answers 503.
     Unhealthy,
 }
 
@@ -73,6 +77,8 @@ pub struct StreamReport {
     pub fps: f64,
     pub last_frame_age_ms: Option<u64>,
     pub reconnects: u64,
+    /// Why the stream last failed, in a few words; absent once frames flow.
+    pub last_error: Option<String>,
     pub bytes: u64,
     pub inference_rate_hz: f64,
 }
@@ -121,24 +127,50 @@ pub fn report(m: &Metrics) -> HealthReport {
         reasons.push("not running".to_string());
         Status::Unhealthy
     } else {
+        let mut unhealthy = false;
+        let stall = std::time::Duration::from_secs_f64(m.stall_timeout_s.get().max(0.0));
+        // No frame ever counts from the start of the daemon.
+        let silent = m
+            .stream_last_frame
+            .age()
+            .unwrap_or_else(|| m.started.elapsed());
+        let why = m
+            .stream_last_error
+            .get()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
         if m.stream_failed.get() {
-            reasons.push("stream failed (reconnecting given up)".to_string());
+            reasons.push(format!("stream failed (reconnecting given up){why}"));
+            unhealthy = true;
+        } else if silent > stall {
+            reasons.push(format!("no frame for {:.0} s{why}", silent.as_secs_f64()));
+            unhealthy = true;
         } else if !m.stream_up.get() {
-            reasons.push("stream down".to_string());
+            reasons.push(format!("stream down{why}"));
         } else if m.stream_stalled.get() {
             reasons.push("stream stalled".to_string());
         }
         if !m.mqtt_connected.get() {
             reasons.push("mqtt disconnected".to_string());
         }
+        if let Some(conflict) = m.mqtt_conflict.get() {
+            reasons.push(conflict);
+        }
         for w in workers.iter().filter(|w| !w.up) {
             if w.failed {
                 reasons.push(format!("worker {} failed (restarts stopped)", w.id));
+            } else if w.restarts > 0 || m.worker_ever_up(&w.id) {
+                reasons.push(format!("worker {} down (restarting)", w.id));
             } else {
-                reasons.push(format!("worker {} down", w.id));
+                reasons.push(format!("worker {} starting", w.id));
             }
         }
-        if reasons.is_empty() {
+        if !workers.is_empty() && workers.iter().all(|w| w.failed) {
+            unhealthy = true;
+        }
+        if unhealthy {
+            Status::Unhealthy
+        } else if reasons.is_empty() {
             Status::Healthy
         } else {
             Status::Degraded
@@ -175,6 +207,7 @@ fn stream_report(m: &Metrics) -> StreamReport {
         fps: if fresh { m.stream_fps.get() } else { 0.0 },
         last_frame_age_ms: age.map(|a| a.as_millis() as u64),
         reconnects: m.stream_reconnects.get(),
+        last_error: m.stream_last_error.get(),
         bytes: m.stream_input_bytes.get(),
         inference_rate_hz: m.inference_rate_hz.get(),
     }
@@ -199,5 +232,68 @@ mod tests {
         let r = report(&m);
         assert_eq!(r.status, Status::Degraded);
         assert_eq!(r.reasons, vec!["mqtt disconnected".to_string()]);
+    }
+
+    #[test]
+    fn workers_starting_are_not_down_and_all_failed_is_unhealthy() {
+        let m = Metrics::default();
+        m.running.set(true);
+        m.stream_up.set(true);
+        m.stream_last_frame.touch();
+        m.mqtt_connected.set(true);
+        let w0 = m.add_worker("person_detector-0");
+        let w1 = m.add_worker("person_detector-1");
+        let r = report(&m);
+        assert_eq!(r.status, Status::Degraded);
+        assert_eq!(
+            r.reasons,
+            vec![
+                "worker person_detector-0 starting",
+                "worker person_detector-1 starting"
+            ]
+        );
+        for w in [&w0, &w1] {
+            w.up.set(true);
+            w.ever_up.set(true);
+        }
+        assert_eq!(report(&m).status, Status::Healthy);
+        w0.up.set(false);
+        assert_eq!(
+            report(&m).reasons,
+            vec!["worker person_detector-0 down (restarting)"]
+        );
+        w0.failed.set(true);
+        assert_eq!(report(&m).status, Status::Degraded, "one worker left");
+        w1.up.set(false);
+        w1.failed.set(true);
+        assert_eq!(report(&m).status, Status::Unhealthy, "every worker failed");
+    }
+
+    #[test]
+    fn no_frame_for_longer_than_the_stall_timeout_is_unhealthy() {
+        let m = Metrics::default();
+        m.running.set(true);
+        m.mqtt_connected.set(true);
+        m.stall_timeout_s.set(0.0);
+        m.stream_last_error.set(Some("connection refused".into()));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let r = report(&m);
+        assert_eq!(r.status, Status::Unhealthy);
+        assert!(
+            r.reasons[0].starts_with("no frame for ")
+                && r.reasons[0].ends_with(": connection refused"),
+            "{:?}",
+            r.reasons
+        );
+        m.stall_timeout_s.set(3600.0);
+        let r = report(&m);
+        assert_eq!(r.status, Status::Degraded);
+        assert_eq!(r.reasons, vec!["stream down: connection refused"]);
+        // A broker outage alone is degraded, not unhealthy.
+        m.stream_up.set(true);
+        m.stream_last_frame.touch();
+        m.stream_last_error.set(None);
+        m.mqtt_connected.set(false);
+        assert_eq!(report(&m).status, Status::Degraded);
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CapturedFrame, Pacer};
 use crate::backoff::Backoff;
-use crate::config::{Config, SourceKind, redact_url};
+use crate::config::{Config, SourceKind, V4l2Format, redact_url};
 use crate::health::metrics::Metrics;
 use crate::health::{Alert, Alerts};
 
@@ -28,6 +28,8 @@ pub enum StreamError {
     },
     #[error("no frame for {0:.1?} while connected (stalled)")]
     Stalled(Duration),
+    #[error("device {} not found", .0.display())]
+    DeviceMissing(PathBuf),
     #[error("pipeline error from {element}: {message} ({debug})")]
     Pipeline {
         element: String,
@@ -37,6 +39,63 @@ pub enum StreamError {
 }
 
 const BUS_POLL: Duration = Duration::from_millis(100);
+
+impl StreamError {
+    /// What went wrong in a few words, for status replies and health reasons:
+    /// `connection refused`, `401 unauthorized`, `timeout`, `404 not found`,
+    /// `device /dev/video0 not found`, ... rather than GStreamer's text over
+    /// several lines. Never carries credentials (the pipeline never has them in a
+    /// location).
+    pub fn reason(&self) -> String {
+        match self {
+            StreamError::Stalled(d) => format!("stalled (no frame for {:.0} s)", d.as_secs_f64()),
+            StreamError::DeviceMissing(p) => format!("device {} not found", p.display()),
+            StreamError::Init(m) | StreamError::Build { message: m, .. } => one_line(m),
+            StreamError::Pipeline { message, debug, .. } => {
+                let text = format!("{message} {debug}").to_lowercase();
+                let known = [
+                    (
+                        &["401", "unauthorized", "authenticat"][..],
+                        "401 unauthorized",
+                    ),
+                    (&["403", "forbidden"][..], "403 forbidden"),
+                    (&["404", "not found"][..], "404 not found"),
+                    (&["connection refused"][..], "connection refused"),
+                    (&["timeout", "timed out"][..], "timeout"),
+                    (
+                        &["could not resolve", "name or service not known", "resolve"][..],
+                        "host not found",
+                    ),
+                    (&["no route", "unreachable"][..], "host unreachable"),
+                    (
+                        &["connection reset", "connection closed", "broken pipe"][..],
+                        "connection lost",
+                    ),
+                    (&["busy"][..], "device busy"),
+                    (&["end of stream"][..], "end of stream"),
+                    (
+                        &["not-negotiated", "not negotiated", "negotiat"][..],
+                        "format not supported",
+                    ),
+                ];
+                known
+                    .iter()
+                    .find(|(needles, _)| needles.iter().any(|n| text.contains(n)))
+                    .map(|(_, words)| words.to_string())
+                    .unwrap_or_else(|| one_line(message))
+            }
+        }
+    }
+}
+
+/// The first line of `text`, cut to 120 characters.
+fn one_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default().trim();
+    match line.char_indices().nth(120) {
+        Some((i, _)) => format!("{}...", &line[..i]),
+        None => line.to_string(),
+    }
+}
 
 /// What the supervisor needs to build pipelines, kept apart from runtime state.
 #[derive(Debug, Clone)]
@@ -56,6 +115,8 @@ pub struct Settings {
     pub backoff_cap: Duration,
     pub rtsp_latency_ms: u32,
     pub decoder_threads: u32,
+    pub device: PathBuf,
+    pub v4l2_format: V4l2Format,
 }
 
 impl Settings {
@@ -74,6 +135,8 @@ impl Settings {
             backoff_cap: Duration::from_secs_f64(c.camera.reconnect_backoff_max_s),
             rtsp_latency_ms: c.camera.rtsp_latency_ms,
             decoder_threads: c.stream.decoder_threads,
+            device: c.camera.device.clone(),
+            v4l2_format: c.camera.v4l2_format,
         }
     }
 
@@ -82,6 +145,7 @@ impl Settings {
             SourceKind::Test => "test",
             SourceKind::File => "file",
             SourceKind::Rtsp => "rtsp",
+            SourceKind::V4l2 => "v4l2",
         }
     }
 
@@ -105,6 +169,7 @@ impl Settings {
                 "rtsp {}",
                 redact_url(self.rtsp_url.as_deref().unwrap_or("?"))
             ),
+            SourceKind::V4l2 => format!("v4l2 {}", self.device.display()),
         }
     }
 }
@@ -179,6 +244,27 @@ fn build(
                 .and_then(|_| gst::Element::link_many(tail))
                 .map_err(|e| build_err(settings, e))?;
         }
+        SourceKind::V4l2 => {
+            let src = make(settings, "v4l2src")?;
+            src.set_property("device", settings.device.to_string_lossy().as_ref());
+            let wanted = make(settings, "capsfilter")?;
+            let caps: gst::Caps = v4l2_caps(settings.v4l2_format)
+                .parse()
+                .map_err(|e| build_err(settings, format!("bad camera caps: {e}")))?;
+            wanted.set_property("caps", &caps);
+            let decode = make(settings, "decodebin")?;
+            pipeline
+                .add_many([&src, &wanted, &decode])
+                .and_then(|_| pipeline.add_many(tail))
+                .map_err(|e| build_err(settings, e))?;
+            gst::Element::link_many([&src, &wanted, &decode])
+                .and_then(|_| gst::Element::link_many(tail))
+                .map_err(|e| build_err(settings, e))?;
+            if let Some(sink) = decode.static_pad("sink") {
+                count_input_bytes(&sink, metrics.clone());
+            }
+            link_decoded_video(&decode, &convert);
+        }
         SourceKind::File | SourceKind::Rtsp => {
             let src = if settings.source == SourceKind::File {
                 let src = make(settings, "filesrc")?;
@@ -248,29 +334,43 @@ fn build(
             if let Some(sink) = decode.static_pad("sink") {
                 count_input_bytes(&sink, metrics.clone());
             }
-            // decodebin exposes its pads once it knows the stream: link the first
-            // video pad, ignore audio and others.
-            let convert_weak = convert.downgrade();
-            decode.connect_pad_added(move |_, pad| {
-                let is_video = pad
-                    .current_caps()
-                    .or_else(|| Some(pad.query_caps(None)))
-                    .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
-                    .unwrap_or(false);
-                if !is_video {
-                    return;
-                }
-                if let Some(convert) = convert_weak.upgrade()
-                    && let Some(sink) = convert.static_pad("sink")
-                    && !sink.is_linked()
-                    && let Err(e) = pad.link(&sink)
-                {
-                    tracing::error!(error = ?e, "cannot link decoded video");
-                }
-            });
+            link_decoded_video(&decode, &convert);
         }
     }
     Ok((pipeline, appsink))
+}
+
+/// The caps asked of a V4L2 camera, in order of preference (decodebin then
+/// decodes MJPEG or passes raw video on).
+pub fn v4l2_caps(format: V4l2Format) -> &'static str {
+    match format {
+        V4l2Format::Auto => "image/jpeg; video/x-raw",
+        V4l2Format::Mjpeg => "image/jpeg",
+        V4l2Format::Raw => "video/x-raw",
+    }
+}
+
+/// decodebin exposes its pads once it knows the stream: link the first video pad
+/// to `convert`, ignore audio and others.
+fn link_decoded_video(decode: &gst::Element, convert: &gst::Element) {
+    let convert_weak = convert.downgrade();
+    decode.connect_pad_added(move |_, pad| {
+        let is_video = pad
+            .current_caps()
+            .or_else(|| Some(pad.query_caps(None)))
+            .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+            .unwrap_or(false);
+        if !is_video {
+            return;
+        }
+        if let Some(convert) = convert_weak.upgrade()
+            && let Some(sink) = convert.static_pad("sink")
+            && !sink.is_linked()
+            && let Err(e) = pad.link(&sink)
+        {
+            tracing::error!(error = ?e, "cannot link decoded video");
+        }
+    });
 }
 
 /// Splits `rtsp://user:pass@host/path` into `rtsp://host/path` and the
@@ -409,6 +509,10 @@ fn run_once(
     metrics: &Arc<Metrics>,
     cancel: &CancellationToken,
 ) -> RunEnd {
+    // An unplugged USB camera: say so in words instead of v4l2src's errno text.
+    if settings.source == SourceKind::V4l2 && !settings.device.exists() {
+        return RunEnd::Failed(StreamError::DeviceMissing(settings.device.clone()));
+    }
     let (pipeline, appsink) = match build(settings, metrics) {
         Ok(p) => p,
         Err(e) => return RunEnd::Failed(e),
@@ -515,6 +619,7 @@ pub fn supervise(
         match end {
             RunEnd::Cancelled => break,
             RunEnd::Failed(e) => {
+                metrics.stream_last_error.set(Some(e.reason()));
                 if metrics.frames_captured.get() > frames_before {
                     backoff.reset();
                     failed_in_a_row = 0;
@@ -576,6 +681,106 @@ mod tests {
                 "rtsp://cam/a@b".to_string(),
                 Some(("user".to_string(), String::new()))
             )
+        );
+    }
+
+    fn v4l2_settings(format: V4l2Format) -> Settings {
+        let mut c = Config::default();
+        c.camera.source = SourceKind::V4l2;
+        c.camera.device = PathBuf::from("/dev/video7");
+        c.camera.v4l2_format = format;
+        c.stream.width = 320;
+        c.stream.height = 240;
+        Settings::from_config(&c)
+    }
+
+    #[test]
+    fn v4l2_pipeline_asks_the_device_for_mjpeg_or_raw_and_scales() {
+        gst::init().expect("gstreamer");
+        let settings = v4l2_settings(V4l2Format::Auto);
+        assert_eq!(settings.describe(), "v4l2 /dev/video7");
+        let (pipeline, appsink) = build(&settings, &Arc::new(Metrics::default()))
+            .expect("pipeline builds without the device");
+        let src = pipeline
+            .iterate_elements()
+            .into_iter()
+            .flatten()
+            .find(|e| e.factory().is_some_and(|f| f.name() == "v4l2src"))
+            .expect("a v4l2src");
+        assert_eq!(src.property::<String>("device"), "/dev/video7");
+        // The element after the source asks for MJPEG first, then raw.
+        let wanted = src
+            .static_pad("src")
+            .and_then(|p| p.peer())
+            .and_then(|p| p.parent_element())
+            .expect("source linked");
+        let caps = wanted.property::<gst::Caps>("caps");
+        let names: Vec<String> = caps.iter().map(|s| s.name().to_string()).collect();
+        assert_eq!(names, ["image/jpeg", "video/x-raw"]);
+        // Frames leave scaled to stream.width x stream.height, RGB.
+        let out = appsink.caps().expect("appsink caps");
+        let s = out.structure(0).expect("structure");
+        assert_eq!(s.get::<i32>("width").ok(), Some(320));
+        assert_eq!(s.get::<i32>("height").ok(), Some(240));
+        assert_eq!(s.get::<&str>("format").ok(), Some("RGB"));
+        assert_eq!(v4l2_caps(V4l2Format::Mjpeg), "image/jpeg");
+        assert_eq!(v4l2_caps(V4l2Format::Raw), "video/x-raw");
+    }
+
+    #[test]
+    fn a_missing_device_is_said_in_words() {
+        let settings = v4l2_settings(V4l2Format::Raw);
+        let (tx, _rx) = watch::channel(None);
+        let end = run_once(
+            &settings,
+            &tx,
+            &None,
+            &Arc::new(Metrics::default()),
+            &CancellationToken::new(),
+        );
+        match end {
+            RunEnd::Failed(e) => {
+                assert_eq!(e.to_string(), "device /dev/video7 not found");
+                assert_eq!(e.reason(), "device /dev/video7 not found");
+            }
+            RunEnd::Cancelled => panic!("a missing device must fail the run"),
+        }
+    }
+
+    #[test]
+    fn gstreamer_errors_become_short_reasons() {
+        let e = |message: &str, debug: &str| StreamError::Pipeline {
+            element: "/GstPipeline:orion-stream/GstRTSPSrc:rtspsrc0".into(),
+            message: message.into(),
+            debug: debug.into(),
+        };
+        assert_eq!(
+            e(
+                "Could not open resource for reading and writing.",
+                "../gst/rtsp/gstrtspsrc.c(8130): gst_rtspsrc_retrieve_sdp ():\nFailed to connect. (Generic error)\nConnection refused"
+            )
+            .reason(),
+            "connection refused"
+        );
+        assert_eq!(
+            e("Unauthorized", "Unauthorized (401)").reason(),
+            "401 unauthorized"
+        );
+        assert_eq!(
+            e(
+                "Could not read from resource.",
+                "Timeout while waiting for server response"
+            )
+            .reason(),
+            "timeout"
+        );
+        assert_eq!(
+            e("Something new\nsecond line", "").reason(),
+            "Something new"
+        );
+        assert_eq!(
+            StreamError::Stalled(Duration::from_secs(10)).reason(),
+            "stalled (no frame for 10 s)"
         );
     }
 }

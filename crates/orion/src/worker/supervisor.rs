@@ -336,6 +336,7 @@ impl Supervisor {
         tracing::info!(pid = process.pid, model = %ready.model.name, input = ready.model.input_size, shared_memory = ready.shm, "worker ready");
         self.metrics.last_seen.touch();
         self.metrics.up.set(true);
+        self.metrics.ever_up.set(true);
 
         let mut life = Lifetime {
             process,
