@@ -52,6 +52,7 @@ pub struct ShutdownReport {
 /// then shuts down in order.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<ShutdownReport> {
     let metrics = Arc::new(Metrics::default());
+    let identity = presence::Identity::new(&config.instance_id, &config.room_id);
     metrics.stall_timeout_s.set(config.stream.stall_timeout_s);
 
     let health_cancel = CancellationToken::new();
@@ -145,9 +146,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tls,
             last_will: Some((
                 config.status_topic(),
-                presence::offline(&config.instance_id, &config.room_id, "connection_lost"),
+                presence::offline(&identity, "connection_lost"),
             )),
             control_topic: Some(config.control_topic()),
+            presence: Some((config.status_topic(), identity.session.clone())),
         },
         metrics.clone(),
         Some(control_tx),
@@ -288,8 +290,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tasks.spawn(
         Presence {
             topic: config.status_topic(),
-            instance_id: config.instance_id.clone(),
-            room_id: config.room_id.clone(),
+            identity: identity.clone(),
             stall_timeout: Duration::from_secs_f64(config.stream.stall_timeout_s),
             metrics: metrics.clone(),
             emitter: emitter.handle.clone(),
@@ -334,7 +335,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // only publishes the last will when the connection dies).
     emitter.handle.publish_retained(
         config.status_topic(),
-        presence::offline(&config.instance_id, &config.room_id, "shutdown"),
+        presence::offline(&identity, "shutdown"),
     );
     if !emitter.disconnect(left().min(Duration::from_secs(2))).await {
         tracing::debug!("MQTT disconnect was not acknowledged");

@@ -119,3 +119,174 @@ fn an_unplugged_usb_camera_is_an_outage_said_in_words() {
     assert!(out.contains("connected no"), "{out}");
     assert!(!out.contains("true") && !out.contains("false"), "{out}");
 }
+
+#[test]
+fn two_daemons_with_one_instance_id_are_named_without_a_reconnect_storm() {
+    let broker = Mosquitto::start();
+    let results = common::Subscriber::connect(broker.port, "care/inferences/host-dup/#");
+    let config = common::config("host-dup", &broker.url(), |_| {});
+    let first = Daemon::start(&config);
+    results.wait_for(Duration::from_secs(60), |_, _| Some(()));
+    let second = Daemon::start(&config);
+    let reason = "duplicate instance_id host-dup: another process took the MQTT client id";
+    let mut daemons = [first, second];
+    let stood_down = common::wait_until(
+        "one daemon names the duplicate",
+        Duration::from_secs(60),
+        || {
+            daemons.iter().position(|d| {
+                d.http_get("/readiness")
+                    .is_some_and(|(_, body)| body.contains(reason))
+            })
+        },
+    );
+    let kept = 1 - stood_down;
+    let log = daemons[stood_down].log();
+    assert_eq!(log.matches(reason).count(), 1, "one clear log line:\n{log}");
+    assert_eq!(
+        daemons[stood_down].metric("orion_mqtt_duplicate_instance"),
+        Some(1.0)
+    );
+    assert_eq!(
+        daemons[kept].metric("orion_mqtt_duplicate_instance"),
+        Some(0.0)
+    );
+
+    // No storm: while the other one publishes results, nobody reconnects.
+    let reconnects = |d: &Daemon| d.metric("orion_mqtt_reconnects_total").unwrap_or(-1.0);
+    let before = [reconnects(&daemons[0]), reconnects(&daemons[1])];
+    results.drain();
+    let start = common::now_s();
+    let mut seen = 0;
+    while seen < 15 {
+        results.wait_for(Duration::from_secs(20), |_, _| Some(()));
+        seen += 1;
+    }
+    assert!(
+        common::now_s() - start > 2.0,
+        "15 results at 5 Hz take about 3 s"
+    );
+    assert_eq!(
+        [reconnects(&daemons[0]), reconnects(&daemons[1])],
+        before,
+        "reconnects while both run"
+    );
+    let (code, body) = daemons[kept].http_get("/readiness").expect("readiness");
+    assert!(
+        code == 200 && body.contains("\"status\":\"healthy\""),
+        "{body}"
+    );
+
+    // The one that kept the id stops: the other takes over and is healthy again.
+    daemons[kept].signal(libc::SIGTERM);
+    assert!(daemons[kept].wait_exit(Duration::from_secs(15)).is_some());
+    common::wait_until("the other one takes over", Duration::from_secs(40), || {
+        let (code, body) = daemons[stood_down].http_get("/readiness")?;
+        (code == 200 && body.contains("\"status\":\"healthy\"")).then_some(())
+    });
+    results.drain();
+    results.wait_for(Duration::from_secs(20), |_, _| Some(()));
+}
+
+#[test]
+fn orionctl_list_shows_the_fleet_from_retained_presences() {
+    let broker = Mosquitto::start();
+    let publisher = common::Subscriber::connect(broker.port, "care/status/fleet-sync");
+    // 30 sensors, published in scrambled order; every third one offline.
+    let started = humantime::format_rfc3339_millis(
+        std::time::SystemTime::now() - Duration::from_secs(3 * 3600 + 60),
+    )
+    .to_string();
+    for i in (0..30).map(|i| (i * 7) % 30) {
+        let online = i % 3 != 0;
+        let msg = serde_json::json!({
+            "instance_id": format!("room-{i:03}"), "room_id": format!("{}", 100 + i),
+            "state": if online { "online" } else { "offline" },
+            "camera": if online { "streaming" } else { "unknown" },
+            "inference": if online { "running" } else { "stopped" },
+            "reason": if online { serde_json::Value::Null } else { "shutdown".into() },
+            "timestamp": "2026-11-28T07:00:00.000Z", "since": if online { "2026-11-28T06:00:00.000Z".into() } else { serde_json::Value::Null },
+            "version": "0.1.0", "started_at": started, "session": format!("h/{i}/1"), "host": "h", "pid": i,
+        });
+        publisher.client_publish_retained(
+            &format!("care/status/room-{i:03}"),
+            serde_json::to_vec(&msg).unwrap(),
+        );
+    }
+    // The last one sent is stored once this one comes back (QoS 1, in order).
+    publisher.client_publish_retained("care/status/fleet-sync", b"not json".to_vec());
+    publisher.wait_for(Duration::from_secs(10), |t, _| {
+        (t == "care/status/fleet-sync").then_some(())
+    });
+
+    let out = common::orionctl(&broker.url(), "x")
+        .args(["--json", "list"])
+        .output()
+        .expect("orionctl list");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON list");
+    assert_eq!(rows.len(), 30, "{rows:?}");
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["instance_id"].as_str().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted);
+    assert_eq!(rows[1]["state"], "online");
+    assert_eq!(rows[1]["room_id"], "101");
+    let uptime = rows[1]["uptime_s"]
+        .as_u64()
+        .expect("uptime of an online sensor");
+    assert!(
+        (3 * 3600 + 60..3 * 3600 + 120).contains(&uptime),
+        "{uptime}"
+    );
+    assert_eq!(rows[0]["state"], "offline");
+    assert!(rows[0]["uptime_s"].is_null());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 presence message(s) were not JSON"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = common::orionctl(&broker.url(), "x")
+        .arg("list")
+        .output()
+        .expect("orionctl list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 31, "{text}");
+    assert!(lines[0].starts_with("INSTANCE  ROOM"), "{text}");
+    assert!(
+        lines[2].starts_with("room-001  101   online ") && lines[2].contains("3h 1m"),
+        "{text}"
+    );
+    assert!(lines[1].contains("offline (shutdown)"), "{text}");
+}
+
+#[test]
+fn a_running_daemon_is_listed_with_its_version() {
+    let broker = Mosquitto::start();
+    let status = common::Subscriber::connect(broker.port, "care/status/host-listed");
+    let _daemon = Daemon::start(&common::config("host-listed", &broker.url(), |_| {}));
+    status.wait_for(Duration::from_secs(60), |_, p| {
+        let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+        (v["state"] == "online").then_some(())
+    });
+    let out = common::orionctl(&broker.url(), "x")
+        .args(["--json", "list"])
+        .output()
+        .expect("orionctl list");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON list");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["instance_id"], "host-listed");
+    assert_eq!(rows[0]["room_id"], "test-room");
+    assert_eq!(rows[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(rows[0]["uptime_s"].as_u64().is_some(), "{}", rows[0]);
+    assert!(rows[0]["since"].as_str().is_some(), "{}", rows[0]);
+}

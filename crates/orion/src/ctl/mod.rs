@@ -100,6 +100,10 @@ pub enum Cmd {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Every instance on the broker, from the retained presence topics: room,
+    /// online/offline, camera, inference, version, uptime, since when (sorted by
+    /// instance; --json for scripts).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,16 +113,21 @@ pub enum RoisCmd {
         #[arg(required = true, value_name = "X,Y,W,H")]
         rois: Vec<String>,
     },
+    /// Remove the external ROIs (back to auto-focus or the full frame).
     Clear,
+    /// Show the external ROIs.
     Get,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AutofocusCmd {
+    /// Follow the people the model finds.
     Enable,
+    /// Stop following (external ROIs or the full frame).
     Disable,
     /// Current strategy and parameters.
     Get,
+    /// Frames, hits and misses, applied suggestions per strategy.
     Stats,
     /// Forget the suggestion history.
     Clear,
@@ -185,7 +194,7 @@ pub fn command_json(cmd: &Cmd) -> anyhow::Result<Value> {
         Cmd::Send { payload } => {
             serde_json::from_str(payload).context("the argument of `send` is not JSON")?
         }
-        Cmd::Watch { .. } => bail!("watch is not a command"),
+        Cmd::Watch { .. } | Cmd::List => bail!("watch and list are not commands"),
     })
 }
 
@@ -204,6 +213,8 @@ fn parse_roi(s: &str) -> anyhow::Result<Value> {
 struct Connection {
     client: AsyncClient,
     eventloop: EventLoop,
+    /// Publishes that arrived while subscribing.
+    early: std::collections::VecDeque<(String, Vec<u8>)>,
 }
 
 impl Connection {
@@ -236,17 +247,26 @@ impl Connection {
                 client.subscribe(topic, QoS::AtLeastOnce).await?;
             }
             let mut acked = 0;
+            let mut early = std::collections::VecDeque::new();
             while acked < subscriptions.len() {
-                if let Event::Incoming(Incoming::SubAck(_)) = eventloop.poll().await? {
-                    acked += 1;
+                match eventloop.poll().await? {
+                    Event::Incoming(Incoming::SubAck(_)) => acked += 1,
+                    Event::Incoming(Incoming::Publish(p)) => {
+                        early.push_back((p.topic.clone(), p.payload.to_vec()))
+                    }
+                    _ => {}
                 }
             }
-            Ok(())
+            Ok(early)
         };
-        tokio::time::timeout(timeout, setup)
+        let early = tokio::time::timeout(timeout, setup)
             .await
             .map_err(|_| anyhow::anyhow!("no connection to {} within {timeout:?}", cli.broker))??;
-        Ok(Self { client, eventloop })
+        Ok(Self {
+            client,
+            eventloop,
+            early,
+        })
     }
 
     /// Next publish received, `None` on timeout.
@@ -254,6 +274,9 @@ impl Connection {
         &mut self,
         until: tokio::time::Instant,
     ) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+        if let Some(p) = self.early.pop_front() {
+            return Ok(Some(p));
+        }
         loop {
             let event = match tokio::time::timeout_at(until, self.eventloop.poll()).await {
                 Err(_) => return Ok(None),
@@ -285,6 +308,7 @@ fn nanos() -> u128 {
 pub async fn run(cli: Cli) -> u8 {
     let result = match &cli.command {
         Cmd::Watch { count } => watch(&cli, *count).await,
+        Cmd::List => list(&cli).await,
         cmd => match command_json(cmd) {
             Ok(json) => request(&cli, json).await,
             Err(e) => {
@@ -351,6 +375,62 @@ async fn request(cli: &Cli, mut command: Value) -> anyhow::Result<u8> {
         print!("{}", print::reply(&name, &reply));
     }
     Ok(if success { 0 } else { EXIT_REFUSED })
+}
+
+/// After the subscription, how long `list` waits for one more retained presence
+/// before it considers the set complete (brokers send them right after the
+/// SUBACK, in a burst).
+const LIST_QUIET: Duration = Duration::from_millis(500);
+
+async fn list(cli: &Cli) -> anyhow::Result<u8> {
+    let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
+    let mut conn = Connection::open(cli, &["care/status/+".to_string()], timeout).await?;
+    let mut presences = std::collections::BTreeMap::new();
+    let mut unreadable = 0;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let until = (tokio::time::Instant::now() + LIST_QUIET).min(deadline);
+        let Some((topic, payload)) = conn.next_publish(until).await? else {
+            break;
+        };
+        let instance = topic.rsplit('/').next().unwrap_or_default().to_string();
+        match serde_json::from_slice::<Value>(&payload) {
+            Ok(v @ Value::Object(_)) => {
+                presences.insert(instance, v);
+            }
+            _ => unreadable += 1,
+        }
+    }
+    conn.close().await;
+    let now = SystemTime::now();
+    let rows: Vec<Value> = presences
+        .into_iter()
+        .map(|(instance, mut v)| {
+            let uptime = (v["state"] == "online")
+                .then(|| age_s(&v["started_at"], now))
+                .flatten();
+            v["instance_id"] = Value::String(instance);
+            v["uptime_s"] = uptime.map_or(Value::Null, |u| json!(u));
+            v
+        })
+        .collect();
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", print::fleet(&rows));
+    }
+    if unreadable > 0 {
+        eprintln!(
+            "orionctl: {unreadable} presence message(s) were not JSON objects and are left out"
+        );
+    }
+    Ok(0)
+}
+
+/// Seconds from an RFC 3339 timestamp to `now`.
+fn age_s(t: &Value, now: SystemTime) -> Option<u64> {
+    let t = humantime::parse_rfc3339_weak(t.as_str()?).ok()?;
+    Some(now.duration_since(t).map(|d| d.as_secs()).unwrap_or(0))
 }
 
 async fn watch(cli: &Cli, count: Option<u64>) -> anyhow::Result<u8> {

@@ -164,6 +164,98 @@ fn reasons(v: &Value) -> String {
     }
 }
 
+/// The fleet table of `orionctl list`: one row per instance, already sorted.
+pub fn fleet(rows: &[Value]) -> String {
+    let header = [
+        "INSTANCE",
+        "ROOM",
+        "STATE",
+        "CAMERA",
+        "INFERENCE",
+        "VERSION",
+        "UPTIME",
+        "SINCE",
+    ];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            let state = match (r["state"].as_str(), r["reason"].as_str()) {
+                (Some(st), Some(why)) if st != "online" => format!("{st} ({why})"),
+                (Some(st), _) => st.to_string(),
+                _ => "-".into(),
+            };
+            [
+                s(&r["instance_id"]),
+                s(&r["room_id"]),
+                state,
+                s(&r["camera"]),
+                s(&r["inference"]),
+                r["version"]
+                    .as_str()
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or("-")
+                    .to_string(),
+                r["uptime_s"].as_u64().map_or("-".into(), duration),
+                // Offline: the message's own time (a clean shutdown); a last
+                // will's time is when that process connected, so say so.
+                match (r["since"].as_str(), r["reason"].as_str()) {
+                    (Some(t), _) => short_time(t),
+                    (None, Some("connection_lost")) => "-".into(),
+                    (None, _) => r["timestamp"].as_str().map_or("-".into(), short_time),
+                },
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cols: &[&str]| {
+        let text: Vec<String> = cols
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(&header);
+    for row in &cells {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    if rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "(no instance has published its presence on this broker)"
+        );
+    }
+    out
+}
+
+/// `3d 4h`, `2h 5m`, `4m 10s`, `12s`.
+fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `2026-11-27T21:23:31.782Z` -> `2026-11-27 21:23:31Z`.
+fn short_time(t: &str) -> String {
+    match (t.get(..10), t.get(11..19)) {
+        (Some(day), Some(time)) => format!("{day} {time}Z"),
+        _ => t.to_string(),
+    }
+}
+
 /// One line per watched message.
 pub fn watch_line(topic: &str, payload: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<Value>(payload) else {
@@ -229,6 +321,29 @@ pub fn watch_line(topic: &str, payload: &[u8]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn fleet_table_is_aligned_and_says_unknowns() {
+        let rows = vec![
+            json!({"instance_id": "room-101", "room_id": "101", "state": "online", "camera": "streaming",
+                   "inference": "running", "version": "0.1.0", "uptime_s": 3725,
+                   "since": "2026-11-28T07:00:01.000Z", "timestamp": "2026-11-28T08:00:00.000Z"}),
+            json!({"instance_id": "room-2", "room_id": "2", "state": "offline", "reason": "connection_lost",
+                   "camera": "unknown", "inference": "stopped", "version": "0.1.0", "uptime_s": null,
+                   "timestamp": "2026-11-28T06:00:00.000Z"}),
+        ];
+        let out = fleet(&rows);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "INSTANCE  ROOM  STATE                      CAMERA     INFERENCE  VERSION  UPTIME  SINCE",
+                "room-101  101   online                     streaming  running    0.1.0    1h 2m   2026-11-28 07:00:01Z",
+                "room-2    2     offline (connection_lost)  unknown    stopped    0.1.0    -       -",
+            ]
+        );
+        assert!(fleet(&[]).contains("no instance"));
+    }
 
     #[test]
     fn renders_errors_and_detections() {

@@ -452,7 +452,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
-        let gauges: [(&str, &str, f64); 11] = [
+        let gauges: [(&str, &str, f64); 12] = [
             (
                 "orion_running",
                 "1 while the daemon runs.",
@@ -497,6 +497,11 @@ impl Metrics {
                 "orion_mqtt_connected",
                 "1 while connected to the broker.",
                 b(self.mqtt_connected.get()),
+            ),
+            (
+                "orion_mqtt_duplicate_instance",
+                "1 while another live process uses this instance_id on the broker.",
+                b(self.mqtt_conflict.get().is_some()),
             ),
             (
                 "orion_workers",

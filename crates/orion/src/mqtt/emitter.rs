@@ -8,6 +8,15 @@
 //! reconnects (1 s doubling to 30 s). Publishing is non-blocking: while the broker
 //! is away, or when the client's bounded queue is full, the message is dropped and
 //! counted, never buffered without bound. The last will marks the sensor offline.
+//!
+//! Duplicate instance_id: two processes with one MQTT client id knock each other
+//! off the broker. After every connection the emitter reads the retained presence
+//! of its instance before it says it is connected. When it was just thrown off
+//! and that presence is another live session's, another process took the client
+//! id: it says so once (log, health reason, metric), leaves cleanly (no last will,
+//! so the other's presence stays), and checks every [`CONFLICT_RECHECK`] with a
+//! separate client id, without touching the other's connection, until that
+//! presence goes offline. No reconnect storm, and the other process keeps running.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +31,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::health::metrics::Metrics;
+use crate::mqtt::presence::PresenceMessage;
 
 /// Largest incoming packet accepted; a larger one (only possible on the control
 /// topic) breaks the connection, which is then re-established.
 pub const MAX_INCOMING_PACKET: usize = 4 * 1024 * 1024;
 /// Largest outgoing packet (results and status replies are far smaller).
 const MAX_OUTGOING_PACKET: usize = 1024 * 1024;
+/// While another process holds the instance's client id, how often the emitter
+/// looks whether it went away.
+pub const CONFLICT_RECHECK: Duration = Duration::from_secs(15);
+/// Longest wait for the retained presence when checking with a separate client.
+const PRESENCE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// After the SUBACKs, how long the retained presence may take to arrive (brokers
+/// queue retained messages behind the SUBACK).
+const RETAINED_GRACE: Duration = Duration::from_millis(500);
 
 /// Connection parameters.
 #[derive(Clone)]
@@ -44,6 +62,36 @@ pub struct EmitterSettings {
     pub last_will: Option<(String, Vec<u8>)>,
     /// Topic whose messages go to the control channel.
     pub control_topic: Option<String>,
+    /// This instance's presence topic and session: watched to detect another
+    /// live process with the same instance_id.
+    pub presence: Option<(String, String)>,
+}
+
+impl EmitterSettings {
+    /// Client options for `client_id`, with the last will only when `will`.
+    fn options(&self, client_id: &str, will: bool) -> MqttOptions {
+        let mut opts = MqttOptions::new(client_id, &self.host, self.port);
+        opts.set_keep_alive(self.keep_alive);
+        opts.set_clean_session(true);
+        opts.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
+        if let Some((user, pass)) = &self.credentials {
+            opts.set_credentials(user, pass);
+        }
+        if let Some(tls) = &self.tls {
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
+        }
+        if will && let Some((topic, payload)) = &self.last_will {
+            opts.set_last_will(LastWill::new(
+                topic,
+                payload.clone(),
+                QoS::AtLeastOnce,
+                true,
+            ));
+        }
+        opts
+    }
 }
 
 /// A message that arrived on the control topic.
@@ -78,26 +126,7 @@ impl Emitter {
         control: Option<mpsc::Sender<ControlMessage>>,
         cancel: CancellationToken,
     ) -> Self {
-        let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
-        opts.set_keep_alive(settings.keep_alive);
-        opts.set_clean_session(true);
-        opts.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
-        if let Some((user, pass)) = &settings.credentials {
-            opts.set_credentials(user, pass);
-        }
-        if let Some(tls) = &settings.tls {
-            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                tls.clone(),
-            )));
-        }
-        if let Some((topic, payload)) = &settings.last_will {
-            opts.set_last_will(LastWill::new(
-                topic,
-                payload.clone(),
-                QoS::AtLeastOnce,
-                true,
-            ));
-        }
+        let opts = settings.options(&settings.client_id, true);
         let (client, eventloop) = AsyncClient::new(opts, settings.max_pending);
         let endpoint = format!("{}:{}", settings.host, settings.port);
         let task = tokio::spawn(poll(PollState {
@@ -108,6 +137,7 @@ impl Emitter {
             control_topic: settings.control_topic.clone(),
             control,
             cancel: cancel.clone(),
+            settings: settings.clone(),
         }));
         Self {
             handle: EmitterHandle { client, metrics },
@@ -181,31 +211,164 @@ struct PollState {
     control_topic: Option<String>,
     control: Option<mpsc::Sender<ControlMessage>>,
     cancel: CancellationToken,
+    settings: EmitterSettings,
+}
+
+/// Where a connection is between CONNACK and use.
+#[derive(Debug, Default)]
+struct Joining {
+    /// SUBACKs still to come before the retained presence is awaited.
+    subacks_left: usize,
+    /// Once every SUBACK came: when the wait for the retained presence ends.
+    decide_at: Option<tokio::time::Instant>,
+    /// Another session's online presence, seen while joining.
+    other: Option<PresenceMessage>,
+}
+
+/// Another live session's presence on our topic (`None` for ours, offline ones,
+/// and anything that does not parse).
+fn other_session(payload: &[u8], session: &str) -> Option<PresenceMessage> {
+    let p: PresenceMessage = serde_json::from_slice(payload).ok()?;
+    (p.state == "online" && !p.session.is_empty() && p.session != session).then_some(p)
+}
+
+/// Like [`other_session`], but also another session's last will: when we join
+/// after being thrown off, taking the client id back makes the broker publish
+/// the will of the process that had taken it, before our subscription sees the
+/// retained message.
+fn other_session_or_its_will(payload: &[u8], session: &str) -> Option<PresenceMessage> {
+    let p: PresenceMessage = serde_json::from_slice(payload).ok()?;
+    let live_or_thrown_off = p.state == "online" || p.reason.as_deref() == Some("connection_lost");
+    (live_or_thrown_off && !p.session.is_empty() && p.session != session).then_some(p)
+}
+
+fn describe(p: &PresenceMessage) -> String {
+    format!("host {}, pid {}, started {}", p.host, p.pid, p.started_at)
 }
 
 async fn poll(mut s: PollState) {
     let mut backoff = Backoff::default();
     let mut outage_logged = false;
+    let mut joining: Option<Joining> = None;
+    // The last connection was closed by the broker or the network, not by us.
+    let mut thrown_off = false;
+    // We sent DISCONNECT to make way for another process.
+    let mut yielding = false;
+    let presence = s.settings.presence.clone();
+    let instance = s
+        .settings
+        .presence
+        .as_ref()
+        .and_then(|(t, _)| t.rsplit('/').next())
+        .unwrap_or("?")
+        .to_string();
     loop {
+        let decide_at = joining.as_ref().and_then(|j| j.decide_at);
         let event = tokio::select! {
             _ = s.cancel.cancelled() => break,
-            e = s.eventloop.poll() => e,
+            e = s.eventloop.poll() => Some(e),
+            _ = sleep_until(decide_at) => None,
+        };
+        let Some(event) = event else {
+            // Joined: decide whether another live process holds our instance_id.
+            let other = joining.take().and_then(|j| j.other);
+            match other {
+                Some(other) if thrown_off => {
+                    let reason = format!(
+                        "duplicate instance_id {instance}: another process took the MQTT client id ({})",
+                        describe(&other)
+                    );
+                    if s.metrics.mqtt_conflict.get().is_none() {
+                        tracing::error!(broker = %s.endpoint, "{reason}; standing down until it goes offline");
+                    }
+                    s.metrics.mqtt_conflict.set(Some(reason));
+                    yielding = true;
+                    let _ = s.client.try_disconnect();
+                }
+                other => {
+                    if let Some(other) = other {
+                        tracing::warn!(
+                            "the retained presence of instance_id {instance} is another session's ({}); if that process is alive it will report a duplicate",
+                            describe(&other)
+                        );
+                    }
+                    if s.metrics.mqtt_conflict.get().is_some() {
+                        tracing::info!("the other process with this instance_id is gone");
+                        s.metrics.mqtt_conflict.set(None);
+                    }
+                    thrown_off = false;
+                    s.metrics.mqtt_connected.set(true);
+                    tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
+                }
+            }
+            continue;
         };
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                // Clean session: subscriptions are gone after a reconnect.
-                if let Some(topic) = &s.control_topic
-                    && let Err(e) = s.client.try_subscribe(topic, QoS::AtLeastOnce)
+                // Clean session: subscriptions are gone after a reconnect. The
+                // presence topic first: its retained message arrives before the
+                // SUBACK of the control topic.
+                let mut j = Joining::default();
+                for topic in presence
+                    .iter()
+                    .map(|(t, _)| t)
+                    .chain(s.control_topic.iter())
                 {
-                    tracing::error!(error = %e, "cannot subscribe to the control topic");
+                    match s.client.try_subscribe(topic, QoS::AtLeastOnce) {
+                        Ok(()) => j.subacks_left += 1,
+                        Err(e) => tracing::error!(error = %e, topic, "cannot subscribe"),
+                    }
                 }
                 s.metrics.mqtt_connections.inc();
-                s.metrics.mqtt_connected.set(true);
                 backoff.reset();
                 outage_logged = false;
-                tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
+                if presence.is_some() && j.subacks_left > 0 {
+                    joining = Some(j);
+                } else {
+                    s.metrics.mqtt_connected.set(true);
+                    tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
+                }
+            }
+            Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                if let Some(j) = joining.as_mut() {
+                    j.subacks_left = j.subacks_left.saturating_sub(1);
+                    if j.subacks_left == 0 {
+                        j.decide_at = Some(tokio::time::Instant::now() + RETAINED_GRACE);
+                    }
+                }
             }
             Ok(Event::Incoming(Incoming::Publish(p))) => {
+                if let Some((topic, session)) = &presence
+                    && p.topic == *topic
+                {
+                    match joining.as_mut() {
+                        Some(j) => j.other = other_session_or_its_will(&p.payload, session),
+                        None => {
+                            // Live: another process publishes presence for our
+                            // instance with a client id of its own; it is gone
+                            // when its offline message comes.
+                            let gone = serde_json::from_slice::<PresenceMessage>(&p.payload)
+                                .is_ok_and(|m| m.state == "offline" && m.session != *session);
+                            if gone && s.metrics.mqtt_conflict.get().is_some() {
+                                tracing::info!(
+                                    "the other process with this instance_id went offline"
+                                );
+                                s.metrics.mqtt_conflict.set(None);
+                            }
+                            if let Some(other) = other_session(&p.payload, session) {
+                                let reason = format!(
+                                    "duplicate instance_id {instance}: another process publishes its presence ({})",
+                                    describe(&other)
+                                );
+                                if s.metrics.mqtt_conflict.get().is_none() {
+                                    tracing::error!("{reason}");
+                                }
+                                s.metrics.mqtt_conflict.set(Some(reason));
+                            }
+                        }
+                    }
+                    continue;
+                }
                 if s.control_topic.as_deref() == Some(p.topic.as_str())
                     && let Some(control) = &s.control
                     && control
@@ -219,6 +382,32 @@ async fn poll(mut s: PollState) {
                     tracing::warn!("control queue full; command dropped");
                 }
             }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) if yielding => {
+                s.metrics.mqtt_connected.set(false);
+                s.eventloop.clean();
+                // Wait, without touching the other's connection, until its
+                // presence is no longer online.
+                loop {
+                    tokio::select! {
+                        _ = s.cancel.cancelled() => break,
+                        _ = tokio::time::sleep(CONFLICT_RECHECK) => {}
+                    }
+                    let (topic, session) = presence.clone().unwrap_or_default();
+                    match retained_other_session(&s.settings, &topic, &session).await {
+                        Ok(Some(_)) => {
+                            tracing::debug!("the other process still holds the instance_id")
+                        }
+                        Ok(None) => break,
+                        Err(e) => tracing::debug!(error = %e, "presence check failed"),
+                    }
+                }
+                if s.cancel.is_cancelled() {
+                    break;
+                }
+                tracing::info!("the other process's presence is gone; connecting again");
+                yielding = false;
+                thrown_off = false;
+            }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 s.metrics.mqtt_connected.set(false);
                 tracing::info!("disconnected from MQTT broker");
@@ -226,9 +415,13 @@ async fn poll(mut s: PollState) {
             }
             Ok(_) => {}
             Err(e) => {
-                let was_connected = s.metrics.mqtt_connected.get();
+                let was_connected = s.metrics.mqtt_connected.get() || joining.is_some();
+                joining = None;
                 s.metrics.mqtt_connected.set(false);
                 s.metrics.mqtt_reconnects.inc();
+                if was_connected {
+                    thrown_off = true;
+                }
                 if was_connected || !outage_logged {
                     tracing::warn!(broker = %s.endpoint, error = %e, retry_in_s = backoff.peek().as_secs_f64(), "MQTT connection lost");
                     outage_logged = true;
@@ -243,6 +436,63 @@ async fn poll(mut s: PollState) {
         }
     }
     s.metrics.mqtt_connected.set(false);
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads the retained message of `topic` with a client id of its own (so that
+/// the process holding ours is not disturbed): another live session's presence,
+/// or `None`.
+async fn retained_other_session(
+    settings: &EmitterSettings,
+    topic: &str,
+    session: &str,
+) -> Result<Option<PresenceMessage>, rumqttc::ConnectionError> {
+    let id = format!("{}-check-{}", settings.client_id, std::process::id());
+    let (client, mut events) = AsyncClient::new(settings.options(&id, false), 4);
+    let mut found = None;
+    let check = async {
+        loop {
+            match events.poll().await? {
+                Event::Incoming(Incoming::ConnAck(_)) => {
+                    let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
+                }
+                Event::Incoming(Incoming::Publish(p)) if p.topic == topic => {
+                    found = other_session(&p.payload, session);
+                    return Ok(());
+                }
+                Event::Incoming(Incoming::SubAck(_)) => break,
+                _ => {}
+            }
+        }
+        // The retained message, if any, follows the SUBACK.
+        let grace = tokio::time::sleep(RETAINED_GRACE);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                _ = &mut grace => return Ok(()),
+                e = events.poll() => {
+                    if let Event::Incoming(Incoming::Publish(p)) = e? && p.topic == topic {
+                        found = other_session(&p.payload, session);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    };
+    let r = tokio::time::timeout(PRESENCE_CHECK_TIMEOUT, check).await;
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
+    match r {
+        Ok(Ok(())) => Ok(found),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(rumqttc::ConnectionError::NetworkTimeout),
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +518,7 @@ mod tests {
                 tls: None,
                 last_will: None,
                 control_topic: None,
+                presence: None,
             },
             metrics.clone(),
             None,

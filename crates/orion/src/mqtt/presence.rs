@@ -17,20 +17,106 @@ use crate::health::metrics::Metrics;
 
 const SAMPLE: Duration = Duration::from_millis(200);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Who publishes a presence: one per daemon run. `session` tells two processes
+/// with the same `instance_id` apart (see the duplicate detection in the emitter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub instance_id: String,
+    pub room_id: String,
+    /// `host/pid/start-ms`: unique per daemon run.
+    pub session: String,
+    pub host: String,
+    pub pid: u32,
+    /// When the daemon started (RFC 3339).
+    pub started_at: String,
+}
+
+impl Identity {
+    pub fn new(instance_id: &str, room_id: &str) -> Self {
+        let now = std::time::SystemTime::now();
+        let ms = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let host = hostname();
+        let pid = std::process::id();
+        Self {
+            instance_id: instance_id.into(),
+            room_id: room_id.into(),
+            session: format!("{host}/{pid}/{ms}"),
+            host,
+            pid,
+            started_at: rfc3339(now),
+        }
+    }
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it on success (a truncated name may lack the NUL: handled below).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The retained message on `care/status/{instance_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct PresenceMessage {
     pub instance_id: String,
     pub room_id: String,
     /// `online` or `offline`.
-    pub state: &'static str,
+    pub state: String,
     /// `starting`, `streaming`, `stalled`, `reconnecting`, `failed` (reconnecting
     /// given up), or `unknown` (offline).
-    pub camera: &'static str,
+    pub camera: String,
     /// `starting`, `running`, `paused`, or `stopped`.
-    pub inference: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
+    pub inference: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When this message was made.
     pub timestamp: String,
+    /// Online: since when the camera and inference states are what they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub version: String,
+    /// When the daemon (this session) started.
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub session: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub pid: u32,
+}
+
+impl PresenceMessage {
+    fn new(id: &Identity, state: &str, camera: &str, inference: &str) -> Self {
+        Self {
+            instance_id: id.instance_id.clone(),
+            room_id: id.room_id.clone(),
+            state: state.into(),
+            camera: camera.into(),
+            inference: inference.into(),
+            reason: None,
+            timestamp: rfc3339(std::time::SystemTime::now()),
+            since: None,
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_at: id.started_at.clone(),
+            session: id.session.clone(),
+            host: id.host.clone(),
+            pid: id.pid,
+        }
+    }
 }
 
 /// The camera state as the status topic reports it.
@@ -59,25 +145,18 @@ fn inference_state(m: &Metrics) -> &'static str {
     }
 }
 
-/// Offline presence: the last will (reason `connection_lost`) and the message
+/// Offline presence: the last will (reason `connection_lost`; its `timestamp` is
+/// when the daemon connected, since a will is fixed then) and the message
 /// published at a clean shutdown (reason `shutdown`).
-pub fn offline(instance_id: &str, room_id: &str, reason: &'static str) -> Vec<u8> {
-    let msg = PresenceMessage {
-        instance_id: instance_id.into(),
-        room_id: room_id.into(),
-        state: "offline",
-        camera: "unknown",
-        inference: "stopped",
-        reason: Some(reason),
-        timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-    };
+pub fn offline(id: &Identity, reason: &str) -> Vec<u8> {
+    let mut msg = PresenceMessage::new(id, "offline", "unknown", "stopped");
+    msg.reason = Some(reason.into());
     serde_json::to_vec(&msg).unwrap_or_default()
 }
 
 pub struct Presence {
     pub topic: String,
-    pub instance_id: String,
-    pub room_id: String,
+    pub identity: Identity,
     pub stall_timeout: Duration,
     pub metrics: Arc<Metrics>,
     pub emitter: EmitterHandle,
@@ -87,31 +166,30 @@ impl Presence {
     /// Publishes online presence on every change until `cancel`.
     pub async fn run(self, cancel: CancellationToken) {
         let mut last: Option<(&str, &str, u64)> = None;
+        let mut since: Option<((&str, &str), String)> = None;
         let mut ticker = tokio::time::interval(SAMPLE);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = ticker.tick() => {}
             }
+            let camera = camera_state(&self.metrics, self.stall_timeout);
+            let inference = inference_state(&self.metrics);
+            if since
+                .as_ref()
+                .is_none_or(|(s, _)| *s != (camera, inference))
+            {
+                since = Some(((camera, inference), rfc3339(std::time::SystemTime::now())));
+            }
             if !self.metrics.mqtt_connected.get() {
                 continue;
             }
-            let camera = camera_state(&self.metrics, self.stall_timeout);
-            let inference = inference_state(&self.metrics);
             let now = (camera, inference, self.metrics.mqtt_connections.get());
             if last == Some(now) {
                 continue;
             }
-            let msg = PresenceMessage {
-                instance_id: self.instance_id.clone(),
-                room_id: self.room_id.clone(),
-                state: "online",
-                camera,
-                inference,
-                reason: None,
-                timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now())
-                    .to_string(),
-            };
+            let mut msg = PresenceMessage::new(&self.identity, "online", camera, inference);
+            msg.since = since.as_ref().map(|(_, t)| t.clone());
             let Ok(payload) = serde_json::to_vec(&msg) else {
                 continue;
             };
@@ -138,11 +216,17 @@ mod tests {
         assert_eq!(camera_state(&m, stall), "streaming");
         m.stream_up.set(false);
         assert_eq!(camera_state(&m, stall), "reconnecting");
-        let v: serde_json::Value =
-            serde_json::from_slice(&offline("cam", "room", "shutdown")).unwrap();
+        let id = Identity::new("cam", "room");
+        let v: serde_json::Value = serde_json::from_slice(&offline(&id, "shutdown")).unwrap();
         assert_eq!(
             (v["state"].as_str(), v["reason"].as_str()),
             (Some("offline"), Some("shutdown"))
+        );
+        assert_eq!(v["session"], id.session);
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert!(
+            id.session
+                .starts_with(&format!("{}/{}/", id.host, std::process::id()))
         );
     }
 }
