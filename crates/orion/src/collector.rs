@@ -1,7 +1,7 @@
 //! Result collector: fan-in of every worker's results, enrichment into the
 //! published inference message, hand-off to the emitter.
 //!
-//! Owns the shape of the inference message (SPEC §2.6). It stops when every worker
+//! Owns the shape of the inference message (docs/results.md). It stops when every worker
 //! supervisor has dropped its sender (then nothing more can arrive) or on cancel.
 //! It never waits for the broker: the emitter's publish is non-blocking.
 

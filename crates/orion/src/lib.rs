@@ -3,7 +3,7 @@
 //! Watches a camera, finds people with an ONNX model running in supervised worker
 //! processes, and publishes detections over MQTT.
 //!
-//! ## Layout (the data flow of SPEC §1, one module per stage)
+//! ## Layout (the data flow of docs/design.md, one module per stage)
 //! - [`config`]: the YAML schema, defaults, validate-all.
 //! - [`stream`]: GStreamer sources (test, file, RTSP) -> newest-frame slot; warm-up.
 //! - [`attention`]: the rate gate and ROI attention (crop + model size).

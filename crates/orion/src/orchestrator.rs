@@ -1,4 +1,4 @@
-//! The orchestrator: builds the components in the start-up order of SPEC §2.7, runs
+//! The orchestrator: builds the components in start-up order (docs/design.md), runs
 //! the frame consumer and the stats logger, and tears everything down in order.
 //!
 //! Start-up: health HTTP and the embedded broker if configured (so that liveness
@@ -71,7 +71,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if broker == BrokerAddr::Embedded {
         mqtt::broker::start_or_join(config.mqtt.embedded_listen).await?;
     }
-    let tls = if config.mqtt.tls.enabled {
+    let tls = if config.mqtt.tls.enabled || matches!(broker, BrokerAddr::External { tls: true, .. })
+    {
         Some(mqtt::tls::client_config(config.mqtt.tls.ca_file.as_deref()).context("mqtt.tls")?)
     } else {
         None
@@ -128,7 +129,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             let a = config.mqtt.embedded_listen;
             (a.ip().to_string(), a.port())
         }
-        BrokerAddr::External { host, port } => (host, port),
+        BrokerAddr::External { host, port, .. } => (host, port),
     };
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let emitter = Emitter::start(

@@ -183,8 +183,9 @@ fn tls_with_a_ca_file() {
         )
     });
     let ca_s = ca.to_string_lossy().into_owned();
-    let daemon = Daemon::start(&common::config("sec-tls", &broker.url(), |c| {
-        common::set(c, "mqtt.tls.enabled", true);
+    // mqtts:// implies TLS (no mqtt.tls.enabled needed).
+    let tls_url = broker.url().replace("mqtt://", "mqtts://");
+    let daemon = Daemon::start(&common::config("sec-tls", &tls_url, |c| {
         common::set(c, "mqtt.tls.ca_file", ca_s.clone());
     }));
     // orionctl over the same TLS listener: the daemon answers, so it is connected.
@@ -201,7 +202,17 @@ fn tls_with_a_ca_file() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON reply");
     assert_eq!(v["data"]["emitter"]["connected"], true);
-    assert_eq!(v["data"]["config"]["mqtt"]["tls"]["enabled"], true);
+    assert_eq!(v["data"]["config"]["mqtt"]["broker"], tls_url.as_str());
+    // orionctl with an mqtts:// broker address.
+    let out = common::orionctl(&tls_url, "sec-tls")
+        .args(["--ca-file", &ca_s, "--timeout", "5", "--json", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     common::wait_until(
         "inferences published over TLS",
         Duration::from_secs(30),

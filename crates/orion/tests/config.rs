@@ -123,16 +123,28 @@ fn broker_addresses() {
         BrokerAddr::parse("mqtt://127.0.0.1:1884"),
         Ok(BrokerAddr::External {
             host: "127.0.0.1".into(),
-            port: 1884
+            port: 1884,
+            tls: false
         })
     );
     assert_eq!(
         BrokerAddr::parse("mqtt://[::1]:1883"),
         Ok(BrokerAddr::External {
             host: "::1".into(),
-            port: 1883
+            port: 1883,
+            tls: false
         })
     );
+    assert_eq!(
+        BrokerAddr::parse("mqtts://broker.example"),
+        Ok(BrokerAddr::External {
+            host: "broker.example".into(),
+            port: 8883,
+            tls: true
+        })
+    );
+    let e = BrokerAddr::parse("ssl://broker:8883").unwrap_err();
+    assert!(e.contains("mqtts://"), "{e}");
     assert!(BrokerAddr::parse("mqtt://host:0").is_err());
     assert!(BrokerAddr::parse("mqtt://:1883").is_err());
 }
@@ -290,4 +302,41 @@ fn a_v4l2_camera_needs_an_absolute_device_path() {
     assert!(has(&p, "camera.device", "absolute device path"), "{p:?}");
     let e = Config::parse("camera: { source: v4l2, v4l2_format: h264 }").unwrap_err();
     assert!(e.contains("mjpeg"), "{e}");
+}
+
+#[test]
+fn help_goes_to_stdout_and_exits_zero() {
+    let out = common::oriond().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("usage: oriond") && text.contains("SIGHUP"), "{text}");
+    assert!(out.stderr.is_empty());
+    let out = common::oriond().arg("--bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument `--bogus`"));
+    // Every orionctl subcommand has a help line.
+    let out = common::orionctl("mqtt://127.0.0.1:1", "x").arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let commands: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(commands.len() >= 12, "{text}");
+    for line in commands {
+        assert!(line.split_whitespace().count() >= 2, "no help for `{line}`");
+    }
+    for sub in [["rois", "--help"], ["autofocus", "--help"]] {
+        let out = common::orionctl("mqtt://127.0.0.1:1", "x").args(sub).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text
+            .lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+        {
+            assert!(line.split_whitespace().count() >= 2, "{sub:?}: no help for `{line}`");
+        }
+    }
 }

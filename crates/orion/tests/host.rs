@@ -290,3 +290,164 @@ fn a_running_daemon_is_listed_with_its_version() {
     assert!(rows[0]["uptime_s"].as_u64().is_some(), "{}", rows[0]);
     assert!(rows[0]["since"].as_str().is_some(), "{}", rows[0]);
 }
+
+#[test]
+fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
+    let broker = Mosquitto::start();
+    let results = common::Subscriber::connect(broker.port, "care/inferences/host-hup/#");
+    let daemon = Daemon::start(&common::config("host-hup", &broker.url(), |_| {}));
+    results.wait_for(Duration::from_secs(60), |_, _| Some(()));
+    let path = daemon.dir.path().join("orion.yaml");
+    let original = std::fs::read_to_string(&path).expect("config");
+    let health = format!("127.0.0.1:{}", daemon.health_port);
+
+    // A valid change: the new room shows in the results after an ordered restart.
+    let mut v: serde_yaml::Value = serde_yaml::from_str(&original).unwrap();
+    common::set(&mut v, "room_id", "room-after-reload");
+    common::set(&mut v, "health.listen", health.as_str());
+    std::fs::write(&path, serde_yaml::to_string(&v).unwrap()).unwrap();
+    daemon.signal(libc::SIGHUP);
+    results.wait_for(Duration::from_secs(60), |_, p| {
+        let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+        (v["room_id"] == "room-after-reload").then_some(())
+    });
+    assert!(
+        daemon.log().contains("SIGHUP: config is valid"),
+        "{}",
+        daemon.log()
+    );
+    assert!(common::alive(daemon.pid()));
+    // One worker process, not two: the old one was stopped.
+    common::wait_until("one worker", Duration::from_secs(10), || {
+        (common::children_of(daemon.pid()).len() == 1).then_some(())
+    });
+
+    // An invalid change is reported and changes nothing.
+    std::fs::write(&path, original.replace("width: 640", "width: 641")).unwrap();
+    daemon.signal(libc::SIGHUP);
+    common::wait_until("the refusal in the log", Duration::from_secs(10), || {
+        daemon
+            .log()
+            .contains("the running config stays")
+            .then_some(())
+    });
+    assert!(
+        daemon
+            .log()
+            .contains("stream.width: 641 must be a multiple of 4")
+    );
+    results.drain();
+    results.wait_for(Duration::from_secs(20), |_, p| {
+        let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+        assert_eq!(v["room_id"], "room-after-reload");
+        Some(())
+    });
+}
+
+#[test]
+fn the_service_install_lays_out_a_prefix_that_runs_and_a_unit_that_verifies() {
+    let root = common::repo_root();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let prefix = tmp.path().join("opt/orion");
+    let etc = tmp.path().join("etc/orion");
+    let units = tmp.path().join("units");
+    let install = || {
+        let out = Command::new(root.join("packaging/install.sh"))
+            .arg("--prefix")
+            .arg(&prefix)
+            .arg("--etc")
+            .arg(&etc)
+            .arg("--unit-dir")
+            .arg(&units)
+            .args([
+                "--python",
+                &common::venv_python(),
+                "--no-user",
+                "--no-systemctl",
+            ])
+            .output()
+            .expect("run install.sh");
+        assert!(
+            out.status.success(),
+            "install.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    install();
+    for f in [
+        "bin/oriond",
+        "bin/orionctl",
+        "models/ssdlite_mobilenet_v2_coco.onnx",
+        "share/demo.mp4",
+        "docs/deploy.md",
+    ] {
+        assert!(prefix.join(f).is_file(), "{f} not installed");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let env_mode = std::fs::metadata(etc.join("orion.env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(env_mode & 0o777, 0o640, "secrets file mode");
+
+    // The unit: no warning, no error from systemd's own checker.
+    let unit = units.join("orion.service");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains(&format!(
+        "ExecStart={}/bin/oriond --config {}/orion.yaml",
+        prefix.display(),
+        etc.display()
+    )));
+    assert!(text.contains(&format!("EnvironmentFile=-{}/orion.env", etc.display())));
+
+    // The installed daemon runs the installed config from anywhere (paths are
+    // absolute), here against the test's broker.
+    let broker = Mosquitto::start();
+    let config = etc.join("orion.yaml");
+    let mut v: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    common::set(&mut v, "mqtt.broker", broker.url());
+    common::set(
+        &mut v,
+        "health.listen",
+        format!("127.0.0.1:{}", common::free_port()),
+    );
+    common::set(&mut v, "stream.warmup_duration_s", 1.0);
+    common::set(&mut v, "instance_id", "host-installed");
+    std::fs::write(&config, serde_yaml::to_string(&v).unwrap()).unwrap();
+    let results = common::Subscriber::connect(broker.port, "care/inferences/host-installed/#");
+    let mut child = Command::new(prefix.join("bin/oriond"))
+        .arg("--config")
+        .arg(&config)
+        .current_dir("/")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the installed oriond");
+    let detection = results.wait_for(Duration::from_secs(60), |_, p| {
+        let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+        (v["data"]["count"].as_u64() >= Some(1)).then_some(v)
+    });
+    assert_eq!(detection["instance_id"], "host-installed");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+
+    // An upgrade keeps the operator's config.
+    install();
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("host-installed")
+    );
+}

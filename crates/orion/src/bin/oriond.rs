@@ -4,6 +4,10 @@
 //! oriond [--config PATH]             run (default config/orion.yaml)
 //! oriond validate --config PATH      check a config file and print every problem
 //! ```
+//!
+//! Signals: SIGTERM / SIGINT shut down in order (a second one exits at once);
+//! SIGHUP re-reads the config file and, when it is valid, restarts every
+//! component in order with it (an invalid file is reported and changes nothing).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +15,7 @@ use std::process::ExitCode;
 use orion::config::{Config, ConfigError};
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: oriond [--config PATH]\n       oriond validate [--config PATH]\n\nDefault config: config/orion.yaml. Logging: RUST_LOG (default info).";
+const USAGE: &str = "usage: oriond [--config PATH]\n       oriond validate [--config PATH]\n\nRuns the Orion sensor daemon (or checks a config file and prints every problem).\nDefault config: config/orion.yaml; relative paths in it are resolved against the\nworking directory. Logging: RUST_LOG (default info).\nSignals: SIGTERM/SIGINT shut down in order; SIGHUP reloads the config file.";
 
 enum Mode {
     Run,
@@ -28,7 +32,10 @@ fn parse_args() -> Result<(Mode, PathBuf), String> {
             "--config" | "-c" => {
                 config = args.next().ok_or("--config needs a path")?.into();
             }
-            "--help" | "-h" => return Err(String::new()),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--version" | "-V" => {
                 println!("oriond {}", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
@@ -96,15 +103,60 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        if let Err(e) = install_signal_handlers(shutdown.clone()) {
-            tracing::error!(error = %e, "cannot install signal handlers");
-            return ExitCode::FAILURE;
-        }
-        match orion::orchestrator::run(config, shutdown).await {
+    let code =
+        runtime.block_on(async {
+            let shutdown = CancellationToken::new();
+            if let Err(e) = install_signal_handlers(shutdown.clone()) {
+                tracing::error!(error = %e, "cannot install signal handlers");
+                return ExitCode::FAILURE;
+            }
+            let mut hangup =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot install the SIGHUP handler");
+                        return ExitCode::FAILURE;
+                    }
+                };
+            run_with_reloads(config, &path, shutdown, &mut hangup).await
+        });
+    // Don't wait for stray blocking tasks; children are killed on drop.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
+}
+
+/// Runs the daemon; on SIGHUP with a valid config file, shuts it down in order and
+/// runs it again with the new config.
+async fn run_with_reloads(
+    mut config: Config,
+    path: &std::path::Path,
+    shutdown: CancellationToken,
+    hangup: &mut tokio::signal::unix::Signal,
+) -> ExitCode {
+    loop {
+        let this_run = shutdown.child_token();
+        let run = orion::orchestrator::run(config, this_run.clone());
+        tokio::pin!(run);
+        let mut next: Option<Config> = None;
+        let result = loop {
+            tokio::select! {
+                r = &mut run => break r,
+                _ = hangup.recv(), if next.is_none() => match Config::load(path) {
+                    Ok(c) => {
+                        tracing::info!(config = %path.display(), "SIGHUP: config is valid; restarting every component with it");
+                        next = Some(c);
+                        this_run.cancel();
+                    }
+                    Err(e) => tracing::error!("SIGHUP: {e}; the running config stays"),
+                },
+            }
+        };
+        let code = match result {
             Ok(report) if report.late.is_empty() => {
-                tracing::info!(took_ms = report.took.as_millis() as u64, "shutdown complete");
+                tracing::info!(
+                    took_ms = report.took.as_millis() as u64,
+                    "shutdown complete"
+                );
                 ExitCode::SUCCESS
             }
             Ok(report) => {
@@ -113,13 +165,17 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 tracing::error!("fatal: {e:#}");
-                ExitCode::FAILURE
+                return ExitCode::FAILURE;
             }
+        };
+        match next {
+            Some(c) if !shutdown.is_cancelled() => {
+                tracing::info!("config reloaded; starting again");
+                config = c;
+            }
+            _ => return code,
         }
-    });
-    // Don't wait for stray blocking tasks; children are killed on drop.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    code
+    }
 }
 
 /// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.

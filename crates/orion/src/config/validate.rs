@@ -27,11 +27,14 @@ pub enum BrokerAddr {
     External {
         host: String,
         port: u16,
+        /// `mqtts://`: TLS implied (as `mqtt.tls.enabled: true`).
+        tls: bool,
     },
 }
 
 impl BrokerAddr {
-    /// Parses `embedded` or `mqtt://host[:port]`. Error messages never repeat
+    /// Parses `embedded`, `mqtt://host[:port]` (default port 1883) or
+    /// `mqtts://host[:port]` (TLS, default port 8883). Error messages never repeat
     /// credentials written into the URL (`mqtt://user:pass@host` is refused with
     /// the password shown as `***`).
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -39,9 +42,13 @@ impl BrokerAddr {
             return Ok(Self::Embedded);
         }
         let shown = super::redact_url(s);
-        let Some(rest) = s.strip_prefix("mqtt://") else {
+        let (rest, tls, default_port) = if let Some(rest) = s.strip_prefix("mqtt://") {
+            (rest, false, 1883)
+        } else if let Some(rest) = s.strip_prefix("mqtts://") {
+            (rest, true, 8883)
+        } else {
             return Err(format!(
-                "`{shown}` is not a broker address; allowed: `embedded` or `mqtt://host:port`"
+                "`{shown}` is not a broker address; allowed: `embedded`, `mqtt://host:port`, or `mqtts://host:port` for TLS"
             ));
         };
         let authority = rest.split('/').next().unwrap_or_default();
@@ -59,7 +66,7 @@ impl BrokerAddr {
                     .ok_or_else(|| format!("port `{port}` must be a number in 1..=65535"))?;
                 (host, port)
             }
-            _ => (rest, 1883),
+            _ => (rest, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains(['/', '@', ' ']) {
@@ -70,6 +77,7 @@ impl BrokerAddr {
         Ok(Self::External {
             host: host.to_string(),
             port,
+            tls,
         })
     }
 }
@@ -480,8 +488,11 @@ impl Config {
             );
         }
         if let Some(ca) = &m.tls.ca_file {
-            if !m.tls.enabled {
-                c.fail("mqtt.tls.ca_file", "is set but mqtt.tls.enabled is false");
+            if !m.tls.enabled && !m.broker.starts_with("mqtts://") {
+                c.fail(
+                    "mqtt.tls.ca_file",
+                    "is set but mqtt.tls.enabled is false (and mqtt.broker is not mqtts://)",
+                );
             }
             if !ca.is_file() {
                 c.fail(

@@ -219,9 +219,9 @@ struct Connection {
 
 impl Connection {
     async fn open(cli: &Cli, subscriptions: &[String], timeout: Duration) -> anyhow::Result<Self> {
-        let (host, port) = match BrokerAddr::parse(&cli.broker).map_err(anyhow::Error::msg)? {
-            BrokerAddr::External { host, port } => (host, port),
-            BrokerAddr::Embedded => bail!("--broker must be mqtt://host:port"),
+        let (host, port, tls) = match BrokerAddr::parse(&cli.broker).map_err(anyhow::Error::msg)? {
+            BrokerAddr::External { host, port, tls } => (host, port, tls),
+            BrokerAddr::Embedded => bail!("--broker must be mqtt://host:port or mqtts://host:port"),
         };
         let id = format!("orionctl-{}-{}", std::process::id(), nanos() % 1_000_000);
         let mut opts = MqttOptions::new(id, host, port);
@@ -230,7 +230,7 @@ impl Connection {
         if let Some(user) = &cli.username {
             opts.set_credentials(user, cli.password.clone().unwrap_or_default());
         }
-        if cli.tls || cli.ca_file.is_some() {
+        if tls || cli.tls || cli.ca_file.is_some() {
             let tls = crate::mqtt::tls::client_config(cli.ca_file.as_deref())?;
             opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
         }

@@ -47,6 +47,15 @@ pub enum Serving {
 /// Starts the broker listening on `addr`, or, when `addr` is in use by an MQTT
 /// broker already, uses that one.
 pub async fn start_or_join(addr: SocketAddr) -> Result<Serving, BrokerError> {
+    // rumqttd cannot be stopped: after a config reload (SIGHUP) the broker this
+    // process started is still there, and is simply used again.
+    if started_here()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&addr)
+    {
+        return Ok(Serving::Embedded);
+    }
     match start(addr) {
         Ok(()) => Ok(Serving::Embedded),
         Err(BrokerError::Bind { cause, .. }) if cause.kind() == std::io::ErrorKind::AddrInUse => {
@@ -95,6 +104,13 @@ async fn speaks_mqtt(addr: SocketAddr) -> bool {
     answer
 }
 
+/// Addresses of the brokers this process started (they live as long as it).
+fn started_here() -> &'static std::sync::Mutex<Vec<SocketAddr>> {
+    static STARTED: std::sync::OnceLock<std::sync::Mutex<Vec<SocketAddr>>> =
+        std::sync::OnceLock::new();
+    STARTED.get_or_init(Default::default)
+}
+
 /// Starts the broker listening on `addr`.
 pub fn start(addr: SocketAddr) -> Result<(), BrokerError> {
     // rumqttd only logs a failed bind from inside its server thread; check first so
@@ -139,6 +155,10 @@ pub fn start(addr: SocketAddr) -> Result<(), BrokerError> {
             }
         })
         .map_err(BrokerError::Thread)?;
+    started_here()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(addr);
     tracing::info!(%addr, "embedded MQTT broker started");
     Ok(())
 }
