@@ -112,6 +112,10 @@ fn a_worker_that_always_crashes_stops_being_restarted_and_says_so() {
         daemon.log().contains("cannot start"),
         "worker stderr reaches the log"
     );
+    // The log counts restarts the way the metric does.
+    let log = daemon.log();
+    assert_eq!(log.matches("worker failed; restarting").count(), 2, "{log}");
+    assert!(log.contains("restart=2") && log.contains("restarts stopped after 2 restart(s)"), "{log}");
 }
 
 #[test]

@@ -231,7 +231,9 @@ impl Supervisor {
                         self.give_up(&e, failures.len(), &cancel).await;
                         return;
                     }
-                    tracing::warn!(error = %e, retry_in_s = backoff.peek().as_secs_f64(), "worker failed; restarting");
+                    // `restart` is the number orion_worker_restarts_total reaches
+                    // when this restart happens.
+                    tracing::warn!(error = %e, restart = self.metrics.restarts.get() + 1, retry_in_s = backoff.peek().as_secs_f64(), "worker failed; restarting");
                 }
             }
             let delay = tokio::time::sleep(backoff.next_delay());
@@ -257,8 +259,10 @@ impl Supervisor {
     async fn give_up(&mut self, last: &LifetimeError, count: usize, cancel: &CancellationToken) {
         self.metrics.failed.set(true);
         let message = format!(
-            "worker {} failed {count} times within {:?}; restarts stopped (last error: {last})",
-            self.spec.id, self.spec.restart_window
+            "worker {} failed {count} times within {:?}; restarts stopped after {} restart(s) (last error: {last})",
+            self.spec.id,
+            self.spec.restart_window,
+            self.metrics.restarts.get()
         );
         match &self.alerts {
             Some(a) => a.send(Alert {

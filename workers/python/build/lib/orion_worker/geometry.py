@@ -1,0 +1,104 @@
+"""Geometry shared by detectors: crops, mapping back to the full frame, NMS,
+suggested ROI. Boxes are numpy arrays of [x1, y1, x2, y2] in pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A crop of the full frame, in full-frame pixels."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @staticmethod
+    def from_roi(roi: Optional[dict[str, Any]], frame_width: int, frame_height: int) -> "Crop":
+        """The crop of `roi_processing`, clamped to the frame; full frame if absent."""
+        if not roi or "crop" not in roi:
+            return Crop(0, 0, frame_width, frame_height)
+        c = roi["crop"]
+        x = min(max(int(c["x"]), 0), frame_width - 1)
+        y = min(max(int(c["y"]), 0), frame_height - 1)
+        w = min(max(int(c["width"]), 1), frame_width - x)
+        h = min(max(int(c["height"]), 1), frame_height - y)
+        return Crop(x, y, w, h)
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        return frame[self.y : self.y + self.height, self.x : self.x + self.width]
+
+
+def crop_to_frame(boxes: np.ndarray, crop: Crop) -> np.ndarray:
+    """Shifts boxes given in crop pixels to full-frame pixels, clipped to the crop."""
+    if boxes.size == 0:
+        return boxes.reshape(0, 4)
+    out = boxes.astype(np.float64).copy()
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, crop.width) + crop.x
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, crop.height) + crop.y
+    return out
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.45) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best = order[0]
+        keep.append(int(best))
+        if order.size == 1:
+            break
+        rest = order[1:]
+        order = rest[iou(boxes[best], boxes[rest]) <= iou_threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def suggested_roi(boxes: np.ndarray, frame_width: int, frame_height: int, expand: float = 0.15) -> Optional[dict[str, float]]:
+    """All boxes merged, grown by `expand` of their size (centered), normalized and
+    clipped to the frame; None without boxes."""
+    if boxes.size == 0:
+        return None
+    x1, y1 = boxes[:, 0].min(), boxes[:, 1].min()
+    x2, y2 = boxes[:, 2].max(), boxes[:, 3].max()
+    dx, dy = (x2 - x1) * expand / 2, (y2 - y1) * expand / 2
+    nx1, ny1 = max(0.0, (x1 - dx) / frame_width), max(0.0, (y1 - dy) / frame_height)
+    nx2, ny2 = min(1.0, (x2 + dx) / frame_width), min(1.0, (y2 + dy) / frame_height)
+    return {"x": float(nx1), "y": float(ny1), "width": float(nx2 - nx1), "height": float(ny2 - ny1)}
+
+
+def resize_bilinear(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of an HxWxC uint8 image (pixel-center aligned), vectorized."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    ys = (np.arange(height, dtype=np.float32) + 0.5) * (h / height) - 0.5
+    xs = (np.arange(width, dtype=np.float32) + 0.5) * (w / width) - 0.5
+    ys = np.clip(ys, 0, h - 1)
+    xs = np.clip(xs, 0, w - 1)
+    y0 = np.floor(ys).astype(np.int64)
+    x0 = np.floor(xs).astype(np.int64)
+    y1 = np.minimum(y0 + 1, h - 1)
+    x1 = np.minimum(x0 + 1, w - 1)
+    wy = (ys - y0)[:, None, None]
+    wx = (xs - x0)[None, :, None]
+    img = image.astype(np.float32)
+    top = img[y0][:, x0] * (1 - wx) + img[y0][:, x1] * wx
+    bottom = img[y1][:, x0] * (1 - wx) + img[y1][:, x1] * wx
+    out = top * (1 - wy) + bottom * wy
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

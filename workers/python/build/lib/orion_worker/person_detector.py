@@ -1,0 +1,130 @@
+"""The shipped person detector worker.
+
+Started by the daemon as `<command> --confidence C --model-name NAME --model-format
+ssd|yolo` plus either `--model PATH [--input-size N]` or one `--variant SIZE=PATH`
+per model input size (see docs/worker-protocol.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from . import protocol
+from .detectors import ModelSet, load_model_set
+from .geometry import Crop, crop_to_frame, suggested_roi
+from .sdk import Worker, protocol_stdout, serve, setup_logging
+
+log = logging.getLogger("orion_worker.person_detector")
+
+
+class PersonDetector(Worker):
+    inference_type = "person_detection"
+
+    def __init__(self, models: ModelSet, confidence: float, threads: int = 1) -> None:
+        self.models = models
+        self.confidence = confidence
+        self.threads = threads
+        self._swap = threading.Lock()
+
+    def model_info(self) -> dict[str, Any]:
+        return protocol.model_info(self.models.name, self.models.input_size)
+
+    def detect(self, image: np.ndarray, crop: Crop, target_size: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, Any]]:
+        """Boxes in full-frame pixels, scores, timings and the model used."""
+        started = time.perf_counter()
+        detector = self.models.pick(target_size)
+        found = detector.detect(crop.apply(image), self.confidence)
+        boxes = crop_to_frame(found.boxes, crop)
+        total = (time.perf_counter() - started) * 1e3
+        timings = protocol.timing(found.preprocess_ms, found.inference_ms, found.postprocess_ms, total)
+        return boxes, found.scores, timings, protocol.model_info(self.models.name, detector.input_size)
+
+    def process(self, image: np.ndarray, crop: Crop, frame: dict[str, Any]) -> dict[str, Any]:
+        meta = frame.get("meta") or {}
+        roi = meta.get("roi_processing") or {}
+        target = roi.get("target_size") if isinstance(roi.get("target_size"), int) else None
+        boxes, scores, timings, model = self.detect(image, crop, target)
+        detections = [
+            protocol.detection(protocol.rect(b[0], b[1], b[2] - b[0], b[3] - b[1]), s, "person")
+            for b, s in zip(boxes, scores)
+        ]
+        return protocol.result(
+            frame_seq=frame.get("seq", 0),
+            trace_id=str(meta.get("trace_id", "")),
+            inference_type=self.inference_type,
+            detections=detections,
+            model=model,
+            timing=timings,
+            suggested_roi=suggested_roi(boxes, image.shape[1], image.shape[0]),
+        )
+
+    def command(self, name: str, params: dict[str, str]) -> tuple[bool, str]:
+        if name == "set_model":
+            with self._swap:
+                # Load completely before swapping: on any failure the old model
+                # stays. Frames keep being served meanwhile (the SDK runs commands
+                # off the frame loop).
+                try:
+                    new = load_model_set(params, self.threads)
+                except Exception as e:
+                    return False, f"cannot load model {params.get('size', '?')}: {e}"
+                self.models = new
+                return True, f"model {new.name} loaded (inputs {sorted(new.detectors)})"
+        return super().command(name, params)
+
+
+def params_from_args(args: argparse.Namespace) -> dict[str, str]:
+    params = {"size": args.model_name, "format": args.model_format}
+    if args.model:
+        params["path"] = args.model
+    if args.input_size:
+        params["input_size"] = str(args.input_size)
+    for v in args.variant:
+        size, sep, path = v.partition("=")
+        if not sep or not size.isdigit():
+            raise ValueError(f"--variant must be SIZE=PATH, got `{v}`")
+        params[f"variant_{size}"] = path
+    return params
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="orion-person-detector", description=__doc__)
+    p.add_argument("--model", help="ONNX model file (one model for every crop)")
+    p.add_argument("--variant", action="append", default=[], metavar="SIZE=PATH", help="model file per input size")
+    p.add_argument("--model-name", default="ssdlite", help="catalog name reported in results")
+    p.add_argument("--model-format", choices=["ssd", "yolo"], default="ssd")
+    p.add_argument("--input-size", type=int, default=None, help="YOLO input size of --model (320, 640)")
+    p.add_argument("--confidence", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # The daemon owns shutdown (it closes stdin): a Ctrl-C meant for it must not
+    # kill the worker mid-frame.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
+    # Claim stdout for the protocol before anything (onnxruntime included) can print.
+    out = protocol_stdout()
+    try:
+        models = load_model_set(params_from_args(args), args.threads)
+    except Exception as e:
+        log.error("cannot load model %s: %s", args.model_name, e)
+        protocol.write_message(out, protocol.error(f"cannot load model {args.model_name}: {e}", fatal=True))
+        return 1
+    log.info("model %s loaded (inputs %s)", models.name, sorted(models.detectors))
+    return serve(PersonDetector(models, args.confidence, args.threads), stdout=out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
