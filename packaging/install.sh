@@ -67,8 +67,13 @@ else
     say "worker venv -> $PREFIX/venv (pip, a minute the first time)"
     [ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
     "$PREFIX/venv/bin/pip" install -q --upgrade pip
-    # Not editable: the service must not depend on this checkout.
-    "$PREFIX/venv/bin/pip" install -q --upgrade ./workers/python
+    # Not editable: the service must not depend on this checkout. Built from a
+    # copy, so that the checkout gets no build/ folder.
+    src=$(mktemp -d)
+    cp -r workers/python "$src/"
+    rm -rf "$src/python/build" "$src/python"/*.egg-info
+    "$PREFIX/venv/bin/pip" install -q --upgrade "$src/python"
+    rm -rf "$src"
     "$PREFIX/venv/bin/python" -m compileall -q "$PREFIX/venv" >/dev/null || true
     WORKER_PYTHON=$PREFIX/venv/bin/python
 fi

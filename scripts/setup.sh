@@ -50,7 +50,7 @@ command -v cargo >/dev/null || { say "cargo not found: install the Rust toolchai
 if [ ! -x .venv/bin/python ]; then
     step "create the Python venv" python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import orion_worker, onnxruntime, numpy, msgpack, pytest, PIL, onnx, prometheus_client' 2>/dev/null; then
+if ! .venv/bin/python -c 'import orion_worker, onnxruntime, openvino, cv2, numpy, msgpack, pytest, PIL, onnx, prometheus_client' 2>/dev/null; then
     step "upgrade pip" .venv/bin/pip install -q --upgrade pip
     step "install the Python worker" .venv/bin/pip install -q -e 'workers/python[test]'
 fi

@@ -100,9 +100,11 @@ pub fn to_worker() -> Vec<(&'static str, ToWorker<'static>)> {
 
 /// `(fixture file name, message)` for every message a worker sends.
 pub fn from_worker() -> Vec<(&'static str, FromWorker)> {
+    // Without `backend` (optional): the fixtures stay those of every worker.
     let model = ModelInfo {
         name: "ssdlite".into(),
         input_size: 300,
+        backend: None,
     };
     vec![
         (

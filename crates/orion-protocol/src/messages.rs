@@ -128,6 +128,10 @@ pub struct ModelInfo {
     pub name: String,
     /// Side of the square model input in pixels.
     pub input_size: u32,
+    /// The runtime that runs the model (`openvino:CPU`,
+    /// `onnxruntime:CPUExecutionProvider`, ...); optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// Answer to one frame.

@@ -235,7 +235,7 @@ impl ControlPlane {
         let (old, new) = {
             let config = self.config();
             let detector = &config.models.person_detector;
-            let Some(entry) = detector.catalog.get(size) else {
+            let Some(entry) = detector.resolved(size) else {
                 let names: Vec<&str> = detector.catalog.keys().map(String::as_str).collect();
                 return Outcome::fail(format!(
                     "unknown model size `{size}`; allowed: {}",
@@ -248,15 +248,15 @@ impl ControlPlane {
                     json!({"size": size}),
                 );
             }
-            let old = detector.active_model().map(|e| ModelChoice {
+            let old = detector.resolved(&detector.size).map(|e| ModelChoice {
                 name: detector.size.clone(),
-                entry: e.clone(),
+                entry: e,
             });
             (
                 old,
                 ModelChoice {
                     name: size.to_string(),
-                    entry: entry.clone(),
+                    entry,
                 },
             )
         };

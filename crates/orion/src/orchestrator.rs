@@ -177,9 +177,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let model = ModelChoice {
         name: detector.size.clone(),
         entry: detector
-            .active_model()
-            .context("models.person_detector.size names no catalog entry")?
-            .clone(),
+            .resolved(&detector.size)
+            .context("models.person_detector.size names no catalog entry")?,
     };
     let worker_ids: Vec<String> = (0..wcfg.count)
         .map(|i| format!("person_detector-{i}"))

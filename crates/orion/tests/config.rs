@@ -309,13 +309,19 @@ fn help_goes_to_stdout_and_exits_zero() {
     let out = common::oriond().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("usage: oriond") && text.contains("SIGHUP"), "{text}");
+    assert!(
+        text.starts_with("usage: oriond") && text.contains("SIGHUP"),
+        "{text}"
+    );
     assert!(out.stderr.is_empty());
     let out = common::oriond().arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument `--bogus`"));
     // Every orionctl subcommand has a help line.
-    let out = common::orionctl("mqtt://127.0.0.1:1", "x").arg("--help").output().unwrap();
+    let out = common::orionctl("mqtt://127.0.0.1:1", "x")
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let commands: Vec<&str> = text
         .lines()
@@ -328,7 +334,10 @@ fn help_goes_to_stdout_and_exits_zero() {
         assert!(line.split_whitespace().count() >= 2, "no help for `{line}`");
     }
     for sub in [["rois", "--help"], ["autofocus", "--help"]] {
-        let out = common::orionctl("mqtt://127.0.0.1:1", "x").args(sub).output().unwrap();
+        let out = common::orionctl("mqtt://127.0.0.1:1", "x")
+            .args(sub)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         for line in text
             .lines()
@@ -336,7 +345,10 @@ fn help_goes_to_stdout_and_exits_zero() {
             .skip(1)
             .take_while(|l| l.starts_with("  "))
         {
-            assert!(line.split_whitespace().count() >= 2, "{sub:?}: no help for `{line}`");
+            assert!(
+                line.split_whitespace().count() >= 2,
+                "{sub:?}: no help for `{line}`"
+            );
         }
     }
 }

@@ -76,6 +76,10 @@ fn every_command_answers_and_bad_messages_change_nothing() {
     let d = &r["data"];
     assert_eq!(d["state"], "running");
     assert_eq!(d["workers"][0]["up"], true);
+    assert_eq!(
+        d["workers"][0]["backend"], "openvino:CPU",
+        "get_status names the runtime"
+    );
     assert_eq!(d["stream"]["width"], 640);
     assert_eq!(d["inference"]["model"], "ssdlite");
     assert_eq!(d["emitter"]["connected"], true);
@@ -296,7 +300,7 @@ fn roi_area_picks_the_model_variant_and_boxes_map_to_the_full_frame() {
         ),
         (Some("full_frame"), Some(640))
     );
-    assert_eq!(r["model"], json!({"name": "n", "input_size": 640}));
+    assert_eq!(r["model"], json!({"name": "n", "input_size": 640, "backend": "openvino:CPU"}));
     assert!(close(bbox(&r), [240.0, 80.0, 160.0, 320.0]), "{r}");
 
     // A small ROI (320x240 px): the 320 variant, and the box comes back in
@@ -316,7 +320,7 @@ fn roi_area_picks_the_model_variant_and_boxes_map_to_the_full_frame() {
         r["roi"]["crop"],
         json!({"x": 160, "y": 120, "width": 320, "height": 240})
     );
-    assert_eq!(r["model"], json!({"name": "n", "input_size": 320}));
+    assert_eq!(r["model"], json!({"name": "n", "input_size": 320, "backend": "openvino:CPU"}));
     assert!(close(bbox(&r), [280.0, 160.0, 80.0, 160.0]), "{r}");
 
     // A large ROI goes back to the 640 variant.

@@ -61,6 +61,14 @@ fn detections_flow_to_mqtt_and_sigterm_shuts_down_cleanly() {
         .expect("inference counter present");
     assert!(inferences >= 1, "{metrics}");
     assert!(metrics.contains("orion_frames_gated_total "), "{metrics}");
+    // The fastest runtime on this machine runs the model, and every place says so.
+    assert_eq!(msg["model"]["backend"], "openvino:CPU", "{msg}");
+    assert!(
+        metrics.contains(
+            "orion_worker_backend_info{worker=\"person_detector-0\",backend=\"openvino:CPU\"} 1"
+        ),
+        "{metrics}"
+    );
     // The page is real Prometheus exposition: the reference parser reads all of it.
     let parsed = common::prometheus_families(&metrics);
     for family in [
@@ -69,6 +77,7 @@ fn detections_flow_to_mqtt_and_sigterm_shuts_down_cleanly() {
         "orion_e2e_latency_seconds",
         "orion_inference_duration_seconds",
         "orion_worker_restarts",
+        "orion_worker_backend_info",
     ] {
         assert!(
             parsed.contains(&family.to_string()),
@@ -94,6 +103,7 @@ fn detections_flow_to_mqtt_and_sigterm_shuts_down_cleanly() {
     }
     let log = daemon.log();
     assert!(log.contains("shutdown complete"), "{log}");
+    assert!(log.contains("backend=\"openvino:CPU\""), "{log}");
     assert!(
         log.contains("shared_memory=true"),
         "the shipped worker takes frames from shared memory: {log}"

@@ -115,7 +115,10 @@ fn a_worker_that_always_crashes_stops_being_restarted_and_says_so() {
     // The log counts restarts the way the metric does.
     let log = daemon.log();
     assert_eq!(log.matches("worker failed; restarting").count(), 2, "{log}");
-    assert!(log.contains("restart=2") && log.contains("restarts stopped after 2 restart(s)"), "{log}");
+    assert!(
+        log.contains("restart=2") && log.contains("restarts stopped after 2 restart(s)"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -1,10 +1,17 @@
-"""ONNX Runtime person detectors.
+"""Person detectors on ONNX models, run by the fastest runtime available
+(`runtimes`: OpenVINO or ONNX Runtime).
+
+Each detector prepares the model's native input itself, once per frame: the crop
+is resized (OpenCV, SIMD, about 0.2 ms for 640x480 -> 300x300) to the exact input
+size, so the model never resizes inside its graph and the runtime gets a static
+shape. Measured on the development machine (1 thread, SSDLite): the graph's own
+resize of a 640x480 frame costs about 1.5 ms more per frame than this resize.
 
 Two output layouts are understood:
 - `ssd`: the TF Object Detection API export (the shipped SSDLite-MobileNetV2 COCO):
-  input uint8 NHWC of any size (the graph resizes to 300x300 itself), outputs num_detections,
-  detection_scores, detection_boxes [ymin, xmin, ymax, xmax] normalized,
-  detection_classes (1 = person).
+  input uint8 NHWC, fed 300x300 (stretched: the model was trained on stretched
+  images), outputs num_detections, detection_scores, detection_boxes [ymin, xmin,
+  ymax, xmax] normalized, detection_classes (1 = person).
 - `yolo`: Ultralytics v8/11 export: input float32 NCHW [1, 3, S, S] in 0..1,
   letterboxed; output [1, 4 + classes, N] with cx, cy, w, h in input pixels and
   per-class scores (class 0 = person).
@@ -20,10 +27,14 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+import cv2
 import numpy as np
-import onnxruntime as ort
 
-from .geometry import nms, resize_bilinear
+from .geometry import nms
+from .runtimes import Runtime, open_runtime
+
+# One thread per worker: the daemon runs one worker per core it wants to use.
+cv2.setNumThreads(1)
 
 
 @dataclass
@@ -38,19 +49,16 @@ class Detections:
 class Detector(Protocol):
     name: str
     input_size: int
+    runtime: Runtime
 
     def detect(self, crop: np.ndarray, confidence: float) -> Detections: ...
 
 
-def make_session(path: str, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    # GPU execution providers are used when this onnxruntime build has them.
-    preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    providers = [p for p in preferred if p in ort.get_available_providers()]
-    return ort.InferenceSession(path, sess_options=opts, providers=providers)
+def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of an HxWx3 uint8 image (a view is fine)."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return np.ascontiguousarray(image)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _ms(since: float) -> float:
@@ -63,15 +71,12 @@ class SsdDetector:
     PERSON_CLASS = 1
     INPUT_SIZE = 300
 
-    def __init__(self, path: str, name: str = "ssdlite", threads: int = 1) -> None:
-        self.session = make_session(path, threads)
+    def __init__(self, path: str, name: str = "ssdlite", threads: int = 1, backend: str = "auto") -> None:
+        s = self.INPUT_SIZE
+        self.runtime = open_runtime(path, backend, [1, s, s, 3], threads)
         self.name = name
-        self.input_size = self.INPUT_SIZE
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise ValueError(f"SSD model must have one input, found {len(inputs)}")
-        self.input_name = inputs[0].name
-        outputs = {o.name.split(":")[0]: o.name for o in self.session.get_outputs()}
+        self.input_size = s
+        outputs = {o.split(":")[0]: o for o in self.runtime.output_names}
         try:
             self.output_names = [outputs[k] for k in ("detection_scores", "detection_boxes", "detection_classes")]
         except KeyError as e:
@@ -80,12 +85,12 @@ class SsdDetector:
     def detect(self, crop: np.ndarray, confidence: float) -> Detections:
         t0 = time.perf_counter()
         h, w = crop.shape[:2]
-        # The exported graph resizes to 300x300 itself (its TF preprocessor is part
-        # of the model), faster than a resize in numpy: feed the crop as it is.
-        tensor = np.ascontiguousarray(crop)[None]
+        # Stretched to the model's input; the boxes come back normalized to it,
+        # which is normalized to the crop as well.
+        tensor = resize(crop, self.input_size, self.input_size)[None]
         pre = _ms(t0)
         t1 = time.perf_counter()
-        scores, boxes, classes = self.session.run(self.output_names, {self.input_name: tensor})
+        scores, boxes, classes = self.runtime.run(tensor, self.output_names)
         inf = _ms(t1)
         t2 = time.perf_counter()
         scores, boxes, classes = scores[0], boxes[0], classes[0]
@@ -101,12 +106,12 @@ class YoloDetector:
     PERSON_CLASS = 0
     PAD_VALUE = 114
 
-    def __init__(self, path: str, name: str, input_size: int, threads: int = 1, iou_threshold: float = 0.45) -> None:
-        self.session = make_session(path, threads)
+    def __init__(self, path: str, name: str, input_size: int, threads: int = 1, iou_threshold: float = 0.45, backend: str = "auto") -> None:
+        self.runtime = open_runtime(path, backend, [1, 3, input_size, input_size], threads)
         self.name = name
         self.input_size = input_size
         self.iou_threshold = iou_threshold
-        self.input_name = self.session.get_inputs()[0].name
+        self.output = self.runtime.output_names[0]
 
     def letterbox(self, crop: np.ndarray) -> tuple[np.ndarray, float, int, int]:
         """Scales to fit the square input keeping the aspect ratio, pads the rest.
@@ -117,7 +122,7 @@ class YoloDetector:
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         canvas = np.full((s, s, 3), self.PAD_VALUE, dtype=np.uint8)
         left, top = (s - nw) // 2, (s - nh) // 2
-        canvas[top : top + nh, left : left + nw] = resize_bilinear(crop, nw, nh)
+        canvas[top : top + nh, left : left + nw] = resize(crop, nw, nh)
         tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         return tensor, scale, left, top
 
@@ -146,20 +151,20 @@ class YoloDetector:
         tensor, scale, left, top = self.letterbox(crop)
         pre = _ms(t0)
         t1 = time.perf_counter()
-        (output,) = self.session.run(None, {self.input_name: tensor})[:1]
+        (output,) = self.runtime.run(tensor, [self.output])
         inf = _ms(t1)
         t2 = time.perf_counter()
         boxes, scores = self.decode(output, confidence, scale, left, top, crop.shape[1], crop.shape[0])
         return Detections(boxes, scores, pre, inf, _ms(t2))
 
 
-def load_detector(path: str, fmt: str, name: str, input_size: int | None, threads: int) -> Detector:
+def load_detector(path: str, fmt: str, name: str, input_size: int | None, threads: int, backend: str = "auto") -> Detector:
     if fmt == "ssd":
-        return SsdDetector(path, name=name, threads=threads)
+        return SsdDetector(path, name=name, threads=threads, backend=backend)
     if fmt == "yolo":
         if not input_size:
             raise ValueError("YOLO models need an input size (320 or 640)")
-        return YoloDetector(path, name=name, input_size=input_size, threads=threads)
+        return YoloDetector(path, name=name, input_size=input_size, threads=threads, backend=backend)
     raise ValueError(f"unknown model format `{fmt}`; allowed: ssd, yolo")
 
 
@@ -177,6 +182,11 @@ class ModelSet:
     def input_size(self) -> int:
         return max(self.detectors)
 
+    @property
+    def backend(self) -> str:
+        """The runtime(s) of the detectors, e.g. `openvino:CPU`."""
+        return ",".join(sorted({d.runtime.name for d in self.detectors.values()}))
+
     def pick(self, target_size: int | None) -> Detector:
         """The variant for `target_size`; else the closest one."""
         if target_size in self.detectors:
@@ -189,10 +199,12 @@ class ModelSet:
 
 def load_model_set(params: dict[str, str], threads: int = 1) -> ModelSet:
     """Loads a catalog entry described as the `set_model` command params:
-    `size`, `format`, and either `path` (+ `input_size` for YOLO) or
-    `variant_<input size>` entries. Raises ValueError or onnxruntime errors."""
+    `size`, `format`, `backend` (`auto` when absent), and either `path`
+    (+ `input_size` for YOLO) or `variant_<input size>` entries. Raises ValueError
+    or runtime errors."""
     name = params.get("size") or "model"
     fmt = params.get("format", "ssd")
+    backend = params.get("backend", "auto")
     variants = {int(k.removeprefix("variant_")): v for k, v in params.items() if k.startswith("variant_")}
     path = params.get("path")
     if path and variants:
@@ -205,6 +217,6 @@ def load_model_set(params: dict[str, str], threads: int = 1) -> ModelSet:
             raise ValueError(f"model file not found: {f}")
     if path:
         input_size = int(params["input_size"]) if params.get("input_size") else None
-        det = load_detector(path, fmt, name, input_size, threads)
+        det = load_detector(path, fmt, name, input_size, threads, backend)
         return ModelSet(name, {det.input_size: det})
-    return ModelSet(name, {size: load_detector(p, fmt, name, size, threads) for size, p in sorted(variants.items())})
+    return ModelSet(name, {size: load_detector(p, fmt, name, size, threads, backend) for size, p in sorted(variants.items())})

@@ -1,8 +1,9 @@
 """The shipped person detector worker.
 
 Started by the daemon as `<command> --confidence C --model-name NAME --model-format
-ssd|yolo` plus either `--model PATH [--input-size N]` or one `--variant SIZE=PATH`
-per model input size (see docs/worker-protocol.md).
+ssd|yolo --backend auto|openvino|onnxruntime` plus either `--model PATH
+[--input-size N]` or one `--variant SIZE=PATH` per model input size (see
+docs/worker-protocol.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class PersonDetector(Worker):
         self._swap = threading.Lock()
 
     def model_info(self) -> dict[str, Any]:
-        return protocol.model_info(self.models.name, self.models.input_size)
+        return protocol.model_info(self.models.name, self.models.input_size, self.models.backend)
 
     def detect(self, image: np.ndarray, crop: Crop, target_size: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, Any]]:
         """Boxes in full-frame pixels, scores, timings and the model used."""
@@ -45,7 +46,7 @@ class PersonDetector(Worker):
         boxes = crop_to_frame(found.boxes, crop)
         total = (time.perf_counter() - started) * 1e3
         timings = protocol.timing(found.preprocess_ms, found.inference_ms, found.postprocess_ms, total)
-        return boxes, found.scores, timings, protocol.model_info(self.models.name, detector.input_size)
+        return boxes, found.scores, timings, protocol.model_info(self.models.name, detector.input_size, detector.runtime.name)
 
     def process(self, image: np.ndarray, crop: Crop, frame: dict[str, Any]) -> dict[str, Any]:
         meta = frame.get("meta") or {}
@@ -77,12 +78,13 @@ class PersonDetector(Worker):
                 except Exception as e:
                     return False, f"cannot load model {params.get('size', '?')}: {e}"
                 self.models = new
-                return True, f"model {new.name} loaded (inputs {sorted(new.detectors)})"
+                log.info("model %s loaded (inputs %s, backend %s)", new.name, sorted(new.detectors), new.backend)
+                return True, f"model {new.name} loaded (inputs {sorted(new.detectors)}, backend {new.backend})"
         return super().command(name, params)
 
 
 def params_from_args(args: argparse.Namespace) -> dict[str, str]:
-    params = {"size": args.model_name, "format": args.model_format}
+    params = {"size": args.model_name, "format": args.model_format, "backend": args.backend}
     if args.model:
         params["path"] = args.model
     if args.input_size:
@@ -102,8 +104,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model-name", default="ssdlite", help="catalog name reported in results")
     p.add_argument("--model-format", choices=["ssd", "yolo"], default="ssd")
     p.add_argument("--input-size", type=int, default=None, help="YOLO input size of --model (320, 640)")
+    p.add_argument("--backend", choices=["auto", "openvino", "onnxruntime"], default="auto", help="inference runtime (auto: OpenVINO if it compiles the model, else ONNX Runtime)")
     p.add_argument("--confidence", type=float, default=0.5)
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument("--threads", type=int, default=1, help="inference threads")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot load model %s: %s", args.model_name, e)
         protocol.write_message(out, protocol.error(f"cannot load model {args.model_name}: {e}", fatal=True))
         return 1
-    log.info("model %s loaded (inputs %s)", models.name, sorted(models.detectors))
+    log.info("model %s loaded (inputs %s, backend %s)", models.name, sorted(models.detectors), models.backend)
     return serve(PersonDetector(models, args.confidence, args.threads), stdout=out)
 
 

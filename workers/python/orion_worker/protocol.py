@@ -70,8 +70,12 @@ def read_message(stream: BinaryIO, max_len: int = DEFAULT_MAX_MESSAGE_LEN) -> Op
     return message
 
 
-def model_info(name: str, input_size: int) -> dict[str, Any]:
-    return {"name": str(name), "input_size": int(input_size)}
+def model_info(name: str, input_size: int, backend: Optional[str] = None) -> dict[str, Any]:
+    """`backend`: the runtime that runs the model (`openvino:CPU`, ...), optional."""
+    info: dict[str, Any] = {"name": str(name), "input_size": int(input_size)}
+    if backend:
+        info["backend"] = str(backend)
+    return info
 
 
 def ready(inference_type: str, model: dict[str, Any], pid: int, shm: bool = False) -> dict[str, Any]:

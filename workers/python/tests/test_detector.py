@@ -60,4 +60,4 @@ def test_result_message_fields(ssd):
     assert msg["detections"][0]["class"] == "person"
     roi = msg["suggested_roi"]
     assert roi is not None and 0 <= roi["x"] and roi["x"] + roi["width"] <= 1.0 + 1e-9
-    assert msg["model"] == {"name": "ssdlite", "input_size": 300}
+    assert msg["model"] == {"name": "ssdlite", "input_size": 300, "backend": "openvino:CPU"}

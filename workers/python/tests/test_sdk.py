@@ -114,13 +114,13 @@ def test_set_model_swaps_and_a_failed_swap_keeps_the_old_model(ssd, tmp_path):
     worker = PersonDetector(ssd, 0.5)
     ok, msg = worker.command("set_model", {"size": "n", "format": "yolo", "variant_320": str(yolo)})
     assert ok, msg
-    assert worker.model_info() == {"name": "n", "input_size": 320}
+    assert worker.model_info() == {"name": "n", "input_size": 320, "backend": "openvino:CPU"}
     ok, msg = worker.command("set_model", {"size": "x", "format": "yolo", "path": str(tmp_path / "missing.onnx"), "input_size": "640"})
     assert not ok and "not found" in msg
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
     ok, msg = worker.command("set_model", {"size": "b", "format": "ssd", "path": str(broken)})
     assert not ok and "cannot load model b" in msg
-    assert worker.model_info() == {"name": "n", "input_size": 320}, "the old model stays"
+    assert worker.model_info() == {"name": "n", "input_size": 320, "backend": "openvino:CPU"}, "the old model stays"
     replies = run(worker, [frame_message(5, image)])
-    assert replies[1]["model"] == {"name": "n", "input_size": 320}
+    assert replies[1]["model"] == {"name": "n", "input_size": 320, "backend": "openvino:CPU"}

@@ -191,6 +191,27 @@ pub enum ModelFormat {
     Yolo,
 }
 
+/// The runtime that runs a model in the shipped worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// OpenVINO when it is installed and compiles the model, else ONNX Runtime.
+    #[default]
+    Auto,
+    Openvino,
+    Onnxruntime,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Openvino => "openvino",
+            Backend::Onnxruntime => "onnxruntime",
+        }
+    }
+}
+
 /// One catalog entry: either one model file for every crop (`path`), or one file
 /// per model input size (`variants`), between which ROI attention chooses by crop
 /// area (320 for small crops, 640 for large ones).
@@ -206,6 +227,9 @@ pub struct ModelEntry {
     /// Input size -> model file.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variants: BTreeMap<u32, PathBuf>,
+    /// Runtime for this entry; `models.person_detector.backend` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
 }
 
 impl ModelEntry {
@@ -215,6 +239,7 @@ impl ModelEntry {
             path: Some(path.into()),
             input_size: None,
             variants: BTreeMap::new(),
+            backend: None,
         }
     }
 
@@ -253,6 +278,9 @@ impl ModelEntry {
                 path.to_string_lossy().into_owned(),
             );
         }
+        if let Some(b) = self.backend {
+            p.insert("backend".into(), b.name().into());
+        }
         p
     }
 }
@@ -269,6 +297,8 @@ pub struct DetectorConfig {
     /// Upper bound of the inference rate; the effective rate is
     /// min(this, measured stream FPS).
     pub max_inference_rate_hz: f64,
+    /// Runtime of every catalog entry that names none.
+    pub backend: Backend,
 }
 
 impl Default for DetectorConfig {
@@ -281,6 +311,7 @@ impl Default for DetectorConfig {
             )]),
             confidence: 0.5,
             max_inference_rate_hz: 2.0,
+            backend: Backend::Auto,
         }
     }
 }
@@ -289,6 +320,14 @@ impl DetectorConfig {
     /// The catalog entry named by `size`; validation guarantees it exists.
     pub fn active_model(&self) -> Option<&ModelEntry> {
         self.catalog.get(&self.size)
+    }
+
+    /// The catalog entry `name` as a worker runs it: its backend resolved
+    /// against [`DetectorConfig::backend`].
+    pub fn resolved(&self, name: &str) -> Option<ModelEntry> {
+        let mut entry = self.catalog.get(name)?.clone();
+        entry.backend = Some(entry.backend.unwrap_or(self.backend));
+        Some(entry)
     }
 }
 

@@ -109,9 +109,10 @@ fn status(out: &mut String, d: &Value) {
     for w in d["workers"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "worker     {}: up {}, {} inferences, avg {} ms, {} restarts{}",
+            "worker     {}: up {}, {}, {} inferences, avg {} ms, {} restarts{}",
             s(&w["id"]),
             yn(&w["up"]),
+            s(&w["backend"]),
             s(&w["inferences"]),
             s(&w["avg_latency_ms"]),
             s(&w["restarts"]),

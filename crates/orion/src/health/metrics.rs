@@ -174,6 +174,9 @@ pub struct WorkerMetrics {
     pub failed: Flag,
     /// Last message from the worker.
     pub last_seen: Timestamp,
+    /// The runtime the worker runs its model on (`openvino:CPU`, ...), as it
+    /// said in `ready` and its results.
+    pub backend: Text,
     pub latency: Histogram,
 }
 
@@ -191,6 +194,7 @@ impl WorkerMetrics {
             ever_up: Flag::default(),
             failed: Flag::default(),
             last_seen: Timestamp::default(),
+            backend: Text::default(),
             latency: Histogram::default(),
         }
     }
@@ -587,6 +591,21 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", w.id, get(w));
             }
         }
+        let name = "orion_worker_backend_info";
+        let _ = writeln!(
+            out,
+            "# HELP {name} The runtime a worker runs its model on (label backend), 1 per worker that said it.\n# TYPE {name} gauge"
+        );
+        for w in &workers {
+            if let Some(backend) = w.backend.get() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{worker=\"{}\",backend=\"{}\"}} 1",
+                    w.id,
+                    label_value(&backend)
+                );
+            }
+        }
         let groups = self.groups();
         let per_group: [Series<GroupMetrics>; 2] = [
             (
@@ -621,9 +640,32 @@ impl Metrics {
     }
 }
 
+/// A label value from outside (a worker's words): escaped as the exposition
+/// format wants, and cut to 64 characters.
+fn label_value(v: &str) -> String {
+    let mut out = String::new();
+    for c in v.chars().take(64) {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label_value("openvino:CPU"), "openvino:CPU");
+        assert_eq!(label_value("a\"b\\c\nd\re"), "a\\\"b\\\\c\\nde");
+        assert_eq!(label_value(&"x".repeat(100)).len(), 64);
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

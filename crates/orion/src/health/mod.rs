@@ -63,6 +63,8 @@ pub struct WorkerReport {
     /// Restarts stopped after repeated failures.
     pub failed: bool,
     pub avg_latency_ms: Option<f64>,
+    /// The runtime of its model (`openvino:CPU`, ...); absent until `ready`.
+    pub backend: Option<String>,
     /// Unix time in milliseconds of the last message; absent if never seen.
     pub last_seen_ms: Option<u64>,
 }
@@ -119,6 +121,7 @@ pub fn report(m: &Metrics) -> HealthReport {
             hangs: w.hangs.get(),
             failed: w.failed.get(),
             avg_latency_ms: w.latency.mean().map(|d| d.as_secs_f64() * 1e3),
+            backend: w.backend.get(),
             last_seen_ms: Some(w.last_seen.get_ms()).filter(|ms| *ms > 0),
         })
         .collect();

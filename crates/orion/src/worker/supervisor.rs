@@ -75,6 +75,7 @@ impl ModelChoice {
                 "format" => args.extend(["--model-format".into(), value]),
                 "path" => args.extend(["--model".into(), value]),
                 "input_size" => args.extend(["--input-size".into(), value]),
+                "backend" => args.extend(["--backend".into(), value]),
                 _ => {
                     if let Some(size) = key.strip_prefix("variant_") {
                         args.extend(["--variant".into(), format!("{size}={value}")]);
@@ -165,6 +166,9 @@ struct Lifetime {
     /// Since when the oldest frame in flight is the one the worker works on
     /// (the hang timeout runs from here).
     front_since: Instant,
+    /// The runtime the worker last said it runs the model on (it can change
+    /// with a model swap); mirrored into the metrics when it changes.
+    backend: Option<String>,
 }
 
 impl Lifetime {
@@ -337,7 +341,7 @@ impl Supervisor {
             }
         };
         process.accept_shared(ready.shm);
-        tracing::info!(pid = process.pid, model = %ready.model.name, input = ready.model.input_size, shared_memory = ready.shm, "worker ready");
+        tracing::info!(pid = process.pid, model = %ready.model.name, input = ready.model.input_size, backend = ready.model.backend.as_deref().unwrap_or("-"), shared_memory = ready.shm, "worker ready");
         self.metrics.last_seen.touch();
         self.metrics.up.set(true);
         self.metrics.ever_up.set(true);
@@ -347,7 +351,9 @@ impl Supervisor {
             pending: HashMap::new(),
             in_flight: VecDeque::new(),
             front_since: Instant::now(),
+            backend: ready.model.backend.clone(),
         };
+        self.metrics.backend.set(ready.model.backend.clone());
         let result = self
             .serve(&mut life, worker_id, next_command_id, cancel)
             .await;
@@ -456,6 +462,14 @@ impl Supervisor {
                 // The worker started on this frame when it became the oldest.
                 let started_at = life.front_since;
                 let done = life.complete_front();
+                if result.model.backend.is_some() && result.model.backend != life.backend {
+                    life.backend = result.model.backend.clone();
+                    tracing::info!(
+                        backend = life.backend.as_deref().unwrap_or("-"),
+                        "worker runtime changed"
+                    );
+                    self.metrics.backend.set(life.backend.clone());
+                }
                 self.metrics.last_seen.touch();
                 self.metrics.inferences.inc();
                 self.metrics.latency.observe(Duration::from_secs_f64(
