@@ -1,6 +1,7 @@
-"""What a user would write instead of Orion: one Python loop that captures
-(OpenCV), infers (onnxruntime, the same model and preprocessing as Orion's worker)
-and publishes (paho-mqtt, QoS 1), as fast as it can.
+"""What a user would write instead of Orion: one plain Python loop that decodes
+(OpenCV), resizes to the model's input (cv2.resize to 300x300), infers (ONNX
+Runtime, the same model, 1 thread) and publishes (paho-mqtt, QoS 1), as fast as
+it can. Written the way a user would, without any of Orion's code.
 
     python bench/baseline.py VIDEO SECONDS BROKER_PORT TOPIC [THREADS]
 
@@ -13,13 +14,17 @@ import time
 from datetime import datetime, timezone
 
 import cv2
+import numpy as np
+import onnxruntime as ort
 import paho.mqtt.client as mqtt
-
-from orion_worker.detectors import SsdDetector
 
 video, seconds, port, topic = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 threads = int(sys.argv[5]) if len(sys.argv) > 5 else 1
-detector = SsdDetector("models/ssdlite_mobilenet_v2_coco.onnx", threads=threads)
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = threads
+opts.inter_op_num_threads = 1
+session = ort.InferenceSession("models/ssdlite_mobilenet_v2_coco.onnx", opts, providers=["CPUExecutionProvider"])
+outputs = ["detection_scores:0", "detection_boxes:0", "detection_classes:0"]
 client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="baseline")
 client.connect("127.0.0.1", port)
 client.loop_start()
@@ -34,17 +39,21 @@ while time.perf_counter() - start < seconds:
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         continue
     captured = datetime.now(timezone.utc).isoformat()
-    rgb = cv2.cvtColor(cv2.resize(bgr, (640, 480)), cv2.COLOR_BGR2RGB)
+    h, w = bgr.shape[:2]
+    rgb = cv2.cvtColor(cv2.resize(bgr, (300, 300)), cv2.COLOR_BGR2RGB)
     c = time.process_time()
-    found = detector.detect(rgb, 0.5)
+    t = time.perf_counter()
+    scores, boxes, classes = session.run(outputs, {"image_tensor:0": rgb[None]})
+    infer_ms = (time.perf_counter() - t) * 1e3
     infer_cpu += time.process_time() - c
-    payload = {
-        "captured_at": captured,
-        "data": {"count": len(found.scores), "detections": [
-            {"bbox": {"x": float(b[0]), "y": float(b[1]), "width": float(b[2] - b[0]), "height": float(b[3] - b[1])},
-             "confidence": float(s), "class": "person"} for b, s in zip(found.boxes, found.scores)]},
-        "timing": {"total_ms": found.preprocess_ms + found.inference_ms + found.postprocess_ms},
-    }
+    keep = (classes[0] == 1) & (scores[0] >= 0.5)
+    detections = [
+        {"bbox": {"x": float(b[1] * w), "y": float(b[0] * h), "width": float((b[3] - b[1]) * w), "height": float((b[2] - b[0]) * h)},
+         "confidence": float(s), "class": "person"}
+        for b, s in zip(boxes[0][keep], scores[0][keep])
+    ]
+    payload = {"captured_at": captured, "data": {"count": len(detections), "detections": detections},
+               "timing": {"total_ms": infer_ms}}
     client.publish(topic, json.dumps(payload), qos=1)
     n += 1
 elapsed = time.perf_counter() - start

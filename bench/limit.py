@@ -1,7 +1,9 @@
-"""The physical limit: the worker's own preprocessing + ONNX Runtime inference in a
-tight loop over frames already in memory, same model, same thread settings.
+"""The limit: the fastest way to run the model on this machine. Frames already
+decoded into memory, each resized to the model's native input (OpenCV, 300x300,
+stretched: included in the time), then one inference on the runtime itself (not
+Orion's worker code), 1 thread, in a tight loop.
 
-    python bench/limit.py VIDEO SECONDS [THREADS]
+    python bench/limit.py VIDEO SECONDS THREADS BACKEND     # BACKEND: openvino | onnxruntime
 
 Prints one JSON object: inferences per second and per-frame times.
 """
@@ -11,14 +13,15 @@ import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
-
-from orion_worker.detectors import SsdDetector
-from orion_worker.geometry import Crop
 
 video, seconds = sys.argv[1], float(sys.argv[2])
 threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-W, H = 640, 480
+backend = sys.argv[4] if len(sys.argv) > 4 else "openvino"
+MODEL = "models/ssdlite_mobilenet_v2_coco.onnx"
+W, H, S = 640, 480, 300
+cv2.setNumThreads(1)
 
 # Decode the video once into memory with GStreamer (as the daemon would deliver it).
 raw = subprocess.run(
@@ -27,21 +30,48 @@ raw = subprocess.run(
     check=True, capture_output=True,
 ).stdout
 frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, H, W, 3)
-detector = SsdDetector("models/ssdlite_mobilenet_v2_coco.onnx", threads=threads)
-crop = Crop(0, 0, W, H)
-for f in frames[:5]:  # warm-up
-    detector.detect(crop.apply(f), 0.5)
 
+if backend == "openvino":
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(MODEL)
+    model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([1, S, S, 3])})
+    compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": str(threads)})
+    request = compiled.create_infer_request()
+
+    def infer(x: np.ndarray) -> None:
+        request.infer({0: x})
+else:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(MODEL, opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def infer(x: np.ndarray) -> None:
+        session.run(None, {name: x})
+
+
+def step(frame: np.ndarray) -> None:
+    infer(cv2.resize(frame, (S, S), interpolation=cv2.INTER_LINEAR)[None])
+
+
+for f in frames[:5]:  # warm-up
+    step(f)
 n, times = 0, []
 start = time.perf_counter()
 cpu0 = time.process_time()
 while time.perf_counter() - start < seconds:
     t = time.perf_counter()
-    detector.detect(crop.apply(frames[n % len(frames)]), 0.5)
+    step(frames[n % len(frames)])
     times.append((time.perf_counter() - t) * 1e3)
     n += 1
 elapsed = time.perf_counter() - start
 print(json.dumps({
+    "backend": backend,
     "frames_in_memory": len(frames),
     "inferences": n,
     "inferences_per_s": n / elapsed,

@@ -88,4 +88,5 @@ print(json.dumps({
     # Inference itself (one ONNX thread per worker): what the workers must spend.
     "inference_cpu_percent": inference_ms / 1e3 / elapsed * 100,
     "daemon_rss_mb": rss_mb(pid),
+    "workers_rss_mb": sum(rss_mb(w) for w in worker_pids),
 }))

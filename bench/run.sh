@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x bench/.venv/bin/python ]; then
     python3 -m venv bench/.venv
 fi
-bench/.venv/bin/python -c 'import cv2, paho.mqtt, orion_worker, onnxruntime' 2>/dev/null || \
-    bench/.venv/bin/pip install -q numpy onnxruntime msgpack opencv-python-headless 'paho-mqtt>=2' -e workers/python
+bench/.venv/bin/python -c 'import cv2, paho.mqtt, orion_worker, onnxruntime, openvino' 2>/dev/null || \
+    bench/.venv/bin/pip install -q numpy onnxruntime openvino msgpack opencv-python-headless 'paho-mqtt>=2' -e workers/python
 cargo build --release --locked -q
 exec bench/.venv/bin/python bench/run.py "$@"
