@@ -21,6 +21,7 @@ fn job() -> Arc<Job> {
         CapturedFrame {
             seq: 1,
             buffer: gst::Buffer::from_slice(vec![0u8; 640 * 480 * 3]),
+            caps: None,
             captured_at: SystemTime::now(),
             captured_instant: Instant::now(),
         },

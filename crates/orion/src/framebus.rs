@@ -164,6 +164,7 @@ mod tests {
             CapturedFrame {
                 seq,
                 buffer,
+                caps: None,
                 captured_at: SystemTime::now(),
                 captured_instant: Instant::now(),
             },

@@ -27,7 +27,7 @@ use crate::health::metrics::Metrics;
 use crate::mqtt::control::ControlHandler;
 use crate::mqtt::emitter::{Emitter, EmitterSettings};
 use crate::mqtt::presence::{self, Presence};
-use crate::stream::{CapturedFrame, Frame, FrameReceiver, Stream, warmup};
+use crate::stream::{CapturedFrame, Frame, FrameReceiver, RgbConverter, Stream, warmup};
 use crate::worker::{ModelChoice, Supervisor, WorkerHandle, WorkerSpec};
 use crate::{collector, health, mqtt};
 
@@ -273,6 +273,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             height: config.stream.height,
             instance_id: config.instance_id.clone(),
             rate_hz: rate_rx.clone(),
+            rgb: RgbConverter::default(),
         }
         .run(frames, tasks_cancel.clone())
         .instrument(tracing::info_span!("frame_consumer")),
@@ -367,6 +368,8 @@ struct FrameConsumer {
     height: u32,
     instance_id: String,
     rate_hz: watch::Receiver<f64>,
+    /// Converts the frames that are inferred (and only those) to RGB.
+    rgb: RgbConverter,
 }
 
 impl FrameConsumer {
@@ -412,7 +415,7 @@ impl FrameConsumer {
             return false;
         }
         self.metrics.frames_gated.add(skipped);
-        let frame = match Frame::map(captured, self.width, self.height) {
+        let frame = match Frame::convert(captured, self.width, self.height, &mut self.rgb) {
             Ok(f) => f,
             Err(e) => {
                 self.metrics.frames_invalid.inc();

@@ -300,7 +300,10 @@ fn roi_area_picks_the_model_variant_and_boxes_map_to_the_full_frame() {
         ),
         (Some("full_frame"), Some(640))
     );
-    assert_eq!(r["model"], json!({"name": "n", "input_size": 640, "backend": "openvino:CPU"}));
+    assert_eq!(
+        r["model"],
+        json!({"name": "n", "input_size": 640, "backend": "openvino:CPU"})
+    );
     assert!(close(bbox(&r), [240.0, 80.0, 160.0, 320.0]), "{r}");
 
     // A small ROI (320x240 px): the 320 variant, and the box comes back in
@@ -320,7 +323,10 @@ fn roi_area_picks_the_model_variant_and_boxes_map_to_the_full_frame() {
         r["roi"]["crop"],
         json!({"x": 160, "y": 120, "width": 320, "height": 240})
     );
-    assert_eq!(r["model"], json!({"name": "n", "input_size": 320, "backend": "openvino:CPU"}));
+    assert_eq!(
+        r["model"],
+        json!({"name": "n", "input_size": 320, "backend": "openvino:CPU"})
+    );
     assert!(close(bbox(&r), [280.0, 160.0, 80.0, 160.0]), "{r}");
 
     // A large ROI goes back to the 640 variant.

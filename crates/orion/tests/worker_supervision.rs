@@ -34,6 +34,7 @@ fn job(seq: u64) -> Arc<Job> {
         CapturedFrame {
             seq,
             buffer: gst::Buffer::from_slice(vec![0u8; 16 * 8 * 3]),
+            caps: None,
             captured_at: SystemTime::now(),
             captured_instant: Instant::now(),
         },

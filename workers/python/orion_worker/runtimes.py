@@ -75,6 +75,10 @@ class OpenVinoRuntime:
             config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
             if device == "CPU":
                 config["INFERENCE_NUM_THREADS"] = str(threads)
+                # OpenVINO pins its threads to cores by default: every worker
+                # process would pin to the same first core and two workers would
+                # run no faster than one. Let the kernel spread them.
+                config["ENABLE_CPU_PINNING"] = "NO"
             try:
                 self.compiled = core.compile_model(model, device, config)
                 break

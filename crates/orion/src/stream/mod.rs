@@ -1,10 +1,12 @@
-//! Stream providers: a camera (RTSP), a video file or a test source, through
-//! GStreamer to RGB frames of the configured size.
+//! Stream providers: a camera (RTSP, USB), a video file or a test source, through
+//! GStreamer to frames of the configured size, converted to RGB only when inferred.
 //!
 //! Owns the GStreamer pipeline and its supervisor thread. The appsink callback runs
 //! on a GStreamer streaming thread and must never block it: it only wraps the buffer
-//! (a reference, no copy), counts it and replaces the newest-frame slot. Pixels are
-//! mapped later, and only for frames the rate gate lets through.
+//! (a reference, no copy), counts it and replaces the newest-frame slot. Frames stay
+//! in the decoder's format (I420 for H.264) through scaling; only the frames the
+//! rate gate lets through are converted to RGB ([`RgbConverter`]), so a 15 fps
+//! camera inferred at 2 Hz pays 2 conversions a second, not 15.
 //! This module never decides what to do with a frame.
 
 mod pipeline;
@@ -14,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
+use gstreamer_video as gst_video;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +33,8 @@ pub struct CapturedFrame {
     /// 1-based, counted by the stream since start (across reconnects).
     pub seq: u64,
     pub buffer: gst::Buffer,
+    /// The buffer's format and size; `None`: packed RGB of the configured size.
+    pub caps: Option<gst::Caps>,
     pub captured_at: SystemTime,
     pub captured_instant: Instant,
 }
@@ -70,9 +75,91 @@ impl Frame {
         }))
     }
 
+    /// Converts (if needed) and maps a captured frame: the decoder's format goes
+    /// through `converter` to packed RGB of `width` x `height`; RGB frames are
+    /// mapped as they are.
+    pub fn convert(
+        captured: CapturedFrame,
+        width: u32,
+        height: u32,
+        converter: &mut RgbConverter,
+    ) -> Result<Arc<Frame>, String> {
+        let Some(caps) = captured.caps.clone() else {
+            return Self::map(captured, width, height);
+        };
+        let Some(rgb) = converter.convert(&caps, captured.buffer.clone(), width, height)? else {
+            return Self::map(captured, width, height);
+        };
+        Self::map(
+            CapturedFrame {
+                buffer: rgb,
+                caps: None,
+                ..captured
+            },
+            width,
+            height,
+        )
+    }
+
     /// Packed RGB24 pixels, row-major.
     pub fn data(&self) -> &[u8] {
         self.pixels.as_slice()
+    }
+}
+
+/// Converts frames from the decoder's format to packed RGB with GStreamer's own
+/// (SIMD) converter, kept between frames as long as the input format stays.
+/// Owned by the frame consumer; used only for frames that are inferred.
+#[derive(Default)]
+pub struct RgbConverter {
+    current: Option<(
+        gst::Caps,
+        gst_video::VideoInfo,
+        gst_video::VideoInfo,
+        gst_video::VideoConverter,
+    )>,
+}
+
+impl RgbConverter {
+    /// The RGB buffer for `buffer` of `caps`; `None` when it already is packed RGB
+    /// of that size.
+    fn convert(
+        &mut self,
+        caps: &gst::Caps,
+        buffer: gst::Buffer,
+        width: u32,
+        height: u32,
+    ) -> Result<Option<gst::Buffer>, String> {
+        if self.current.as_ref().is_none_or(|(c, ..)| c != caps) {
+            let input = gst_video::VideoInfo::from_caps(caps)
+                .map_err(|e| format!("frame caps {caps} are not raw video: {e}"))?;
+            let output = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
+                .fps(input.fps())
+                .interlace_mode(input.interlace_mode())
+                .build()
+                .map_err(|e| format!("no RGB {width}x{height} layout: {e}"))?;
+            let converter = gst_video::VideoConverter::new(&input, &output, None)
+                .map_err(|e| format!("cannot convert {caps} to RGB: {e}"))?;
+            self.current = Some((caps.clone(), input, output, converter));
+        }
+        let Some((_, input, output, converter)) = &self.current else {
+            return Err("no converter".into());
+        };
+        if input.format() == gst_video::VideoFormat::Rgb
+            && input.width() == width
+            && input.height() == height
+            && input.stride()[0] as usize == width as usize * 3
+        {
+            return Ok(None);
+        }
+        let src = gst_video::VideoFrame::from_buffer_readable(buffer, input)
+            .map_err(|_| "frame cannot be mapped for reading".to_string())?;
+        let out = gst::Buffer::with_size(output.size())
+            .map_err(|e| format!("cannot allocate an RGB frame: {e}"))?;
+        let mut dst = gst_video::VideoFrame::from_buffer_writable(out, output)
+            .map_err(|_| "RGB frame cannot be mapped for writing".to_string())?;
+        converter.frame(&src, &mut dst);
+        Ok(Some(dst.into_buffer()))
     }
 }
 
@@ -209,5 +296,65 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn i420(width: u32, height: u32, (y, u, v): (u8, u8, u8)) -> (gst::Buffer, gst::Caps) {
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
+            .fps(gst::Fraction::new(15, 1))
+            .build()
+            .expect("I420 info");
+        let mut data = vec![y; info.size()];
+        let (u_at, v_at) = (info.offset()[1], info.offset()[2]);
+        let chroma = (width as usize / 2) * (height as usize / 2);
+        data[u_at..u_at + chroma].fill(u);
+        data[v_at..v_at + chroma].fill(v);
+        (gst::Buffer::from_slice(data), info.to_caps().expect("caps"))
+    }
+
+    fn captured(buffer: gst::Buffer, caps: Option<gst::Caps>) -> CapturedFrame {
+        CapturedFrame {
+            seq: 1,
+            buffer,
+            caps,
+            captured_at: SystemTime::now(),
+            captured_instant: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn decoder_frames_become_packed_rgb_only_when_converted() {
+        gst::init().expect("gstreamer");
+        let mut converter = RgbConverter::default();
+        // BT.601 limited range: Y 81, U 90, V 240 is pure red.
+        let (buffer, caps) = i420(64, 48, (81, 90, 240));
+        assert_eq!(
+            buffer.size(),
+            64 * 48 * 3 / 2,
+            "I420 is half the size of RGB"
+        );
+        let frame = Frame::convert(captured(buffer, Some(caps.clone())), 64, 48, &mut converter)
+            .expect("converted");
+        assert_eq!(frame.data().len(), 64 * 48 * 3);
+        for px in frame.data().chunks(3) {
+            assert!(px[0] >= 250 && px[1] <= 5 && px[2] <= 5, "not red: {px:?}");
+        }
+        // The converter is kept for the next frame of the same format.
+        let (buffer, _) = i420(64, 48, (235, 128, 128));
+        let frame = Frame::convert(captured(buffer, Some(caps)), 64, 48, &mut converter)
+            .expect("converted");
+        assert!(frame.data().iter().all(|&c| c >= 250), "white");
+        // Packed RGB passes through untouched.
+        let rgb = gst::Buffer::from_slice(vec![7u8; 64 * 48 * 3]);
+        let frame = Frame::convert(captured(rgb, None), 64, 48, &mut converter).expect("mapped");
+        assert!(frame.data().iter().all(|&c| c == 7));
+        // Caps that are not raw video are an error, not a panic.
+        let bad = gst::Caps::builder("image/jpeg").build();
+        let (buffer, _) = i420(64, 48, (0, 0, 0));
+        assert!(Frame::convert(captured(buffer, Some(bad)), 64, 48, &mut converter).is_err());
     }
 }

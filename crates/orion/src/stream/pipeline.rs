@@ -197,11 +197,12 @@ fn build(
     metrics: &Arc<Metrics>,
 ) -> Result<(gst::Pipeline, gst_app::AppSink), StreamError> {
     let pipeline = gst::Pipeline::with_name("orion-stream");
-    let caps = gst_video::VideoCapsBuilder::new()
-        .format(gst_video::VideoFormat::Rgb)
-        .width(settings.width as i32)
-        .height(settings.height as i32)
-        .pixel_aspect_ratio(gst::Fraction::new(1, 1))
+    // Any raw format: frames stay in the decoder's (I420 for H.264, scaled
+    // cheaply in it) and only inferred ones are converted to RGB (RgbConverter).
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("width", settings.width as i32)
+        .field("height", settings.height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
         .build();
     let sync = match settings.source {
         SourceKind::File => settings.realtime,
@@ -230,6 +231,7 @@ fn build(
             rate.set_property(
                 "caps",
                 gst_video::VideoCapsBuilder::new()
+                    .format(gst_video::VideoFormat::I420)
                     .framerate(gst::Fraction::new(settings.fps as i32, 1))
                     .width(settings.width as i32)
                     .height(settings.height as i32)
@@ -470,6 +472,9 @@ fn install_sink_callback(
                 let Some(buffer) = sample.buffer_owned() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
+                // A reference to the negotiated caps (the same object frame after
+                // frame), not a copy.
+                let caps = sample.caps_owned();
                 metrics.frames_captured.inc();
                 metrics.frame_bytes.add(buffer.size() as u64);
                 metrics.stream_up.set(true);
@@ -487,6 +492,7 @@ fn install_sink_callback(
                 tx.send_replace(Some(CapturedFrame {
                     seq,
                     buffer,
+                    caps,
                     captured_at: SystemTime::now(),
                     captured_instant: Instant::now(),
                 }));
@@ -717,12 +723,14 @@ mod tests {
         let caps = wanted.property::<gst::Caps>("caps");
         let names: Vec<String> = caps.iter().map(|s| s.name().to_string()).collect();
         assert_eq!(names, ["image/jpeg", "video/x-raw"]);
-        // Frames leave scaled to stream.width x stream.height, RGB.
+        // Frames leave scaled to stream.width x stream.height, in the decoder's
+        // raw format (converted to RGB only when inferred).
         let out = appsink.caps().expect("appsink caps");
         let s = out.structure(0).expect("structure");
+        assert_eq!(s.name(), "video/x-raw");
         assert_eq!(s.get::<i32>("width").ok(), Some(320));
         assert_eq!(s.get::<i32>("height").ok(), Some(240));
-        assert_eq!(s.get::<&str>("format").ok(), Some("RGB"));
+        assert!(s.get::<&str>("format").is_err(), "any raw format: {s}");
         assert_eq!(v4l2_caps(V4l2Format::Mjpeg), "image/jpeg");
         assert_eq!(v4l2_caps(V4l2Format::Raw), "video/x-raw");
     }
