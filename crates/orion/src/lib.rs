@@ -16,6 +16,8 @@
 //! - [`control`]: the control plane: applies commands to the running components.
 //! - [`health`]: status model, metrics, HTTP server.
 //! - [`backoff`]: the retry delays every supervisor uses.
+//! - [`logging`]: one escaped line per log event, long values cut, repeated
+//!   warnings rate-limited.
 //! - [`ctl`]: `orionctl`, the operator's client.
 //! - [`orchestrator`]: start-up order, the frame consumer, stats, shutdown order.
 
@@ -27,6 +29,7 @@ pub mod control;
 pub mod ctl;
 pub mod framebus;
 pub mod health;
+pub mod logging;
 pub mod mqtt;
 pub mod orchestrator;
 pub mod stream;

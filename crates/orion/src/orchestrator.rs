@@ -151,6 +151,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             )),
             control_topic: Some(config.control_topic()),
             presence: Some((config.status_topic(), identity.session.clone())),
+            busy: Some(mqtt::emitter::BusyReplies {
+                topic: config.health_topic(),
+                instance_id: config.instance_id.clone(),
+                max_command_bytes: config.mqtt.max_command_bytes,
+            }),
         },
         metrics.clone(),
         Some(control_tx),
@@ -258,6 +263,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             health_topic: config.health_topic(),
             max_command_bytes: config.mqtt.max_command_bytes,
             shutdown: shutdown.clone(),
+            reply_log: std::sync::Mutex::new(crate::logging::RateLimit::new(Duration::from_secs(
+                10,
+            ))),
         }
         .run(control_rx, alerts_rx, control_cancel.clone()),
     );

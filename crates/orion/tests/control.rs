@@ -563,6 +563,9 @@ fn a_retained_command_is_refused_not_replayed_at_start() {
             .contains("retained commands are ignored"),
         "{r}"
     );
+    // Answered like any refusal: command and request_id echoed.
+    assert_eq!(r["command"], "shutdown", "{r}");
+    assert_eq!(r["request_id"], "old", "{r}");
     let results = Subscriber::connect(broker.port, "care/inferences/ctl-retained/#");
     results.wait_for(Duration::from_secs(20), |_, p| {
         serde_json::from_slice::<Value>(p).ok()

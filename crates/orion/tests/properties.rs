@@ -2,6 +2,9 @@
 //! untrusted input: the control command parser (anything on the control topic)
 //! and the worker codec (anything on a worker's stdout). Neither may panic,
 //! allocate beyond its bounds, or accept what it should not.
+//!
+//! The test run uses 2,000 cases per property; `scripts/fuzz.sh` runs the same
+//! properties with `ORION_FUZZ_CASES` (default 100,000) as a fuzzing campaign.
 
 use orion::mqtt::commands::{COMMANDS, parse};
 use orion_protocol::{FrameReader, decode_from_worker, encode, golden};
@@ -69,9 +72,18 @@ fn command_message() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Cases per property: 2,000 in the test run, `ORION_FUZZ_CASES` in a campaign.
+fn cases() -> u32 {
+    std::env::var("ORION_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    // Bounded and self-contained: a fixed number of cases, no regression files.
-    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+    // Bounded and self-contained: a fixed number of cases, no regression files
+    // (a failure prints its minimal case, which becomes a named regression test).
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn command_parser_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {

@@ -82,8 +82,10 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,rumqttd=off,rumqttc=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // One line per event, whatever text from outside it carries; no ANSI
+        // colours (escape sequences are escaped like any control character).
+        .with_writer(orion::logging::EscapedStderr)
+        .with_ansi(false)
         .init();
 
     let config = match Config::load(&path) {

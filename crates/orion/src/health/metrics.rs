@@ -276,8 +276,16 @@ pub struct Metrics {
     pub frames_paused: Counter,
     pub control_commands: Counter,
     pub control_rejected: Counter,
-    /// Control messages dropped because the control queue was full.
+    /// Control messages that reached the daemon (each is answered, answered
+    /// `busy`, or counted in `control_dropped`).
+    pub control_received: Counter,
+    /// Control messages answered `busy` because the control queue was full.
+    pub control_busy: Counter,
+    /// Control messages neither run nor answered: the queue was full and the busy
+    /// replies' budget spent.
     pub control_dropped: Counter,
+    /// Replies that could not be sent (the broker away).
+    pub control_replies_dropped: Counter,
     workers: Mutex<Vec<Arc<WorkerMetrics>>>,
     groups: Mutex<Vec<Arc<GroupMetrics>>>,
 }
@@ -314,7 +322,10 @@ impl Default for Metrics {
             frames_paused: Counter::default(),
             control_commands: Counter::default(),
             control_rejected: Counter::default(),
+            control_received: Counter::default(),
+            control_busy: Counter::default(),
             control_dropped: Counter::default(),
+            control_replies_dropped: Counter::default(),
             workers: Mutex::new(Vec::new()),
             groups: Mutex::new(Vec::new()),
         }
@@ -363,7 +374,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let b = |v: bool| f64::from(u8::from(v));
-        let counters: [(&str, &str, u64); 17] = [
+        let counters: [(&str, &str, u64); 20] = [
             (
                 "orion_frames_captured_total",
                 "Frames delivered by the stream.",
@@ -440,9 +451,24 @@ impl Metrics {
                 self.control_rejected.get(),
             ),
             (
+                "orion_control_messages_total",
+                "Control messages that reached the daemon.",
+                self.control_received.get(),
+            ),
+            (
+                "orion_control_busy_total",
+                "Control messages answered busy because the control queue was full.",
+                self.control_busy.get(),
+            ),
+            (
                 "orion_control_dropped_total",
-                "Control messages dropped because the control queue was full.",
+                "Control messages neither run nor answered (queue full, busy replies' budget spent).",
                 self.control_dropped.get(),
+            ),
+            (
+                "orion_control_replies_dropped_total",
+                "Replies that could not be sent (broker away).",
+                self.control_replies_dropped.get(),
             ),
             (
                 "orion_e2e_results_total",

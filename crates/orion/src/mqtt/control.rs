@@ -27,7 +27,12 @@ pub struct ControlHandler {
     pub max_command_bytes: usize,
     /// Cancelled by the `shutdown` command, after its reply is queued.
     pub shutdown: CancellationToken,
+    /// Rate limit of the "reply could not be sent" warning.
+    pub reply_log: std::sync::Mutex<crate::logging::RateLimit>,
 }
+
+/// Longest wait for room in the MQTT client's queue for one reply.
+const REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ControlHandler {
     /// Answers control messages and publishes alerts until cancel (or until the
@@ -53,9 +58,15 @@ impl ControlHandler {
             let reply = if payload.retained {
                 // A retained command would run again at every start (a retained
                 // `shutdown` would be a boot loop): commands are for now only.
+                // Refused like any other refusal, echoing command and request_id.
+                let (command, request_id) =
+                    match commands::parse(&payload.payload, self.max_command_bytes) {
+                        Ok(req) => (Some(req.name.to_string()), req.request_id),
+                        Err(rej) => (rej.command, rej.request_id),
+                    };
                 self.reject(
-                    None,
-                    None,
+                    command,
+                    request_id,
                     "retained commands are ignored; publish commands without the retain flag"
                         .into(),
                 )
@@ -63,7 +74,7 @@ impl ControlHandler {
                 self.handle(&payload.payload).await
             };
             let shutdown = reply.1;
-            self.publish(reply.0);
+            self.publish(reply.0).await;
             if shutdown {
                 tracing::info!("shutdown requested over MQTT");
                 self.shutdown.cancel();
@@ -111,10 +122,12 @@ impl ControlHandler {
         } else {
             self.metrics.control_rejected.inc();
         }
+        // Command names and messages can quote what the sender wrote: cut, and
+        // escaped by the log writer.
         tracing::info!(
-            command = command.as_deref().unwrap_or("?"),
+            command = %crate::logging::cut(command.as_deref().unwrap_or("?"), 64),
             success = outcome.success,
-            message = %outcome.message,
+            message = %crate::logging::cut(&outcome.message, crate::logging::MAX_VALUE),
             "control command"
         );
         let kind = if command.as_deref() == Some("get_status") && outcome.success {
@@ -153,11 +166,25 @@ impl ControlHandler {
         }
     }
 
-    fn publish(&self, reply: Reply) {
+    /// Sends a reply; while connected it waits for room in the client's queue
+    /// rather than dropping it (replies have priority over results, which are
+    /// dropped when the queue is full).
+    async fn publish(&self, reply: Reply) {
         match serde_json::to_vec(&reply) {
             Ok(payload) => {
-                if !self.emitter.publish(self.health_topic.clone(), payload) {
-                    tracing::warn!("reply could not be queued (broker away)");
+                if !self
+                    .emitter
+                    .publish_reply(self.health_topic.clone(), payload, REPLY_WAIT)
+                    .await
+                {
+                    self.metrics.control_replies_dropped.inc();
+                    let mut log = self.reply_log.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(held_back) = log.allow(std::time::Instant::now()) {
+                        tracing::warn!(
+                            "reply could not be sent (broker away); counted in orion_control_replies_dropped_total{}",
+                            log.and_more(held_back)
+                        );
+                    }
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot serialize reply"),

@@ -65,7 +65,22 @@ pub struct EmitterSettings {
     /// This instance's presence topic and session: watched to detect another
     /// live process with the same instance_id.
     pub presence: Option<(String, String)>,
+    /// Where a control message that finds the control queue full is answered
+    /// `busy` (at most [`BUSY_REPLIES_PER_S`] a second; the rest are counted).
+    pub busy: Option<BusyReplies>,
 }
+
+/// How the emitter answers control messages the control handler cannot take.
+#[derive(Debug, Clone)]
+pub struct BusyReplies {
+    pub topic: String,
+    pub instance_id: String,
+    pub max_command_bytes: usize,
+}
+
+/// Busy replies per second at most; control messages beyond that while the queue
+/// is full are counted in `orion_control_dropped_total`.
+pub const BUSY_REPLIES_PER_S: u32 = 50;
 
 impl EmitterSettings {
     /// Client options for `client_id`, with the last will only when `will`.
@@ -138,6 +153,8 @@ impl Emitter {
             control,
             cancel: cancel.clone(),
             settings: settings.clone(),
+            busy_window: (std::time::Instant::now(), 0),
+            queue_full_log: crate::logging::RateLimit::new(Duration::from_secs(10)),
         }));
         Self {
             handle: EmitterHandle { client, metrics },
@@ -176,6 +193,28 @@ impl EmitterHandle {
         self.send(topic, payload, false)
     }
 
+    /// A command reply: never dropped for a full client queue while connected.
+    /// Waits (at most `timeout`) for room in the client's queue; drops and counts
+    /// only when the broker is away or the wait runs out.
+    pub async fn publish_reply(&self, topic: String, payload: Vec<u8>, timeout: Duration) -> bool {
+        if !self.metrics.mqtt_connected.get() {
+            self.metrics.mqtt_dropped.inc();
+            return false;
+        }
+        let queued = tokio::time::timeout(
+            timeout,
+            self.client.publish(topic, QoS::AtLeastOnce, false, payload),
+        )
+        .await;
+        if let Ok(Ok(())) = queued {
+            self.metrics.mqtt_published.inc();
+            true
+        } else {
+            self.metrics.mqtt_dropped.inc();
+            false
+        }
+    }
+
     /// Like [`EmitterHandle::publish`], retained by the broker.
     pub fn publish_retained(&self, topic: String, payload: Vec<u8>) -> bool {
         self.send(topic, payload, true)
@@ -212,6 +251,58 @@ struct PollState {
     control: Option<mpsc::Sender<ControlMessage>>,
     cancel: CancellationToken,
     settings: EmitterSettings,
+    /// Busy replies sent in the current second.
+    busy_window: (std::time::Instant, u32),
+    queue_full_log: crate::logging::RateLimit,
+}
+
+impl PollState {
+    /// A control message found the control queue full: answer `busy` if the
+    /// budget allows, else count it as dropped. Never waits.
+    fn refuse_busy(&mut self, payload: &[u8]) {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.busy_window.0) >= Duration::from_secs(1) {
+            self.busy_window = (now, 0);
+        }
+        let answered = match &self.settings.busy {
+            Some(b) if self.busy_window.1 < BUSY_REPLIES_PER_S => {
+                let (command, request_id) =
+                    match super::commands::parse(payload, b.max_command_bytes) {
+                        Ok(req) => (Some(req.name.to_string()), req.request_id),
+                        Err(rej) => (rej.command, rej.request_id),
+                    };
+                let reply = super::commands::Reply {
+                    kind: "command_ack",
+                    instance_id: b.instance_id.clone(),
+                    command,
+                    success: false,
+                    message: "busy: too many control messages at once; this one was not run, send it again".into(),
+                    data: serde_json::json!({"busy": true}),
+                    request_id,
+                    timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                        .to_string(),
+                };
+                serde_json::to_vec(&reply).is_ok_and(|bytes| {
+                    self.client
+                        .try_publish(b.topic.clone(), QoS::AtLeastOnce, false, bytes)
+                        .is_ok()
+                })
+            }
+            _ => false,
+        };
+        if answered {
+            self.busy_window.1 += 1;
+            self.metrics.control_busy.inc();
+        } else {
+            self.metrics.control_dropped.inc();
+        }
+        if let Some(held_back) = self.queue_full_log.allow(now) {
+            tracing::warn!(
+                "control queue full: command answered busy or dropped (counted){}",
+                self.queue_full_log.and_more(held_back)
+            );
+        }
+    }
 }
 
 /// Where a connection is between CONNACK and use.
@@ -371,15 +462,17 @@ async fn poll(mut s: PollState) {
                 }
                 if s.control_topic.as_deref() == Some(p.topic.as_str())
                     && let Some(control) = &s.control
-                    && control
+                {
+                    s.metrics.control_received.inc();
+                    let full = control
                         .try_send(ControlMessage {
                             payload: p.payload.to_vec(),
                             retained: p.retain,
                         })
-                        .is_err()
-                {
-                    s.metrics.control_dropped.inc();
-                    tracing::warn!("control queue full; command dropped");
+                        .is_err();
+                    if full {
+                        s.refuse_busy(&p.payload);
+                    }
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) if yielding => {
@@ -519,6 +612,7 @@ mod tests {
                 last_will: None,
                 control_topic: None,
                 presence: None,
+                busy: None,
             },
             metrics.clone(),
             None,

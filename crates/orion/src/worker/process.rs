@@ -339,13 +339,21 @@ async fn read_messages(
 
 /// Forwards stderr lines to tracing; `[ERROR]`, `[WARNING]`, `[INFO]`, `[DEBUG]`
 /// prefixes pick the level (unprefixed lines are info).
+/// Worker log lines written per [`LOG_WINDOW`]; more are counted and summed up
+/// in one line (a worker in a print loop must not fill the disk).
+const LOG_LINES_PER_WINDOW: u32 = 200;
+const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// How much of one worker log line is kept.
+const LOG_VALUE: usize = 1024;
+
 async fn forward_logs(stderr: tokio::process::ChildStderr, worker: String) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::with_capacity(256);
+    let mut window = (std::time::Instant::now(), 0u32, 0u64);
     loop {
         line.clear();
         match read_bounded_line(&mut reader, &mut line).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
         let text = String::from_utf8_lossy(&line);
@@ -353,13 +361,30 @@ async fn forward_logs(stderr: tokio::process::ChildStderr, worker: String) {
         if text.is_empty() {
             continue;
         }
+        if window.0.elapsed() >= LOG_WINDOW {
+            if window.2 > 0 {
+                tracing::warn!(worker = %worker, held_back = window.2, "worker wrote more log lines than {LOG_LINES_PER_WINDOW} in {} s; {} not written", LOG_WINDOW.as_secs(), window.2);
+            }
+            window = (std::time::Instant::now(), 0, 0);
+        }
+        if window.1 >= LOG_LINES_PER_WINDOW {
+            window.2 += 1;
+            continue;
+        }
+        window.1 += 1;
         let (level, msg) = parse_log_level(text);
+        // One event per line whatever the worker wrote: the log writer escapes
+        // control characters (crate::logging).
+        let msg = crate::logging::cut(msg, LOG_VALUE);
         match level {
             tracing::Level::ERROR => tracing::error!(worker = %worker, "{msg}"),
             tracing::Level::WARN => tracing::warn!(worker = %worker, "{msg}"),
             tracing::Level::DEBUG => tracing::debug!(worker = %worker, "{msg}"),
             _ => tracing::info!(worker = %worker, "{msg}"),
         }
+    }
+    if window.2 > 0 {
+        tracing::warn!(worker = %worker, held_back = window.2, "worker log lines not written at its exit: {}", window.2);
     }
 }
 

@@ -1,0 +1,184 @@
+//! Hostile input on the control topic, with a real Mosquitto and daemon: a flood
+//! where every message is answered, answered busy or counted; forged log lines;
+//! log volume under a flood of large messages.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Daemon, Mosquitto, Subscriber};
+use serde_json::Value;
+
+/// Publishes `lines` (one message each) at QoS 0 as fast as mosquitto_pub can.
+fn flood(port: u16, topic: &str, lines: impl Iterator<Item = String>) {
+    let mut child = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "0",
+            "-l",
+            "-t",
+            topic,
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for line in lines {
+            writeln!(stdin, "{line}").expect("write to mosquitto_pub");
+        }
+    }
+    assert!(child.wait().expect("mosquitto_pub exits").success());
+}
+
+/// Starts a daemon and waits until it listens to its control topic.
+fn start(broker: &Mosquitto, instance: &str) -> (Daemon, Subscriber) {
+    let replies = Subscriber::connect(broker.port, &format!("care/health/{instance}"));
+    let status = Subscriber::connect(broker.port, &format!("care/status/{instance}"));
+    let daemon = Daemon::start(&common::config(instance, &broker.url(), |_| {}));
+    status.wait_for(Duration::from_secs(60), |_, p| {
+        let v: Value = serde_json::from_slice(p).ok()?;
+        (v["state"] == "online").then_some(())
+    });
+    (daemon, replies)
+}
+
+fn counter(d: &Daemon, name: &str) -> f64 {
+    d.metric(name)
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+}
+
+#[test]
+fn a_flood_is_answered_answered_busy_or_counted() {
+    let broker = Mosquitto::start();
+    let (daemon, replies) = start(&broker, "hostile-flood");
+    // Ready: one ordinary round trip.
+    let first = replies.command(
+        "hostile-flood",
+        serde_json::json!({"command": "get_status"}),
+    );
+    assert_eq!(first["success"], true);
+    replies.drain();
+    let received0 = counter(&daemon, "orion_control_messages_total");
+    let answered0 = counter(&daemon, "orion_control_commands_total")
+        + counter(&daemon, "orion_control_rejected_total");
+
+    const N: usize = 5000;
+    flood(
+        broker.port,
+        "care/control/hostile-flood",
+        (0..N).map(|i| format!(r#"{{"command":"get_status","request_id":"f-{i}"}}"#)),
+    );
+    // Every message that reached the daemon is accounted for once the queue drains.
+    let (received, answered, busy, dropped) =
+        common::wait_until("the flood accounted for", Duration::from_secs(60), || {
+            let received = counter(&daemon, "orion_control_messages_total") - received0;
+            let answered = counter(&daemon, "orion_control_commands_total")
+                + counter(&daemon, "orion_control_rejected_total")
+                - answered0;
+            let busy = counter(&daemon, "orion_control_busy_total");
+            let dropped = counter(&daemon, "orion_control_dropped_total");
+            (received > 0.0 && received == answered + busy + dropped)
+                .then_some((received, answered, busy, dropped))
+        });
+    eprintln!("flood of {N}: {received} reached the daemon, {answered} answered, {busy} busy, {dropped} dropped");
+    assert!(received <= N as f64);
+    assert!(
+        busy >= 1.0,
+        "the sender of a command not run was told busy ({received} received, {answered} answered, {dropped} dropped)"
+    );
+    // Every reply the daemon counted arrives, each request_id at most once, and
+    // the busy ones say so with the request_id of the command not run.
+    let expected = (answered + busy) as usize;
+    let mut seen = std::collections::HashSet::new();
+    let mut busy_seen = 0;
+    while seen.len() < expected {
+        let reply: Value = replies.wait_for(Duration::from_secs(30), |_, p| {
+            serde_json::from_slice::<Value>(p).ok()
+        });
+        let id = reply["request_id"]
+            .as_str()
+            .expect("request_id echoed")
+            .to_string();
+        assert!(id.starts_with("f-"), "{reply}");
+        if reply["data"]["busy"] == true {
+            busy_seen += 1;
+            assert_eq!(reply["success"], false);
+            assert_eq!(reply["command"], "get_status");
+        }
+        assert!(seen.insert(id), "two replies for one request: {reply}");
+    }
+    assert_eq!(busy_seen as f64, busy);
+    assert_eq!(
+        daemon.metric("orion_control_replies_dropped_total"),
+        Some(0.0)
+    );
+    // Bounded log: the "queue full" warning is rate-limited.
+    let warnings = daemon.log().matches("control queue full").count();
+    assert!(warnings <= 3, "{warnings} queue-full lines");
+    // And the daemon still answers normally.
+    let after = replies.command(
+        "hostile-flood",
+        serde_json::json!({"command": "get_status"}),
+    );
+    assert_eq!(after["success"], true);
+}
+
+#[test]
+fn outside_text_never_forges_a_log_line_and_floods_stay_small() {
+    let broker = Mosquitto::start();
+    let (daemon, replies) = start(&broker, "hostile-log");
+    let forged = "x\n2026-11-28T00:00:00.000000Z ERROR orion::worker: INJECTED fake";
+    let r = replies.command("hostile-log", serde_json::json!({"command": forged}));
+    assert_eq!(r["success"], false);
+    assert_eq!(r["command"], forged, "the reply echoes what was sent");
+    let log = daemon.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("2026-11-28T00:00:00.000000Z")),
+        "a forged line:\n{log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("INJECTED fake"))
+        .expect("the command is logged");
+    assert!(
+        line.contains("control command") && line.contains("x\\n2026-11-28T00:00:00"),
+        "{line}"
+    );
+
+    // 1,000 messages of 65 KB: the log grows by a bounded amount.
+    let before = daemon.log().len();
+    let big = format!(r#"{{"command":"{}"}}"#, "A".repeat(65_000));
+    flood(
+        broker.port,
+        "care/control/hostile-log",
+        std::iter::repeat_n(big, 1000),
+    );
+    common::wait_until("the flood handled", Duration::from_secs(60), || {
+        let received = daemon.metric("orion_control_messages_total")?;
+        let handled = daemon.metric("orion_control_rejected_total")?
+            + daemon.metric("orion_control_commands_total")?
+            + daemon.metric("orion_control_busy_total")?
+            + daemon.metric("orion_control_dropped_total")?;
+        (received >= 1001.0 && received == handled).then_some(())
+    });
+    let grown = daemon.log().len() - before;
+    assert!(
+        grown < 1_000_000,
+        "the log grew by {grown} bytes for 1,000 messages"
+    );
+    assert!(
+        daemon
+            .log()
+            .lines()
+            .all(|l| l.len() <= orion::logging::MAX_LINE + 64),
+        "a log line over the limit"
+    );
+}
