@@ -182,3 +182,33 @@ fn outside_text_never_forges_a_log_line_and_floods_stay_small() {
         "a log line over the limit"
     );
 }
+
+#[test]
+fn an_oversized_message_is_refused_without_losing_the_connection() {
+    let broker = Mosquitto::start();
+    let (daemon, replies) = start(&broker, "hostile-big");
+    let reconnects = counter(&daemon, "orion_mqtt_reconnects_total");
+    // 16 MiB, then an ordinary command right behind it: both are answered.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("big.json");
+    std::fs::write(&file, vec![b'x'; 16 * 1024 * 1024]).expect("write");
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1"])
+        .args(["-t", "care/control/hostile-big", "-f"])
+        .arg(&file)
+        .status()
+        .expect("mosquitto_pub");
+    assert!(status.success());
+    let refusal: Value = replies.wait_for(Duration::from_secs(30), |_, p| {
+        serde_json::from_slice::<Value>(p).ok()
+    });
+    assert_eq!(refusal["success"], false);
+    assert_eq!(
+        refusal["message"],
+        "payload of 16777216 bytes exceeds the limit of 65536 bytes"
+    );
+    let after = replies.command("hostile-big", serde_json::json!({"command": "get_status"}));
+    assert_eq!(after["success"], true);
+    assert_eq!(counter(&daemon, "orion_mqtt_reconnects_total"), reconnects, "the connection was kept");
+    assert!(daemon.rss_kb() < 200 * 1024, "RSS {} KiB", daemon.rss_kb());
+}

@@ -55,7 +55,16 @@ impl ControlHandler {
                     None => break,
                 },
             };
-            let reply = if payload.retained {
+            let reply = if let Some(size) = payload.oversize {
+                self.reject(
+                    None,
+                    None,
+                    format!(
+                        "payload of {size} bytes exceeds the limit of {} bytes",
+                        self.max_command_bytes
+                    ),
+                )
+            } else if payload.retained {
                 // A retained command would run again at every start (a retained
                 // `shutdown` would be a boot loop): commands are for now only.
                 // Refused like any other refusal, echoing command and request_id.

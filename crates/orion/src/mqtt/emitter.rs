@@ -33,9 +33,11 @@ use crate::backoff::Backoff;
 use crate::health::metrics::Metrics;
 use crate::mqtt::presence::PresenceMessage;
 
-/// Largest incoming packet accepted; a larger one (only possible on the control
-/// topic) breaks the connection, which is then re-established.
-pub const MAX_INCOMING_PACKET: usize = 4 * 1024 * 1024;
+/// Largest incoming packet read; a larger one (only possible on the control
+/// topic) breaks the connection, which is then re-established (a broker's
+/// `message_size_limit` keeps such messages away). Up to this size a message is
+/// read and, beyond `mqtt.max_command_bytes`, discarded at once and refused.
+pub const MAX_INCOMING_PACKET: usize = 32 * 1024 * 1024;
 /// Largest outgoing packet (results and status replies are far smaller).
 const MAX_OUTGOING_PACKET: usize = 1024 * 1024;
 /// While another process holds the instance's client id, how often the emitter
@@ -112,9 +114,12 @@ impl EmitterSettings {
 /// A message that arrived on the control topic.
 #[derive(Debug, Clone)]
 pub struct ControlMessage {
+    /// Empty when the message was larger than `mqtt.max_command_bytes`
+    /// (`oversize` says how large): its bytes are never queued.
     pub payload: Vec<u8>,
     /// Delivered from the broker's retained store rather than published now.
     pub retained: bool,
+    pub oversize: Option<usize>,
 }
 
 /// Cheap to clone; held by whoever publishes.
@@ -464,10 +469,17 @@ async fn poll(mut s: PollState) {
                     && let Some(control) = &s.control
                 {
                     s.metrics.control_received.inc();
+                    let max = s.settings.busy.as_ref().map_or(usize::MAX, |b| b.max_command_bytes);
+                    let oversize = (p.payload.len() > max).then_some(p.payload.len());
                     let full = control
                         .try_send(ControlMessage {
-                            payload: p.payload.to_vec(),
+                            payload: if oversize.is_some() {
+                                Vec::new()
+                            } else {
+                                p.payload.to_vec()
+                            },
                             retained: p.retain,
+                            oversize,
                         })
                         .is_err();
                     if full {
