@@ -87,7 +87,9 @@ fn a_flood_is_answered_answered_busy_or_counted() {
             (received > 0.0 && received == answered + busy + dropped)
                 .then_some((received, answered, busy, dropped))
         });
-    eprintln!("flood of {N}: {received} reached the daemon, {answered} answered, {busy} busy, {dropped} dropped");
+    eprintln!(
+        "flood of {N}: {received} reached the daemon, {answered} answered, {busy} busy, {dropped} dropped"
+    );
     assert!(received <= N as f64);
     assert!(
         busy >= 1.0,
@@ -209,6 +211,10 @@ fn an_oversized_message_is_refused_without_losing_the_connection() {
     );
     let after = replies.command("hostile-big", serde_json::json!({"command": "get_status"}));
     assert_eq!(after["success"], true);
-    assert_eq!(counter(&daemon, "orion_mqtt_reconnects_total"), reconnects, "the connection was kept");
+    assert_eq!(
+        counter(&daemon, "orion_mqtt_reconnects_total"),
+        reconnects,
+        "the connection was kept"
+    );
     assert!(daemon.rss_kb() < 200 * 1024, "RSS {} KiB", daemon.rss_kb());
 }

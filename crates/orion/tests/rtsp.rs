@@ -65,6 +65,12 @@ fn rtsp_detections_survive_a_camera_outage_and_credentials_never_leak() {
     assert_eq!(code, 200);
     assert!(body.contains("\"status\":\"degraded\""), "{state}: {body}");
     std::thread::sleep(Duration::from_secs(10));
+    // Why, in words: the reconnection attempts are refused.
+    let down = replies.command("rtsp-out", json!({"command": "get_status"}));
+    assert_eq!(
+        down["data"]["stream"]["last_error"], "connection refused",
+        "{down}"
+    );
     let back = common::now_s();
     let _camera = RtspServer::start(port, &["--user", CAM_USER, "--password", CAM_PASSWORD]);
 
@@ -128,4 +134,29 @@ fn h265_camera() {
         b[0] >= 0.0 && b[1] >= 0.0 && b[0] + b[2] <= 640.5 && b[1] + b[3] <= 480.5,
         "{r}"
     );
+}
+
+#[test]
+fn wrong_camera_credentials_are_said_in_words() {
+    let port = common::free_port();
+    let _camera = RtspServer::start(port, &["--user", CAM_USER, "--password", CAM_PASSWORD]);
+    let broker = Mosquitto::start();
+    let status = Subscriber::connect(broker.port, "care/status/rtsp-401");
+    let url = format!("rtsp://{CAM_USER}:not-the-password@127.0.0.1:{port}/cam");
+    let _daemon = Daemon::start(&rtsp_config("rtsp-401", &broker.url(), &url, 5.0));
+    camera_state(&status, &["reconnecting"], Duration::from_secs(60));
+    let out = common::wait_until(
+        "the reason in orionctl status",
+        Duration::from_secs(30),
+        || {
+            let out = common::orionctl(&broker.url(), "rtsp-401")
+                .arg("status")
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("last error: 401 unauthorized")
+                .then_some(text)
+        },
+    );
+    assert!(!out.contains("not-the-password"), "{out}");
 }

@@ -469,7 +469,11 @@ async fn poll(mut s: PollState) {
                     && let Some(control) = &s.control
                 {
                     s.metrics.control_received.inc();
-                    let max = s.settings.busy.as_ref().map_or(usize::MAX, |b| b.max_command_bytes);
+                    let max = s
+                        .settings
+                        .busy
+                        .as_ref()
+                        .map_or(usize::MAX, |b| b.max_command_bytes);
                     let oversize = (p.payload.len() > max).then_some(p.payload.len());
                     let full = control
                         .try_send(ControlMessage {

@@ -61,6 +61,7 @@ impl StreamError {
                     (&["403", "forbidden"][..], "403 forbidden"),
                     (&["404", "not found"][..], "404 not found"),
                     (&["connection refused"][..], "connection refused"),
+                    (&["failed to connect"][..], CANNOT_CONNECT),
                     (&["timeout", "timed out"][..], "timeout"),
                     (
                         &["could not resolve", "name or service not known", "resolve"][..],
@@ -85,6 +86,40 @@ impl StreamError {
                     .unwrap_or_else(|| one_line(message))
             }
         }
+    }
+}
+
+/// rtspsrc's words for any failed connection; refined by [`probe_tcp`].
+const CANNOT_CONNECT: &str = "cannot connect";
+
+/// Why a TCP connection to the host and port of `url` fails, in a few words:
+/// `connection refused`, `timeout`, `host not found`, `host unreachable`; or
+/// `cannot connect` when the port answers (the camera refused the session).
+fn probe_tcp(url: &str, default_port: u16) -> String {
+    use std::net::ToSocketAddrs as _;
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, p.parse().unwrap_or(default_port)),
+        _ => (authority, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(mut addrs) = (host, port).to_socket_addrs() else {
+        return "host not found".into();
+    };
+    let Some(addr) = addrs.next() else {
+        return "host not found".into();
+    };
+    match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(_) => CANNOT_CONNECT.into(),
+        Err(e) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timeout".into(),
+            std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
+                "host unreachable".into()
+            }
+            _ => format!("cannot connect ({})", one_line(&e.to_string())),
+        },
     }
 }
 
@@ -625,7 +660,15 @@ pub fn supervise(
         match end {
             RunEnd::Cancelled => break,
             RunEnd::Failed(e) => {
-                metrics.stream_last_error.set(Some(e.reason()));
+                let mut reason = e.reason();
+                // rtspsrc says only "Failed to connect" for a refused, unreachable
+                // or silent camera: ask the network which it is.
+                if reason == CANNOT_CONNECT
+                    && let Some(url) = &settings.rtsp_url
+                {
+                    reason = probe_tcp(&split_credentials(url).0, 554);
+                }
+                metrics.stream_last_error.set(Some(reason));
                 if metrics.frames_captured.get() > frames_before {
                     backoff.reset();
                     failed_in_a_row = 0;
@@ -753,6 +796,23 @@ mod tests {
             }
             RunEnd::Cancelled => panic!("a missing device must fail the run"),
         }
+    }
+
+    #[test]
+    fn a_failed_connection_is_classified_by_the_network() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        assert_eq!(
+            probe_tcp(&format!("rtsp://127.0.0.1:{port}/cam"), 554),
+            "connection refused"
+        );
+        let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = open.local_addr().expect("addr").port();
+        assert_eq!(
+            probe_tcp(&format!("rtsp://127.0.0.1:{port}/x"), 554),
+            "cannot connect"
+        );
     }
 
     #[test]
