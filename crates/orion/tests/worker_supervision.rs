@@ -29,27 +29,37 @@ struct Harness {
 }
 
 fn job(seq: u64) -> Arc<Job> {
+    sized_job(seq, 16, 8)
+}
+
+fn sized_job(seq: u64, width: u32, height: u32) -> Arc<Job> {
     gst::init().expect("gstreamer init");
     let frame = Frame::map(
         CapturedFrame {
             seq,
-            buffer: gst::Buffer::from_slice(vec![0u8; 16 * 8 * 3]),
+            buffer: gst::Buffer::from_slice(vec![0u8; (width * height * 3) as usize]),
             caps: None,
             captured_at: SystemTime::now(),
             captured_instant: Instant::now(),
         },
-        16,
-        8,
+        width,
+        height,
     )
     .expect("frame");
     Arc::new(Job {
         frame,
-        roi: RoiAttention::new(16, 8, &orion::config::RoisConfig::default()).process(),
+        roi: RoiAttention::new(width, height, &orion::config::RoisConfig::default()).process(),
         trace_id: format!("t-{seq}"),
     })
 }
 
 fn start(mode: &str, hang_floor: Duration) -> Harness {
+    start_with(mode, hang_floor, Some(16 * 8 * 3), 0)
+}
+
+/// `shm`: the shared-memory slot size (`None`: frames inline); `prefetch`:
+/// frames sent ahead.
+fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: usize) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let pidfile = dir.path().join("pids");
     let script = common::repo_root().join("crates/orion/tests/workers/fake_worker.py");
@@ -71,8 +81,8 @@ fn start(mode: &str, hang_floor: Duration) -> Harness {
             startup_timeout: Duration::from_secs(20),
             hang_timeout_floor: hang_floor,
             max_message_bytes: 1024 * 1024,
-            shm_frame_bytes: Some(16 * 8 * 3),
-            prefetch: 0,
+            shm_frame_bytes: shm,
+            prefetch,
             instance_id: "test".into(),
             room_id: "room".into(),
             max_restarts: 100,
@@ -187,6 +197,37 @@ async fn a_hung_worker_is_killed_and_replaced() {
         Duration::from_secs(20),
         |h| h.metrics.restarts.get() >= 1 && h.pids().len() >= 2,
     )
+    .await;
+    assert!(!common::alive(first), "the hung process was killed");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_hung_with_inline_frames_and_prefetch_is_replaced_in_time() {
+    // Inline 640x480 frames (900 KB each) fill the pipe of a worker that stopped
+    // reading: the write itself must not hold the supervisor past the hang timeout.
+    let h = start_with("hang", Duration::from_secs(1), None, 1);
+    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
+        .await;
+    let first = h.pids()[0];
+    let published = Instant::now();
+    for seq in 1..=3 {
+        h.bus.publish(sized_job(seq, 640, 480));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.wait("hang detected", Duration::from_secs(20), |h| {
+        h.metrics.hangs.get() >= 1
+    })
+    .await;
+    // The hang timeout is max(1 s floor, 3 / 10 Hz): detected well within 5 s.
+    assert!(
+        published.elapsed() < Duration::from_secs(5),
+        "hang detected after {:?}",
+        published.elapsed()
+    );
+    h.wait("worker replaced", Duration::from_secs(20), |h| {
+        h.metrics.restarts.get() >= 1 && h.pids().len() >= 2
+    })
     .await;
     assert!(!common::alive(first), "the hung process was killed");
     h.stop().await;

@@ -65,8 +65,22 @@ impl GaugeF64 {
 }
 
 /// A wall-clock instant (Unix milliseconds); 0 = never.
+/// When something last happened: the wall-clock time for operators (Unix ms,
+/// exported), and a monotonic reading for every age and timeout, so that a
+/// clock step (NTP on a box without a real-time clock) never makes a healthy
+/// camera look stalled.
 #[derive(Debug, Default)]
-pub struct Timestamp(AtomicU64);
+pub struct Timestamp {
+    wall_ms: AtomicU64,
+    /// Nanoseconds since [`mono_base`] plus one; 0 = never.
+    mono_ns: AtomicU64,
+}
+
+/// The process's monotonic reference point.
+fn mono_base() -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
 
 impl Timestamp {
     pub fn touch(&self) {
@@ -74,20 +88,21 @@ impl Timestamp {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        self.0.store(ms, Ordering::Relaxed);
+        self.wall_ms.store(ms, Ordering::Relaxed);
+        let ns = mono_base().elapsed().as_nanos() as u64;
+        self.mono_ns.store(ns.saturating_add(1), Ordering::Relaxed);
     }
+    /// Wall-clock Unix milliseconds of the last touch; 0 if never.
     pub fn get_ms(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.wall_ms.load(Ordering::Relaxed)
     }
-    /// Time since the last touch; `None` if never touched.
+    /// Monotonic time since the last touch; `None` if never touched.
     pub fn age(&self) -> Option<Duration> {
-        let ms = self.get_ms();
-        (ms > 0).then(|| {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            Duration::from_millis(now.saturating_sub(ms))
+        let ns = self.mono_ns.load(Ordering::Relaxed);
+        (ns > 0).then(|| {
+            mono_base()
+                .elapsed()
+                .saturating_sub(Duration::from_nanos(ns - 1))
         })
     }
 }
@@ -685,6 +700,19 @@ fn label_value(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_are_monotonic_and_wall_time_is_kept_for_export() {
+        let t = Timestamp::default();
+        assert_eq!(t.age(), None);
+        assert_eq!(t.get_ms(), 0);
+        t.touch();
+        let first = t.age().expect("touched");
+        assert!(first < Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(t.age().expect("touched") >= first + Duration::from_millis(20));
+        assert!(t.get_ms() > 1_700_000_000_000, "Unix milliseconds");
+    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -396,11 +396,15 @@ impl Supervisor {
                         name: "set_model".into(),
                         params: model.entry.params(&model.name),
                     });
-                    life.process.send(&command).await?;
+                    if let Some(stop) = self.send_bounded(life, &command, timeout, cancel).await? {
+                        return Ok(stop);
+                    }
                     life.pending.insert(id, Pending { model, reply });
                 }
                 job = self.inbox.recv(), if life.in_flight.len() < capacity => {
-                    self.send_frame(life, job).await?;
+                    if let Some(stop) = self.send_frame(life, job, timeout, cancel).await? {
+                        return Ok(stop);
+                    }
                 }
                 _ = tokio::time::sleep_until(deadline), if !life.in_flight.is_empty() => {
                     let seq = life.in_flight.front().map_or(0, |f| f.job.frame.seq);
@@ -410,12 +414,44 @@ impl Supervisor {
         }
     }
 
+    /// Sends `msg` to the worker, but never longer than the hang timeout and
+    /// never past `cancel`: a worker that stops reading its stdin (a full pipe,
+    /// an inline frame half written) is hung like one that does not answer. The
+    /// stream to the worker is then broken, which is fine: the process is
+    /// replaced or stopped. `Some(Stop)` when cancelled meanwhile.
+    async fn send_bounded(
+        &mut self,
+        life: &mut Lifetime,
+        msg: &ToWorker<'_>,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Stop>, LifetimeError> {
+        // The frame in flight keeps its own deadline; a write has at least the
+        // whole timeout from now.
+        let started = Instant::now();
+        let deadline = if life.in_flight.is_empty() {
+            started + timeout
+        } else {
+            (life.front_since + timeout).max(started)
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => Ok(Some(Stop::Cancelled)),
+            r = life.process.send(msg) => r.map(|()| None).map_err(LifetimeError::from),
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                let seq = life.in_flight.front().map_or(0, |f| f.job.frame.seq);
+                Err(LifetimeError::Hung { seq, timeout })
+            }
+        }
+    }
+
     /// Writes one frame (into a free shared-memory slot, or inline) and sends it.
     async fn send_frame(
         &mut self,
         life: &mut Lifetime,
         job: Arc<Job>,
-    ) -> Result<(), LifetimeError> {
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Stop>, LifetimeError> {
         let frame = &job.frame;
         let slot = (0..=self.spec.prefetch)
             .find(|s| life.in_flight.iter().all(|f| f.slot != *s))
@@ -441,12 +477,14 @@ impl Supervisor {
             },
             shm,
         });
-        life.process.send(&request).await?;
+        if let Some(stop) = self.send_bounded(life, &request, timeout, cancel).await? {
+            return Ok(Some(stop));
+        }
         if life.in_flight.is_empty() {
             life.front_since = Instant::now();
         }
         life.in_flight.push_back(InFlight { job, slot });
-        Ok(())
+        Ok(None)
     }
 
     /// Answers are matched to the oldest frame in flight (workers answer in order).
