@@ -163,6 +163,44 @@ fn bad_config_exits_non_zero_with_the_problem() {
 }
 
 #[test]
+fn early_start_up_failures_exit_with_their_message_and_leave_nothing() {
+    let broker = Mosquitto::start();
+    // The health port taken by someone else.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let config = common::config("e2e-early", &broker.url(), |c| {
+        common::set(c, "health.listen", format!("127.0.0.1:{port}"));
+    });
+    let mut daemon = Daemon::start(&config);
+    let status = daemon.wait_exit(Duration::from_secs(15)).expect("exits");
+    assert!(!status.success());
+    assert!(
+        daemon.log().contains(&format!(
+            "cannot listen for health HTTP on 127.0.0.1:{port}: Address already in use"
+        )),
+        "{}",
+        daemon.log()
+    );
+    // A CA file that is not PEM: refused when TLS is set up, after the health
+    // server started; it goes with the process (its port is free again).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").expect("write");
+    let config = common::config("e2e-early", &broker.url(), |c| {
+        common::set(c, "mqtt.tls.enabled", true);
+        common::set(c, "mqtt.tls.ca_file", ca.to_string_lossy().into_owned());
+    });
+    let mut daemon = Daemon::start(&config);
+    let status = daemon.wait_exit(Duration::from_secs(15)).expect("exits");
+    assert!(!status.success());
+    let log = daemon.log();
+    assert!(log.contains("fatal: mqtt.tls"), "{log}");
+    assert!(log.contains("health HTTP listening"), "{log}");
+    std::net::TcpListener::bind(("127.0.0.1", daemon.health_port))
+        .expect("the health port is free after the exit");
+}
+
+#[test]
 fn two_workers_share_the_frames_without_duplicate_work() {
     let broker = Mosquitto::start();
     let sub = Subscriber::connect(broker.port, "care/inferences/e2e-two/#");
