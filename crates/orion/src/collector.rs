@@ -115,41 +115,7 @@ impl Collector {
             }
         };
         self.metrics.e2e_latency.observe(e2e);
-        let topic = format!(
-            "care/inferences/{}/{}",
-            self.instance_id,
-            topic_segment(&r.inference_type)
-        );
+        let topic = crate::topics::inferences(&self.instance_id, &r.inference_type);
         self.emitter.publish(topic, payload);
-    }
-}
-
-/// Keeps a worker-chosen inference type from escaping its topic level.
-fn topic_segment(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '+' || c == '#' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .take(64)
-        .collect();
-    if cleaned.is_empty() {
-        "unknown".into()
-    } else {
-        cleaned
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn inference_type_cannot_escape_its_topic_level() {
-        assert_eq!(super::topic_segment("person_detection"), "person_detection");
-        assert_eq!(super::topic_segment("a/#/+"), "a____");
-        assert_eq!(super::topic_segment(""), "unknown");
     }
 }

@@ -15,6 +15,7 @@
 //!   handler, presence, TLS, the embedded broker.
 //! - [`control`]: the control plane: applies commands to the running components.
 //! - [`health`]: status model, metrics, HTTP server.
+//! - [`topics`]: the MQTT topic names, in one place.
 //! - [`backoff`]: the retry delays every supervisor uses.
 //! - [`logging`]: one escaped line per log event, long values cut, repeated
 //!   warnings rate-limited.
@@ -33,4 +34,5 @@ pub mod logging;
 pub mod mqtt;
 pub mod orchestrator;
 pub mod stream;
+pub mod topics;
 pub mod worker;

@@ -617,15 +617,15 @@ impl Config {
     }
 
     pub fn control_topic(&self) -> String {
-        format!("care/control/{}", self.instance_id)
+        crate::topics::control(&self.instance_id)
     }
 
     pub fn health_topic(&self) -> String {
-        format!("care/health/{}", self.instance_id)
+        crate::topics::health(&self.instance_id)
     }
 
     pub fn status_topic(&self) -> String {
-        format!("care/status/{}", self.instance_id)
+        crate::topics::status(&self.instance_id)
     }
 }
 

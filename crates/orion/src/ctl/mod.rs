@@ -328,7 +328,7 @@ pub async fn run(cli: Cli) -> u8 {
 
 async fn request(cli: &Cli, mut command: Value) -> anyhow::Result<u8> {
     let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
-    let health = format!("care/health/{}", cli.instance);
+    let health = crate::topics::health(&cli.instance);
     let mut conn = Connection::open(cli, std::slice::from_ref(&health), timeout).await?;
     let request_id = format!("orionctl-{}-{}", std::process::id(), nanos());
     if let Value::Object(map) = &mut command {
@@ -341,7 +341,7 @@ async fn request(cli: &Cli, mut command: Value) -> anyhow::Result<u8> {
         .to_string();
     conn.client
         .publish(
-            format!("care/control/{}", cli.instance),
+            crate::topics::control(&cli.instance),
             QoS::AtLeastOnce,
             false,
             serde_json::to_vec(&command)?,
@@ -384,7 +384,7 @@ const LIST_QUIET: Duration = Duration::from_millis(500);
 
 async fn list(cli: &Cli) -> anyhow::Result<u8> {
     let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
-    let mut conn = Connection::open(cli, &["care/status/+".to_string()], timeout).await?;
+    let mut conn = Connection::open(cli, &[crate::topics::STATUS_ALL.to_string()], timeout).await?;
     let mut presences = std::collections::BTreeMap::new();
     let mut unreadable = 0;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -437,9 +437,9 @@ async fn watch(cli: &Cli, count: Option<u64>) -> anyhow::Result<u8> {
     let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
     let id = &cli.instance;
     let topics = [
-        format!("care/inferences/{id}/#"),
-        format!("care/status/{id}"),
-        format!("care/health/{id}"),
+        crate::topics::inferences_all(id),
+        crate::topics::status(id),
+        crate::topics::health(id),
     ];
     let mut conn = Connection::open(cli, &topics, timeout).await?;
     if !cli.json {

@@ -293,7 +293,7 @@ pub fn watch_line(topic: &str, payload: &[u8]) -> String {
             s(&v["model"]["input_size"]),
             s(&v["roi"]["source"])
         )
-    } else if topic.starts_with("care/status/") {
+    } else if topic.starts_with(crate::topics::STATUS_PREFIX) {
         format!(
             "{time} status {} camera={} inference={}{}",
             s(&v["state"]),
