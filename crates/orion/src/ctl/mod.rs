@@ -3,8 +3,9 @@
 //! and status.
 //!
 //! Owns only client-side concerns (arguments, connection, matching the reply by
-//! `request_id`, printing). It never interprets commands: the daemon validates
-//! everything and its reply message is shown as it is.
+//! `request_id`, printing). Commands are built with the daemon's own
+//! [`Command`] type (names and shapes cannot drift apart); the daemon checks
+//! every value and its reply message is shown as it is.
 
 mod print;
 
@@ -17,7 +18,9 @@ use rumqttc::{
 };
 use serde_json::{Value, json};
 
-use crate::config::BrokerAddr;
+use crate::attention::ExternalRoi;
+use crate::config::{AutoFocusStrategy, BrokerAddr};
+use crate::mqtt::commands::Command;
 
 /// Operate Orion instances over MQTT.
 #[derive(Debug, Parser)]
@@ -145,39 +148,44 @@ pub enum AutofocusCmd {
 pub const EXIT_REFUSED: u8 = 1;
 pub const EXIT_UNREACHABLE: u8 = 3;
 
-/// The command's JSON, or a usage error found before sending anything.
+/// The command's JSON, or a usage error found before sending anything. Built
+/// from the daemon's own [`Command`] type, so the two never disagree on names
+/// or shapes; ranges are the daemon's to check (its reply says what is allowed).
 pub fn command_json(cmd: &Cmd) -> anyhow::Result<Value> {
-    let c = |name: &str| json!({"command": name});
-    Ok(match cmd {
-        Cmd::Status => c("get_status"),
-        Cmd::Pause => c("pause_inference"),
-        Cmd::Resume => c("resume_inference"),
-        Cmd::Rate { hz } => json!({"command": "set_inference_rate", "params": {"rate_hz": hz}}),
-        Cmd::Model { size } => json!({"command": "set_model_size", "params": {"size": size}}),
+    let command = match cmd {
+        Cmd::Status => Command::GetStatus,
+        Cmd::Pause => Command::PauseInference,
+        Cmd::Resume => Command::ResumeInference,
+        Cmd::Rate { hz } => Command::SetInferenceRate { rate_hz: *hz },
+        Cmd::Model { size } => Command::SetModelSize { size: size.clone() },
         Cmd::Rois {
             action: RoisCmd::Set { rois },
-        } => {
-            let rois = rois
+        } => Command::SetAttentionRois {
+            rois: rois
                 .iter()
                 .map(|r| parse_roi(r))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            json!({"command": "set_attention_rois", "params": {"rois": rois}})
-        }
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        },
         Cmd::Rois {
             action: RoisCmd::Clear,
-        } => c("clear_attention_rois"),
+        } => Command::ClearAttentionRois,
         Cmd::Rois {
             action: RoisCmd::Get,
-        } => c("get_attention_rois"),
+        } => Command::GetAttentionRois,
         Cmd::Autofocus { action } => match action {
-            AutofocusCmd::Enable => c("enable_auto_focus"),
-            AutofocusCmd::Disable => c("disable_auto_focus"),
-            AutofocusCmd::Get => c("get_auto_focus_strategy"),
-            AutofocusCmd::Stats => c("get_auto_focus_stats"),
-            AutofocusCmd::Clear => c("clear_auto_focus_history"),
+            AutofocusCmd::Enable => Command::EnableAutoFocus,
+            AutofocusCmd::Disable => Command::DisableAutoFocus,
+            AutofocusCmd::Get => Command::GetAutoFocusStrategy,
+            AutofocusCmd::Stats => Command::GetAutoFocusStats,
+            AutofocusCmd::Clear => Command::ClearAutoFocusHistory,
             AutofocusCmd::Strategy { name, params } => {
-                let mut p = serde_json::Map::new();
-                p.insert("strategy".into(), Value::String(name.clone()));
+                let strategy: AutoFocusStrategy =
+                    serde_json::from_value(Value::String(name.clone())).map_err(|_| {
+                        anyhow::anyhow!(
+                            "unknown strategy `{name}`; allowed: simple, smoothing, velocity"
+                        )
+                    })?;
+                let mut values = std::collections::BTreeMap::new();
                 for kv in params {
                     let (k, v) = kv
                         .split_once('=')
@@ -185,20 +193,24 @@ pub fn command_json(cmd: &Cmd) -> anyhow::Result<Value> {
                     let v: f64 = v
                         .parse()
                         .with_context(|| format!("`{v}` in `{kv}` is not a number"))?;
-                    p.insert(k.to_string(), json!(v));
+                    values.insert(k.to_string(), v);
                 }
-                json!({"command": "set_auto_focus_strategy", "params": p})
+                Command::SetAutoFocusStrategy {
+                    strategy,
+                    params: values,
+                }
             }
         },
-        Cmd::Shutdown => c("shutdown"),
+        Cmd::Shutdown => Command::Shutdown,
         Cmd::Send { payload } => {
-            serde_json::from_str(payload).context("the argument of `send` is not JSON")?
+            return serde_json::from_str(payload).context("the argument of `send` is not JSON");
         }
         Cmd::Watch { .. } | Cmd::List => bail!("watch and list are not commands"),
-    })
+    };
+    Ok(command.to_json())
 }
 
-fn parse_roi(s: &str) -> anyhow::Result<Value> {
+fn parse_roi(s: &str) -> anyhow::Result<ExternalRoi> {
     let v: Vec<f64> = s
         .split(',')
         .map(|p| p.trim().parse::<f64>())
@@ -207,7 +219,13 @@ fn parse_roi(s: &str) -> anyhow::Result<Value> {
     let [x, y, width, height] = v[..] else {
         bail!("`{s}` is not X,Y,W,H (four numbers)");
     };
-    Ok(json!({"x": x, "y": y, "width": width, "height": height}))
+    Ok(ExternalRoi {
+        x,
+        y,
+        width,
+        height,
+        name: None,
+    })
 }
 
 struct Connection {
@@ -523,6 +541,13 @@ mod tests {
         let cli = Cli::try_parse_from(["orionctl", "autofocus", "strategy", "smoothing", "alpha"])
             .unwrap();
         assert!(command_json(&cli.command).is_err());
+        let cli = Cli::try_parse_from(["orionctl", "autofocus", "strategy", "zoom"]).unwrap();
+        assert!(
+            command_json(&cli.command)
+                .unwrap_err()
+                .to_string()
+                .contains("allowed: simple, smoothing, velocity")
+        );
         assert!(Cli::try_parse_from(["orionctl", "rate", "fast"]).is_err());
         assert!(Cli::try_parse_from(["orionctl", "frobnicate"]).is_err());
     }

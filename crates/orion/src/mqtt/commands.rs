@@ -70,6 +70,54 @@ pub enum Command {
     Shutdown,
 }
 
+impl Command {
+    /// The command's name on the wire (one of [`COMMANDS`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::GetStatus => "get_status",
+            Command::PauseInference => "pause_inference",
+            Command::ResumeInference => "resume_inference",
+            Command::SetInferenceRate { .. } => "set_inference_rate",
+            Command::SetModelSize { .. } => "set_model_size",
+            Command::SetAttentionRois { .. } => "set_attention_rois",
+            Command::ClearAttentionRois => "clear_attention_rois",
+            Command::GetAttentionRois => "get_attention_rois",
+            Command::SetAutoFocusStrategy { .. } => "set_auto_focus_strategy",
+            Command::GetAutoFocusStrategy => "get_auto_focus_strategy",
+            Command::EnableAutoFocus => "enable_auto_focus",
+            Command::DisableAutoFocus => "disable_auto_focus",
+            Command::ClearAutoFocusHistory => "clear_auto_focus_history",
+            Command::GetAutoFocusStats => "get_auto_focus_stats",
+            Command::Shutdown => "shutdown",
+        }
+    }
+
+    /// The control message for this command (what [`parse`] reads back): the one
+    /// place a client such as `orionctl` builds commands from. Ranges are the
+    /// daemon's to check.
+    pub fn to_json(&self) -> Value {
+        let params = match self {
+            Command::SetInferenceRate { rate_hz } => Some(serde_json::json!({"rate_hz": rate_hz})),
+            Command::SetModelSize { size } => Some(serde_json::json!({"size": size})),
+            Command::SetAttentionRois { rois } => Some(serde_json::json!({"rois": rois})),
+            Command::SetAutoFocusStrategy { strategy, params } => {
+                let mut p = Map::new();
+                p.insert("strategy".into(), Value::from(strategy.name()));
+                for (k, v) in params {
+                    p.insert(k.clone(), serde_json::json!(v));
+                }
+                Some(Value::Object(p))
+            }
+            _ => None,
+        };
+        let mut msg = serde_json::json!({"command": self.name()});
+        if let Some(p) = params {
+            msg["params"] = p;
+        }
+        msg
+    }
+}
+
 /// A parsed, well-formed command.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -509,6 +557,49 @@ mod tests {
                 "{json}: `{}` lacks `{fragment}`",
                 e.message
             );
+        }
+    }
+
+    #[test]
+    fn every_command_round_trips_through_its_message() {
+        let mut strategy_params = BTreeMap::new();
+        strategy_params.insert("alpha".to_string(), 0.5);
+        let all = [
+            Command::GetStatus,
+            Command::PauseInference,
+            Command::ResumeInference,
+            Command::SetInferenceRate { rate_hz: 2.5 },
+            Command::SetModelSize { size: "n".into() },
+            Command::SetAttentionRois {
+                rois: vec![ExternalRoi {
+                    x: 0.1,
+                    y: 0.2,
+                    width: 0.3,
+                    height: 0.4,
+                    name: Some("bed".into()),
+                }],
+            },
+            Command::ClearAttentionRois,
+            Command::GetAttentionRois,
+            Command::SetAutoFocusStrategy {
+                strategy: AutoFocusStrategy::Smoothing,
+                params: strategy_params,
+            },
+            Command::GetAutoFocusStrategy,
+            Command::EnableAutoFocus,
+            Command::DisableAutoFocus,
+            Command::ClearAutoFocusHistory,
+            Command::GetAutoFocusStats,
+            Command::Shutdown,
+        ];
+        assert_eq!(all.len(), COMMANDS.len(), "every command once");
+        for c in all {
+            assert!(COMMANDS.iter().any(|(n, _)| *n == c.name()), "{}", c.name());
+            let bytes = serde_json::to_vec(&c.to_json()).unwrap();
+            let parsed =
+                parse(&bytes, 65536).unwrap_or_else(|e| panic!("{}: {}", c.name(), e.message));
+            assert_eq!(parsed.name, c.name());
+            assert_eq!(parsed.command, c);
         }
     }
 
