@@ -48,6 +48,9 @@ const PRESENCE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// After the SUBACKs, how long the retained presence may take to arrive (brokers
 /// queue retained messages behind the SUBACK).
 const RETAINED_GRACE: Duration = Duration::from_millis(500);
+/// How long a reply waits for the connection to count as up (covers
+/// [`RETAINED_GRACE`] after a reconnection, not a broker outage).
+const REPLY_CONNECT_WAIT: Duration = Duration::from_secs(2);
 
 /// Connection parameters.
 #[derive(Clone)]
@@ -202,6 +205,12 @@ impl EmitterHandle {
     /// Waits (at most `timeout`) for room in the client's queue; drops and counts
     /// only when the broker is away or the wait runs out.
     pub async fn publish_reply(&self, topic: String, payload: Vec<u8>, timeout: Duration) -> bool {
+        // Right after a (re)connection the emitter reads the retained presence
+        // before it counts as connected (half a second): a reply due then waits.
+        let until = tokio::time::Instant::now() + REPLY_CONNECT_WAIT.min(timeout);
+        while !self.metrics.mqtt_connected.get() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         if !self.metrics.mqtt_connected.get() {
             self.metrics.mqtt_dropped.inc();
             return false;
