@@ -575,3 +575,67 @@ fn a_retained_command_is_refused_not_replayed_at_start() {
         "the daemon is still running"
     );
 }
+
+#[test]
+fn alerts_go_out_while_a_slow_model_swap_runs() {
+    let broker = Mosquitto::start();
+    let health = Subscriber::connect(broker.port, "care/health/ctl-alert");
+    let status = Subscriber::connect(broker.port, "care/status/ctl-alert");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("good.onnx");
+    std::fs::write(&good, b"fake").expect("write");
+    let pids = dir.path().join("pids");
+    let script = common::repo_root().join("crates/orion/tests/workers/fake_worker.py");
+    let closed = common::free_port();
+    let _daemon = Daemon::start(&common::config("ctl-alert", &broker.url(), |c| {
+        // A camera that refuses every connection and is given up after about 7 s.
+        common::set(c, "camera.source", "rtsp");
+        common::set(
+            c,
+            "camera.rtsp_url",
+            format!("rtsp://127.0.0.1:{closed}/cam"),
+        );
+        common::set(c, "camera.max_reconnect_attempts", 7);
+        common::set(c, "camera.reconnect_backoff_max_s", 1.0);
+        common::set(c, "stream.stall_timeout_s", 60.0);
+        let cmd: Vec<serde_yaml::Value> = [
+            common::venv_python(),
+            script.to_string_lossy().into_owned(),
+            "slowswap".into(),
+            pids.to_string_lossy().into_owned(),
+        ]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+        common::set(
+            c,
+            "workers.person_detector.command",
+            serde_yaml::Value::Sequence(cmd),
+        );
+        common::set(
+            c,
+            "models.person_detector.catalog.good",
+            serde_yaml::to_value(json!({"path": good.to_string_lossy(), "format": "ssd"})).unwrap(),
+        );
+    }));
+    status.wait_for(Duration::from_secs(30), |_, p| {
+        let v: Value = serde_json::from_slice(p).ok()?;
+        (v["state"] == "online").then_some(())
+    });
+    // The swap takes 10 s; the camera is given up meanwhile.
+    health.publish(
+        "care/control/ctl-alert",
+        br#"{"command":"set_model_size","params":{"size":"good"},"request_id":"swap"}"#.to_vec(),
+    );
+    let first = health.wait_for(Duration::from_secs(40), |_, p| {
+        let v: Value = serde_json::from_slice(p).ok()?;
+        (v["type"] == "error" || v["request_id"] == "swap").then_some(v)
+    });
+    assert_eq!(
+        first["type"], "error",
+        "the alert waited for the swap: {first}"
+    );
+    assert_eq!(first["source"], "stream");
+    let swap = health.reply_to("swap");
+    assert_eq!(swap["success"], true, "{swap}");
+}

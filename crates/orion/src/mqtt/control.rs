@@ -55,33 +55,18 @@ impl ControlHandler {
                     None => break,
                 },
             };
-            let reply = if let Some(size) = payload.oversize {
-                self.reject(
-                    None,
-                    None,
-                    format!(
-                        "payload of {size} bytes exceeds the limit of {} bytes",
-                        self.max_command_bytes
-                    ),
-                )
-            } else if payload.retained {
-                // A retained command would run again at every start (a retained
-                // `shutdown` would be a boot loop): commands are for now only.
-                // Refused like any other refusal, echoing command and request_id.
-                let (command, request_id) =
-                    match commands::parse(&payload.payload, self.max_command_bytes) {
-                        Ok(req) => (Some(req.name.to_string()), req.request_id),
-                        Err(rej) => (rej.command, rej.request_id),
-                    };
-                self.reject(
-                    command,
-                    request_id,
-                    "retained commands are ignored; publish commands without the retain flag"
-                        .into(),
-                )
-            } else {
-                self.handle(&payload.payload).await
+            // Alerts go out while a command runs (a model swap can take two
+            // startup timeouts): an operator must not wait for them.
+            let answer = self.answer(&payload);
+            tokio::pin!(answer);
+            let reply = loop {
+                tokio::select! {
+                    r = &mut answer => break Some(r),
+                    Some(alert) = alerts.recv() => self.publish_alert(alert),
+                    _ = cancel.cancelled() => break None,
+                }
             };
+            let Some(reply) = reply else { break };
             let shutdown = reply.1;
             self.publish(reply.0).await;
             if shutdown {
@@ -90,6 +75,36 @@ impl ControlHandler {
             }
         }
         tracing::info!("control handler stopped");
+    }
+
+    /// The reply for one queued control message.
+    async fn answer(&self, payload: &ControlMessage) -> (Reply, bool) {
+        if let Some(size) = payload.oversize {
+            self.reject(
+                None,
+                None,
+                format!(
+                    "payload of {size} bytes exceeds the limit of {} bytes",
+                    self.max_command_bytes
+                ),
+            )
+        } else if payload.retained {
+            // A retained command would run again at every start (a retained
+            // `shutdown` would be a boot loop): commands are for now only.
+            // Refused like any other refusal, echoing command and request_id.
+            let (command, request_id) =
+                match commands::parse(&payload.payload, self.max_command_bytes) {
+                    Ok(req) => (Some(req.name.to_string()), req.request_id),
+                    Err(rej) => (rej.command, rej.request_id),
+                };
+            self.reject(
+                command,
+                request_id,
+                "retained commands are ignored; publish commands without the retain flag".into(),
+            )
+        } else {
+            self.handle(&payload.payload).await
+        }
     }
 
     /// The reply for one message, and whether to shut down after sending it.

@@ -6,7 +6,8 @@ MODE: `echo` answers every frame with an empty result (and `set_model` with
 success for a path ending in good.onnx, failure otherwise); `crash` exits with status 3
 on the first frame; `hang` never answers a frame; `garbage` writes a 4 GiB length
 prefix on the first frame; `random` writes 64 KiB of random bytes on the first frame;
-`truncated` writes a third of a message on the first frame and closes its output.
+`truncated` writes a third of a message on the first frame and closes its output;
+`slowswap` is `echo` but takes 10 s to answer `set_model`.
 Each start appends the pid to PIDFILE and logs one line
 per level on stderr.
 """
@@ -29,6 +30,8 @@ while True:
     if msg is None:
         sys.exit(0)
     if msg["type"] == "command":
+        if mode == "slowswap":
+            time.sleep(10)
         # set_model succeeds for a path ending in good.onnx and fails otherwise.
         ok = msg["params"].get("path", "").endswith("good.onnx")
         reply = "swapped to " + msg["params"].get("size", "?") if ok else "model file not found"
