@@ -439,8 +439,11 @@ fn sigkill_makes_the_broker_publish_offline_and_leaves_no_worker() {
         (v["state"] == "online" && v["inference"] == "running").then_some(v)
     });
     assert_eq!(online["camera"], "streaming");
-    let workers = common::children_of(daemon.pid());
-    assert!(!workers.is_empty());
+    // The worker processes start on their supervisors' tasks, right after.
+    let workers = common::wait_until("a worker process", Duration::from_secs(10), || {
+        let w = common::children_of(daemon.pid());
+        (!w.is_empty()).then_some(w)
+    });
     daemon.signal(libc::SIGKILL);
     let offline = status.wait_for(Duration::from_secs(10), |_, p| {
         let v: Value = serde_json::from_slice(p).ok()?;
