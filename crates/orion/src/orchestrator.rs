@@ -71,8 +71,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if broker == BrokerAddr::Embedded {
         mqtt::broker::start_or_join(config.mqtt.embedded_listen).await?;
     }
-    let tls = if config.mqtt.tls.enabled || matches!(broker, BrokerAddr::External { tls: true, .. })
-    {
+    let tls = if config.tls_enabled() {
         Some(mqtt::tls::client_config(config.mqtt.tls.ca_file.as_deref()).context("mqtt.tls")?)
     } else {
         None

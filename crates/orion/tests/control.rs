@@ -588,7 +588,6 @@ fn alerts_go_out_while_a_slow_model_swap_runs() {
     let good = dir.path().join("good.onnx");
     std::fs::write(&good, b"fake").expect("write");
     let pids = dir.path().join("pids");
-    let script = common::repo_root().join("crates/orion/tests/workers/fake_worker.py");
     let closed = common::free_port();
     let _daemon = Daemon::start(&common::config("ctl-alert", &broker.url(), |c| {
         // A camera that refuses every connection and is given up after about 7 s.
@@ -601,20 +600,7 @@ fn alerts_go_out_while_a_slow_model_swap_runs() {
         common::set(c, "camera.max_reconnect_attempts", 7);
         common::set(c, "camera.reconnect_backoff_max_s", 1.0);
         common::set(c, "stream.stall_timeout_s", 60.0);
-        let cmd: Vec<serde_yaml::Value> = [
-            common::venv_python(),
-            script.to_string_lossy().into_owned(),
-            "slowswap".into(),
-            pids.to_string_lossy().into_owned(),
-        ]
-        .into_iter()
-        .map(Into::into)
-        .collect();
-        common::set(
-            c,
-            "workers.person_detector.command",
-            serde_yaml::Value::Sequence(cmd),
-        );
+        common::use_fake_worker(c, "slowswap", &pids);
         common::set(
             c,
             "models.person_detector.catalog.good",

@@ -127,25 +127,11 @@ fn garbage_on_worker_stdout_restarts_it_without_growing_memory() {
         let dir = tempfile::tempdir().unwrap();
         let pids = dir.path().join("pids");
         let broker = Mosquitto::start();
-        let script = common::repo_root().join("crates/orion/tests/workers/fake_worker.py");
         let daemon = Daemon::start(&common::config(
             &format!("res-{mode}"),
             &broker.url(),
             |c| {
-                let cmd: Vec<serde_yaml::Value> = [
-                    common::venv_python(),
-                    script.to_string_lossy().into_owned(),
-                    mode.to_string(),
-                    pids.to_string_lossy().into_owned(),
-                ]
-                .into_iter()
-                .map(Into::into)
-                .collect();
-                common::set(
-                    c,
-                    "workers.person_detector.command",
-                    serde_yaml::Value::Sequence(cmd),
-                );
+                common::use_fake_worker(c, mode, &pids);
                 common::set(c, "workers.person_detector.max_restarts", 1000);
                 common::set(c, "workers.person_detector.restart_backoff_max_s", 1.0);
                 common::set(c, "workers.person_detector.hang_timeout_floor_s", 2.0);

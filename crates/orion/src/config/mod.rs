@@ -609,6 +609,12 @@ impl Config {
         BrokerAddr::parse(&self.mqtt.broker).ok()
     }
 
+    /// TLS to the broker: `mqtt.tls.enabled`, or implied by an `mqtts://` address.
+    pub fn tls_enabled(&self) -> bool {
+        self.mqtt.tls.enabled
+            || matches!(self.broker(), Some(BrokerAddr::External { tls: true, .. }))
+    }
+
     pub fn client_id(&self) -> String {
         self.mqtt
             .client_id

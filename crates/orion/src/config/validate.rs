@@ -131,7 +131,7 @@ impl Checker {
 
 /// A path for an error message; a relative one names the directory it was
 /// resolved against (the daemon's working directory).
-pub fn where_(p: &std::path::Path) -> String {
+pub fn shown_path(p: &std::path::Path) -> String {
     if p.is_absolute() {
         return format!("`{}`", p.display());
     }
@@ -155,10 +155,10 @@ fn program_problem(program: &str) -> Option<String> {
     if program.contains('/') {
         let p = std::path::Path::new(program);
         if !p.exists() {
-            return Some(format!("program {} not found", where_(p)));
+            return Some(format!("program {} not found", shown_path(p)));
         }
         if !executable(p) {
-            return Some(format!("program {} is not an executable file", where_(p)));
+            return Some(format!("program {} is not an executable file", shown_path(p)));
         }
         return None;
     }
@@ -185,7 +185,7 @@ fn check_model_entry(c: &mut Checker, key: &str, entry: &ModelEntry) {
     }
     for file in entry.files() {
         if !file.is_file() {
-            c.fail(key, format!("model file {} not found", where_(file)));
+            c.fail(key, format!("model file {} not found", shown_path(file)));
         }
     }
     if entry.path.is_some() {
@@ -231,7 +231,7 @@ impl Config {
             SourceKind::File => match &cam.path {
                 None => c.fail("camera.path", "required when camera.source is `file`"),
                 Some(p) if !p.is_file() => {
-                    c.fail("camera.path", format!("video file {} not found", where_(p)))
+                    c.fail("camera.path", format!("video file {} not found", shown_path(p)))
                 }
                 Some(_) => {}
             },
@@ -488,7 +488,7 @@ impl Config {
             );
         }
         if let Some(ca) = &m.tls.ca_file {
-            if !m.tls.enabled && !m.broker.starts_with("mqtts://") {
+            if !self.tls_enabled() {
                 c.fail(
                     "mqtt.tls.ca_file",
                     "is set but mqtt.tls.enabled is false (and mqtt.broker is not mqtts://)",
@@ -497,7 +497,7 @@ impl Config {
             if !ca.is_file() {
                 c.fail(
                     "mqtt.tls.ca_file",
-                    format!("CA file {} not found", where_(ca)),
+                    format!("CA file {} not found", shown_path(ca)),
                 );
             }
         }

@@ -348,11 +348,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Whether the worker `id` said `ready` at least once.
-    pub fn worker_ever_up(&self, id: &str) -> bool {
-        self.workers().iter().any(|w| w.id == id && w.ever_up.get())
-    }
-
     pub fn add_worker(&self, id: &str) -> Arc<WorkerMetrics> {
         let w = Arc::new(WorkerMetrics::new(id));
         self.workers

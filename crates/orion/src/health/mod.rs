@@ -62,6 +62,9 @@ pub struct WorkerReport {
     pub hangs: u64,
     /// Restarts stopped after repeated failures.
     pub failed: bool,
+    /// Said `ready` at least once (before that, a worker not up is starting).
+    #[serde(skip)]
+    pub ever_up: bool,
     pub avg_latency_ms: Option<f64>,
     /// The runtime of its model (`openvino:CPU`, ...); absent until `ready`.
     pub backend: Option<String>,
@@ -120,6 +123,7 @@ pub fn report(m: &Metrics) -> HealthReport {
             restarts: w.restarts.get(),
             hangs: w.hangs.get(),
             failed: w.failed.get(),
+            ever_up: w.ever_up.get(),
             avg_latency_ms: w.latency.mean().map(|d| d.as_secs_f64() * 1e3),
             backend: w.backend.get(),
             last_seen_ms: Some(w.last_seen.get_ms()).filter(|ms| *ms > 0),
@@ -162,7 +166,7 @@ pub fn report(m: &Metrics) -> HealthReport {
         for w in workers.iter().filter(|w| !w.up) {
             if w.failed {
                 reasons.push(format!("worker {} failed (restarts stopped)", w.id));
-            } else if w.restarts > 0 || m.worker_ever_up(&w.id) {
+            } else if w.restarts > 0 || w.ever_up {
                 reasons.push(format!("worker {} down (restarting)", w.id));
             } else {
                 reasons.push(format!("worker {} starting", w.id));

@@ -330,21 +330,16 @@ struct Joining {
     other: Option<PresenceMessage>,
 }
 
-/// Another live session's presence on our topic (`None` for ours, offline ones,
-/// and anything that does not parse).
-fn other_session(payload: &[u8], session: &str) -> Option<PresenceMessage> {
+/// Another session's presence on our topic: `None` for ours, for anything that
+/// does not parse, and for offline ones, except, with `or_its_will`, another
+/// session's last will. When we join after being thrown off, taking the client id
+/// back makes the broker publish the will of the process that had taken it,
+/// before our subscription sees the retained message.
+fn other_session(payload: &[u8], session: &str, or_its_will: bool) -> Option<PresenceMessage> {
     let p: PresenceMessage = serde_json::from_slice(payload).ok()?;
-    (p.state == "online" && !p.session.is_empty() && p.session != session).then_some(p)
-}
-
-/// Like [`other_session`], but also another session's last will: when we join
-/// after being thrown off, taking the client id back makes the broker publish
-/// the will of the process that had taken it, before our subscription sees the
-/// retained message.
-fn other_session_or_its_will(payload: &[u8], session: &str) -> Option<PresenceMessage> {
-    let p: PresenceMessage = serde_json::from_slice(payload).ok()?;
-    let live_or_thrown_off = p.state == "online" || p.reason.as_deref() == Some("connection_lost");
-    (live_or_thrown_off && !p.session.is_empty() && p.session != session).then_some(p)
+    let counts =
+        p.state == "online" || (or_its_will && p.reason.as_deref() == Some("connection_lost"));
+    (counts && !p.session.is_empty() && p.session != session).then_some(p)
 }
 
 fn describe(p: &PresenceMessage) -> String {
@@ -447,7 +442,7 @@ async fn poll(mut s: PollState) {
                     && p.topic == *topic
                 {
                     match joining.as_mut() {
-                        Some(j) => j.other = other_session_or_its_will(&p.payload, session),
+                        Some(j) => j.other = other_session(&p.payload, session, true),
                         None => {
                             // Live: another process publishes presence for our
                             // instance with a client id of its own; it is gone
@@ -460,7 +455,7 @@ async fn poll(mut s: PollState) {
                                 );
                                 s.metrics.mqtt_conflict.set(None);
                             }
-                            if let Some(other) = other_session(&p.payload, session) {
+                            if let Some(other) = other_session(&p.payload, session, false) {
                                 let reason = format!(
                                     "duplicate instance_id {instance}: another process publishes its presence ({})",
                                     describe(&other)
@@ -581,7 +576,7 @@ async fn retained_other_session(
                     let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
                 }
                 Event::Incoming(Incoming::Publish(p)) if p.topic == topic => {
-                    found = other_session(&p.payload, session);
+                    found = other_session(&p.payload, session, false);
                     return Ok(());
                 }
                 Event::Incoming(Incoming::SubAck(_)) => break,
@@ -596,7 +591,7 @@ async fn retained_other_session(
                 _ = &mut grace => return Ok(()),
                 e = events.poll() => {
                     if let Event::Incoming(Incoming::Publish(p)) = e? && p.topic == topic {
-                        found = other_session(&p.payload, session);
+                        found = other_session(&p.payload, session, false);
                         return Ok(());
                     }
                 }

@@ -436,6 +436,26 @@ shutdown_timeout_s: 5
     serde_yaml::to_string(&v).expect("config serializes")
 }
 
+/// Runs the scripted test worker (`tests/workers/fake_worker.py`) in `mode` as the
+/// person detector, recording its pids in `pidfile`.
+pub fn use_fake_worker(c: &mut serde_yaml::Value, mode: &str, pidfile: &Path) {
+    let script = repo_root().join("crates/orion/tests/workers/fake_worker.py");
+    let cmd: Vec<serde_yaml::Value> = [
+        venv_python(),
+        script.to_string_lossy().into_owned(),
+        mode.to_string(),
+        pidfile.to_string_lossy().into_owned(),
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    set(
+        c,
+        "workers.person_detector.command",
+        serde_yaml::Value::Sequence(cmd),
+    );
+}
+
 /// Sets `path` (dotted) in a YAML mapping, creating mappings on the way.
 pub fn set(v: &mut serde_yaml::Value, path: &str, value: impl Into<serde_yaml::Value>) {
     let mut cur = v;
