@@ -37,6 +37,12 @@ fn flood(port: u16, topic: &str, lines: impl Iterator<Item = String>) {
     assert!(child.wait().expect("mosquitto_pub exits").success());
 }
 
+/// A broker that keeps every queued message for its clients (Mosquitto's default
+/// drops beyond 1,000 a client): what the tests count is the daemon's doing.
+fn roomy_broker() -> Mosquitto {
+    Mosquitto::start_with(|_| "allow_anonymous true\nmax_queued_messages 1000000\n".into())
+}
+
 /// Starts a daemon and waits until it listens to its control topic.
 fn start(broker: &Mosquitto, instance: &str) -> (Daemon, Subscriber) {
     let replies = Subscriber::connect(broker.port, &format!("care/health/{instance}"));
@@ -56,7 +62,7 @@ fn counter(d: &Daemon, name: &str) -> f64 {
 
 #[test]
 fn a_flood_is_answered_answered_busy_or_counted() {
-    let broker = Mosquitto::start();
+    let broker = roomy_broker();
     let (daemon, replies) = start(&broker, "hostile-flood");
     // Ready: one ordinary round trip.
     let first = replies.command(
@@ -75,10 +81,19 @@ fn a_flood_is_answered_answered_busy_or_counted() {
         "care/control/hostile-flood",
         (0..N).map(|i| format!(r#"{{"command":"get_status","request_id":"f-{i}"}}"#)),
     );
-    // Every message that reached the daemon is accounted for once the queue drains.
+    // Every message that reached the daemon is accounted for once the queue
+    // drains and nothing more arrives (the broker may still be delivering when
+    // mosquitto_pub is done: the count must hold still for a second).
+    let mut last_received = -1.0;
     let (received, answered, busy, dropped) =
         common::wait_until("the flood accounted for", Duration::from_secs(60), || {
+            std::thread::sleep(Duration::from_secs(1));
             let received = counter(&daemon, "orion_control_messages_total") - received0;
+            let still = received == last_received;
+            last_received = received;
+            if !still {
+                return None;
+            }
             let answered = counter(&daemon, "orion_control_commands_total")
                 + counter(&daemon, "orion_control_rejected_total")
                 - answered0;
@@ -134,7 +149,7 @@ fn a_flood_is_answered_answered_busy_or_counted() {
 
 #[test]
 fn outside_text_never_forges_a_log_line_and_floods_stay_small() {
-    let broker = Mosquitto::start();
+    let broker = roomy_broker();
     let (daemon, replies) = start(&broker, "hostile-log");
     let forged = "x\n2026-11-28T00:00:00.000000Z ERROR orion::worker: INJECTED fake";
     let r = replies.command("hostile-log", serde_json::json!({"command": forged}));

@@ -158,7 +158,10 @@ fn program_problem(program: &str) -> Option<String> {
             return Some(format!("program {} not found", shown_path(p)));
         }
         if !executable(p) {
-            return Some(format!("program {} is not an executable file", shown_path(p)));
+            return Some(format!(
+                "program {} is not an executable file",
+                shown_path(p)
+            ));
         }
         return None;
     }
@@ -230,9 +233,10 @@ impl Config {
         match cam.source {
             SourceKind::File => match &cam.path {
                 None => c.fail("camera.path", "required when camera.source is `file`"),
-                Some(p) if !p.is_file() => {
-                    c.fail("camera.path", format!("video file {} not found", shown_path(p)))
-                }
+                Some(p) if !p.is_file() => c.fail(
+                    "camera.path",
+                    format!("video file {} not found", shown_path(p)),
+                ),
                 Some(_) => {}
             },
             SourceKind::Rtsp => match &cam.rtsp_url {
