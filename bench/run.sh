@@ -6,6 +6,8 @@
 #
 #   bench/run.sh                      # full run (about 15 minutes)
 #   BENCH_SECONDS=10 BENCH_LONG_MINUTES=2 bench/run.sh   # quick look
+#   bench/run.sh cameras              # one daemon with 16 cameras versus 16
+#                                     # daemons, then the most cameras at 2 Hz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +17,7 @@ fi
 bench/.venv/bin/python -c 'import cv2, paho.mqtt, orion_worker, onnxruntime, openvino' 2>/dev/null || \
     bench/.venv/bin/pip install -q numpy onnxruntime openvino msgpack opencv-python-headless 'paho-mqtt>=2' -e workers/python
 cargo build --release --locked -q
+if [ "${1:-}" = cameras ]; then
+    exec bench/.venv/bin/python bench/cameras.py
+fi
 exec bench/.venv/bin/python bench/run.py "$@"

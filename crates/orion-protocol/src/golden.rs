@@ -147,6 +147,7 @@ pub fn from_worker() -> Vec<(&'static str, FromWorker)> {
                     width: 0.5,
                     height: 0.875,
                 }),
+                data: None,
             }),
         ),
         (

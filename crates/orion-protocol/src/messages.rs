@@ -146,7 +146,16 @@ pub struct InferenceResult {
     pub timing: Timing,
     /// All detections merged, expanded by 15 %, normalized; absent when nothing was found.
     pub suggested_roi: Option<NormRect>,
+    /// The worker's own result data (any JSON object, at most
+    /// [`MAX_DATA_BYTES`] as JSON), published as the message's `data` in place
+    /// of the detections: how a worker type that finds no boxes (scene
+    /// brightness, motion) says what it measured. Absent for detectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Map<String, serde_json::Value>>,
 }
+
+/// The largest `data` object a result may carry, as JSON bytes.
+pub const MAX_DATA_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {

@@ -1,8 +1,10 @@
-//! Frame bus micro-benchmark: the cost of fanning one frame out to 1, 4 and 16
-//! workers that each receive every frame (one worker per group; frames are `Arc`s:
-//! fan-out copies pointers, never pixels). Each iteration publishes one 640x480
-//! RGB frame and lets every worker take it, the steady state of a bus whose
-//! workers keep up.
+//! Frame bus micro-benchmarks:
+//! - `fan_out`: the cost of fanning one frame out to 1, 4 and 16 pools that each
+//!   receive every frame (one worker per pool; frames are `Arc`s: fan-out copies
+//!   pointers, never pixels). Each iteration publishes one 640x480 RGB frame and
+//!   lets every worker take it, the steady state of a bus whose workers keep up.
+//! - `cameras`: 1, 16 and 64 cameras publishing into one pool whose worker takes
+//!   every frame, longest-waiting camera first: the scheduling cost per frame.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -30,6 +32,10 @@ fn job() -> Arc<Job> {
     )
     .expect("frame");
     Arc::new(Job {
+        camera: 0,
+        instance_id: Arc::from("bench"),
+        room_id: Arc::from("bench"),
+        rate_hz: 2.0,
         frame,
         roi: RoiAttention::new(640, 480, &RoisConfig::default()).process(),
         trace_id: "bench-1".into(),
@@ -40,17 +46,18 @@ fn fan_out(c: &mut Criterion) {
     let job = job();
     let mut group = c.benchmark_group("fan_out");
     for workers in [1usize, 4, 16] {
-        let bus = FrameBus::new();
-        let inboxes: Vec<_> = (0..workers)
-            // One group per worker: every one of them receives every frame.
-            .map(|i| {
-                let group = Arc::new(GroupMetrics::new(format!("g{i}")));
-                bus.register(&group, Arc::new(WorkerMetrics::new(format!("w{i}"))))
-            })
+        // One pool per worker: every one of them receives every frame.
+        let pools: Vec<String> = (0..workers).map(|i| format!("g{i}")).collect();
+        let bus = FrameBus::new(&pools, 1, |_, name| Arc::new(GroupMetrics::new(name)));
+        let inboxes: Vec<_> = pools
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| bus.inbox(p, Arc::new(WorkerMetrics::new(format!("w{i}")))))
             .collect();
+        let port = bus.camera(0);
         group.bench_with_input(BenchmarkId::from_parameter(workers), &workers, |b, _| {
             b.iter(|| {
-                bus.publish(job.clone());
+                port.publish(job.clone());
                 for inbox in &inboxes {
                     std::hint::black_box(inbox.try_take());
                 }
@@ -60,5 +67,29 @@ fn fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fan_out);
+fn cameras(c: &mut Criterion) {
+    let job = job();
+    let mut group = c.benchmark_group("cameras");
+    for cameras in [1usize, 16, 64] {
+        let pools = ["person_detector".to_string()];
+        let bus = FrameBus::new(&pools, cameras, |_, name| Arc::new(GroupMetrics::new(name)));
+        let inbox = bus
+            .inbox("person_detector", Arc::new(WorkerMetrics::new("w0")))
+            .expect("pool");
+        let ports: Vec<_> = (0..cameras).map(|i| bus.camera(i)).collect();
+        group.bench_with_input(BenchmarkId::from_parameter(cameras), &cameras, |b, _| {
+            b.iter(|| {
+                for port in &ports {
+                    port.publish(job.clone());
+                }
+                for _ in 0..cameras {
+                    std::hint::black_box(inbox.try_take());
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fan_out, cameras);
 criterion_main!(benches);

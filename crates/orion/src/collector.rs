@@ -1,5 +1,6 @@
-//! Result collector: fan-in of every worker's results, enrichment into the
-//! published inference message, hand-off to the emitter.
+//! Result collector: fan-in of every worker's results (of every pool), routing to
+//! the camera the frame came from, enrichment into the published inference
+//! message, hand-off to that camera's emitter.
 //!
 //! Owns the shape of the inference message (docs/results.md). It stops when every worker
 //! supervisor has dropped its sender (then nothing more can arrive) or on cancel.
@@ -42,20 +43,30 @@ pub struct InferenceMessage<'a> {
     pub queue_ms: f64,
 }
 
+/// What a result found: a detector's boxes, or a worker's own data object.
 #[derive(Debug, Serialize)]
-pub struct InferenceData<'a> {
-    pub detections: &'a [Detection],
-    pub count: u32,
+#[serde(untagged)]
+pub enum InferenceData<'a> {
+    Detections {
+        detections: &'a [Detection],
+        count: u32,
+    },
+    Custom(&'a serde_json::Map<String, serde_json::Value>),
 }
 
-/// Static context of the collector.
-pub struct Collector {
+/// Where one camera's results go.
+pub struct CameraSink {
     pub instance_id: String,
     pub room_id: String,
     pub metrics: Arc<Metrics>,
     pub emitter: EmitterHandle,
-    /// Auto-focus feedback goes here.
+    /// Auto-focus feedback (from `person_detector` results) goes here.
     pub roi: Arc<Mutex<RoiAttention>>,
+}
+
+/// The collector: one sink per camera, indexed like the daemon's camera list.
+pub struct Collector {
+    pub cameras: Vec<CameraSink>,
 }
 
 impl Collector {
@@ -74,28 +85,41 @@ impl Collector {
     }
 
     fn handle(&self, o: &WorkerOutput) {
+        let Some(sink) = self.cameras.get(o.job.camera) else {
+            tracing::error!(
+                camera = o.job.camera,
+                "result for an unknown camera dropped"
+            );
+            return;
+        };
         let frame = &o.job.frame;
         let now = Instant::now();
         let e2e = now.saturating_duration_since(frame.captured_instant);
         let r = &o.result;
-        self.roi
-            .lock()
-            .expect("roi attention poisoned")
-            .auto_focus
-            .observe(r.suggested_roi);
+        if &*o.pool == crate::config::PERSON_DETECTOR {
+            sink.roi
+                .lock()
+                .expect("roi attention poisoned")
+                .auto_focus
+                .observe(r.suggested_roi);
+        }
+        let data = match &r.data {
+            Some(custom) => InferenceData::Custom(custom),
+            None => InferenceData::Detections {
+                detections: &r.detections,
+                count: r.person_count,
+            },
+        };
         let msg = InferenceMessage {
-            instance_id: &self.instance_id,
-            room_id: &self.room_id,
+            instance_id: &sink.instance_id,
+            room_id: &sink.room_id,
             inference_type: &r.inference_type,
             timestamp: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
             captured_at: humantime::format_rfc3339_micros(frame.captured_at).to_string(),
             frame_seq: r.frame_seq,
             trace_id: &o.job.trace_id,
             worker_id: &o.worker_id,
-            data: InferenceData {
-                detections: &r.detections,
-                count: r.person_count,
-            },
+            data,
             timing: &r.timing,
             model: &r.model,
             roi: &o.job.roi,
@@ -114,8 +138,8 @@ impl Collector {
                 return;
             }
         };
-        self.metrics.e2e_latency.observe(e2e);
-        let topic = crate::topics::inferences(&self.instance_id, &r.inference_type);
-        self.emitter.publish(topic, payload);
+        sink.metrics.e2e_latency.observe(e2e);
+        let topic = crate::topics::inferences(&sink.instance_id, &r.inference_type);
+        sink.emitter.publish(topic, payload);
     }
 }

@@ -1,14 +1,16 @@
-//! The control plane: applies validated commands to the running components.
+//! The control plane of one camera: applies validated commands to its running
+//! components.
 //!
-//! Owns the effective configuration (what `get_status` reports, with secrets
-//! redacted) and the decisions that need the running state: pause/resume, the
-//! inference rate, model swaps with rollback, ROI attention and auto-focus. Every
+//! Owns the camera's effective configuration (what `get_status` reports, with
+//! secrets redacted) and the decisions that need the running state: pause/resume,
+//! the inference rate, ROI attention and auto-focus act on this camera alone;
+//! model swaps go to the shared detector pool (every camera it serves; the reply
+//! names them). Every
 //! command yields exactly one [`Outcome`]; a refused command changes nothing.
 //! It never touches MQTT itself: the control handler (`mqtt::control`) parses
 //! messages and publishes the replies.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -17,7 +19,7 @@ use crate::attention::RoiAttention;
 use crate::config::{AutoFocusConfig, Config};
 use crate::health::{self, metrics::Metrics};
 use crate::mqtt::commands::Command;
-use crate::worker::{ModelChoice, WorkerHandle};
+use crate::worker::{DetectorPool, Swapped};
 
 /// The answer to one command.
 #[derive(Debug, Clone)]
@@ -56,8 +58,8 @@ pub struct ControlPlane {
     /// FPS measured during warm-up; caps the inference rate.
     measured_fps: Option<f64>,
     roi: Arc<Mutex<RoiAttention>>,
-    workers: Vec<WorkerHandle>,
-    swap_timeout: Duration,
+    /// The shared person detector pool; `None` when no such workers run.
+    detector: Option<Arc<DetectorPool>>,
 }
 
 impl ControlPlane {
@@ -67,19 +69,15 @@ impl ControlPlane {
         rate_tx: watch::Sender<f64>,
         measured_fps: Option<f64>,
         roi: Arc<Mutex<RoiAttention>>,
-        workers: Vec<WorkerHandle>,
+        detector: Option<Arc<DetectorPool>>,
     ) -> Self {
-        // A swap loads a model like a start does: same time budget, plus slack.
-        let swap_timeout =
-            Duration::from_secs_f64(config.workers.person_detector.startup_timeout_s + 5.0);
         Self {
             config: Mutex::new(config),
             metrics,
             rate_tx,
             measured_fps,
             roi,
-            workers,
-            swap_timeout,
+            detector,
         }
     }
 
@@ -232,88 +230,41 @@ impl ControlPlane {
     }
 
     async fn set_model(&self, size: &str) -> Outcome {
-        let (old, new) = {
-            let config = self.config();
-            let detector = &config.models.person_detector;
-            let Some(entry) = detector.resolved(size) else {
-                let names: Vec<&str> = detector.catalog.keys().map(String::as_str).collect();
-                return Outcome::fail(format!(
-                    "unknown model size `{size}`; allowed: {}",
-                    names.join(", ")
-                ));
-            };
-            if detector.size == size {
-                return Outcome::ok(
-                    format!("model {size} is already active"),
-                    json!({"size": size}),
-                );
-            }
-            let old = detector.resolved(&detector.size).map(|e| ModelChoice {
-                name: detector.size.clone(),
-                entry: e,
-            });
-            (
-                old,
-                ModelChoice {
-                    name: size.to_string(),
-                    entry,
-                },
-            )
+        let Some(pool) = &self.detector else {
+            return Outcome::fail("no person_detector workers run in this daemon");
         };
-        let results = self.swap_all(&new).await;
-        let failed: Vec<String> = results
-            .iter()
-            .filter_map(|(id, r)| r.as_ref().err().map(|e| format!("{id}: {e}")))
-            .collect();
-        if failed.is_empty() {
-            self.config().models.person_detector.size = size.to_string();
-            tracing::info!(size, workers = results.len(), "model swapped");
-            return Outcome::ok(
-                format!("model {size} loaded on {} worker(s)", results.len()),
-                json!({"size": size}),
-            );
+        let cameras = pool.cameras.clone();
+        let shared = if cameras.len() > 1 {
+            format!(
+                " (shared by {} cameras: {})",
+                cameras.len(),
+                cameras.join(", ")
+            )
+        } else {
+            String::new()
+        };
+        match pool.set_model(size).await {
+            Ok(Swapped::AlreadyActive) => Outcome::ok(
+                format!("model {size} is already active"),
+                json!({"size": size, "cameras": cameras}),
+            ),
+            Ok(Swapped::Loaded(workers)) => Outcome::ok(
+                format!("model {size} loaded on {workers} worker(s){shared}"),
+                json!({"size": size, "cameras": cameras}),
+            ),
+            Err(e) => Outcome::fail(e),
         }
-        // All or nothing: put back the old model where the new one went in.
-        let old_name = old.as_ref().map_or("?", |o| o.name.as_str()).to_string();
-        if let Some(old) = old {
-            let swapped: Vec<&WorkerHandle> = self
-                .workers
-                .iter()
-                .filter(|w| results.iter().any(|(id, r)| id == &w.id && r.is_ok()))
-                .collect();
-            for w in swapped {
-                if let Err(e) = w.set_model(old.clone(), self.swap_timeout).await {
-                    tracing::error!(worker = %w.id, error = %e, "rollback to the previous model failed");
-                }
-            }
-        }
-        tracing::warn!(size, failures = ?failed, "model swap failed; previous model kept");
-        Outcome::fail(format!(
-            "model {size} could not be loaded ({}); model {old_name} kept",
-            failed.join("; ")
-        ))
-    }
-
-    async fn swap_all(&self, model: &ModelChoice) -> Vec<(String, Result<String, String>)> {
-        let mut tasks = tokio::task::JoinSet::new();
-        for w in &self.workers {
-            let (w, model, timeout) = (w.clone(), model.clone(), self.swap_timeout);
-            tasks.spawn(async move { (w.id.clone(), w.set_model(model, timeout).await) });
-        }
-        let mut out = Vec::new();
-        while let Some(r) = tasks.join_next().await {
-            match r {
-                Ok(pair) => out.push(pair),
-                Err(e) => out.push(("?".into(), Err(format!("swap task failed: {e}")))),
-            }
-        }
-        out
     }
 
     /// Everything an operator asks `get_status` for.
     pub fn status(&self) -> Value {
         let h = health::report(&self.metrics);
         let config = self.config();
+        let mut effective = config.redacted_json();
+        if let Some(pool) = &self.detector {
+            // The pool's model, whichever camera swapped it.
+            effective["models"]["person_detector"]["size"] = pool.model().into();
+        }
         let roi = self.roi();
         json!({
             "instance_id": config.instance_id,
@@ -342,7 +293,8 @@ impl ControlPlane {
             },
             "inference": {
                 "rate_hz": self.metrics.inference_rate_hz.get(),
-                "model": config.models.person_detector.size,
+                "model": self.detector.as_ref().map(|p| p.model()),
+                "shared_with": self.detector.as_ref().map(|p| &p.cameras),
             },
             "frame_bus": h.frame_bus,
             "workers": h.workers,
@@ -356,7 +308,7 @@ impl ControlPlane {
                 "rois": roi.external(),
                 "auto_focus": roi.auto_focus.stats(),
             },
-            "config": config.redacted_json(),
+            "config": effective,
         })
     }
 }

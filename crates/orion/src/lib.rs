@@ -1,13 +1,15 @@
 //! # Orion: an edge video sensor daemon
 //!
-//! Watches a camera, finds people with an ONNX model running in supervised worker
+//! Watches cameras (one or many per daemon), finds people with an ONNX model running in supervised worker
 //! processes, and publishes detections over MQTT.
 //!
 //! ## Layout (the data flow of docs/design.md, one module per stage)
 //! - [`config`]: the YAML schema, defaults, validate-all.
 //! - [`stream`]: GStreamer sources (test, file, RTSP) -> newest-frame slot; warm-up.
 //! - [`attention`]: the rate gate and ROI attention (crop + model size).
-//! - [`framebus`]: non-blocking fan-out to per-worker newest-frame inboxes.
+//! - [`camera`]: one camera's frame consumer (gate, pause, crop, publish).
+//! - [`framebus`]: non-blocking fan-out of every camera's frames to the shared
+//!   worker pools (newest frame per camera, longest-waiting camera first).
 //! - [`worker`]: worker subprocesses (protocol in the `orion-protocol` crate) and
 //!   their supervisors.
 //! - [`collector`]: fan-in of results, enrichment into inference messages.
@@ -24,6 +26,7 @@
 
 pub mod attention;
 pub mod backoff;
+pub mod camera;
 pub mod collector;
 pub mod config;
 pub mod control;

@@ -1,359 +1,642 @@
-//! The orchestrator: builds the components in start-up order (docs/design.md), runs
-//! the frame consumer and the stats logger, and tears everything down in order.
+//! The orchestrator: builds the components in start-up order (docs/design.md) for
+//! every camera and the shared worker pools, and tears everything down in order.
 //!
-//! Start-up: health HTTP and the embedded broker if configured (so that liveness
-//! answers and subscribers can connect during warm-up) -> stream -> warm-up -> MQTT
-//! -> control plane -> workers -> tasks (frame consumer, result collector, presence,
-//! stats logger; the watchdog lives in each worker supervisor).
-//! Shutdown: workers -> stream -> control plane -> tasks -> offline presence and
-//! MQTT disconnect -> health HTTP, all within `shutdown_timeout_s`; whatever misses
-//! the deadline is named in the report.
+//! Start-up ([`start`]): health HTTP and the embedded broker if configured (so
+//! that liveness answers and subscribers can connect during warm-up) -> every
+//! camera's stream -> warm-up (all cameras at once) -> one MQTT connection per
+//! camera (each with its own last will) -> the worker pools -> per camera: control
+//! plane, frame consumer, presence; shared: result collector, stats logger.
+//! Every component's token is a child of one root: an early error cancels the
+//! root, which stops whatever had started, and waits for it.
+//! Shutdown ([`Running::stop`]): workers -> streams -> control planes -> tasks ->
+//! offline presences and MQTT disconnects -> health HTTP, all within
+//! `shutdown_timeout_s`; whatever misses the deadline is named in the report.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::attention::{RateGate, RoiAttention};
-use crate::config::{BrokerAddr, Config, SourceKind};
+use crate::camera::FrameConsumer;
+use crate::config::{BrokerAddr, Config, PERSON_DETECTOR, SourceKind};
 use crate::control::ControlPlane;
-use crate::framebus::{FrameBus, Job};
-use crate::health::Alerts;
-use crate::health::metrics::Metrics;
+use crate::framebus::FrameBus;
+use crate::health::metrics::{Metrics, WorkerMetrics};
+use crate::health::{Alert, Alerts, Registry};
 use crate::mqtt::control::ControlHandler;
 use crate::mqtt::emitter::{Emitter, EmitterSettings};
 use crate::mqtt::presence::{self, Presence};
-use crate::stream::{CapturedFrame, Frame, FrameReceiver, RgbConverter, Stream, warmup};
-use crate::worker::{ModelChoice, Supervisor, WorkerHandle, WorkerSpec};
+use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
+use crate::worker::{DetectorPool, ModelChoice, Supervisor, WorkerHandle, WorkerSpec};
 use crate::{collector, health, mqtt};
 
-/// How long start-up waits for the first MQTT connection before going on degraded.
+/// How long start-up waits for the first MQTT connections before going on degraded.
 const MQTT_CONNECT_WAIT: Duration = Duration::from_secs(5);
-/// Capacity of the worker -> collector channel.
+/// Capacity of the worker -> collector channel, per camera.
 const RESULT_QUEUE: usize = 64;
 /// Capacity of the emitter -> control handler channel.
 const CONTROL_QUEUE: usize = 64;
-/// Capacity of the alert channel (alerts are rare; a flood is cut here).
+/// Capacity of a camera's alert channel (alerts are rare; a flood is cut here).
 const ALERT_QUEUE: usize = 16;
 
 /// What a finished run reports.
 #[derive(Debug, Default)]
 pub struct ShutdownReport {
     /// Components that did not stop before the deadline.
-    pub late: Vec<&'static str>,
+    pub late: Vec<String>,
     pub took: Duration,
 }
 
 /// Runs the daemon until `shutdown` fires (a signal, or the `shutdown` command),
 /// then shuts down in order.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<ShutdownReport> {
-    let metrics = Arc::new(Metrics::default());
-    let identity = presence::Identity::new(&config.instance_id, &config.room_id);
-    metrics.stall_timeout_s.set(config.stream.stall_timeout_s);
+    let running = start(config, shutdown.clone()).await?;
+    shutdown.cancelled().await;
+    Ok(running.stop().await)
+}
 
-    let health_cancel = CancellationToken::new();
+/// One camera's running components.
+struct CameraRun {
+    instance_id: String,
+    identity: presence::Identity,
+    status_topic: String,
+    stream: Stream,
+    emitter: Emitter,
+    control: CancellationToken,
+    control_task: JoinHandle<()>,
+}
+
+/// A running daemon; [`Running::stop`] is the one way to stop it.
+pub struct Running {
+    root: CancellationToken,
+    shutdown_timeout: Duration,
+    cameras: Vec<CameraRun>,
+    camera_metrics: Vec<Arc<Metrics>>,
+    health: CancellationToken,
+    health_task: JoinHandle<()>,
+    workers: CancellationToken,
+    worker_tasks: TaskTracker,
+    tasks: CancellationToken,
+    task_set: TaskTracker,
+}
+
+/// What start-up has built so far, stopped in order when a later step fails.
+struct Partial {
+    root: CancellationToken,
+    health_task: Option<JoinHandle<()>>,
+    streams: Vec<Stream>,
+    emitters: Vec<Emitter>,
+}
+
+impl Partial {
+    async fn abort(self, error: anyhow::Error) -> anyhow::Error {
+        self.root.cancel();
+        for s in self.streams {
+            s.stop(Duration::from_secs(2)).await;
+        }
+        for e in self.emitters {
+            e.disconnect(Duration::from_millis(500)).await;
+        }
+        if let Some(t) = self.health_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        error
+    }
+}
+
+/// The worker pools: one entry per inference type.
+struct PoolPlan {
+    inference_type: String,
+    ids: Vec<String>,
+    metrics: Vec<Arc<WorkerMetrics>>,
+}
+
+/// Starts every component; on an early error stops what had started and
+/// returns the error.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let cameras = config.camera_configs();
+    let camera_metrics: Vec<Arc<Metrics>> = cameras
+        .iter()
+        .map(|c| {
+            let m = Metrics::for_camera(&c.instance_id);
+            m.stall_timeout_s.set(c.stream.stall_timeout_s);
+            Arc::new(m)
+        })
+        .collect();
+    let pools: Vec<PoolPlan> = config
+        .workers
+        .iter()
+        .map(|(ty, w)| {
+            let ids: Vec<String> = (0..w.count).map(|i| format!("{ty}-{i}")).collect();
+            let metrics = ids
+                .iter()
+                .map(|id| Arc::new(WorkerMetrics::new(id)))
+                .collect();
+            PoolPlan {
+                inference_type: ty.clone(),
+                ids,
+                metrics,
+            }
+        })
+        .collect();
+    for m in &camera_metrics {
+        for w in pools.iter().flat_map(|p| &p.metrics) {
+            m.attach_worker(w.clone());
+        }
+    }
+    let registry = Arc::new(Registry {
+        cameras: camera_metrics.clone(),
+        workers: pools.iter().flat_map(|p| p.metrics.clone()).collect(),
+    });
+
+    let root = CancellationToken::new();
     let listener = health::http::bind(config.health.listen).await?;
     let health_addr = listener.local_addr().context("health listener address")?;
-    tracing::info!(addr = %health_addr, "health HTTP listening");
-    let health_task = tokio::spawn(health::http::serve(
-        listener,
-        metrics.clone(),
-        health_cancel.clone(),
-    ));
+    tracing::info!(addr = %health_addr, cameras = cameras.len(), "health HTTP listening");
+    let health = root.child_token();
+    let mut partial = Partial {
+        root: root.clone(),
+        health_task: Some(tokio::spawn(health::http::serve(
+            listener,
+            registry.clone(),
+            health.clone(),
+        ))),
+        streams: Vec::new(),
+        emitters: Vec::new(),
+    };
+    match prepare(&config).await {
+        Ok(()) => {}
+        Err(e) => return Err(partial.abort(e).await),
+    }
+    let tls = if config.tls_enabled() {
+        match mqtt::tls::client_config(config.mqtt.tls.ca_file.as_deref()).context("mqtt.tls") {
+            Ok(t) => Some(t),
+            Err(e) => return Err(partial.abort(e).await),
+        }
+    } else {
+        None
+    };
+    let detector_model = match detector_model(&config) {
+        Ok(m) => m,
+        Err(e) => return Err(partial.abort(e).await),
+    };
 
-    // The embedded broker is infrastructure like the HTTP server: up first, so
-    // that subscribers can connect while the stream warms up.
+    // Alerts: each camera's go out on its own health topic; a shared worker's on
+    // every camera's.
+    let mut alert_txs = Vec::new();
+    let mut alert_rxs = Vec::new();
+    for _ in &cameras {
+        let (tx, rx) = mpsc::channel::<Alert>(ALERT_QUEUE);
+        alert_txs.push(tx);
+        alert_rxs.push(rx);
+    }
+    let all_alerts = Alerts(alert_txs.clone());
+
+    // 1. Streams.
+    let mut receivers: Vec<FrameReceiver> = Vec::new();
+    for (i, cam) in cameras.iter().enumerate() {
+        let started = Stream::start(
+            cam,
+            camera_metrics[i].clone(),
+            Some(Alerts(vec![alert_txs[i].clone()])),
+            root.child_token(),
+        )
+        .with_context(|| format!("starting the stream of camera {}", cam.instance_id));
+        match started {
+            Ok((stream, frames)) => {
+                partial.streams.push(stream);
+                receivers.push(frames);
+            }
+            Err(e) => return Err(partial.abort(e).await),
+        }
+    }
+
+    // 2. Warm-up, every camera at once.
+    let warmups = warm_up(&cameras, receivers, &camera_metrics, &shutdown).await;
+
+    // 3. MQTT: one connection per camera, so that each has its own last will.
+    let (host, port) = match config.broker() {
+        Some(BrokerAddr::External { host, port, .. }) => (host, port),
+        _ => {
+            let a = config.mqtt.embedded_listen;
+            (a.ip().to_string(), a.port())
+        }
+    };
+    let mut control_rxs = Vec::new();
+    for (i, cam) in cameras.iter().enumerate() {
+        let identity = presence::Identity::new(&cam.instance_id, &cam.room_id);
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        control_rxs.push((identity.clone(), control_rx));
+        partial.emitters.push(Emitter::start(
+            &EmitterSettings {
+                client_id: cam.client_id(),
+                host: host.clone(),
+                port,
+                keep_alive: Duration::from_secs(cam.mqtt.keep_alive_s),
+                max_pending: cam.mqtt.max_pending_publishes,
+                credentials: cam
+                    .mqtt
+                    .username
+                    .clone()
+                    .map(|u| (u, cam.mqtt.password.clone().unwrap_or_default())),
+                tls: tls.clone(),
+                last_will: Some((
+                    cam.status_topic(),
+                    presence::offline(&identity, "connection_lost"),
+                )),
+                control_topic: Some(cam.control_topic()),
+                presence: Some((cam.status_topic(), identity.session.clone())),
+                busy: Some(mqtt::emitter::BusyReplies {
+                    topic: cam.health_topic(),
+                    instance_id: cam.instance_id.clone(),
+                    max_command_bytes: cam.mqtt.max_command_bytes,
+                }),
+            },
+            camera_metrics[i].clone(),
+            Some(control_tx),
+            root.child_token(),
+        ));
+    }
+    wait_for(&shutdown, MQTT_CONNECT_WAIT, || {
+        camera_metrics.iter().all(|m| m.mqtt_connected.get())
+    })
+    .await;
+    if !shutdown.is_cancelled() {
+        for m in camera_metrics.iter().filter(|m| !m.mqtt_connected.get()) {
+            tracing::warn!(
+                camera = %m.camera,
+                "MQTT broker not reachable yet; continuing degraded, results are dropped until it is"
+            );
+        }
+    }
+
+    // 4. Worker pools, shared by every camera.
+    let pool_names: Vec<String> = pools.iter().map(|p| p.inference_type.clone()).collect();
+    let bus = FrameBus::new(&pool_names, cameras.len(), |c, name| {
+        camera_metrics[c].add_group(name)
+    });
+    let (results_tx, results_rx) = mpsc::channel(RESULT_QUEUE * cameras.len());
+    let workers = root.child_token();
+    let worker_tasks = TaskTracker::new();
+    let frame_bytes = cameras
+        .iter()
+        .map(|c| c.stream.width as usize * c.stream.height as usize * 3)
+        .max()
+        .unwrap_or(0);
+    // Only paced files keep frames fresh while they queue (see WorkerSpec).
+    let paced = cameras
+        .iter()
+        .all(|c| c.camera.source == SourceKind::File && !c.camera.realtime);
+    let mut detector_pool = None;
+    for plan in &pools {
+        let Some(wcfg) = config.workers.get(&plan.inference_type) else {
+            continue;
+        };
+        let is_detector = plan.inference_type == PERSON_DETECTOR;
+        let mut args: Vec<String> = wcfg.command[1..].to_vec();
+        if is_detector {
+            args.extend([
+                "--confidence".into(),
+                config.models.person_detector.confidence.to_string(),
+            ]);
+        }
+        let mut handles = Vec::new();
+        for (id, wm) in plan.ids.iter().zip(&plan.metrics) {
+            let (tx, requests) = mpsc::channel(4);
+            handles.push(WorkerHandle::new(id.clone(), tx));
+            let Some(inbox) = bus.inbox(&plan.inference_type, wm.clone()) else {
+                continue;
+            };
+            let sup = Supervisor {
+                spec: WorkerSpec {
+                    id: id.clone(),
+                    inference_type: Arc::from(plan.inference_type.as_str()),
+                    program: wcfg.command[0].clone(),
+                    args: args.clone(),
+                    env: crate::worker::worker_env(|k| std::env::var(k).ok(), &wcfg.env),
+                    startup_timeout: Duration::from_secs_f64(wcfg.startup_timeout_s),
+                    hang_timeout_floor: Duration::from_secs_f64(wcfg.hang_timeout_floor_s),
+                    max_message_bytes: wcfg.max_message_bytes,
+                    shm_frame_bytes: wcfg.shared_memory.then_some(frame_bytes),
+                    prefetch: usize::from(paced),
+                    max_restarts: wcfg.max_restarts,
+                    restart_window: Duration::from_secs_f64(wcfg.restart_window_s),
+                    restart_backoff_max: Duration::from_secs_f64(wcfg.restart_backoff_max_s),
+                },
+                model: if is_detector {
+                    detector_model.clone()
+                } else {
+                    None
+                },
+                inbox,
+                results: results_tx.clone(),
+                metrics: wm.clone(),
+                requests,
+                alerts: Some(all_alerts.clone()),
+            };
+            worker_tasks.spawn(
+                sup.run(workers.clone())
+                    .instrument(tracing::info_span!("worker", id = %id)),
+            );
+        }
+        if is_detector {
+            detector_pool = Some(Arc::new(DetectorPool::new(
+                config.models.person_detector.clone(),
+                handles,
+                cameras.iter().map(|c| c.instance_id.clone()).collect(),
+                Duration::from_secs_f64(wcfg.startup_timeout_s),
+            )));
+        }
+    }
+    drop(results_tx);
+    worker_tasks.close();
+
+    // 5. Per camera: control plane, frame consumer, presence; shared: collector.
+    let tasks = root.child_token();
+    let task_set = TaskTracker::new();
+    let mut sinks = Vec::new();
+    let mut runs = Vec::new();
+    let streams = std::mem::take(&mut partial.streams);
+    let emitters = std::mem::take(&mut partial.emitters);
+    let parts = cameras
+        .iter()
+        .zip(streams)
+        .zip(emitters)
+        .zip(warmups)
+        .zip(control_rxs)
+        .zip(alert_rxs)
+        .enumerate();
+    for (i, (((((cam, stream), emitter), (frames, warm)), (identity, control_rx)), alerts_rx)) in
+        parts
+    {
+        let metrics = &camera_metrics[i];
+        let rate_hz = warmup::effective_rate(
+            cam.models.person_detector.max_inference_rate_hz,
+            warm.as_ref(),
+        );
+        metrics.inference_rate_hz.set(rate_hz);
+        let (rate_tx, rate_rx) = watch::channel(rate_hz);
+        let roi = Arc::new(Mutex::new(RoiAttention::new(
+            cam.stream.width,
+            cam.stream.height,
+            &cam.rois,
+        )));
+        let plane = Arc::new(ControlPlane::new(
+            cam.clone(),
+            metrics.clone(),
+            rate_tx,
+            warm.map(|w| w.fps_mean),
+            roi.clone(),
+            detector_pool.clone(),
+        ));
+        let control = root.child_token();
+        let span = tracing::info_span!("camera", id = %cam.instance_id);
+        let control_task = tokio::spawn(
+            ControlHandler {
+                plane,
+                emitter: emitter.handle.clone(),
+                metrics: metrics.clone(),
+                instance_id: cam.instance_id.clone(),
+                health_topic: cam.health_topic(),
+                max_command_bytes: cam.mqtt.max_command_bytes,
+                shutdown: shutdown.clone(),
+                reply_log: std::sync::Mutex::new(crate::logging::RateLimit::new(
+                    Duration::from_secs(10),
+                )),
+            }
+            .run(control_rx, alerts_rx, control.clone())
+            .instrument(span.clone()),
+        );
+        task_set.spawn(
+            FrameConsumer {
+                camera: i,
+                instance_id: Arc::from(cam.instance_id.as_str()),
+                room_id: Arc::from(cam.room_id.as_str()),
+                gate: RateGate::new(rate_hz),
+                roi: roi.clone(),
+                port: bus.camera(i),
+                metrics: metrics.clone(),
+                width: cam.stream.width,
+                height: cam.stream.height,
+                rate_hz: rate_rx,
+                rgb: RgbConverter::default(),
+            }
+            .run(frames, tasks.clone())
+            .instrument(span.clone()),
+        );
+        task_set.spawn(
+            Presence {
+                topic: cam.status_topic(),
+                identity: identity.clone(),
+                stall_timeout: Duration::from_secs_f64(cam.stream.stall_timeout_s),
+                metrics: metrics.clone(),
+                emitter: emitter.handle.clone(),
+            }
+            .run(tasks.clone())
+            .instrument(span),
+        );
+        sinks.push(collector::CameraSink {
+            instance_id: cam.instance_id.clone(),
+            room_id: cam.room_id.clone(),
+            metrics: metrics.clone(),
+            emitter: emitter.handle.clone(),
+            roi,
+        });
+        runs.push(CameraRun {
+            instance_id: cam.instance_id.clone(),
+            identity,
+            status_topic: cam.status_topic(),
+            stream,
+            emitter,
+            control,
+            control_task,
+        });
+    }
+    task_set.spawn(collector::Collector { cameras: sinks }.run(results_rx, tasks.clone()));
+    task_set.spawn(stats_logger(
+        registry.clone(),
+        Duration::from_secs_f64(config.framebus.stats_interval_s),
+        tasks.clone(),
+    ));
+    task_set.close();
+
+    for m in &camera_metrics {
+        m.running.set(true);
+    }
+    let ids: Vec<&str> = cameras.iter().map(|c| c.instance_id.as_str()).collect();
+    tracing::info!(cameras = %ids.join(","), "orion running");
+    Ok(Running {
+        root,
+        shutdown_timeout: Duration::from_secs_f64(config.shutdown_timeout_s),
+        cameras: runs,
+        camera_metrics,
+        health,
+        health_task: partial.health_task.take().expect("health task started"),
+        workers,
+        worker_tasks,
+        tasks,
+        task_set,
+    })
+}
+
+/// Infrastructure that must exist before the cameras: the embedded broker.
+async fn prepare(config: &Config) -> anyhow::Result<()> {
     let broker = config.broker().context("mqtt.broker")?;
     if broker == BrokerAddr::Embedded {
         mqtt::broker::start_or_join(config.mqtt.embedded_listen).await?;
     }
-    let tls = if config.tls_enabled() {
-        Some(mqtt::tls::client_config(config.mqtt.tls.ca_file.as_deref()).context("mqtt.tls")?)
-    } else {
-        None
-    };
+    Ok(())
+}
 
-    // Alerts (a camera given up, a worker whose restarts stopped) go out on the
-    // health topic through the control handler.
-    let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_QUEUE);
-    let alerts = Alerts(alerts_tx);
-
-    // 1. Stream.
-    let stream_cancel = CancellationToken::new();
-    let (stream, mut frames) = Stream::start(
-        &config,
-        metrics.clone(),
-        Some(alerts.clone()),
-        stream_cancel,
-    )
-    .context("starting the stream")?;
-
-    // 2. Warm-up.
+/// The model the person detector pool starts with (`None` without such a pool).
+fn detector_model(config: &Config) -> anyhow::Result<Option<ModelChoice>> {
+    if config.workers.get(PERSON_DETECTOR).is_none() {
+        return Ok(None);
+    }
     let detector = &config.models.person_detector;
-    let warm = warmup::measure(
-        &mut frames,
-        Duration::from_secs_f64(config.stream.warmup_duration_s),
-        &metrics,
-        &shutdown,
-    )
-    .await;
-    let rate_hz = warmup::effective_rate(detector.max_inference_rate_hz, warm.as_ref());
-    match &warm {
-        Some(w) => tracing::info!(
-            fps_mean = format_args!("{:.2}", w.fps_mean),
-            fps_std = format_args!("{:.2}", w.fps_std),
-            frames = w.frames,
-            configured_hz = detector.max_inference_rate_hz,
-            effective_hz = format_args!("{rate_hz:.2}"),
-            "warm-up done"
-        ),
-        None if !shutdown.is_cancelled() && config.stream.warmup_duration_s > 0.0 => {
-            tracing::warn!(
-                effective_hz = rate_hz,
-                "no frames measured during warm-up; using the configured rate"
-            )
-        }
-        None => {}
-    }
-    metrics.inference_rate_hz.set(rate_hz);
-    let (rate_tx, rate_rx) = watch::channel(rate_hz);
-
-    // 3. MQTT.
-    let (host, port) = match broker {
-        BrokerAddr::Embedded => {
-            let a = config.mqtt.embedded_listen;
-            (a.ip().to_string(), a.port())
-        }
-        BrokerAddr::External { host, port, .. } => (host, port),
-    };
-    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let emitter = Emitter::start(
-        &EmitterSettings {
-            client_id: config.client_id(),
-            host,
-            port,
-            keep_alive: Duration::from_secs(config.mqtt.keep_alive_s),
-            max_pending: config.mqtt.max_pending_publishes,
-            credentials: config
-                .mqtt
-                .username
-                .clone()
-                .map(|u| (u, config.mqtt.password.clone().unwrap_or_default())),
-            tls,
-            last_will: Some((
-                config.status_topic(),
-                presence::offline(&identity, "connection_lost"),
-            )),
-            control_topic: Some(config.control_topic()),
-            presence: Some((config.status_topic(), identity.session.clone())),
-            busy: Some(mqtt::emitter::BusyReplies {
-                topic: config.health_topic(),
-                instance_id: config.instance_id.clone(),
-                max_command_bytes: config.mqtt.max_command_bytes,
-            }),
-        },
-        metrics.clone(),
-        Some(control_tx),
-        CancellationToken::new(),
-    );
-    wait_for(&shutdown, MQTT_CONNECT_WAIT, || {
-        metrics.mqtt_connected.get()
-    })
-    .await;
-    if !metrics.mqtt_connected.get() && !shutdown.is_cancelled() {
-        tracing::warn!(
-            "MQTT broker not reachable yet; continuing degraded, results are dropped until it is"
-        );
-    }
-
-    // 4. Control plane (its handler starts with the other tasks, once the
-    //    workers it controls exist).
-    let roi = Arc::new(Mutex::new(RoiAttention::new(
-        config.stream.width,
-        config.stream.height,
-        &config.rois,
-    )));
-    let wcfg = &config.workers.person_detector;
-    let model = ModelChoice {
+    let entry = detector
+        .resolved(&detector.size)
+        .context("models.person_detector.size names no catalog entry")?;
+    Ok(Some(ModelChoice {
         name: detector.size.clone(),
-        entry: detector
-            .resolved(&detector.size)
-            .context("models.person_detector.size names no catalog entry")?,
-    };
-    let worker_ids: Vec<String> = (0..wcfg.count)
-        .map(|i| format!("person_detector-{i}"))
-        .collect();
-    let mut requests = Vec::new();
-    let mut handles = Vec::new();
-    for id in &worker_ids {
-        let (tx, rx) = mpsc::channel(4);
-        handles.push(WorkerHandle::new(id.clone(), tx));
-        requests.push(rx);
-    }
-    let plane = Arc::new(ControlPlane::new(
-        config.clone(),
-        metrics.clone(),
-        rate_tx,
-        warm.map(|w| w.fps_mean),
-        roi.clone(),
-        handles,
-    ));
+        entry,
+    }))
+}
 
-    // 5. Workers.
-    let bus = FrameBus::new();
-    let (results_tx, results_rx) = mpsc::channel(RESULT_QUEUE);
-    let workers_cancel = CancellationToken::new();
-    let workers = TaskTracker::new();
-    let mut base_args: Vec<String> = wcfg.command[1..].to_vec();
-    base_args.extend(["--confidence".into(), detector.confidence.to_string()]);
-    let group = metrics.add_group("person_detector");
-    for (id, requests) in worker_ids.into_iter().zip(requests) {
-        let wm = metrics.add_worker(&id);
-        let sup = Supervisor {
-            spec: WorkerSpec {
-                id: id.clone(),
-                program: wcfg.command[0].clone(),
-                args: base_args.clone(),
-                env: crate::worker::worker_env(|k| std::env::var(k).ok(), &wcfg.env),
-                startup_timeout: Duration::from_secs_f64(wcfg.startup_timeout_s),
-                hang_timeout_floor: Duration::from_secs_f64(wcfg.hang_timeout_floor_s),
-                max_message_bytes: wcfg.max_message_bytes,
-                shm_frame_bytes: wcfg
-                    .shared_memory
-                    .then(|| config.stream.width as usize * config.stream.height as usize * 3),
-                // Only a paced file keeps frames fresh while they queue (see WorkerSpec).
-                prefetch: usize::from(
-                    config.camera.source == SourceKind::File && !config.camera.realtime,
-                ),
-                instance_id: config.instance_id.clone(),
-                room_id: config.room_id.clone(),
-                max_restarts: wcfg.max_restarts,
-                restart_window: Duration::from_secs_f64(wcfg.restart_window_s),
-                restart_backoff_max: Duration::from_secs_f64(wcfg.restart_backoff_max_s),
-            },
-            model: model.clone(),
-            inbox: bus.register(&group, wm.clone()),
-            results: results_tx.clone(),
-            metrics: wm,
-            rate_hz: rate_rx.clone(),
-            requests,
-            alerts: Some(alerts.clone()),
-        };
-        workers.spawn(
-            sup.run(workers_cancel.clone())
-                .instrument(tracing::info_span!("worker", id = %id)),
+/// Measures every camera's real frame rate at once; returns each camera's frame
+/// receiver with its measurement, in camera order.
+async fn warm_up(
+    cameras: &[Config],
+    receivers: Vec<FrameReceiver>,
+    metrics: &[Arc<Metrics>],
+    shutdown: &CancellationToken,
+) -> Vec<(FrameReceiver, Option<warmup::WarmupStats>)> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, mut frames) in receivers.into_iter().enumerate() {
+        let duration = Duration::from_secs_f64(cameras[i].stream.warmup_duration_s);
+        let (metrics, shutdown) = (metrics[i].clone(), shutdown.clone());
+        let configured_hz = cameras[i].models.person_detector.max_inference_rate_hz;
+        let span = tracing::info_span!("camera", id = %cameras[i].instance_id);
+        set.spawn(
+            async move {
+                let warm = warmup::measure(&mut frames, duration, &metrics, &shutdown).await;
+                let rate = warmup::effective_rate(configured_hz, warm.as_ref());
+                match &warm {
+                    Some(w) => tracing::info!(
+                        fps_mean = format_args!("{:.2}", w.fps_mean),
+                        fps_std = format_args!("{:.2}", w.fps_std),
+                        frames = w.frames,
+                        configured_hz,
+                        effective_hz = format_args!("{rate:.2}"),
+                        "warm-up done"
+                    ),
+                    None if !shutdown.is_cancelled() && !duration.is_zero() => tracing::warn!(
+                        effective_hz = rate,
+                        "no frames measured during warm-up; using the configured rate"
+                    ),
+                    None => {}
+                }
+                (i, frames, warm)
+            }
+            .instrument(span),
         );
     }
-    drop(results_tx);
-    workers.close();
-
-    // 6. Tasks.
-    let control_cancel = CancellationToken::new();
-    let control_task = tokio::spawn(
-        ControlHandler {
-            plane,
-            emitter: emitter.handle.clone(),
-            metrics: metrics.clone(),
-            instance_id: config.instance_id.clone(),
-            health_topic: config.health_topic(),
-            max_command_bytes: config.mqtt.max_command_bytes,
-            shutdown: shutdown.clone(),
-            reply_log: std::sync::Mutex::new(crate::logging::RateLimit::new(Duration::from_secs(
-                10,
-            ))),
+    let mut out: Vec<Option<(FrameReceiver, Option<warmup::WarmupStats>)>> =
+        (0..cameras.len()).map(|_| None).collect();
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok((i, frames, warm)) => out[i] = Some((frames, warm)),
+            Err(e) => tracing::error!(error = %e, "warm-up task failed"),
         }
-        .run(control_rx, alerts_rx, control_cancel.clone()),
-    );
-    let tasks_cancel = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    tasks.spawn(
-        FrameConsumer {
-            gate: RateGate::new(rate_hz),
-            roi: roi.clone(),
-            bus: bus.clone(),
-            metrics: metrics.clone(),
-            width: config.stream.width,
-            height: config.stream.height,
-            instance_id: config.instance_id.clone(),
-            rate_hz: rate_rx.clone(),
-            rgb: RgbConverter::default(),
-        }
-        .run(frames, tasks_cancel.clone())
-        .instrument(tracing::info_span!("frame_consumer")),
-    );
-    tasks.spawn(
-        collector::Collector {
-            instance_id: config.instance_id.clone(),
-            room_id: config.room_id.clone(),
-            metrics: metrics.clone(),
-            emitter: emitter.handle.clone(),
-            roi,
-        }
-        .run(results_rx, tasks_cancel.clone()),
-    );
-    tasks.spawn(
-        Presence {
-            topic: config.status_topic(),
-            identity: identity.clone(),
-            stall_timeout: Duration::from_secs_f64(config.stream.stall_timeout_s),
-            metrics: metrics.clone(),
-            emitter: emitter.handle.clone(),
-        }
-        .run(tasks_cancel.clone()),
-    );
-    tasks.spawn(stats_logger(
-        metrics.clone(),
-        Duration::from_secs_f64(config.framebus.stats_interval_s),
-        tasks_cancel.clone(),
-    ));
-    tasks.close();
+    }
+    out.into_iter()
+        .map(|o| o.expect("every warm-up task returns its receiver"))
+        .collect()
+}
 
-    metrics.running.set(true);
-    tracing::info!(instance_id = %config.instance_id, "orion running");
-    shutdown.cancelled().await;
+impl Running {
+    /// Stops everything in order within `shutdown_timeout_s`.
+    pub async fn stop(self) -> ShutdownReport {
+        for m in &self.camera_metrics {
+            m.running.set(false);
+        }
+        let started = Instant::now();
+        let deadline = started + self.shutdown_timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let mut report = ShutdownReport::default();
+        tracing::info!(
+            timeout_s = self.shutdown_timeout.as_secs_f64(),
+            "shutting down"
+        );
 
-    // Ordered shutdown.
-    metrics.running.set(false);
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(config.shutdown_timeout_s);
-    let left = || deadline.saturating_duration_since(Instant::now());
-    let mut report = ShutdownReport::default();
-    tracing::info!(timeout_s = config.shutdown_timeout_s, "shutting down");
-
-    workers_cancel.cancel();
-    if tokio::time::timeout(left(), workers.wait()).await.is_err() {
-        report.late.push("workers");
+        self.workers.cancel();
+        if tokio::time::timeout(left(), self.worker_tasks.wait())
+            .await
+            .is_err()
+        {
+            report.late.push("workers".into());
+        }
+        let mut cameras = Vec::new();
+        for c in self.cameras {
+            if !c.stream.stop(left()).await {
+                report.late.push(format!("stream of {}", c.instance_id));
+            }
+            cameras.push((
+                c.instance_id,
+                c.identity,
+                c.status_topic,
+                c.emitter,
+                c.control,
+                c.control_task,
+            ));
+        }
+        let mut emitters = Vec::new();
+        for (id, identity, topic, emitter, control, task) in cameras {
+            control.cancel();
+            if tokio::time::timeout(left(), task).await.is_err() {
+                report.late.push(format!("control plane of {id}"));
+            }
+            emitters.push((identity, topic, emitter));
+        }
+        self.tasks.cancel();
+        if tokio::time::timeout(left(), self.task_set.wait())
+            .await
+            .is_err()
+        {
+            report.late.push("tasks".into());
+        }
+        // A clean exit is not a lost connection: say offline ourselves (the broker
+        // only publishes the last will when the connection dies).
+        let mut disconnects = tokio::task::JoinSet::new();
+        for (identity, topic, emitter) in emitters {
+            emitter
+                .handle
+                .publish_retained(topic, presence::offline(&identity, "shutdown"));
+            let wait = left().min(Duration::from_secs(2));
+            disconnects.spawn(async move {
+                if !emitter.disconnect(wait).await {
+                    tracing::debug!("MQTT disconnect was not acknowledged");
+                }
+            });
+        }
+        while disconnects.join_next().await.is_some() {}
+        self.health.cancel();
+        if tokio::time::timeout(left(), self.health_task)
+            .await
+            .is_err()
+        {
+            report.late.push("health http".into());
+        }
+        self.root.cancel();
+        report.took = started.elapsed();
+        report
     }
-    if !stream.stop(left()).await {
-        report.late.push("stream");
-    }
-    control_cancel.cancel();
-    if tokio::time::timeout(left(), control_task).await.is_err() {
-        report.late.push("control plane");
-    }
-    tasks_cancel.cancel();
-    if tokio::time::timeout(left(), tasks.wait()).await.is_err() {
-        report.late.push("tasks");
-    }
-    // A clean exit is not a lost connection: say offline ourselves (the broker
-    // only publishes the last will when the connection dies).
-    emitter.handle.publish_retained(
-        config.status_topic(),
-        presence::offline(&identity, "shutdown"),
-    );
-    if !emitter.disconnect(left().min(Duration::from_secs(2))).await {
-        tracing::debug!("MQTT disconnect was not acknowledged");
-    }
-    health_cancel.cancel();
-    if tokio::time::timeout(left(), health_task).await.is_err() {
-        report.late.push("health http");
-    }
-    report.took = started.elapsed();
-    Ok(report)
 }
 
 /// Waits until `ready()` or `timeout` or `cancel`, checking every 50 ms.
@@ -364,116 +647,47 @@ async fn wait_for(cancel: &CancellationToken, timeout: Duration, ready: impl Fn(
     }
 }
 
-/// Reads the newest-frame slot, gates by rate, maps accepted frames, picks the crop,
-/// and publishes on the frame bus. Never waits for a worker.
-struct FrameConsumer {
-    gate: RateGate,
-    roi: Arc<Mutex<RoiAttention>>,
-    bus: FrameBus,
-    metrics: Arc<Metrics>,
-    width: u32,
-    height: u32,
-    instance_id: String,
-    rate_hz: watch::Receiver<f64>,
-    /// Converts the frames that are inferred (and only those) to RGB.
-    rgb: RgbConverter,
-}
-
-impl FrameConsumer {
-    async fn run(mut self, mut frames: FrameReceiver, cancel: CancellationToken) {
-        let mut last_seq = frames.last_seq();
-        loop {
-            let captured = tokio::select! {
-                _ = cancel.cancelled() => break,
-                f = frames.next() => match f {
-                    Some(f) => f,
-                    None => break,
-                },
-            };
-            if self.rate_hz.has_changed().unwrap_or(false) {
-                let hz = *self.rate_hz.borrow_and_update();
-                self.gate.set_rate(hz);
-            }
-            // Frames replaced in the slot before this task saw them were skipped
-            // by the same rule as gated ones: not due for inference.
-            let skipped = captured.seq.saturating_sub(last_seq + 1);
-            last_seq = captured.seq;
-            let published = self.consider(captured, skipped);
-            if frames.paced() && published {
-                // A paced file goes exactly as fast as the workers take frames.
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = self.bus.wait_taken() => {}
-                }
-            }
-            frames.want_next();
-        }
-        tracing::info!("frame consumer stopped");
-    }
-
-    /// Gate, map, crop and publish one frame; true if it went to the bus.
-    fn consider(&mut self, captured: CapturedFrame, skipped: u64) -> bool {
-        if self.metrics.paused.get() {
-            self.metrics.frames_paused.add(skipped + 1);
-            return false;
-        }
-        if !self.gate.accept(captured.captured_instant) {
-            self.metrics.frames_gated.add(skipped + 1);
-            return false;
-        }
-        self.metrics.frames_gated.add(skipped);
-        let frame = match Frame::convert(captured, self.width, self.height, &mut self.rgb) {
-            Ok(f) => f,
-            Err(e) => {
-                self.metrics.frames_invalid.inc();
-                tracing::warn!(error = %e, "frame discarded");
-                return false;
-            }
-        };
-        let roi = self.roi.lock().expect("roi attention poisoned").process();
-        let job = Job {
-            trace_id: format!("{}-{}", self.instance_id, frame.seq),
-            roi,
-            frame,
-        };
-        self.bus.publish(Arc::new(job));
-        true
-    }
-}
-
-/// Logs stream, frame bus and MQTT counters every `interval`.
-async fn stats_logger(metrics: Arc<Metrics>, interval: Duration, cancel: CancellationToken) {
+/// Logs each camera's stream, frame bus and MQTT counters, and each worker's,
+/// every `interval`.
+async fn stats_logger(registry: Arc<Registry>, interval: Duration, cancel: CancellationToken) {
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
-    let mut last_frames = metrics.frames_captured.get();
-    let mut last_at = Instant::now();
+    let mut last: Vec<(u64, Instant)> = registry
+        .cameras
+        .iter()
+        .map(|m| (m.frames_captured.get(), Instant::now()))
+        .collect();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let frames = metrics.frames_captured.get();
-        let fps = (frames - last_frames) as f64 / last_at.elapsed().as_secs_f64();
-        (last_frames, last_at) = (frames, Instant::now());
-        tracing::info!(
-            frames,
-            fps = format_args!("{fps:.1}"),
-            gated = metrics.frames_gated.get(),
-            paused = metrics.frames_paused.get(),
-            published = metrics.mqtt_published.get(),
-            mqtt_dropped = metrics.mqtt_dropped.get(),
-            "stream stats"
-        );
-        for g in metrics.groups() {
+        for (metrics, (last_frames, last_at)) in registry.cameras.iter().zip(last.iter_mut()) {
+            let frames = metrics.frames_captured.get();
+            let fps = (frames - *last_frames) as f64 / last_at.elapsed().as_secs_f64();
+            (*last_frames, *last_at) = (frames, Instant::now());
             tracing::info!(
-                group = %g.name,
-                sent = g.frames_sent.get(),
-                dropped = g.frames_dropped.get(),
-                drop_rate = format_args!("{:.3}", g.drop_rate()),
-                "frame bus stats"
+                camera = %metrics.camera,
+                frames,
+                fps = format_args!("{fps:.1}"),
+                gated = metrics.frames_gated.get(),
+                paused = metrics.frames_paused.get(),
+                published = metrics.mqtt_published.get(),
+                mqtt_dropped = metrics.mqtt_dropped.get(),
+                "stream stats"
             );
+            for g in metrics.groups() {
+                tracing::info!(
+                    camera = %metrics.camera,
+                    pool = %g.name,
+                    sent = g.frames_sent.get(),
+                    dropped = g.frames_dropped.get(),
+                    drop_rate = format_args!("{:.3}", g.drop_rate()),
+                    "frame bus stats"
+                );
+            }
         }
-        for w in metrics.workers() {
+        for w in &registry.workers {
             tracing::info!(
                 worker = %w.id,
                 frames = w.frames_sent.get(),

@@ -217,13 +217,8 @@ fn tls_with_a_ca_file() {
         "inferences published over TLS",
         Duration::from_secs(30),
         || {
-            let (_, m) = daemon.http_get("/metrics")?;
-            let n: u64 = m
-                .lines()
-                .find_map(|l| l.strip_prefix("orion_e2e_results_total "))?
-                .parse()
-                .ok()?;
-            (n >= 2).then_some(())
+            let n = daemon.metric("orion_e2e_results_total")?;
+            (n >= 2.0).then_some(())
         },
     );
     // Without the CA the broker's certificate is not trusted.

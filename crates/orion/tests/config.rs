@@ -352,3 +352,149 @@ fn help_goes_to_stdout_and_exits_zero() {
         }
     }
 }
+
+#[test]
+fn a_cameras_list_merges_each_entry_over_the_shared_sections() {
+    common::repo_root_cwd();
+    let c = Config::parse(
+        r#"
+stream: { width: 320, height: 240, fps: 10 }
+models: { person_detector: { max_inference_rate_hz: 3 } }
+mqtt: { client_id: corridor }
+cameras:
+  - instance_id: room-101
+    room_id: "101"
+    camera: { source: rtsp, rtsp_url: "rtsp://cam:S3cretCam@127.0.0.1:8554/a" }
+  - instance_id: room-102
+    camera: { source: test }
+    stream: { width: 640 }
+    max_inference_rate_hz: 1
+"#,
+    )
+    .expect("parses");
+    assert_eq!(c.validate(), vec![]);
+    let cams = c.camera_configs();
+    assert_eq!(cams.len(), 2);
+    assert_eq!(
+        (cams[0].instance_id.as_str(), cams[0].room_id.as_str()),
+        ("room-101", "101")
+    );
+    assert_eq!(
+        cams[1].room_id, "room-102",
+        "room_id defaults to the instance_id"
+    );
+    assert_eq!((cams[0].stream.width, cams[0].stream.height), (320, 240));
+    assert_eq!(
+        (
+            cams[1].stream.width,
+            cams[1].stream.height,
+            cams[1].stream.fps
+        ),
+        (640, 240, 10),
+        "an override changes only the keys it names"
+    );
+    assert_eq!(cams[0].models.person_detector.max_inference_rate_hz, 3.0);
+    assert_eq!(cams[1].models.person_detector.max_inference_rate_hz, 1.0);
+    assert_eq!(
+        cams[0].client_id(),
+        "corridor-room-101",
+        "one MQTT client per camera"
+    );
+    // Secrets stay out of what status and logs show.
+    let shown = c.redacted_json().to_string();
+    assert!(!shown.contains("S3cretCam"), "{shown}");
+    assert!(shown.contains("rtsp://***@127.0.0.1:8554/a"), "{shown}");
+    // Each camera's URL can come from its own variable.
+    let mut c = c;
+    c.apply_env_from(|k| (k == "ORION_RTSP_URL_ROOM_101").then(|| "rtsp://env@127.0.0.1/x".into()));
+    assert_eq!(
+        c.camera_configs()[0].camera.rtsp_url.as_deref(),
+        Some("rtsp://env@127.0.0.1/x")
+    );
+    // The single-camera form is a list of one.
+    let single = Config::parse("instance_id: solo\n").expect("parses");
+    let cams = single.camera_configs();
+    assert_eq!((cams.len(), cams[0].instance_id.as_str()), (1, "solo"));
+}
+
+#[test]
+fn a_cameras_list_refuses_duplicates_mixed_forms_and_too_many() {
+    common::repo_root_cwd();
+    let p = problems(
+        r#"
+instance_id: old-style
+cameras:
+  - { instance_id: room-1, camera: { source: test } }
+  - { instance_id: room-1, camera: { source: test } }
+  - { instance_id: "bad/id", camera: { source: file, path: /nonexistent.mp4 }, max_inference_rate_hz: 0 }
+"#,
+    );
+    assert!(
+        has(&p, "instance_id", "cannot be used together with `cameras`"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "cameras[1].instance_id", "already used by cameras[0]"),
+        "{p:?}"
+    );
+    assert!(has(&p, "cameras[2].instance_id", "A-Z a-z 0-9"), "{p:?}");
+    assert!(has(&p, "cameras[2].camera.path", "not found"), "{p:?}");
+    assert!(
+        has(&p, "cameras[2].max_inference_rate_hz", "out of range"),
+        "{p:?}"
+    );
+    let many: String = (0..65)
+        .map(|i| format!("  - {{ instance_id: cam-{i}, camera: {{ source: test }} }}\n"))
+        .collect();
+    let p = problems(&format!("cameras:\n{many}"));
+    assert!(has(&p, "cameras", "at most 64"), "{p:?}");
+    for (yaml, fragment) in [
+        (
+            "cameras:\n  - { instance_id: a, mqtt: { broker: embedded } }\n",
+            "unknown key",
+        ),
+        (
+            "cameras:\n  - { camera: { source: test } }\n",
+            "instance_id is required",
+        ),
+        (
+            "cameras:\n  - { instance_id: a, camera: { source: tv } }\n",
+            "cameras[0] (a)",
+        ),
+    ] {
+        let err = Config::parse(yaml).expect_err(yaml);
+        assert!(err.contains(fragment), "{yaml} -> {err}");
+    }
+}
+
+#[test]
+fn any_worker_type_is_a_pool_with_its_own_command() {
+    common::repo_root_cwd();
+    let c = Config::parse(
+        r#"
+workers:
+  person_detector: { count: 2 }
+  scene_brightness: { command: [".venv/bin/python", "-m", "orion_worker.scene_brightness"] }
+"#,
+    )
+    .expect("parses");
+    assert_eq!(c.validate(), vec![]);
+    let detector = c.workers.get("person_detector").expect("detector pool");
+    assert_eq!(detector.count, 2);
+    assert_eq!(
+        detector.command[2], "orion_worker.person_detector",
+        "the shipped worker by default"
+    );
+    let p = problems(
+        "workers:\n  scene_brightness: { count: 1 }\n  \"bad type\": { command: [/bin/true] }\n",
+    );
+    assert!(
+        has(
+            &p,
+            "workers.scene_brightness.command",
+            "must name a program"
+        ),
+        "{p:?}"
+    );
+    assert!(has(&p, "workers.bad type", "A-Z a-z 0-9"), "{p:?}");
+}

@@ -10,15 +10,16 @@ use std::time::{Duration, Instant, SystemTime};
 use gstreamer as gst;
 use orion::attention::RoiAttention;
 use orion::config::{ModelEntry, ModelFormat};
-use orion::framebus::{FrameBus, Job};
+use orion::framebus::{CameraPort, FrameBus, Job};
 use orion::health::metrics::{GroupMetrics, WorkerMetrics};
 use orion::stream::{CapturedFrame, Frame};
 use orion::worker::{ModelChoice, Supervisor, WorkerHandle, WorkerOutput, WorkerSpec};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 struct Harness {
-    bus: FrameBus,
+    /// The one camera's side of the frame bus.
+    bus: CameraPort,
     metrics: Arc<WorkerMetrics>,
     results: mpsc::Receiver<WorkerOutput>,
     cancel: CancellationToken,
@@ -47,6 +48,10 @@ fn sized_job(seq: u64, width: u32, height: u32) -> Arc<Job> {
     )
     .expect("frame");
     Arc::new(Job {
+        camera: 0,
+        instance_id: Arc::from("test"),
+        room_id: Arc::from("room"),
+        rate_hz: 10.0,
         frame,
         roi: RoiAttention::new(width, height, &orion::config::RoisConfig::default()).process(),
         trace_id: format!("t-{seq}"),
@@ -63,14 +68,16 @@ fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: us
     let dir = tempfile::tempdir().expect("tempdir");
     let pidfile = dir.path().join("pids");
     let script = common::repo_root().join("crates/orion/tests/workers/fake_worker.py");
-    let bus = FrameBus::new();
+    let bus = FrameBus::new(&["fake".to_string()], 1, |_, name| {
+        Arc::new(GroupMetrics::new(name))
+    });
     let metrics = Arc::new(WorkerMetrics::new("fake-0"));
     let (tx, results) = mpsc::channel(16);
-    let (_rate_tx, rate_rx) = watch::channel(10.0);
     let (requests_tx, requests) = mpsc::channel(4);
     let sup = Supervisor {
         spec: WorkerSpec {
             id: "fake-0".into(),
+            inference_type: Arc::from("person_detector"),
             program: common::venv_python(),
             args: vec![
                 script.to_string_lossy().into_owned(),
@@ -83,27 +90,24 @@ fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: us
             max_message_bytes: 1024 * 1024,
             shm_frame_bytes: shm,
             prefetch,
-            instance_id: "test".into(),
-            room_id: "room".into(),
             max_restarts: 100,
             restart_window: Duration::from_secs(60),
             restart_backoff_max: Duration::from_secs(30),
         },
-        inbox: bus.register(&Arc::new(GroupMetrics::new("fake")), metrics.clone()),
+        inbox: bus.inbox("fake", metrics.clone()).expect("pool"),
         results: tx,
         metrics: metrics.clone(),
-        rate_hz: rate_rx,
-        model: ModelChoice {
+        model: Some(ModelChoice {
             name: "fake".into(),
             entry: ModelEntry::single("/nonexistent/fake.onnx", ModelFormat::Ssd),
-        },
+        }),
         requests,
         alerts: None,
     };
     let cancel = CancellationToken::new();
     let task = tokio::spawn(sup.run(cancel.clone()));
     Harness {
-        bus,
+        bus: bus.camera(0),
         metrics,
         results,
         cancel,

@@ -115,8 +115,11 @@ def result(
     model: dict[str, Any],
     timing: dict[str, float],
     suggested_roi: Optional[dict[str, float]],
+    data: Optional[dict[str, Any]] = None,
 ) -> dict[str, Any]:
-    return {
+    """`data`: the worker's own result object (JSON-safe values, at most 16 KiB as
+    JSON), published in place of the detections; for types that find no boxes."""
+    message = {
         "type": "result",
         "frame_seq": int(frame_seq),
         "trace_id": trace_id,
@@ -127,6 +130,9 @@ def result(
         "timing": timing,
         "suggested_roi": suggested_roi,
     }
+    if data is not None:
+        message["data"] = data
+    return message
 
 
 def command_result(command_id: int, success: bool, message: str) -> dict[str, Any]:

@@ -57,7 +57,32 @@ pub struct Config {
     pub health: HealthConfig,
     /// Upper bound for the whole ordered shutdown, in seconds.
     pub shutdown_timeout_s: f64,
+    /// Several cameras in one daemon: each entry names `instance_id` and `camera`
+    /// and may set `room_id`, `stream`, `rois` and `max_inference_rate_hz`
+    /// (merged over the top-level sections). Without it the top-level
+    /// `instance_id`, `room_id` and `camera` are the one camera.
+    #[serde(skip_serializing)]
+    pub cameras: Vec<serde_yaml::Value>,
+    /// The cameras as complete single-camera configs (from `cameras`).
+    #[serde(skip)]
+    resolved: Vec<Config>,
+    /// Problems found while resolving `cameras` (reported by `validate`).
+    #[serde(skip)]
+    form_problems: Vec<Problem>,
 }
+
+/// The most cameras one daemon serves.
+pub const MAX_CAMERAS: usize = 64;
+
+/// The keys a `cameras` entry may set.
+const CAMERA_KEYS: [&str; 6] = [
+    "instance_id",
+    "room_id",
+    "camera",
+    "stream",
+    "rois",
+    "max_inference_rate_hz",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -73,6 +98,9 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             health: HealthConfig::default(),
             shutdown_timeout_s: 5.0,
+            cameras: Vec::new(),
+            resolved: Vec::new(),
+            form_problems: Vec::new(),
         }
     }
 }
@@ -404,17 +432,51 @@ impl Default for AutoFocusConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkersConfig {
-    pub person_detector: WorkerConfig,
+/// The worker pools by inference type (`person_detector`, `scene_brightness`,
+/// any name a worker announces). Every camera's frames go to every pool. Without a
+/// `workers` section the daemon runs one `person_detector` pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkersConfig(pub BTreeMap<String, WorkerConfig>);
+
+/// The inference type whose workers take the detector model flags and whose
+/// results feed ROI attention.
+pub const PERSON_DETECTOR: &str = "person_detector";
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self(BTreeMap::from([(
+            PERSON_DETECTOR.to_string(),
+            WorkerConfig::person_detector(),
+        )]))
+    }
+}
+
+impl WorkersConfig {
+    pub fn get(&self, inference_type: &str) -> Option<&WorkerConfig> {
+        self.0.get(inference_type)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &WorkerConfig)> {
+        self.0.iter()
+    }
+
+    /// A `person_detector` entry that names no command runs the shipped worker.
+    fn fill_defaults(&mut self) {
+        if let Some(w) = self.0.get_mut(PERSON_DETECTOR) {
+            w.command = WorkerConfig::person_detector().command;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
-    /// Program and arguments; the daemon appends `--model PATH --model-name NAME
-    /// --model-format FORMAT --confidence C` (see docs/worker-protocol.md).
+    /// Program and arguments. For `person_detector` the daemon appends `--model
+    /// PATH --model-name NAME --model-format FORMAT --confidence C` (see
+    /// docs/worker-protocol.md); other types get their command as it is.
+    /// Required for every type but `person_detector` (which runs the shipped
+    /// worker by default).
     pub command: Vec<String>,
     /// Number of worker processes.
     pub count: u32,
@@ -441,14 +503,24 @@ pub struct WorkerConfig {
     pub env: std::collections::BTreeMap<String, String>,
 }
 
-impl Default for WorkerConfig {
-    fn default() -> Self {
+impl WorkerConfig {
+    /// The shipped person detector worker.
+    pub fn person_detector() -> Self {
         Self {
             command: vec![
                 ".venv/bin/python".into(),
                 "-m".into(),
                 "orion_worker.person_detector".into(),
             ],
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            command: Vec::new(),
             count: 1,
             startup_timeout_s: 60.0,
             hang_timeout_floor_s: 30.0,
@@ -576,7 +648,96 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(text).map_err(|e| e.to_string())
+        let mut config: Config = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let top: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let detector_command = top
+            .get("workers")
+            .and_then(|w| w.get(PERSON_DETECTOR))
+            .is_some_and(|d| d.get("command").is_some());
+        if !detector_command {
+            config.workers.fill_defaults();
+        }
+        if !config.cameras.is_empty() {
+            config.resolve_cameras(&top, detector_command)?;
+        }
+        Ok(config)
+    }
+
+    /// Builds one complete config per `cameras` entry: the top-level document
+    /// without `cameras`, with the entry merged over it.
+    fn resolve_cameras(
+        &mut self,
+        top: &serde_yaml::Value,
+        detector_command: bool,
+    ) -> Result<(), String> {
+        use serde_yaml::Value;
+        let mut base = top.as_mapping().cloned().unwrap_or_default();
+        base.remove("cameras");
+        for key in ["instance_id", "room_id", "camera"] {
+            if base.contains_key(key) {
+                self.form_problems.push(Problem {
+                    key: key.to_string(),
+                    message: "cannot be used together with `cameras`; give every camera its own entry in `cameras` (or use the single-camera form without `cameras`)".into(),
+                });
+            }
+        }
+        let many = self.cameras.len() > 1;
+        for (i, entry) in self.cameras.iter().enumerate() {
+            let Some(map) = entry.as_mapping() else {
+                return Err(format!(
+                    "cameras[{i}]: must be a mapping with instance_id and camera"
+                ));
+            };
+            let mut overlay = serde_yaml::Mapping::new();
+            for (k, v) in map {
+                let key = k.as_str().unwrap_or("");
+                if !CAMERA_KEYS.contains(&key) {
+                    return Err(format!(
+                        "cameras[{i}]: unknown key `{}`; a camera may set {}",
+                        crate::logging::cut(&format!("{k:?}"), 64),
+                        CAMERA_KEYS.join(", ")
+                    ));
+                }
+                if key == "max_inference_rate_hz" {
+                    let mut detector = serde_yaml::Mapping::new();
+                    detector.insert("max_inference_rate_hz".into(), v.clone());
+                    let mut models = serde_yaml::Mapping::new();
+                    models.insert(PERSON_DETECTOR.into(), Value::Mapping(detector));
+                    overlay.insert("models".into(), Value::Mapping(models));
+                } else {
+                    overlay.insert(k.clone(), v.clone());
+                }
+            }
+            let Some(id) = overlay.get("instance_id").and_then(Value::as_str) else {
+                return Err(format!("cameras[{i}]: instance_id is required (a string)"));
+            };
+            let id = id.to_string();
+            if !overlay.contains_key("room_id") {
+                overlay.insert("room_id".into(), Value::String(id.clone()));
+            }
+            let mut merged = Value::Mapping(base.clone());
+            merge(&mut merged, Value::Mapping(overlay));
+            let mut camera: Config =
+                serde_yaml::from_value(merged).map_err(|e| format!("cameras[{i}] ({id}): {e}"))?;
+            if !detector_command {
+                camera.workers.fill_defaults();
+            }
+            if many && let Some(client) = &camera.mqtt.client_id {
+                camera.mqtt.client_id = Some(format!("{client}-{id}"));
+            }
+            self.resolved.push(camera);
+        }
+        Ok(())
+    }
+
+    /// The cameras this daemon serves, each as a complete single-camera config
+    /// (shared sections identical in all). The single-camera form is a list of one.
+    pub fn camera_configs(&self) -> Vec<Config> {
+        if self.resolved.is_empty() {
+            vec![self.clone()]
+        } else {
+            self.resolved.clone()
+        }
     }
 
     /// Applies the environment overrides of secrets (`ORION_MQTT_USERNAME`,
@@ -586,14 +747,29 @@ impl Config {
     }
 
     pub fn apply_env_from(&mut self, get: impl Fn(&str) -> Option<String>) {
+        self.apply_env_dyn(&get);
+    }
+
+    fn apply_env_dyn(&mut self, get: &dyn Fn(&str) -> Option<String>) {
         if let Some(v) = get("ORION_MQTT_USERNAME") {
             self.mqtt.username = Some(v);
         }
         if let Some(v) = get("ORION_MQTT_PASSWORD") {
             self.mqtt.password = Some(v);
         }
-        if let Some(v) = get("ORION_RTSP_URL") {
-            self.camera.rtsp_url = Some(v);
+        if self.resolved.is_empty() {
+            if let Some(v) = get("ORION_RTSP_URL") {
+                self.camera.rtsp_url = Some(v);
+            }
+            return;
+        }
+        for camera in &mut self.resolved {
+            // Each camera's URL comes from its own variable.
+            let own = rtsp_url_variable(&camera.instance_id);
+            camera.apply_env_dyn(&|k: &str| match k {
+                "ORION_RTSP_URL" => get(&own),
+                _ => get(k),
+            });
         }
     }
 
@@ -602,7 +778,32 @@ impl Config {
     pub fn redacted_json(&self) -> serde_json::Value {
         let mut c = self.clone();
         c.camera.rtsp_url = c.camera.rtsp_url.as_deref().map(redact_url);
-        serde_json::to_value(&c).unwrap_or(serde_json::Value::Null)
+        let mut v = serde_json::to_value(&c).unwrap_or(serde_json::Value::Null);
+        if !self.resolved.is_empty()
+            && let Some(map) = v.as_object_mut()
+        {
+            for key in ["instance_id", "room_id", "camera"] {
+                map.remove(key);
+            }
+            let cameras: Vec<serde_json::Value> = self
+                .resolved
+                .iter()
+                .map(|cam| {
+                    let full = cam.redacted_json();
+                    let mut one = serde_json::Map::new();
+                    for key in ["instance_id", "room_id", "camera", "stream", "rois"] {
+                        one.insert(key.into(), full[key].clone());
+                    }
+                    one.insert(
+                        "max_inference_rate_hz".into(),
+                        full["models"][PERSON_DETECTOR]["max_inference_rate_hz"].clone(),
+                    );
+                    serde_json::Value::Object(one)
+                })
+                .collect();
+            map.insert("cameras".into(), cameras.into());
+        }
+        v
     }
 
     pub fn broker(&self) -> Option<BrokerAddr> {
@@ -632,6 +833,40 @@ impl Config {
 
     pub fn status_topic(&self) -> String {
         crate::topics::status(&self.instance_id)
+    }
+}
+
+/// The variable that overrides a camera's `rtsp_url` in a `cameras` list:
+/// `ORION_RTSP_URL_` and the instance_id in capitals, `-` and `.` as `_`
+/// (`room-101` -> `ORION_RTSP_URL_ROOM_101`).
+pub fn rtsp_url_variable(instance_id: &str) -> String {
+    let id: String = instance_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("ORION_RTSP_URL_{id}")
+}
+
+/// Merges `overlay` into `base`: mappings key by key, anything else replaced.
+fn merge(base: &mut serde_yaml::Value, overlay: serde_yaml::Value) {
+    match (base, overlay) {
+        (serde_yaml::Value::Mapping(b), serde_yaml::Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
     }
 }
 

@@ -214,6 +214,82 @@ fn check_model_entry(c: &mut Checker, key: &str, entry: &ModelEntry) {
     }
 }
 
+/// Checks one worker pool's section, `workers.<ty>`.
+fn check_worker(c: &mut Checker, ty: &str, w: &super::WorkerConfig) {
+    let p = format!("workers.{ty}");
+    c.topic_segment(&p, ty);
+    if w.command.is_empty() || w.command[0].is_empty() {
+        c.fail(
+            &format!("{p}.command"),
+            format!(
+                "must name a program, e.g. [\".venv/bin/python\", \"-m\", \"orion_worker.{ty}\"]"
+            ),
+        );
+    } else if let Some(problem) = program_problem(&w.command[0]) {
+        c.fail(&format!("{p}.command"), problem);
+    }
+    c.range_u64(&format!("{p}.count"), w.count.into(), 1, 16, " processes");
+    c.range_f64(
+        &format!("{p}.startup_timeout_s"),
+        w.startup_timeout_s,
+        1.0,
+        600.0,
+        " seconds",
+    );
+    c.range_f64(
+        &format!("{p}.hang_timeout_floor_s"),
+        w.hang_timeout_floor_s,
+        1.0,
+        3600.0,
+        " seconds",
+    );
+    c.range_u64(
+        &format!("{p}.max_message_bytes"),
+        w.max_message_bytes as u64,
+        1024,
+        64 * 1024 * 1024,
+        " bytes",
+    );
+
+    for name in w.env.keys() {
+        let key = format!("{p}.env.{name}");
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            c.fail(
+                &key,
+                "is not a variable name; use A-Z a-z 0-9 _ (not starting with a digit)",
+            );
+        } else if name.starts_with("ORION_") {
+            c.fail(&key, "names starting with ORION_ are reserved for the daemon and never passed to workers");
+        }
+    }
+    c.range_u64(
+        &format!("{p}.max_restarts"),
+        w.max_restarts.into(),
+        1,
+        1000,
+        " failures",
+    );
+    c.range_f64(
+        &format!("{p}.restart_window_s"),
+        w.restart_window_s,
+        1.0,
+        86_400.0,
+        " seconds",
+    );
+    c.range_f64(
+        &format!("{p}.restart_backoff_max_s"),
+        w.restart_backoff_max_s,
+        1.0,
+        3600.0,
+        " seconds",
+    );
+}
+
 impl Config {
     /// Returns every problem found; empty means valid. File paths are checked
     /// relative to the current directory, as the daemon resolves them.
@@ -381,78 +457,15 @@ impl Config {
         c.problems
             .extend(self.rois.auto_focus.problems("rois.auto_focus"));
 
-        let w = &self.workers.person_detector;
-        if w.command.is_empty() || w.command[0].is_empty() {
-            c.fail("workers.person_detector.command", "must name a program, e.g. [\".venv/bin/python\", \"-m\", \"orion_worker.person_detector\"]");
-        } else if let Some(problem) = program_problem(&w.command[0]) {
-            c.fail("workers.person_detector.command", problem);
+        if self.workers.0.is_empty() {
+            c.fail(
+                "workers",
+                "must name at least one worker type, e.g. person_detector",
+            );
         }
-        c.range_u64(
-            "workers.person_detector.count",
-            w.count.into(),
-            1,
-            16,
-            " processes",
-        );
-        c.range_f64(
-            "workers.person_detector.startup_timeout_s",
-            w.startup_timeout_s,
-            1.0,
-            600.0,
-            " seconds",
-        );
-        c.range_f64(
-            "workers.person_detector.hang_timeout_floor_s",
-            w.hang_timeout_floor_s,
-            1.0,
-            3600.0,
-            " seconds",
-        );
-        c.range_u64(
-            "workers.person_detector.max_message_bytes",
-            w.max_message_bytes as u64,
-            1024,
-            64 * 1024 * 1024,
-            " bytes",
-        );
-
-        for name in w.env.keys() {
-            let key = format!("workers.person_detector.env.{name}");
-            let valid = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                c.fail(
-                    &key,
-                    "is not a variable name; use A-Z a-z 0-9 _ (not starting with a digit)",
-                );
-            } else if name.starts_with("ORION_") {
-                c.fail(&key, "names starting with ORION_ are reserved for the daemon and never passed to workers");
-            }
+        for (ty, w) in self.workers.iter() {
+            check_worker(&mut c, ty, w);
         }
-        c.range_u64(
-            "workers.person_detector.max_restarts",
-            w.max_restarts.into(),
-            1,
-            1000,
-            " failures",
-        );
-        c.range_f64(
-            "workers.person_detector.restart_window_s",
-            w.restart_window_s,
-            1.0,
-            86_400.0,
-            " seconds",
-        );
-        c.range_f64(
-            "workers.person_detector.restart_backoff_max_s",
-            w.restart_backoff_max_s,
-            1.0,
-            3600.0,
-            " seconds",
-        );
 
         c.range_f64(
             "framebus.stats_interval_s",
@@ -519,7 +532,53 @@ impl Config {
             120.0,
             " seconds",
         );
+        self.check_cameras(&mut c);
         c.problems
+    }
+
+    /// The `cameras` list: its size, unique ids, and each camera's own keys.
+    fn check_cameras(&self, c: &mut Checker) {
+        if self.resolved.is_empty() {
+            return;
+        }
+        c.problems.extend(self.form_problems.iter().cloned());
+        if self.resolved.len() > super::MAX_CAMERAS {
+            c.fail(
+                "cameras",
+                format!(
+                    "{} cameras; one daemon serves at most {} (run another daemon for more)",
+                    self.resolved.len(),
+                    super::MAX_CAMERAS
+                ),
+            );
+        }
+        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, cam) in self.resolved.iter().enumerate() {
+            if let Some(first) = seen.insert(cam.instance_id.as_str(), i) {
+                c.fail(
+                    &format!("cameras[{i}].instance_id"),
+                    format!(
+                        "`{}` is already used by cameras[{first}]; every camera needs its own instance_id (it names its MQTT topics)",
+                        cam.instance_id
+                    ),
+                );
+            }
+            let own = ["instance_id", "room_id", "camera", "stream", "rois"];
+            let rate = "models.person_detector.max_inference_rate_hz";
+            for p in cam.validate() {
+                let key = if p.key == rate {
+                    "max_inference_rate_hz".to_string()
+                } else if own
+                    .iter()
+                    .any(|k| p.key == *k || p.key.starts_with(&format!("{k}.")))
+                {
+                    p.key.clone()
+                } else {
+                    continue; // shared sections are checked once, at the top level
+                };
+                c.fail(&format!("cameras[{i}].{key}"), p.message);
+            }
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Registry;
 use super::Status;
-use super::metrics::Metrics;
 
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,7 +35,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 }
 
 /// Serves until `cancel` fires.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, cancel: CancellationToken) {
+pub async fn serve(listener: TcpListener, metrics: Arc<Registry>, cancel: CancellationToken) {
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -67,7 +67,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, cancel: Cancell
     connections.wait().await;
 }
 
-async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+async fn handle(mut stream: TcpStream, metrics: &Registry) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let complete = tokio::time::timeout(READ_TIMEOUT, async {
@@ -107,7 +107,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
     stream.shutdown().await
 }
 
-fn route(head: &[u8], metrics: &Metrics) -> (u16, &'static str, String) {
+fn route(head: &[u8], metrics: &Registry) -> (u16, &'static str, String) {
     let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split(' ');
@@ -120,7 +120,7 @@ fn route(head: &[u8], metrics: &Metrics) -> (u16, &'static str, String) {
     match path {
         "/health" => (200, json, "{\"status\":\"alive\"}\n".into()),
         "/readiness" => {
-            let report = super::report(metrics);
+            let report = metrics.report();
             let code = if report.status == Status::Unhealthy {
                 503
             } else {
@@ -142,18 +142,27 @@ fn route(head: &[u8], metrics: &Metrics) -> (u16, &'static str, String) {
 mod tests {
     use super::*;
 
+    use crate::health::metrics::Metrics;
+
     #[test]
     fn routes() {
-        let m = Metrics::default();
+        let camera = std::sync::Arc::new(Metrics::for_camera("cam-a"));
+        let m = Registry {
+            cameras: vec![camera.clone()],
+            workers: Vec::new(),
+        };
         assert_eq!(route(b"GET /health HTTP/1.1\r\n\r\n", &m).0, 200);
         assert_eq!(route(b"GET /readiness HTTP/1.1\r\n\r\n", &m).0, 503);
-        m.running.set(true);
+        camera.running.set(true);
         let (code, _, body) = route(b"GET /readiness HTTP/1.1\r\n\r\n", &m);
         assert_eq!(code, 200);
         assert!(body.contains("\"status\":\"degraded\""), "{body}");
         assert_eq!(route(b"GET /nope HTTP/1.1\r\n\r\n", &m).0, 404);
         assert_eq!(route(b"POST /health HTTP/1.1\r\n\r\n", &m).0, 405);
         let (_, _, body) = route(b"GET /metrics HTTP/1.1\r\n\r\n", &m);
-        assert!(body.contains("orion_running 1\n"), "{body}");
+        assert!(
+            body.contains("orion_running{camera=\"cam-a\"} 1\n"),
+            "{body}"
+        );
     }
 }

@@ -249,9 +249,12 @@ impl GroupMetrics {
 /// A labelled series for the exposition: name, type, help, value getter.
 type Series<T> = (&'static str, &'static str, &'static str, fn(&T) -> f64);
 
-/// All metrics of one daemon.
+/// All metrics of one camera (and the shared workers it uses, attached). Exported
+/// with the label `camera="<instance_id>"`.
 #[derive(Debug)]
 pub struct Metrics {
+    /// The camera's instance_id (the `camera` label).
+    pub camera: String,
     pub started: Instant,
     pub running: Flag,
     pub frames_captured: Counter,
@@ -308,6 +311,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
+            camera: String::new(),
             started: Instant::now(),
             running: Flag::default(),
             frames_captured: Counter::default(),
@@ -348,6 +352,23 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The metrics of camera `instance_id`.
+    pub fn for_camera(instance_id: &str) -> Self {
+        Self {
+            camera: instance_id.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// Attaches a shared worker's metrics (health and status of this camera
+    /// report the workers that serve it).
+    pub fn attach_worker(&self, w: Arc<WorkerMetrics>) {
+        self.workers
+            .lock()
+            .expect("metrics worker list poisoned")
+            .push(w);
+    }
+
     pub fn add_worker(&self, id: &str) -> Arc<WorkerMetrics> {
         let w = Arc::new(WorkerMetrics::new(id));
         self.workers
@@ -380,300 +401,335 @@ impl Metrics {
             .clone()
     }
 
-    /// Prometheus text exposition format, version 0.0.4.
+    /// Prometheus text exposition of this camera and its workers alone.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        let b = |v: bool| f64::from(u8::from(v));
-        let counters: [(&str, &str, u64); 20] = [
-            (
-                "orion_frames_captured_total",
-                "Frames delivered by the stream.",
-                self.frames_captured.get(),
-            ),
-            (
-                "orion_frame_bytes_total",
-                "Pixel bytes delivered by the stream.",
-                self.frame_bytes.get(),
-            ),
-            (
-                "orion_frames_warmup_total",
-                "Frames consumed by the warm-up without inference.",
-                self.frames_warmup.get(),
-            ),
-            (
-                "orion_frames_gated_total",
-                "Frames skipped by the rate gate.",
-                self.frames_gated.get(),
-            ),
-            (
-                "orion_frames_invalid_total",
-                "Frames discarded because their buffer did not match the caps.",
-                self.frames_invalid.get(),
-            ),
-            (
-                "orion_stream_reconnects_total",
-                "Stream (re)connections after a failure.",
-                self.stream_reconnects.get(),
-            ),
-            (
-                "orion_mqtt_published_total",
-                "Messages handed to the MQTT client.",
-                self.mqtt_published.get(),
-            ),
-            (
-                "orion_mqtt_dropped_total",
-                "Messages dropped because the broker was away or the queue full.",
-                self.mqtt_dropped.get(),
-            ),
-            (
-                "orion_mqtt_reconnects_total",
-                "MQTT connection failures followed by a retry.",
-                self.mqtt_reconnects.get(),
-            ),
-            (
-                "orion_stream_input_bytes_total",
-                "Encoded bytes that entered the decoder (file or network).",
-                self.stream_input_bytes.get(),
-            ),
-            (
-                "orion_stream_stalls_total",
-                "Times the stream was connected but silent for stream.stall_timeout_s.",
-                self.stream_stalls.get(),
-            ),
-            (
-                "orion_frames_paused_total",
-                "Frames not sent to inference because it was paused.",
-                self.frames_paused.get(),
-            ),
-            (
-                "orion_mqtt_connections_total",
-                "Successful connections to the broker.",
-                self.mqtt_connections.get(),
-            ),
-            (
-                "orion_control_commands_total",
-                "Control messages answered with success.",
-                self.control_commands.get(),
-            ),
-            (
-                "orion_control_rejected_total",
-                "Control messages answered with an error.",
-                self.control_rejected.get(),
-            ),
-            (
-                "orion_control_messages_total",
-                "Control messages that reached the daemon.",
-                self.control_received.get(),
-            ),
-            (
-                "orion_control_busy_total",
-                "Control messages answered busy because the control queue was full.",
-                self.control_busy.get(),
-            ),
-            (
-                "orion_control_dropped_total",
-                "Control messages neither run nor answered (queue full, busy replies' budget spent).",
-                self.control_dropped.get(),
-            ),
-            (
-                "orion_control_replies_dropped_total",
-                "Replies that could not be sent (broker away).",
-                self.control_replies_dropped.get(),
-            ),
-            (
-                "orion_e2e_results_total",
-                "Results that reached the emitter.",
-                self.e2e_latency.count(),
-            ),
-        ];
-        for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        }
-        let gauges: [(&str, &str, f64); 12] = [
-            (
-                "orion_running",
-                "1 while the daemon runs.",
-                b(self.running.get()),
-            ),
-            (
-                "orion_paused",
-                "1 while inference is paused.",
-                b(self.paused.get()),
-            ),
-            (
-                "orion_stream_stalled",
-                "1 while the stream is connected but silent.",
-                b(self.stream_stalled.get()),
-            ),
-            (
-                "orion_stream_failed",
-                "1 once reconnecting was given up (camera.max_reconnect_attempts).",
-                b(self.stream_failed.get()),
-            ),
-            (
-                "orion_stream_up",
-                "1 while the stream delivers frames.",
-                b(self.stream_up.get()),
-            ),
-            (
-                "orion_stream_fps",
-                "Real frame rate of the stream.",
-                self.stream_fps.get(),
-            ),
-            (
-                "orion_stream_last_frame_timestamp_seconds",
-                "Unix time of the last frame from the stream.",
-                self.stream_last_frame.get_ms() as f64 / 1000.0,
-            ),
-            (
-                "orion_inference_rate_hz",
-                "Effective inference rate of the rate gate.",
-                self.inference_rate_hz.get(),
-            ),
-            (
-                "orion_mqtt_connected",
-                "1 while connected to the broker.",
-                b(self.mqtt_connected.get()),
-            ),
-            (
-                "orion_mqtt_duplicate_instance",
-                "1 while another live process uses this instance_id on the broker.",
-                b(self.mqtt_conflict.get().is_some()),
-            ),
-            (
-                "orion_workers",
-                "Configured worker processes.",
-                self.workers().len() as f64,
-            ),
-            (
-                "orion_uptime_seconds",
-                "Seconds since start.",
-                self.started.elapsed().as_secs_f64(),
-            ),
-        ];
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP orion_e2e_latency_seconds Capture to hand-off to MQTT.\n# TYPE orion_e2e_latency_seconds histogram"
-        );
-        self.e2e_latency
-            .render(&mut out, "orion_e2e_latency_seconds", "");
+        render(&[self], &self.workers())
+    }
+}
 
-        let workers = self.workers();
-        let per_worker: [Series<WorkerMetrics>; 9] = [
-            (
-                "orion_framebus_frames_sent_total",
-                "counter",
-                "Frames a worker took from its group's slot.",
-                |w| w.frames_sent.get() as f64,
-            ),
-            (
-                "orion_worker_inferences_total",
-                "counter",
-                "Results returned by a worker.",
-                |w| w.inferences.get() as f64,
-            ),
-            (
-                "orion_worker_results_dropped_total",
-                "counter",
-                "Results dropped because the collector was busy.",
-                |w| w.results_dropped.get() as f64,
-            ),
-            (
-                "orion_worker_errors_total",
-                "counter",
-                "Errors reported by or about a worker.",
-                |w| w.errors.get() as f64,
-            ),
-            (
-                "orion_worker_restarts_total",
-                "counter",
-                "Worker process restarts.",
-                |w| w.restarts.get() as f64,
-            ),
-            (
-                "orion_worker_hangs_total",
-                "counter",
-                "Frames a worker did not answer in time (it was replaced).",
-                |w| w.hangs.get() as f64,
-            ),
-            (
-                "orion_worker_failed",
-                "gauge",
-                "1 once restarts stopped after repeated failures.",
-                |w| u64::from(w.failed.get()) as f64,
-            ),
-            (
-                "orion_worker_up",
-                "gauge",
-                "1 while the worker process is ready.",
-                |w| u64::from(w.up.get()) as f64,
-            ),
-            (
-                "orion_worker_last_seen_timestamp_seconds",
-                "gauge",
-                "Unix time of the last message from a worker.",
-                |w| w.last_seen.get_ms() as f64 / 1000.0,
-            ),
-        ];
-        for (name, kind, help, get) in per_worker {
+/// A camera series: name, help, value getter.
+type CameraSeries = (&'static str, &'static str, fn(&Metrics) -> f64);
+
+fn flag(f: &Flag) -> f64 {
+    f64::from(u8::from(f.get()))
+}
+
+const CAMERA_COUNTERS: [CameraSeries; 20] = [
+    (
+        "orion_frames_captured_total",
+        "Frames delivered by the stream.",
+        |m| m.frames_captured.get() as f64,
+    ),
+    (
+        "orion_frame_bytes_total",
+        "Pixel bytes delivered by the stream.",
+        |m| m.frame_bytes.get() as f64,
+    ),
+    (
+        "orion_frames_warmup_total",
+        "Frames consumed by the warm-up without inference.",
+        |m| m.frames_warmup.get() as f64,
+    ),
+    (
+        "orion_frames_gated_total",
+        "Frames skipped by the rate gate.",
+        |m| m.frames_gated.get() as f64,
+    ),
+    (
+        "orion_frames_invalid_total",
+        "Frames discarded because their buffer did not match the caps.",
+        |m| m.frames_invalid.get() as f64,
+    ),
+    (
+        "orion_stream_reconnects_total",
+        "Stream (re)connections after a failure.",
+        |m| m.stream_reconnects.get() as f64,
+    ),
+    (
+        "orion_mqtt_published_total",
+        "Messages handed to the MQTT client.",
+        |m| m.mqtt_published.get() as f64,
+    ),
+    (
+        "orion_mqtt_dropped_total",
+        "Messages dropped because the broker was away or the queue full.",
+        |m| m.mqtt_dropped.get() as f64,
+    ),
+    (
+        "orion_mqtt_reconnects_total",
+        "MQTT connection failures followed by a retry.",
+        |m| m.mqtt_reconnects.get() as f64,
+    ),
+    (
+        "orion_stream_input_bytes_total",
+        "Encoded bytes that entered the decoder (file or network).",
+        |m| m.stream_input_bytes.get() as f64,
+    ),
+    (
+        "orion_stream_stalls_total",
+        "Times the stream was connected but silent for stream.stall_timeout_s.",
+        |m| m.stream_stalls.get() as f64,
+    ),
+    (
+        "orion_frames_paused_total",
+        "Frames not sent to inference because it was paused.",
+        |m| m.frames_paused.get() as f64,
+    ),
+    (
+        "orion_mqtt_connections_total",
+        "Successful connections to the broker.",
+        |m| m.mqtt_connections.get() as f64,
+    ),
+    (
+        "orion_control_commands_total",
+        "Control messages answered with success.",
+        |m| m.control_commands.get() as f64,
+    ),
+    (
+        "orion_control_rejected_total",
+        "Control messages answered with an error.",
+        |m| m.control_rejected.get() as f64,
+    ),
+    (
+        "orion_control_messages_total",
+        "Control messages that reached the daemon.",
+        |m| m.control_received.get() as f64,
+    ),
+    (
+        "orion_control_busy_total",
+        "Control messages answered busy because the control queue was full.",
+        |m| m.control_busy.get() as f64,
+    ),
+    (
+        "orion_control_dropped_total",
+        "Control messages neither run nor answered (queue full, busy replies' budget spent).",
+        |m| m.control_dropped.get() as f64,
+    ),
+    (
+        "orion_control_replies_dropped_total",
+        "Replies that could not be sent (broker away).",
+        |m| m.control_replies_dropped.get() as f64,
+    ),
+    (
+        "orion_e2e_results_total",
+        "Results that reached the emitter.",
+        |m| m.e2e_latency.count() as f64,
+    ),
+];
+
+const CAMERA_GAUGES: [CameraSeries; 10] = [
+    (
+        "orion_running",
+        "1 while the camera's components run.",
+        |m| flag(&m.running),
+    ),
+    ("orion_paused", "1 while inference is paused.", |m| {
+        flag(&m.paused)
+    }),
+    (
+        "orion_stream_stalled",
+        "1 while the stream is connected but silent.",
+        |m| flag(&m.stream_stalled),
+    ),
+    (
+        "orion_stream_failed",
+        "1 once reconnecting was given up (camera.max_reconnect_attempts).",
+        |m| flag(&m.stream_failed),
+    ),
+    (
+        "orion_stream_up",
+        "1 while the stream delivers frames.",
+        |m| flag(&m.stream_up),
+    ),
+    ("orion_stream_fps", "Real frame rate of the stream.", |m| {
+        m.stream_fps.get()
+    }),
+    (
+        "orion_stream_last_frame_timestamp_seconds",
+        "Unix time of the last frame from the stream.",
+        |m| m.stream_last_frame.get_ms() as f64 / 1000.0,
+    ),
+    (
+        "orion_inference_rate_hz",
+        "Effective inference rate of the rate gate.",
+        |m| m.inference_rate_hz.get(),
+    ),
+    (
+        "orion_mqtt_connected",
+        "1 while connected to the broker.",
+        |m| flag(&m.mqtt_connected),
+    ),
+    (
+        "orion_mqtt_duplicate_instance",
+        "1 while another live process uses this instance_id on the broker.",
+        |m| f64::from(u8::from(m.mqtt_conflict.get().is_some())),
+    ),
+];
+
+/// Prometheus text exposition format, version 0.0.4, of every camera (label
+/// `camera`) and every worker (label `worker`), each family once.
+pub fn render(cameras: &[&Metrics], workers: &[Arc<WorkerMetrics>]) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    let label = |m: &Metrics| format!("camera=\"{}\"", label_value(&m.camera));
+    for (kind, series) in [
+        ("counter", &CAMERA_COUNTERS[..]),
+        ("gauge", &CAMERA_GAUGES[..]),
+    ] {
+        for (name, help, get) in series {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for w in &workers {
-                let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", w.id, get(w));
+            for m in cameras {
+                let _ = writeln!(out, "{name}{{{}}} {}", label(m), get(m));
             }
         }
-        let name = "orion_worker_backend_info";
-        let _ = writeln!(
-            out,
-            "# HELP {name} The runtime a worker runs its model on (label backend), 1 per worker that said it.\n# TYPE {name} gauge"
-        );
-        for w in &workers {
-            if let Some(backend) = w.backend.get() {
+    }
+    let uptime = cameras
+        .first()
+        .map_or(0.0, |m| m.started.elapsed().as_secs_f64());
+    let gauges = [
+        (
+            "orion_cameras",
+            "Cameras this daemon serves.",
+            cameras.len() as f64,
+        ),
+        (
+            "orion_workers",
+            "Configured worker processes.",
+            workers.len() as f64,
+        ),
+        ("orion_uptime_seconds", "Seconds since start.", uptime),
+    ];
+    for (name, help, v) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP orion_e2e_latency_seconds Capture to hand-off to MQTT.\n# TYPE orion_e2e_latency_seconds histogram"
+    );
+    for m in cameras {
+        m.e2e_latency
+            .render(&mut out, "orion_e2e_latency_seconds", &label(m));
+    }
+    let per_worker: [Series<WorkerMetrics>; 9] = [
+        (
+            "orion_worker_frames_total",
+            "counter",
+            "Frames a worker took from its pool.",
+            |w| w.frames_sent.get() as f64,
+        ),
+        (
+            "orion_worker_inferences_total",
+            "counter",
+            "Results returned by a worker.",
+            |w| w.inferences.get() as f64,
+        ),
+        (
+            "orion_worker_results_dropped_total",
+            "counter",
+            "Results dropped because the collector was busy.",
+            |w| w.results_dropped.get() as f64,
+        ),
+        (
+            "orion_worker_errors_total",
+            "counter",
+            "Errors reported by or about a worker.",
+            |w| w.errors.get() as f64,
+        ),
+        (
+            "orion_worker_restarts_total",
+            "counter",
+            "Worker process restarts.",
+            |w| w.restarts.get() as f64,
+        ),
+        (
+            "orion_worker_hangs_total",
+            "counter",
+            "Frames a worker did not answer in time (it was replaced).",
+            |w| w.hangs.get() as f64,
+        ),
+        (
+            "orion_worker_failed",
+            "gauge",
+            "1 once restarts stopped after repeated failures.",
+            |w| u64::from(w.failed.get()) as f64,
+        ),
+        (
+            "orion_worker_up",
+            "gauge",
+            "1 while the worker process is ready.",
+            |w| u64::from(w.up.get()) as f64,
+        ),
+        (
+            "orion_worker_last_seen_timestamp_seconds",
+            "gauge",
+            "Unix time of the last message from a worker.",
+            |w| w.last_seen.get_ms() as f64 / 1000.0,
+        ),
+    ];
+    for (name, kind, help, get) in per_worker {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for w in workers {
+            let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", w.id, get(w));
+        }
+    }
+    let name = "orion_worker_backend_info";
+    let _ = writeln!(
+        out,
+        "# HELP {name} The runtime a worker runs its model on (label backend), 1 per worker that said it.\n# TYPE {name} gauge"
+    );
+    for w in workers {
+        if let Some(backend) = w.backend.get() {
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{}\",backend=\"{}\"}} 1",
+                w.id,
+                label_value(&backend)
+            );
+        }
+    }
+    let per_group: [Series<GroupMetrics>; 3] = [
+        (
+            "orion_framebus_frames_sent_total",
+            "counter",
+            "Frames of a camera a worker of the pool took.",
+            |g| g.frames_sent.get() as f64,
+        ),
+        (
+            "orion_framebus_frames_dropped_total",
+            "counter",
+            "Frames of a camera replaced in a pool's slot before any of its workers took them.",
+            |g| g.frames_dropped.get() as f64,
+        ),
+        (
+            "orion_framebus_drop_ratio",
+            "gauge",
+            "dropped / (sent + dropped) per camera and pool.",
+            |g| g.drop_rate(),
+        ),
+    ];
+    for (name, kind, help, get) in per_group {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for m in cameras {
+            for g in m.groups() {
                 let _ = writeln!(
                     out,
-                    "{name}{{worker=\"{}\",backend=\"{}\"}} 1",
-                    w.id,
-                    label_value(&backend)
+                    "{name}{{{},group=\"{}\"}} {}",
+                    label(m),
+                    g.name,
+                    get(&g)
                 );
             }
         }
-        let groups = self.groups();
-        let per_group: [Series<GroupMetrics>; 2] = [
-            (
-                "orion_framebus_frames_dropped_total",
-                "counter",
-                "Frames replaced in a group's slot before any of its workers took them.",
-                |g| g.frames_dropped.get() as f64,
-            ),
-            (
-                "orion_framebus_drop_ratio",
-                "gauge",
-                "dropped / (sent + dropped) per worker group.",
-                |g| g.drop_rate(),
-            ),
-        ];
-        for (name, kind, help, get) in per_group {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for g in &groups {
-                let _ = writeln!(out, "{name}{{group=\"{}\"}} {}", g.name, get(g));
-            }
-        }
-        let name = "orion_inference_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Worker-reported total time per frame.\n# TYPE {name} histogram"
-        );
-        for w in &workers {
-            w.latency
-                .render(&mut out, name, &format!("worker=\"{}\"", w.id));
-        }
-        out
     }
+    let name = "orion_inference_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Worker-reported total time per frame.\n# TYPE {name} histogram"
+    );
+    for w in workers {
+        w.latency
+            .render(&mut out, name, &format!("worker=\"{}\"", w.id));
+    }
+    out
 }
 
 /// A label value from outside (a worker's words): escaped as the exposition

@@ -2,15 +2,88 @@
 //! every component updates, and the HTTP server that exposes both.
 //!
 //! Owns the read side of the daemon's state for operators. It never changes what the
-//! pipeline does: it only reads [`metrics::Metrics`].
+//! pipeline does: it only reads [`metrics::Metrics`] (one per camera) and the
+//! shared workers' metrics, gathered in a [`Registry`].
 
 pub mod http;
 pub mod metrics;
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use metrics::Metrics;
+use metrics::{Metrics, WorkerMetrics};
+
+/// Every camera's metrics and the shared workers', for the HTTP server.
+#[derive(Debug)]
+pub struct Registry {
+    pub cameras: Vec<Arc<Metrics>>,
+    pub workers: Vec<Arc<WorkerMetrics>>,
+}
+
+impl Registry {
+    /// The daemon's report: `unhealthy` when no camera can do its job, `degraded`
+    /// when one camera or more is not healthy, `healthy` otherwise. With several
+    /// cameras each reason names its camera.
+    pub fn report(&self) -> DaemonReport {
+        let cameras: Vec<HealthReport> = self
+            .cameras
+            .iter()
+            .map(|m| {
+                let mut r = report(m);
+                r.workers.clear();
+                r
+            })
+            .collect();
+        let many = cameras.len() > 1;
+        let mut reasons = Vec::new();
+        for r in &cameras {
+            for why in &r.reasons {
+                // Worker reasons are the same for every camera: said once.
+                if many && !why.starts_with("worker ") {
+                    reasons.push(format!("{}: {why}", r.instance_id));
+                } else if !reasons.contains(why) {
+                    reasons.push(why.clone());
+                }
+            }
+        }
+        let status = if cameras.is_empty() || cameras.iter().all(|r| r.status == Status::Unhealthy)
+        {
+            Status::Unhealthy
+        } else if cameras.iter().all(|r| r.status == Status::Healthy) {
+            Status::Healthy
+        } else {
+            Status::Degraded
+        };
+        DaemonReport {
+            status,
+            reasons,
+            uptime_s: self
+                .cameras
+                .first()
+                .map_or(0, |m| m.started.elapsed().as_secs()),
+            cameras,
+            workers: self.workers.iter().map(|w| worker_report(w)).collect(),
+        }
+    }
+
+    /// Prometheus text exposition of every camera and worker.
+    pub fn render(&self) -> String {
+        let cameras: Vec<&Metrics> = self.cameras.iter().map(Arc::as_ref).collect();
+        metrics::render(&cameras, &self.workers)
+    }
+}
+
+/// The daemon's health: its status, and each camera's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonReport {
+    pub status: Status,
+    pub reasons: Vec<String>,
+    pub uptime_s: u64,
+    pub cameras: Vec<HealthReport>,
+    pub workers: Vec<WorkerReport>,
+}
 
 /// Something an operator must hear about, published on the health topic
 /// (`{"type": "error", ...}`): a worker whose restarts stopped, a camera given up.
@@ -23,15 +96,18 @@ pub struct Alert {
     pub message: String,
 }
 
-/// Where components send alerts; sending never waits (a full queue drops the
-/// alert, which is also in the log).
+/// Where components send alerts: the health topics of the cameras concerned (a
+/// camera's own stream: that camera; a shared worker: every camera). Sending
+/// never waits (a full queue drops the alert, which is also in the log).
 #[derive(Debug, Clone)]
-pub struct Alerts(pub mpsc::Sender<Alert>);
+pub struct Alerts(pub Vec<mpsc::Sender<Alert>>);
 
 impl Alerts {
     pub fn send(&self, alert: Alert) {
         tracing::error!(source = alert.source, id = %alert.id, "{}", alert.message);
-        let _ = self.0.try_send(alert);
+        for target in &self.0 {
+            let _ = target.try_send(alert.clone());
+        }
     }
 }
 
@@ -90,6 +166,8 @@ pub struct StreamReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HealthReport {
+    /// The camera this report is about.
+    pub instance_id: String,
     pub status: Status,
     /// Why the status is not `healthy`.
     pub reasons: Vec<String>,
@@ -98,6 +176,9 @@ pub struct HealthReport {
     pub mqtt_connected: bool,
     /// Per worker group: frames taken versus dropped.
     pub frame_bus: Vec<GroupReport>,
+    /// The workers serving the camera (left out of the daemon report's cameras:
+    /// it lists them once).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<WorkerReport>,
 }
 
@@ -111,24 +192,7 @@ pub struct GroupReport {
 
 /// Derives the health report from the metrics.
 pub fn report(m: &Metrics) -> HealthReport {
-    let workers: Vec<WorkerReport> = m
-        .workers()
-        .iter()
-        .map(|w| WorkerReport {
-            id: w.id.clone(),
-            up: w.up.get(),
-            frames_processed: w.frames_sent.get(),
-            inferences: w.inferences.get(),
-            errors: w.errors.get(),
-            restarts: w.restarts.get(),
-            hangs: w.hangs.get(),
-            failed: w.failed.get(),
-            ever_up: w.ever_up.get(),
-            avg_latency_ms: w.latency.mean().map(|d| d.as_secs_f64() * 1e3),
-            backend: w.backend.get(),
-            last_seen_ms: Some(w.last_seen.get_ms()).filter(|ms| *ms > 0),
-        })
-        .collect();
+    let workers: Vec<WorkerReport> = m.workers().iter().map(|w| worker_report(w)).collect();
     let mut reasons = Vec::new();
     let status = if !m.running.get() {
         reasons.push("not running".to_string());
@@ -184,6 +248,7 @@ pub fn report(m: &Metrics) -> HealthReport {
         }
     };
     HealthReport {
+        instance_id: m.camera.clone(),
         status,
         reasons,
         uptime_s: m.started.elapsed().as_secs(),
@@ -200,6 +265,23 @@ pub fn report(m: &Metrics) -> HealthReport {
             })
             .collect(),
         workers,
+    }
+}
+
+fn worker_report(w: &WorkerMetrics) -> WorkerReport {
+    WorkerReport {
+        id: w.id.clone(),
+        up: w.up.get(),
+        frames_processed: w.frames_sent.get(),
+        inferences: w.inferences.get(),
+        errors: w.errors.get(),
+        restarts: w.restarts.get(),
+        hangs: w.hangs.get(),
+        failed: w.failed.get(),
+        ever_up: w.ever_up.get(),
+        avg_latency_ms: w.latency.mean().map(|d| d.as_secs_f64() * 1e3),
+        backend: w.backend.get(),
+        last_seen_ms: Some(w.last_seen.get_ms()).filter(|ms| *ms > 0),
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! - [`process`] owns one child process and its pipes: spawn, typed send and
 //!   receive, stderr to tracing, stop (EOF, then kill).
+//! - [`pool`] owns the `person_detector` pool's model and its swaps.
 //! - [`supervisor`] owns one worker slot for the daemon's lifetime: takes frames from
 //!   the slot's inbox, one in flight at a time, forwards results, notices exits and
 //!   hangs, and restarts the process with backoff.
@@ -11,6 +12,7 @@
 //! worker process outlives the daemon (stdin EOF, then SIGKILL, `kill_on_drop`, and
 //! a parent-death signal).
 
+pub mod pool;
 pub mod process;
 pub mod supervisor;
 
@@ -21,6 +23,7 @@ use orion_protocol::InferenceResult;
 
 use crate::framebus::Job;
 
+pub use pool::{DetectorPool, Swapped};
 pub use supervisor::{ModelChoice, Supervisor, WorkerHandle, WorkerRequest, WorkerSpec};
 
 /// The only variables a worker inherits from the daemon's environment (when set).
@@ -63,6 +66,9 @@ pub fn worker_env(
 #[derive(Debug)]
 pub struct WorkerOutput {
     pub worker_id: Arc<str>,
+    /// The pool the worker belongs to (`workers.<type>`); the result names the
+    /// inference type it publishes (its topic).
+    pub pool: Arc<str>,
     pub job: Arc<Job>,
     pub result: InferenceResult,
     /// When the worker started on the frame (it was taken from the frame bus then,

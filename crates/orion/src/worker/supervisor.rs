@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use orion_protocol::{
     CommandRequest, FrameMeta, FrameRequest, FromWorker, PROTOCOL_VERSION, Pixels, ToWorker,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerOutput;
@@ -35,6 +35,8 @@ const STOP_GRACE: Duration = Duration::from_millis(1500);
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
     pub id: String,
+    /// The pool this worker belongs to (its results go to this type's topics).
+    pub inference_type: Arc<str>,
     pub program: String,
     /// Arguments before the model flags.
     pub args: Vec<String>,
@@ -50,8 +52,6 @@ pub struct WorkerSpec {
     /// sources: a frame queued ahead grows stale while it waits, and for a live
     /// camera the newest frame when the worker is free is the one worth running.
     pub prefetch: usize,
-    pub instance_id: String,
-    pub room_id: String,
     /// This many failures within `restart_window` stop the restarts.
     pub max_restarts: u32,
     pub restart_window: Duration,
@@ -186,14 +186,13 @@ impl Lifetime {
 pub struct Supervisor {
     pub spec: WorkerSpec,
     /// The model the next process starts with; follows successful swaps.
-    pub model: ModelChoice,
+    /// `None` for worker types without a model catalog (their command says it all).
+    pub model: Option<ModelChoice>,
     pub inbox: Inbox,
     /// To the result collector. The collector stops when every supervisor has
     /// dropped its sender.
     pub results: mpsc::Sender<WorkerOutput>,
     pub metrics: Arc<WorkerMetrics>,
-    /// Current effective inference rate, for the hang timeout.
-    pub rate_hz: watch::Receiver<f64>,
     /// From the control plane ([`WorkerHandle`]).
     pub requests: mpsc::Receiver<WorkerRequest>,
     /// Told when restarts stop.
@@ -287,14 +286,25 @@ impl Supervisor {
         tracing::info!("worker supervisor stopped");
     }
 
-    fn hang_timeout(&self) -> Duration {
-        let rate = *self.rate_hz.borrow();
-        let three_intervals = if rate > 0.0 {
-            Duration::from_secs_f64(3.0 / rate)
+    /// How long the worker may take on the frame in flight: three intervals of
+    /// that frame's camera, at least the floor (the floor alone when idle).
+    fn hang_timeout(&self, life: &Lifetime) -> Duration {
+        life.in_flight
+            .front()
+            .map_or(self.spec.hang_timeout_floor, |f| {
+                self.hang_timeout_for(&f.job)
+            })
+    }
+
+    /// The hang timeout a frame of `job`'s camera gets.
+    fn hang_timeout_for(&self, job: &Job) -> Duration {
+        if job.rate_hz > 0.0 {
+            self.spec
+                .hang_timeout_floor
+                .max(Duration::from_secs_f64(3.0 / job.rate_hz))
         } else {
-            Duration::MAX
-        };
-        self.spec.hang_timeout_floor.max(three_intervals)
+            self.spec.hang_timeout_floor
+        }
     }
 
     async fn run_once(
@@ -304,7 +314,12 @@ impl Supervisor {
         cancel: &CancellationToken,
     ) -> Result<Stop, LifetimeError> {
         let spec = &self.spec;
-        let args: Vec<String> = spec.args.iter().cloned().chain(self.model.args()).collect();
+        let model_args = self
+            .model
+            .as_ref()
+            .map(ModelChoice::args)
+            .unwrap_or_default();
+        let args: Vec<String> = spec.args.iter().cloned().chain(model_args).collect();
         let shm = spec.shm_frame_bytes.map(|frame| (frame, 1 + spec.prefetch));
         let mut process = Process::spawn(
             &spec.program,
@@ -314,7 +329,8 @@ impl Supervisor {
             shm,
             &spec.id,
         )?;
-        tracing::info!(pid = process.pid, model = %self.model.name, "worker process started");
+        let model = self.model.as_ref().map_or("-", |m| m.name.as_str());
+        tracing::info!(pid = process.pid, model, "worker process started");
 
         let ready = tokio::select! {
             _ = cancel.cancelled() => {
@@ -376,7 +392,7 @@ impl Supervisor {
     ) -> Result<Stop, LifetimeError> {
         let capacity = 1 + self.spec.prefetch;
         loop {
-            let timeout = self.hang_timeout();
+            let timeout = self.hang_timeout(life);
             let deadline = tokio::time::Instant::from_std(life.front_since + timeout);
             tokio::select! {
                 // A hung worker must not hold up shutdown.
@@ -402,6 +418,7 @@ impl Supervisor {
                     life.pending.insert(id, Pending { model, reply });
                 }
                 job = self.inbox.recv(), if life.in_flight.len() < capacity => {
+                    let timeout = timeout.max(self.hang_timeout_for(&job));
                     if let Some(stop) = self.send_frame(life, job, timeout, cancel).await? {
                         return Ok(stop);
                     }
@@ -468,8 +485,8 @@ impl Supervisor {
             format: "rgb24".into(),
             data: Pixels(Cow::Borrowed(data)),
             meta: FrameMeta {
-                instance_id: self.spec.instance_id.clone(),
-                room_id: self.spec.room_id.clone(),
+                instance_id: job.instance_id.to_string(),
+                room_id: job.room_id.to_string(),
                 seq: frame.seq,
                 timestamp: humantime::format_rfc3339_micros(frame.captured_at).to_string(),
                 trace_id: job.trace_id.clone(),
@@ -496,6 +513,18 @@ impl Supervisor {
     ) -> Result<(), LifetimeError> {
         let front_seq = life.in_flight.front().map(|f| f.job.frame.seq);
         match msg {
+            FromWorker::Result(result)
+                if Some(result.frame_seq) == front_seq && data_too_large(&result) =>
+            {
+                life.complete_front();
+                self.metrics.errors.inc();
+                tracing::warn!(
+                    seq = result.frame_seq,
+                    limit = orion_protocol::MAX_DATA_BYTES,
+                    "result data larger than allowed; result not published"
+                );
+                Ok(())
+            }
             FromWorker::Result(result) if Some(result.frame_seq) == front_seq => {
                 // The worker started on this frame when it became the oldest.
                 let started_at = life.front_since;
@@ -515,6 +544,7 @@ impl Supervisor {
                 ));
                 let output = WorkerOutput {
                     worker_id: worker_id.clone(),
+                    pool: self.spec.inference_type.clone(),
                     job: done.job,
                     result,
                     started_at,
@@ -557,7 +587,7 @@ impl Supervisor {
                 match life.pending.remove(&r.id) {
                     Some(p) if r.success => {
                         tracing::info!(model = %p.model.name, message = %r.message, "model swapped");
-                        self.model = p.model;
+                        self.model = Some(p.model);
                         let _ = p.reply.send(Ok(r.message));
                     }
                     Some(p) => {
@@ -577,6 +607,13 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// A result whose `data` object is larger than the contract allows.
+fn data_too_large(result: &orion_protocol::InferenceResult) -> bool {
+    result.data.as_ref().is_some_and(|d| {
+        serde_json::to_vec(d).map_or(true, |v| v.len() > orion_protocol::MAX_DATA_BYTES)
+    })
 }
 
 fn refuse(req: WorkerRequest, why: &str) {

@@ -7,7 +7,8 @@ success for a path ending in good.onnx, failure otherwise); `crash` exits with s
 on the first frame; `hang` never answers a frame; `garbage` writes a 4 GiB length
 prefix on the first frame; `random` writes 64 KiB of random bytes on the first frame;
 `truncated` writes a third of a message on the first frame and closes its output;
-`slowswap` is `echo` but takes 10 s to answer `set_model`.
+`slowswap` is `echo` but takes 10 s to answer `set_model`; `slow-N` is `echo` but
+takes N milliseconds per frame (a worker of known capacity).
 Each start appends the pid to PIDFILE and logs one line
 per level on stderr.
 """
@@ -39,6 +40,8 @@ while True:
         continue
     if msg["type"] != "frame":
         continue
+    if mode.startswith("slow-"):
+        time.sleep(int(mode[len("slow-"):]) / 1000.0)
     if mode == "crash":
         sys.exit(3)
     if mode == "hang":

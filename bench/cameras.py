@@ -1,0 +1,240 @@
+"""Many cameras: one daemon serving N cameras with a shared pool of 2 workers,
+against N separate single-camera daemons (one worker each), measured side by side
+in one run on the same broker. Every camera replays the demo video (640x480 H.264,
+15 fps) in real time, inferred at 2 Hz. Then the largest number of cameras one
+daemon serves at 2 Hz each on this machine.
+
+    bench/run.sh cameras            # N = 16, then the search for the largest N
+    BENCH_SECONDS=20 BENCH_CAMERAS=8 bench/run.sh cameras
+
+Prints a Markdown table (recorded in docs/benchmarks.md) and the raw figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import Broker, free_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VIDEO = str(ROOT / "assets/demo.mp4")
+SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
+CAMERAS = int(os.environ.get("BENCH_CAMERAS", "16"))
+RATE = 2.0
+TICK = os.sysconf("SC_CLK_TCK")
+WORKER = f'["{ROOT}/.venv/bin/python", "-m", "orion_worker.person_detector"]'
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except OSError:
+        return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(p) for p in (task / "children").read_text().split()]
+    return out
+
+
+class Daemon:
+    """One oriond with the given `cameras:` entries and worker count."""
+
+    def __init__(self, broker: Broker, ids: list[str], workers: int) -> None:
+        self.health = free_port()
+        self.dir = tempfile.mkdtemp()
+        cameras = "\n".join(
+            f'  - {{ instance_id: {i}, camera: {{ source: file, path: "{VIDEO}" }} }}' for i in ids
+        )
+        cfg = Path(self.dir) / "orion.yaml"
+        cfg.write_text(f"""
+cameras:
+{cameras}
+stream: {{ width: 640, height: 480, warmup_duration_s: 2 }}
+models: {{ person_detector: {{ max_inference_rate_hz: {RATE} }} }}
+workers: {{ person_detector: {{ count: {workers}, command: {WORKER} }} }}
+mqtt: {{ broker: "mqtt://127.0.0.1:{broker.port}" }}
+health: {{ listen: "127.0.0.1:{self.health}" }}
+framebus: {{ stats_interval_s: 60 }}
+""")
+        self.log = open(Path(self.dir) / "oriond.log", "w")
+        self.proc = subprocess.Popen([str(ROOT / "target/release/oriond"), "--config", str(cfg)], cwd=ROOT, stderr=self.log)
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{self.health}/readiness", timeout=1).read()
+                if b'"status":"healthy"' in body:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"daemon not healthy; see {self.log.name}")
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid, *children(self.proc.pid)]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def measure(broker: Broker, daemons: list[Daemon], ids: list[str], seconds: float) -> dict:
+    """Per-camera results/s and overhead latency, total CPU and RSS of the daemons
+    and their workers, over `seconds`."""
+    received: list[tuple[float, dict]] = []
+    lock = threading.Lock()
+
+    def on_message(_c, _u, msg):
+        now = time.time()
+        try:
+            v = json.loads(msg.payload)
+        except ValueError:
+            return
+        with lock:
+            received.append((now, v))
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"cameras-{os.getpid()}-{time.time_ns()}")
+    client.on_message = on_message
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe("care/inferences/+/person_detection", qos=1)
+    client.loop_start()
+    time.sleep(2.0)
+    pids = [p for d in daemons for p in d.pids()]
+    with lock:
+        received.clear()
+    c0, t0 = sum(cpu_seconds(p) for p in pids), time.time()
+    time.sleep(seconds)
+    c1, t1 = sum(cpu_seconds(p) for p in pids), time.time()
+    rss = sum(rss_mb(p) for p in pids)
+    client.loop_stop()
+    client.disconnect()
+    with lock:
+        got = list(received)
+    elapsed = t1 - t0
+    per_camera = {i: 0 for i in ids}
+    overheads = []
+    for at, v in got:
+        per_camera[v["instance_id"]] = per_camera.get(v["instance_id"], 0) + 1
+        captured = datetime.fromisoformat(v["captured_at"].replace("Z", "+00:00")).timestamp()
+        # Overhead: capture -> MQTT receipt, minus the worker's own time on the frame.
+        overheads.append((at - captured) * 1e3 - v["timing"]["total_ms"])
+    rates = [per_camera[i] / elapsed for i in ids]
+    return {
+        "cameras": len(ids),
+        "min_results_per_s": min(rates),
+        "mean_results_per_s": float(np.mean(rates)),
+        "cpu_cores": (c1 - c0) / elapsed,
+        "rss_mb": rss,
+        "processes": len(pids),
+        "overhead_ms_p50": float(np.percentile(overheads, 50)) if overheads else None,
+        "overhead_ms_p99": float(np.percentile(overheads, 99)) if overheads else None,
+    }
+
+
+def one_daemon(broker: Broker, n: int, seconds: float) -> dict:
+    ids = [f"room-{i:02d}" for i in range(n)]
+    d = Daemon(broker, ids, workers=2)
+    try:
+        d.wait_healthy()
+        return measure(broker, [d], ids, seconds)
+    finally:
+        d.stop()
+
+
+def separate(broker: Broker, n: int, seconds: float) -> dict:
+    ids = [f"solo-{i:02d}" for i in range(n)]
+    daemons = [Daemon(broker, [i], workers=1) for i in ids]
+    try:
+        for d in daemons:
+            d.wait_healthy(300.0)
+        return measure(broker, daemons, ids, seconds)
+    finally:
+        for d in daemons:
+            d.stop()
+
+
+def holds(m: dict) -> bool:
+    return m["min_results_per_s"] >= 0.95 * RATE
+
+
+def main() -> None:
+    print(f"cameras bench: {SECONDS:.0f} s per measurement, {CAMERAS} cameras", file=sys.stderr)
+    broker = Broker()
+    try:
+        one = one_daemon(broker, CAMERAS, SECONDS)
+        print(f"one daemon, {CAMERAS} cameras: {one}", file=sys.stderr)
+        many = separate(broker, CAMERAS, SECONDS)
+        print(f"{CAMERAS} daemons: {many}", file=sys.stderr)
+        # The largest N one daemon serves at 2 Hz each (within 5 %), doubling then bisecting.
+        best, tried = (CAMERAS, one) if holds(one) else (0, None), {CAMERAS: one}
+        lo, hi = (CAMERAS, None) if holds(one) else (0, CAMERAS)
+        while hi is None or hi - lo > max(1, lo // 8):
+            n = lo * 2 if hi is None else (lo + hi) // 2
+            if n > 64:
+                break
+            m = one_daemon(broker, n, max(10.0, SECONDS / 2))
+            tried[n] = m
+            print(f"one daemon, {n} cameras: {m}", file=sys.stderr)
+            if holds(m):
+                lo, best = n, (n, m)
+            else:
+                hi = n
+    finally:
+        broker.stop()
+
+    rows = [
+        (f"One daemon, {CAMERAS} cameras, 2 workers: slowest camera", f"{one['min_results_per_s']:.2f} results/s (mean {one['mean_results_per_s']:.2f})", "-", ">= 1.9"),
+        (f"{CAMERAS} separate daemons, 1 worker each: slowest camera", f"{many['min_results_per_s']:.2f} results/s (mean {many['mean_results_per_s']:.2f})", "-", "-"),
+        ("Total CPU (daemons + workers)", f"{one['cpu_cores']:.2f} cores vs {many['cpu_cores']:.2f} cores", f"{one['cpu_cores'] / many['cpu_cores']:.2f}x", "<= 1.0 core and <= 0.8x"),
+        ("Total RSS (daemons + workers)", f"{one['rss_mb']:.0f} MB ({one['processes']} processes) vs {many['rss_mb']:.0f} MB ({many['processes']} processes)", f"{one['rss_mb'] / many['rss_mb']:.2f}x", "<= 400 MB"),
+        ("Overhead latency per camera, one daemon (p50 / p99)", f"{one['overhead_ms_p50']:.2f} / {one['overhead_ms_p99']:.2f} ms", f"separate: {many['overhead_ms_p50']:.2f} / {many['overhead_ms_p99']:.2f} ms", "p99 <= 10 ms"),
+        ("Largest number of cameras one daemon (2 workers) holds at 2 Hz each", f"{best[0]}", f"tried {sorted(tried)}", "report"),
+    ]
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
+    print(f"\nMachine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; date {date.today()}")
+    print(f"Command: bench/run.sh cameras (BENCH_SECONDS={SECONDS:.0f}, BENCH_CAMERAS={CAMERAS})\n")
+    print("| measurement | result | ratio | target |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print("\nRaw: " + json.dumps({"one": one, "separate": many, "search": tried}))
+
+
+if __name__ == "__main__":
+    main()

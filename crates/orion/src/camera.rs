@@ -1,0 +1,100 @@
+//! One camera's frame path: the frame consumer reads the camera's newest-frame
+//! slot, gates by the camera's rate, skips while paused, converts accepted
+//! frames, picks the crop, and publishes on the camera's port of the frame bus.
+//!
+//! It owns nothing shared: its gate, its ROI attention (shared with its control
+//! plane and the collector's auto-focus feedback) and its counters are the
+//! camera's own. It never waits for a worker (a paced file waits for its own
+//! frame to be taken, never for another camera's).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::attention::{RateGate, RoiAttention};
+use crate::framebus::{CameraPort, Job};
+use crate::health::metrics::Metrics;
+use crate::stream::{CapturedFrame, Frame, FrameReceiver, RgbConverter};
+
+/// Reads the newest-frame slot of one camera and feeds the frame bus.
+pub struct FrameConsumer {
+    pub camera: usize,
+    pub instance_id: Arc<str>,
+    pub room_id: Arc<str>,
+    pub gate: RateGate,
+    pub roi: Arc<Mutex<RoiAttention>>,
+    pub port: CameraPort,
+    pub metrics: Arc<Metrics>,
+    pub width: u32,
+    pub height: u32,
+    pub rate_hz: watch::Receiver<f64>,
+    /// Converts the frames that are inferred (and only those) to RGB.
+    pub rgb: RgbConverter,
+}
+
+impl FrameConsumer {
+    pub async fn run(mut self, mut frames: FrameReceiver, cancel: CancellationToken) {
+        let mut last_seq = frames.last_seq();
+        loop {
+            let captured = tokio::select! {
+                _ = cancel.cancelled() => break,
+                f = frames.next() => match f {
+                    Some(f) => f,
+                    None => break,
+                },
+            };
+            if self.rate_hz.has_changed().unwrap_or(false) {
+                let hz = *self.rate_hz.borrow_and_update();
+                self.gate.set_rate(hz);
+            }
+            // Frames replaced in the slot before this task saw them were skipped
+            // by the same rule as gated ones: not due for inference.
+            let skipped = captured.seq.saturating_sub(last_seq + 1);
+            last_seq = captured.seq;
+            let published = self.consider(captured, skipped);
+            if frames.paced() && published {
+                // A paced file goes exactly as fast as the workers take frames.
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = self.port.wait_taken() => {}
+                }
+            }
+            frames.want_next();
+        }
+        tracing::info!("frame consumer stopped");
+    }
+
+    /// Gate, map, crop and publish one frame; true if it went to the bus.
+    fn consider(&mut self, captured: CapturedFrame, skipped: u64) -> bool {
+        if self.metrics.paused.get() {
+            self.metrics.frames_paused.add(skipped + 1);
+            return false;
+        }
+        if !self.gate.accept(captured.captured_instant) {
+            self.metrics.frames_gated.add(skipped + 1);
+            return false;
+        }
+        self.metrics.frames_gated.add(skipped);
+        let frame = match Frame::convert(captured, self.width, self.height, &mut self.rgb) {
+            Ok(f) => f,
+            Err(e) => {
+                self.metrics.frames_invalid.inc();
+                tracing::warn!(error = %e, "frame discarded");
+                return false;
+            }
+        };
+        let roi = self.roi.lock().expect("roi attention poisoned").process();
+        let job = Job {
+            camera: self.camera,
+            instance_id: self.instance_id.clone(),
+            room_id: self.room_id.clone(),
+            rate_hz: *self.rate_hz.borrow(),
+            trace_id: format!("{}-{}", self.instance_id, frame.seq),
+            roi,
+            frame,
+        };
+        self.port.publish(Arc::new(job));
+        true
+    }
+}
