@@ -29,6 +29,8 @@ pub struct FrameConsumer {
     pub width: u32,
     pub height: u32,
     pub rate_hz: watch::Receiver<f64>,
+    /// The camera's pause state (owned by its control plane).
+    pub paused: watch::Receiver<bool>,
     /// Converts the frames that are inferred (and only those) to RGB.
     pub rgb: RgbConverter,
 }
@@ -67,7 +69,7 @@ impl FrameConsumer {
 
     /// Gate, map, crop and publish one frame; true if it went to the bus.
     fn consider(&mut self, captured: CapturedFrame, skipped: u64) -> bool {
-        if self.metrics.paused.get() {
+        if *self.paused.borrow() {
             self.metrics.frames_paused.add(skipped + 1);
             return false;
         }

@@ -19,6 +19,7 @@ use crate::attention::RoiAttention;
 use crate::config::{AutoFocusConfig, Config};
 use crate::health::{self, metrics::Metrics};
 use crate::mqtt::commands::Command;
+use crate::status::CameraWatch;
 use crate::worker::{DetectorPool, Swapped};
 
 /// The answer to one command.
@@ -51,13 +52,23 @@ impl Outcome {
     }
 }
 
+/// What one camera's control plane acts on.
+pub struct CameraControls {
+    pub metrics: Arc<Metrics>,
+    /// The camera's state (for `get_status`).
+    pub status: CameraWatch,
+    /// The plane owns the camera's pause state.
+    pub paused: watch::Sender<bool>,
+    /// The camera's inference rate (read by its rate gate).
+    pub rate_tx: watch::Sender<f64>,
+    /// FPS measured during warm-up; caps the inference rate.
+    pub measured_fps: Option<f64>,
+    pub roi: Arc<Mutex<RoiAttention>>,
+}
+
 pub struct ControlPlane {
     config: Mutex<Config>,
-    metrics: Arc<Metrics>,
-    rate_tx: watch::Sender<f64>,
-    /// FPS measured during warm-up; caps the inference rate.
-    measured_fps: Option<f64>,
-    roi: Arc<Mutex<RoiAttention>>,
+    camera: CameraControls,
     /// The shared person detector pool; `None` when no such workers run.
     detector: Option<Arc<DetectorPool>>,
 }
@@ -65,18 +76,12 @@ pub struct ControlPlane {
 impl ControlPlane {
     pub fn new(
         config: Config,
-        metrics: Arc<Metrics>,
-        rate_tx: watch::Sender<f64>,
-        measured_fps: Option<f64>,
-        roi: Arc<Mutex<RoiAttention>>,
+        camera: CameraControls,
         detector: Option<Arc<DetectorPool>>,
     ) -> Self {
         Self {
             config: Mutex::new(config),
-            metrics,
-            rate_tx,
-            measured_fps,
-            roi,
+            camera,
             detector,
         }
     }
@@ -86,27 +91,33 @@ impl ControlPlane {
     }
 
     fn roi(&self) -> std::sync::MutexGuard<'_, RoiAttention> {
-        self.roi.lock().expect("roi attention poisoned")
+        self.camera.roi.lock().expect("roi attention poisoned")
     }
 
     pub async fn execute(&self, command: &Command) -> Outcome {
         match command {
             Command::GetStatus => Outcome::ok("status", self.status()),
             Command::PauseInference => {
-                if self.metrics.paused.get() {
+                if !self
+                    .camera
+                    .paused
+                    .send_if_modified(|p| !std::mem::replace(p, true))
+                {
                     return Outcome::fail("inference is already paused");
                 }
-                self.metrics.paused.set(true);
                 Outcome::ok(
                     "inference paused; capture continues",
                     json!({"paused": true}),
                 )
             }
             Command::ResumeInference => {
-                if !self.metrics.paused.get() {
+                if !self
+                    .camera
+                    .paused
+                    .send_if_modified(|p| std::mem::replace(p, false))
+                {
                     return Outcome::fail("inference is not paused");
                 }
-                self.metrics.paused.set(false);
                 Outcome::ok("inference resumed", json!({"paused": false}))
             }
             Command::SetInferenceRate { rate_hz } => self.set_rate(*rate_hz),
@@ -209,12 +220,12 @@ impl ControlPlane {
     }
 
     fn set_rate(&self, rate_hz: f64) -> Outcome {
-        let effective = match self.measured_fps {
+        let effective = match self.camera.measured_fps {
             Some(fps) if fps > 0.0 => rate_hz.min(fps),
             _ => rate_hz,
         };
-        self.rate_tx.send_replace(effective);
-        self.metrics.inference_rate_hz.set(effective);
+        self.camera.rate_tx.send_replace(effective);
+        self.camera.metrics.inference_rate_hz.set(effective);
         self.config().models.person_detector.max_inference_rate_hz = rate_hz;
         let message = if effective < rate_hz {
             format!(
@@ -225,7 +236,7 @@ impl ControlPlane {
         };
         Outcome::ok(
             message,
-            json!({"requested_hz": rate_hz, "effective_hz": effective, "stream_fps": self.measured_fps}),
+            json!({"requested_hz": rate_hz, "effective_hz": effective, "stream_fps": self.camera.measured_fps}),
         )
     }
 
@@ -258,7 +269,7 @@ impl ControlPlane {
 
     /// Everything an operator asks `get_status` for.
     pub fn status(&self) -> Value {
-        let h = health::report(&self.metrics);
+        let h = health::report(&self.camera.metrics, &self.camera.status);
         let config = self.config();
         let mut effective = config.redacted_json();
         if let Some(pool) = &self.detector {
@@ -273,7 +284,7 @@ impl ControlPlane {
             "uptime_s": h.uptime_s,
             "health": h.status,
             "reasons": h.reasons,
-            "state": if !self.metrics.running.get() { "starting" } else if self.metrics.paused.get() { "paused" } else { "running" },
+            "state": self.camera.status.inference_state(),
             "stream": {
                 "source": format!("{:?}", config.camera.source).to_lowercase(),
                 "width": config.stream.width,
@@ -281,28 +292,28 @@ impl ControlPlane {
                 "connected": h.stream.connected,
                 "frames": h.stream.frames,
                 "fps": h.stream.fps,
-                "measured_fps": self.measured_fps,
+                "measured_fps": self.camera.measured_fps,
                 "last_frame_age_ms": h.stream.last_frame_age_ms,
                 "reconnects": h.stream.reconnects,
                 "last_error": h.stream.last_error,
                 "stalled": h.stream.stalled,
                 "failed": h.stream.failed,
                 "bytes": h.stream.bytes,
-                "frames_gated": self.metrics.frames_gated.get(),
-                "frames_paused": self.metrics.frames_paused.get(),
+                "frames_gated": self.camera.metrics.frames_gated.get(),
+                "frames_paused": self.camera.metrics.frames_paused.get(),
             },
             "inference": {
-                "rate_hz": self.metrics.inference_rate_hz.get(),
+                "rate_hz": self.camera.metrics.inference_rate_hz.get(),
                 "model": self.detector.as_ref().map(|p| p.model()),
                 "shared_with": self.detector.as_ref().map(|p| &p.cameras),
             },
             "frame_bus": h.frame_bus,
             "workers": h.workers,
             "emitter": {
-                "connected": self.metrics.mqtt_connected.get(),
-                "published": self.metrics.mqtt_published.get(),
-                "dropped": self.metrics.mqtt_dropped.get(),
-                "reconnects": self.metrics.mqtt_reconnects.get(),
+                "connected": self.camera.status.connected(),
+                "published": self.camera.metrics.mqtt_published.get(),
+                "dropped": self.camera.metrics.mqtt_dropped.get(),
+                "reconnects": self.camera.metrics.mqtt_reconnects.get(),
             },
             "attention": {
                 "rois": roi.external(),

@@ -16,7 +16,9 @@
 //! - [`mqtt`]: the broker connection (emitter), control commands and their
 //!   handler, presence, TLS, the embedded broker.
 //! - [`control`]: the control plane: applies commands to the running components.
-//! - [`health`]: status model, metrics, HTTP server.
+//! - [`status`]: each camera's typed state (stream, MQTT, paused, running) on
+//!   watch channels, published by its one owner.
+//! - [`health`]: status model, metrics (counters), HTTP server.
 //! - [`topics`]: the MQTT topic names, in one place.
 //! - [`backoff`]: the retry delays every supervisor uses.
 //! - [`logging`]: one escaped line per log event, long values cut, repeated
@@ -36,6 +38,7 @@ pub mod health;
 pub mod logging;
 pub mod mqtt;
 pub mod orchestrator;
+pub mod status;
 pub mod stream;
 pub mod topics;
 pub mod worker;

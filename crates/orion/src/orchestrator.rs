@@ -25,13 +25,14 @@ use tracing::Instrument as _;
 use crate::attention::{RateGate, RoiAttention};
 use crate::camera::FrameConsumer;
 use crate::config::{BrokerAddr, Config, PERSON_DETECTOR, SourceKind};
-use crate::control::ControlPlane;
+use crate::control::{CameraControls, ControlPlane};
 use crate::framebus::FrameBus;
 use crate::health::metrics::{Metrics, WorkerMetrics};
 use crate::health::{Alert, Alerts, Registry};
 use crate::mqtt::control::ControlHandler;
 use crate::mqtt::emitter::{Emitter, EmitterSettings};
 use crate::mqtt::presence::{self, Presence};
+use crate::status::{self, CameraStatus, CameraWatch};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
 use crate::worker::{DetectorPool, ModelChoice, Supervisor, WorkerHandle, WorkerSpec};
 use crate::{collector, health, mqtt};
@@ -77,7 +78,8 @@ pub struct Running {
     root: CancellationToken,
     shutdown_timeout: Duration,
     cameras: Vec<CameraRun>,
-    camera_metrics: Vec<Arc<Metrics>>,
+    /// Each camera's `running` state (this struct owns it).
+    running: Vec<watch::Sender<bool>>,
     health: CancellationToken,
     health_task: JoinHandle<()>,
     workers: CancellationToken,
@@ -150,8 +152,25 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             m.attach_worker(w.clone());
         }
     }
+    // Each camera's state: one sender per owner, a watch for every reader.
+    let (senders, watches): (Vec<CameraStatus>, Vec<CameraWatch>) =
+        cameras.iter().map(|_| status::channels()).unzip();
+    let mut stream_status = Vec::new();
+    let mut mqtt_status = Vec::new();
+    let mut paused_status = Vec::new();
+    let mut running = Vec::new();
+    for s in senders {
+        stream_status.push(Some(s.stream));
+        mqtt_status.push(s.mqtt);
+        paused_status.push(Some(s.paused));
+        running.push(s.running);
+    }
     let registry = Arc::new(Registry {
-        cameras: camera_metrics.clone(),
+        cameras: camera_metrics
+            .iter()
+            .cloned()
+            .zip(watches.iter().cloned())
+            .collect(),
         workers: pools.iter().flat_map(|p| p.metrics.clone()).collect(),
     });
 
@@ -201,9 +220,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     // 1. Streams.
     let mut receivers: Vec<FrameReceiver> = Vec::new();
     for (i, cam) in cameras.iter().enumerate() {
+        let Some(own_status) = stream_status[i].take() else {
+            continue;
+        };
         let started = Stream::start(
             cam,
             camera_metrics[i].clone(),
+            own_status,
             Some(Alerts(vec![alert_txs[i].clone()])),
             root.child_token(),
         )
@@ -259,16 +282,27 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 }),
             },
             camera_metrics[i].clone(),
+            mqtt_status[i].clone(),
             Some(control_tx),
             root.child_token(),
         ));
     }
-    wait_for(&shutdown, MQTT_CONNECT_WAIT, || {
-        camera_metrics.iter().all(|m| m.mqtt_connected.get())
-    })
-    .await;
+    // Woken by the connections themselves (no polling), at most MQTT_CONNECT_WAIT.
+    let connected = async {
+        for w in &watches {
+            w.wait_connected(MQTT_CONNECT_WAIT).await;
+        }
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::timeout(MQTT_CONNECT_WAIT, connected) => {}
+    }
     if !shutdown.is_cancelled() {
-        for m in camera_metrics.iter().filter(|m| !m.mqtt_connected.get()) {
+        for (m, _) in camera_metrics
+            .iter()
+            .zip(&watches)
+            .filter(|(_, w)| !w.connected())
+        {
             tracing::warn!(
                 camera = %m.camera,
                 "MQTT broker not reachable yet; continuing degraded, results are dropped until it is"
@@ -362,6 +396,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let task_set = TaskTracker::new();
     let mut sinks = Vec::new();
     let mut runs = Vec::new();
+    let camera_count = cameras.len();
     let streams = std::mem::take(&mut partial.streams);
     let emitters = std::mem::take(&mut partial.emitters);
     let parts = cameras
@@ -387,12 +422,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             cam.stream.height,
             &cam.rois,
         )));
+        let Some(paused) = paused_status[i].take() else {
+            continue;
+        };
         let plane = Arc::new(ControlPlane::new(
             cam.clone(),
-            metrics.clone(),
-            rate_tx,
-            warm.map(|w| w.fps_mean),
-            roi.clone(),
+            CameraControls {
+                metrics: metrics.clone(),
+                status: watches[i].clone(),
+                paused,
+                rate_tx,
+                measured_fps: warm.map(|w| w.fps_mean),
+                roi: roi.clone(),
+            },
             detector_pool.clone(),
         ));
         let control = root.child_token();
@@ -418,13 +460,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 camera: i,
                 instance_id: Arc::from(cam.instance_id.as_str()),
                 room_id: Arc::from(cam.room_id.as_str()),
-                gate: RateGate::new(rate_hz),
+                gate: RateGate::with_phase(rate_hz, i as f64 / camera_count as f64),
                 roi: roi.clone(),
                 port: bus.camera(i),
                 metrics: metrics.clone(),
                 width: cam.stream.width,
                 height: cam.stream.height,
                 rate_hz: rate_rx,
+                paused: watches[i].paused.clone(),
                 rgb: RgbConverter::default(),
             }
             .run(frames, tasks.clone())
@@ -436,6 +479,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 identity: identity.clone(),
                 stall_timeout: Duration::from_secs_f64(cam.stream.stall_timeout_s),
                 metrics: metrics.clone(),
+                status: watches[i].clone(),
                 emitter: emitter.handle.clone(),
             }
             .run(tasks.clone())
@@ -466,8 +510,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     ));
     task_set.close();
 
-    for m in &camera_metrics {
-        m.running.set(true);
+    for r in &running {
+        r.send_replace(true);
     }
     let ids: Vec<&str> = cameras.iter().map(|c| c.instance_id.as_str()).collect();
     tracing::info!(cameras = %ids.join(","), "orion running");
@@ -475,7 +519,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         root,
         shutdown_timeout: Duration::from_secs_f64(config.shutdown_timeout_s),
         cameras: runs,
-        camera_metrics,
+        running,
         health,
         health_task: partial.health_task.take().expect("health task started"),
         workers,
@@ -563,8 +607,8 @@ async fn warm_up(
 impl Running {
     /// Stops everything in order within `shutdown_timeout_s`.
     pub async fn stop(self) -> ShutdownReport {
-        for m in &self.camera_metrics {
-            m.running.set(false);
+        for r in &self.running {
+            r.send_replace(false);
         }
         let started = Instant::now();
         let deadline = started + self.shutdown_timeout;
@@ -639,14 +683,6 @@ impl Running {
     }
 }
 
-/// Waits until `ready()` or `timeout` or `cancel`, checking every 50 ms.
-async fn wait_for(cancel: &CancellationToken, timeout: Duration, ready: impl Fn() -> bool) {
-    let until = Instant::now() + timeout;
-    while !ready() && Instant::now() < until && !cancel.is_cancelled() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Logs each camera's stream, frame bus and MQTT counters, and each worker's,
 /// every `interval`.
 async fn stats_logger(registry: Arc<Registry>, interval: Duration, cancel: CancellationToken) {
@@ -655,14 +691,14 @@ async fn stats_logger(registry: Arc<Registry>, interval: Duration, cancel: Cance
     let mut last: Vec<(u64, Instant)> = registry
         .cameras
         .iter()
-        .map(|m| (m.frames_captured.get(), Instant::now()))
+        .map(|(m, _)| (m.frames_captured.get(), Instant::now()))
         .collect();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        for (metrics, (last_frames, last_at)) in registry.cameras.iter().zip(last.iter_mut()) {
+        for ((metrics, _), (last_frames, last_at)) in registry.cameras.iter().zip(last.iter_mut()) {
             let frames = metrics.frames_captured.get();
             let fps = (frames - *last_frames) as f64 / last_at.elapsed().as_secs_f64();
             (*last_frames, *last_at) = (frames, Instant::now());

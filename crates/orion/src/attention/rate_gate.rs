@@ -11,14 +11,31 @@ use std::time::{Duration, Instant};
 pub struct RateGate {
     interval: Duration,
     next_due: Option<Instant>,
+    /// Fraction of an interval to wait after the first frame before the first
+    /// accept (0 = accept the first frame).
+    phase: f64,
 }
 
 impl RateGate {
     /// `rate_hz` must be positive (validated by the config and command layers).
     pub fn new(rate_hz: f64) -> Self {
+        Self::with_phase(rate_hz, 0.0)
+    }
+
+    /// A gate whose cadence is shifted by `phase` (0..1) of an interval: the cameras
+    /// of one daemon all finish their warm-up at the same moment, and without a
+    /// shift every camera's frame would reach the shared workers at the same
+    /// instant, each round (a burst that makes the last of them wait for the others).
+    /// Camera `i` of `k` gets phase `i / k`, which spreads them over the interval.
+    pub fn with_phase(rate_hz: f64, phase: f64) -> Self {
         Self {
             interval: interval_of(rate_hz),
             next_due: None,
+            phase: if phase.is_finite() {
+                phase.clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
         }
     }
 
@@ -48,6 +65,10 @@ impl RateGate {
                     t + self.interval
                 });
                 true
+            }
+            None if self.phase > 0.0 => {
+                self.next_due = Some(t + self.interval.mul_f64(self.phase));
+                false
             }
             None => {
                 self.next_due = Some(t + self.interval);
@@ -120,5 +141,21 @@ mod tests {
         assert!(!gate.accept(start + Duration::from_millis(50)));
         assert!(gate.accept(start + Duration::from_millis(100)));
         assert!((gate.rate_hz() - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_phase_shifts_the_cadence_without_changing_the_rate() {
+        let start = Instant::now();
+        let accepted = |phase: f64| -> Vec<u128> {
+            let mut gate = RateGate::with_phase(2.0, phase);
+            (0..60)
+                .map(|i| start + Duration::from_millis(i * 50))
+                .filter(|t| gate.accept(*t))
+                .map(|t| t.duration_since(start).as_millis())
+                .collect()
+        };
+        assert_eq!(accepted(0.0), vec![0, 500, 1000, 1500, 2000, 2500]);
+        assert_eq!(accepted(0.5), vec![250, 750, 1250, 1750, 2250, 2750]);
+        assert_eq!(accepted(f64::NAN), accepted(0.0));
     }
 }

@@ -147,13 +147,14 @@ mod tests {
     #[test]
     fn routes() {
         let camera = std::sync::Arc::new(Metrics::for_camera("cam-a"));
+        let (status, watch) = crate::status::channels();
         let m = Registry {
-            cameras: vec![camera.clone()],
+            cameras: vec![(camera, watch)],
             workers: Vec::new(),
         };
         assert_eq!(route(b"GET /health HTTP/1.1\r\n\r\n", &m).0, 200);
         assert_eq!(route(b"GET /readiness HTTP/1.1\r\n\r\n", &m).0, 503);
-        camera.running.set(true);
+        status.running.send_replace(true);
         let (code, _, body) = route(b"GET /readiness HTTP/1.1\r\n\r\n", &m);
         assert_eq!(code, 200);
         assert!(body.contains("\"status\":\"degraded\""), "{body}");

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::status::CameraWatch;
+
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 
@@ -249,48 +251,36 @@ impl GroupMetrics {
 /// A labelled series for the exposition: name, type, help, value getter.
 type Series<T> = (&'static str, &'static str, &'static str, fn(&T) -> f64);
 
-/// All metrics of one camera (and the shared workers it uses, attached). Exported
-/// with the label `camera="<instance_id>"`.
+/// All counters of one camera (and the shared workers it uses, attached). Exported
+/// with the label `camera="<instance_id>"`. State (stream up, connected, paused,
+/// running) is not here: it is published on watch channels (`crate::status`).
 #[derive(Debug)]
 pub struct Metrics {
     /// The camera's instance_id (the `camera` label).
     pub camera: String,
     pub started: Instant,
-    pub running: Flag,
     pub frames_captured: Counter,
     pub frame_bytes: Counter,
     pub frames_warmup: Counter,
     pub frames_gated: Counter,
     pub frames_invalid: Counter,
-    pub stream_up: Flag,
-    /// Connected but no frame for `stream.stall_timeout_s`.
-    pub stream_stalled: Flag,
     pub stream_stalls: Counter,
-    /// Gave up reconnecting (`camera.max_reconnect_attempts` reached).
-    pub stream_failed: Flag,
     /// Encoded bytes entering the decoder (file or network).
     pub stream_input_bytes: Counter,
     /// Real frame rate of the stream, measured over about one second.
     pub stream_fps: GaugeF64,
     pub stream_last_frame: Timestamp,
     pub stream_reconnects: Counter,
-    /// Why the stream last failed, in a few words (`connection refused`,
-    /// `401 unauthorized`, `device /dev/video0 not found`); cleared by a frame.
-    pub stream_last_error: Text,
     /// `stream.stall_timeout_s`: no frame for longer makes the daemon not ready.
     pub stall_timeout_s: GaugeF64,
-    /// Another live process uses this instance_id (set by the MQTT emitter).
-    pub mqtt_conflict: Text,
     /// Effective inference rate the gate lets through.
     pub inference_rate_hz: GaugeF64,
     pub e2e_latency: Histogram,
-    pub mqtt_connected: Flag,
     pub mqtt_published: Counter,
     pub mqtt_dropped: Counter,
     pub mqtt_reconnects: Counter,
     /// Successful connections (CONNACKs); presence re-publishes after each.
     pub mqtt_connections: Counter,
-    pub paused: Flag,
     pub frames_paused: Counter,
     pub control_commands: Counter,
     pub control_rejected: Counter,
@@ -313,31 +303,23 @@ impl Default for Metrics {
         Self {
             camera: String::new(),
             started: Instant::now(),
-            running: Flag::default(),
             frames_captured: Counter::default(),
             frame_bytes: Counter::default(),
             frames_warmup: Counter::default(),
             frames_gated: Counter::default(),
             frames_invalid: Counter::default(),
-            stream_up: Flag::default(),
-            stream_stalled: Flag::default(),
             stream_stalls: Counter::default(),
-            stream_failed: Flag::default(),
             stream_input_bytes: Counter::default(),
             stream_fps: GaugeF64::default(),
             stream_last_frame: Timestamp::default(),
             stream_reconnects: Counter::default(),
-            stream_last_error: Text::default(),
             stall_timeout_s: GaugeF64(AtomicU64::new(10f64.to_bits())),
-            mqtt_conflict: Text::default(),
             inference_rate_hz: GaugeF64::default(),
             e2e_latency: Histogram::default(),
-            mqtt_connected: Flag::default(),
             mqtt_published: Counter::default(),
             mqtt_dropped: Counter::default(),
             mqtt_reconnects: Counter::default(),
             mqtt_connections: Counter::default(),
-            paused: Flag::default(),
             frames_paused: Counter::default(),
             control_commands: Counter::default(),
             control_rejected: Counter::default(),
@@ -401,119 +383,124 @@ impl Metrics {
             .clone()
     }
 
-    /// Prometheus text exposition of this camera and its workers alone.
-    pub fn render(&self) -> String {
-        render(&[self], &self.workers())
+    /// Prometheus text exposition of this camera (with the state in `watch`)
+    /// and its workers alone.
+    pub fn render(&self, watch: &CameraWatch) -> String {
+        render(&[(self, watch)], &self.workers())
     }
 }
 
 /// A camera series: name, help, value getter.
-type CameraSeries = (&'static str, &'static str, fn(&Metrics) -> f64);
+type CameraSeries = (
+    &'static str,
+    &'static str,
+    fn(&Metrics, &CameraWatch) -> f64,
+);
 
-fn flag(f: &Flag) -> f64 {
-    f64::from(u8::from(f.get()))
+fn flag(v: bool) -> f64 {
+    f64::from(u8::from(v))
 }
 
 const CAMERA_COUNTERS: [CameraSeries; 20] = [
     (
         "orion_frames_captured_total",
         "Frames delivered by the stream.",
-        |m| m.frames_captured.get() as f64,
+        |m, _| m.frames_captured.get() as f64,
     ),
     (
         "orion_frame_bytes_total",
         "Pixel bytes delivered by the stream.",
-        |m| m.frame_bytes.get() as f64,
+        |m, _| m.frame_bytes.get() as f64,
     ),
     (
         "orion_frames_warmup_total",
         "Frames consumed by the warm-up without inference.",
-        |m| m.frames_warmup.get() as f64,
+        |m, _| m.frames_warmup.get() as f64,
     ),
     (
         "orion_frames_gated_total",
         "Frames skipped by the rate gate.",
-        |m| m.frames_gated.get() as f64,
+        |m, _| m.frames_gated.get() as f64,
     ),
     (
         "orion_frames_invalid_total",
         "Frames discarded because their buffer did not match the caps.",
-        |m| m.frames_invalid.get() as f64,
+        |m, _| m.frames_invalid.get() as f64,
     ),
     (
         "orion_stream_reconnects_total",
         "Stream (re)connections after a failure.",
-        |m| m.stream_reconnects.get() as f64,
+        |m, _| m.stream_reconnects.get() as f64,
     ),
     (
         "orion_mqtt_published_total",
         "Messages handed to the MQTT client.",
-        |m| m.mqtt_published.get() as f64,
+        |m, _| m.mqtt_published.get() as f64,
     ),
     (
         "orion_mqtt_dropped_total",
         "Messages dropped because the broker was away or the queue full.",
-        |m| m.mqtt_dropped.get() as f64,
+        |m, _| m.mqtt_dropped.get() as f64,
     ),
     (
         "orion_mqtt_reconnects_total",
         "MQTT connection failures followed by a retry.",
-        |m| m.mqtt_reconnects.get() as f64,
+        |m, _| m.mqtt_reconnects.get() as f64,
     ),
     (
         "orion_stream_input_bytes_total",
         "Encoded bytes that entered the decoder (file or network).",
-        |m| m.stream_input_bytes.get() as f64,
+        |m, _| m.stream_input_bytes.get() as f64,
     ),
     (
         "orion_stream_stalls_total",
         "Times the stream was connected but silent for stream.stall_timeout_s.",
-        |m| m.stream_stalls.get() as f64,
+        |m, _| m.stream_stalls.get() as f64,
     ),
     (
         "orion_frames_paused_total",
         "Frames not sent to inference because it was paused.",
-        |m| m.frames_paused.get() as f64,
+        |m, _| m.frames_paused.get() as f64,
     ),
     (
         "orion_mqtt_connections_total",
         "Successful connections to the broker.",
-        |m| m.mqtt_connections.get() as f64,
+        |m, _| m.mqtt_connections.get() as f64,
     ),
     (
         "orion_control_commands_total",
         "Control messages answered with success.",
-        |m| m.control_commands.get() as f64,
+        |m, _| m.control_commands.get() as f64,
     ),
     (
         "orion_control_rejected_total",
         "Control messages answered with an error.",
-        |m| m.control_rejected.get() as f64,
+        |m, _| m.control_rejected.get() as f64,
     ),
     (
         "orion_control_messages_total",
         "Control messages that reached the daemon.",
-        |m| m.control_received.get() as f64,
+        |m, _| m.control_received.get() as f64,
     ),
     (
         "orion_control_busy_total",
         "Control messages answered busy because the control queue was full.",
-        |m| m.control_busy.get() as f64,
+        |m, _| m.control_busy.get() as f64,
     ),
     (
         "orion_control_dropped_total",
         "Control messages neither run nor answered (queue full, busy replies' budget spent).",
-        |m| m.control_dropped.get() as f64,
+        |m, _| m.control_dropped.get() as f64,
     ),
     (
         "orion_control_replies_dropped_total",
         "Replies that could not be sent (broker away).",
-        |m| m.control_replies_dropped.get() as f64,
+        |m, _| m.control_replies_dropped.get() as f64,
     ),
     (
         "orion_e2e_results_total",
         "Results that reached the emitter.",
-        |m| m.e2e_latency.count() as f64,
+        |m, _| m.e2e_latency.count() as f64,
     ),
 ];
 
@@ -521,54 +508,56 @@ const CAMERA_GAUGES: [CameraSeries; 10] = [
     (
         "orion_running",
         "1 while the camera's components run.",
-        |m| flag(&m.running),
+        |_, w| flag(w.running()),
     ),
-    ("orion_paused", "1 while inference is paused.", |m| {
-        flag(&m.paused)
+    ("orion_paused", "1 while inference is paused.", |_, w| {
+        flag(w.paused())
     }),
     (
         "orion_stream_stalled",
         "1 while the stream is connected but silent.",
-        |m| flag(&m.stream_stalled),
+        |_, w| flag(w.stream.borrow().stalled),
     ),
     (
         "orion_stream_failed",
         "1 once reconnecting was given up (camera.max_reconnect_attempts).",
-        |m| flag(&m.stream_failed),
+        |_, w| flag(w.stream.borrow().failed),
     ),
     (
         "orion_stream_up",
         "1 while the stream delivers frames.",
-        |m| flag(&m.stream_up),
+        |_, w| flag(w.stream.borrow().up),
     ),
-    ("orion_stream_fps", "Real frame rate of the stream.", |m| {
-        m.stream_fps.get()
-    }),
+    (
+        "orion_stream_fps",
+        "Real frame rate of the stream.",
+        |m, _| m.stream_fps.get(),
+    ),
     (
         "orion_stream_last_frame_timestamp_seconds",
         "Unix time of the last frame from the stream.",
-        |m| m.stream_last_frame.get_ms() as f64 / 1000.0,
+        |m, _| m.stream_last_frame.get_ms() as f64 / 1000.0,
     ),
     (
         "orion_inference_rate_hz",
         "Effective inference rate of the rate gate.",
-        |m| m.inference_rate_hz.get(),
+        |m, _| m.inference_rate_hz.get(),
     ),
     (
         "orion_mqtt_connected",
         "1 while connected to the broker.",
-        |m| flag(&m.mqtt_connected),
+        |_, w| flag(w.connected()),
     ),
     (
         "orion_mqtt_duplicate_instance",
         "1 while another live process uses this instance_id on the broker.",
-        |m| f64::from(u8::from(m.mqtt_conflict.get().is_some())),
+        |_, w| flag(w.mqtt.borrow().conflict.is_some()),
     ),
 ];
 
 /// Prometheus text exposition format, version 0.0.4, of every camera (label
 /// `camera`) and every worker (label `worker`), each family once.
-pub fn render(cameras: &[&Metrics], workers: &[Arc<WorkerMetrics>]) -> String {
+pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[Arc<WorkerMetrics>]) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let label = |m: &Metrics| format!("camera=\"{}\"", label_value(&m.camera));
     for (kind, series) in [
@@ -577,14 +566,14 @@ pub fn render(cameras: &[&Metrics], workers: &[Arc<WorkerMetrics>]) -> String {
     ] {
         for (name, help, get) in series {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for m in cameras {
-                let _ = writeln!(out, "{name}{{{}}} {}", label(m), get(m));
+            for (m, w) in cameras {
+                let _ = writeln!(out, "{name}{{{}}} {}", label(m), get(m, w));
             }
         }
     }
     let uptime = cameras
         .first()
-        .map_or(0.0, |m| m.started.elapsed().as_secs_f64());
+        .map_or(0.0, |(m, _)| m.started.elapsed().as_secs_f64());
     let gauges = [
         (
             "orion_cameras",
@@ -605,7 +594,7 @@ pub fn render(cameras: &[&Metrics], workers: &[Arc<WorkerMetrics>]) -> String {
         out,
         "# HELP orion_e2e_latency_seconds Capture to hand-off to MQTT.\n# TYPE orion_e2e_latency_seconds histogram"
     );
-    for m in cameras {
+    for (m, _) in cameras {
         m.e2e_latency
             .render(&mut out, "orion_e2e_latency_seconds", &label(m));
     }
@@ -708,7 +697,7 @@ pub fn render(cameras: &[&Metrics], workers: &[Arc<WorkerMetrics>]) -> String {
     ];
     for (name, kind, help, get) in per_group {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for m in cameras {
+        for (m, _) in cameras {
             for g in m.groups() {
                 let _ = writeln!(
                     out,

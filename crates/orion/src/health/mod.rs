@@ -13,12 +13,14 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::status::{CameraWatch, StreamStatus};
 use metrics::{Metrics, WorkerMetrics};
 
 /// Every camera's metrics and the shared workers', for the HTTP server.
 #[derive(Debug)]
 pub struct Registry {
-    pub cameras: Vec<Arc<Metrics>>,
+    /// Each camera's counters and state.
+    pub cameras: Vec<(Arc<Metrics>, CameraWatch)>,
     pub workers: Vec<Arc<WorkerMetrics>>,
 }
 
@@ -30,8 +32,8 @@ impl Registry {
         let cameras: Vec<HealthReport> = self
             .cameras
             .iter()
-            .map(|m| {
-                let mut r = report(m);
+            .map(|(m, w)| {
+                let mut r = report(m, w);
                 r.workers.clear();
                 r
             })
@@ -62,7 +64,7 @@ impl Registry {
             uptime_s: self
                 .cameras
                 .first()
-                .map_or(0, |m| m.started.elapsed().as_secs()),
+                .map_or(0, |(m, _)| m.started.elapsed().as_secs()),
             cameras,
             workers: self.workers.iter().map(|w| worker_report(w)).collect(),
         }
@@ -70,7 +72,8 @@ impl Registry {
 
     /// Prometheus text exposition of every camera and worker.
     pub fn render(&self) -> String {
-        let cameras: Vec<&Metrics> = self.cameras.iter().map(Arc::as_ref).collect();
+        let cameras: Vec<(&Metrics, &CameraWatch)> =
+            self.cameras.iter().map(|(m, w)| (m.as_ref(), w)).collect();
         metrics::render(&cameras, &self.workers)
     }
 }
@@ -190,11 +193,13 @@ pub struct GroupReport {
     pub drop_rate: f64,
 }
 
-/// Derives the health report from the metrics.
-pub fn report(m: &Metrics) -> HealthReport {
+/// Derives one camera's health report from its counters and its state.
+pub fn report(m: &Metrics, w: &CameraWatch) -> HealthReport {
+    let stream = w.stream();
+    let mqtt = w.mqtt();
     let workers: Vec<WorkerReport> = m.workers().iter().map(|w| worker_report(w)).collect();
     let mut reasons = Vec::new();
-    let status = if !m.running.get() {
+    let status = if !w.running() {
         reasons.push("not running".to_string());
         Status::Unhealthy
     } else {
@@ -205,27 +210,27 @@ pub fn report(m: &Metrics) -> HealthReport {
             .stream_last_frame
             .age()
             .unwrap_or_else(|| m.started.elapsed());
-        let why = m
-            .stream_last_error
-            .get()
+        let why = stream
+            .last_error
+            .as_ref()
             .map(|e| format!(": {e}"))
             .unwrap_or_default();
-        if m.stream_failed.get() {
+        if stream.failed {
             reasons.push(format!("stream failed (reconnecting given up){why}"));
             unhealthy = true;
         } else if silent > stall {
             reasons.push(format!("no frame for {:.0} s{why}", silent.as_secs_f64()));
             unhealthy = true;
-        } else if !m.stream_up.get() {
+        } else if !stream.up {
             reasons.push(format!("stream down{why}"));
-        } else if m.stream_stalled.get() {
+        } else if stream.stalled {
             reasons.push("stream stalled".to_string());
         }
-        if !m.mqtt_connected.get() {
+        if !mqtt.connected {
             reasons.push("mqtt disconnected".to_string());
         }
-        if let Some(conflict) = m.mqtt_conflict.get() {
-            reasons.push(conflict);
+        if let Some(conflict) = &mqtt.conflict {
+            reasons.push(conflict.clone());
         }
         for w in workers.iter().filter(|w| !w.up) {
             if w.failed {
@@ -252,8 +257,8 @@ pub fn report(m: &Metrics) -> HealthReport {
         status,
         reasons,
         uptime_s: m.started.elapsed().as_secs(),
-        stream: stream_report(m),
-        mqtt_connected: m.mqtt_connected.get(),
+        stream: stream_report(m, &stream),
+        mqtt_connected: mqtt.connected,
         frame_bus: m
             .groups()
             .iter()
@@ -285,18 +290,18 @@ fn worker_report(w: &WorkerMetrics) -> WorkerReport {
     }
 }
 
-fn stream_report(m: &Metrics) -> StreamReport {
+fn stream_report(m: &Metrics, s: &StreamStatus) -> StreamReport {
     let age = m.stream_last_frame.age();
     let fresh = age.is_some_and(|a| a < std::time::Duration::from_secs(2));
     StreamReport {
-        connected: m.stream_up.get(),
-        stalled: m.stream_stalled.get(),
-        failed: m.stream_failed.get(),
+        connected: s.up,
+        stalled: s.stalled,
+        failed: s.failed,
         frames: m.frames_captured.get(),
         fps: if fresh { m.stream_fps.get() } else { 0.0 },
         last_frame_age_ms: age.map(|a| a.as_millis() as u64),
         reconnects: m.stream_reconnects.get(),
-        last_error: m.stream_last_error.get(),
+        last_error: s.last_error.clone(),
         bytes: m.stream_input_bytes.get(),
         inference_rate_hz: m.inference_rate_hz.get(),
     }
@@ -305,20 +310,22 @@ fn stream_report(m: &Metrics) -> StreamReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::channels;
 
     #[test]
     fn status_follows_components() {
         let m = Metrics::default();
-        assert_eq!(report(&m).status, Status::Unhealthy);
-        m.running.set(true);
-        let w = m.add_worker("person_detector-0");
-        m.stream_up.set(true);
-        m.mqtt_connected.set(true);
-        assert_eq!(report(&m).status, Status::Degraded, "worker not up yet");
-        w.up.set(true);
-        assert_eq!(report(&m).status, Status::Healthy);
-        m.mqtt_connected.set(false);
-        let r = report(&m);
+        let (status, w) = channels();
+        assert_eq!(report(&m, &w).status, Status::Unhealthy);
+        status.running.send_replace(true);
+        let worker = m.add_worker("person_detector-0");
+        status.stream.send_modify(|s| s.up = true);
+        status.mqtt.send_modify(|s| s.connected = true);
+        assert_eq!(report(&m, &w).status, Status::Degraded, "worker not up yet");
+        worker.up.set(true);
+        assert_eq!(report(&m, &w).status, Status::Healthy);
+        status.mqtt.send_modify(|s| s.connected = false);
+        let r = report(&m, &w);
         assert_eq!(r.status, Status::Degraded);
         assert_eq!(r.reasons, vec!["mqtt disconnected".to_string()]);
     }
@@ -326,13 +333,14 @@ mod tests {
     #[test]
     fn workers_starting_are_not_down_and_all_failed_is_unhealthy() {
         let m = Metrics::default();
-        m.running.set(true);
-        m.stream_up.set(true);
+        let (status, w) = channels();
+        status.running.send_replace(true);
+        status.stream.send_modify(|s| s.up = true);
         m.stream_last_frame.touch();
-        m.mqtt_connected.set(true);
+        status.mqtt.send_modify(|s| s.connected = true);
         let w0 = m.add_worker("person_detector-0");
         let w1 = m.add_worker("person_detector-1");
-        let r = report(&m);
+        let r = report(&m, &w);
         assert_eq!(r.status, Status::Degraded);
         assert_eq!(
             r.reasons,
@@ -341,32 +349,39 @@ mod tests {
                 "worker person_detector-1 starting"
             ]
         );
-        for w in [&w0, &w1] {
-            w.up.set(true);
-            w.ever_up.set(true);
+        for x in [&w0, &w1] {
+            x.up.set(true);
+            x.ever_up.set(true);
         }
-        assert_eq!(report(&m).status, Status::Healthy);
+        assert_eq!(report(&m, &w).status, Status::Healthy);
         w0.up.set(false);
         assert_eq!(
-            report(&m).reasons,
+            report(&m, &w).reasons,
             vec!["worker person_detector-0 down (restarting)"]
         );
         w0.failed.set(true);
-        assert_eq!(report(&m).status, Status::Degraded, "one worker left");
+        assert_eq!(report(&m, &w).status, Status::Degraded, "one worker left");
         w1.up.set(false);
         w1.failed.set(true);
-        assert_eq!(report(&m).status, Status::Unhealthy, "every worker failed");
+        assert_eq!(
+            report(&m, &w).status,
+            Status::Unhealthy,
+            "every worker failed"
+        );
     }
 
     #[test]
     fn no_frame_for_longer_than_the_stall_timeout_is_unhealthy() {
         let m = Metrics::default();
-        m.running.set(true);
-        m.mqtt_connected.set(true);
+        let (status, w) = channels();
+        status.running.send_replace(true);
+        status.mqtt.send_modify(|s| s.connected = true);
         m.stall_timeout_s.set(0.0);
-        m.stream_last_error.set(Some("connection refused".into()));
+        status
+            .stream
+            .send_modify(|s| s.last_error = Some("connection refused".into()));
         std::thread::sleep(std::time::Duration::from_millis(5));
-        let r = report(&m);
+        let r = report(&m, &w);
         assert_eq!(r.status, Status::Unhealthy);
         assert!(
             r.reasons[0].starts_with("no frame for ")
@@ -375,14 +390,47 @@ mod tests {
             r.reasons
         );
         m.stall_timeout_s.set(3600.0);
-        let r = report(&m);
+        let r = report(&m, &w);
         assert_eq!(r.status, Status::Degraded);
         assert_eq!(r.reasons, vec!["stream down: connection refused"]);
         // A broker outage alone is degraded, not unhealthy.
-        m.stream_up.set(true);
+        status.stream.send_modify(|s| {
+            s.up = true;
+            s.last_error = None;
+        });
         m.stream_last_frame.touch();
-        m.stream_last_error.set(None);
-        m.mqtt_connected.set(false);
-        assert_eq!(report(&m).status, Status::Degraded);
+        status.mqtt.send_modify(|s| s.connected = false);
+        assert_eq!(report(&m, &w).status, Status::Degraded);
+    }
+
+    #[test]
+    fn the_daemon_is_unhealthy_only_when_no_camera_can_work() {
+        let cameras: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|id| {
+                let (status, w) = channels();
+                status.running.send_replace(true);
+                status.mqtt.send_modify(|s| s.connected = true);
+                (Arc::new(Metrics::for_camera(id)), w, status)
+            })
+            .collect();
+        for (m, _, status) in &cameras {
+            status.stream.send_modify(|s| s.up = true);
+            m.stream_last_frame.touch();
+        }
+        let registry = Registry {
+            cameras: cameras
+                .iter()
+                .map(|(m, w, _)| (m.clone(), w.clone()))
+                .collect(),
+            workers: Vec::new(),
+        };
+        assert_eq!(registry.report().status, Status::Healthy);
+        cameras[0].2.stream.send_modify(|s| s.failed = true);
+        let r = registry.report();
+        assert_eq!(r.status, Status::Degraded, "one camera still works");
+        assert_eq!(r.reasons, vec!["a: stream failed (reconnecting given up)"]);
+        cameras[1].2.stream.send_modify(|s| s.failed = true);
+        assert_eq!(registry.report().status, Status::Unhealthy);
     }
 }

@@ -25,13 +25,14 @@ use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
     TlsConfiguration, Transport,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::health::metrics::Metrics;
 use crate::mqtt::presence::PresenceMessage;
+use crate::status::MqttStatus;
 
 /// Largest incoming packet read; a larger one (only possible on the control
 /// topic) breaks the connection, which is then re-established (a broker's
@@ -130,6 +131,8 @@ pub struct ControlMessage {
 pub struct EmitterHandle {
     client: AsyncClient,
     metrics: Arc<Metrics>,
+    /// The connection state this emitter publishes.
+    status: Arc<watch::Sender<MqttStatus>>,
 }
 
 /// The emitter: the handle plus its event loop task.
@@ -141,11 +144,12 @@ pub struct Emitter {
 
 impl Emitter {
     /// Creates the client and starts its event loop task; connecting happens in
-    /// the background (see [`Metrics::mqtt_connected`]). Control messages go to
+    /// the background (`status` says when it is up). Control messages go to
     /// `control`, if given.
     pub fn start(
         settings: &EmitterSettings,
         metrics: Arc<Metrics>,
+        status: Arc<watch::Sender<MqttStatus>>,
         control: Option<mpsc::Sender<ControlMessage>>,
         cancel: CancellationToken,
     ) -> Self {
@@ -156,6 +160,7 @@ impl Emitter {
             eventloop,
             client: client.clone(),
             metrics: metrics.clone(),
+            status: status.clone(),
             endpoint,
             control_topic: settings.control_topic.clone(),
             control,
@@ -165,7 +170,11 @@ impl Emitter {
             queue_full_log: crate::logging::RateLimit::new(Duration::from_secs(10)),
         }));
         Self {
-            handle: EmitterHandle { client, metrics },
+            handle: EmitterHandle {
+                client,
+                metrics,
+                status,
+            },
             task,
             cancel,
         }
@@ -179,17 +188,17 @@ impl Emitter {
             mut task,
             cancel,
         } = self;
-        let connected = handle.metrics.mqtt_connected.get();
+        let connected = handle.status.borrow().connected;
         if connected
             && handle.client.try_disconnect().is_ok()
             && let Ok(r) = tokio::time::timeout(timeout, &mut task).await
         {
-            handle.metrics.mqtt_connected.set(false);
+            set_connected(&handle.status, false);
             return r.is_ok();
         }
         cancel.cancel();
         let stopped = tokio::time::timeout(timeout, task).await.is_ok();
-        handle.metrics.mqtt_connected.set(false);
+        set_connected(&handle.status, false);
         stopped && !connected
     }
 }
@@ -208,10 +217,10 @@ impl EmitterHandle {
         // Right after a (re)connection the emitter reads the retained presence
         // before it counts as connected (half a second): a reply due then waits.
         let until = tokio::time::Instant::now() + REPLY_CONNECT_WAIT.min(timeout);
-        while !self.metrics.mqtt_connected.get() && tokio::time::Instant::now() < until {
+        while !self.status.borrow().connected && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if !self.metrics.mqtt_connected.get() {
+        if !self.status.borrow().connected {
             self.metrics.mqtt_dropped.inc();
             return false;
         }
@@ -235,7 +244,7 @@ impl EmitterHandle {
     }
 
     fn send(&self, topic: String, payload: Vec<u8>, retain: bool) -> bool {
-        if !self.metrics.mqtt_connected.get() {
+        if !self.status.borrow().connected {
             self.metrics.mqtt_dropped.inc();
             return false;
         }
@@ -256,10 +265,16 @@ impl EmitterHandle {
     }
 }
 
+/// Publishes the connection state, waking waiters only on a change.
+fn set_connected(status: &watch::Sender<MqttStatus>, connected: bool) {
+    status.send_if_modified(|m| std::mem::replace(&mut m.connected, connected) != connected);
+}
+
 struct PollState {
     eventloop: EventLoop,
     client: AsyncClient,
     metrics: Arc<Metrics>,
+    status: Arc<watch::Sender<MqttStatus>>,
     endpoint: String,
     control_topic: Option<String>,
     control: Option<mpsc::Sender<ControlMessage>>,
@@ -378,10 +393,10 @@ async fn poll(mut s: PollState) {
                         "duplicate instance_id {instance}: another process took the MQTT client id ({})",
                         describe(&other)
                     );
-                    if s.metrics.mqtt_conflict.get().is_none() {
+                    if s.status.borrow().conflict.is_none() {
                         tracing::error!(broker = %s.endpoint, "{reason}; standing down until it goes offline");
                     }
-                    s.metrics.mqtt_conflict.set(Some(reason));
+                    s.status.send_modify(|m| m.conflict = Some(reason));
                     yielding = true;
                     let _ = s.client.try_disconnect();
                 }
@@ -392,12 +407,12 @@ async fn poll(mut s: PollState) {
                             describe(&other)
                         );
                     }
-                    if s.metrics.mqtt_conflict.get().is_some() {
+                    if s.status.borrow().conflict.is_some() {
                         tracing::info!("the other process with this instance_id is gone");
-                        s.metrics.mqtt_conflict.set(None);
+                        s.status.send_modify(|m| m.conflict = None);
                     }
                     thrown_off = false;
-                    s.metrics.mqtt_connected.set(true);
+                    set_connected(&s.status, true);
                     tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
                 }
             }
@@ -425,7 +440,7 @@ async fn poll(mut s: PollState) {
                 if presence.is_some() && j.subacks_left > 0 {
                     joining = Some(j);
                 } else {
-                    s.metrics.mqtt_connected.set(true);
+                    set_connected(&s.status, true);
                     tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
                 }
             }
@@ -449,21 +464,21 @@ async fn poll(mut s: PollState) {
                             // when its offline message comes.
                             let gone = serde_json::from_slice::<PresenceMessage>(&p.payload)
                                 .is_ok_and(|m| m.state == "offline" && m.session != *session);
-                            if gone && s.metrics.mqtt_conflict.get().is_some() {
+                            if gone && s.status.borrow().conflict.is_some() {
                                 tracing::info!(
                                     "the other process with this instance_id went offline"
                                 );
-                                s.metrics.mqtt_conflict.set(None);
+                                s.status.send_modify(|m| m.conflict = None);
                             }
                             if let Some(other) = other_session(&p.payload, session, false) {
                                 let reason = format!(
                                     "duplicate instance_id {instance}: another process publishes its presence ({})",
                                     describe(&other)
                                 );
-                                if s.metrics.mqtt_conflict.get().is_none() {
+                                if s.status.borrow().conflict.is_none() {
                                     tracing::error!("{reason}");
                                 }
-                                s.metrics.mqtt_conflict.set(Some(reason));
+                                s.status.send_modify(|m| m.conflict = Some(reason));
                             }
                         }
                     }
@@ -496,7 +511,7 @@ async fn poll(mut s: PollState) {
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) if yielding => {
-                s.metrics.mqtt_connected.set(false);
+                set_connected(&s.status, false);
                 s.eventloop.clean();
                 // Wait, without touching the other's connection, until its
                 // presence is no longer online.
@@ -522,15 +537,15 @@ async fn poll(mut s: PollState) {
                 thrown_off = false;
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                s.metrics.mqtt_connected.set(false);
+                set_connected(&s.status, false);
                 tracing::info!("disconnected from MQTT broker");
                 break;
             }
             Ok(_) => {}
             Err(e) => {
-                let was_connected = s.metrics.mqtt_connected.get() || joining.is_some();
+                let was_connected = s.status.borrow().connected || joining.is_some();
                 joining = None;
-                s.metrics.mqtt_connected.set(false);
+                set_connected(&s.status, false);
                 s.metrics.mqtt_reconnects.inc();
                 if was_connected {
                     thrown_off = true;
@@ -548,7 +563,7 @@ async fn poll(mut s: PollState) {
             }
         }
     }
-    s.metrics.mqtt_connected.set(false);
+    set_connected(&s.status, false);
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -620,6 +635,7 @@ mod tests {
             .map(|a| a.port())
             .expect("free port");
         let metrics = Arc::new(Metrics::default());
+        let (status, watch) = crate::status::channels();
         let emitter = Emitter::start(
             &EmitterSettings {
                 client_id: "emitter-test".into(),
@@ -635,6 +651,7 @@ mod tests {
                 busy: None,
             },
             metrics.clone(),
+            status.mqtt.clone(),
             None,
             CancellationToken::new(),
         );
@@ -658,6 +675,6 @@ mod tests {
             .expect("disconnect returns"),
             "event loop stopped"
         );
-        assert!(!metrics.mqtt_connected.get());
+        assert!(!watch.connected());
     }
 }

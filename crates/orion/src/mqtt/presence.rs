@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::emitter::EmitterHandle;
 use crate::health::metrics::Metrics;
+use crate::status::CameraWatch;
 
-const SAMPLE: Duration = Duration::from_millis(200);
+const SAMPLE: Duration = Duration::from_secs(1);
 
 /// Who publishes a presence: one per daemon run. `session` tells two processes
 /// with the same `instance_id` apart (see the duplicate detection in the emitter).
@@ -119,32 +120,6 @@ impl PresenceMessage {
     }
 }
 
-/// The camera state as the status topic reports it.
-pub fn camera_state(m: &Metrics, stall_timeout: Duration) -> &'static str {
-    if m.stream_failed.get() {
-        "failed"
-    } else if m.stream_stalled.get() {
-        "stalled"
-    } else if m.stream_up.get() {
-        match m.stream_last_frame.age() {
-            Some(age) if age > stall_timeout => "stalled",
-            _ => "streaming",
-        }
-    } else if m.frames_captured.get() == 0 && m.stream_reconnects.get() == 0 {
-        "starting"
-    } else {
-        "reconnecting"
-    }
-}
-
-fn inference_state(m: &Metrics) -> &'static str {
-    match (m.running.get(), m.paused.get()) {
-        (false, _) => "starting",
-        (true, true) => "paused",
-        (true, false) => "running",
-    }
-}
-
 /// Offline presence: the last will (reason `connection_lost`; its `timestamp` is
 /// when the daemon connected, since a will is fixed then) and the message
 /// published at a clean shutdown (reason `shutdown`).
@@ -159,12 +134,16 @@ pub struct Presence {
     pub identity: Identity,
     pub stall_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// The camera's state: presence wakes on its changes.
+    pub status: CameraWatch,
     pub emitter: EmitterHandle,
 }
 
 impl Presence {
-    /// Publishes online presence on every change until `cancel`.
-    pub async fn run(self, cancel: CancellationToken) {
+    /// Publishes online presence on every change until `cancel`: woken by the
+    /// camera's status, and every `SAMPLE` for what only time reveals (a stream
+    /// silent for longer than the stall timeout).
+    pub async fn run(mut self, cancel: CancellationToken) {
         let mut last: Option<(&str, &str, u64)> = None;
         let mut since: Option<((&str, &str), String)> = None;
         let mut ticker = tokio::time::interval(SAMPLE);
@@ -172,16 +151,17 @@ impl Presence {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = ticker.tick() => {}
+                _ = self.status.changed() => {}
             }
-            let camera = camera_state(&self.metrics, self.stall_timeout);
-            let inference = inference_state(&self.metrics);
+            let camera = self.status.camera_state(&self.metrics, self.stall_timeout);
+            let inference = self.status.inference_state();
             if since
                 .as_ref()
                 .is_none_or(|(s, _)| *s != (camera, inference))
             {
                 since = Some(((camera, inference), rfc3339(std::time::SystemTime::now())));
             }
-            if !self.metrics.mqtt_connected.get() {
+            if !self.status.connected() {
                 continue;
             }
             let now = (camera, inference, self.metrics.mqtt_connections.get());
@@ -206,16 +186,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn camera_states() {
-        let m = Metrics::default();
-        let stall = Duration::from_secs(10);
-        assert_eq!(camera_state(&m, stall), "starting");
-        m.stream_up.set(true);
-        m.stream_last_frame.touch();
-        m.frames_captured.inc();
-        assert_eq!(camera_state(&m, stall), "streaming");
-        m.stream_up.set(false);
-        assert_eq!(camera_state(&m, stall), "reconnecting");
+    fn offline_presence_names_the_session() {
         let id = Identity::new("cam", "room");
         let v: serde_json::Value = serde_json::from_slice(&offline(&id, "shutdown")).unwrap();
         assert_eq!(

@@ -254,6 +254,7 @@ impl Stream {
     pub fn start(
         config: &Config,
         metrics: Arc<Metrics>,
+        status: watch::Sender<crate::status::StreamStatus>,
         alerts: Option<Alerts>,
         cancel: CancellationToken,
     ) -> Result<(Stream, FrameReceiver), StreamError> {
@@ -269,7 +270,15 @@ impl Stream {
         let thread = std::thread::Builder::new()
             .name("orion-stream".into())
             .spawn(move || {
-                pipeline::supervise(settings, tx, thread_pacer, metrics, alerts, thread_cancel)
+                pipeline::supervise(
+                    settings,
+                    tx,
+                    thread_pacer,
+                    metrics,
+                    status,
+                    alerts,
+                    thread_cancel,
+                )
             })
             .map_err(|e| StreamError::Init(format!("cannot spawn stream thread: {e}")))?;
         Ok((

@@ -16,6 +16,7 @@ use crate::backoff::Backoff;
 use crate::config::{Config, SourceKind, V4l2Format, redact_url};
 use crate::health::metrics::Metrics;
 use crate::health::{Alert, Alerts};
+use crate::status::StreamStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -492,6 +493,7 @@ fn install_sink_callback(
     tx: watch::Sender<Option<CapturedFrame>>,
     pacer: Option<Arc<Pacer>>,
     metrics: Arc<Metrics>,
+    status: Arc<watch::Sender<StreamStatus>>,
     cancel: CancellationToken,
 ) {
     let mut fps_window = (Instant::now(), 0u32);
@@ -512,8 +514,11 @@ fn install_sink_callback(
                 let caps = sample.caps_owned();
                 metrics.frames_captured.inc();
                 metrics.frame_bytes.add(buffer.size() as u64);
-                metrics.stream_up.set(true);
-                metrics.stream_stalled.set(false);
+                status.send_if_modified(|s| {
+                    let changed = !s.up || s.stalled;
+                    (s.up, s.stalled) = (true, false);
+                    changed
+                });
                 metrics.stream_last_frame.touch();
                 fps_window.1 += 1;
                 let elapsed = fps_window.0.elapsed();
@@ -548,6 +553,7 @@ fn run_once(
     tx: &watch::Sender<Option<CapturedFrame>>,
     pacer: &Option<Arc<Pacer>>,
     metrics: &Arc<Metrics>,
+    status: &Arc<watch::Sender<StreamStatus>>,
     cancel: &CancellationToken,
 ) -> RunEnd {
     // An unplugged USB camera: say so in words instead of v4l2src's errno text.
@@ -563,6 +569,7 @@ fn run_once(
         tx.clone(),
         pacer.clone(),
         metrics.clone(),
+        status.clone(),
         cancel.clone(),
     );
     let end = (|| {
@@ -582,7 +589,7 @@ fn run_once(
                 .unwrap_or(Duration::MAX)
                 .min(started.elapsed());
             if silent > settings.stall_timeout {
-                metrics.stream_stalled.set(true);
+                status.send_modify(|s| s.stalled = true);
                 metrics.stream_stalls.inc();
                 return RunEnd::Failed(StreamError::Stalled(silent));
             }
@@ -640,9 +647,11 @@ pub fn supervise(
     tx: watch::Sender<Option<CapturedFrame>>,
     pacer: Option<Arc<Pacer>>,
     metrics: Arc<Metrics>,
+    status: watch::Sender<StreamStatus>,
     alerts: Option<Alerts>,
     cancel: CancellationToken,
 ) {
+    let status = Arc::new(status);
     let span = tracing::info_span!("stream", source = %settings.describe());
     let _enter = span.enter();
     let mut backoff = Backoff::new(Duration::from_secs(1), settings.backoff_cap);
@@ -655,8 +664,8 @@ pub fn supervise(
         attempt += 1;
         tracing::info!(attempt, "starting pipeline");
         let frames_before = metrics.frames_captured.get();
-        let end = run_once(&settings, &tx, &pacer, &metrics, &cancel);
-        metrics.stream_up.set(false);
+        let end = run_once(&settings, &tx, &pacer, &metrics, &status, &cancel);
+        status.send_if_modified(|s| std::mem::replace(&mut s.up, false));
         match end {
             RunEnd::Cancelled => break,
             RunEnd::Failed(e) => {
@@ -668,7 +677,7 @@ pub fn supervise(
                 {
                     reason = probe_tcp(&split_credentials(url).0, 554);
                 }
-                metrics.stream_last_error.set(Some(reason));
+                status.send_modify(|s| s.last_error = Some(reason));
                 if metrics.frames_captured.get() > frames_before {
                     backoff.reset();
                     failed_in_a_row = 0;
@@ -678,7 +687,7 @@ pub fn supervise(
                 if settings.max_reconnect_attempts > 0
                     && failed_in_a_row >= settings.max_reconnect_attempts
                 {
-                    metrics.stream_failed.set(true);
+                    status.send_modify(|s| s.failed = true);
                     let message = format!(
                         "stream gave up after {failed_in_a_row} failed connection attempts in a row: {e}"
                     );
@@ -787,6 +796,7 @@ mod tests {
             &tx,
             &None,
             &Arc::new(Metrics::default()),
+            &Arc::new(watch::channel(StreamStatus::default()).0),
             &CancellationToken::new(),
         );
         match end {

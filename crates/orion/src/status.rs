@@ -1,0 +1,208 @@
+//! The typed state of one camera's components, each published by its one owner
+//! on a `watch` channel: the stream supervisor publishes [`StreamStatus`], the MQTT
+//! emitter [`MqttStatus`], the control plane `paused`, the orchestrator `running`.
+//! Health, presence, `get_status` and the metrics exposition read a
+//! [`CameraWatch`] (receivers only); presence and start-up wait on changes instead
+//! of polling.
+//!
+//! Counters and timings stay in `health::metrics`; this module holds state, and
+//! derives the camera and inference states in one place. It never publishes
+//! anything itself and never blocks a publisher (a `watch` keeps only the newest
+//! value).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::health::metrics::Metrics;
+
+/// What the stream supervisor says about its camera.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamStatus {
+    /// The pipeline runs and delivers frames.
+    pub up: bool,
+    /// Connected but no frame for `stream.stall_timeout_s`.
+    pub stalled: bool,
+    /// Reconnecting was given up (`camera.max_reconnect_attempts`).
+    pub failed: bool,
+    /// Why the stream last failed, in a few words (`connection refused`, ...).
+    pub last_error: Option<String>,
+}
+
+/// What the MQTT emitter says about its connection.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MqttStatus {
+    pub connected: bool,
+    /// Another live process uses this instance_id on the broker.
+    pub conflict: Option<String>,
+}
+
+/// The publishing sides, handed out once each to the owning component.
+pub struct CameraStatus {
+    pub stream: watch::Sender<StreamStatus>,
+    /// Shared by the emitter's event loop (which connects) and its `disconnect`.
+    pub mqtt: Arc<watch::Sender<MqttStatus>>,
+    pub paused: watch::Sender<bool>,
+    pub running: watch::Sender<bool>,
+}
+
+/// The reading side: everything that reports on a camera holds one (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct CameraWatch {
+    pub stream: watch::Receiver<StreamStatus>,
+    pub mqtt: watch::Receiver<MqttStatus>,
+    pub paused: watch::Receiver<bool>,
+    pub running: watch::Receiver<bool>,
+}
+
+/// A camera's status channels: the senders for their owners, a watch for readers.
+pub fn channels() -> (CameraStatus, CameraWatch) {
+    let (stream, stream_rx) = watch::channel(StreamStatus::default());
+    let (mqtt, mqtt_rx) = watch::channel(MqttStatus::default());
+    let (paused, paused_rx) = watch::channel(false);
+    let (running, running_rx) = watch::channel(false);
+    (
+        CameraStatus {
+            stream,
+            mqtt: Arc::new(mqtt),
+            paused,
+            running,
+        },
+        CameraWatch {
+            stream: stream_rx,
+            mqtt: mqtt_rx,
+            paused: paused_rx,
+            running: running_rx,
+        },
+    )
+}
+
+impl CameraWatch {
+    pub fn stream(&self) -> StreamStatus {
+        self.stream.borrow().clone()
+    }
+
+    pub fn mqtt(&self) -> MqttStatus {
+        self.mqtt.borrow().clone()
+    }
+
+    pub fn connected(&self) -> bool {
+        self.mqtt.borrow().connected
+    }
+
+    pub fn paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    pub fn running(&self) -> bool {
+        *self.running.borrow()
+    }
+
+    /// The camera state as presence and status report it: `failed`, `stalled`,
+    /// `streaming`, `starting` (nothing yet) or `reconnecting`. A stream that says
+    /// it is up but has been silent longer than `stall_timeout` is `stalled`
+    /// before its supervisor notices.
+    pub fn camera_state(&self, m: &Metrics, stall_timeout: Duration) -> &'static str {
+        let s = self.stream.borrow();
+        if s.failed {
+            "failed"
+        } else if s.stalled {
+            "stalled"
+        } else if s.up {
+            match m.stream_last_frame.age() {
+                Some(age) if age > stall_timeout => "stalled",
+                _ => "streaming",
+            }
+        } else if m.frames_captured.get() == 0 && m.stream_reconnects.get() == 0 {
+            "starting"
+        } else {
+            "reconnecting"
+        }
+    }
+
+    /// `starting` until the daemon runs, then `paused` or `running`.
+    pub fn inference_state(&self) -> &'static str {
+        match (self.running(), self.paused()) {
+            (false, _) => "starting",
+            (true, true) => "paused",
+            (true, false) => "running",
+        }
+    }
+
+    /// Resolves when any of the camera's states changes (or its owners are gone,
+    /// then never again: the caller's cancellation ends its wait).
+    pub async fn changed(&mut self) {
+        let gone = tokio::select! {
+            r = self.stream.changed() => r.is_err(),
+            r = self.mqtt.changed() => r.is_err(),
+            r = self.paused.changed() => r.is_err(),
+            r = self.running.changed() => r.is_err(),
+        };
+        if gone {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Waits until the MQTT connection is up, at most `timeout`; true if it is.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut rx = self.mqtt.clone();
+        matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|s| s.connected)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camera_and_inference_states_come_from_the_owners_status() {
+        let (status, w) = channels();
+        let m = Metrics::default();
+        let stall = Duration::from_secs(10);
+        assert_eq!(w.camera_state(&m, stall), "starting");
+        assert_eq!(w.inference_state(), "starting");
+        status.stream.send_modify(|s| s.up = true);
+        m.stream_last_frame.touch();
+        m.frames_captured.inc();
+        assert_eq!(w.camera_state(&m, stall), "streaming");
+        status.stream.send_modify(|s| s.up = false);
+        assert_eq!(w.camera_state(&m, stall), "reconnecting");
+        status.stream.send_modify(|s| s.failed = true);
+        assert_eq!(w.camera_state(&m, stall), "failed");
+        status.running.send_replace(true);
+        assert_eq!(w.inference_state(), "running");
+        status.paused.send_replace(true);
+        assert_eq!(w.inference_state(), "paused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_follow_changes_not_a_clock() {
+        let (status, mut w) = channels();
+        // Paused time: the wait for a connection that never comes ends exactly at
+        // its timeout, however long that is in real time.
+        let started = tokio::time::Instant::now();
+        assert!(!w.wait_connected(Duration::from_secs(5)).await);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        let waiter = {
+            let w = w.clone();
+            tokio::spawn(async move { w.wait_connected(Duration::from_secs(3600)).await })
+        };
+        tokio::task::yield_now().await;
+        status.mqtt.send_modify(|s| s.connected = true);
+        assert!(waiter.await.expect("task"), "woken by the change");
+        // `changed` resolves on a change of any part.
+        w.stream.mark_unchanged();
+        w.mqtt.mark_unchanged();
+        let change = tokio::spawn(async move {
+            w.changed().await;
+            w.paused()
+        });
+        tokio::task::yield_now().await;
+        status.paused.send_replace(true);
+        assert!(change.await.expect("task"));
+    }
+}
