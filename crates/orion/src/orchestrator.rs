@@ -27,12 +27,12 @@ use crate::camera::FrameConsumer;
 use crate::config::{BrokerAddr, Config, PERSON_DETECTOR, SourceKind};
 use crate::control::{CameraControls, ControlPlane};
 use crate::framebus::FrameBus;
-use crate::health::metrics::{Metrics, WorkerMetrics};
+use crate::health::metrics::Metrics;
 use crate::health::{Alert, Alerts, Registry};
 use crate::mqtt::control::ControlHandler;
 use crate::mqtt::emitter::{Emitter, EmitterSettings};
 use crate::mqtt::presence::{self, Presence};
-use crate::status::{self, CameraStatus, CameraWatch};
+use crate::status::{self, CameraStatus, CameraWatch, WorkerStatus, WorkerView};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
 use crate::worker::{DetectorPool, ModelChoice, Supervisor, WorkerHandle, WorkerSpec};
 use crate::{collector, health, mqtt};
@@ -115,8 +115,9 @@ impl Partial {
 /// The worker pools: one entry per inference type.
 struct PoolPlan {
     inference_type: String,
-    ids: Vec<String>,
-    metrics: Vec<Arc<WorkerMetrics>>,
+    /// Each worker: its id, what readers see, and its state sender (taken by
+    /// its supervisor).
+    workers: Vec<(String, WorkerView, Option<watch::Sender<WorkerStatus>>)>,
 }
 
 /// Starts every component; on an early error stops what had started and
@@ -131,25 +132,26 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             Arc::new(m)
         })
         .collect();
-    let pools: Vec<PoolPlan> = config
+    let mut pools: Vec<PoolPlan> = config
         .workers
         .iter()
         .map(|(ty, w)| {
-            let ids: Vec<String> = (0..w.count).map(|i| format!("{ty}-{i}")).collect();
-            let metrics = ids
-                .iter()
-                .map(|id| Arc::new(WorkerMetrics::new(id)))
+            let workers = (0..w.count)
+                .map(|i| {
+                    let id = format!("{ty}-{i}");
+                    let (view, tx) = WorkerView::new(&id);
+                    (id, view, Some(tx))
+                })
                 .collect();
             PoolPlan {
                 inference_type: ty.clone(),
-                ids,
-                metrics,
+                workers,
             }
         })
         .collect();
     for m in &camera_metrics {
-        for w in pools.iter().flat_map(|p| &p.metrics) {
-            m.attach_worker(w.clone());
+        for (_, view, _) in pools.iter().flat_map(|p| &p.workers) {
+            m.attach_worker(view.clone());
         }
     }
     // Each camera's state: one sender per owner, a watch for every reader.
@@ -171,7 +173,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             .cloned()
             .zip(watches.iter().cloned())
             .collect(),
-        workers: pools.iter().flat_map(|p| p.metrics.clone()).collect(),
+        workers: pools
+            .iter()
+            .flat_map(|p| p.workers.iter().map(|(_, view, _)| view.clone()))
+            .collect(),
     });
 
     let root = CancellationToken::new();
@@ -328,7 +333,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .iter()
         .all(|c| c.camera.source == SourceKind::File && !c.camera.realtime);
     let mut detector_pool = None;
-    for plan in &pools {
+    for plan in &mut pools {
         let Some(wcfg) = config.workers.get(&plan.inference_type) else {
             continue;
         };
@@ -341,7 +346,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             ]);
         }
         let mut handles = Vec::new();
-        for (id, wm) in plan.ids.iter().zip(&plan.metrics) {
+        for (id, view, status) in &mut plan.workers {
+            let (Some(status), wm) = (status.take(), &view.metrics) else {
+                continue;
+            };
             let (tx, requests) = mpsc::channel(4);
             handles.push(WorkerHandle::new(id.clone(), tx));
             let Some(inbox) = bus.inbox(&plan.inference_type, wm.clone()) else {
@@ -371,6 +379,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 inbox,
                 results: results_tx.clone(),
                 metrics: wm.clone(),
+                status,
                 requests,
                 alerts: Some(all_alerts.clone()),
             };
@@ -723,7 +732,7 @@ async fn stats_logger(registry: Arc<Registry>, interval: Duration, cancel: Cance
                 );
             }
         }
-        for w in &registry.workers {
+        for w in registry.workers.iter().map(|v| &v.metrics) {
             tracing::info!(
                 worker = %w.id,
                 frames = w.frames_sent.get(),

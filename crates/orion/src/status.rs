@@ -1,6 +1,7 @@
 //! The typed state of one camera's components, each published by its one owner
 //! on a `watch` channel: the stream supervisor publishes [`StreamStatus`], the MQTT
-//! emitter [`MqttStatus`], the control plane `paused`, the orchestrator `running`.
+//! emitter [`MqttStatus`], the control plane `paused`, the orchestrator `running`;
+//! each worker supervisor its [`WorkerStatus`].
 //! Health, presence, `get_status` and the metrics exposition read a
 //! [`CameraWatch`] (receivers only); presence and start-up wait on changes instead
 //! of polling.
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::health::metrics::Metrics;
+use crate::health::metrics::{Metrics, WorkerMetrics};
 
 /// What the stream supervisor says about its camera.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,6 +37,46 @@ pub struct MqttStatus {
     pub connected: bool,
     /// Another live process uses this instance_id on the broker.
     pub conflict: Option<String>,
+}
+
+/// What a worker supervisor says about its worker.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerStatus {
+    /// The process said `ready` and has not failed since.
+    pub up: bool,
+    /// Said `ready` at least once: before that a worker that is not up is
+    /// starting, not down.
+    pub ever_up: bool,
+    /// Restarts stopped after repeated failures.
+    pub failed: bool,
+    /// The runtime the worker runs its model on (`openvino:CPU`, ...), as it
+    /// said in `ready` and its results.
+    pub backend: Option<String>,
+}
+
+/// One worker as its readers see it: its counters and its state.
+#[derive(Debug, Clone)]
+pub struct WorkerView {
+    pub metrics: Arc<WorkerMetrics>,
+    pub status: watch::Receiver<WorkerStatus>,
+}
+
+impl WorkerView {
+    /// A worker's counters and state channel; the sender goes to its supervisor.
+    pub fn new(id: &str) -> (Self, watch::Sender<WorkerStatus>) {
+        let (tx, status) = watch::channel(WorkerStatus::default());
+        (
+            Self {
+                metrics: Arc::new(WorkerMetrics::new(id)),
+                status,
+            },
+            tx,
+        )
+    }
+
+    pub fn status(&self) -> WorkerStatus {
+        self.status.borrow().clone()
+    }
 }
 
 /// The publishing sides, handed out once each to the owning component.

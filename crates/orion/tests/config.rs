@@ -235,16 +235,19 @@ fn validate_subcommand_prints_problems_and_fails() {
         "{stdout}"
     );
 
-    let out = common::oriond()
-        .args(["validate", "--config", "config/orion.yaml"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+    // Every shipped config is valid.
+    for shipped in ["config/orion.yaml", "config/corridor.yaml"] {
+        let out = common::oriond()
+            .args(["validate", "--config", shipped])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{shipped}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+    }
 }
 
 #[test]

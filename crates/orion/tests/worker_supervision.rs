@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 struct Harness {
+    status: tokio::sync::watch::Receiver<orion::status::WorkerStatus>,
     /// The one camera's side of the frame bus.
     bus: CameraPort,
     metrics: Arc<WorkerMetrics>,
@@ -72,6 +73,7 @@ fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: us
         Arc::new(GroupMetrics::new(name))
     });
     let metrics = Arc::new(WorkerMetrics::new("fake-0"));
+    let (status_tx, status) = tokio::sync::watch::channel(Default::default());
     let (tx, results) = mpsc::channel(16);
     let (requests_tx, requests) = mpsc::channel(4);
     let sup = Supervisor {
@@ -97,6 +99,7 @@ fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: us
         inbox: bus.inbox("fake", metrics.clone()).expect("pool"),
         results: tx,
         metrics: metrics.clone(),
+        status: status_tx,
         model: Some(ModelChoice {
             name: "fake".into(),
             entry: ModelEntry::single("/nonexistent/fake.onnx", ModelFormat::Ssd),
@@ -107,6 +110,7 @@ fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: us
     let cancel = CancellationToken::new();
     let task = tokio::spawn(sup.run(cancel.clone()));
     Harness {
+        status,
         bus: bus.camera(0),
         metrics,
         results,
@@ -152,8 +156,10 @@ impl Harness {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_flow_and_stop_ends_the_process() {
     let mut h = start("echo", Duration::from_secs(30));
-    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
-        .await;
+    h.wait("worker up", Duration::from_secs(20), |h| {
+        h.status.borrow().up
+    })
+    .await;
     for seq in 1..=3 {
         h.bus.publish(job(seq));
         let out = tokio::time::timeout(Duration::from_secs(5), h.results.recv())
@@ -174,12 +180,14 @@ async fn results_flow_and_stop_ends_the_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_worker_is_restarted() {
     let h = start("crash", Duration::from_secs(30));
-    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
-        .await;
+    h.wait("worker up", Duration::from_secs(20), |h| {
+        h.status.borrow().up
+    })
+    .await;
     h.bus.publish(job(1));
     // The crash is noticed at once and the worker comes back after 1 s of backoff.
     h.wait("restart", Duration::from_secs(20), |h| {
-        h.metrics.restarts.get() >= 1 && h.metrics.up.get()
+        h.metrics.restarts.get() >= 1 && h.status.borrow().up
     })
     .await;
     assert!(h.metrics.errors.get() >= 1);
@@ -192,8 +200,10 @@ async fn a_crashing_worker_is_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_worker_is_killed_and_replaced() {
     let h = start("hang", Duration::from_secs(1));
-    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
-        .await;
+    h.wait("worker up", Duration::from_secs(20), |h| {
+        h.status.borrow().up
+    })
+    .await;
     let first = h.pids()[0];
     h.bus.publish(job(1));
     h.wait(
@@ -211,8 +221,10 @@ async fn a_worker_hung_with_inline_frames_and_prefetch_is_replaced_in_time() {
     // Inline 640x480 frames (900 KB each) fill the pipe of a worker that stopped
     // reading: the write itself must not hold the supervisor past the hang timeout.
     let h = start_with("hang", Duration::from_secs(1), None, 1);
-    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
-        .await;
+    h.wait("worker up", Duration::from_secs(20), |h| {
+        h.status.borrow().up
+    })
+    .await;
     let first = h.pids()[0];
     let published = Instant::now();
     for seq in 1..=3 {
@@ -240,8 +252,10 @@ async fn a_worker_hung_with_inline_frames_and_prefetch_is_replaced_in_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_length_prefix_restarts_the_worker() {
     let h = start("garbage", Duration::from_secs(30));
-    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
-        .await;
+    h.wait("worker up", Duration::from_secs(20), |h| {
+        h.status.borrow().up
+    })
+    .await;
     h.bus.publish(job(1));
     h.wait("restart after garbage", Duration::from_secs(20), |h| {
         h.metrics.restarts.get() >= 1
@@ -254,8 +268,10 @@ async fn a_huge_length_prefix_restarts_the_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_swaps_are_answered_and_frames_keep_flowing() {
     let mut h = start("echo", Duration::from_secs(30));
-    h.wait("worker up", Duration::from_secs(20), |h| h.metrics.up.get())
-        .await;
+    h.wait("worker up", Duration::from_secs(20), |h| {
+        h.status.borrow().up
+    })
+    .await;
     let good = ModelChoice {
         name: "n".into(),
         entry: ModelEntry::single("/models/good.onnx", ModelFormat::Yolo),

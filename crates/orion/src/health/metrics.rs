@@ -1,5 +1,7 @@
 //! Counters, gauges and histograms shared by the components, and their Prometheus
-//! text exposition.
+//! text exposition. Only measurements live here: what a component *is* (up,
+//! connected, paused, failed) is its typed status on a watch channel
+//! (`crate::status`), which the exposition reads next to these.
 //!
 //! Components update these with relaxed atomics on their own hot paths; the HTTP
 //! server and the health model only read them. Nothing here allocates per update or
@@ -7,11 +9,13 @@
 //! is registered and when the metrics are rendered).
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::status::CameraWatch;
+use tokio::sync::watch;
+
+use crate::status::{CameraWatch, WorkerStatus, WorkerView};
 
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -25,31 +29,6 @@ impl Counter {
     }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, Default)]
-pub struct Flag(AtomicBool);
-
-impl Flag {
-    pub fn set(&self, v: bool) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A short text (a last error, a conflict), set rarely, read by status and health.
-#[derive(Debug, Default)]
-pub struct Text(Mutex<Option<String>>);
-
-impl Text {
-    pub fn set(&self, v: Option<String>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = v;
-    }
-    pub fn get(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -183,17 +162,8 @@ pub struct WorkerMetrics {
     pub restarts: Counter,
     /// Frames the worker did not answer in time (it was then replaced).
     pub hangs: Counter,
-    pub up: Flag,
-    /// Said `ready` at least once: before that a worker that is not up is
-    /// starting, not down.
-    pub ever_up: Flag,
-    /// Restarts stopped after repeated failures.
-    pub failed: Flag,
     /// Last message from the worker.
     pub last_seen: Timestamp,
-    /// The runtime the worker runs its model on (`openvino:CPU`, ...), as it
-    /// said in `ready` and its results.
-    pub backend: Text,
     pub latency: Histogram,
 }
 
@@ -207,11 +177,7 @@ impl WorkerMetrics {
             errors: Counter::default(),
             restarts: Counter::default(),
             hangs: Counter::default(),
-            up: Flag::default(),
-            ever_up: Flag::default(),
-            failed: Flag::default(),
             last_seen: Timestamp::default(),
-            backend: Text::default(),
             latency: Histogram::default(),
         }
     }
@@ -294,7 +260,7 @@ pub struct Metrics {
     pub control_dropped: Counter,
     /// Replies that could not be sent (the broker away).
     pub control_replies_dropped: Counter,
-    workers: Mutex<Vec<Arc<WorkerMetrics>>>,
+    workers: Mutex<Vec<WorkerView>>,
     groups: Mutex<Vec<Arc<GroupMetrics>>>,
 }
 
@@ -342,22 +308,20 @@ impl Metrics {
         }
     }
 
-    /// Attaches a shared worker's metrics (health and status of this camera
-    /// report the workers that serve it).
-    pub fn attach_worker(&self, w: Arc<WorkerMetrics>) {
+    /// Attaches a shared worker (health and status of this camera report the
+    /// workers that serve it).
+    pub fn attach_worker(&self, w: WorkerView) {
         self.workers
             .lock()
             .expect("metrics worker list poisoned")
             .push(w);
     }
 
-    pub fn add_worker(&self, id: &str) -> Arc<WorkerMetrics> {
-        let w = Arc::new(WorkerMetrics::new(id));
-        self.workers
-            .lock()
-            .expect("metrics worker list poisoned")
-            .push(w.clone());
-        w
+    /// A new worker attached to this camera; its state sender for the caller.
+    pub fn add_worker(&self, id: &str) -> watch::Sender<WorkerStatus> {
+        let (view, tx) = WorkerView::new(id);
+        self.attach_worker(view);
+        tx
     }
 
     pub fn add_group(&self, name: &str) -> Arc<GroupMetrics> {
@@ -376,7 +340,7 @@ impl Metrics {
             .clone()
     }
 
-    pub fn workers(&self) -> Vec<Arc<WorkerMetrics>> {
+    pub fn workers(&self) -> Vec<WorkerView> {
         self.workers
             .lock()
             .expect("metrics worker list poisoned")
@@ -557,7 +521,7 @@ const CAMERA_GAUGES: [CameraSeries; 10] = [
 
 /// Prometheus text exposition format, version 0.0.4, of every camera (label
 /// `camera`) and every worker (label `worker`), each family once.
-pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[Arc<WorkerMetrics>]) -> String {
+pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let label = |m: &Metrics| format!("camera=\"{}\"", label_value(&m.camera));
     for (kind, series) in [
@@ -598,66 +562,66 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[Arc<WorkerMetrics
         m.e2e_latency
             .render(&mut out, "orion_e2e_latency_seconds", &label(m));
     }
-    let per_worker: [Series<WorkerMetrics>; 9] = [
+    let per_worker: [Series<WorkerView>; 9] = [
         (
             "orion_worker_frames_total",
             "counter",
             "Frames a worker took from its pool.",
-            |w| w.frames_sent.get() as f64,
+            |w| w.metrics.frames_sent.get() as f64,
         ),
         (
             "orion_worker_inferences_total",
             "counter",
             "Results returned by a worker.",
-            |w| w.inferences.get() as f64,
+            |w| w.metrics.inferences.get() as f64,
         ),
         (
             "orion_worker_results_dropped_total",
             "counter",
             "Results dropped because the collector was busy.",
-            |w| w.results_dropped.get() as f64,
+            |w| w.metrics.results_dropped.get() as f64,
         ),
         (
             "orion_worker_errors_total",
             "counter",
             "Errors reported by or about a worker.",
-            |w| w.errors.get() as f64,
+            |w| w.metrics.errors.get() as f64,
         ),
         (
             "orion_worker_restarts_total",
             "counter",
             "Worker process restarts.",
-            |w| w.restarts.get() as f64,
+            |w| w.metrics.restarts.get() as f64,
         ),
         (
             "orion_worker_hangs_total",
             "counter",
             "Frames a worker did not answer in time (it was replaced).",
-            |w| w.hangs.get() as f64,
+            |w| w.metrics.hangs.get() as f64,
         ),
         (
             "orion_worker_failed",
             "gauge",
             "1 once restarts stopped after repeated failures.",
-            |w| u64::from(w.failed.get()) as f64,
+            |w| f64::from(u8::from(w.status.borrow().failed)),
         ),
         (
             "orion_worker_up",
             "gauge",
             "1 while the worker process is ready.",
-            |w| u64::from(w.up.get()) as f64,
+            |w| f64::from(u8::from(w.status.borrow().up)),
         ),
         (
             "orion_worker_last_seen_timestamp_seconds",
             "gauge",
             "Unix time of the last message from a worker.",
-            |w| w.last_seen.get_ms() as f64 / 1000.0,
+            |w| w.metrics.last_seen.get_ms() as f64 / 1000.0,
         ),
     ];
     for (name, kind, help, get) in per_worker {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for w in workers {
-            let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", w.id, get(w));
+            let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", w.metrics.id, get(w));
         }
     }
     let name = "orion_worker_backend_info";
@@ -666,11 +630,11 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[Arc<WorkerMetrics
         "# HELP {name} The runtime a worker runs its model on (label backend), 1 per worker that said it.\n# TYPE {name} gauge"
     );
     for w in workers {
-        if let Some(backend) = w.backend.get() {
+        if let Some(backend) = w.status().backend {
             let _ = writeln!(
                 out,
                 "{name}{{worker=\"{}\",backend=\"{}\"}} 1",
-                w.id,
+                w.metrics.id,
                 label_value(&backend)
             );
         }
@@ -715,8 +679,9 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[Arc<WorkerMetrics
         "# HELP {name} Worker-reported total time per frame.\n# TYPE {name} histogram"
     );
     for w in workers {
-        w.latency
-            .render(&mut out, name, &format!("worker=\"{}\"", w.id));
+        w.metrics
+            .latency
+            .render(&mut out, name, &format!("worker=\"{}\"", w.metrics.id));
     }
     out
 }

@@ -13,15 +13,15 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::status::{CameraWatch, StreamStatus};
-use metrics::{Metrics, WorkerMetrics};
+use crate::status::{CameraWatch, StreamStatus, WorkerView};
+use metrics::Metrics;
 
 /// Every camera's metrics and the shared workers', for the HTTP server.
 #[derive(Debug)]
 pub struct Registry {
     /// Each camera's counters and state.
     pub cameras: Vec<(Arc<Metrics>, CameraWatch)>,
-    pub workers: Vec<Arc<WorkerMetrics>>,
+    pub workers: Vec<WorkerView>,
 }
 
 impl Registry {
@@ -66,7 +66,7 @@ impl Registry {
                 .first()
                 .map_or(0, |(m, _)| m.started.elapsed().as_secs()),
             cameras,
-            workers: self.workers.iter().map(|w| worker_report(w)).collect(),
+            workers: self.workers.iter().map(worker_report).collect(),
         }
     }
 
@@ -197,7 +197,7 @@ pub struct GroupReport {
 pub fn report(m: &Metrics, w: &CameraWatch) -> HealthReport {
     let stream = w.stream();
     let mqtt = w.mqtt();
-    let workers: Vec<WorkerReport> = m.workers().iter().map(|w| worker_report(w)).collect();
+    let workers: Vec<WorkerReport> = m.workers().iter().map(worker_report).collect();
     let mut reasons = Vec::new();
     let status = if !w.running() {
         reasons.push("not running".to_string());
@@ -273,19 +273,20 @@ pub fn report(m: &Metrics, w: &CameraWatch) -> HealthReport {
     }
 }
 
-fn worker_report(w: &WorkerMetrics) -> WorkerReport {
+fn worker_report(view: &WorkerView) -> WorkerReport {
+    let (w, status) = (&view.metrics, view.status());
     WorkerReport {
         id: w.id.clone(),
-        up: w.up.get(),
+        up: status.up,
         frames_processed: w.frames_sent.get(),
         inferences: w.inferences.get(),
         errors: w.errors.get(),
         restarts: w.restarts.get(),
         hangs: w.hangs.get(),
-        failed: w.failed.get(),
-        ever_up: w.ever_up.get(),
+        failed: status.failed,
+        ever_up: status.ever_up,
         avg_latency_ms: w.latency.mean().map(|d| d.as_secs_f64() * 1e3),
-        backend: w.backend.get(),
+        backend: status.backend,
         last_seen_ms: Some(w.last_seen.get_ms()).filter(|ms| *ms > 0),
     }
 }
@@ -322,7 +323,7 @@ mod tests {
         status.stream.send_modify(|s| s.up = true);
         status.mqtt.send_modify(|s| s.connected = true);
         assert_eq!(report(&m, &w).status, Status::Degraded, "worker not up yet");
-        worker.up.set(true);
+        worker.send_modify(|s| s.up = true);
         assert_eq!(report(&m, &w).status, Status::Healthy);
         status.mqtt.send_modify(|s| s.connected = false);
         let r = report(&m, &w);
@@ -350,19 +351,17 @@ mod tests {
             ]
         );
         for x in [&w0, &w1] {
-            x.up.set(true);
-            x.ever_up.set(true);
+            x.send_modify(|s| (s.up, s.ever_up) = (true, true));
         }
         assert_eq!(report(&m, &w).status, Status::Healthy);
-        w0.up.set(false);
+        w0.send_modify(|s| s.up = false);
         assert_eq!(
             report(&m, &w).reasons,
             vec!["worker person_detector-0 down (restarting)"]
         );
-        w0.failed.set(true);
+        w0.send_modify(|s| s.failed = true);
         assert_eq!(report(&m, &w).status, Status::Degraded, "one worker left");
-        w1.up.set(false);
-        w1.failed.set(true);
+        w1.send_modify(|s| (s.up, s.failed) = (false, true));
         assert_eq!(
             report(&m, &w).status,
             Status::Unhealthy,

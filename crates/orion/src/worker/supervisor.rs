@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use orion_protocol::{
     CommandRequest, FrameMeta, FrameRequest, FromWorker, PROTOCOL_VERSION, Pixels, ToWorker,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerOutput;
@@ -25,6 +25,7 @@ use crate::config::ModelEntry;
 use crate::framebus::{Inbox, Job};
 use crate::health::metrics::WorkerMetrics;
 use crate::health::{Alert, Alerts};
+use crate::status::WorkerStatus;
 
 /// A process that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -193,6 +194,8 @@ pub struct Supervisor {
     /// dropped its sender.
     pub results: mpsc::Sender<WorkerOutput>,
     pub metrics: Arc<WorkerMetrics>,
+    /// The worker's state; this supervisor is its one writer.
+    pub status: watch::Sender<WorkerStatus>,
     /// From the control plane ([`WorkerHandle`]).
     pub requests: mpsc::Receiver<WorkerRequest>,
     /// Told when restarts stop.
@@ -211,7 +214,8 @@ impl Supervisor {
             let end = self
                 .run_once(&worker_id, &mut next_command_id, &cancel)
                 .await;
-            self.metrics.up.set(false);
+            self.status
+                .send_if_modified(|s| std::mem::replace(&mut s.up, false));
             match end {
                 Ok(Stop::Cancelled) => break,
                 Err(e) => {
@@ -260,7 +264,7 @@ impl Supervisor {
     /// (health `degraded`, an alert on the health topic) and stays down until
     /// the daemon restarts. Waits for `cancel`, refusing requests meanwhile.
     async fn give_up(&mut self, last: &LifetimeError, count: usize, cancel: &CancellationToken) {
-        self.metrics.failed.set(true);
+        self.status.send_modify(|s| s.failed = true);
         let message = format!(
             "worker {} failed {count} times within {:?}; restarts stopped after {} restart(s) (last error: {last})",
             self.spec.id,
@@ -359,8 +363,11 @@ impl Supervisor {
         process.accept_shared(ready.shm);
         tracing::info!(pid = process.pid, model = %ready.model.name, input = ready.model.input_size, backend = ready.model.backend.as_deref().unwrap_or("-"), shared_memory = ready.shm, "worker ready");
         self.metrics.last_seen.touch();
-        self.metrics.up.set(true);
-        self.metrics.ever_up.set(true);
+        let backend = ready.model.backend.clone();
+        self.status.send_modify(|s| {
+            (s.up, s.ever_up) = (true, true);
+            s.backend = backend;
+        });
 
         let mut life = Lifetime {
             process,
@@ -369,7 +376,6 @@ impl Supervisor {
             front_since: Instant::now(),
             backend: ready.model.backend.clone(),
         };
-        self.metrics.backend.set(ready.model.backend.clone());
         let result = self
             .serve(&mut life, worker_id, next_command_id, cancel)
             .await;
@@ -535,7 +541,8 @@ impl Supervisor {
                         backend = life.backend.as_deref().unwrap_or("-"),
                         "worker runtime changed"
                     );
-                    self.metrics.backend.set(life.backend.clone());
+                    let backend = life.backend.clone();
+                    self.status.send_modify(|s| s.backend = backend);
                 }
                 self.metrics.last_seen.touch();
                 self.metrics.inferences.inc();
