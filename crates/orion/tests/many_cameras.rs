@@ -84,6 +84,15 @@ fn three_cameras_share_the_pools_and_keep_their_own_contract() {
     ));
     let config = cameras_config(&broker.url(), cameras, |c| {
         common::set(c, "models.person_detector.max_inference_rate_hz", 2.0);
+        // A second catalog entry (the same file) to swap the shared pool to.
+        common::set(
+            c,
+            "models.person_detector.catalog.copy",
+            yaml(&format!(
+                "{{ path: \"{}\", format: ssd }}",
+                common::model_path()
+            )),
+        );
         common::set(
             c,
             "workers.scene_brightness.command",
@@ -166,6 +175,26 @@ fn three_cameras_share_the_pools_and_keep_their_own_contract() {
         json!(ids),
         "{status}"
     );
+
+    // A model swap from one camera acts on the shared pool: the reply names every
+    // camera, and another camera's status shows the new model.
+    let swapped = replies.command(
+        "room-rtsp",
+        json!({"command": "set_model_size", "params": {"size": "copy"}}),
+    );
+    assert_eq!(swapped["success"], true, "{swapped}");
+    assert_eq!(swapped["data"]["cameras"], json!(ids), "{swapped}");
+    let message = swapped["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("shared by 3 cameras: room-file, room-test, room-rtsp"),
+        "{message}"
+    );
+    let other = replies.command("room-file", json!({"command": "get_status"}));
+    assert_eq!(other["data"]["inference"]["model"], "copy", "{other}");
+    results.wait_for(Duration::from_secs(30), |topic, payload| {
+        let (id, _, _, v) = inference(topic, payload)?;
+        (id == "room-test" && v["model"]["name"] == "copy").then_some(())
+    });
 
     // Pausing one camera pauses that camera alone.
     let paused = replies.command("room-file", json!({"command": "pause_inference"}));
