@@ -1,15 +1,18 @@
 //! Result collector: fan-in of every worker's results (of every pool), routing to
 //! the camera the frame came from, enrichment into the published inference
-//! message, hand-off to that camera's emitter.
+//! message (person detections get their `track_id` from the camera's tracker),
+//! hand-off to that camera's emitter, with the events and occupancy the camera's
+//! signals produce (`tracking::signals`). A tick keeps time moving for cameras
+//! without results (visits end, rooms empty, on time).
 //!
 //! Owns the shape of the inference message (docs/results.md). It stops when every worker
 //! supervisor has dropped its sender (then nothing more can arrive) or on cancel.
 //! It never waits for the broker: the emitter's publish is non-blocking.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use orion_protocol::{Detection, ModelInfo, NormRect, RoiProcessing, Timing};
+use orion_protocol::{BBox, Detection, ModelInfo, NormRect, RoiProcessing, Timing};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +20,12 @@ use tokio_util::sync::CancellationToken;
 use crate::attention::RoiAttention;
 use crate::health::metrics::Metrics;
 use crate::mqtt::emitter::EmitterHandle;
+use crate::tracking::signals::{Output, Signals, Stamp};
+use crate::tracking::zones::Zone;
 use crate::worker::WorkerOutput;
+
+/// How often time is advanced for the signals of cameras without results.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Published on `care/inferences/{instance_id}/{inference_type}`.
 #[derive(Debug, Serialize)]
@@ -48,10 +56,21 @@ pub struct InferenceMessage<'a> {
 #[serde(untagged)]
 pub enum InferenceData<'a> {
     Detections {
-        detections: &'a [Detection],
+        detections: Vec<TrackedDetection<'a>>,
         count: u32,
     },
     Custom(&'a serde_json::Map<String, serde_json::Value>),
+}
+
+/// A detection as published: the worker's fields and its track.
+#[derive(Debug, Serialize)]
+pub struct TrackedDetection<'a> {
+    #[serde(flatten)]
+    pub detection: &'a Detection,
+    /// The person's track on this camera (unique for the daemon's lifetime);
+    /// absent for types that are not tracked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
 }
 
 /// Where one camera's results go.
@@ -62,18 +81,105 @@ pub struct CameraSink {
     pub emitter: EmitterHandle,
     /// Auto-focus feedback (from `person_detector` results) goes here.
     pub roi: Arc<Mutex<RoiAttention>>,
+    /// Tracks, events and occupancy from `person_detector` results.
+    pub signals: Mutex<Signals>,
+    /// The retained occupancy from before this start has been removed (done
+    /// once, as soon as the broker is there, before any new state is published).
+    pub stale_cleared: std::sync::atomic::AtomicBool,
+    /// The occupancy last decided (JSON) and the MQTT connection it was
+    /// published on: after a reconnection it is published again (retained
+    /// messages sent while the broker was away are lost).
+    pub occupancy: Mutex<(Option<Vec<u8>>, u64)>,
+}
+
+impl CameraSink {
+    fn signals(&self) -> std::sync::MutexGuard<'_, Signals> {
+        self.signals.lock().expect("camera signals poisoned")
+    }
+
+    /// Removes the retained occupancy a previous run left (an empty retained
+    /// message deletes it): until this run decides, consumers see no state
+    /// rather than a stale one.
+    fn clear_stale(&self) {
+        use std::sync::atomic::Ordering;
+        if self.stale_cleared.load(Ordering::Relaxed) {
+            return;
+        }
+        let topic = crate::topics::occupancy(&self.instance_id);
+        if self.emitter.publish_retained(topic, Vec::new()) {
+            self.stale_cleared.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The camera's zones now.
+    pub fn zones(&self) -> Vec<Zone> {
+        self.signals().zones().to_vec()
+    }
+
+    /// Replaces the camera's zones (validated by the caller) and publishes what
+    /// that changes: `zone_left` of people in a zone that went away, occupancy.
+    pub fn set_zones(&self, zones: Vec<Zone>) {
+        let out = self.signals().set_zones(zones, Stamp::now());
+        self.publish_signals(&out);
+    }
+
+    /// Publishes what the signals produced: events (QoS 1, not retained) and the
+    /// occupancy (retained).
+    fn publish_signals(&self, out: &Output) {
+        for event in &out.events {
+            match serde_json::to_vec(event) {
+                Ok(payload) => {
+                    self.metrics.count_event(event.kind);
+                    self.emitter
+                        .publish(crate::topics::events(&self.instance_id), payload);
+                    tracing::info!(camera = %self.instance_id, event = event.kind, track_id = ?event.track_id, "event");
+                }
+                Err(e) => tracing::error!(error = %e, "cannot serialize event"),
+            }
+        }
+        self.clear_stale();
+        let mut last = self.occupancy.lock().expect("occupancy poisoned");
+        if let Some(occupancy) = &out.occupancy
+            && let Ok(payload) = serde_json::to_vec(occupancy)
+        {
+            *last = (Some(payload), 0);
+        }
+        let connection = self.metrics.mqtt_connections.get();
+        if let (Some(payload), published) = &*last
+            && *published != connection
+            && self
+                .emitter
+                .publish_retained(crate::topics::occupancy(&self.instance_id), payload.clone())
+        {
+            last.1 = connection;
+        }
+        drop(last);
+        self.metrics
+            .tracks_active
+            .set(self.signals().active_tracks() as f64);
+    }
 }
 
 /// The collector: one sink per camera, indexed like the daemon's camera list.
 pub struct Collector {
-    pub cameras: Vec<CameraSink>,
+    pub cameras: Vec<Arc<CameraSink>>,
 }
 
 impl Collector {
     pub async fn run(self, mut results: mpsc::Receiver<WorkerOutput>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let output = tokio::select! {
                 _ = cancel.cancelled() => break,
+                _ = tick.tick() => {
+                    let now = Stamp::now();
+                    for sink in &self.cameras {
+                        let out = sink.signals().on_tick(now);
+                        sink.publish_signals(&out);
+                    }
+                    continue;
+                }
                 o = results.recv() => match o {
                     Some(o) => o,
                     None => break,
@@ -103,10 +209,27 @@ impl Collector {
                 .auto_focus
                 .observe(r.suggested_roi);
         }
+        let tracked = &*o.pool == crate::config::PERSON_DETECTOR && r.data.is_none();
+        let signals = tracked.then(|| {
+            let boxes: Vec<BBox> = r.detections.iter().map(|d| d.bbox).collect();
+            let captured = Stamp {
+                mono: frame.captured_instant,
+                wall: frame.captured_at,
+            };
+            sink.signals().on_result(captured, &boxes, Stamp::now())
+        });
         let data = match &r.data {
             Some(custom) => InferenceData::Custom(custom),
             None => InferenceData::Detections {
-                detections: &r.detections,
+                detections: r
+                    .detections
+                    .iter()
+                    .enumerate()
+                    .map(|(i, detection)| TrackedDetection {
+                        detection,
+                        track_id: signals.as_ref().and_then(|s| s.track_ids.get(i).copied()),
+                    })
+                    .collect(),
                 count: r.person_count,
             },
         };
@@ -141,5 +264,9 @@ impl Collector {
         sink.metrics.e2e_latency.observe(e2e);
         let topic = crate::topics::inferences(&sink.instance_id, &r.inference_type);
         sink.emitter.publish(topic, payload);
+        // Events after the result they come from.
+        if let Some(out) = &signals {
+            sink.publish_signals(out);
+        }
     }
 }

@@ -16,10 +16,12 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::attention::RoiAttention;
+use crate::collector::CameraSink;
 use crate::config::{AutoFocusConfig, Config};
 use crate::health::{self, metrics::Metrics};
 use crate::mqtt::commands::Command;
 use crate::status::CameraWatch;
+use crate::tracking::zones::{Zone, ZoneSpec};
 use crate::worker::{DetectorPool, Swapped};
 
 /// The answer to one command.
@@ -64,6 +66,8 @@ pub struct CameraControls {
     /// FPS measured during warm-up; caps the inference rate.
     pub measured_fps: Option<f64>,
     pub roi: Arc<Mutex<RoiAttention>>,
+    /// The camera's result sink: its zones live with its signals there.
+    pub sink: Arc<CameraSink>,
 }
 
 pub struct ControlPlane {
@@ -212,6 +216,26 @@ impl ControlPlane {
             Command::GetAutoFocusStats => {
                 Outcome::ok("auto-focus stats", self.roi().auto_focus.stats())
             }
+            Command::SetZones { zones } => match crate::tracking::zones::validate(zones) {
+                Ok(valid) => {
+                    let n = valid.len();
+                    self.camera.sink.set_zones(valid);
+                    let zones = self.camera.sink.zones();
+                    self.config().zones.regions = zones_as_specs(&zones);
+                    Outcome::ok(format!("{n} zone(s) set"), json!({"zones": zones}))
+                }
+                Err(e) => Outcome::fail(e),
+            },
+            Command::GetZones => {
+                let zones = self.camera.sink.zones();
+                Outcome::ok(format!("{} zone(s)", zones.len()), json!({"zones": zones}))
+            }
+            Command::ClearZones => {
+                let n = self.camera.sink.zones().len();
+                self.camera.sink.set_zones(Vec::new());
+                self.config().zones.regions.clear();
+                Outcome::ok(format!("{n} zone(s) cleared"), json!({"zones": []}))
+            }
             Command::Shutdown => Outcome {
                 shutdown: true,
                 ..Outcome::ok("shutting down", Value::Null)
@@ -322,6 +346,18 @@ impl ControlPlane {
             "config": effective,
         })
     }
+}
+
+/// Zones as the config writes them (for the effective config in `get_status`).
+fn zones_as_specs(zones: &[Zone]) -> Vec<ZoneSpec> {
+    zones
+        .iter()
+        .map(|z| ZoneSpec {
+            name: z.name.clone(),
+            polygon: Some(z.polygon.clone()),
+            rect: None,
+        })
+        .collect()
 }
 
 fn auto_focus_json(c: &AutoFocusConfig) -> Value {

@@ -20,6 +20,7 @@
 //!   watch channels, published by its one owner.
 //! - [`health`]: status model, metrics (counters), HTTP server.
 //! - [`topics`]: the MQTT topic names, in one place.
+//! - [`tracking`]: tracks, events and occupancy per camera.
 //! - [`backoff`]: the retry delays every supervisor uses.
 //! - [`logging`]: one escaped line per log event, long values cut, repeated
 //!   warnings rate-limited.
@@ -41,4 +42,5 @@ pub mod orchestrator;
 pub mod status;
 pub mod stream;
 pub mod topics;
+pub mod tracking;
 pub mod worker;

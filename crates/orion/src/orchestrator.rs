@@ -34,6 +34,8 @@ use crate::mqtt::emitter::{Emitter, EmitterSettings};
 use crate::mqtt::presence::{self, Presence};
 use crate::status::{self, CameraStatus, CameraWatch, WorkerStatus, WorkerView};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
+use crate::tracking::signals::{SignalSettings, Signals};
+use crate::tracking::tracker::TrackerSettings;
 use crate::worker::{DetectorPool, ModelChoice, Supervisor, WorkerHandle, WorkerSpec};
 use crate::{collector, health, mqtt};
 
@@ -431,6 +433,35 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             cam.stream.height,
             &cam.rois,
         )));
+        let signals = Signals::new(
+            &cam.instance_id,
+            &cam.room_id,
+            cam.stream.width,
+            cam.stream.height,
+            SignalSettings {
+                tracker: TrackerSettings {
+                    min_hits: cam.tracking.min_hits,
+                    max_missing: Duration::from_secs_f64(cam.tracking.max_missing_s),
+                    max_distance: cam.tracking.max_distance,
+                },
+                empty_after: Duration::from_secs_f64(cam.occupancy.empty_after_s),
+                // Validated with the config.
+                zones: crate::tracking::zones::validate(&cam.zones.regions).unwrap_or_default(),
+                zone_min_frames: cam.zones.min_frames,
+                anchor: cam.zones.anchor,
+            },
+        );
+        let sink = Arc::new(collector::CameraSink {
+            instance_id: cam.instance_id.clone(),
+            room_id: cam.room_id.clone(),
+            metrics: metrics.clone(),
+            emitter: emitter.handle.clone(),
+            roi: roi.clone(),
+            signals: Mutex::new(signals),
+            stale_cleared: Default::default(),
+            occupancy: Mutex::new((None, 0)),
+        });
+        sinks.push(sink.clone());
         let Some(paused) = paused_status[i].take() else {
             continue;
         };
@@ -443,6 +474,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 rate_tx,
                 measured_fps: warm.map(|w| w.fps_mean),
                 roi: roi.clone(),
+                sink: sink.clone(),
             },
             detector_pool.clone(),
         ));
@@ -494,13 +526,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             .run(tasks.clone())
             .instrument(span),
         );
-        sinks.push(collector::CameraSink {
-            instance_id: cam.instance_id.clone(),
-            room_id: cam.room_id.clone(),
-            metrics: metrics.clone(),
-            emitter: emitter.handle.clone(),
-            roi,
-        });
         runs.push(CameraRun {
             instance_id: cam.instance_id.clone(),
             identity,

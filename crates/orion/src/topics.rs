@@ -20,6 +20,16 @@ pub fn status(instance_id: &str) -> String {
     format!("care/status/{instance_id}")
 }
 
+/// Events of the instance (`person_entered`, `zone_left`, ...): QoS 1, not retained.
+pub fn events(instance_id: &str) -> String {
+    format!("care/events/{instance_id}")
+}
+
+/// The instance's retained occupancy.
+pub fn occupancy(instance_id: &str) -> String {
+    format!("care/occupancy/{instance_id}")
+}
+
 /// Every instance's presence (the fleet view).
 pub const STATUS_ALL: &str = "care/status/+";
 

@@ -57,6 +57,9 @@ pub struct Config {
     pub health: HealthConfig,
     /// Upper bound for the whole ordered shutdown, in seconds.
     pub shutdown_timeout_s: f64,
+    pub tracking: TrackingConfig,
+    pub occupancy: OccupancyConfig,
+    pub zones: ZonesConfig,
     /// Several cameras in one daemon: each entry names `instance_id` and `camera`
     /// and may set `room_id`, `stream`, `rois` and `max_inference_rate_hz`
     /// (merged over the top-level sections). Without it the top-level
@@ -75,14 +78,91 @@ pub struct Config {
 pub const MAX_CAMERAS: usize = 64;
 
 /// The keys a `cameras` entry may set.
-const CAMERA_KEYS: [&str; 6] = [
+const CAMERA_KEYS: [&str; 9] = [
+    "zones",
     "instance_id",
     "room_id",
     "camera",
     "stream",
     "rois",
     "max_inference_rate_hz",
+    "tracking",
+    "occupancy",
 ];
+
+/// Tracking of people across results (per camera).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    /// Results a track must be seen in before it counts as a person (and
+    /// `person_entered` goes out).
+    pub min_hits: u32,
+    /// A track not seen for this long ends (`person_left`).
+    pub max_missing_s: f64,
+    /// Largest association distance, in box sizes (centre distance to the
+    /// predicted position, plus a penalty for a change of size).
+    pub max_distance: f64,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        Self {
+            min_hits: 2,
+            max_missing_s: 3.0,
+            max_distance: 1.5,
+        }
+    }
+}
+
+/// Which point of a person's box decides the zone they are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneAnchor {
+    /// Where the person stands or lies (the bottom centre of the box).
+    #[default]
+    BottomCenter,
+    /// The centre of the box.
+    Center,
+}
+
+/// Named regions of the camera's view (per camera), changeable at run time
+/// (`set_zones`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZonesConfig {
+    /// Results in a row inside (outside) before a person is in (out of) a zone.
+    pub min_frames: u32,
+    pub anchor: ZoneAnchor,
+    /// The zones: `{name, polygon: [[x, y], ...]}` or `{name, rect: {x, y,
+    /// width, height}}`, normalized.
+    pub regions: Vec<crate::tracking::zones::ZoneSpec>,
+}
+
+impl Default for ZonesConfig {
+    fn default() -> Self {
+        Self {
+            min_frames: 2,
+            anchor: ZoneAnchor::BottomCenter,
+            regions: Vec::new(),
+        }
+    }
+}
+
+/// Occupancy with hysteresis (per camera).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OccupancyConfig {
+    /// No confirmed person for this long: the room is empty.
+    pub empty_after_s: f64,
+}
+
+impl Default for OccupancyConfig {
+    fn default() -> Self {
+        Self {
+            empty_after_s: 10.0,
+        }
+    }
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -98,6 +178,9 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             health: HealthConfig::default(),
             shutdown_timeout_s: 5.0,
+            tracking: TrackingConfig::default(),
+            occupancy: OccupancyConfig::default(),
+            zones: ZonesConfig::default(),
             cameras: Vec::new(),
             resolved: Vec::new(),
             form_problems: Vec::new(),

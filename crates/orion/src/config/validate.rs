@@ -532,6 +532,39 @@ impl Config {
             120.0,
             " seconds",
         );
+        let t = &self.tracking;
+        c.range_u64("tracking.min_hits", t.min_hits.into(), 1, 20, " results");
+        c.range_f64(
+            "tracking.max_missing_s",
+            t.max_missing_s,
+            0.5,
+            600.0,
+            " seconds",
+        );
+        c.range_f64(
+            "tracking.max_distance",
+            t.max_distance,
+            0.1,
+            10.0,
+            " box sizes",
+        );
+        c.range_f64(
+            "occupancy.empty_after_s",
+            self.occupancy.empty_after_s,
+            0.0,
+            3600.0,
+            " seconds",
+        );
+        c.range_u64(
+            "zones.min_frames",
+            self.zones.min_frames.into(),
+            1,
+            100,
+            " results",
+        );
+        if let Err(e) = crate::tracking::zones::validate(&self.zones.regions) {
+            c.fail("zones.regions", e);
+        }
         self.check_cameras(&mut c);
         c.problems
     }
@@ -563,7 +596,16 @@ impl Config {
                     ),
                 );
             }
-            let own = ["instance_id", "room_id", "camera", "stream", "rois"];
+            let own = [
+                "instance_id",
+                "room_id",
+                "camera",
+                "stream",
+                "rois",
+                "tracking",
+                "occupancy",
+                "zones",
+            ];
             let rate = "models.person_detector.max_inference_rate_hz";
             for p in cam.validate() {
                 let key = if p.key == rate {

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::attention::ExternalRoi;
 use crate::config::{AutoFocusStrategy, BrokerAddr};
 use crate::mqtt::commands::Command;
+use crate::tracking::zones::{ZoneRect, ZoneSpec};
 
 /// Operate Orion instances over MQTT.
 #[derive(Debug, Parser)]
@@ -85,6 +86,12 @@ pub enum Cmd {
         #[command(subcommand)]
         action: RoisCmd,
     },
+    /// Named zones of the view (bed, door, ...): events when people enter and
+    /// leave them.
+    Zones {
+        #[command(subcommand)]
+        action: ZonesCmd,
+    },
     /// Auto-focus.
     Autofocus {
         #[command(subcommand)]
@@ -119,6 +126,20 @@ pub enum RoisCmd {
     /// Remove the external ROIs (back to auto-focus or the full frame).
     Clear,
     /// Show the external ROIs.
+    Get,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZonesCmd {
+    /// Replace the zones: each NAME=X,Y,W,H, a rectangle in normalized
+    /// coordinates (0..1); polygons go through `send`.
+    Set {
+        #[arg(required = true, value_name = "NAME=X,Y,W,H")]
+        zones: Vec<String>,
+    },
+    /// Remove every zone.
+    Clear,
+    /// Show the zones.
     Get,
 }
 
@@ -172,6 +193,16 @@ pub fn command_json(cmd: &Cmd) -> anyhow::Result<Value> {
         Cmd::Rois {
             action: RoisCmd::Get,
         } => Command::GetAttentionRois,
+        Cmd::Zones { action } => match action {
+            ZonesCmd::Set { zones } => Command::SetZones {
+                zones: zones
+                    .iter()
+                    .map(|z| parse_zone(z))
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            },
+            ZonesCmd::Clear => Command::ClearZones,
+            ZonesCmd::Get => Command::GetZones,
+        },
         Cmd::Autofocus { action } => match action {
             AutofocusCmd::Enable => Command::EnableAutoFocus,
             AutofocusCmd::Disable => Command::DisableAutoFocus,
@@ -225,6 +256,24 @@ fn parse_roi(s: &str) -> anyhow::Result<ExternalRoi> {
         width,
         height,
         name: None,
+    })
+}
+
+/// `NAME=X,Y,W,H` as a rectangular zone.
+fn parse_zone(s: &str) -> anyhow::Result<ZoneSpec> {
+    let (name, rect) = s
+        .split_once('=')
+        .with_context(|| format!("`{s}` is not NAME=X,Y,W,H"))?;
+    let roi = parse_roi(rect)?;
+    Ok(ZoneSpec {
+        name: name.to_string(),
+        polygon: None,
+        rect: Some(ZoneRect {
+            x: roi.x,
+            y: roi.y,
+            width: roi.width,
+            height: roi.height,
+        }),
     })
 }
 
@@ -458,6 +507,8 @@ async fn watch(cli: &Cli, count: Option<u64>) -> anyhow::Result<u8> {
         crate::topics::inferences_all(id),
         crate::topics::status(id),
         crate::topics::health(id),
+        crate::topics::events(id),
+        crate::topics::occupancy(id),
     ];
     let mut conn = Connection::open(cli, &topics, timeout).await?;
     if !cli.json {

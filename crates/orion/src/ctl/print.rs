@@ -36,6 +36,18 @@ pub fn reply(command: &str, r: &Value) -> String {
     let d = &r["data"];
     match command {
         "get_status" => status(&mut out, d),
+        "get_zones" | "set_zones" => {
+            let _ = writeln!(out, "ok: {}", s(&r["message"]));
+            for zone in d["zones"].as_array().into_iter().flatten() {
+                let corners: Vec<String> = zone["polygon"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| format!("({}, {})", s(&p[0]), s(&p[1])))
+                    .collect();
+                let _ = writeln!(out, "  {}: {}", s(&zone["name"]), corners.join(" "));
+            }
+        }
         "get_attention_rois" | "set_attention_rois" => {
             let _ = writeln!(out, "ok: {}", s(&r["message"]));
             for roi in d["rois"].as_array().into_iter().flatten() {
@@ -274,7 +286,11 @@ pub fn watch_line(topic: &str, payload: &[u8]) -> String {
             .map(|d| {
                 let b = &d["bbox"];
                 format!(
-                    "[{:.0},{:.0} {:.0}x{:.0} {:.2}]",
+                    "[{}{:.0},{:.0} {:.0}x{:.0} {:.2}]",
+                    d["track_id"]
+                        .as_u64()
+                        .map(|t| format!("#{t} "))
+                        .unwrap_or_default(),
                     b["x"].as_f64().unwrap_or(0.0),
                     b["y"].as_f64().unwrap_or(0.0),
                     b["width"].as_f64().unwrap_or(0.0),
@@ -292,6 +308,46 @@ pub fn watch_line(topic: &str, payload: &[u8]) -> String {
             s(&v["model"]["name"]),
             s(&v["model"]["input_size"]),
             s(&v["roi"]["source"])
+        )
+    } else if topic.starts_with("care/events/") {
+        let what = match v["type"].as_str() {
+            Some("occupancy_changed") => {
+                format!("occupied={} count={}", s(&v["occupied"]), s(&v["count"]))
+            }
+            Some("zone_entered" | "zone_left") => format!(
+                "track #{} zone {}{}",
+                s(&v["track_id"]),
+                s(&v["zone"]),
+                v["reason"]
+                    .as_str()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+            Some("person_left") => format!(
+                "track #{} after {:.1} s",
+                s(&v["track_id"]),
+                v["duration_s"].as_f64().unwrap_or(0.0)
+            ),
+            _ => format!("track #{}", s(&v["track_id"])),
+        };
+        format!("{time} event {} {what}", s(&v["type"]))
+    } else if topic.starts_with("care/occupancy/") {
+        let zones: Vec<String> = v["zones"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, z)| format!("{name}={}", s(&z["count"])))
+            .collect();
+        format!(
+            "--:--:--.--- occupancy occupied={} count={} since {}{}",
+            s(&v["occupied"]),
+            s(&v["count"]),
+            s(&v["since"]),
+            if zones.is_empty() {
+                String::new()
+            } else {
+                format!(" zones: {}", zones.join(" "))
+            }
         )
     } else if topic.starts_with(crate::topics::STATUS_PREFIX) {
         format!(
@@ -363,6 +419,35 @@ mod tests {
         assert_eq!(
             line,
             "21:23:31.782 person_detection 1 person(s) [1,2 3x4 0.90] e2e 12 ms, model ssdlite/300, roi full_frame"
+        );
+    }
+
+    #[test]
+    fn watch_shows_tracks_events_and_occupancy() {
+        let result = json!({"timestamp": "2026-11-28T08:00:00.123Z", "inference_type": "person_detection",
+            "data": {"count": 1, "detections": [{"bbox": {"x": 1, "y": 2, "width": 3, "height": 4},
+            "confidence": 0.9, "class": "person", "track_id": 7}]},
+            "e2e_latency_ms": 5, "model": {"name": "ssdlite", "input_size": 300}, "roi": {"source": "full_frame"}});
+        let line = watch_line(
+            "care/inferences/a/person_detection",
+            result.to_string().as_bytes(),
+        );
+        assert!(line.contains("[#7 1,2 3x4 0.90]"), "{line}");
+        let left = json!({"type": "zone_left", "timestamp": "2026-11-28T08:00:01.000Z", "track_id": 7,
+            "zone": "bed", "reason": "walked_out"});
+        let line = watch_line("care/events/a", left.to_string().as_bytes());
+        assert_eq!(
+            line,
+            "08:00:01.000 event zone_left track #7 zone bed (walked_out)"
+        );
+        let occ = json!({"occupied": true, "count": 1, "since": "2026-11-28T08:00:00.000Z",
+            "zones": {"bed": {"occupied": true, "count": 1}}});
+        let line = watch_line("care/occupancy/a", occ.to_string().as_bytes());
+        assert!(
+            line.ends_with(
+                "occupancy occupied=true count=1 since 2026-11-28T08:00:00.000Z zones: bed=1"
+            ),
+            "{line}"
         );
     }
 }

@@ -260,6 +260,10 @@ pub struct Metrics {
     pub control_dropped: Counter,
     /// Replies that could not be sent (the broker away).
     pub control_replies_dropped: Counter,
+    /// Confirmed tracks (people in view) now.
+    pub tracks_active: GaugeF64,
+    /// Events published, by type (index in [`EVENT_TYPES`]).
+    pub events: [Counter; EVENT_TYPES.len()],
     workers: Mutex<Vec<WorkerView>>,
     groups: Mutex<Vec<Arc<GroupMetrics>>>,
 }
@@ -293,13 +297,31 @@ impl Default for Metrics {
             control_busy: Counter::default(),
             control_dropped: Counter::default(),
             control_replies_dropped: Counter::default(),
+            tracks_active: GaugeF64::default(),
+            events: Default::default(),
             workers: Mutex::new(Vec::new()),
             groups: Mutex::new(Vec::new()),
         }
     }
 }
 
+/// The event types counted in `orion_events_total{type}`.
+pub const EVENT_TYPES: [&str; 5] = [
+    "person_entered",
+    "person_left",
+    "zone_entered",
+    "zone_left",
+    "occupancy_changed",
+];
+
 impl Metrics {
+    /// Counts one published event of type `kind`.
+    pub fn count_event(&self, kind: &str) {
+        if let Some(i) = EVENT_TYPES.iter().position(|t| *t == kind) {
+            self.events[i].inc();
+        }
+    }
+
     /// The metrics of camera `instance_id`.
     pub fn for_camera(instance_id: &str) -> Self {
         Self {
@@ -468,7 +490,12 @@ const CAMERA_COUNTERS: [CameraSeries; 20] = [
     ),
 ];
 
-const CAMERA_GAUGES: [CameraSeries; 10] = [
+const CAMERA_GAUGES: [CameraSeries; 11] = [
+    (
+        "orion_tracks_active",
+        "Confirmed tracks (people in view) now.",
+        |m, _| m.tracks_active.get(),
+    ),
     (
         "orion_running",
         "1 while the camera's components run.",
@@ -553,6 +580,16 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
     ];
     for (name, help, v) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    let name = "orion_events_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Events published, by type.\n# TYPE {name} counter"
+    );
+    for (m, _) in cameras {
+        for (kind, n) in EVENT_TYPES.iter().zip(&m.events) {
+            let _ = writeln!(out, "{name}{{{},type=\"{kind}\"}} {}", label(m), n.get());
+        }
     }
     let _ = writeln!(
         out,

@@ -13,9 +13,10 @@ use serde_json::{Map, Value};
 
 use crate::attention::ExternalRoi;
 use crate::config::AutoFocusStrategy;
+use crate::tracking::zones::{self, ZoneSpec};
 
 /// Every command, with the params it takes.
-pub const COMMANDS: [(&str, &str); 15] = [
+pub const COMMANDS: [(&str, &str); 18] = [
     ("get_status", ""),
     ("pause_inference", ""),
     ("resume_inference", ""),
@@ -36,6 +37,12 @@ pub const COMMANDS: [(&str, &str); 15] = [
     ("disable_auto_focus", ""),
     ("clear_auto_focus_history", ""),
     ("get_auto_focus_stats", ""),
+    (
+        "set_zones",
+        "zones: [{name, polygon: [[x, y], ...]} | {name, rect: {x, y, width, height}}, ...] (normalized 0..1)",
+    ),
+    ("get_zones", ""),
+    ("clear_zones", ""),
     ("shutdown", ""),
 ];
 
@@ -67,6 +74,11 @@ pub enum Command {
     DisableAutoFocus,
     ClearAutoFocusHistory,
     GetAutoFocusStats,
+    SetZones {
+        zones: Vec<ZoneSpec>,
+    },
+    GetZones,
+    ClearZones,
     Shutdown,
 }
 
@@ -88,6 +100,9 @@ impl Command {
             Command::DisableAutoFocus => "disable_auto_focus",
             Command::ClearAutoFocusHistory => "clear_auto_focus_history",
             Command::GetAutoFocusStats => "get_auto_focus_stats",
+            Command::SetZones { .. } => "set_zones",
+            Command::GetZones => "get_zones",
+            Command::ClearZones => "clear_zones",
             Command::Shutdown => "shutdown",
         }
     }
@@ -100,6 +115,7 @@ impl Command {
             Command::SetInferenceRate { rate_hz } => Some(serde_json::json!({"rate_hz": rate_hz})),
             Command::SetModelSize { size } => Some(serde_json::json!({"size": size})),
             Command::SetAttentionRois { rois } => Some(serde_json::json!({"rois": rois})),
+            Command::SetZones { zones } => Some(serde_json::json!({"zones": zones})),
             Command::SetAutoFocusStrategy { strategy, params } => {
                 let mut p = Map::new();
                 p.insert("strategy".into(), Value::from(strategy.name()));
@@ -324,7 +340,28 @@ fn command(name: &'static str, params: Map<String, Value>) -> Result<Command, St
         "disable_auto_focus" => simple(Command::DisableAutoFocus),
         "clear_auto_focus_history" => simple(Command::ClearAutoFocusHistory),
         "get_auto_focus_stats" => simple(Command::GetAutoFocusStats),
+        "get_zones" => simple(Command::GetZones),
+        "clear_zones" => simple(Command::ClearZones),
         "shutdown" => simple(Command::Shutdown),
+        "set_zones" => {
+            only(&params, &["zones"])?;
+            let specs = match params.get("zones") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        serde_json::from_value::<ZoneSpec>(v.clone()).map_err(|e| {
+                            format!("zones[{i}]: {e}; expected {{\"name\": string, \"polygon\": [[x, y], ...]}} or {{\"name\": string, \"rect\": {{\"x\", \"y\", \"width\", \"height\"}}}}")
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(other) => return Err(format!("params.zones must be an array, got {}", type_name(other))),
+                None => return Err("missing params.zones: [{name, rect | polygon}, ...] in normalized coordinates".into()),
+            };
+            // All or nothing: one bad zone refuses the command.
+            zones::validate(&specs)?;
+            Ok(Command::SetZones { zones: specs })
+        }
         "set_inference_rate" => {
             only(&params, &["rate_hz"])?;
             let rate_hz = number(&params, "rate_hz")?.ok_or_else(|| {
@@ -590,6 +627,27 @@ mod tests {
             Command::DisableAutoFocus,
             Command::ClearAutoFocusHistory,
             Command::GetAutoFocusStats,
+            Command::SetZones {
+                zones: vec![
+                    ZoneSpec {
+                        name: "bed".into(),
+                        polygon: None,
+                        rect: Some(zones::ZoneRect {
+                            x: 0.1,
+                            y: 0.5,
+                            width: 0.4,
+                            height: 0.4,
+                        }),
+                    },
+                    ZoneSpec {
+                        name: "door".into(),
+                        polygon: Some(vec![[0.7, 0.2], [0.95, 0.2], [0.95, 0.9]]),
+                        rect: None,
+                    },
+                ],
+            },
+            Command::GetZones,
+            Command::ClearZones,
             Command::Shutdown,
         ];
         assert_eq!(all.len(), COMMANDS.len(), "every command once");

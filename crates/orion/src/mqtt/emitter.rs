@@ -216,10 +216,9 @@ impl EmitterHandle {
     pub async fn publish_reply(&self, topic: String, payload: Vec<u8>, timeout: Duration) -> bool {
         // Right after a (re)connection the emitter reads the retained presence
         // before it counts as connected (half a second): a reply due then waits.
-        let until = tokio::time::Instant::now() + REPLY_CONNECT_WAIT.min(timeout);
-        while !self.status.borrow().connected && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let mut connected = self.status.subscribe();
+        let wait = REPLY_CONNECT_WAIT.min(timeout);
+        let _ = tokio::time::timeout(wait, connected.wait_for(|s| s.connected)).await;
         if !self.status.borrow().connected {
             self.metrics.mqtt_dropped.inc();
             return false;

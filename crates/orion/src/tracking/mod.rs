@@ -1,0 +1,7 @@
+//! From boxes to care signals, per camera: the [`tracker`] follows people across
+//! results; [`zones`] are the named regions of a view; [`signals`] turns visits
+//! into events and occupancy.
+
+pub mod signals;
+pub mod tracker;
+pub mod zones;

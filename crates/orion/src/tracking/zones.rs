@@ -1,0 +1,227 @@
+//! Zones: named regions of a camera's view (`bed`, `door`, `bathroom_door`) as
+//! normalized polygons, from the config or the `set_zones` command.
+//!
+//! Owns their shape and validation (both sources go through [`validate`], so a
+//! refused command and a refused config say the same thing) and the
+//! point-in-polygon test. Which track is in which zone is the signals' business.
+
+use serde::{Deserialize, Serialize};
+
+/// The most zones per camera.
+pub const MAX_ZONES: usize = 16;
+/// The most corners of one polygon.
+pub const MAX_POINTS: usize = 32;
+
+/// A zone as written in the config or a command: a polygon or a rectangle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+    pub name: String,
+    /// Corners `[x, y]`, normalized 0..1, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polygon: Option<Vec<[f64; 2]>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rect: Option<ZoneRect>,
+}
+
+/// A rectangle in normalized coordinates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneRect {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// A validated zone: a name and a polygon.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Zone {
+    pub name: String,
+    pub polygon: Vec<[f64; 2]>,
+}
+
+impl Zone {
+    /// Whether `(x, y)` (normalized) is inside (even-odd rule; a point on the
+    /// edge may fall either way).
+    pub fn contains(&self, x: f64, y: f64) -> bool {
+        let p = &self.polygon;
+        let mut inside = false;
+        let mut j = p.len() - 1;
+        for i in 0..p.len() {
+            let ([xi, yi], [xj, yj]) = (p[i], p[j]);
+            if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
+                inside = !inside;
+            }
+            j = i;
+        }
+        inside
+    }
+}
+
+fn in_unit(v: f64) -> bool {
+    v.is_finite() && (0.0..=1.0).contains(&v)
+}
+
+/// Twice the signed area of a polygon.
+fn area2(p: &[[f64; 2]]) -> f64 {
+    let n = p.len();
+    (0..n)
+        .map(|i| {
+            let ([x0, y0], [x1, y1]) = (p[i], p[(i + 1) % n]);
+            x0 * y1 - x1 * y0
+        })
+        .sum()
+}
+
+/// Checks `specs` (at most [`MAX_ZONES`], unique names of 1-32 `A-Z a-z 0-9 - _ .`,
+/// a polygon of 3 to [`MAX_POINTS`] corners inside the frame, or a rectangle
+/// inside the frame); all or nothing.
+pub fn validate(specs: &[ZoneSpec]) -> Result<Vec<Zone>, String> {
+    if specs.len() > MAX_ZONES {
+        return Err(format!(
+            "{} zones; at most {MAX_ZONES} per camera",
+            specs.len()
+        ));
+    }
+    let mut zones: Vec<Zone> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let name = &spec.name;
+        let name_ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !name_ok {
+            return Err(format!(
+                "zones[{i}].name `{}` is not allowed; use 1 to 32 characters from A-Z a-z 0-9 - _ .",
+                name.chars().take(40).collect::<String>()
+            ));
+        }
+        if zones.iter().any(|z| &z.name == name) {
+            return Err(format!("zones[{i}].name `{name}` is used twice"));
+        }
+        let polygon = match (&spec.polygon, &spec.rect) {
+            (Some(p), None) => {
+                if p.len() < 3 || p.len() > MAX_POINTS {
+                    return Err(format!(
+                        "zones[{i}] ({name}): a polygon needs 3 to {MAX_POINTS} corners, got {}",
+                        p.len()
+                    ));
+                }
+                if let Some(bad) = p.iter().find(|[x, y]| !in_unit(*x) || !in_unit(*y)) {
+                    return Err(format!(
+                        "zones[{i}] ({name}): corner [{}, {}] is outside the frame; corners are normalized 0..1",
+                        bad[0], bad[1]
+                    ));
+                }
+                p.clone()
+            }
+            (None, Some(r)) => {
+                let fits = in_unit(r.x)
+                    && in_unit(r.y)
+                    && r.width.is_finite()
+                    && r.height.is_finite()
+                    && r.width > 0.0
+                    && r.height > 0.0
+                    && r.x + r.width <= 1.0 + 1e-9
+                    && r.y + r.height <= 1.0 + 1e-9;
+                if !fits {
+                    return Err(format!(
+                        "zones[{i}] ({name}): rect must lie inside the frame: x, y >= 0, width, height > 0, x + width <= 1, y + height <= 1"
+                    ));
+                }
+                vec![
+                    [r.x, r.y],
+                    [r.x + r.width, r.y],
+                    [r.x + r.width, r.y + r.height],
+                    [r.x, r.y + r.height],
+                ]
+            }
+            _ => {
+                return Err(format!(
+                    "zones[{i}] ({name}): give exactly one of polygon: [[x, y], ...] or rect: {{x, y, width, height}}"
+                ));
+            }
+        };
+        if area2(&polygon).abs() < 1e-9 {
+            return Err(format!("zones[{i}] ({name}): the polygon has no area"));
+        }
+        zones.push(Zone {
+            name: name.clone(),
+            polygon,
+        });
+    }
+    Ok(zones)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Vec<ZoneSpec> {
+        serde_json::from_str(json).expect("zone JSON")
+    }
+
+    #[test]
+    fn rectangles_and_polygons_contain_what_they_should() {
+        let zones = validate(&spec(
+            r#"[{"name": "bed", "rect": {"x": 0.1, "y": 0.5, "width": 0.4, "height": 0.4}},
+                {"name": "door", "polygon": [[0.7, 0.2], [0.95, 0.2], [0.95, 0.9]]}]"#,
+        ))
+        .expect("valid");
+        assert!(zones[0].contains(0.3, 0.7));
+        assert!(!zones[0].contains(0.6, 0.7));
+        assert!(zones[1].contains(0.9, 0.5), "inside the triangle");
+        assert!(!zones[1].contains(0.75, 0.8), "left of its diagonal");
+    }
+
+    #[test]
+    fn bad_zones_are_refused_with_the_reason() {
+        for (json, fragment) in [
+            (
+                r#"[{"name": "", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}}]"#,
+                "not allowed",
+            ),
+            (
+                r#"[{"name": "a", "rect": {"x": 0.5, "y": 0, "width": 0.6, "height": 1}}]"#,
+                "inside the frame",
+            ),
+            (r#"[{"name": "a", "polygon": [[0, 0], [1, 1]]}]"#, "3 to 32"),
+            (
+                r#"[{"name": "a", "polygon": [[0, 0], [1.5, 1], [0, 1]]}]"#,
+                "outside the frame",
+            ),
+            (
+                r#"[{"name": "a", "polygon": [[0, 0], [0.5, 0.5], [1, 1]]}]"#,
+                "no area",
+            ),
+            (r#"[{"name": "a"}]"#, "exactly one of"),
+            (
+                r#"[{"name": "a", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}},
+                    {"name": "a", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}}]"#,
+                "used twice",
+            ),
+        ] {
+            let err = validate(&spec(json)).expect_err(json);
+            assert!(err.contains(fragment), "{json} -> {err}");
+        }
+        let many: Vec<ZoneSpec> = (0..17)
+            .map(|i| ZoneSpec {
+                name: format!("z{i}"),
+                polygon: None,
+                rect: Some(ZoneRect {
+                    x: 0.0,
+                    y: 0.0,
+                    width: 0.5,
+                    height: 0.5,
+                }),
+            })
+            .collect();
+        assert!(
+            validate(&many)
+                .expect_err("too many")
+                .contains("at most 16")
+        );
+    }
+}
