@@ -90,6 +90,10 @@ pub struct CameraSink {
     /// published on: after a reconnection it is published again (retained
     /// messages sent while the broker was away are lost).
     pub occupancy: Mutex<(Option<Vec<u8>>, u64)>,
+    /// Home Assistant discovery prefix, when enabled.
+    pub discovery: Option<String>,
+    /// The discovery topics published and the connection they went out on.
+    pub discovered: Mutex<(Vec<String>, u64)>,
 }
 
 impl CameraSink {
@@ -108,6 +112,69 @@ impl CameraSink {
         let topic = crate::topics::occupancy(&self.instance_id);
         if self.emitter.publish_retained(topic, Vec::new()) {
             self.stale_cleared.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Home Assistant discovery: published once per connection and whenever the
+    /// zones change; the entities of zones that went away are removed (empty
+    /// retained messages).
+    fn publish_discovery(&self) {
+        let Some(device) = self.device() else {
+            return;
+        };
+        let connection = self.metrics.mqtt_connections.get();
+        let configs = device.configs(&self.zones());
+        let mut done = self.discovered.lock().expect("discovery poisoned");
+        let topics: Vec<String> = configs.iter().map(|(t, _)| t.clone()).collect();
+        if done.1 == connection && done.0 == topics {
+            return;
+        }
+        for gone in done.0.iter().filter(|t| !topics.contains(t)) {
+            if !self.emitter.publish_retained(gone.clone(), Vec::new()) {
+                return;
+            }
+        }
+        for (topic, payload) in configs {
+            if !self.emitter.publish_retained(topic, payload) {
+                return;
+            }
+        }
+        *done = (topics, connection);
+    }
+
+    /// Takes over the discovery messages a previous run left on the broker: the
+    /// next publication removes those of entities that no longer exist (a zone
+    /// removed from the config while the daemon was stopped).
+    pub fn adopt_discovered(&self, topics: Vec<String>) {
+        let mut done = self.discovered.lock().expect("discovery poisoned");
+        for t in topics {
+            if !done.0.contains(&t) {
+                done.0.push(t);
+            }
+        }
+        done.1 = 0;
+    }
+
+    /// The discovery device of this camera, when discovery is enabled.
+    pub fn device(&self) -> Option<crate::homeassistant::Device<'_>> {
+        self.discovery
+            .as_deref()
+            .map(|prefix| crate::homeassistant::Device {
+                prefix,
+                instance_id: &self.instance_id,
+                room_id: &self.room_id,
+            })
+    }
+
+    /// Removes what this camera left retained on the broker besides its
+    /// presence: its occupancy and its Home Assistant entities (the camera goes
+    /// away for good).
+    pub fn remove_retained(&self) {
+        let topic = crate::topics::occupancy(&self.instance_id);
+        self.emitter.publish_retained(topic, Vec::new());
+        let topics = std::mem::take(&mut self.discovered.lock().expect("discovery poisoned").0);
+        for topic in topics {
+            self.emitter.publish_retained(topic, Vec::new());
         }
     }
 
@@ -154,6 +221,7 @@ impl CameraSink {
             last.1 = connection;
         }
         drop(last);
+        self.publish_discovery();
         self.metrics
             .tracks_active
             .set(self.signals().active_tracks() as f64);

@@ -19,6 +19,7 @@
 //! - [`status`]: each camera's typed state (stream, MQTT, paused, running) on
 //!   watch channels, published by its one owner.
 //! - [`health`]: status model, metrics (counters), HTTP server.
+//! - [`homeassistant`]: MQTT discovery messages (a device per camera).
 //! - [`topics`]: the MQTT topic names, in one place.
 //! - [`tracking`]: tracks, events and occupancy per camera.
 //! - [`backoff`]: the retry delays every supervisor uses.
@@ -36,6 +37,7 @@ pub mod control;
 pub mod ctl;
 pub mod framebus;
 pub mod health;
+pub mod homeassistant;
 pub mod logging;
 pub mod mqtt;
 pub mod orchestrator;

@@ -73,11 +73,14 @@ struct CameraRun {
     emitter: Emitter,
     control: CancellationToken,
     control_task: JoinHandle<()>,
+    sink: Arc<collector::CameraSink>,
 }
 
 /// A running daemon; [`Running::stop`] is the one way to stop it.
 pub struct Running {
     root: CancellationToken,
+    /// Cameras that go away for good at this stop (a reload without them).
+    retired: Vec<String>,
     shutdown_timeout: Duration,
     cameras: Vec<CameraRun>,
     /// Each camera's `running` state (this struct owns it).
@@ -259,40 +262,43 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     };
     let mut control_rxs = Vec::new();
+    let mut emitter_settings = Vec::new();
     for (i, cam) in cameras.iter().enumerate() {
         let identity = presence::Identity::new(&cam.instance_id, &cam.room_id);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
         control_rxs.push((identity.clone(), control_rx));
+        let settings = EmitterSettings {
+            client_id: cam.client_id(),
+            host: host.clone(),
+            port,
+            keep_alive: Duration::from_secs(cam.mqtt.keep_alive_s),
+            max_pending: cam.mqtt.max_pending_publishes,
+            credentials: cam
+                .mqtt
+                .username
+                .clone()
+                .map(|u| (u, cam.mqtt.password.clone().unwrap_or_default())),
+            tls: tls.clone(),
+            last_will: Some((
+                cam.status_topic(),
+                presence::offline(&identity, "connection_lost"),
+            )),
+            control_topic: Some(cam.control_topic()),
+            presence: Some((cam.status_topic(), identity.session.clone())),
+            busy: Some(mqtt::emitter::BusyReplies {
+                topic: cam.health_topic(),
+                instance_id: cam.instance_id.clone(),
+                max_command_bytes: cam.mqtt.max_command_bytes,
+            }),
+        };
         partial.emitters.push(Emitter::start(
-            &EmitterSettings {
-                client_id: cam.client_id(),
-                host: host.clone(),
-                port,
-                keep_alive: Duration::from_secs(cam.mqtt.keep_alive_s),
-                max_pending: cam.mqtt.max_pending_publishes,
-                credentials: cam
-                    .mqtt
-                    .username
-                    .clone()
-                    .map(|u| (u, cam.mqtt.password.clone().unwrap_or_default())),
-                tls: tls.clone(),
-                last_will: Some((
-                    cam.status_topic(),
-                    presence::offline(&identity, "connection_lost"),
-                )),
-                control_topic: Some(cam.control_topic()),
-                presence: Some((cam.status_topic(), identity.session.clone())),
-                busy: Some(mqtt::emitter::BusyReplies {
-                    topic: cam.health_topic(),
-                    instance_id: cam.instance_id.clone(),
-                    max_command_bytes: cam.mqtt.max_command_bytes,
-                }),
-            },
+            &settings,
             camera_metrics[i].clone(),
             mqtt_status[i].clone(),
             Some(control_tx),
             root.child_token(),
         ));
+        emitter_settings.push(settings);
     }
     // Woken by the connections themselves (no polling), at most MQTT_CONNECT_WAIT.
     let connected = async {
@@ -460,8 +466,27 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             signals: Mutex::new(signals),
             stale_cleared: Default::default(),
             occupancy: Mutex::new((None, 0)),
+            discovery: cam
+                .homeassistant
+                .enabled
+                .then(|| cam.homeassistant.discovery_prefix.clone()),
+            discovered: Mutex::new((Vec::new(), 0)),
         });
         sinks.push(sink.clone());
+        if let Some(filter) = sink.device().map(|d| d.filter()) {
+            // What a previous run published for this camera, to clean up.
+            let (sink, settings) = (sink.clone(), emitter_settings[i].clone());
+            let cancel = tasks.clone();
+            task_set.spawn(async move {
+                let quiet = Duration::from_millis(500);
+                let read =
+                    mqtt::emitter::retained_topics(&settings, &filter, quiet, MQTT_CONNECT_WAIT);
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    found = read => sink.adopt_discovered(found),
+                }
+            });
+        }
         let Some(paused) = paused_status[i].take() else {
             continue;
         };
@@ -534,6 +559,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             emitter,
             control,
             control_task,
+            sink: sink.clone(),
         });
     }
     task_set.spawn(collector::Collector { cameras: sinks }.run(results_rx, tasks.clone()));
@@ -551,6 +577,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     tracing::info!(cameras = %ids.join(","), "orion running");
     Ok(Running {
         root,
+        retired: Vec::new(),
         shutdown_timeout: Duration::from_secs_f64(config.shutdown_timeout_s),
         cameras: runs,
         running,
@@ -639,6 +666,18 @@ async fn warm_up(
 }
 
 impl Running {
+    /// The instance ids of this run's cameras.
+    pub fn cameras(&self) -> Vec<String> {
+        self.cameras.iter().map(|c| c.instance_id.clone()).collect()
+    }
+
+    /// Marks cameras that go away for good (a reloaded config without them): at
+    /// [`Running::stop`] their retained messages (presence, occupancy, Home
+    /// Assistant discovery) are removed instead of left as `offline`.
+    pub fn retire(&mut self, ids: &[String]) {
+        self.retired.extend(ids.iter().cloned());
+    }
+
     /// Stops everything in order within `shutdown_timeout_s`.
     pub async fn stop(self) -> ShutdownReport {
         for r in &self.running {
@@ -665,6 +704,7 @@ impl Running {
             if !c.stream.stop(left()).await {
                 report.late.push(format!("stream of {}", c.instance_id));
             }
+            let retired = self.retired.contains(&c.instance_id).then_some(c.sink);
             cameras.push((
                 c.instance_id,
                 c.identity,
@@ -672,15 +712,16 @@ impl Running {
                 c.emitter,
                 c.control,
                 c.control_task,
+                retired,
             ));
         }
         let mut emitters = Vec::new();
-        for (id, identity, topic, emitter, control, task) in cameras {
+        for (id, identity, topic, emitter, control, task, retired) in cameras {
             control.cancel();
             if tokio::time::timeout(left(), task).await.is_err() {
                 report.late.push(format!("control plane of {id}"));
             }
-            emitters.push((identity, topic, emitter));
+            emitters.push((identity, topic, emitter, retired));
         }
         self.tasks.cancel();
         if tokio::time::timeout(left(), self.task_set.wait())
@@ -692,10 +733,17 @@ impl Running {
         // A clean exit is not a lost connection: say offline ourselves (the broker
         // only publishes the last will when the connection dies).
         let mut disconnects = tokio::task::JoinSet::new();
-        for (identity, topic, emitter) in emitters {
-            emitter
-                .handle
-                .publish_retained(topic, presence::offline(&identity, "shutdown"));
+        for (identity, topic, emitter, retired) in emitters {
+            // A camera that goes away for good leaves nothing behind (its
+            // collector has stopped: nothing republishes it).
+            let presence = match retired {
+                Some(sink) => {
+                    sink.remove_retained();
+                    Vec::new()
+                }
+                None => presence::offline(&identity, "shutdown"),
+            };
+            emitter.handle.publish_retained(topic, presence);
             let wait = left().min(Duration::from_secs(2));
             disconnects.spawn(async move {
                 if !emitter.disconnect(wait).await {

@@ -224,3 +224,140 @@ fn a_restart_never_repeats_a_stale_occupancy() {
     });
     assert_eq!(v["occupied"], false, "{v}");
 }
+
+/// Retained messages under `filter` as they stand now: topic -> payload (an
+/// empty payload deletes a retained message, so it removes the topic).
+fn retained(
+    port: u16,
+    filter: &str,
+    quiet: Duration,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let sub = Subscriber::connect(port, filter);
+    let mut got = std::collections::BTreeMap::new();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until
+        && let Ok((topic, payload)) = sub.rx.recv_timeout(quiet)
+    {
+        got.insert(topic, payload);
+    }
+    got.retain(|_, p| !p.is_empty());
+    got
+}
+
+#[test]
+fn home_assistant_discovery_follows_zones_and_cameras() {
+    let broker = Mosquitto::start();
+    let discovery = Subscriber::connect(broker.port, "homeassistant/#");
+    let config_for = |cameras: &str| {
+        common::config("unused", &broker.url(), |c| {
+            let map = c.as_mapping_mut().expect("mapping");
+            for key in ["instance_id", "room_id", "camera"] {
+                map.remove(key);
+            }
+            map.insert("cameras".into(), serde_yaml::from_str(cameras).unwrap());
+            common::set(c, "homeassistant.enabled", true);
+            common::set(c, "occupancy.empty_after_s", 1.0);
+        })
+    };
+    let two = r#"
+- { instance_id: ha-a, room_id: "A", camera: { source: test },
+    zones: { regions: [ { name: bed, rect: { x: 0, y: 0.5, width: 0.5, height: 0.5 } } ] } }
+- { instance_id: ha-b, room_id: "B", camera: { source: test } }
+"#;
+    let daemon = Daemon::start(&config_for(two));
+    let path = daemon.dir.path().join("orion.yaml");
+    // Five entities: occupancy and count for each camera, the bed of ha-a.
+    let mut seen = std::collections::BTreeMap::new();
+    discovery.wait_for(Duration::from_secs(60), |topic, payload| {
+        seen.insert(topic.to_string(), payload.to_vec());
+        (seen.len() == 5).then_some(())
+    });
+    let bed = "homeassistant/binary_sensor/orion_ha_a/zone_bed/config";
+    let v: Value = serde_json::from_slice(&seen[bed]).expect("discovery JSON");
+    for key in [
+        "name",
+        "unique_id",
+        "state_topic",
+        "availability",
+        "device",
+        "value_template",
+        "device_class",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing: {v}");
+    }
+    assert_eq!(v["unique_id"], "orion_ha_a_zone_bed");
+    assert_eq!(v["device"]["name"], "Room A");
+    // The state topic really carries what the templates read.
+    let state_topic = v["state_topic"].as_str().unwrap().to_string();
+    let state = Subscriber::connect(broker.port, &state_topic);
+    let occ: Value = state.wait_for(Duration::from_secs(30), |_, p| {
+        serde_json::from_slice(p).ok()
+    });
+    assert_eq!(occ["occupied"], false, "{occ}");
+    assert_eq!(occ["zones"]["bed"]["occupied"], false, "{occ}");
+    assert!(occ["count"].is_u64(), "{occ}");
+    let availability: Value = retained(broker.port, "care/status/ha-a", Duration::from_millis(800))
+        .values()
+        .next()
+        .and_then(|p| serde_json::from_slice(p).ok())
+        .expect("presence");
+    assert_eq!(availability["state"], "online");
+    // A zone replaced at run time: its entity goes, the new one comes.
+    let replies = Subscriber::connect(broker.port, "care/health/ha-a");
+    let r = replies.command(
+        "ha-a",
+        serde_json::json!({"command": "set_zones", "params": {"zones": [
+            {"name": "door", "rect": {"x": 0.8, "y": 0.2, "width": 0.2, "height": 0.7}}]}}),
+    );
+    assert_eq!(r["success"], true, "{r}");
+    let door = "homeassistant/binary_sensor/orion_ha_a/zone_door/config";
+    common::wait_until("the zone entities follow", Duration::from_secs(10), || {
+        let now = retained(broker.port, "homeassistant/#", Duration::from_millis(500));
+        (now.contains_key(door) && !now.contains_key(bed) && now.len() == 5).then_some(())
+    });
+    // A reload without ha-b removes its entities, occupancy and presence.
+    // (The running file has its health port filled in: keep it.)
+    let running = std::fs::read_to_string(&path).unwrap();
+    let mut v: serde_yaml::Value = serde_yaml::from_str(&running).unwrap();
+    let one: String = two
+        .lines()
+        .filter(|l| !l.contains("ha-b"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    v["cameras"] = serde_yaml::from_str(&one).unwrap();
+    std::fs::write(&path, serde_yaml::to_string(&v).unwrap()).unwrap();
+    daemon.signal(libc::SIGHUP);
+    let _log_on_failure = LogOnPanic(&daemon);
+    common::wait_until("ha-b goes away for good", Duration::from_secs(30), || {
+        let quiet = Duration::from_millis(500);
+        let mut left = retained(broker.port, "homeassistant/#", quiet);
+        left.extend(retained(broker.port, "care/status/#", quiet));
+        left.extend(retained(broker.port, "care/occupancy/#", quiet));
+        let b_gone = !left
+            .keys()
+            .any(|t| t.contains("ha-b") || t.contains("ha_b"));
+        let a_kept = left.contains_key("homeassistant/binary_sensor/orion_ha_a/occupancy/config");
+        (b_gone && a_kept).then_some(())
+    });
+    // The new run of ha-a has the config's bed again; the door it only had at
+    // run time is cleaned up, not left behind.
+    common::wait_until(
+        "ha-a's entities are the config's",
+        Duration::from_secs(30),
+        || {
+            let now = retained(broker.port, "homeassistant/#", Duration::from_millis(500));
+            (now.contains_key(bed) && !now.contains_key(door) && now.len() == 3).then_some(())
+        },
+    );
+}
+
+/// Prints the daemon's log when the test fails.
+struct LogOnPanic<'a>(&'a Daemon);
+
+impl Drop for LogOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("daemon log:\n{}", self.0.log());
+        }
+    }
+}

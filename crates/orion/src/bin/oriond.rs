@@ -137,12 +137,17 @@ async fn run_with_reloads(
 ) -> ExitCode {
     loop {
         let this_run = shutdown.child_token();
-        let run = orion::orchestrator::run(config, this_run.clone());
-        tokio::pin!(run);
+        let mut running = match orion::orchestrator::start(config.clone(), this_run.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("fatal: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
         let mut next: Option<Config> = None;
-        let result = loop {
+        loop {
             tokio::select! {
-                r = &mut run => break r,
+                _ = this_run.cancelled() => break,
                 _ = hangup.recv(), if next.is_none() => match Config::load(path) {
                     Ok(c) => {
                         tracing::info!(config = %path.display(), "SIGHUP: config is valid; restarting every component with it");
@@ -152,23 +157,34 @@ async fn run_with_reloads(
                     Err(e) => tracing::error!("SIGHUP: {e}; the running config stays"),
                 },
             }
-        };
-        let code = match result {
-            Ok(report) if report.late.is_empty() => {
-                tracing::info!(
-                    took_ms = report.took.as_millis() as u64,
-                    "shutdown complete"
-                );
-                ExitCode::SUCCESS
+        }
+        if let Some(next) = &next {
+            // Cameras the new config no longer has go away for good.
+            let kept: Vec<String> = next
+                .camera_configs()
+                .into_iter()
+                .map(|c| c.instance_id)
+                .collect();
+            let gone: Vec<String> = running
+                .cameras()
+                .into_iter()
+                .filter(|id| !kept.contains(id))
+                .collect();
+            if !gone.is_empty() {
+                tracing::info!(cameras = ?gone, "cameras removed by the new config");
+                running.retire(&gone);
             }
-            Ok(report) => {
-                tracing::error!(late = ?report.late, took_ms = report.took.as_millis() as u64, "shutdown deadline missed");
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                tracing::error!("fatal: {e:#}");
-                return ExitCode::FAILURE;
-            }
+        }
+        let report = running.stop().await;
+        let code = if report.late.is_empty() {
+            tracing::info!(
+                took_ms = report.took.as_millis() as u64,
+                "shutdown complete"
+            );
+            ExitCode::SUCCESS
+        } else {
+            tracing::error!(late = ?report.late, took_ms = report.took.as_millis() as u64, "shutdown deadline missed");
+            ExitCode::FAILURE
         };
         match next {
             Some(c) if !shutdown.is_cancelled() => {

@@ -60,6 +60,7 @@ pub struct Config {
     pub tracking: TrackingConfig,
     pub occupancy: OccupancyConfig,
     pub zones: ZonesConfig,
+    pub homeassistant: HomeAssistantConfig,
     /// Several cameras in one daemon: each entry names `instance_id` and `camera`
     /// and may set `room_id`, `stream`, `rois` and `max_inference_rate_hz`
     /// (merged over the top-level sections). Without it the top-level
@@ -110,6 +111,26 @@ impl Default for TrackingConfig {
             min_hits: 2,
             max_missing_s: 3.0,
             max_distance: 1.5,
+        }
+    }
+}
+
+/// Home Assistant MQTT discovery (docs/events.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomeAssistantConfig {
+    /// Publish discovery messages: a device per camera with occupancy, person
+    /// count and one entity per zone.
+    pub enabled: bool,
+    /// Home Assistant's discovery prefix.
+    pub discovery_prefix: String,
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            discovery_prefix: "homeassistant".into(),
         }
     }
 }
@@ -181,6 +202,7 @@ impl Default for Config {
             tracking: TrackingConfig::default(),
             occupancy: OccupancyConfig::default(),
             zones: ZonesConfig::default(),
+            homeassistant: HomeAssistantConfig::default(),
             cameras: Vec::new(),
             resolved: Vec::new(),
             form_problems: Vec::new(),

@@ -565,6 +565,23 @@ impl Config {
         if let Err(e) = crate::tracking::zones::validate(&self.zones.regions) {
             c.fail("zones.regions", e);
         }
+        let prefix = &self.homeassistant.discovery_prefix;
+        let prefix_ok = !prefix.is_empty()
+            && prefix.len() <= 64
+            && !prefix.starts_with('/')
+            && !prefix.ends_with('/')
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
+        if !prefix_ok {
+            c.fail(
+                "homeassistant.discovery_prefix",
+                format!(
+                    "`{}` is not allowed; use 1 to 64 characters from A-Z a-z 0-9 - _ / (not at the ends), e.g. homeassistant",
+                    prefix.chars().take(64).collect::<String>()
+                ),
+            );
+        }
         self.check_cameras(&mut c);
         c.problems
     }

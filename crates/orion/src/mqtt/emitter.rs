@@ -115,6 +115,46 @@ impl EmitterSettings {
     }
 }
 
+/// The topics of the retained messages under `filter` (non-empty ones), read
+/// with a short-lived client of its own (`{client_id}-read`): everything the
+/// broker delivers until it has been quiet for `quiet`, at most `timeout`. Empty
+/// when the broker cannot be reached.
+pub async fn retained_topics(
+    settings: &EmitterSettings,
+    filter: &str,
+    quiet: Duration,
+    timeout: Duration,
+) -> Vec<String> {
+    let opts = settings.options(&format!("{}-read", settings.client_id), false);
+    let (client, mut eventloop) = AsyncClient::new(opts, 8);
+    let mut topics = Vec::new();
+    let read = async {
+        let mut subscribed = false;
+        loop {
+            let wait = if subscribed { quiet } else { timeout };
+            match tokio::time::timeout(wait, eventloop.poll()).await {
+                Err(_) => break,
+                Ok(Err(_)) => break,
+                Ok(Ok(Event::Incoming(Incoming::ConnAck(_)))) => {
+                    if client.try_subscribe(filter, QoS::AtLeastOnce).is_err() {
+                        break;
+                    }
+                }
+                Ok(Ok(Event::Incoming(Incoming::SubAck(_)))) => subscribed = true,
+                Ok(Ok(Event::Incoming(Incoming::Publish(p))))
+                    if p.retain && !p.payload.is_empty() =>
+                {
+                    topics.push(p.topic.clone());
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
+    let _ = client.try_disconnect();
+    topics
+}
+
 /// A message that arrived on the control topic.
 #[derive(Debug, Clone)]
 pub struct ControlMessage {
@@ -368,6 +408,11 @@ async fn poll(mut s: PollState) {
     let mut thrown_off = false;
     // We sent DISCONNECT to make way for another process.
     let mut yielding = false;
+    // We sent DISCONNECT to stop: read until the broker closes the connection.
+    // Closing the socket ourselves with its acknowledgements unread would reset
+    // it, and the broker would drop what it had not read yet (the last
+    // publishes before the DISCONNECT: the offline presence, removals).
+    let mut closing = false;
     let presence = s.settings.presence.clone();
     let instance = s
         .settings
@@ -538,9 +583,10 @@ async fn poll(mut s: PollState) {
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 set_connected(&s.status, false);
                 tracing::info!("disconnected from MQTT broker");
-                break;
+                closing = true;
             }
             Ok(_) => {}
+            Err(_) if closing => break,
             Err(e) => {
                 let was_connected = s.status.borrow().connected || joining.is_some();
                 joining = None;

@@ -1,0 +1,175 @@
+//! Home Assistant MQTT discovery: the retained config messages that make each
+//! camera a device with entities (occupancy, person count, one per zone), their
+//! state read from the retained occupancy topic and their availability from the
+//! presence topic (so a dead daemon shows as unavailable through its last will).
+//!
+//! Builds topics and payloads only; the camera's result sink publishes them. It
+//! never invents state: every entity reads a topic the daemon already publishes.
+
+use serde_json::{Value, json};
+
+use crate::tracking::zones::Zone;
+
+/// What identifies one camera's device.
+pub struct Device<'a> {
+    pub prefix: &'a str,
+    pub instance_id: &'a str,
+    pub room_id: &'a str,
+}
+
+impl Device<'_> {
+    /// The node id under which every entity of this camera is published
+    /// (`{prefix}/{component}/{node}/{object}/config`).
+    fn node(&self) -> String {
+        format!("orion_{}", self.instance_id.replace(['.', '-'], "_"))
+    }
+
+    /// The filter that matches every discovery message of this camera (to find
+    /// the ones a previous run left).
+    pub fn filter(&self) -> String {
+        format!("{}/+/{}/+/config", self.prefix, self.node())
+    }
+
+    fn topic(&self, component: &str, object: &str) -> String {
+        format!(
+            "{}/{component}/{}/{object}/config",
+            self.prefix,
+            self.node()
+        )
+    }
+
+    fn base(&self, object: &str, name: &str) -> serde_json::Map<String, Value> {
+        let status = crate::topics::status(self.instance_id);
+        let mut m = serde_json::Map::new();
+        m.insert("name".into(), name.into());
+        m.insert(
+            "unique_id".into(),
+            format!("{}_{object}", self.node()).into(),
+        );
+        m.insert(
+            "object_id".into(),
+            format!("{}_{object}", self.node()).into(),
+        );
+        m.insert(
+            "state_topic".into(),
+            crate::topics::occupancy(self.instance_id).into(),
+        );
+        m.insert(
+            "availability".into(),
+            json!([{
+                "topic": status,
+                "value_template": "{{ 'online' if value_json.state == 'online' else 'offline' }}",
+            }]),
+        );
+        m.insert(
+            "device".into(),
+            json!({
+                "identifiers": [self.node()],
+                "name": format!("Room {}", self.room_id),
+                "manufacturer": "Orion",
+                "model": "edge video sensor",
+                "sw_version": env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        m
+    }
+
+    /// The discovery messages of this camera with `zones`: (topic, retained payload).
+    pub fn configs(&self, zones: &[Zone]) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut occupancy = self.base("occupancy", "Occupancy");
+        occupancy.insert("device_class".into(), "occupancy".into());
+        occupancy.insert(
+            "value_template".into(),
+            "{{ 'ON' if value_json.occupied else 'OFF' }}".into(),
+        );
+        out.push((self.topic("binary_sensor", "occupancy"), occupancy));
+        let mut count = self.base("person_count", "Person count");
+        count.insert("state_class".into(), "measurement".into());
+        count.insert("unit_of_measurement".into(), "persons".into());
+        count.insert("icon".into(), "mdi:account-group".into());
+        count.insert("value_template".into(), "{{ value_json.count }}".into());
+        out.push((self.topic("sensor", "person_count"), count));
+        for zone in zones {
+            let object = format!("zone_{}", zone.name.replace(['.', '-'], "_"));
+            let mut z = self.base(&object, &format!("Zone {}", zone.name));
+            z.insert("device_class".into(), "occupancy".into());
+            z.insert(
+                "value_template".into(),
+                format!(
+                    "{{{{ 'ON' if value_json.zones['{}'] is defined and value_json.zones['{}'].occupied else 'OFF' }}}}",
+                    zone.name, zone.name
+                )
+                .into(),
+            );
+            out.push((self.topic("binary_sensor", &object), z));
+        }
+        out.into_iter()
+            .map(|(topic, m)| {
+                let payload = serde_json::to_vec(&Value::Object(m)).unwrap_or_default();
+                (topic, payload)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracking::zones::{ZoneRect, ZoneSpec, validate};
+
+    fn zones() -> Vec<Zone> {
+        validate(&[ZoneSpec {
+            name: "bed".into(),
+            polygon: None,
+            rect: Some(ZoneRect {
+                x: 0.0,
+                y: 0.5,
+                width: 0.5,
+                height: 0.5,
+            }),
+        }])
+        .expect("zone")
+    }
+
+    #[test]
+    fn every_entity_has_the_required_keys_and_stable_ids() {
+        let device = Device {
+            prefix: "homeassistant",
+            instance_id: "room-101",
+            room_id: "101",
+        };
+        let configs = device.configs(&zones());
+        let topics: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                "homeassistant/binary_sensor/orion_room_101/occupancy/config",
+                "homeassistant/sensor/orion_room_101/person_count/config",
+                "homeassistant/binary_sensor/orion_room_101/zone_bed/config",
+            ]
+        );
+        for (_, payload) in &configs {
+            let v: Value = serde_json::from_slice(payload).expect("JSON");
+            for key in [
+                "name",
+                "unique_id",
+                "state_topic",
+                "availability",
+                "device",
+                "value_template",
+            ] {
+                assert!(v.get(key).is_some(), "{key} missing in {v}");
+            }
+            assert_eq!(v["state_topic"], "care/occupancy/room-101");
+            assert_eq!(v["availability"][0]["topic"], "care/status/room-101");
+            assert_eq!(v["device"]["identifiers"][0], "orion_room_101");
+            assert_eq!(v["device"]["name"], "Room 101");
+        }
+        let v: Value = serde_json::from_slice(&configs[1].1).unwrap();
+        assert_eq!(v["state_class"], "measurement");
+        assert_eq!(v["unique_id"], "orion_room_101_person_count");
+        // The same camera gives the same ids on every start.
+        assert_eq!(device.configs(&zones()), configs);
+    }
+}
