@@ -62,6 +62,23 @@ pub enum InferenceData<'a> {
     Custom(&'a serde_json::Map<String, serde_json::Value>),
 }
 
+/// Whether a detection touches an edge of the crop that is not an edge of the
+/// frame (within 1 % of the frame): the person goes on beyond the crop.
+fn cut_by_crop(detections: &[Detection], roi: &RoiProcessing, width: u32, height: u32) -> bool {
+    let c = &roi.crop;
+    let (fw, fh) = (f64::from(width), f64::from(height));
+    let (x0, y0) = (f64::from(c.x), f64::from(c.y));
+    let (x1, y1) = (x0 + f64::from(c.width), y0 + f64::from(c.height));
+    let (ex, ey) = (0.01 * fw, 0.01 * fh);
+    detections.iter().any(|d| {
+        let b = &d.bbox;
+        (x0 > 0.0 && b.x <= x0 + ex)
+            || (y0 > 0.0 && b.y <= y0 + ey)
+            || (x1 < fw && b.x + b.width >= x1 - ex)
+            || (y1 < fh && b.y + b.height >= y1 - ey)
+    })
+}
+
 /// A detection as published: the worker's fields and its track.
 #[derive(Debug, Serialize)]
 pub struct TrackedDetection<'a> {
@@ -271,11 +288,12 @@ impl Collector {
         let e2e = now.saturating_duration_since(frame.captured_instant);
         let r = &o.result;
         if &*o.pool == crate::config::PERSON_DETECTOR {
+            let cut = cut_by_crop(&r.detections, &o.job.roi, frame.width, frame.height);
             sink.roi
                 .lock()
                 .expect("roi attention poisoned")
                 .auto_focus
-                .observe(r.suggested_roi);
+                .observe_result(r.suggested_roi, cut);
         }
         let tracked = &*o.pool == crate::config::PERSON_DETECTOR && r.data.is_none();
         let signals = tracked.then(|| {

@@ -361,3 +361,35 @@ impl Drop for LogOnPanic<'_> {
         }
     }
 }
+
+#[test]
+fn auto_focus_on_the_demo_keeps_the_one_person_without_duplicates() {
+    let broker = Mosquitto::start();
+    let results = Subscriber::connect(broker.port, "care/inferences/af-demo/person_detection");
+    let config = common::config("af-demo", &broker.url(), |c| {
+        common::set(c, "models.person_detector.max_inference_rate_hz", 4.0);
+        common::set(c, "rois.auto_focus.enabled", true);
+    });
+    let _daemon = Daemon::start(&config);
+    let mut counts = Vec::new();
+    let mut cropped = 0;
+    results.wait_for(Duration::from_secs(120), |_, payload| {
+        let v: Value = serde_json::from_slice(payload).ok()?;
+        counts.push(v["data"]["detections"].as_array().map_or(0, Vec::len));
+        cropped += usize::from(v["roi"]["source"] == "auto_focus");
+        (counts.len() >= 80).then_some(())
+    });
+    let one = counts.iter().filter(|n| **n == 1).count();
+    let many = counts.iter().filter(|n| **n > 1).count();
+    assert!(cropped >= 20, "auto-focus cropped {cropped} of 80 frames");
+    assert!(
+        one * 100 >= 95 * counts.len(),
+        "one person in {one} of {}: {counts:?}",
+        counts.len()
+    );
+    assert!(
+        many * 100 <= 2 * counts.len(),
+        "duplicates in {many} of {}: {counts:?}",
+        counts.len()
+    );
+}

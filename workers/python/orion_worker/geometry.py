@@ -69,6 +69,37 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.45) -> n
     return np.array(keep, dtype=np.int64)
 
 
+def final_boxes(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5, contained: float = 0.8) -> np.ndarray:
+    """Indices of the boxes to report, best first: class-agnostic non-maximum
+    suppression on the final (full-frame) boxes, then a box mostly inside a
+    better one (`contained` of its area) is dropped too: a part of a person found
+    next to the whole person (a crop edge, another model scale) is not a second
+    person."""
+    if boxes.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    kept = nms(boxes, scores, iou_threshold)
+    # Largest first: the whole person is kept, the part inside it dropped,
+    # whichever scored higher.
+    areas = (boxes[kept, 2] - boxes[kept, 0]) * (boxes[kept, 3] - boxes[kept, 1])
+    out: list[int] = []
+    for i in kept[np.argsort(-areas, kind="stable")]:
+        b = boxes[i]
+        area = max((b[2] - b[0]) * (b[3] - b[1]), 1e-9)
+        inside = False
+        for j in out:
+            o = boxes[j]
+            w = max(0.0, min(b[2], o[2]) - max(b[0], o[0]))
+            h = max(0.0, min(b[3], o[3]) - max(b[1], o[1]))
+            if w * h / area >= contained:
+                inside = True
+                break
+        if not inside:
+            out.append(int(i))
+    # Best first, as the detector reported them.
+    out.sort(key=lambda i: -float(scores[i]))
+    return np.array(out, dtype=np.int64)
+
+
 def suggested_roi(boxes: np.ndarray, frame_width: int, frame_height: int, expand: float = 0.15) -> Optional[dict[str, float]]:
     """All boxes merged, grown by `expand` of their size (centered), normalized and
     clipped to the frame; None without boxes."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import protocol
 from .detectors import ModelSet, load_model_set
-from .geometry import Crop, crop_to_frame, suggested_roi
+from .geometry import Crop, crop_to_frame, final_boxes, suggested_roi
 from .sdk import Worker, protocol_stdout, serve, setup_logging
 
 log = logging.getLogger("orion_worker.person_detector")
@@ -44,9 +44,11 @@ class PersonDetector(Worker):
         detector = self.models.pick(target_size)
         found = detector.detect(crop.apply(image), self.confidence)
         boxes = crop_to_frame(found.boxes, crop)
+        keep = final_boxes(boxes, found.scores)
+        boxes, scores = boxes[keep], found.scores[keep]
         total = (time.perf_counter() - started) * 1e3
         timings = protocol.timing(found.preprocess_ms, found.inference_ms, found.postprocess_ms, total)
-        return boxes, found.scores, timings, protocol.model_info(self.models.name, detector.input_size, detector.runtime.name)
+        return boxes, scores, timings, protocol.model_info(self.models.name, detector.input_size, detector.runtime.name)
 
     def process(self, image: np.ndarray, crop: Crop, frame: dict[str, Any]) -> dict[str, Any]:
         meta = frame.get("meta") or {}

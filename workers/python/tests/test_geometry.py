@@ -35,3 +35,24 @@ def test_resize_bilinear_keeps_flat_images_flat_and_shapes_right():
     img = np.full((40, 60, 3), 77, dtype=np.uint8)
     out = resize_bilinear(img, 300, 300)
     assert out.shape == (300, 300, 3) and (out == 77).all()
+
+
+def test_final_boxes_drop_overlaps_and_parts_of_a_better_box():
+    import numpy as np
+
+    from orion_worker.geometry import final_boxes
+
+    boxes = np.array(
+        [
+            [100, 100, 300, 500],  # the person
+            [105, 102, 300, 495],  # the same person again (IoU ~0.95)
+            [110, 110, 200, 300],  # a part of them (inside the first)
+            [400, 100, 600, 500],  # someone else
+        ],
+        dtype=np.float32,
+    )
+    scores = np.array([0.9, 0.8, 0.95, 0.7], dtype=np.float32)
+    kept = final_boxes(boxes, scores).tolist()
+    # The repeat and the part go, whichever scored higher; the other person stays.
+    assert kept == [0, 3], kept
+    assert final_boxes(np.zeros((0, 4)), np.zeros(0)).size == 0

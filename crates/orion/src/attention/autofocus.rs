@@ -22,6 +22,9 @@ pub struct AutoFocusStats {
     pub hits: u64,
     /// Results without one.
     pub misses: u64,
+    /// Results whose people touched the edge of the crop they were found in
+    /// (cut off by it): the next frame went back to the full frame.
+    pub cut: u64,
     /// Frames cropped by auto-focus, per strategy in force.
     pub applied: BTreeMap<&'static str, u64>,
 }
@@ -94,10 +97,26 @@ impl AutoFocus {
 
     /// Feeds one result's suggestion (`None`: nothing was detected).
     pub fn observe(&mut self, suggestion: Option<NormRect>) {
+        self.observe_result(suggestion, false);
+    }
+
+    /// Feeds one result: its suggestion, and whether a person touched an edge of
+    /// the crop the frame was cut to (inside the frame). A cut-off person is only
+    /// partly seen, and a crop fitted to the part seen would cut them more on the
+    /// next frame, until they vanish: the next frame goes back to the full frame
+    /// instead, where they are seen whole.
+    pub fn observe_result(&mut self, suggestion: Option<NormRect>, cut: bool) {
         if !self.config.enabled {
             return;
         }
         self.stats.observations += 1;
+        if cut && suggestion.is_some() {
+            self.stats.hits += 1;
+            self.stats.cut += 1;
+            self.misses_in_row = 0;
+            self.current = None;
+            return;
+        }
         let Some(s) = suggestion.filter(valid) else {
             self.stats.misses += 1;
             self.misses_in_row += 1;
@@ -135,6 +154,7 @@ impl AutoFocus {
             "observations": self.stats.observations,
             "hits": self.stats.hits,
             "misses": self.stats.misses,
+            "cut": self.stats.cut,
             "applied": self.stats.applied,
             "current": self.current(),
             "history_len": self.history.len(),
@@ -295,5 +315,20 @@ mod tests {
         a.clear_history();
         assert_eq!(a.stats()["history_len"], 0);
         assert_eq!(a.current(), None);
+    }
+
+    #[test]
+    fn a_person_cut_by_the_crop_sends_the_next_frame_to_the_full_frame() {
+        let mut a = AutoFocus::new(AutoFocusConfig {
+            enabled: true,
+            ..AutoFocusConfig::default()
+        });
+        a.observe(Some(r(0.1, 0.1, 0.3, 0.6)));
+        assert!(a.current().is_some());
+        a.observe_result(Some(r(0.2, 0.1, 0.1, 0.6)), true);
+        assert_eq!(a.current(), None, "no crop fitted to a cut-off part");
+        a.observe(Some(r(0.2, 0.1, 0.3, 0.6)));
+        assert!(a.current().is_some(), "seen whole again: cropped again");
+        assert_eq!(a.stats()["cut"], 1);
     }
 }
