@@ -14,11 +14,16 @@ use serde_json::Value;
 
 /// Makes the visit video; returns its path and timings.
 fn visit_video(dir: &std::path::Path) -> (std::path::PathBuf, Value) {
+    make_video(dir, &["4", "3", "6", "3", "10"])
+}
+
+/// Runs the video maker with `args` after the output path.
+fn make_video(dir: &std::path::Path, args: &[&str]) -> (std::path::PathBuf, Value) {
     let path = dir.join("visit.mp4");
     let out = Command::new(common::venv_python())
         .arg(common::repo_root().join("crates/orion/tests/visit_video.py"))
         .arg(&path)
-        .args(["4", "3", "6", "3", "10"])
+        .args(args)
         .output()
         .expect("run visit_video.py");
     assert!(
@@ -392,4 +397,37 @@ fn auto_focus_on_the_demo_keeps_the_one_person_without_duplicates() {
         "duplicates in {many} of {}: {counts:?}",
         counts.len()
     );
+}
+
+#[test]
+fn two_people_count_two_and_make_two_visits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (video, _) = make_video(dir.path(), &["--two"]);
+    let broker = Mosquitto::start();
+    let sub = Subscriber::connect(broker.port, "care/+/two/#");
+    let config = common::config("two", &broker.url(), |c| {
+        common::set(c, "camera.path", video.to_string_lossy().into_owned());
+        common::set(c, "models.person_detector.max_inference_rate_hz", 2.0);
+        common::set(c, "occupancy.empty_after_s", 2.0);
+    });
+    let _daemon = Daemon::start(&config);
+    let got = collect_until(&sub, Duration::from_secs(90), |got| {
+        got.iter()
+            .filter(|(_, v)| v["type"] == "person_left")
+            .count()
+            >= 2
+    });
+    let entered: Vec<&Value> = got
+        .iter()
+        .filter(|(_, v)| v["type"] == "person_entered")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(entered.len(), 2, "{got:#?}");
+    assert_ne!(entered[0]["track_id"], entered[1]["track_id"]);
+    let counts: Vec<u64> = got
+        .iter()
+        .filter(|(t, v)| t.starts_with("care/occupancy/") && !v.is_null())
+        .filter_map(|(_, v)| v["count"].as_u64())
+        .collect();
+    assert!(counts.contains(&2), "occupancy counted two: {counts:?}");
 }

@@ -4,6 +4,7 @@ the middle, walks out to the right, and the room is empty again. 640x480, 15 fps
 H.264 in MP4 (gst-launch-1.0 with x264enc).
 
     visit_video.py OUTPUT [EMPTY_S WALK_S STAND_S WALK_S EMPTY_S]
+    visit_video.py OUTPUT --two      (two people in view together for 8 s)
 
 Prints one JSON line: the seconds at which the person is fully in view, starts
 walking out, and is gone, and where they stand (bottom centre, normalized).
@@ -30,21 +31,45 @@ def background() -> np.ndarray:
     return img.astype(np.uint8)
 
 
-def main() -> int:
-    out = sys.argv[1]
-    empty1, walk_in, stand, walk_out, empty2 = (float(a) for a in (sys.argv[2:7] or [3, 3, 6, 3, 9]))
+def two_people(out: str) -> int:
+    """3 s empty, two people side by side for 8 s, 8 s empty."""
     person = np.asarray(Image.open(PERSON).convert("RGB").resize((SIZE, SIZE), Image.BILINEAR))
     bg = background()
-    spot = (WIDTH - SIZE) // 2
     top = HEIGHT - SIZE - 30
-    cmd = [
+    proc = subprocess.Popen(encoder(out), stdin=subprocess.PIPE)
+    for second in range(19):
+        frame = bg.copy()
+        if 3 <= second < 11:
+            frame[top : top + SIZE, 10 : 10 + SIZE] = person
+            frame[top : top + SIZE, 330 : 330 + SIZE] = person
+        for _ in range(FPS):
+            proc.stdin.write(frame.tobytes())
+    proc.stdin.close()
+    code = proc.wait()
+    print(json.dumps({"in_view_s": 3, "gone_s": 11, "duration_s": 19}))
+    return code
+
+
+def encoder(out: str) -> list[str]:
+    return [
         "gst-launch-1.0", "-q", "fdsrc", "fd=0", "!",
         "rawvideoparse", f"width={WIDTH}", f"height={HEIGHT}", "format=rgb", f"framerate={FPS}/1", "!",
         "videoconvert", "!", "video/x-raw,format=I420", "!",
         "x264enc", "bitrate=600", "speed-preset=veryfast", "key-int-max=15", "!",
         "mp4mux", "!", "filesink", f"location={out}",
     ]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+
+
+def main() -> int:
+    out = sys.argv[1]
+    if sys.argv[2:3] == ["--two"]:
+        return two_people(out)
+    empty1, walk_in, stand, walk_out, empty2 = (float(a) for a in (sys.argv[2:7] or [3, 3, 6, 3, 9]))
+    person = np.asarray(Image.open(PERSON).convert("RGB").resize((SIZE, SIZE), Image.BILINEAR))
+    bg = background()
+    spot = (WIDTH - SIZE) // 2
+    top = HEIGHT - SIZE - 30
+    proc = subprocess.Popen(encoder(out), stdin=subprocess.PIPE)
     t = 0.0
     segments = [("empty", empty1), ("in", walk_in), ("stand", stand), ("out", walk_out), ("empty", empty2)]
     for kind, seconds in segments:
