@@ -107,6 +107,9 @@ pub struct CameraSink {
     /// published on: after a reconnection it is published again (retained
     /// messages sent while the broker was away are lost).
     pub occupancy: Mutex<(Option<Vec<u8>>, u64)>,
+    /// Person detectors run: the camera has tracks, events and occupancy
+    /// (without them it says nothing rather than "empty").
+    pub tracking: bool,
     /// Home Assistant discovery prefix, when enabled.
     pub discovery: Option<String>,
     /// The discovery topics published and the connection they went out on.
@@ -259,7 +262,7 @@ impl Collector {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {
                     let now = Stamp::now();
-                    for sink in &self.cameras {
+                    for sink in self.cameras.iter().filter(|s| s.tracking) {
                         let out = sink.signals().on_tick(now);
                         sink.publish_signals(&out);
                     }

@@ -251,7 +251,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
 
     // 2. Warm-up, every camera at once.
-    let warmups = warm_up(&cameras, receivers, &camera_metrics, &shutdown).await;
+    let warmups = match warm_up(&cameras, receivers, &camera_metrics, &shutdown).await {
+        Ok(w) => w,
+        Err(e) => return Err(partial.abort(e).await),
+    };
 
     // 3. MQTT: one connection per camera, so that each has its own last will.
     let (host, port) = match config.broker() {
@@ -466,6 +469,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             signals: Mutex::new(signals),
             stale_cleared: Default::default(),
             occupancy: Mutex::new((None, 0)),
+            tracking: detector_pool.is_some(),
             discovery: cam
                 .homeassistant
                 .enabled
@@ -621,7 +625,7 @@ async fn warm_up(
     receivers: Vec<FrameReceiver>,
     metrics: &[Arc<Metrics>],
     shutdown: &CancellationToken,
-) -> Vec<(FrameReceiver, Option<warmup::WarmupStats>)> {
+) -> anyhow::Result<Vec<(FrameReceiver, Option<warmup::WarmupStats>)>> {
     let mut set = tokio::task::JoinSet::new();
     for (i, mut frames) in receivers.into_iter().enumerate() {
         let duration = Duration::from_secs_f64(cameras[i].stream.warmup_duration_s);
@@ -660,8 +664,10 @@ async fn warm_up(
             Err(e) => tracing::error!(error = %e, "warm-up task failed"),
         }
     }
+    // A warm-up task that failed took its camera's frames with it.
     out.into_iter()
-        .map(|o| o.expect("every warm-up task returns its receiver"))
+        .zip(cameras)
+        .map(|(o, c)| o.with_context(|| format!("warm-up of camera {} failed", c.instance_id)))
         .collect()
 }
 
