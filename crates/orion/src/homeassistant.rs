@@ -116,20 +116,8 @@ impl Device<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracking::zones::{ZoneRect, ZoneSpec, validate};
-
     fn zones() -> Vec<Zone> {
-        validate(&[ZoneSpec {
-            name: "bed".into(),
-            polygon: None,
-            rect: Some(ZoneRect {
-                x: 0.0,
-                y: 0.5,
-                width: 0.5,
-                height: 0.5,
-            }),
-        }])
-        .expect("zone")
+        vec![crate::tracking::zones::rect("bed", 0.0, 0.5, 0.5, 0.5)]
     }
 
     #[test]

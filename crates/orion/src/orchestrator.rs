@@ -56,14 +56,6 @@ pub struct ShutdownReport {
     pub took: Duration,
 }
 
-/// Runs the daemon until `shutdown` fires (a signal, or the `shutdown` command),
-/// then shuts down in order.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<ShutdownReport> {
-    let running = start(config, shutdown.clone()).await?;
-    shutdown.cancelled().await;
-    Ok(running.stop().await)
-}
-
 /// One camera's running components.
 struct CameraRun {
     instance_id: String,

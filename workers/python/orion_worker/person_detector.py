@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ import numpy as np
 from . import protocol
 from .detectors import ModelSet, load_model_set
 from .geometry import Crop, crop_to_frame, final_boxes, suggested_roi
-from .sdk import Worker, protocol_stdout, serve, setup_logging
+from .sdk import Worker, serve, start_worker
 
 log = logging.getLogger("orion_worker.person_detector")
 
@@ -115,12 +114,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    # The daemon owns shutdown (it closes stdin): a Ctrl-C meant for it must not
-    # kill the worker mid-frame.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
-    # Claim stdout for the protocol before anything (onnxruntime included) can print.
-    out = protocol_stdout()
+    out = start_worker(args.log_level)
     try:
         models = load_model_set(params_from_args(args), args.threads)
     except Exception as e:

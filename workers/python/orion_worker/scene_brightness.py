@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import time
 from collections import OrderedDict
@@ -29,7 +28,7 @@ import numpy as np
 
 from . import protocol
 from .geometry import Crop
-from .sdk import Worker, protocol_stdout, serve, setup_logging
+from .sdk import Worker, serve, start_worker
 
 log = logging.getLogger("orion_worker.scene_brightness")
 
@@ -96,9 +95,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    setup_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
-    out = protocol_stdout()
+    out = start_worker(args.log_level)
     log.info("scene brightness ready (dark below %.0f, grid %d)", args.dark_threshold, args.grid)
     return serve(SceneBrightness(args.dark_threshold, args.grid), stdout=out)
 

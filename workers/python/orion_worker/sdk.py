@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import signal
 import sys
 import threading
 import time
@@ -101,6 +102,16 @@ def frame_image(frame: dict[str, Any], shared: "Optional[SharedFrames]" = None) 
     if len(data) != expected:
         raise FrameError(f"frame has {len(data)} bytes, expected {expected}")
     return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+
+
+def start_worker(log_level: str = "INFO") -> BinaryIO:
+    """What every worker does first: ignore SIGINT (the daemon owns shutdown: it
+    closes stdin, and a Ctrl-C meant for it must not kill the worker mid-frame),
+    log with the daemon's level prefixes, and claim stdout for the protocol before
+    anything (a runtime library included) can print. Returns the protocol stream."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_logging(getattr(logging, str(log_level).upper(), logging.INFO))
+    return protocol_stdout()
 
 
 def protocol_stdout() -> BinaryIO:

@@ -368,12 +368,6 @@ impl Metrics {
             .expect("metrics worker list poisoned")
             .clone()
     }
-
-    /// Prometheus text exposition of this camera (with the state in `watch`)
-    /// and its workers alone.
-    pub fn render(&self, watch: &CameraWatch) -> String {
-        render(&[(self, watch)], &self.workers())
-    }
 }
 
 /// A camera series: name, help, value getter.

@@ -155,6 +155,22 @@ pub fn validate(specs: &[ZoneSpec]) -> Result<Vec<Zone>, String> {
     Ok(zones)
 }
 
+/// A valid rectangular zone (for tests of what uses zones).
+#[cfg(test)]
+pub(crate) fn rect(name: &str, x: f64, y: f64, width: f64, height: f64) -> Zone {
+    let spec = ZoneSpec {
+        name: name.into(),
+        polygon: None,
+        rect: Some(ZoneRect {
+            x,
+            y,
+            width,
+            height,
+        }),
+    };
+    validate(&[spec]).expect("a valid test zone").remove(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
