@@ -86,6 +86,7 @@ workers: {{ person_detector: {{ count: {workers}, command: {WORKER} }} }}
 mqtt: {{ broker: "mqtt://127.0.0.1:{broker.port}" }}
 health: {{ listen: "127.0.0.1:{self.health}" }}
 framebus: {{ stats_interval_s: 60 }}
+outbox: {{ path: "{self.dir}/outbox" }}
 """)
         self.log = open(Path(self.dir) / "oriond.log", "w")
         self.proc = subprocess.Popen([str(ROOT / "target/release/oriond"), "--config", str(cfg)], cwd=ROOT, stderr=self.log)

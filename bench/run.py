@@ -69,6 +69,7 @@ models: {{ person_detector: {{ max_inference_rate_hz: {rate} }} }}
 workers: {{ person_detector: {{ count: {workers}, command: ["{ROOT}/.venv/bin/python", "-m", "orion_worker.person_detector"] }} }}
 mqtt: {{ broker: "mqtt://127.0.0.1:{broker.port}" }}
 health: {{ listen: "127.0.0.1:{self.health}" }}
+outbox: {{ path: "{self.dir}/outbox" }}
 """)
         self.log = open(Path(self.dir) / "oriond.log", "w")
         self.proc = subprocess.Popen([str(ROOT / "target/release/oriond"), "--config", str(cfg)], cwd=ROOT, stderr=self.log)

@@ -100,13 +100,13 @@ pub struct CameraSink {
     pub roi: Arc<Mutex<RoiAttention>>,
     /// Tracks, events and occupancy from `person_detector` results.
     pub signals: Mutex<Signals>,
-    /// The retained occupancy from before this start has been removed (done
-    /// once, as soon as the broker is there, before any new state is published).
-    pub stale_cleared: std::sync::atomic::AtomicBool,
-    /// The occupancy last decided (JSON) and the MQTT connection it was
-    /// published on: after a reconnection it is published again (retained
-    /// messages sent while the broker was away are lost).
-    pub occupancy: Mutex<(Option<Vec<u8>>, u64)>,
+    /// Events go here before they are published (the camera's event
+    /// publisher delivers them).
+    pub outbox: Arc<crate::outbox::Outbox>,
+    /// The occupancy last decided (JSON), `None` until it is: the camera's
+    /// event publisher publishes it (retained) after the events before it, and
+    /// again after every reconnection.
+    pub occupancy: tokio::sync::watch::Sender<Option<Vec<u8>>>,
     /// Person detectors run: the camera has tracks, events and occupancy
     /// (without them it says nothing rather than "empty").
     pub tracking: bool,
@@ -119,20 +119,6 @@ pub struct CameraSink {
 impl CameraSink {
     fn signals(&self) -> std::sync::MutexGuard<'_, Signals> {
         self.signals.lock().expect("camera signals poisoned")
-    }
-
-    /// Removes the retained occupancy a previous run left (an empty retained
-    /// message deletes it): until this run decides, consumers see no state
-    /// rather than a stale one.
-    fn clear_stale(&self) {
-        use std::sync::atomic::Ordering;
-        if self.stale_cleared.load(Ordering::Relaxed) {
-            return;
-        }
-        let topic = crate::topics::occupancy(&self.instance_id);
-        if self.emitter.publish_retained(topic, Vec::new()) {
-            self.stale_cleared.store(true, Ordering::Relaxed);
-        }
     }
 
     /// Home Assistant discovery: published once per connection and whenever the
@@ -210,37 +196,33 @@ impl CameraSink {
         self.publish_signals(&out);
     }
 
-    /// Publishes what the signals produced: events (QoS 1, not retained) and the
-    /// occupancy (retained).
+    /// Hands what the signals produced to the camera's event publisher: events
+    /// into the outbox (published QoS 1, not retained, never lost), then the
+    /// occupancy (retained, published after them).
     fn publish_signals(&self, out: &Output) {
         for event in &out.events {
             match serde_json::to_vec(event) {
                 Ok(payload) => {
                     self.metrics.count_event(event.kind);
-                    self.emitter
-                        .publish(crate::topics::events(&self.instance_id), payload);
+                    self.outbox.append(
+                        &self.instance_id,
+                        crate::topics::events(&self.instance_id),
+                        payload,
+                    );
                     tracing::info!(camera = %self.instance_id, event = event.kind, track_id = ?event.track_id, "event");
                 }
                 Err(e) => tracing::error!(error = %e, "cannot serialize event"),
             }
         }
-        self.clear_stale();
-        let mut last = self.occupancy.lock().expect("occupancy poisoned");
         if let Some(occupancy) = &out.occupancy
             && let Ok(payload) = serde_json::to_vec(occupancy)
         {
-            *last = (Some(payload), 0);
+            self.occupancy.send_if_modified(|last| {
+                let changed = last.as_ref() != Some(&payload);
+                *last = Some(payload);
+                changed
+            });
         }
-        let connection = self.metrics.mqtt_connections.get();
-        if let (Some(payload), published) = &*last
-            && *published != connection
-            && self
-                .emitter
-                .publish_retained(crate::topics::occupancy(&self.instance_id), payload.clone())
-        {
-            last.1 = connection;
-        }
-        drop(last);
         self.publish_discovery();
         self.metrics
             .tracks_active

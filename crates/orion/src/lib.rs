@@ -41,6 +41,7 @@ pub mod homeassistant;
 pub mod logging;
 pub mod mqtt;
 pub mod orchestrator;
+pub mod outbox;
 pub mod status;
 pub mod stream;
 pub mod topics;

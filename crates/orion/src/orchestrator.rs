@@ -32,6 +32,7 @@ use crate::health::{Alert, Alerts, Registry};
 use crate::mqtt::control::ControlHandler;
 use crate::mqtt::emitter::{Emitter, EmitterSettings};
 use crate::mqtt::presence::{self, Presence};
+use crate::outbox::{EventPublisher, Outbox};
 use crate::status::{self, CameraStatus, CameraWatch, WorkerStatus, WorkerView};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
 use crate::tracking::signals::{SignalSettings, Signals};
@@ -83,6 +84,11 @@ pub struct Running {
     worker_tasks: TaskTracker,
     tasks: CancellationToken,
     task_set: TaskTracker,
+    /// Each camera's event publisher (stopped after the collector, so that the
+    /// last events still go out).
+    publish: CancellationToken,
+    publishers: TaskTracker,
+    outbox: Arc<Outbox>,
 }
 
 /// What start-up has built so far, stopped in order when a later step fails.
@@ -91,11 +97,15 @@ struct Partial {
     health_task: Option<JoinHandle<()>>,
     streams: Vec<Stream>,
     emitters: Vec<Emitter>,
+    outbox: Option<Arc<Outbox>>,
 }
 
 impl Partial {
     async fn abort(self, error: anyhow::Error) -> anyhow::Error {
         self.root.cancel();
+        if let Some(outbox) = &self.outbox {
+            outbox.close();
+        }
         for s in self.streams {
             s.stop(Duration::from_secs(2)).await;
         }
@@ -158,11 +168,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let mut mqtt_status = Vec::new();
     let mut paused_status = Vec::new();
     let mut running = Vec::new();
+    let mut outbox_status = Vec::new();
     for s in senders {
         stream_status.push(Some(s.stream));
         mqtt_status.push(s.mqtt);
         paused_status.push(Some(s.paused));
         running.push(s.running);
+        outbox_status.push(s.outbox);
     }
     let registry = Arc::new(Registry {
         cameras: camera_metrics
@@ -190,10 +202,26 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         ))),
         streams: Vec::new(),
         emitters: Vec::new(),
+        outbox: None,
     };
     match prepare(&config).await {
         Ok(()) => {}
         Err(e) => return Err(partial.abort(e).await),
+    }
+    let outbox = match Outbox::open(&config.outbox) {
+        Ok(o) => Arc::new(o),
+        Err(e) => return Err(partial.abort(e.into()).await),
+    };
+    partial.outbox = Some(outbox.clone());
+    for ((cam, m), status) in cameras.iter().zip(&camera_metrics).zip(outbox_status) {
+        outbox.attach(&cam.instance_id, m.clone(), status);
+    }
+    for (camera, events) in outbox.orphans() {
+        tracing::warn!(
+            camera,
+            events,
+            "outbox: events of a camera this config does not have are kept (delivered if it comes back; dropped first when the outbox is full)"
+        );
     }
     let tls = if config.tls_enabled() {
         match mqtt::tls::client_config(config.mqtt.tls.ca_file.as_deref()).context("mqtt.tls") {
@@ -406,6 +434,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     // 5. Per camera: control plane, frame consumer, presence; shared: collector.
     let tasks = root.child_token();
     let task_set = TaskTracker::new();
+    let publish = root.child_token();
+    let publishers = TaskTracker::new();
     let mut sinks = Vec::new();
     let mut runs = Vec::new();
     let camera_count = cameras.len();
@@ -452,6 +482,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 anchor: cam.zones.anchor,
             },
         );
+        let (occupancy_tx, occupancy_rx) = watch::channel(None);
+        let tracking = detector_pool.is_some();
+        publishers.spawn(
+            EventPublisher {
+                camera: cam.instance_id.clone(),
+                outbox: outbox.clone(),
+                settings: emitter_settings[i].clone(),
+                occupancy: tracking
+                    .then(|| (crate::topics::occupancy(&cam.instance_id), occupancy_rx)),
+                mqtt: watches[i].mqtt.clone(),
+                metrics: metrics.clone(),
+            }
+            .run(publish.clone())
+            .instrument(tracing::info_span!("camera", id = %cam.instance_id)),
+        );
         let sink = Arc::new(collector::CameraSink {
             instance_id: cam.instance_id.clone(),
             room_id: cam.room_id.clone(),
@@ -459,9 +504,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             emitter: emitter.handle.clone(),
             roi: roi.clone(),
             signals: Mutex::new(signals),
-            stale_cleared: Default::default(),
-            occupancy: Mutex::new((None, 0)),
-            tracking: detector_pool.is_some(),
+            outbox: outbox.clone(),
+            occupancy: occupancy_tx,
+            tracking,
             discovery: cam
                 .homeassistant
                 .enabled
@@ -565,6 +610,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tasks.clone(),
     ));
     task_set.close();
+    publishers.close();
 
     for r in &running {
         r.send_replace(true);
@@ -583,6 +629,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         worker_tasks,
         tasks,
         task_set,
+        publish,
+        publishers,
+        outbox,
     })
 }
 
@@ -728,6 +777,14 @@ impl Running {
         {
             report.late.push("tasks".into());
         }
+        // After the collector: its last events go out too (or stay queued).
+        self.publish.cancel();
+        if tokio::time::timeout(left(), self.publishers.wait())
+            .await
+            .is_err()
+        {
+            report.late.push("event publishers".into());
+        }
         // A clean exit is not a lost connection: say offline ourselves (the broker
         // only publishes the last will when the connection dies).
         let mut disconnects = tokio::task::JoinSet::new();
@@ -758,6 +815,7 @@ impl Running {
             report.late.push("health http".into());
         }
         self.root.cancel();
+        self.outbox.close();
         report.took = started.elapsed();
         report
     }

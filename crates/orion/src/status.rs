@@ -1,7 +1,7 @@
 //! The typed state of one camera's components, each published by its one owner
 //! on a `watch` channel: the stream supervisor publishes [`StreamStatus`], the MQTT
-//! emitter [`MqttStatus`], the control plane `paused`, the orchestrator `running`;
-//! each worker supervisor its [`WorkerStatus`].
+//! emitter [`MqttStatus`], the control plane `paused`, the orchestrator `running`,
+//! the outbox [`OutboxStatus`]; each worker supervisor its [`WorkerStatus`].
 //! Health, presence, `get_status` and the metrics exposition read a
 //! [`CameraWatch`] (receivers only); presence and start-up wait on changes instead
 //! of polling.
@@ -37,6 +37,16 @@ pub struct MqttStatus {
     pub connected: bool,
     /// Another live process uses this instance_id on the broker.
     pub conflict: Option<String>,
+}
+
+/// What the outbox says about one camera's events (`crate::outbox`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboxStatus {
+    /// The disk refuses the events (full, read-only, gone): they are kept in
+    /// memory only, up to a bound, and lost if the daemon stops.
+    pub disk_error: Option<String>,
+    /// Oldest events dropped for the bounds since the backlog was last empty.
+    pub dropped: u64,
 }
 
 /// What a worker supervisor says about its worker.
@@ -86,6 +96,7 @@ pub struct CameraStatus {
     pub mqtt: Arc<watch::Sender<MqttStatus>>,
     pub paused: watch::Sender<bool>,
     pub running: watch::Sender<bool>,
+    pub outbox: watch::Sender<OutboxStatus>,
 }
 
 /// The reading side: everything that reports on a camera holds one (cheap to clone).
@@ -95,6 +106,7 @@ pub struct CameraWatch {
     pub mqtt: watch::Receiver<MqttStatus>,
     pub paused: watch::Receiver<bool>,
     pub running: watch::Receiver<bool>,
+    pub outbox: watch::Receiver<OutboxStatus>,
 }
 
 /// A camera's status channels: the senders for their owners, a watch for readers.
@@ -103,18 +115,21 @@ pub fn channels() -> (CameraStatus, CameraWatch) {
     let (mqtt, mqtt_rx) = watch::channel(MqttStatus::default());
     let (paused, paused_rx) = watch::channel(false);
     let (running, running_rx) = watch::channel(false);
+    let (outbox, outbox_rx) = watch::channel(OutboxStatus::default());
     (
         CameraStatus {
             stream,
             mqtt: Arc::new(mqtt),
             paused,
             running,
+            outbox,
         },
         CameraWatch {
             stream: stream_rx,
             mqtt: mqtt_rx,
             paused: paused_rx,
             running: running_rx,
+            outbox: outbox_rx,
         },
     )
 }

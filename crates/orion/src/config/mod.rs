@@ -61,6 +61,7 @@ pub struct Config {
     pub occupancy: OccupancyConfig,
     pub zones: ZonesConfig,
     pub homeassistant: HomeAssistantConfig,
+    pub outbox: OutboxConfig,
     /// Several cameras in one daemon: each entry names `instance_id` and `camera`
     /// and may set `room_id`, `stream`, `rois` and `max_inference_rate_hz`
     /// (merged over the top-level sections). Without it the top-level
@@ -135,6 +136,38 @@ impl Default for HomeAssistantConfig {
     }
 }
 
+/// The persistent outbox of events (docs/operations.md): every event is stored
+/// on disk before it is published and removed only when the broker has
+/// acknowledged it. Daemon-wide (one store for every camera).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Directory of the store (created if missing). One daemon per directory.
+    pub path: PathBuf,
+    /// Most events kept; beyond it the oldest are dropped (and counted).
+    pub max_events: u64,
+    /// Most bytes of events kept; beyond it the oldest are dropped (and counted).
+    pub max_bytes: u64,
+    /// Flush every event to the disk before publishing it: events survive a
+    /// power cut (about 0.1-2 ms per event, depending on the disk). Without it
+    /// they survive a crash or kill of the daemon, not of the machine.
+    pub fsync: bool,
+}
+
+/// Events kept in memory when the disk cannot take them (full, read-only).
+pub const OUTBOX_MEMORY_EVENTS: u64 = 10_000;
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("state/outbox"),
+            max_events: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            fsync: true,
+        }
+    }
+}
+
 /// Which point of a person's box decides the zone they are in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -203,6 +236,7 @@ impl Default for Config {
             occupancy: OccupancyConfig::default(),
             zones: ZonesConfig::default(),
             homeassistant: HomeAssistantConfig::default(),
+            outbox: OutboxConfig::default(),
             cameras: Vec::new(),
             resolved: Vec::new(),
             form_problems: Vec::new(),

@@ -582,6 +582,32 @@ impl Config {
                 ),
             );
         }
+        let o = &self.outbox;
+        if o.path.as_os_str().is_empty() {
+            c.fail(
+                "outbox.path",
+                "must name a directory, e.g. /var/lib/orion/outbox",
+            );
+        } else if o.path.is_file() {
+            c.fail(
+                "outbox.path",
+                format!("{} is a file; it must be a directory", shown_path(&o.path)),
+            );
+        }
+        c.range_u64(
+            "outbox.max_events",
+            o.max_events,
+            100,
+            10_000_000,
+            " events",
+        );
+        c.range_u64(
+            "outbox.max_bytes",
+            o.max_bytes,
+            1024 * 1024,
+            16 * 1024 * 1024 * 1024,
+            " bytes",
+        );
         self.check_cameras(&mut c);
         c.problems
     }

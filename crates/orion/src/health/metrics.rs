@@ -262,8 +262,16 @@ pub struct Metrics {
     pub control_replies_dropped: Counter,
     /// Confirmed tracks (people in view) now.
     pub tracks_active: GaugeF64,
-    /// Events published, by type (index in [`EVENT_TYPES`]).
+    /// Events produced, by type (index in [`EVENT_TYPES`]).
     pub events: [Counter; EVENT_TYPES.len()],
+    /// Events in the outbox, not yet acknowledged by the broker.
+    pub outbox_queued: GaugeF64,
+    /// Events the broker acknowledged (removed from the outbox).
+    pub outbox_delivered: Counter,
+    /// Of those, delivered more than a second after they happened (`delayed`).
+    pub outbox_delayed: Counter,
+    /// Events dropped from the outbox: the oldest beyond its bounds, or unreadable.
+    pub outbox_dropped: Counter,
     workers: Mutex<Vec<WorkerView>>,
     groups: Mutex<Vec<Arc<GroupMetrics>>>,
 }
@@ -299,6 +307,10 @@ impl Default for Metrics {
             control_replies_dropped: Counter::default(),
             tracks_active: GaugeF64::default(),
             events: Default::default(),
+            outbox_queued: GaugeF64::default(),
+            outbox_delivered: Counter::default(),
+            outbox_delayed: Counter::default(),
+            outbox_dropped: Counter::default(),
             workers: Mutex::new(Vec::new()),
             groups: Mutex::new(Vec::new()),
         }
@@ -381,7 +393,7 @@ fn flag(v: bool) -> f64 {
     f64::from(u8::from(v))
 }
 
-const CAMERA_COUNTERS: [CameraSeries; 20] = [
+const CAMERA_COUNTERS: [CameraSeries; 23] = [
     (
         "orion_frames_captured_total",
         "Frames delivered by the stream.",
@@ -482,9 +494,34 @@ const CAMERA_COUNTERS: [CameraSeries; 20] = [
         "Results that reached the emitter.",
         |m, _| m.e2e_latency.count() as f64,
     ),
+    (
+        "orion_outbox_delivered_total",
+        "Events the broker acknowledged (removed from the outbox).",
+        |m, _| m.outbox_delivered.get() as f64,
+    ),
+    (
+        "orion_outbox_delayed_total",
+        "Events delivered more than a second after they happened (delayed: true).",
+        |m, _| m.outbox_delayed.get() as f64,
+    ),
+    (
+        "orion_outbox_dropped_total",
+        "Events dropped from the outbox (the oldest beyond its bounds, or unreadable).",
+        |m, _| m.outbox_dropped.get() as f64,
+    ),
 ];
 
-const CAMERA_GAUGES: [CameraSeries; 11] = [
+const CAMERA_GAUGES: [CameraSeries; 13] = [
+    (
+        "orion_outbox_queued",
+        "Events in the outbox, not yet acknowledged by the broker.",
+        |m, _| m.outbox_queued.get(),
+    ),
+    (
+        "orion_outbox_disk_ok",
+        "0 while the outbox cannot write to disk (events kept in memory only).",
+        |_, w| flag(w.outbox.borrow().disk_error.is_none()),
+    ),
     (
         "orion_tracks_active",
         "Confirmed tracks (people in view) now.",
@@ -578,7 +615,7 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
     let name = "orion_events_total";
     let _ = writeln!(
         out,
-        "# HELP {name} Events published, by type.\n# TYPE {name} counter"
+        "# HELP {name} Events produced (stored in the outbox for delivery), by type.\n# TYPE {name} counter"
     );
     for (m, _) in cameras {
         for (kind, n) in EVENT_TYPES.iter().zip(&m.events) {

@@ -232,6 +232,18 @@ pub fn report(m: &Metrics, w: &CameraWatch) -> HealthReport {
         if let Some(conflict) = &mqtt.conflict {
             reasons.push(conflict.clone());
         }
+        let outbox = w.outbox.borrow().clone();
+        if let Some(e) = &outbox.disk_error {
+            reasons.push(format!(
+                "outbox cannot write to disk ({e}): events kept in memory only"
+            ));
+        }
+        if outbox.dropped > 0 {
+            reasons.push(format!(
+                "outbox full: {} oldest events dropped",
+                outbox.dropped
+            ));
+        }
         for w in workers.iter().filter(|w| !w.up) {
             if w.failed {
                 reasons.push(format!("worker {} failed (restarts stopped)", w.id));

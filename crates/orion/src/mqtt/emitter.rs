@@ -90,7 +90,7 @@ pub const BUSY_REPLIES_PER_S: u32 = 50;
 
 impl EmitterSettings {
     /// Client options for `client_id`, with the last will only when `will`.
-    fn options(&self, client_id: &str, will: bool) -> MqttOptions {
+    pub(crate) fn options(&self, client_id: &str, will: bool) -> MqttOptions {
         let mut opts = MqttOptions::new(client_id, &self.host, self.port);
         opts.set_keep_alive(self.keep_alive);
         opts.set_clean_session(true);

@@ -87,9 +87,12 @@ impl Mosquitto {
         if unsafe { libc::geteuid() } == 0 {
             extra.push_str("user root\n");
         }
+        if !extra.contains("persistence true") {
+            extra.push_str("persistence false\n");
+        }
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\n{extra}persistence false\nlog_dest stderr\n"),
+            format!("listener {port} 127.0.0.1\n{extra}log_dest stderr\n"),
         )
         .expect("write mosquitto.conf");
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
@@ -116,12 +119,39 @@ impl Mosquitto {
         }
     }
 
+    /// A broker that keeps its sessions and queued messages in `state` across
+    /// a [`Mosquitto::terminate`] and a start on the same port and state.
+    pub fn start_persistent(port: u16, state: &Path) -> Self {
+        std::fs::create_dir_all(state).expect("broker state dir");
+        Self::start_on(port, |_| {
+            format!(
+                "allow_anonymous true\npersistence true\npersistence_location {}/\n",
+                state.display()
+            )
+        })
+    }
+
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 }
 
 impl Mosquitto {
+    /// Stops the broker in order (SIGTERM: it saves its persistent state).
+    pub fn terminate(mut self) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Kills the broker now (connections drop without a goodbye).
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -149,7 +179,27 @@ impl Subscriber {
 
     pub fn connect_as(port: u16, filter: &str, credentials: Option<(&str, &str)>) -> Self {
         let id = format!("test-sub-{}-{}", std::process::id(), free_port());
+        Self::connect_with(
+            rumqttc::MqttOptions::new(id, "127.0.0.1", port),
+            filter,
+            credentials,
+        )
+    }
+
+    /// A consumer as docs/events.md advises: a persistent session (client id
+    /// `id`, clean session off) at QoS 1, so that what is published while it is
+    /// away (or the broker restarts with persistence) reaches it afterwards.
+    pub fn connect_persistent(port: u16, filter: &str, id: &str) -> Self {
         let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_clean_session(false);
+        Self::connect_with(opts, filter, None)
+    }
+
+    fn connect_with(
+        mut opts: rumqttc::MqttOptions,
+        filter: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Self {
         if let Some((user, pass)) = credentials {
             opts.set_credentials(user, pass);
         }
@@ -273,6 +323,7 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let health_port = free_port();
         let config = config.replace("{health}", &format!("127.0.0.1:{health_port}"));
+        let config = with_outbox(&config, &dir.path().join("outbox"));
         let path = dir.path().join("orion.yaml");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::File::create(dir.path().join("oriond.log")).expect("log file");
@@ -366,6 +417,27 @@ impl Drop for Daemon {
             eprintln!("---- oriond log ----\n{}", self.log());
         }
     }
+}
+
+/// `config` with `outbox.path` set to `path` when it sets none (each test
+/// daemon has its own outbox; the default is relative to the working
+/// directory). Text that is not a YAML mapping is left as it is.
+pub fn with_outbox(config: &str, path: &Path) -> String {
+    let Ok(mut v) = serde_yaml::from_str::<serde_yaml::Value>(config) else {
+        return config.to_string();
+    };
+    let Some(map) = v.as_mapping_mut() else {
+        return config.to_string();
+    };
+    let outbox = map
+        .entry("outbox".into())
+        .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+    if let Some(o) = outbox.as_mapping_mut()
+        && !o.contains_key("path")
+    {
+        o.insert("path".into(), path.to_string_lossy().into_owned().into());
+    }
+    serde_yaml::to_string(&v).unwrap_or_else(|_| config.to_string())
 }
 
 /// Direct children of `pid` (all threads).

@@ -1,0 +1,11 @@
+//! The outbox: events (not raw results) are never lost to a broker outage or a
+//! restart. Every event is stored on disk ([`store`]) before it is published and
+//! removed only when the broker has acknowledged it; each camera's
+//! [`publisher`] delivers its backlog in order, oldest first, then its current
+//! occupancy. See docs/operations.md ("The outbox").
+
+pub mod publisher;
+pub mod store;
+
+pub use publisher::EventPublisher;
+pub use store::{Outbox, Record, Recovery};

@@ -1,0 +1,277 @@
+//! Event publisher: delivers one camera's outbox to the broker, oldest first,
+//! and removes each event only when the broker has acknowledged it (PUBACK).
+//! After the backlog it publishes the camera's current occupancy (retained).
+//!
+//! Owns an MQTT connection of its own (`{client_id}-events`, clean session, no
+//! last will) so that every packet id on it is one of its events: acknowledgements
+//! map to events without guessing. At most [`WINDOW`] events are in flight. When
+//! the connection drops, whatever was not acknowledged is sent again from the
+//! outbox after the reconnection (so a consumer may see an event twice, with the
+//! same `event_id`; never none). An event delivered more than
+//! [`DELAYED_AFTER`] after it happened carries `"delayed": true` and `delay_s`.
+//!
+//! It never publishes anything but the camera's events and occupancy, and stands
+//! down (no connection) while another process holds the camera's instance_id.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{Outbox, Record};
+use crate::backoff::Backoff;
+use crate::health::metrics::Metrics;
+use crate::mqtt::emitter::EmitterSettings;
+use crate::status::MqttStatus;
+
+/// Events published and not yet acknowledged, at most.
+pub const WINDOW: usize = 32;
+/// Delivered later than this after it happened: `delayed`.
+pub const DELAYED_AFTER: Duration = Duration::from_secs(1);
+/// At a stop, how long events in flight may take to be acknowledged (they stay
+/// in the outbox otherwise, for the next run).
+const STOP_FLUSH: Duration = Duration::from_secs(1);
+
+/// One camera's publisher.
+pub struct EventPublisher {
+    pub camera: String,
+    pub outbox: Arc<Outbox>,
+    /// The camera's connection settings; the client id gets `-events`.
+    pub settings: EmitterSettings,
+    /// The occupancy topic and the camera's current occupancy (`None` until it
+    /// is decided: then an empty retained message removes a previous run's).
+    /// Absent for cameras without occupancy.
+    pub occupancy: Option<(String, watch::Receiver<Option<Vec<u8>>>)>,
+    /// The camera's main connection: no events while another process holds
+    /// the instance_id.
+    pub mqtt: watch::Receiver<MqttStatus>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What a packet in flight was.
+#[derive(Debug, Clone, Copy)]
+enum Sent {
+    Event { seq: u64, delayed: bool },
+    Occupancy,
+}
+
+struct Connection {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    up: bool,
+    /// Published, not yet given a packet id by the event loop (in order).
+    unassigned: VecDeque<Sent>,
+    in_flight: HashMap<u16, Sent>,
+    /// The last event handed to the client on this connection.
+    cursor: Option<u64>,
+    /// The occupancy is to be published once the backlog is out.
+    occupancy_due: bool,
+}
+
+impl Connection {
+    fn new(settings: &EmitterSettings) -> Self {
+        let mut opts = settings.options(&format!("{}-events", settings.client_id), false);
+        opts.set_inflight(WINDOW as u16 + 1);
+        let (client, eventloop) = AsyncClient::new(opts, WINDOW + 4);
+        Self {
+            client,
+            eventloop,
+            up: false,
+            unassigned: VecDeque::new(),
+            in_flight: HashMap::new(),
+            cursor: None,
+            occupancy_due: true,
+        }
+    }
+
+    fn busy(&self) -> usize {
+        self.unassigned.len() + self.in_flight.len()
+    }
+
+    /// Forgets what was in flight: it is sent again from the outbox on the
+    /// next connection.
+    fn lost(&mut self) {
+        self.up = false;
+        self.unassigned.clear();
+        self.in_flight.clear();
+        self.cursor = None;
+        self.eventloop.pending.clear();
+    }
+}
+
+/// The payload as delivered at `now_ms`: marked `delayed` when late.
+pub fn delivered_payload(record: &Record, now_ms: u64) -> (Vec<u8>, bool) {
+    let late_ms = now_ms.saturating_sub(record.produced_ms);
+    if late_ms < DELAYED_AFTER.as_millis() as u64 {
+        return (record.payload.clone(), false);
+    }
+    let payload =
+        match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&record.payload)
+        {
+            Ok(mut m) => {
+                m.insert("delayed".into(), true.into());
+                m.insert("delay_s".into(), (late_ms as f64 / 1000.0).into());
+                serde_json::to_vec(&m).unwrap_or_else(|_| record.payload.clone())
+            }
+            Err(_) => record.payload.clone(),
+        };
+    (payload, true)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl EventPublisher {
+    /// Runs until `cancel`; then waits (at most [`STOP_FLUSH`]) for the events
+    /// in flight to be acknowledged and disconnects.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let notify = self.outbox.notifier(&self.camera);
+        let mut backoff = Backoff::default();
+        let mut conn: Option<Connection> = None;
+        let mut outage_logged = false;
+        let mut mqtt_alive = true;
+        let mut occupancy_alive = self.occupancy.is_some();
+        loop {
+            if self.mqtt.borrow().conflict.is_some() {
+                // Another process holds the instance_id: make way (dropping the
+                // connection loses nothing; the outbox keeps the events).
+                conn = None;
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = self.mqtt.changed(), if mqtt_alive => mqtt_alive = r.is_ok(),
+                }
+                continue;
+            }
+            let c = conn.get_or_insert_with(|| Connection::new(&self.settings));
+            let occupancy_changed = async {
+                match self.occupancy.as_mut() {
+                    Some((_, rx)) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = self.mqtt.changed(), if mqtt_alive => mqtt_alive = r.is_ok(),
+                _ = notify.notified() => {}
+                ok = occupancy_changed, if occupancy_alive => {
+                    occupancy_alive = ok;
+                    c.occupancy_due = true;
+                }
+                event = c.eventloop.poll() => match event {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        c.lost();
+                        c.up = true;
+                        c.occupancy_due = true;
+                        backoff.reset();
+                        if outage_logged {
+                            tracing::info!(camera = %self.camera, waiting = self.outbox.pending(&self.camera), "event connection back; delivering the outbox");
+                        }
+                        outage_logged = false;
+                    }
+                    Ok(event) => self.track(c, &event),
+                    Err(e) => {
+                        c.lost();
+                        if !outage_logged {
+                            tracing::warn!(camera = %self.camera, error = %e, "event connection lost; events wait in the outbox");
+                            outage_logged = true;
+                        }
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        }
+                    }
+                },
+            }
+            self.fill(c);
+        }
+        if let Some(c) = conn {
+            self.finish(c).await;
+        }
+    }
+
+    /// Follows the packets: a packet id for what was published last, an
+    /// acknowledgement removes its event from the outbox.
+    fn track(&self, c: &mut Connection, event: &Event) {
+        match event {
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Some(sent) = c.unassigned.pop_front() {
+                    c.in_flight.insert(*pkid, sent);
+                }
+            }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                if let Some(Sent::Event { seq, delayed }) = c.in_flight.remove(&ack.pkid) {
+                    self.outbox.remove(&self.camera, seq);
+                    if delayed {
+                        self.metrics.outbox_delayed.inc();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands events to the client up to the window, then the occupancy once
+    /// nothing older is left to send.
+    fn fill(&self, c: &mut Connection) {
+        if !c.up {
+            return;
+        }
+        let room = WINDOW.saturating_sub(c.busy());
+        if room > 0 {
+            for (seq, record) in self.outbox.next(&self.camera, c.cursor, room) {
+                let (payload, delayed) = delivered_payload(&record, now_ms());
+                if c.client
+                    .try_publish(record.topic.clone(), QoS::AtLeastOnce, false, payload)
+                    .is_err()
+                {
+                    break;
+                }
+                c.unassigned.push_back(Sent::Event { seq, delayed });
+                c.cursor = Some(seq);
+            }
+        }
+        if !c.occupancy_due || self.outbox.waiting_after(&self.camera, c.cursor) {
+            return;
+        }
+        let Some((topic, rx)) = &self.occupancy else {
+            c.occupancy_due = false;
+            return;
+        };
+        // Undecided: an empty retained message removes a previous run's state.
+        let payload = rx.borrow().clone().unwrap_or_default();
+        if c.client
+            .try_publish(topic.clone(), QoS::AtLeastOnce, true, payload)
+            .is_ok()
+        {
+            c.unassigned.push_back(Sent::Occupancy);
+            c.occupancy_due = false;
+        }
+    }
+
+    /// At a stop: lets the events in flight be acknowledged (bounded), then
+    /// disconnects and reads until the broker closes the connection.
+    async fn finish(&self, mut c: Connection) {
+        if !c.up {
+            return;
+        }
+        let flush = async {
+            while c.busy() > 0 {
+                match c.eventloop.poll().await {
+                    Ok(event) => self.track(&mut c, &event),
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(STOP_FLUSH, flush).await;
+        if c.client.try_disconnect().is_ok() {
+            let closed = async { while c.eventloop.poll().await.is_ok() {} };
+            let _ = tokio::time::timeout(Duration::from_millis(500), closed).await;
+        }
+    }
+}
