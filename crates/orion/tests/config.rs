@@ -501,3 +501,25 @@ workers:
     );
     assert!(has(&p, "workers.bad type", "A-Z a-z 0-9"), "{p:?}");
 }
+
+#[test]
+fn outbox_bounds_and_path_are_checked() {
+    common::repo_root_cwd();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let p = problems(&format!(
+        "outbox: {{ path: \"{}\", max_events: 5, max_bytes: 1000 }}",
+        file.display()
+    ));
+    assert!(has(&p, "outbox.path", "is a file"), "{p:?}");
+    assert!(
+        has(&p, "outbox.max_events", "allowed: 100..=10000000"),
+        "{p:?}"
+    );
+    assert!(has(&p, "outbox.max_bytes", "out of range"), "{p:?}");
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(problems("outbox: { path: /var/lib/orion/outbox, fsync: false }").is_empty());
+    let unknown = Config::parse("outbox: { max_event: 5 }").expect_err("refused");
+    assert!(unknown.to_string().contains("max_event"), "{unknown}");
+}

@@ -275,3 +275,29 @@ impl EventPublisher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_delivered_late_says_so_and_keeps_its_fields() {
+        let record = Record {
+            topic: "care/events/a".into(),
+            produced_ms: 1_000_000,
+            payload:
+                br#"{"type":"person_left","event_id":"a-1","timestamp":"2026-11-28T03:12:00.000Z"}"#
+                    .to_vec(),
+        };
+        let (on_time, delayed) = delivered_payload(&record, 1_000_400);
+        assert!(!delayed);
+        assert_eq!(on_time, record.payload, "on time: sent as it is");
+        let (late, delayed) = delivered_payload(&record, 1_063_250);
+        assert!(delayed);
+        let v: serde_json::Value = serde_json::from_slice(&late).expect("json");
+        assert_eq!(v["delayed"], true);
+        assert_eq!(v["delay_s"], 63.25);
+        assert_eq!(v["event_id"], "a-1");
+        assert_eq!(v["timestamp"], "2026-11-28T03:12:00.000Z", "original time");
+    }
+}

@@ -170,7 +170,9 @@ fn now_ms() -> u64 {
 
 fn open_disk(path: &Path) -> Result<Disk, fjall::Error> {
     let db = Database::builder(path)
-        .worker_threads(1)
+        // Two: with one, a flush can wait behind a compaction while memtables
+        // pile up (measured: memory growing with every event in a flood).
+        .worker_threads(2)
         .cache_size(CACHE_BYTES)
         .max_journaling_size(JOURNAL_BYTES)
         .open()?;
@@ -413,10 +415,10 @@ impl Outbox {
                 seq,
                 "outbox: an event could not be read back; dropped"
             );
-            if inner.take(camera, seq) {
-                if let Some(q) = inner.cameras.get(camera) {
-                    q.count_dropped(1);
-                }
+            if inner.take(camera, seq)
+                && let Some(q) = inner.cameras.get(camera)
+            {
+                q.count_dropped(1);
             }
         }
         out
