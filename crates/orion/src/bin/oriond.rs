@@ -79,8 +79,9 @@ fn main() -> ExitCode {
 
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=off,rumqttc=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,rumqttd=off,rumqttc=warn,fjall=warn,lsm_tree=warn".into()
+            }),
         )
         // One line per event, whatever text from outside it carries; no ANSI
         // colours (escape sequences are escaped like any control character).

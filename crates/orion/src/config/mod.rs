@@ -143,6 +143,9 @@ impl Default for HomeAssistantConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
     /// Directory of the store (created if missing). One daemon per directory.
+    /// Default: `outbox` in systemd's state directory (`$STATE_DIRECTORY`, the
+    /// service's `/var/lib/orion`), else `state/outbox` under the working
+    /// directory.
     pub path: PathBuf,
     /// Most events kept; beyond it the oldest are dropped (and counted).
     pub max_events: u64,
@@ -160,7 +163,10 @@ pub const OUTBOX_MEMORY_EVENTS: u64 = 10_000;
 impl Default for OutboxConfig {
     fn default() -> Self {
         Self {
-            path: PathBuf::from("state/outbox"),
+            path: std::env::var_os("STATE_DIRECTORY")
+                .and_then(|dirs| std::env::split_paths(&dirs).next())
+                .filter(|d| d.is_absolute())
+                .map_or_else(|| PathBuf::from("state/outbox"), |d| d.join("outbox")),
             max_events: 100_000,
             max_bytes: 64 * 1024 * 1024,
             fsync: true,
