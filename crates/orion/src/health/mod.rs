@@ -382,6 +382,32 @@ mod tests {
     }
 
     #[test]
+    fn an_outbox_that_drops_or_cannot_write_degrades_the_camera() {
+        let m = Metrics::default();
+        let (status, w) = channels();
+        status.running.send_replace(true);
+        status.stream.send_modify(|s| s.up = true);
+        m.stream_last_frame.touch();
+        status.mqtt.send_modify(|s| s.connected = true);
+        assert_eq!(report(&m, &w).status, Status::Healthy);
+        status.outbox.send_modify(|s| {
+            s.disk_error = Some("No space left on device".into());
+            s.dropped = 3;
+        });
+        let r = report(&m, &w);
+        assert_eq!(r.status, Status::Degraded);
+        assert_eq!(
+            r.reasons,
+            vec![
+                "outbox cannot write to disk (No space left on device): events kept in memory only",
+                "outbox full: 3 oldest events dropped"
+            ]
+        );
+        status.outbox.send_replace(Default::default());
+        assert_eq!(report(&m, &w).status, Status::Healthy);
+    }
+
+    #[test]
     fn no_frame_for_longer_than_the_stall_timeout_is_unhealthy() {
         let m = Metrics::default();
         let (status, w) = channels();
