@@ -8,6 +8,8 @@
 #   BENCH_SECONDS=10 BENCH_LONG_MINUTES=2 bench/run.sh   # quick look
 #   bench/run.sh cameras              # one daemon with 16 cameras versus 16
 #                                     # daemons, then the most cameras at 2 Hz
+#   bench/run.sh ui                   # daemon CPU with the live view off, on and
+#                                     # idle, and with one viewer at 5 fps
 #   bench/run.sh outbox               # cost of the event outbox per event, and
 #                                     # of a 10,000-event backlog (RSS, drain)
 set -euo pipefail
@@ -21,6 +23,9 @@ bench/.venv/bin/python -c 'import cv2, paho.mqtt, orion_worker, onnxruntime, ope
 cargo build --release --locked -q
 if [ "${1:-}" = cameras ]; then
     exec bench/.venv/bin/python bench/cameras.py
+fi
+if [ "${1:-}" = ui ]; then
+    exec bench/.venv/bin/python bench/ui.py
 fi
 if [ "${1:-}" = outbox ]; then
     cargo build --release --locked -q --example outbox_fill

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets Orion up on a fresh Debian 12 machine, run as root from anywhere:
 #   - apt: GStreamer (dev + plugins base/good/bad/ugly/libav), gst-rtsp-server dev,
-#     mosquitto + clients, Python venv support;
-#   - the Python venv .venv with the worker package and its test dependencies;
+#     mosquitto + clients, Python venv support, chromium (the live view's browser
+#     tests);
+#   - the Python venv .venv with the worker package and its test dependencies,
+#     and Playwright (drives the system chromium; it downloads no browser);
 #   - a check of the shipped model;
 #   - the release binaries (target/release/oriond).
 # Idempotent: a second run changes nothing. One line per step on stderr; a step's
@@ -32,6 +34,7 @@ APT_PACKAGES=(
     mosquitto mosquitto-clients
     python3 python3-venv python3-pip python3-gi gir1.2-gst-rtsp-server-1.0
     curl openssl
+    chromium
 )
 
 say "check the apt packages"
@@ -53,6 +56,10 @@ fi
 if ! .venv/bin/python -c 'import orion_worker, onnxruntime, openvino, cv2, numpy, msgpack, pytest, PIL, onnx, prometheus_client' 2>/dev/null; then
     step "upgrade pip" .venv/bin/pip install -q --upgrade pip
     step "install the Python worker" .venv/bin/pip install -q -e 'workers/python[test]'
+fi
+
+if ! .venv/bin/python -c 'import playwright.sync_api' 2>/dev/null; then
+    step "install Playwright (browser tests of the live view)" .venv/bin/pip install -q 'playwright>=1.50,<2'
 fi
 
 step "check the shipped model (models/SHA256SUMS)" bash -c "cd models && sha256sum --quiet -c SHA256SUMS"

@@ -54,7 +54,7 @@ impl FrameConsumer {
             // by the same rule as gated ones: not due for inference.
             let skipped = captured.seq.saturating_sub(last_seq + 1);
             last_seq = captured.seq;
-            let published = self.consider(captured, skipped);
+            let published = self.consider(captured, skipped, frames.paced());
             if frames.paced() && published {
                 // A paced file goes exactly as fast as the workers take frames.
                 tokio::select! {
@@ -67,13 +67,17 @@ impl FrameConsumer {
         tracing::info!("frame consumer stopped");
     }
 
-    /// Gate, map, crop and publish one frame; true if it went to the bus.
-    fn consider(&mut self, captured: CapturedFrame, skipped: u64) -> bool {
+    /// Gate, map, crop and publish one frame; true if it went to the bus. A
+    /// paced source is never gated: it decodes the next frame only when a
+    /// worker took the last one, so every frame is inferred (two workers take
+    /// frames decoded well under a millisecond apart, which a time gate would
+    /// drop).
+    fn consider(&mut self, captured: CapturedFrame, skipped: u64, paced: bool) -> bool {
         if *self.paused.borrow() {
             self.metrics.frames_paused.add(skipped + 1);
             return false;
         }
-        if !self.gate.accept(captured.captured_instant) {
+        if !paced && !self.gate.accept(captured.captured_instant) {
             self.metrics.frames_gated.add(skipped + 1);
             return false;
         }

@@ -107,6 +107,9 @@ pub struct CameraSink {
     /// event publisher publishes it (retained) after the events before it, and
     /// again after every reconnection.
     pub occupancy: tokio::sync::watch::Sender<Option<Vec<u8>>>,
+    /// The live view of this camera (when the UI is on): result messages go
+    /// there too.
+    pub live: Option<Arc<crate::ui::LiveFeed>>,
     /// Person detectors run: the camera has tracks, events and occupancy
     /// (without them it says nothing rather than "empty").
     pub tracking: bool,
@@ -333,6 +336,9 @@ impl Collector {
             }
         };
         sink.metrics.e2e_latency.observe(e2e);
+        if let Some(live) = &sink.live {
+            live.offer_result(&payload);
+        }
         let topic = crate::topics::inferences(&sink.instance_id, &r.inference_type);
         sink.emitter.publish(topic, payload);
         // Events after the result they come from.

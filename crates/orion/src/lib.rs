@@ -46,4 +46,5 @@ pub mod status;
 pub mod stream;
 pub mod topics;
 pub mod tracking;
+pub mod ui;
 pub mod worker;

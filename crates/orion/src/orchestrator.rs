@@ -37,6 +37,7 @@ use crate::status::{self, CameraStatus, CameraWatch, WorkerStatus, WorkerView};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
 use crate::tracking::signals::{SignalSettings, Signals};
 use crate::tracking::tracker::TrackerSettings;
+use crate::ui::{LiveFeed, Ui, UiCamera};
 use crate::worker::{DetectorPool, ModelChoice, Supervisor, WorkerHandle, WorkerSpec};
 use crate::{collector, health, mqtt};
 
@@ -193,11 +194,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let health_addr = listener.local_addr().context("health listener address")?;
     tracing::info!(addr = %health_addr, cameras = cameras.len(), "health HTTP listening");
     let health = root.child_token();
+    let ui_slot = config
+        .ui
+        .enabled
+        .then(|| Arc::new(health::http::UiSlot::new()));
     let mut partial = Partial {
         root: root.clone(),
         health_task: Some(tokio::spawn(health::http::serve(
             listener,
             registry.clone(),
+            ui_slot.clone(),
             health.clone(),
         ))),
         streams: Vec::new(),
@@ -285,11 +291,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     };
     let mut control_rxs = Vec::new();
+    let mut control_txs = Vec::new();
     let mut emitter_settings = Vec::new();
     for (i, cam) in cameras.iter().enumerate() {
         let identity = presence::Identity::new(&cam.instance_id, &cam.room_id);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
         control_rxs.push((identity.clone(), control_rx));
+        control_txs.push(control_tx.clone());
         let settings = EmitterSettings {
             client_id: cam.client_id(),
             host: host.clone(),
@@ -438,6 +446,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let publishers = TaskTracker::new();
     let mut sinks = Vec::new();
     let mut runs = Vec::new();
+    let mut ui_cameras = Vec::new();
     let camera_count = cameras.len();
     let streams = std::mem::take(&mut partial.streams);
     let emitters = std::mem::take(&mut partial.emitters);
@@ -482,6 +491,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 anchor: cam.zones.anchor,
             },
         );
+        let live = config.ui.enabled.then(|| {
+            let feed = LiveFeed::new(
+                &cam.instance_id,
+                cam.stream.width,
+                cam.stream.height,
+                config.ui.show_video,
+                config.ui.max_fps,
+                metrics.clone(),
+            );
+            task_set.spawn(feed.clone().run(frames.viewer(), tasks.clone()));
+            feed
+        });
         let (occupancy_tx, occupancy_rx) = watch::channel(None);
         let tracking = detector_pool.is_some();
         publishers.spawn(
@@ -506,6 +527,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             signals: Mutex::new(signals),
             outbox: outbox.clone(),
             occupancy: occupancy_tx,
+            live: live.clone(),
             tracking,
             discovery: cam
                 .homeassistant
@@ -548,7 +570,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         let span = tracing::info_span!("camera", id = %cam.instance_id);
         let control_task = tokio::spawn(
             ControlHandler {
-                plane,
+                plane: plane.clone(),
                 emitter: emitter.handle.clone(),
                 metrics: metrics.clone(),
                 instance_id: cam.instance_id.clone(),
@@ -592,6 +614,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             .run(tasks.clone())
             .instrument(span),
         );
+        if let Some(feed) = live {
+            ui_cameras.push(UiCamera {
+                instance_id: cam.instance_id.clone(),
+                room_id: cam.room_id.clone(),
+                width: cam.stream.width,
+                height: cam.stream.height,
+                control: control_txs[i].clone(),
+                max_command_bytes: cam.mqtt.max_command_bytes,
+                plane: plane.clone(),
+                sink: sink.clone(),
+                feed,
+            });
+        }
         runs.push(CameraRun {
             instance_id: cam.instance_id.clone(),
             identity,
@@ -611,6 +646,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     ));
     task_set.close();
     publishers.close();
+    if let Some(slot) = &ui_slot {
+        let _ = slot.set(Arc::new(Ui {
+            token: config.ui.token.clone(),
+            show_video: config.ui.show_video,
+            max_fps: config.ui.max_fps,
+            cameras: ui_cameras,
+            registry: registry.clone(),
+        }));
+        tracing::info!(
+            addr = %health_addr,
+            privacy = !config.ui.show_video,
+            token = config.ui.token.is_some(),
+            "live view at http://{health_addr}/"
+        );
+    }
 
     for r in &running {
         r.send_replace(true);

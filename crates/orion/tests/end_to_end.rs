@@ -202,7 +202,7 @@ fn early_start_up_failures_exit_with_their_message_and_leave_nothing() {
 fn two_workers_share_the_frames_without_duplicate_work() {
     let broker = Mosquitto::start();
     let sub = Subscriber::connect(broker.port, "care/inferences/e2e-two/#");
-    let _daemon = Daemon::start(&common::config("e2e-two", &broker.url(), |c| {
+    let daemon = Daemon::start(&common::config("e2e-two", &broker.url(), |c| {
         common::set(c, "workers.person_detector.count", 2);
         // A paced file (as fast as the workers go): every decoded frame is offered
         // and taken, none dropped.
@@ -230,4 +230,7 @@ fn two_workers_share_the_frames_without_duplicate_work() {
         "frames skipped: {first}..={last} for {} results",
         seqs.len()
     );
+    // Never gated, however fast the frames come (workers take the next frame
+    // well under a millisecond after the last).
+    assert_eq!(daemon.metric("orion_frames_gated_total"), Some(0.0));
 }

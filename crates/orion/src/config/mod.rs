@@ -62,6 +62,7 @@ pub struct Config {
     pub zones: ZonesConfig,
     pub homeassistant: HomeAssistantConfig,
     pub outbox: OutboxConfig,
+    pub ui: UiConfig,
     /// Several cameras in one daemon: each entry names `instance_id` and `camera`
     /// and may set `room_id`, `stream`, `rois` and `max_inference_rate_hz`
     /// (merged over the top-level sections). Without it the top-level
@@ -157,6 +158,36 @@ pub struct OutboxConfig {
     pub fsync: bool,
 }
 
+/// The live view (docs/ui.md): a page on the health HTTP server that shows what
+/// each camera sees, its detections and zones, and sets ROIs and zones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Serve the page at `/` (and its API under `/api/`).
+    pub enabled: bool,
+    /// Most frames per second sent to a viewer (JPEG encoded only while
+    /// someone watches).
+    pub max_fps: f64,
+    /// `false`: privacy mode, boxes and zones on a neutral background; no
+    /// pixels leave the box.
+    pub show_video: bool,
+    /// Required on every UI request and control call when `health.listen` is
+    /// not a loopback address. `ORION_UI_TOKEN` overrides it. Never logged.
+    #[serde(serialize_with = "redact_secret")]
+    pub token: Option<String>,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_fps: 5.0,
+            show_video: true,
+            token: None,
+        }
+    }
+}
+
 /// Events kept in memory when the disk cannot take them (full, read-only).
 pub const OUTBOX_MEMORY_EVENTS: u64 = 10_000;
 
@@ -243,6 +274,7 @@ impl Default for Config {
             zones: ZonesConfig::default(),
             homeassistant: HomeAssistantConfig::default(),
             outbox: OutboxConfig::default(),
+            ui: UiConfig::default(),
             cameras: Vec::new(),
             resolved: Vec::new(),
             form_problems: Vec::new(),
@@ -901,6 +933,9 @@ impl Config {
         }
         if let Some(v) = get("ORION_MQTT_PASSWORD") {
             self.mqtt.password = Some(v);
+        }
+        if let Some(v) = get("ORION_UI_TOKEN") {
+            self.ui.token = Some(v);
         }
         if self.resolved.is_empty() {
             if let Some(v) = get("ORION_RTSP_URL") {

@@ -608,6 +608,27 @@ impl Config {
             16 * 1024 * 1024 * 1024,
             " bytes",
         );
+        let ui = &self.ui;
+        c.range_f64("ui.max_fps", ui.max_fps, 0.5, 30.0, " frames per second");
+        if let Some(token) = &ui.token {
+            let ok =
+                (16..=256).contains(&token.len()) && token.chars().all(|ch| ch.is_ascii_graphic());
+            if !ok {
+                // The token itself is never shown.
+                c.fail(
+                    "ui.token",
+                    "must be 16 to 256 printable ASCII characters without spaces (e.g. `openssl rand -hex 16`)",
+                );
+            }
+        } else if ui.enabled && !self.health.listen.ip().is_loopback() {
+            c.fail(
+                "ui.token",
+                format!(
+                    "required when the UI is on and health.listen ({}) is not a loopback address: anyone on the network could watch the room and change the sensor; set ui.token or ORION_UI_TOKEN",
+                    self.health.listen
+                ),
+            );
+        }
         self.check_cameras(&mut c);
         c.problems
     }

@@ -1,12 +1,15 @@
-//! The health HTTP server: `GET /health`, `/readiness`, `/metrics`.
+//! The HTTP server: `GET /health`, `/readiness`, `/metrics`, and, when the UI is
+//! on, the live view's page and API (`crate::ui`).
 //!
-//! A deliberately small HTTP/1.1 responder (three read-only routes do not justify a
-//! web framework): one task per connection, request head bounded to 8 KiB and
-//! 5 seconds, `Connection: close` on every answer. It never blocks the pipeline:
-//! it only reads atomics.
+//! A deliberately small HTTP/1.1 responder (a handful of routes do not justify a
+//! web framework): one task per connection, request head bounded to 8 KiB and a
+//! body to [`MAX_BODY`], both read within 5 seconds, `Connection: close` on every
+//! answer. A live-view stream stays open until the viewer goes or the server
+//! stops. It never blocks the pipeline: it reads atomics and watch channels, and
+//! queues control calls like MQTT does.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,9 +19,20 @@ use tokio_util::task::TaskTracker;
 
 use super::Registry;
 use super::Status;
+use crate::ui::{Request, Response, Ui};
 
 const MAX_HEAD: usize = 8 * 1024;
+/// Largest request body (a control call; commands are far smaller).
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A live-view viewer that takes longer than this for one event is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A comment line on an idle live-view stream, so that a gone viewer is noticed.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Where the UI appears once the cameras are up (until then its routes say
+/// `starting`).
+pub type UiSlot = OnceLock<Arc<Ui>>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen for health HTTP on {addr}: {cause}")]
@@ -34,8 +48,13 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         .map_err(|cause| BindError { addr, cause })
 }
 
-/// Serves until `cancel` fires.
-pub async fn serve(listener: TcpListener, metrics: Arc<Registry>, cancel: CancellationToken) {
+/// Serves until `cancel` fires. `ui`: whether the UI is on, and where it appears.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Registry>,
+    ui: Option<Arc<UiSlot>>,
+    cancel: CancellationToken,
+) {
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -46,10 +65,11 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Registry>, cancel: Cancel
             Ok((stream, _)) => {
                 let metrics = metrics.clone();
                 let cancel = cancel.clone();
+                let ui = ui.clone();
                 connections.spawn(async move {
                     tokio::select! {
                         _ = cancel.cancelled() => {}
-                        r = handle(stream, &metrics) => {
+                        r = handle(stream, &metrics, ui.as_deref(), &cancel) => {
                             if let Err(e) = r {
                                 tracing::debug!(error = %e, "health connection failed");
                             }
@@ -67,57 +87,190 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Registry>, cancel: Cancel
     connections.wait().await;
 }
 
-async fn handle(mut stream: TcpStream, metrics: &Registry) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    let complete = tokio::time::timeout(READ_TIMEOUT, async {
-        loop {
-            let n = stream.read(&mut buf).await?;
+/// Reads one request: head (bounded), then a body of `Content-Length` (bounded).
+/// `Err(status)` for what cannot be read as one.
+async fn read_request(stream: &mut TcpStream) -> Result<Request, u16> {
+    let mut data = Vec::with_capacity(512);
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(READ_TIMEOUT, async {
+        let head_end = loop {
+            if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            if data.len() > MAX_HEAD {
+                return Err(431);
+            }
+            let n = stream.read(&mut buf).await.map_err(|_| 400u16)?;
             if n == 0 {
-                return Ok::<bool, std::io::Error>(false);
+                return Err(400);
             }
-            head.extend_from_slice(&buf[..n]);
-            if head.windows(4).any(|w| w == b"\r\n\r\n") {
-                return Ok(true);
-            }
-            if head.len() > MAX_HEAD {
-                return Ok(false);
-            }
+            data.extend_from_slice(&buf[..n]);
+        };
+        let mut req = parse_head(&data[..head_end]).ok_or(400u16)?;
+        let length: usize = match req.header("content-length") {
+            Some(v) => v.trim().parse().map_err(|_| 400u16)?,
+            None => 0,
+        };
+        if length > MAX_BODY {
+            return Err(413);
         }
+        let mut body = data[head_end + 4..].to_vec();
+        while body.len() < length {
+            let n = stream.read(&mut buf).await.map_err(|_| 400u16)?;
+            if n == 0 {
+                return Err(400);
+            }
+            body.extend_from_slice(&buf[..n]);
+        }
+        body.truncate(length);
+        req.body = body;
+        Ok(req)
     })
-    .await
-    .unwrap_or(Ok(false))?;
-    let (status, content_type, body) = if complete {
-        route(&head, metrics)
-    } else {
-        (400, "text/plain", "bad request\n".to_string())
-    };
-    let reason = match status {
+    .await;
+    read.unwrap_or(Err(408))
+}
+
+/// The request line and headers (names in lower case).
+fn parse_head(head: &[u8]) -> Option<Request> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split("\r\n");
+    let mut parts = lines.next()?.split(' ');
+    let (method, target) = (parts.next()?, parts.next()?);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        headers,
+        body: Vec::new(),
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
         200 => "OK",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Bad Request",
-    };
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    }
+}
+
+async fn write_full(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
+        reason(status),
         body.len()
     );
-    stream.write_all(response.as_bytes()).await?;
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
     stream.shutdown().await
 }
 
-fn route(head: &[u8], metrics: &Registry) -> (u16, &'static str, String) {
-    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split(' ');
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    if method != "GET" {
+async fn handle(
+    mut stream: TcpStream,
+    metrics: &Registry,
+    ui: Option<&UiSlot>,
+    cancel: &CancellationToken,
+) -> std::io::Result<()> {
+    let req = match read_request(&mut stream).await {
+        Ok(r) => r,
+        Err(status) => {
+            return write_full(&mut stream, status, "text/plain", &[], b"bad request\n").await;
+        }
+    };
+    if let Some(slot) = ui
+        && Ui::owns(&req.path)
+    {
+        let Some(ui) = slot.get() else {
+            return write_full(&mut stream, 503, "text/plain", &[], b"starting\n").await;
+        };
+        let response = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            r = ui.handle(&req) => r,
+        };
+        return match response {
+            Response::Full {
+                status,
+                content_type,
+                headers,
+                body,
+            } => write_full(&mut stream, status, content_type, &headers, &body).await,
+            Response::Live(feed) => live(&mut stream, &feed, cancel).await,
+        };
+    }
+    let (status, content_type, body) = route(&req, metrics);
+    write_full(&mut stream, status, content_type, &[], body.as_bytes()).await
+}
+
+/// A live-view stream: server-sent events (`frame`, `result`) until the viewer
+/// goes, is too slow, or the server stops.
+async fn live(
+    stream: &mut TcpStream,
+    feed: &Arc<crate::ui::LiveFeed>,
+    cancel: &CancellationToken,
+) -> std::io::Result<()> {
+    use tokio::sync::broadcast::error::RecvError;
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n: live\n\n";
+    stream.write_all(head.as_bytes()).await?;
+    let mut viewer = feed.watch();
+    let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = viewer.frames.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                let frame = viewer.frames.borrow_and_update().clone();
+                match frame {
+                    Some(f) => crate::ui::live::frame_event(&f),
+                    None => continue,
+                }
+            }
+            r = viewer.results.recv() => match r {
+                Ok(json) => format!("event: result\ndata: {json}\n\n"),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            },
+            _ = keep_alive.tick() => ": keep-alive\n\n".to_string(),
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(event.as_bytes())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => break,
+        }
+    }
+    stream.shutdown().await
+}
+
+fn route(req: &Request, metrics: &Registry) -> (u16, &'static str, String) {
+    if req.method != "GET" {
         return (405, "text/plain", "only GET is served\n".into());
     }
     let json = "application/json";
-    match path {
+    match req.path.as_str() {
         "/health" => (200, json, "{\"status\":\"alive\"}\n".into()),
         "/readiness" => {
             let report = metrics.report();
@@ -144,6 +297,24 @@ mod tests {
 
     use crate::health::metrics::Metrics;
 
+    fn req(head: &[u8]) -> Request {
+        parse_head(head).expect("request line")
+    }
+
+    #[test]
+    fn heads_parse_into_method_path_query_and_headers() {
+        let r = parse_head(b"POST /api/command?camera=a&x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-Orion-Token:  abc \r\nContent-Length: 12").expect("parses");
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/api/command")
+        );
+        assert_eq!(r.param("camera"), Some("a"));
+        assert_eq!(r.header("host"), Some("127.0.0.1:8080"));
+        assert_eq!(r.header("x-orion-token"), Some("abc"));
+        assert_eq!(r.header("content-length"), Some("12"));
+        assert!(parse_head(b"").is_none());
+    }
+
     #[test]
     fn routes() {
         let camera = std::sync::Arc::new(Metrics::for_camera("cam-a"));
@@ -152,15 +323,15 @@ mod tests {
             cameras: vec![(camera, watch)],
             workers: Vec::new(),
         };
-        assert_eq!(route(b"GET /health HTTP/1.1\r\n\r\n", &m).0, 200);
-        assert_eq!(route(b"GET /readiness HTTP/1.1\r\n\r\n", &m).0, 503);
+        assert_eq!(route(&req(b"GET /health HTTP/1.1"), &m).0, 200);
+        assert_eq!(route(&req(b"GET /readiness HTTP/1.1"), &m).0, 503);
         status.running.send_replace(true);
-        let (code, _, body) = route(b"GET /readiness HTTP/1.1\r\n\r\n", &m);
+        let (code, _, body) = route(&req(b"GET /readiness HTTP/1.1"), &m);
         assert_eq!(code, 200);
         assert!(body.contains("\"status\":\"degraded\""), "{body}");
-        assert_eq!(route(b"GET /nope HTTP/1.1\r\n\r\n", &m).0, 404);
-        assert_eq!(route(b"POST /health HTTP/1.1\r\n\r\n", &m).0, 405);
-        let (_, _, body) = route(b"GET /metrics HTTP/1.1\r\n\r\n", &m);
+        assert_eq!(route(&req(b"GET /nope HTTP/1.1"), &m).0, 404);
+        assert_eq!(route(&req(b"POST /health HTTP/1.1"), &m).0, 405);
+        let (_, _, body) = route(&req(b"GET /metrics HTTP/1.1"), &m);
         assert!(
             body.contains("orion_running{camera=\"cam-a\"} 1\n"),
             "{body}"

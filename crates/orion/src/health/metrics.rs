@@ -272,6 +272,10 @@ pub struct Metrics {
     pub outbox_delayed: Counter,
     /// Events dropped from the outbox: the oldest beyond its bounds, or unreadable.
     pub outbox_dropped: Counter,
+    /// Live view connections now.
+    pub ui_viewers: GaugeF64,
+    /// Frames JPEG-encoded for the live view (only while someone watches).
+    pub ui_frames_encoded: Counter,
     workers: Mutex<Vec<WorkerView>>,
     groups: Mutex<Vec<Arc<GroupMetrics>>>,
 }
@@ -311,6 +315,8 @@ impl Default for Metrics {
             outbox_delivered: Counter::default(),
             outbox_delayed: Counter::default(),
             outbox_dropped: Counter::default(),
+            ui_viewers: GaugeF64::default(),
+            ui_frames_encoded: Counter::default(),
             workers: Mutex::new(Vec::new()),
             groups: Mutex::new(Vec::new()),
         }
@@ -393,7 +399,7 @@ fn flag(v: bool) -> f64 {
     f64::from(u8::from(v))
 }
 
-const CAMERA_COUNTERS: [CameraSeries; 23] = [
+const CAMERA_COUNTERS: [CameraSeries; 24] = [
     (
         "orion_frames_captured_total",
         "Frames delivered by the stream.",
@@ -509,9 +515,17 @@ const CAMERA_COUNTERS: [CameraSeries; 23] = [
         "Events dropped from the outbox (the oldest beyond its bounds, or unreadable).",
         |m, _| m.outbox_dropped.get() as f64,
     ),
+    (
+        "orion_ui_frames_encoded_total",
+        "Frames JPEG-encoded for the live view (only while someone watches).",
+        |m, _| m.ui_frames_encoded.get() as f64,
+    ),
 ];
 
-const CAMERA_GAUGES: [CameraSeries; 13] = [
+const CAMERA_GAUGES: [CameraSeries; 14] = [
+    ("orion_ui_viewers", "Live view connections now.", |m, _| {
+        m.ui_viewers.get()
+    }),
     (
         "orion_outbox_queued",
         "Events in the outbox, not yet acknowledged by the broker.",

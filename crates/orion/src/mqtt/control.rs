@@ -44,7 +44,7 @@ impl ControlHandler {
         cancel: CancellationToken,
     ) {
         loop {
-            let payload = tokio::select! {
+            let mut payload = tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(alert) = alerts.recv() => {
                     self.publish_alert(alert);
@@ -57,16 +57,21 @@ impl ControlHandler {
             };
             // Alerts go out while a command runs (a model swap can take two
             // startup timeouts): an operator must not wait for them.
-            let answer = self.answer(&payload);
-            tokio::pin!(answer);
-            let reply = loop {
-                tokio::select! {
-                    r = &mut answer => break Some(r),
-                    Some(alert) = alerts.recv() => self.publish_alert(alert),
-                    _ = cancel.cancelled() => break None,
+            let reply = {
+                let answer = self.answer(&payload);
+                tokio::pin!(answer);
+                loop {
+                    tokio::select! {
+                        r = &mut answer => break Some(r),
+                        Some(alert) = alerts.recv() => self.publish_alert(alert),
+                        _ = cancel.cancelled() => break None,
+                    }
                 }
             };
             let Some(reply) = reply else { break };
+            if let Some(to) = payload.reply_to.take() {
+                let _ = to.send(reply.0.clone());
+            }
             let shutdown = reply.1;
             self.publish(reply.0).await;
             if shutdown {

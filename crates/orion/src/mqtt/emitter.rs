@@ -155,8 +155,8 @@ pub async fn retained_topics(
     topics
 }
 
-/// A message that arrived on the control topic.
-#[derive(Debug, Clone)]
+/// A message that arrived on the control topic (or a control call of the UI).
+#[derive(Debug)]
 pub struct ControlMessage {
     /// Empty when the message was larger than `mqtt.max_command_bytes`
     /// (`oversize` says how large): its bytes are never queued.
@@ -164,6 +164,8 @@ pub struct ControlMessage {
     /// Delivered from the broker's retained store rather than published now.
     pub retained: bool,
     pub oversize: Option<usize>,
+    /// A UI control call: its reply goes here too (MQTT gets it as well).
+    pub reply_to: Option<tokio::sync::oneshot::Sender<super::commands::Reply>>,
 }
 
 /// Cheap to clone; held by whoever publishes.
@@ -547,6 +549,7 @@ async fn poll(mut s: PollState) {
                             },
                             retained: p.retain,
                             oversize,
+                            reply_to: None,
                         })
                         .is_err();
                     if full {

@@ -223,6 +223,20 @@ impl FrameReceiver {
         }
     }
 
+    /// Another reader of the same stream (the live view): it sees the newest
+    /// frame and never paces the source.
+    pub fn viewer(&self) -> FrameReceiver {
+        FrameReceiver {
+            rx: self.rx.clone(),
+            pacer: None,
+        }
+    }
+
+    /// The newest frame now, without waiting (cloning copies a reference).
+    pub fn current(&mut self) -> Option<CapturedFrame> {
+        self.rx.borrow_and_update().clone()
+    }
+
     /// Sequence number of the newest frame seen so far (0 before the first).
     pub fn last_seq(&self) -> u64 {
         self.rx.borrow().as_ref().map_or(0, |f| f.seq)

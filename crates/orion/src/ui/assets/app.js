@@ -1,0 +1,356 @@
+// Orion live view. Plain JavaScript, no build step: served from the daemon.
+//
+// Frames and result messages arrive on one server-sent event stream per camera
+// (/api/live). Each frame is shown a little late (about the time its result
+// takes), so that the boxes drawn over a frame come from that frame's result, or
+// from the latest result before it, never from a later one. Controls are
+// commands POSTed to /api/command: the daemon's control handler runs them, with
+// the same validation and replies as over MQTT.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const svgNS = 'http://www.w3.org/2000/svg';
+
+// A token given in the address is kept for this tab and taken out of the
+// address bar (the server has set a cookie for the page's own GET requests).
+const params = new URLSearchParams(location.search);
+if (params.has('token')) {
+  sessionStorage.setItem('orion_token', params.get('token'));
+  params.delete('token');
+  const rest = params.toString();
+  history.replaceState(null, '', location.pathname + (rest ? '?' + rest : ''));
+}
+const token = sessionStorage.getItem('orion_token');
+const authHeaders = token ? { 'X-Orion-Token': token } : {};
+
+const state = {
+  cameras: [],
+  cam: null,
+  showVideo: true,
+  source: null,
+  frames: [],      // {seq, arrived, bitmap}
+  results: [],     // detection results, newest last
+  delay: 300,      // ms a frame waits for its result
+  shown: null,
+  dirty: true,
+  zones: [],
+  rois: [],
+  mode: null,      // 'roi' | 'zone' | null
+  drag: null,
+  requests: 0,
+  drawn: 0,
+};
+// For tests and the curious: what is on screen.
+window.orionView = state;
+
+async function getJson(path) {
+  const r = await fetch(path, { headers: authHeaders, credentials: 'same-origin' });
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+function showReply(reply) {
+  const el = $('reply');
+  el.textContent = (reply.success ? '✓ ' : '✗ ') + (reply.message || '');
+  el.className = reply.success ? 'ok' : 'error';
+}
+
+async function command(name, commandParams) {
+  const body = { command: name, request_id: `ui-${Date.now()}-${++state.requests}` };
+  if (commandParams !== undefined) body.params = commandParams;
+  let reply;
+  try {
+    const r = await fetch(`/api/command?camera=${encodeURIComponent(state.cam.instance_id)}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...authHeaders },
+      credentials: 'same-origin',
+      body: JSON.stringify(body),
+    });
+    reply = await r.json();
+  } catch (e) {
+    reply = { success: false, message: `no answer: ${e.message}` };
+  }
+  showReply(reply);
+  pollStatus();
+  return reply;
+}
+
+function escapeText(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+}
+
+// ---- the live stream ----
+
+function selectCamera(id) {
+  const cam = state.cameras.find((c) => c.instance_id === id) || state.cameras[0];
+  if (!cam) return;
+  state.cam = cam;
+  state.frames = [];
+  state.results = [];
+  state.shown = null;
+  state.dirty = true;
+  const canvas = $('frame');
+  canvas.width = cam.width;
+  canvas.height = cam.height;
+  $('view').style.aspectRatio = `${cam.width} / ${cam.height}`;
+  $('overlay').setAttribute('viewBox', `0 0 ${cam.width} ${cam.height}`);
+  $('overlay').setAttribute('preserveAspectRatio', 'none');
+  if (state.source) state.source.close();
+  const es = new EventSource(`/api/live?camera=${encodeURIComponent(cam.instance_id)}`);
+  es.onopen = () => { $('link').textContent = 'live'; $('link').className = 'badge ok'; };
+  es.onerror = () => { $('link').textContent = 'reconnecting'; $('link').className = 'badge bad'; };
+  es.addEventListener('frame', onFrame);
+  es.addEventListener('result', onResult);
+  state.source = es;
+  pollStatus();
+}
+
+function onFrame(ev) {
+  const f = JSON.parse(ev.data);
+  const entry = { seq: f.seq, arrived: performance.now(), bitmap: null };
+  state.frames.push(entry);
+  while (state.frames.length > 60) state.frames.shift();
+  if (f.jpeg) {
+    const bin = atob(f.jpeg);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    createImageBitmap(new Blob([bytes], { type: 'image/jpeg' }))
+      .then((b) => { entry.bitmap = b; })
+      .catch(() => {});
+  }
+}
+
+function onResult(ev) {
+  const r = JSON.parse(ev.data);
+  if (!r.data || !Array.isArray(r.data.detections)) return;
+  r.arrived = performance.now();
+  state.results.push(r);
+  while (state.results.length > 30) state.results.shift();
+  const f = state.frames.find((x) => x.seq === r.frame_seq);
+  if (f) {
+    // Hold frames about as long as a result takes to arrive.
+    const lag = r.arrived - f.arrived + 50;
+    state.delay = Math.min(1500, Math.max(0, 0.7 * state.delay + 0.3 * lag));
+  }
+}
+
+function render() {
+  if (!state.cam) return;
+  const now = performance.now();
+  let due = null;
+  for (const f of state.frames) {
+    if (now - f.arrived >= state.delay && (!state.showVideo || f.bitmap)) due = f;
+  }
+  if (due && due !== state.shown) {
+    state.shown = due;
+    state.frames = state.frames.filter((f) => f.seq >= due.seq);
+    const ctx = $('frame').getContext('2d');
+    if (state.showVideo && due.bitmap) {
+      ctx.drawImage(due.bitmap, 0, 0, state.cam.width, state.cam.height);
+    } else {
+      ctx.fillStyle = '#555b63';
+      ctx.fillRect(0, 0, state.cam.width, state.cam.height);
+    }
+    state.drawn += 1;
+    state.dirty = true;
+  }
+  if (state.dirty) {
+    state.dirty = false;
+    drawOverlay();
+  }
+}
+
+// The newest detection result computed on the shown frame or before it.
+function resultFor(seq) {
+  let best = null;
+  for (const r of state.results) {
+    if (r.frame_seq <= seq && (!best || r.frame_seq > best.frame_seq)) best = r;
+  }
+  return best;
+}
+
+function rect(cls, x, y, w, h, attrs = '') {
+  return `<rect class="${cls}" x="${x}" y="${y}" width="${w}" height="${h}" ${attrs}/>`;
+}
+
+function drawOverlay() {
+  const { width: W, height: H } = state.cam;
+  const parts = [];
+  for (const z of state.zones) {
+    const pts = z.polygon.map(([x, y]) => `${x * W},${y * H}`).join(' ');
+    parts.push(`<polygon class="zone" data-name="${escapeText(z.name)}" points="${pts}"/>`);
+    const [lx, ly] = z.polygon[0];
+    parts.push(`<text class="zone-label" x="${lx * W + 4}" y="${ly * H + 16}">${escapeText(z.name)}</text>`);
+  }
+  const res = state.shown ? resultFor(state.shown.seq) : null;
+  const c = res && res.roi && res.roi.crop;
+  if (c) parts.push(rect('crop', c.x, c.y, c.width, c.height, `data-source="${escapeText(res.roi.source)}"`));
+  // Dashed, over the crop (which is the ROI itself while an ROI is set).
+  for (const r of state.rois) {
+    parts.push(rect('roi', r.x * W, r.y * H, r.width * W, r.height * H));
+  }
+  if (res) {
+    const s = res.suggested_roi;
+    if (s) parts.push(rect('suggested', s.x * W, s.y * H, s.width * W, s.height * H));
+    for (const d of res.data.detections) {
+      const b = d.bbox;
+      const track = d.track_id !== undefined ? ` #${d.track_id}` : '';
+      parts.push(rect('box', b.x, b.y, b.width, b.height,
+        `data-confidence="${d.confidence}" data-track="${d.track_id ?? ''}" data-frame="${res.frame_seq}"`));
+      parts.push(`<text class="box-label" x="${b.x + 3}" y="${Math.max(14, b.y - 5)}">${escapeText(d.class || 'person')} ${d.confidence.toFixed(2)}${track}</text>`);
+    }
+  }
+  if (state.drag) {
+    const d = dragRect();
+    parts.push(rect('drawing', d.x * W, d.y * H, d.width * W, d.height * H));
+  }
+  $('overlay').innerHTML = parts.join('');
+  $('frameinfo').textContent = state.shown
+    ? `frame ${state.shown.seq}${res ? ` · boxes from frame ${res.frame_seq}` : ''}`
+    : '';
+}
+
+// ---- drawing ROIs and zones ----
+
+function toNorm(ev) {
+  const r = $('overlay').getBoundingClientRect();
+  return { x: (ev.clientX - r.left) / r.width, y: (ev.clientY - r.top) / r.height };
+}
+
+function dragRect() {
+  const d = state.drag;
+  const round = (v) => Math.round(v * 10000) / 10000;
+  return {
+    x: round(Math.min(d.x0, d.x1)),
+    y: round(Math.min(d.y0, d.y1)),
+    width: round(Math.abs(d.x1 - d.x0)),
+    height: round(Math.abs(d.y1 - d.y0)),
+  };
+}
+
+function setMode(mode) {
+  state.mode = state.mode === mode ? null : mode;
+  $('drawroi').classList.toggle('active', state.mode === 'roi');
+  $('drawzone').classList.toggle('active', state.mode === 'zone');
+  $('mode').textContent = state.mode
+    ? `Drag on the picture to draw the ${state.mode === 'roi' ? 'attention ROI' : 'zone'}.`
+    : 'Drag on the picture to draw.';
+}
+
+const overlay = $('overlay');
+overlay.addEventListener('pointerdown', (ev) => {
+  if (!state.mode) return;
+  const p = toNorm(ev);
+  state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
+  overlay.setPointerCapture(ev.pointerId);
+  ev.preventDefault();
+});
+overlay.addEventListener('pointermove', (ev) => {
+  if (!state.drag) return;
+  const p = toNorm(ev);
+  // Not clamped: a rectangle dragged past the picture is the daemon's to refuse.
+  state.drag.x1 = p.x;
+  state.drag.y1 = p.y;
+  state.dirty = true;
+});
+overlay.addEventListener('pointerup', async () => {
+  if (!state.drag) return;
+  const r = dragRect();
+  const mode = state.mode;
+  state.drag = null;
+  state.dirty = true;
+  setMode(null);
+  if (mode === 'roi') {
+    await command('set_attention_rois', { rois: [r] });
+  } else if (mode === 'zone') {
+    const name = $('zonename').value.trim() || `zone-${state.zones.length + 1}`;
+    const zones = state.zones.map((z) => ({ name: z.name, polygon: z.polygon }));
+    zones.push({ name, rect: r });
+    await command('set_zones', { zones });
+  }
+});
+
+async function deleteZone(name) {
+  const left = state.zones.filter((z) => z.name !== name).map((z) => ({ name: z.name, polygon: z.polygon }));
+  if (left.length === 0) await command('clear_zones');
+  else await command('set_zones', { zones: left });
+}
+
+// ---- status ----
+
+function row(name, value) {
+  return `<tr><td>${escapeText(name)}</td><td>${escapeText(value)}</td></tr>`;
+}
+
+async function pollStatus() {
+  if (!state.cam) return;
+  let s;
+  try {
+    s = await getJson(`/api/status?camera=${encodeURIComponent(state.cam.instance_id)}`);
+  } catch (e) {
+    $('status').innerHTML = row('status', e.message);
+    return;
+  }
+  const st = s.status || {};
+  const h = s.health || {};
+  const stream = st.stream || {};
+  const inf = st.inference || {};
+  const em = st.emitter || {};
+  const workers = (s.workers || []).map((w) => `${w.id} ${w.up ? 'up' : (w.failed ? 'failed' : 'down')}`).join(', ');
+  const drops = (h.frame_bus || []).map((g) => `${g.group}: ${g.dropped} (${(100 * g.drop_rate).toFixed(1)} %)`).join(', ');
+  $('status').innerHTML = [
+    row('health', h.status || st.health || '?'),
+    row('inference', st.state || '?'),
+    row('stream', `${stream.connected ? 'connected' : 'down'}, ${Number(stream.fps || 0).toFixed(1)} fps, ${stream.frames || 0} frames`),
+    row('rate', `${Number(inf.rate_hz || 0).toFixed(2)} Hz`),
+    row('model', inf.model || '–'),
+    row('workers', workers || '–'),
+    row('MQTT', `${em.connected ? 'connected' : 'disconnected'}, ${em.published || 0} published, ${em.dropped || 0} dropped`),
+    row('frame bus drops', drops || '0'),
+  ].join('');
+  $('reasons').innerHTML = (h.reasons || []).map((r) => `<li>${escapeText(r)}</li>`).join('');
+  state.zones = s.zones || [];
+  state.rois = (st.attention && st.attention.rois) || [];
+  $('zones').innerHTML = state.zones
+    .map((z) => `<li>${escapeText(z.name)}<button data-zone="${escapeText(z.name)}">delete</button></li>`)
+    .join('');
+  state.dirty = true;
+}
+
+$('zones').addEventListener('click', (ev) => {
+  const name = ev.target.getAttribute && ev.target.getAttribute('data-zone');
+  if (name) deleteZone(name);
+});
+$('pause').onclick = () => command('pause_inference');
+$('resume').onclick = () => command('resume_inference');
+$('setrate').onclick = () => command('set_inference_rate', { rate_hz: Number($('rate').value) });
+$('drawroi').onclick = () => setMode('roi');
+$('clearroi').onclick = () => command('clear_attention_rois');
+$('afon').onclick = () => command('enable_auto_focus');
+$('afoff').onclick = () => command('disable_auto_focus');
+$('drawzone').onclick = () => setMode('zone');
+$('camera').onchange = (ev) => selectCamera(ev.target.value);
+
+async function start() {
+  let info;
+  try {
+    info = await getJson('/api/cameras');
+  } catch (e) {
+    $('link').textContent = e.message;
+    $('link').className = 'badge bad';
+    return;
+  }
+  state.cameras = info.cameras;
+  state.showVideo = info.show_video;
+  $('privacy').hidden = info.show_video;
+  $('camera').innerHTML = info.cameras
+    .map((c) => `<option value="${escapeText(c.instance_id)}">${escapeText(c.instance_id)} (${escapeText(c.room_id)})</option>`)
+    .join('');
+  const wanted = params.get('camera');
+  if (wanted) $('camera').value = wanted;
+  selectCamera($('camera').value);
+  setInterval(render, 40);
+  setInterval(pollStatus, 2000);
+}
+
+start();

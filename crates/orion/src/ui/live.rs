@@ -1,0 +1,196 @@
+//! One camera's live feed for the UI: its newest frame as JPEG, at most
+//! `ui.max_fps`, and its result messages, to every viewer.
+//!
+//! Owns the encoder task of the camera and the viewer count. The task idles on
+//! the count (no timer, no work) while nobody watches; while someone does it
+//! takes the stream's newest frame at most `max_fps` times a second, converts
+//! and encodes it off the async runtime, and keeps only the newest result for
+//! viewers to take. In privacy mode (`ui.show_video: false`) nothing is
+//! encoded: viewers get the frame's sequence number only. Frames never touch
+//! the disk.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::health::metrics::Metrics;
+use crate::stream::{CapturedFrame, Frame, FrameReceiver, RgbConverter};
+
+/// JPEG quality of the live view (a set-up view, not a recording).
+const QUALITY: u8 = 75;
+/// Result messages kept for a slow viewer; beyond it it skips (and the page
+/// draws the newer ones).
+const RESULTS_KEPT: usize = 16;
+
+/// A frame as viewers get it.
+#[derive(Debug)]
+pub struct LiveFrame {
+    /// The stream's sequence number (results name it as `frame_seq`).
+    pub seq: u64,
+    /// Base64 JPEG; absent in privacy mode.
+    pub jpeg: Option<String>,
+}
+
+pub struct LiveFeed {
+    pub instance_id: String,
+    width: u32,
+    height: u32,
+    show_video: bool,
+    max_fps: f64,
+    metrics: Arc<Metrics>,
+    viewers: watch::Sender<usize>,
+    latest: watch::Sender<Option<Arc<LiveFrame>>>,
+    results: broadcast::Sender<Arc<str>>,
+}
+
+/// One viewer: counted while it lives.
+pub struct Viewer {
+    feed: Arc<LiveFeed>,
+    pub frames: watch::Receiver<Option<Arc<LiveFrame>>>,
+    pub results: broadcast::Receiver<Arc<str>>,
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        self.feed.viewers.send_modify(|n| *n = n.saturating_sub(1));
+        self.feed
+            .metrics
+            .ui_viewers
+            .set(*self.feed.viewers.borrow() as f64);
+    }
+}
+
+impl LiveFeed {
+    pub fn new(
+        instance_id: &str,
+        width: u32,
+        height: u32,
+        show_video: bool,
+        max_fps: f64,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            instance_id: instance_id.to_string(),
+            width,
+            height,
+            show_video,
+            max_fps,
+            metrics,
+            viewers: watch::channel(0).0,
+            latest: watch::channel(None).0,
+            results: broadcast::channel(RESULTS_KEPT).0,
+        })
+    }
+
+    /// A new viewer (the encoder runs while there is one).
+    pub fn watch(self: &Arc<Self>) -> Viewer {
+        let viewer = Viewer {
+            feed: self.clone(),
+            frames: self.latest.subscribe(),
+            results: self.results.subscribe(),
+        };
+        self.viewers.send_modify(|n| *n += 1);
+        self.metrics.ui_viewers.set(*self.viewers.borrow() as f64);
+        viewer
+    }
+
+    /// A result message (JSON) of this camera, for the viewers if any.
+    pub fn offer_result(&self, json: &[u8]) {
+        if self.results.receiver_count() > 0
+            && let Ok(text) = std::str::from_utf8(json)
+        {
+            let _ = self.results.send(Arc::from(text));
+        }
+    }
+
+    /// The encoder: idle while nobody watches; stops on `cancel`.
+    pub async fn run(self: Arc<Self>, mut frames: FrameReceiver, cancel: CancellationToken) {
+        let mut count = self.viewers.subscribe();
+        let mut rgb = Some(RgbConverter::default());
+        let period = Duration::from_secs_f64(1.0 / self.max_fps);
+        let mut last_seq = 0;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = count.wait_for(|n| *n > 0) => if r.is_err() { return },
+            }
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while *count.borrow_and_update() > 0 {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                    _ = count.changed() => continue,
+                }
+                let Some(captured) = frames.current() else {
+                    continue;
+                };
+                if captured.seq == last_seq {
+                    continue;
+                }
+                last_seq = captured.seq;
+                let jpeg = if self.show_video {
+                    let Some(converter) = rgb.take() else { return };
+                    let (w, h) = (self.width, self.height);
+                    let done = tokio::task::spawn_blocking(move || {
+                        let mut converter = converter;
+                        let jpeg = encode(captured, w, h, &mut converter);
+                        (converter, jpeg)
+                    })
+                    .await;
+                    let Ok((converter, jpeg)) = done else { return };
+                    rgb = Some(converter);
+                    match jpeg {
+                        Ok(j) => {
+                            self.metrics.ui_frames_encoded.inc();
+                            Some(j)
+                        }
+                        Err(e) => {
+                            tracing::debug!(camera = %self.instance_id, error = %e, "live frame not encoded");
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                self.latest.send_replace(Some(Arc::new(LiveFrame {
+                    seq: last_seq,
+                    jpeg,
+                })));
+            }
+        }
+    }
+}
+
+/// The frame as base64 JPEG.
+fn encode(
+    captured: CapturedFrame,
+    width: u32,
+    height: u32,
+    rgb: &mut RgbConverter,
+) -> Result<String, String> {
+    let frame = Frame::convert(captured, width, height, rgb)?;
+    let mut out = Vec::with_capacity(64 * 1024);
+    let (w, h) = (
+        u16::try_from(width).map_err(|e| e.to_string())?,
+        u16::try_from(height).map_err(|e| e.to_string())?,
+    );
+    jpeg_encoder::Encoder::new(&mut out, QUALITY)
+        .encode(frame.data(), w, h, jpeg_encoder::ColorType::Rgb)
+        .map_err(|e| e.to_string())?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(out))
+}
+
+/// The server-sent event for one frame.
+pub fn frame_event(f: &LiveFrame) -> String {
+    match &f.jpeg {
+        Some(j) => format!(
+            "event: frame\ndata: {{\"seq\":{},\"jpeg\":\"{j}\"}}\n\n",
+            f.seq
+        ),
+        None => format!("event: frame\ndata: {{\"seq\":{}}}\n\n", f.seq),
+    }
+}
