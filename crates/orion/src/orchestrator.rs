@@ -421,6 +421,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 status,
                 requests,
                 alerts: Some(all_alerts.clone()),
+                protocol_log: crate::logging::RateLimit::new(Duration::from_secs(10)),
             };
             worker_tasks.spawn(
                 sup.run(workers.clone())

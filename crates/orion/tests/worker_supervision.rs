@@ -106,6 +106,7 @@ fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: us
         }),
         requests,
         alerts: None,
+        protocol_log: orion::logging::RateLimit::new(Duration::from_secs(10)),
     };
     let cancel = CancellationToken::new();
     let task = tokio::spawn(sup.run(cancel.clone()));

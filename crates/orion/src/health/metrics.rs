@@ -159,6 +159,9 @@ pub struct WorkerMetrics {
     /// Results dropped because the result collector was busy.
     pub results_dropped: Counter,
     pub errors: Counter,
+    /// Messages that broke the contract without breaking the stream (an
+    /// invalid result, a result of another type or frame, a stray answer).
+    pub protocol_errors: Counter,
     pub restarts: Counter,
     /// Frames the worker did not answer in time (it was then replaced).
     pub hangs: Counter,
@@ -175,6 +178,7 @@ impl WorkerMetrics {
             inferences: Counter::default(),
             results_dropped: Counter::default(),
             errors: Counter::default(),
+            protocol_errors: Counter::default(),
             restarts: Counter::default(),
             hangs: Counter::default(),
             last_seen: Timestamp::default(),
@@ -644,7 +648,7 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
         m.e2e_latency
             .render(&mut out, "orion_e2e_latency_seconds", &label(m));
     }
-    let per_worker: [Series<WorkerView>; 9] = [
+    let per_worker: [Series<WorkerView>; 10] = [
         (
             "orion_worker_frames_total",
             "counter",
@@ -668,6 +672,12 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
             "counter",
             "Errors reported by or about a worker.",
             |w| w.metrics.errors.get() as f64,
+        ),
+        (
+            "orion_worker_protocol_errors_total",
+            "counter",
+            "Messages that broke the worker contract (invalid result, wrong type or frame, stray answer): counted, logged, never published.",
+            |w| w.metrics.protocol_errors.get() as f64,
         ),
         (
             "orion_worker_restarts_total",

@@ -21,6 +21,8 @@ use crate::stream::{CapturedFrame, Frame, FrameReceiver, RgbConverter};
 
 /// JPEG quality of the live view (a set-up view, not a recording).
 const QUALITY: u8 = 75;
+/// Viewers of one camera at most (each holds a connection and a task).
+pub const MAX_VIEWERS: usize = 8;
 /// Result messages kept for a slow viewer; beyond it it skips (and the page
 /// draws the newer ones).
 const RESULTS_KEPT: usize = 16;
@@ -83,6 +85,11 @@ impl LiveFeed {
             latest: watch::channel(None).0,
             results: broadcast::channel(RESULTS_KEPT).0,
         })
+    }
+
+    /// Viewers now.
+    pub fn viewers(&self) -> usize {
+        *self.viewers.borrow()
     }
 
     /// A new viewer (the encoder runs while there is one).

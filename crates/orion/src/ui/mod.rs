@@ -234,6 +234,10 @@ impl Ui {
                 None => error(404, "no such camera"),
             },
             ("GET", "/api/live") => match self.camera(req) {
+                Some(c) if c.feed.viewers() >= live::MAX_VIEWERS => error(
+                    503,
+                    &format!("{} viewers already watch this camera", live::MAX_VIEWERS),
+                ),
                 Some(c) => Response::Live(c.feed.clone()),
                 None => error(404, "no such camera"),
             },

@@ -44,8 +44,9 @@ impl DetectorPool {
             workers,
             detector: Mutex::new(detector),
             cameras,
-            // A swap loads a model like a start does: same time budget, plus slack.
-            swap_timeout: startup_timeout + Duration::from_secs(5),
+            // A swap loads a model like a start does: the same time budget,
+            // enforced by each worker's supervisor.
+            swap_timeout: startup_timeout,
             swapping: tokio::sync::Mutex::new(()),
         }
     }

@@ -95,9 +95,16 @@ pub enum WorkerRequest {
     /// failure. Answered with the worker's message.
     SetModel {
         model: ModelChoice,
+        /// The worker must answer within this (from when the command is sent),
+        /// else it is restarted with the model it had.
+        timeout: Duration,
         reply: oneshot::Sender<Result<String, String>>,
     },
 }
+
+/// How much longer than a command's own timeout its sender waits for the
+/// supervisor's answer (which comes at that timeout at the latest).
+const REPLY_MARGIN: Duration = Duration::from_secs(2);
 
 /// The control plane's side of one worker slot.
 #[derive(Debug, Clone)]
@@ -111,13 +118,21 @@ impl WorkerHandle {
         Self { id, tx }
     }
 
-    /// Asks the worker to swap its model; waits at most `timeout`.
+    /// Asks the worker to swap its model. The worker has `timeout` to answer;
+    /// without an answer by then it is restarted with the model it had, and this
+    /// says so (a late answer can then never change anything).
     pub async fn set_model(&self, model: ModelChoice, timeout: Duration) -> Result<String, String> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .try_send(WorkerRequest::SetModel { model, reply })
+            .try_send(WorkerRequest::SetModel {
+                model,
+                timeout,
+                reply,
+            })
             .map_err(|_| "worker supervisor is busy or stopped".to_string())?;
-        match tokio::time::timeout(timeout, answer).await {
+        // The supervisor's queue can hold the request while a frame is being
+        // written: the margin covers that, the supervisor enforces `timeout`.
+        match tokio::time::timeout(timeout * 2 + REPLY_MARGIN, answer).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err("worker stopped before answering".into()),
             Err(_) => Err(format!("no answer within {timeout:?}")),
@@ -139,6 +154,8 @@ enum LifetimeError {
     Version(u32),
     #[error("worker reported a fatal error: {0}")]
     Fatal(String),
+    #[error("no answer to command {name} within {timeout:?}; restarted with the model it had")]
+    CommandTimeout { name: String, timeout: Duration },
 }
 
 enum Stop {
@@ -149,6 +166,9 @@ enum Stop {
 struct Pending {
     model: ModelChoice,
     reply: oneshot::Sender<Result<String, String>>,
+    /// No answer by then: the worker is restarted.
+    deadline: Instant,
+    timeout: Duration,
 }
 
 /// A frame sent to the worker and not answered yet.
@@ -170,6 +190,35 @@ struct Lifetime {
     /// The runtime the worker last said it runs the model on (it can change
     /// with a model swap); mirrored into the metrics when it changes.
     backend: Option<String>,
+    /// The type the worker announced in `ready`: its results must say it.
+    inference_type: String,
+}
+
+impl Lifetime {
+    /// When the earliest command must be answered.
+    fn command_deadline(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.deadline).min()
+    }
+
+    /// The error for the command whose deadline passed first.
+    fn command_timeout(&self) -> LifetimeError {
+        let timeout = self
+            .pending
+            .values()
+            .min_by_key(|p| p.deadline)
+            .map_or(Duration::ZERO, |p| p.timeout);
+        LifetimeError::CommandTimeout {
+            name: "set_model".into(),
+            timeout,
+        }
+    }
+
+    /// A frame may wait for a command the worker handles on its main loop:
+    /// nothing is hung before the command's own deadline.
+    fn extend_for_commands(&self, deadline: Instant) -> Instant {
+        self.command_deadline()
+            .map_or(deadline, |c| deadline.max(c))
+    }
 }
 
 impl Lifetime {
@@ -200,6 +249,8 @@ pub struct Supervisor {
     pub requests: mpsc::Receiver<WorkerRequest>,
     /// Told when restarts stop.
     pub alerts: Option<Alerts>,
+    /// Rate limit of the protocol error log line.
+    pub protocol_log: crate::logging::RateLimit,
 }
 
 impl Supervisor {
@@ -375,12 +426,21 @@ impl Supervisor {
             in_flight: VecDeque::new(),
             front_since: Instant::now(),
             backend: ready.model.backend.clone(),
+            inference_type: ready.inference_type.clone(),
         };
         let result = self
             .serve(&mut life, worker_id, next_command_id, cancel)
             .await;
+        let kept = self.model.as_ref().map_or("-", |m| m.name.as_str());
         for (_, p) in life.pending.drain() {
-            let _ = p.reply.send(Err("worker stopped before answering".into()));
+            let why = match &result {
+                Err(LifetimeError::CommandTimeout { .. }) => format!(
+                    "no answer within {:?}; the worker is restarted with model {kept}",
+                    p.timeout
+                ),
+                _ => "worker stopped before answering".to_string(),
+            };
+            let _ = p.reply.send(Err(why));
         }
         match &result {
             Ok(Stop::Cancelled) => life.process.stop(STOP_GRACE).await,
@@ -399,7 +459,10 @@ impl Supervisor {
         let capacity = 1 + self.spec.prefetch;
         loop {
             let timeout = self.hang_timeout(life);
-            let deadline = tokio::time::Instant::from_std(life.front_since + timeout);
+            let deadline = tokio::time::Instant::from_std(
+                life.extend_for_commands(life.front_since + timeout),
+            );
+            let command_deadline = life.command_deadline();
             tokio::select! {
                 // A hung worker must not hold up shutdown.
                 _ = cancel.cancelled() => return Ok(Stop::Cancelled),
@@ -410,7 +473,7 @@ impl Supervisor {
                     self.handle_message(life, worker_id, msg)?;
                 }
                 Some(req) = self.requests.recv() => {
-                    let WorkerRequest::SetModel { model, reply } = req;
+                    let WorkerRequest::SetModel { model, timeout: answer_within, reply } = req;
                     let id = *next_command_id;
                     *next_command_id += 1;
                     let command = ToWorker::Command(CommandRequest {
@@ -421,8 +484,14 @@ impl Supervisor {
                     if let Some(stop) = self.send_bounded(life, &command, timeout, cancel).await? {
                         return Ok(stop);
                     }
-                    life.pending.insert(id, Pending { model, reply });
+                    life.pending.insert(id, Pending {
+                        model,
+                        reply,
+                        deadline: Instant::now() + answer_within,
+                        timeout: answer_within,
+                    });
                 }
+                _ = sleep_until(command_deadline) => return Err(life.command_timeout()),
                 job = self.inbox.recv(), if life.in_flight.len() < capacity => {
                     let timeout = timeout.max(self.hang_timeout_for(&job));
                     if let Some(stop) = self.send_frame(life, job, timeout, cancel).await? {
@@ -457,9 +526,15 @@ impl Supervisor {
         } else {
             (life.front_since + timeout).max(started)
         };
+        // A worker busy with a command on its main loop reads no frame until
+        // it is done: not hung before the command's deadline.
+        let deadline = life.extend_for_commands(deadline);
+        let command_deadline = life.command_deadline();
         tokio::select! {
             _ = cancel.cancelled() => Ok(Some(Stop::Cancelled)),
             r = life.process.send(msg) => r.map(|()| None).map_err(LifetimeError::from),
+            // A write blocked by a worker busy with a command ends with it.
+            _ = sleep_until(command_deadline) => Err(life.command_timeout()),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
                 let seq = life.in_flight.front().map_or(0, |f| f.job.frame.seq);
                 Err(LifetimeError::Hung { seq, timeout })
@@ -531,6 +606,21 @@ impl Supervisor {
                 );
                 Ok(())
             }
+            FromWorker::Result(result)
+                if Some(result.frame_seq) == front_seq
+                    && let Err(why) = validate_result(
+                        &result,
+                        &life.inference_type,
+                        &life.in_flight[0].job.frame,
+                    ) =>
+            {
+                life.complete_front();
+                self.protocol_error(&format!(
+                    "invalid result for frame {}: {why}; not published",
+                    result.frame_seq
+                ));
+                Ok(())
+            }
             FromWorker::Result(result) if Some(result.frame_seq) == front_seq => {
                 // The worker started on this frame when it became the oldest.
                 let started_at = life.front_since;
@@ -563,8 +653,11 @@ impl Supervisor {
                 Ok(())
             }
             FromWorker::Result(result) => {
-                self.metrics.errors.inc();
-                tracing::warn!(expected = ?front_seq, got = result.frame_seq, "result for another frame ignored");
+                self.protocol_error(&format!(
+                    "result for frame {} while frame {} is the one to answer; ignored",
+                    result.frame_seq,
+                    front_seq.map_or("(none)".to_string(), |s| s.to_string())
+                ));
                 Ok(())
             }
             FromWorker::Error(e)
@@ -601,19 +694,120 @@ impl Supervisor {
                         tracing::warn!(model = %p.model.name, message = %r.message, "model swap failed; old model kept");
                         let _ = p.reply.send(Err(r.message));
                     }
-                    None => tracing::warn!(id = r.id, "answer to an unknown command ignored"),
+                    // Never a state change: commands not answered in time
+                    // restart the worker, so this is a stray answer.
+                    None => self.protocol_error(&format!(
+                        "command_result for command {} which is not pending; ignored",
+                        r.id
+                    )),
                 }
                 Ok(())
             }
             other => {
-                tracing::warn!(
-                    kind = kind(&other),
-                    "unexpected message from worker ignored"
-                );
+                self.protocol_error(&format!(
+                    "unexpected `{}` after `ready`; ignored",
+                    kind(&other)
+                ));
                 Ok(())
             }
         }
     }
+
+    /// A message that breaks the contract but not the stream: counted, logged
+    /// (at most one line per 10 s), never published.
+    fn protocol_error(&mut self, what: &str) {
+        self.metrics.protocol_errors.inc();
+        self.metrics.errors.inc();
+        if let Some(held_back) = self.protocol_log.allow(Instant::now()) {
+            tracing::warn!(
+                "worker protocol error: {what}{}",
+                self.protocol_log.and_more(held_back)
+            );
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Checks a result against the contract (docs/worker-protocol.md): its type is
+/// the one announced, numbers are finite and in range, boxes inside the frame
+/// (half a pixel of slack), and the person count matches the detections.
+pub fn validate_result(
+    r: &orion_protocol::InferenceResult,
+    announced: &str,
+    frame: &crate::stream::Frame,
+) -> Result<(), String> {
+    if r.inference_type != announced {
+        return Err(format!(
+            "inference_type `{}` but the worker announced `{announced}` in ready",
+            crate::logging::cut(&r.inference_type, 64)
+        ));
+    }
+    let t = &r.timing;
+    for (name, v) in [
+        ("preprocess_ms", t.preprocess_ms),
+        ("inference_ms", t.inference_ms),
+        ("postprocess_ms", t.postprocess_ms),
+        ("total_ms", t.total_ms),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("timing.{name} {v} must be a finite number >= 0"));
+        }
+    }
+    let (w, h) = (f64::from(frame.width), f64::from(frame.height));
+    let slack = 0.5;
+    for (i, d) in r.detections.iter().enumerate() {
+        let b = &d.bbox;
+        if ![b.x, b.y, b.width, b.height, d.confidence]
+            .iter()
+            .all(|v| v.is_finite())
+        {
+            return Err(format!("detections[{i}] has a number that is not finite"));
+        }
+        if !(0.0..=1.0).contains(&d.confidence) {
+            return Err(format!(
+                "detections[{i}].confidence {} is outside 0..1",
+                d.confidence
+            ));
+        }
+        if b.width < 0.0
+            || b.height < 0.0
+            || b.x < -slack
+            || b.y < -slack
+            || b.x + b.width > w + slack
+            || b.y + b.height > h + slack
+        {
+            return Err(format!(
+                "detections[{i}].bbox {{x: {}, y: {}, width: {}, height: {}}} is not inside the {}x{} frame",
+                b.x, b.y, b.width, b.height, frame.width, frame.height
+            ));
+        }
+    }
+    if r.data.is_none() {
+        let persons = r.detections.iter().filter(|d| d.class == "person").count();
+        if r.person_count as usize != persons {
+            return Err(format!(
+                "person_count {} but {persons} person detection(s)",
+                r.person_count
+            ));
+        }
+    }
+    if let Some(s) = &r.suggested_roi {
+        let ok = [s.x, s.y, s.width, s.height]
+            .iter()
+            .all(|v| v.is_finite() && (0.0..=1.0 + 1e-6).contains(v))
+            && s.x + s.width <= 1.0 + 1e-6
+            && s.y + s.height <= 1.0 + 1e-6;
+        if !ok {
+            return Err("suggested_roi must be normalized (0..1, inside the frame)".into());
+        }
+    }
+    Ok(())
 }
 
 /// A result whose `data` object is larger than the contract allows.

@@ -7,8 +7,12 @@ success for a path ending in good.onnx, failure otherwise); `crash` exits with s
 on the first frame; `hang` never answers a frame; `garbage` writes a 4 GiB length
 prefix on the first frame; `random` writes 64 KiB of random bytes on the first frame;
 `truncated` writes a third of a message on the first frame and closes its output;
-`slowswap` is `echo` but takes 10 s to answer `set_model`; `slow-N` is `echo` but
-takes N milliseconds per frame (a worker of known capacity).
+`slowswap` is `echo` but takes 10 s to answer `set_model` (on its main loop: no
+frame is read meanwhile); `slow-N` is `echo` but takes N milliseconds per frame (a
+worker of known capacity); `invalid` answers every other frame with a result that
+breaks the contract (confidence 1.5, person_count 7 with one detection, a box
+outside the frame, a NaN timing, in turn) and the others with one valid person;
+`othertype` answers every other frame with a result of another inference_type.
 Each start appends the pid to PIDFILE and logs one line
 per level on stderr.
 """
@@ -65,4 +69,20 @@ while True:
         msg["seq"], msg["meta"]["trace_id"], "fake_detection", [], protocol.model_info("fake", 0),
         protocol.timing(0.1, 0.2, 0.3, 0.6), None,
     )
+    if mode == "invalid":
+        person = {"bbox": {"x": 10.0, "y": 20.0, "width": 100.0, "height": 200.0}, "confidence": 0.9, "class": "person"}
+        result["detections"] = [person]
+        result["person_count"] = 1
+        if msg["seq"] % 2 == 0:
+            kind = (msg["seq"] // 2) % 4
+            if kind == 0:
+                person["confidence"] = 1.5
+            elif kind == 1:
+                result["person_count"] = 7
+            elif kind == 2:
+                person["bbox"]["x"] = float(msg["width"])
+            else:
+                result["timing"]["total_ms"] = float("nan")
+    if mode == "othertype" and msg["seq"] % 2 == 0:
+        result["inference_type"] = "other_type"
     protocol.write_message(out, result)
