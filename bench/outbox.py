@@ -31,6 +31,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cameras import rss_mb  # noqa: E402
 from run import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,10 +112,7 @@ outbox: {{ path: "{outbox}" }}
         return Path(self.dir, "orion.yaml").read_text().split("instance_id: ")[1].split()[0]
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return rss_mb(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -25,26 +25,13 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cameras import cpu_seconds, rss_mb  # noqa: E402
 from run import Broker, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = str(ROOT / "assets/demo.mp4")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
-TICK = os.sysconf("SC_CLK_TCK")
 WORKER = f'["{ROOT}/.venv/bin/python", "-m", "orion_worker.person_detector"]'
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Daemon:

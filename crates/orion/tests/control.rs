@@ -601,11 +601,7 @@ fn alerts_go_out_while_a_slow_model_swap_runs() {
         common::set(c, "camera.reconnect_backoff_max_s", 1.0);
         common::set(c, "stream.stall_timeout_s", 60.0);
         common::use_fake_worker(c, "slowswap", &pids);
-        common::set(
-            c,
-            "models.person_detector.catalog.good",
-            serde_yaml::to_value(json!({"path": good.to_string_lossy(), "format": "ssd"})).unwrap(),
-        );
+        common::catalog_entry(c, "good", &good);
     }));
     status.wait_for(Duration::from_secs(30), |_, p| {
         let v: Value = serde_json::from_slice(p).ok()?;

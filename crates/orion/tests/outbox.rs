@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{Daemon, Mosquitto, Subscriber};
@@ -16,19 +15,7 @@ use serde_json::Value;
 /// A video: `empty_s` of an empty room, a person walks in, stands 5 s, walks
 /// out, and the room stays empty for 90 s (the file loops; one visit per test).
 fn visit_video(dir: &Path, empty_s: u32) -> PathBuf {
-    let path = dir.join("visit.mp4");
-    let out = Command::new(common::venv_python())
-        .arg(common::repo_root().join("crates/orion/tests/visit_video.py"))
-        .arg(&path)
-        .args([&empty_s.to_string(), "3", "5", "3", "90"])
-        .output()
-        .expect("run visit_video.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
+    common::make_video(dir, &[&empty_s.to_string(), "3", "5", "3", "90"]).0
 }
 
 fn daemon_config(instance: &str, port: u16, video: &Path, outbox: &Path) -> String {
@@ -40,19 +27,11 @@ fn daemon_config(instance: &str, port: u16, video: &Path, outbox: &Path) -> Stri
     })
 }
 
-/// The value of one series of `/metrics` (exact name and labels).
-fn series(daemon: &Daemon, name_and_labels: &str) -> Option<f64> {
-    let (_, body) = daemon.http_get("/metrics")?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// Waits until `instance` has produced a `person_left` (stored in its outbox).
 fn wait_for_person_left(daemon: &Daemon, instance: &str) {
     let name = format!("orion_events_total{{camera=\"{instance}\",type=\"person_left\"}}");
     common::wait_until("a person_left", Duration::from_secs(120), || {
-        (series(daemon, &name)? >= 1.0).then_some(())
+        (daemon.series(&name)? >= 1.0).then_some(())
     });
 }
 
@@ -128,10 +107,8 @@ fn events_during_a_broker_outage_arrive_after_it_in_order_delayed_with_their_ori
     sub.wait_for(Duration::from_secs(60), |t, _| {
         t.starts_with("care/inferences/outage/").then_some(())
     });
-    let produced_before = series(
-        &daemon,
-        "orion_events_total{camera=\"outage\",type=\"person_entered\"}",
-    );
+    let produced_before =
+        daemon.series("orion_events_total{camera=\"outage\",type=\"person_entered\"}");
     assert_eq!(
         produced_before,
         Some(0.0),
@@ -141,13 +118,18 @@ fn events_during_a_broker_outage_arrive_after_it_in_order_delayed_with_their_ori
     let outage = Instant::now();
 
     wait_for_person_left(&daemon, "outage");
-    let dropped = series(&daemon, "orion_mqtt_dropped_total{camera=\"outage\"}").unwrap_or(0.0);
+    let dropped = daemon
+        .series("orion_mqtt_dropped_total{camera=\"outage\"}")
+        .unwrap_or(0.0);
     assert!(
         dropped > 0.0,
         "raw results in the outage are dropped and counted"
     );
     assert!(
-        series(&daemon, "orion_outbox_queued{camera=\"outage\"}").unwrap_or(0.0) >= 2.0,
+        daemon
+            .series("orion_outbox_queued{camera=\"outage\"}")
+            .unwrap_or(0.0)
+            >= 2.0,
         "the events wait in the outbox"
     );
     // The outage lasts a minute (the scenario, not a synchronization).
@@ -170,9 +152,11 @@ fn events_during_a_broker_outage_arrive_after_it_in_order_delayed_with_their_ori
     });
     assert_eq!(occupancy["occupied"], false, "{occupancy}");
     common::wait_until("the outbox drained", Duration::from_secs(30), || {
-        (series(&daemon, "orion_outbox_queued{camera=\"outage\"}")? == 0.0).then_some(())
+        (daemon.series("orion_outbox_queued{camera=\"outage\"}")? == 0.0).then_some(())
     });
-    let delayed = series(&daemon, "orion_outbox_delayed_total{camera=\"outage\"}").unwrap_or(0.0);
+    let delayed = daemon
+        .series("orion_outbox_delayed_total{camera=\"outage\"}")
+        .unwrap_or(0.0);
     assert!(delayed >= 2.0, "delayed deliveries counted: {delayed}");
 }
 
@@ -302,7 +286,7 @@ fn an_edge_broker_bridged_to_a_central_one_loses_nothing_when_the_uplink_is_cut(
     wait_for_person_left(&daemon, "bridged");
     // The edge broker took the events: nothing waits in the daemon.
     common::wait_until("the outbox empty", Duration::from_secs(10), || {
-        (series(&daemon, "orion_outbox_queued{camera=\"bridged\"}")? == 0.0).then_some(())
+        (daemon.series("orion_outbox_queued{camera=\"bridged\"}")? == 0.0).then_some(())
     });
     std::thread::sleep(Duration::from_secs(30).saturating_sub(cut.elapsed()));
     let _central = Mosquitto::start_persistent(central_port, &central_state);

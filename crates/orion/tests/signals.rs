@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Mosquitto, Subscriber};
@@ -14,25 +13,7 @@ use serde_json::Value;
 
 /// Makes the visit video; returns its path and timings.
 fn visit_video(dir: &std::path::Path) -> (std::path::PathBuf, Value) {
-    make_video(dir, &["4", "3", "6", "3", "10"])
-}
-
-/// Runs the video maker with `args` after the output path.
-fn make_video(dir: &std::path::Path, args: &[&str]) -> (std::path::PathBuf, Value) {
-    let path = dir.join("visit.mp4");
-    let out = Command::new(common::venv_python())
-        .arg(common::repo_root().join("crates/orion/tests/visit_video.py"))
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("run visit_video.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let info: Value = serde_json::from_slice(&out.stdout).expect("timings JSON");
-    (path, info)
+    common::make_video(dir, &["4", "3", "6", "3", "10"])
 }
 
 /// Everything received on `sub` until `done` says so (bounded by `timeout`).
@@ -402,7 +383,7 @@ fn auto_focus_on_the_demo_keeps_the_one_person_without_duplicates() {
 #[test]
 fn two_people_count_two_and_make_two_visits() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (video, _) = make_video(dir.path(), &["--two"]);
+    let (video, _) = common::make_video(dir.path(), &["--two"]);
     let broker = Mosquitto::start();
     let sub = Subscriber::connect(broker.port, "care/+/two/#");
     let config = common::config("two", &broker.url(), |c| {

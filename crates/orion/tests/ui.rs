@@ -124,11 +124,10 @@ fn watch_live(port: u16, path: &str, headers: &[(&str, &str)], seconds: f64) -> 
 }
 
 fn encoded(daemon: &Daemon, camera: &str) -> f64 {
-    let name = format!("orion_ui_frames_encoded_total{{camera=\"{camera}\"}} ");
-    let (_, body) = daemon.http_get("/metrics").expect("metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&name))
-        .and_then(|v| v.trim().parse().ok())
+    daemon
+        .series(&format!(
+            "orion_ui_frames_encoded_total{{camera=\"{camera}\"}}"
+        ))
         .expect("encode counter")
 }
 

@@ -21,11 +21,8 @@ fn pids(path: &std::path::Path) -> usize {
 }
 
 fn worker_counter(daemon: &Daemon, name: &str) -> f64 {
-    let prefix = format!("{name}{{worker=\"person_detector-0\"}} ");
-    let (_, body) = daemon.http_get("/metrics").expect("metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
+    daemon
+        .series(&format!("{name}{{worker=\"person_detector-0\"}}"))
         .unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
@@ -54,12 +51,7 @@ fn conformance(shared_memory: bool) {
             .expect("command"),
         );
         common::set(c, "workers.person_detector.shared_memory", shared_memory);
-        common::set(
-            c,
-            "models.person_detector.catalog.alt",
-            serde_yaml::to_value(json!({"path": alt.to_string_lossy(), "format": "ssd"}))
-                .expect("entry"),
-        );
+        common::catalog_entry(c, "alt", &alt);
     }));
     // Its own data, on the topic of the type it announced.
     let (topic, first) = results.wait_for(Duration::from_secs(60), |t, p| {
@@ -117,12 +109,7 @@ fn a_command_answered_too_late_never_changes_state_and_the_worker_is_restarted()
     let daemon = Daemon::start(&common::config("late", &broker.url(), |c| {
         common::use_fake_worker(c, "slowswap", &pidfile);
         common::set(c, "workers.person_detector.startup_timeout_s", 3.0);
-        common::set(
-            c,
-            "models.person_detector.catalog.good",
-            serde_yaml::to_value(json!({"path": good.to_string_lossy(), "format": "ssd"}))
-                .expect("entry"),
-        );
+        common::catalog_entry(c, "good", &good);
     }));
     results.wait_for(Duration::from_secs(60), |_, _| Some(()));
     let started = Instant::now();
@@ -177,12 +164,7 @@ fn a_command_handled_on_the_main_loop_is_not_a_hang() {
         common::use_fake_worker(c, "slowswap", &pidfile);
         common::set(c, "workers.person_detector.startup_timeout_s", 15.0);
         common::set(c, "workers.person_detector.hang_timeout_floor_s", 2.0);
-        common::set(
-            c,
-            "models.person_detector.catalog.good",
-            serde_yaml::to_value(json!({"path": good.to_string_lossy(), "format": "ssd"}))
-                .expect("entry"),
-        );
+        common::catalog_entry(c, "good", &good);
     }));
     results.wait_for(Duration::from_secs(60), |_, _| Some(()));
     let reply = control.command(

@@ -323,6 +323,17 @@ fn stream_report(m: &Metrics, s: &StreamStatus) -> StreamReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A camera that runs, streams (a frame just now) and is connected.
+    fn running_camera() -> (Metrics, crate::status::CameraStatus, CameraWatch) {
+        let m = Metrics::default();
+        let (status, w) = channels();
+        status.running.send_replace(true);
+        status.stream.send_modify(|s| s.up = true);
+        m.stream_last_frame.touch();
+        status.mqtt.send_modify(|s| s.connected = true);
+        (m, status, w)
+    }
     use crate::status::channels;
 
     #[test]
@@ -345,12 +356,7 @@ mod tests {
 
     #[test]
     fn workers_starting_are_not_down_and_all_failed_is_unhealthy() {
-        let m = Metrics::default();
-        let (status, w) = channels();
-        status.running.send_replace(true);
-        status.stream.send_modify(|s| s.up = true);
-        m.stream_last_frame.touch();
-        status.mqtt.send_modify(|s| s.connected = true);
+        let (m, _status, w) = running_camera();
         let w0 = m.add_worker("person_detector-0");
         let w1 = m.add_worker("person_detector-1");
         let r = report(&m, &w);
@@ -383,12 +389,7 @@ mod tests {
 
     #[test]
     fn an_outbox_that_drops_or_cannot_write_degrades_the_camera() {
-        let m = Metrics::default();
-        let (status, w) = channels();
-        status.running.send_replace(true);
-        status.stream.send_modify(|s| s.up = true);
-        m.stream_last_frame.touch();
-        status.mqtt.send_modify(|s| s.connected = true);
+        let (m, status, w) = running_camera();
         assert_eq!(report(&m, &w).status, Status::Healthy);
         status.outbox.send_modify(|s| {
             s.disk_error = Some("No space left on device".into());

@@ -21,7 +21,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{Outbox, Record};
+use super::store::{Outbox, Record, now_ms};
 use crate::backoff::Backoff;
 use crate::health::metrics::Metrics;
 use crate::mqtt::emitter::EmitterSettings;
@@ -119,12 +119,6 @@ pub fn delivered_payload(record: &Record, now_ms: u64) -> (Vec<u8>, bool) {
             Err(_) => record.payload.clone(),
         };
     (payload, true)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl EventPublisher {

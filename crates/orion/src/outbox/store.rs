@@ -162,7 +162,8 @@ fn split_key(k: &[u8]) -> Option<(&str, u64)> {
     Some((camera, u64::from_be_bytes(seq)))
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock Unix milliseconds (when an event was stored, and delivered).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

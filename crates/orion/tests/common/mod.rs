@@ -381,6 +381,15 @@ impl Daemon {
             .and_then(|v| v.parse().ok())
     }
 
+    /// The value of one series of `/metrics`, named exactly with its labels
+    /// (`orion_ui_viewers{camera="a"}`).
+    pub fn series(&self, name_and_labels: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Resident memory of the daemon process in KiB.
     pub fn rss_kb(&self) -> u64 {
         let status =
@@ -506,6 +515,36 @@ shutdown_timeout_s: 5
     let mut v: serde_yaml::Value = serde_yaml::from_str(&text).expect("base config parses");
     edit(&mut v);
     serde_yaml::to_string(&v).expect("config serializes")
+}
+
+/// Makes a visit video with `visit_video.py` (`args` after the output path:
+/// the seconds of each part, or `--two`) in `dir`; returns its path and the
+/// timings the script prints.
+pub fn make_video(dir: &Path, args: &[&str]) -> (std::path::PathBuf, serde_json::Value) {
+    let path = dir.join("visit.mp4");
+    let out = Command::new(venv_python())
+        .arg(repo_root().join("crates/orion/tests/visit_video.py"))
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run visit_video.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = serde_json::from_slice(&out.stdout).expect("timings JSON");
+    (path, info)
+}
+
+/// Adds `name` to the detector's model catalog: an SSD entry at `path`.
+pub fn catalog_entry(c: &mut serde_yaml::Value, name: &str, path: &Path) {
+    let entry: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "{{ path: {}, format: ssd }}",
+        serde_json::to_string(&path.to_string_lossy()).expect("path")
+    ))
+    .expect("entry");
+    set(c, &format!("models.person_detector.catalog.{name}"), entry);
 }
 
 /// Runs the scripted test worker (`tests/workers/fake_worker.py`) in `mode` as the
