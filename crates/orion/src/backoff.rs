@@ -42,6 +42,12 @@ impl Backoff {
     }
 }
 
+/// `d` scaled by a random factor in 0.75..1.25, so that many clients that
+/// lost the same server do not retry in lock-step.
+pub fn jittered(d: Duration) -> Duration {
+    d.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +59,14 @@ mod tests {
         assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30]);
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_spreads_within_a_quarter() {
+        let d = Duration::from_secs(4);
+        let spread: Vec<Duration> = (0..200).map(|_| jittered(d)).collect();
+        assert!(spread.iter().all(|j| (3.0..5.0).contains(&j.as_secs_f64())));
+        let (min, max) = (spread.iter().min(), spread.iter().max());
+        assert!(max > min, "not all the same");
     }
 }

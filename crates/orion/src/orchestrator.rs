@@ -645,6 +645,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         Duration::from_secs_f64(config.framebus.stats_interval_s),
         tasks.clone(),
     ));
+    // Writes the outbox to disk again once a full disk has room.
+    publishers.spawn(crate::outbox::store::keep_disk(outbox.clone(), publish.clone()));
     task_set.close();
     publishers.close();
     if let Some(slot) = &ui_slot {

@@ -37,8 +37,14 @@ fn wait_for_person_left(daemon: &Daemon, instance: &str) {
 
 /// Events on `sub` until a `person_left` (and what came with it), parsed.
 fn events_until_left(sub: &Subscriber, timeout: Duration) -> Vec<Value> {
+    events_until_left_timed(sub, timeout).0
+}
+
+/// [`events_until_left`], and when the first event arrived.
+fn events_until_left_timed(sub: &Subscriber, timeout: Duration) -> (Vec<Value>, Instant) {
     let until = Instant::now() + timeout;
     let mut got = Vec::new();
+    let mut first_at = None;
     loop {
         let left = until
             .checked_duration_since(Instant::now())
@@ -50,10 +56,11 @@ fn events_until_left(sub: &Subscriber, timeout: Duration) -> Vec<Value> {
             continue;
         }
         let v: Value = serde_json::from_slice(&payload).expect("event JSON");
+        let first_at = *first_at.get_or_insert_with(Instant::now);
         let done = v["type"] == "person_left";
         got.push(v);
         if done {
-            return got;
+            return (got, first_at);
         }
     }
 }
@@ -136,8 +143,16 @@ fn events_during_a_broker_outage_arrive_after_it_in_order_delayed_with_their_ori
     std::thread::sleep(Duration::from_secs(60).saturating_sub(outage.elapsed()));
     let back = SystemTime::now();
     let _broker = Mosquitto::start_persistent(port, &state);
+    let back_at = Instant::now();
 
-    let events = events_until_left(&sub, Duration::from_secs(60));
+    let (events, first_at) = events_until_left_timed(&sub, Duration::from_secs(60));
+    // The back-off had grown to its cap; the broker's port is probed instead.
+    let after_return = first_at - back_at;
+    eprintln!("first delayed event {after_return:?} after the broker's return");
+    assert!(
+        after_return < Duration::from_secs(5),
+        "events go out within 5 s of the broker's return: {after_return:?}"
+    );
     assert_visit_delivered_late(&events, back);
     let ids: std::collections::HashSet<&str> = events
         .iter()

@@ -2,11 +2,16 @@
 //! on, the live view's page and API (`crate::ui`).
 //!
 //! A deliberately small HTTP/1.1 responder (a handful of routes do not justify a
-//! web framework): one task per connection, request head bounded to 8 KiB and a
-//! body to [`MAX_BODY`], both read within 5 seconds, `Connection: close` on every
-//! answer. A live-view stream stays open until the viewer goes or the server
-//! stops. It never blocks the pipeline: it reads atomics and watch channels, and
-//! queues control calls like MQTT does.
+//! web framework): one task per connection, at most [`MAX_CONNECTIONS`] of them
+//! (beyond, a new connection is closed at once), `Connection: close` on every
+//! answer. Nothing but the request head (at most [`MAX_HEAD`] bytes) is read
+//! before the route and, for the UI, the token are known; a body only where the
+//! route takes one (a control call, at most the camera's command limit), within
+//! [`BODY_BUDGET`] bytes buffered over all connections; head and body each
+//! within 5 seconds. So memory stays bounded whatever connects. A live-view
+//! stream stays open until the viewer goes or the server stops. It never blocks
+//! the pipeline: it reads atomics and watch channels, and queues control calls
+//! like MQTT does.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -14,6 +19,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,9 +27,13 @@ use super::Registry;
 use super::Status;
 use crate::ui::{Request, Response, Ui};
 
-const MAX_HEAD: usize = 8 * 1024;
-/// Largest request body (a control call; commands are far smaller).
-pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Longest request head (request line and headers).
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Request body bytes buffered at once over all connections; a body that
+/// does not fit is answered 503 (busy) unread.
+pub const BODY_BUDGET: usize = 4 * 1024 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A live-view viewer that takes longer than this for one event is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +66,9 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let connections = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let bodies = Arc::new(Semaphore::new(BODY_BUDGET));
+    let mut full_log = crate::logging::RateLimit::new(Duration::from_secs(10));
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -63,13 +76,25 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    drop(stream);
+                    if let Some(held_back) = full_log.allow(std::time::Instant::now()) {
+                        tracing::warn!(
+                            "health HTTP: {MAX_CONNECTIONS} connections open; new ones are closed at once{}",
+                            full_log.and_more(held_back)
+                        );
+                    }
+                    continue;
+                };
                 let metrics = metrics.clone();
                 let cancel = cancel.clone();
                 let ui = ui.clone();
+                let bodies = bodies.clone();
                 connections.spawn(async move {
+                    let _slot = slot;
                     tokio::select! {
                         _ = cancel.cancelled() => {}
-                        r = handle(stream, &metrics, ui.as_deref(), &cancel) => {
+                        r = handle(stream, &metrics, ui.as_deref(), &bodies, &cancel) => {
                             if let Err(e) = r {
                                 tracing::debug!(error = %e, "health connection failed");
                             }
@@ -87,47 +112,91 @@ pub async fn serve(
     connections.wait().await;
 }
 
-/// Reads one request: head (bounded), then a body of `Content-Length` (bounded).
-/// `Err(status)` for what cannot be read as one.
-async fn read_request(stream: &mut TcpStream) -> Result<Request, u16> {
-    let mut data = Vec::with_capacity(512);
-    let mut buf = [0u8; 4096];
-    let read = tokio::time::timeout(READ_TIMEOUT, async {
-        let head_end = loop {
-            if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at;
-            }
-            if data.len() > MAX_HEAD {
+/// Reads the request head (at most [`MAX_HEAD`] bytes; nothing after it is
+/// asked for, though one read may bring some): the parsed head, and the
+/// bytes after it. `Err(status)` for what cannot be read as one.
+async fn read_head(stream: &mut TcpStream) -> Result<(Request, Vec<u8>), u16> {
+    let mut data = Vec::with_capacity(1024);
+    let mut buf = [0u8; 2048];
+    let mut searched = 0;
+    loop {
+        if let Some(at) = data[searched..].windows(4).position(|w| w == b"\r\n\r\n") {
+            let end = searched + at;
+            if end > MAX_HEAD {
                 return Err(431);
             }
-            let n = stream.read(&mut buf).await.map_err(|_| 400u16)?;
-            if n == 0 {
-                return Err(400);
-            }
-            data.extend_from_slice(&buf[..n]);
-        };
-        let mut req = parse_head(&data[..head_end]).ok_or(400u16)?;
-        let length: usize = match req.header("content-length") {
-            Some(v) => v.trim().parse().map_err(|_| 400u16)?,
-            None => 0,
-        };
-        if length > MAX_BODY {
-            return Err(413);
+            let req = parse_head(&data[..end]).ok_or(400u16)?;
+            return Ok((req, data[end + 4..].to_vec()));
         }
-        let mut body = data[head_end + 4..].to_vec();
+        searched = data.len().saturating_sub(3);
+        // The terminator may follow the longest head: 4 bytes more at most.
+        let room = (MAX_HEAD + 4).saturating_sub(data.len()).min(buf.len());
+        if room == 0 {
+            return Err(431);
+        }
+        let n = stream.read(&mut buf[..room]).await.map_err(|_| 400u16)?;
+        if n == 0 {
+            return Err(400);
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Reads the body a route allows: at most `limit` bytes of `Content-Length`
+/// (0: the route takes none), reserved from `budget` before it is read.
+async fn read_body<'a>(
+    stream: &mut TcpStream,
+    req: &mut Request,
+    mut body: Vec<u8>,
+    limit: usize,
+    budget: &'a Semaphore,
+) -> Result<Option<SemaphorePermit<'a>>, (u16, String)> {
+    if req.header("transfer-encoding").is_some() {
+        return Err((400, "send bodies with Content-Length (no Transfer-Encoding)\n".into()));
+    }
+    let length: usize = match req.header("content-length") {
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| (400, "Content-Length is not a number\n".to_string()))?,
+        None => 0,
+    };
+    if length == 0 {
+        return Ok(None);
+    }
+    if length > limit {
+        let why = if limit == 0 {
+            format!("{} {} takes no body\n", req.method, req.path)
+        } else {
+            format!("a body here is at most {limit} bytes; got {length}\n")
+        };
+        return Err((413, why));
+    }
+    let permit = u32::try_from(length)
+        .ok()
+        .and_then(|n| budget.try_acquire_many(n).ok())
+        .ok_or_else(|| (503, "busy: too many requests at once; send it again\n".to_string()))?;
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(READ_TIMEOUT, async {
         while body.len() < length {
-            let n = stream.read(&mut buf).await.map_err(|_| 400u16)?;
+            let want = (length - body.len()).min(buf.len());
+            let n = stream.read(&mut buf[..want]).await.map_err(|_| 400u16)?;
             if n == 0 {
                 return Err(400);
             }
             body.extend_from_slice(&buf[..n]);
         }
-        body.truncate(length);
-        req.body = body;
-        Ok(req)
+        Ok(())
     })
     .await;
-    read.unwrap_or(Err(408))
+    match read.unwrap_or(Err(408)) {
+        Ok(()) => {
+            body.truncate(length);
+            req.body = body;
+            Ok(Some(permit))
+        }
+        Err(status) => Err((status, "the body did not arrive\n".into())),
+    }
 }
 
 /// The request line and headers (names in lower case).
@@ -192,36 +261,62 @@ async fn handle(
     mut stream: TcpStream,
     metrics: &Registry,
     ui: Option<&UiSlot>,
+    bodies: &Semaphore,
     cancel: &CancellationToken,
 ) -> std::io::Result<()> {
-    let req = match read_request(&mut stream).await {
+    let head = tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await;
+    let (mut req, after_head) = match head.unwrap_or(Err(408)) {
         Ok(r) => r,
         Err(status) => {
             return write_full(&mut stream, status, "text/plain", &[], b"bad request\n").await;
         }
     };
-    if let Some(slot) = ui
-        && Ui::owns(&req.path)
-    {
-        let Some(ui) = slot.get() else {
-            return write_full(&mut stream, 503, "text/plain", &[], b"starting\n").await;
-        };
+    // The route (and the UI's access) decide whether a body is read at all.
+    let ui = match ui {
+        Some(slot) if Ui::owns(&req.path) => match slot.get() {
+            Some(ui) => Some(ui),
+            None => {
+                return write_full(&mut stream, 503, "text/plain", &[], b"starting\n").await;
+            }
+        },
+        _ => None,
+    };
+    let body_limit = match ui.map(|ui| ui.admit(&req)) {
+        None => 0,
+        Some(Ok(limit)) => limit,
+        Some(Err(refused)) => return respond(&mut stream, refused, cancel).await,
+    };
+    let _body = match read_body(&mut stream, &mut req, after_head, body_limit, bodies).await {
+        Ok(permit) => permit,
+        Err((status, why)) => {
+            return write_full(&mut stream, status, "text/plain", &[], why.as_bytes()).await;
+        }
+    };
+    if let Some(ui) = ui {
         let response = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             r = ui.handle(&req) => r,
         };
-        return match response {
-            Response::Full {
-                status,
-                content_type,
-                headers,
-                body,
-            } => write_full(&mut stream, status, content_type, &headers, &body).await,
-            Response::Live(feed) => live(&mut stream, &feed, cancel).await,
-        };
+        return respond(&mut stream, response, cancel).await;
     }
     let (status, content_type, body) = route(&req, metrics);
     write_full(&mut stream, status, content_type, &[], body.as_bytes()).await
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    response: Response,
+    cancel: &CancellationToken,
+) -> std::io::Result<()> {
+    match response {
+        Response::Full {
+            status,
+            content_type,
+            headers,
+            body,
+        } => write_full(stream, status, content_type, &headers, &body).await,
+        Response::Live(feed) => live(stream, &feed, cancel).await,
+    }
 }
 
 /// A live-view stream: server-sent events (`frame`, `result`) until the viewer

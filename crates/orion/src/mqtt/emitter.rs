@@ -606,7 +606,7 @@ async fn poll(mut s: PollState) {
                 }
                 tokio::select! {
                     _ = s.cancel.cancelled() => break,
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = super::reconnect::wait(backoff.next_delay(), &s.settings.host, s.settings.port) => {}
                 }
             }
         }

@@ -177,7 +177,7 @@ impl EventPublisher {
                         }
                         tokio::select! {
                             _ = cancel.cancelled() => break,
-                            _ = tokio::time::sleep(backoff.next_delay()) => {}
+                            _ = crate::mqtt::reconnect::wait(backoff.next_delay(), &self.settings.host, self.settings.port) => {}
                         }
                     }
                 },

@@ -4,10 +4,16 @@
 //! Owns the store directory and an index of what it holds (per camera: sequence
 //! number and size, a few bytes per event; the events themselves stay on disk).
 //! It enforces the bounds (`outbox.max_events`, `outbox.max_bytes`) by dropping
-//! the oldest events, counted. When the disk refuses a write (full, read-only)
-//! the event is held in memory instead, at most [`OUTBOX_MEMORY_EVENTS`] of them,
-//! and the camera's health says so. It never fails an append and never panics
-//! on what it reads back: an unreadable store is set aside and a fresh one used.
+//! the oldest events, counted. When the disk refuses a write or a removal (full,
+//! read-only) the store stops writing: new events are held in memory, at most
+//! [`OUTBOX_MEMORY_EVENTS`] of them, delivered events are remembered as still
+//! to be removed, and the camera's health says so. [`Outbox::heal`] (called
+//! every [`HEAL_EVERY`] by [`keep_disk`]) checks whether the disk has room again;
+//! once it does, it reopens the store (a failed write leaves `fjall` refusing
+//! every later one), makes the disk hold exactly what the index holds (removes
+//! what was delivered meanwhile, writes back what was held, in order) and
+//! resumes writing. It never fails an append and never panics on what it reads
+//! back: an unreadable store is set aside and a fresh one used.
 //!
 //! Keys are `instance_id 0x00 sequence` (big-endian), so each camera's events
 //! are one ordered prefix; the sequence is daemon-wide and never reused while
@@ -17,11 +23,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{OUTBOX_MEMORY_EVENTS, OutboxConfig};
 use crate::health::metrics::Metrics;
@@ -37,6 +44,15 @@ const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 const CACHE_BYTES: u64 = 1024 * 1024;
 /// The clean-close marker's key in the `meta` keyspace.
 const CLEAN_KEY: &[u8] = b"clean";
+/// While the disk refuses writes, how often [`keep_disk`] checks for room.
+pub const HEAL_EVERY: Duration = Duration::from_secs(1);
+/// Room the disk must have beyond what is held in memory before the store is
+/// reopened (journal and table overhead).
+const HEAL_MARGIN_BYTES: u64 = 256 * 1024;
+/// The file [`probe_room`] writes to check for room.
+const PROBE_FILE: &str = "space-probe";
+/// The keys [`Inner::heal`] found on the reopened disk.
+type DiskKeys = std::collections::HashSet<Vec<u8>>;
 
 /// One event as stored: where it goes, what it says, when it happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,9 +123,14 @@ struct Disk {
 }
 
 struct Inner {
+    /// The store; after a failed write it is kept for reading only, and
+    /// `None` while it cannot be opened.
     disk: Option<Disk>,
-    /// Why the last write to disk failed; `None` once one succeeds.
+    /// Why the disk refused a write or a removal; while set, nothing is
+    /// written (events are held) until [`Inner::heal`] succeeds.
     disk_error: Option<String>,
+    /// Bytes of the events held in memory.
+    held_bytes: u64,
     cameras: BTreeMap<String, CameraQueue>,
     count: u64,
     bytes: u64,
@@ -191,6 +212,51 @@ fn set_aside_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Whether the disk at `dir` takes `bytes` more: written to a probe file,
+/// synced, and removed again.
+fn probe_room(dir: &Path, bytes: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(PROBE_FILE);
+    let written = std::fs::File::create(&path).and_then(|mut f| {
+        let chunk = vec![0u8; 64 * 1024];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n])?;
+            left -= n as u64;
+        }
+        f.sync_data()
+    });
+    let _ = std::fs::remove_file(&path);
+    written
+}
+
+/// Every event key on `disk`.
+fn disk_keys(disk: &Disk) -> Result<DiskKeys, fjall::Error> {
+    disk.events
+        .iter()
+        .map(|item| item.key().map(|k| k.to_vec()))
+        .collect()
+}
+
+/// Heals the outbox's store while the disk refuses writes (every
+/// [`HEAL_EVERY`], off the async runtime), until `cancel`.
+pub async fn keep_disk(outbox: Arc<Outbox>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(HEAL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if outbox.failing() {
+            let outbox = outbox.clone();
+            let _ = tokio::task::spawn_blocking(move || outbox.heal()).await;
+        }
+    }
+}
+
 /// The store directory is used by another process.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -240,6 +306,7 @@ impl Outbox {
         let mut inner = Inner {
             disk,
             disk_error,
+            held_bytes: 0,
             cameras: BTreeMap::new(),
             count: 0,
             bytes: 0,
@@ -365,6 +432,7 @@ impl Outbox {
         };
         if held.is_some() {
             inner.held += 1;
+            inner.held_bytes += bytes;
         }
         let q = inner
             .cameras
@@ -403,6 +471,9 @@ impl Outbox {
         for (seq, held) in wanted {
             let record = match held {
                 Some(r) => Some(r),
+                // On a disk that is closed until it heals: wait for it (in
+                // order), never drop it.
+                None if inner.disk.is_none() => break,
                 None => inner.read(camera, seq).map(Arc::new),
             };
             match record {
@@ -460,15 +531,44 @@ impl Outbox {
             .map_or(0, |q| q.entries.len())
     }
 
+    /// Whether the disk refuses writes (new events are held in memory until
+    /// [`Outbox::heal`] succeeds).
+    pub fn failing(&self) -> bool {
+        self.lock().disk_error.is_some()
+    }
+
+    /// While the disk refuses writes: if it has room for what is held (a
+    /// probe file written and synced), reopens the store, makes the disk hold
+    /// exactly what the index holds and resumes writing. True when the disk
+    /// takes writes. Blocking disk I/O: call it off the async runtime.
+    pub fn heal(&self) -> bool {
+        let need = {
+            let inner = self.lock();
+            if inner.disk_error.is_none() {
+                return true;
+            }
+            inner.held_bytes + HEAL_MARGIN_BYTES
+        };
+        // Without the lock: appends go on (held) while the probe writes.
+        if probe_room(&self.settings.path, need).is_err() {
+            return false;
+        }
+        self.lock().heal(&self.settings.path)
+    }
+
     /// Events and bytes in the whole outbox.
     pub fn totals(&self) -> (u64, u64) {
         let inner = self.lock();
         (inner.count, inner.bytes)
     }
 
-    /// Writes the clean-close marker and flushes everything to disk. Events
-    /// held in memory are lost (logged).
+    /// Writes the clean-close marker and flushes everything to disk, after
+    /// one more try to write back what is held in memory. What is still held
+    /// then is lost (logged).
     pub fn close(&self) {
+        if self.failing() {
+            self.heal();
+        }
         let inner = self.lock();
         if inner.held > 0 {
             tracing::error!(
@@ -547,7 +647,12 @@ impl Inner {
     }
 
     /// Writes an event to disk; on failure records why (health) and logs.
+    /// While the disk is failing nothing is written (held events would
+    /// otherwise be overtaken on disk by newer ones): [`Inner::heal`] first.
     fn write(&mut self, key: &[u8], value: Vec<u8>, fsync: bool) -> Result<(), ()> {
+        if self.disk_error.is_some() {
+            return Err(());
+        }
         let Some(disk) = &self.disk else {
             return Err(());
         };
@@ -560,28 +665,113 @@ impl Inner {
             .events
             .insert(key, value)
             .and_then(|()| disk.db.persist(mode));
+        result.map_err(|e| self.fail(format!("{e:?}")))
+    }
+
+    /// The disk refused a write or a removal: stop writing until it heals.
+    fn fail(&mut self, why: String) {
+        if let Some(held_back) = self.disk_log.allow(Instant::now()) {
+            tracing::error!(
+                error = %why,
+                "outbox cannot write to disk: new events are kept in memory (at most {OUTBOX_MEMORY_EVENTS}) and written to disk when it has room again; they are lost if the daemon stops before{}",
+                self.disk_log.and_more(held_back)
+            );
+        }
+        if self.disk_error.is_none() {
+            self.disk_error = Some(why);
+            self.publish_disk_error();
+        }
+    }
+
+    /// Reopens the store (fjall refuses every write after a failed one) and
+    /// makes it hold what the index holds: events delivered or dropped while
+    /// the disk was failing are removed, the held ones written, in order, and
+    /// synced; only then are they let go of in memory. Events the index had on
+    /// disk that the reopened store lacks are dropped, counted and logged.
+    fn heal(&mut self, path: &Path) -> bool {
+        if self.disk_error.is_none() {
+            return true;
+        }
+        self.disk = None;
+        let opened = std::fs::create_dir_all(path)
+            .map_err(|e| e.to_string())
+            .and_then(|()| open_disk(path).map_err(|e| format!("{e:?}")));
+        let disk = match opened {
+            Ok(d) => d,
+            Err(why) => {
+                self.fail(why);
+                return false;
+            }
+        };
+        let result = disk_keys(&disk).and_then(|on_disk| self.rewrite(&disk, on_disk));
+        self.disk = Some(disk);
         match result {
-            Ok(()) => {
-                if self.disk_error.take().is_some() {
-                    tracing::info!("outbox: the disk takes events again");
-                    self.publish_disk_error();
+            Ok(lost) => {
+                let written = std::mem::take(&mut self.held);
+                self.held_bytes = 0;
+                for q in self.cameras.values_mut() {
+                    q.entries.iter_mut().for_each(|e| e.held = None);
                 }
-                Ok(())
+                self.drop_lost(lost);
+                self.disk_error = None;
+                self.publish_disk_error();
+                tracing::info!(
+                    written,
+                    "outbox: the disk takes events again; the events held in memory are on disk"
+                );
+                true
             }
             Err(e) => {
-                let why = format!("{e:?}");
-                if let Some(held_back) = self.disk_log.allow(std::time::Instant::now()) {
-                    tracing::error!(
-                        error = %why,
-                        "outbox cannot write to disk: events are kept in memory (at most {OUTBOX_MEMORY_EVENTS}) and lost if the daemon stops{}",
-                        self.disk_log.and_more(held_back)
-                    );
+                self.fail(format!("{e:?}"));
+                false
+            }
+        }
+    }
+
+    /// Removes from `disk` what the index does not hold, writes what is held,
+    /// and syncs. Returns the index's on-disk events that `disk` lacks.
+    fn rewrite(&self, disk: &Disk, mut on_disk: DiskKeys) -> Result<Vec<(String, u64)>, fjall::Error> {
+        let mut lost = Vec::new();
+        let mut held = Vec::new();
+        for (camera, q) in &self.cameras {
+            for e in &q.entries {
+                let k = key(camera, e.seq);
+                let was_there = on_disk.remove(&k);
+                match &e.held {
+                    Some(record) => held.push((e.seq, k, record.clone())),
+                    None if !was_there => lost.push((camera.clone(), e.seq)),
+                    None => {}
                 }
-                if self.disk_error.is_none() {
-                    self.disk_error = Some(why);
-                    self.publish_disk_error();
-                }
-                Err(())
+            }
+        }
+        for k in on_disk {
+            disk.events.remove(k)?;
+        }
+        held.sort_by_key(|(seq, ..)| *seq);
+        for (_, k, record) in held {
+            match rmp_serde::to_vec(&*record) {
+                Ok(v) => disk.events.insert(k, v)?,
+                Err(e) => tracing::error!(error = %e, "outbox: cannot encode a held event; it stays in memory until it is delivered"),
+            }
+        }
+        disk.db.persist(PersistMode::SyncAll)?;
+        Ok(lost)
+    }
+
+    /// Drops events the reopened disk lacks (counted, logged).
+    fn drop_lost(&mut self, lost: Vec<(String, u64)>) {
+        if lost.is_empty() {
+            return;
+        }
+        tracing::error!(
+            events = lost.len(),
+            "outbox: events the disk had taken are missing from it after it was reopened; they are dropped"
+        );
+        for (camera, seq) in lost {
+            if self.take(&camera, seq)
+                && let Some(q) = self.cameras.get(&camera)
+            {
+                q.count_dropped(1);
             }
         }
     }
@@ -619,11 +809,16 @@ impl Inner {
         self.bytes -= e.bytes;
         if e.held.is_some() {
             self.held -= 1;
-        } else if let Some(disk) = &self.disk
+            self.held_bytes -= e.bytes;
+            return true;
+        }
+        // While failing the disk is left alone: healing removes what the
+        // index no longer holds.
+        if self.disk_error.is_none()
+            && let Some(disk) = &self.disk
             && let Err(err) = disk.events.remove(key(camera, seq))
         {
-            // It stays on disk: delivered again after a restart (same event_id).
-            tracing::warn!(error = ?err, "outbox: cannot remove a delivered event");
+            self.fail(format!("{err:?}"));
         }
         true
     }
@@ -660,7 +855,7 @@ impl Inner {
             if let Some(q) = self.cameras.get(&camera) {
                 q.count_dropped(n);
             }
-            if let Some(held_back) = self.full_log.allow(std::time::Instant::now()) {
+            if let Some(held_back) = self.full_log.allow(Instant::now()) {
                 tracing::warn!(
                     camera,
                     dropped = n,
@@ -864,29 +1059,46 @@ mod tests {
         assert!(err.contains("in use by another process"), "{err}");
     }
 
-    /// A real full disk: a 2 MiB tmpfs (needs mount rights, which root has).
-    #[test]
-    fn a_full_disk_keeps_events_in_memory_within_a_bound_and_says_so() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    /// A real small tmpfs at `dir` (needs mount rights, which root has),
+    /// unmounted when the guard drops; `None` where it cannot be mounted.
+    struct Tmpfs<'a>(&'a Path);
+    impl Drop for Tmpfs<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status();
+        }
+    }
+    fn tmpfs<'a>(dir: &'a Path, size: &str) -> Option<Tmpfs<'a>> {
         let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-            .arg(dir.path())
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
             .status()
             .is_ok_and(|s| s.success());
         if !mounted {
             eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        }
+        mounted.then_some(Tmpfs(dir))
+    }
+
+    /// Fills the filesystem of `dir` with one file until it refuses more.
+    fn fill(dir: &Path) -> PathBuf {
+        use std::io::Write;
+        let path = dir.join("filler");
+        let mut f = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![1u8; 4096];
+        while f.write_all(&chunk).and_then(|()| f.sync_data()).is_ok() {}
+        path
+    }
+
+    /// A real full disk: a 2 MiB tmpfs.
+    #[test]
+    fn a_full_disk_keeps_events_in_memory_within_a_bound_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let Some(_unmount) = tmpfs(dir.path(), "2m") else {
             return;
-        }
-        struct Unmount<'a>(&'a Path);
-        impl Drop for Unmount<'_> {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("umount")
-                    .arg("-l")
-                    .arg(self.0)
-                    .status();
-            }
-        }
-        let _unmount = Unmount(dir.path());
+        };
         let outbox = Outbox::open(&settings(dir.path(), 1_000_000)).expect("open");
         let (m, status) = attached(&outbox, "a");
         let n = OUTBOX_MEMORY_EVENTS as usize + 20_000;
@@ -918,5 +1130,81 @@ mod tests {
             on_disk > 1000,
             "the disk took events until it was full: {on_disk}"
         );
+    }
+
+    /// The disk fills while events come and go, then frees: the held events
+    /// go to disk in order, the ones delivered meanwhile leave it, and after a
+    /// stop without close exactly the undelivered ones are there, once each.
+    #[test]
+    fn after_a_full_disk_frees_writing_resumes_and_a_restart_finds_exactly_the_undelivered_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let Some(_unmount) = tmpfs(dir.path(), "8m") else {
+            return;
+        };
+        let path = dir.path().join("outbox");
+        let mut s = settings(&path, 1_000_000);
+        s.fsync = true;
+        let outbox = Outbox::open(&s).expect("open");
+        let (m, status) = attached(&outbox, "a");
+        for i in 0..40 {
+            outbox.append("a", "t".into(), event(i));
+        }
+        assert!(!outbox.failing());
+        let filler = fill(dir.path());
+        let mut i = 40;
+        while !outbox.failing() {
+            outbox.append("a", "t".into(), event(i));
+            i += 1;
+            assert!(i < 20_000, "the full disk never refused an event");
+        }
+        for _ in 0..60 {
+            outbox.append("a", "t".into(), event(i));
+            i += 1;
+        }
+        let made = i;
+        assert!(status.borrow().disk_error.is_some(), "health says so");
+        assert!(outbox.lock().held >= 60, "held in memory");
+        // Delivered while the disk refuses removals: the first 30 (on disk)
+        // and every event is still readable, in order.
+        let waiting = outbox.next("a", None, usize::MAX);
+        assert_eq!(ids(&waiting).len(), made);
+        for (seq, _) in &waiting[..30] {
+            outbox.remove("a", *seq);
+        }
+        assert!(!outbox.heal(), "no room yet");
+        assert!(outbox.failing());
+
+        std::fs::remove_file(filler).expect("free the disk");
+        assert!(outbox.heal(), "room again: healed");
+        assert!(!outbox.failing());
+        assert!(status.borrow().disk_error.is_none(), "health clears");
+        assert_eq!(outbox.lock().held, 0, "nothing left in memory");
+        // It writes again.
+        outbox.append("a", "t".into(), event(made));
+        assert!(!outbox.failing());
+        assert_eq!(m.outbox_dropped.get(), 0, "nothing dropped");
+        drop(outbox); // a stop without close
+
+        let outbox = Outbox::open(&s).expect("reopen");
+        assert_eq!(outbox.recovery, Recovery::Unclean);
+        let expected: Vec<String> = (30..=made).map(|i| format!("e-{i}")).collect();
+        assert_eq!(
+            ids(&outbox.next("a", None, usize::MAX)),
+            expected,
+            "every undelivered event, once, in order; none of the delivered"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_disk_keeper_stops_when_cancelled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Arc::new(Outbox::open(&settings(dir.path(), 10)).expect("open"));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(keep_disk(outbox, cancel.clone()));
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("stops")
+            .expect("no panic");
     }
 }

@@ -13,7 +13,8 @@
 //! DNS rebinding). With a token, every request needs it: GETs in the
 //! `X-Orion-Token` header, the `orion_token` cookie (set when the page is opened
 //! with `?token=`), or `?token=`; control calls only in the header (a cross-site
-//! form cannot set it), compared in constant time.
+//! form cannot set it), compared in constant time. A request that carries an
+//! `Origin` (a browser's) must come from this server's own origin, token or not.
 
 pub mod live;
 
@@ -151,6 +152,22 @@ fn loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether a browser's `Origin`, when there is one, is this server's own (the
+/// page's own calls are same-origin; a page elsewhere is refused even where it
+/// could make the browser send the cookie).
+fn same_origin(req: &Request) -> bool {
+    let Some(origin) = req.header("origin") else {
+        return true;
+    };
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match (authority, req.header("host")) {
+        (Some(a), Some(host)) => a.eq_ignore_ascii_case(host),
+        _ => false,
+    }
+}
+
 /// How a request is allowed, if it is.
 #[derive(Debug, PartialEq, Eq)]
 enum Access {
@@ -167,6 +184,9 @@ impl Ui {
     }
 
     fn access(&self, req: &Request) -> Access {
+        if !same_origin(req) {
+            return Access::Denied;
+        }
         let Some(token) = &self.token else {
             let host_ok = req.header("host").is_some_and(loopback_host);
             return if host_ok {
@@ -200,16 +220,39 @@ impl Ui {
         }
     }
 
+    /// Checks a request from its head alone (before any body is read): the
+    /// largest body its route takes (0: none), or the refusal to answer.
+    pub fn admit(&self, req: &Request) -> Result<usize, Response> {
+        if self.access(req) == Access::Denied {
+            return Err(self.denied(req));
+        }
+        Ok(match (req.method.as_str(), req.path.as_str()) {
+            ("POST", "/api/command") => self
+                .cameras
+                .iter()
+                .map(|c| c.max_command_bytes)
+                .max()
+                .unwrap_or(0),
+            _ => 0,
+        })
+    }
+
+    fn denied(&self, req: &Request) -> Response {
+        let message = if !same_origin(req) {
+            "cross-origin requests are refused"
+        } else if self.token.is_some() {
+            "token required: open the page with ?token=..., or send X-Orion-Token"
+        } else {
+            "the UI without a token answers only requests to a loopback host"
+        };
+        error(401, message)
+    }
+
     /// Answers one UI request.
     pub async fn handle(&self, req: &Request) -> Response {
         let access = self.access(req);
         if access == Access::Denied {
-            let message = if self.token.is_some() {
-                "token required: open the page with ?token=..., or send X-Orion-Token"
-            } else {
-                "the UI without a token answers only requests to a loopback host"
-            };
-            return error(401, message);
+            return self.denied(req);
         }
         let mut response = self.route(req).await;
         if access == Access::AllowedSetCookie
@@ -356,6 +399,29 @@ mod tests {
             "",
         ] {
             assert!(!loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn an_origin_must_be_the_servers_own() {
+        let req = |origin: Option<&str>| Request {
+            method: "POST".into(),
+            path: "/api/command".into(),
+            headers: [("host", Some("127.0.0.1:8080")), ("origin", origin)]
+                .into_iter()
+                .filter_map(|(n, v)| Some((n.to_string(), v?.to_string())))
+                .collect(),
+            ..Request::default()
+        };
+        assert!(same_origin(&req(None)), "no Origin: not a browser's call");
+        assert!(same_origin(&req(Some("http://127.0.0.1:8080"))));
+        for evil in [
+            "http://evil.example",
+            "http://127.0.0.1:9999",
+            "null",
+            "http://127.0.0.1:8080.evil.example",
+        ] {
+            assert!(!same_origin(&req(Some(evil))), "{evil}");
         }
     }
 

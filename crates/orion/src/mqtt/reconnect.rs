@@ -1,0 +1,74 @@
+//! Waiting to reconnect to the broker: the back-off delay, cut short as soon
+//! as the broker accepts a TCP connection again (a cheap probe every
+//! [`PROBE_EVERY`], jittered), so that events go out within seconds of the
+//! broker's return however long the outage was, and many connections that lost
+//! the same broker do not retry in lock-step.
+//!
+//! Owns nothing; it never sends anything over the probe connection (it is
+//! closed at once) and never connects anywhere but the configured broker.
+
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::backoff::jittered;
+
+/// How often the broker's port is tried while waiting (jittered).
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// A probe that takes longer than this counts as "not back".
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Waits `delay` (jittered), or less: until a TCP connection to `host:port`
+/// succeeds.
+pub async fn wait(delay: Duration, host: &str, port: u16) {
+    let until = Instant::now() + jittered(delay);
+    loop {
+        let probe_at = (Instant::now() + jittered(PROBE_EVERY)).min(until);
+        tokio::time::sleep_until(probe_at).await;
+        if Instant::now() >= until {
+            return;
+        }
+        let probe = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port)));
+        if matches!(probe.await, Ok(Ok(_))) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listening_broker_cuts_the_wait_short() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let started = std::time::Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            wait(Duration::from_secs(60), "127.0.0.1", port),
+        )
+        .await
+        .expect("returned at the first probe, not after the back-off");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_broker_the_whole_delay_is_waited() {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let started = Instant::now();
+        wait(Duration::from_secs(8), "127.0.0.1", port).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(6) && waited <= Duration::from_secs(10),
+            "{waited:?}"
+        );
+    }
+}
