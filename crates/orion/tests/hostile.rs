@@ -233,3 +233,71 @@ fn an_oversized_message_is_refused_without_losing_the_connection() {
     );
     assert!(daemon.rss_kb() < 200 * 1024, "RSS {} KiB", daemon.rss_kb());
 }
+
+/// Sends `head` and then up to `body` bytes on a new connection to the health
+/// server; returns the connection (kept open) and the status it was answered.
+fn http_attempt(port: u16, head: &str, body: &[u8]) -> (std::net::TcpStream, Option<u16>) {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.set_write_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let sent = s.write_all(head.as_bytes());
+    if sent.is_ok() {
+        // The server may answer and close before taking it all: no matter.
+        let _ = s.write_all(body);
+    }
+    let mut answer = [0u8; 64];
+    let n = s.read(&mut answer).unwrap_or(0);
+    let status = String::from_utf8_lossy(&answer[..n])
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok());
+    (s, status)
+}
+
+/// Round three's attack: 150 connections at once, each announcing and sending
+/// a 4 MiB body, on a route that takes none (`GET /health`) and on the control
+/// call (which takes a command, at most 64 KiB): refused from the head alone,
+/// and the daemon's memory stays within +50 MB while they are all open.
+#[test]
+fn an_http_body_flood_is_refused_from_the_head_and_memory_stays_bounded() {
+    let broker = Mosquitto::start();
+    let daemon = Daemon::start(&common::config("hostile-http", &broker.url(), |c| {
+        common::set(c, "ui.enabled", true);
+    }));
+    common::wait_until("ready", Duration::from_secs(60), || {
+        (daemon.http_get("/readiness")?.0 == 200).then_some(())
+    });
+    let before_kb = daemon.rss_kb();
+    let port = daemon.health_port;
+    let body = std::sync::Arc::new(vec![b'x'; 4 * 1024 * 1024]);
+    let heads = [
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4194304\r\n\r\n",
+        "POST /api/command HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 4194304\r\n\r\n",
+    ];
+    let attempts: Vec<_> = (0..150)
+        .map(|i| {
+            let body = body.clone();
+            let head = heads[i % 2];
+            std::thread::spawn(move || http_attempt(port, head, &body))
+        })
+        .collect();
+    let answered: Vec<(std::net::TcpStream, Option<u16>)> = attempts
+        .into_iter()
+        .map(|t| t.join().expect("attempt"))
+        .collect();
+    let during_kb = daemon.rss_kb();
+    let grown_mb = (during_kb.saturating_sub(before_kb)) as f64 / 1024.0;
+    eprintln!("RSS {before_kb} kB before, {during_kb} kB with 150 connections: +{grown_mb:.1} MB");
+    let statuses: Vec<Option<u16>> = answered.iter().map(|(_, s)| *s).collect();
+    assert!(
+        statuses.iter().all(|s| *s == Some(413)),
+        "every oversize body refused from its head: {statuses:?}"
+    );
+    assert!(grown_mb < 50.0, "+{grown_mb:.1} MB");
+    drop(answered);
+    let (code, _) = daemon.http_get("/readiness").expect("answers after");
+    assert_eq!(code, 200);
+}

@@ -30,7 +30,7 @@ use crate::ui::{Request, Response, Ui};
 /// Longest request head (request line and headers).
 pub const MAX_HEAD: usize = 8 * 1024;
 /// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 256;
+pub const MAX_CONNECTIONS: usize = 1024;
 /// Request body bytes buffered at once over all connections; a body that
 /// does not fit is answered 503 (busy) unread.
 pub const BODY_BUDGET: usize = 4 * 1024 * 1024;
@@ -431,5 +431,75 @@ mod tests {
             body.contains("orion_running{camera=\"cam-a\"} 1\n"),
             "{body}"
         );
+    }
+
+    async fn server() -> (u16, CancellationToken) {
+        let listener = bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let registry = Arc::new(Registry {
+            cameras: Vec::new(),
+            workers: Vec::new(),
+        });
+        let cancel = CancellationToken::new();
+        tokio::spawn(serve(listener, registry, None, cancel.clone()));
+        (port, cancel)
+    }
+
+    /// Sends `request` and reads the status code of the answer (None: closed
+    /// without one).
+    async fn status_of(port: u16, request: &[u8]) -> Option<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(request).await.ok()?;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out));
+        read.await.ok()?.ok()?;
+        String::from_utf8_lossy(&out).split(' ').nth(1)?.parse().ok()
+    }
+
+    fn head_of(len: usize) -> Vec<u8> {
+        let start = b"GET /health HTTP/1.1\r\nX-Pad: ".to_vec();
+        let pad = len - start.len();
+        let mut h = start;
+        h.extend(std::iter::repeat_n(b'a', pad));
+        h.extend_from_slice(b"\r\n\r\n");
+        h
+    }
+
+    #[tokio::test]
+    async fn the_head_is_bounded_at_its_limit_and_a_body_only_where_a_route_takes_one() {
+        let (port, cancel) = server().await;
+        assert_eq!(status_of(port, &head_of(MAX_HEAD - 2)).await, Some(200));
+        assert_eq!(status_of(port, &head_of(MAX_HEAD + 1)).await, Some(431));
+        let with_body = b"GET /health HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(status_of(port, with_body).await, Some(413));
+        let chunked = b"GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(status_of(port, chunked).await, Some(400));
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn beyond_the_connection_limit_new_connections_are_closed_until_one_goes() {
+        let (port, cancel) = server().await;
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+            // Half a head: the connection holds its slot.
+            s.write_all(b"GET /health HTTP/1.1\r\n").await.expect("write");
+            idle.push(s);
+        }
+        // Accepted in order: this one comes after all of them.
+        assert_eq!(
+            status_of(port, b"GET /health HTTP/1.1\r\n\r\n").await,
+            None,
+            "a connection beyond the limit is closed unanswered"
+        );
+        drop(idle.pop());
+        // The freed slot: once the server has seen the close.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while status_of(port, b"GET /health HTTP/1.1\r\n\r\n").await != Some(200) {
+            assert!(tokio::time::Instant::now() < deadline, "a freed slot is used again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
     }
 }
