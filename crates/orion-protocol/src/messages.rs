@@ -156,6 +156,12 @@ pub struct InferenceResult {
 
 /// The largest `data` object a result may carry, as JSON bytes.
 pub const MAX_DATA_BYTES: usize = 16 * 1024;
+/// The most detections a result may carry: beyond it the daemon keeps the
+/// most confident ones and counts a protocol error (a model without NMS at a
+/// low threshold can produce thousands).
+pub const MAX_DETECTIONS: usize = 100;
+/// The longest class name, in characters.
+pub const MAX_CLASS_CHARS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {

@@ -103,6 +103,8 @@ pub struct CameraSink {
     /// Events go here before they are published (the camera's event
     /// publisher delivers them).
     pub outbox: Arc<crate::outbox::Outbox>,
+    /// Events beyond it are not stored (a runaway model).
+    pub event_rate: Mutex<crate::outbox::rate::EventRate>,
     /// The occupancy last decided (JSON), `None` until it is: the camera's
     /// event publisher publishes it (retained) after the events before it, and
     /// again after every reconnection.
@@ -203,7 +205,14 @@ impl CameraSink {
     /// into the outbox (published QoS 1, not retained, never lost), then the
     /// occupancy (retained, published after them).
     fn publish_signals(&self, out: &Output) {
+        let now = Instant::now();
+        let mut rate = self.event_rate.lock().expect("event rate poisoned");
+        let flood_before = rate.flooding(now);
         for event in &out.events {
+            if !rate.allow(now) {
+                self.metrics.events_suppressed.inc();
+                continue;
+            }
             match serde_json::to_vec(event) {
                 Ok(payload) => {
                     self.metrics.count_event(event.kind);
@@ -216,6 +225,16 @@ impl CameraSink {
                 }
                 Err(e) => tracing::error!(error = %e, "cannot serialize event"),
             }
+        }
+        let flood = rate.flooding(now);
+        drop(rate);
+        if flood != flood_before {
+            if flood_before == 0 {
+                tracing::warn!(camera = %self.instance_id, "event flood: more events than outbox.max_events_per_minute; the excess is not stored (counted in orion_events_suppressed_total)");
+            } else if flood == 0 {
+                tracing::info!(camera = %self.instance_id, "event flood over");
+            }
+            self.outbox.report_flood(&self.instance_id, flood);
         }
         if let Some(occupancy) = &out.occupancy
             && let Ok(payload) = serde_json::to_vec(occupancy)
@@ -301,7 +320,10 @@ impl Collector {
                     .enumerate()
                     .map(|(i, detection)| TrackedDetection {
                         detection,
-                        track_id: signals.as_ref().and_then(|s| s.track_ids.get(i).copied()),
+                        track_id: signals
+                            .as_ref()
+                            .and_then(|s| s.track_ids.get(i).copied())
+                            .filter(|id| *id != 0),
                     })
                     .collect(),
                 count: r.person_count,

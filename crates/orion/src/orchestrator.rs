@@ -527,6 +527,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             roi: roi.clone(),
             signals: Mutex::new(signals),
             outbox: outbox.clone(),
+            event_rate: Mutex::new(crate::outbox::rate::EventRate::new(
+                config.outbox.max_events_per_minute,
+            )),
             occupancy: occupancy_tx,
             live: live.clone(),
             tracking,

@@ -47,6 +47,9 @@ pub struct OutboxStatus {
     pub disk_error: Option<String>,
     /// Oldest events dropped for the bounds since the backlog was last empty.
     pub dropped: u64,
+    /// Events not stored in the current flood (beyond
+    /// `outbox.max_events_per_minute`); 0 once it is over.
+    pub suppressed: u64,
 }
 
 /// What a worker supervisor says about its worker.

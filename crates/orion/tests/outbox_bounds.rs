@@ -46,6 +46,7 @@ fn a_flood_beyond_max_events_drops_the_oldest_with_memory_flat_and_disk_bounded(
         max_events,
         max_bytes: 64 * 1024 * 1024,
         fsync: false,
+        ..OutboxConfig::default()
     };
     let outbox = Outbox::open(&settings).expect("open");
     let metrics = Arc::new(Metrics::for_camera("flood"));

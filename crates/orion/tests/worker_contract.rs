@@ -255,3 +255,56 @@ fn a_result_of_another_type_is_not_published() {
             .contains("inference_type `other_type` but the worker announced `fake_detection`")
     );
 }
+
+/// A model without NMS: 10,000 boxes a result, people coming and going in a
+/// flood. Each result is published with the 100 most confident (counted as a
+/// protocol error), the events are held to the camera's rate (the excess
+/// counted, health says so), memory stays bounded and the daemon stops in time.
+#[test]
+fn a_runaway_model_is_held_to_the_detection_bound_and_the_event_rate() {
+    let broker = Mosquitto::start();
+    let results = Subscriber::connect(broker.port, "care/inferences/swarm/#");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let mut daemon = Daemon::start(&common::config("swarm", &broker.url(), |c| {
+        common::use_fake_worker(c, "swarm", &dir.path().join("pids"));
+        common::set(c, "outbox.max_events_per_minute", 60);
+        common::set(c, "shutdown_timeout_s", 10.0);
+    }));
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut published = 0;
+    while published < 6 && Instant::now() < until {
+        if let Ok((_, p)) = results.rx.recv_timeout(Duration::from_secs(1)) {
+            let r: Value = serde_json::from_slice(&p).expect("json");
+            let n = r["data"]["detections"].as_array().map_or(0, Vec::len);
+            assert_eq!(n, 100, "the most confident, at most 100");
+            assert_eq!(r["data"]["count"], 100);
+            let all_confident = r["data"]["detections"]
+                .as_array()
+                .is_some_and(|d| d.iter().all(|d| d["confidence"] == 0.9));
+            assert!(all_confident, "the most confident are kept");
+            published += 1;
+        }
+    }
+    assert!(published >= 6, "results are published (each fits a packet)");
+    assert!(worker_counter(&daemon, "orion_worker_protocol_errors_total") >= 6.0);
+    let suppressed = "orion_events_suppressed_total{camera=\"swarm\"}";
+    common::wait_until("events beyond the rate", Duration::from_secs(60), || {
+        (daemon.series(suppressed)? > 0.0).then_some(())
+    });
+    let (_, readiness) = daemon.http_get("/readiness").expect("readiness");
+    assert!(readiness.contains("event flood"), "{readiness}");
+    // Stored: the burst of a minute's worth, then about one a second.
+    let stored: f64 = ["person_entered", "person_left", "occupancy_changed"]
+        .iter()
+        .filter_map(|t| daemon.series(&format!("orion_events_total{{camera=\"swarm\",type=\"{t}\"}}")))
+        .sum();
+    let rss_mb = daemon.rss_kb() as f64 / 1024.0;
+    eprintln!("events stored {stored}, suppressed {:?}, RSS {rss_mb:.0} MB", daemon.series(suppressed));
+    assert!(rss_mb < 300.0, "memory bounded: {rss_mb:.0} MB");
+    let allowed = 60.0 + started.elapsed().as_secs_f64() + 2.0;
+    assert!(stored <= allowed, "{stored} events stored, at most {allowed}");
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(15)).expect("stops in time");
+    assert!(status.success(), "{status:?}");
+}

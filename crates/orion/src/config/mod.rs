@@ -152,6 +152,11 @@ pub struct OutboxConfig {
     pub max_events: u64,
     /// Most bytes of events kept; beyond it the oldest are dropped (and counted).
     pub max_bytes: u64,
+    /// Most events one camera stores a minute (a burst of this many, then this
+    /// many a minute): beyond, its events are not stored, counted
+    /// (`orion_events_suppressed_total`) and its health says so, so that a
+    /// runaway model cannot push real events out of the outbox.
+    pub max_events_per_minute: u32,
     /// Flush every event to the disk before publishing it: events survive a
     /// power cut (about 0.1-2 ms per event, depending on the disk). Without it
     /// they survive a crash or kill of the daemon, not of the machine.
@@ -200,6 +205,7 @@ impl Default for OutboxConfig {
                 .map_or_else(|| PathBuf::from("state/outbox"), |d| d.join("outbox")),
             max_events: 100_000,
             max_bytes: 64 * 1024 * 1024,
+            max_events_per_minute: 120,
             fsync: true,
         }
     }

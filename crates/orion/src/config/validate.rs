@@ -588,10 +588,13 @@ impl Config {
                 "outbox.path",
                 "must name a directory, e.g. /var/lib/orion/outbox",
             );
-        } else if o.path.is_file() {
+        } else if let Some(not_dir) = o.path.ancestors().find(|a| a.exists()).filter(|a| !a.is_dir()) {
             c.fail(
                 "outbox.path",
-                format!("{} is a file; it must be a directory", shown_path(&o.path)),
+                format!(
+                    "{} is not a directory (a file or a device); it must be a directory, or a new one under a directory",
+                    shown_path(not_dir)
+                ),
             );
         }
         c.range_u64(
@@ -607,6 +610,13 @@ impl Config {
             1024 * 1024,
             16 * 1024 * 1024 * 1024,
             " bytes",
+        );
+        c.range_u64(
+            "outbox.max_events_per_minute",
+            u64::from(o.max_events_per_minute),
+            10,
+            100_000,
+            " events a minute",
         );
         let ui = &self.ui;
         c.range_f64("ui.max_fps", ui.max_fps, 0.5, 30.0, " frames per second");

@@ -276,6 +276,8 @@ pub struct Metrics {
     pub outbox_delayed: Counter,
     /// Events dropped from the outbox: the oldest beyond its bounds, or unreadable.
     pub outbox_dropped: Counter,
+    /// Events not stored: beyond the camera's `outbox.max_events_per_minute`.
+    pub events_suppressed: Counter,
     /// Live view connections now.
     pub ui_viewers: GaugeF64,
     /// Frames JPEG-encoded for the live view (only while someone watches).
@@ -319,6 +321,7 @@ impl Default for Metrics {
             outbox_delivered: Counter::default(),
             outbox_delayed: Counter::default(),
             outbox_dropped: Counter::default(),
+            events_suppressed: Counter::default(),
             ui_viewers: GaugeF64::default(),
             ui_frames_encoded: Counter::default(),
             workers: Mutex::new(Vec::new()),
@@ -403,7 +406,7 @@ fn flag(v: bool) -> f64 {
     f64::from(u8::from(v))
 }
 
-const CAMERA_COUNTERS: [CameraSeries; 24] = [
+const CAMERA_COUNTERS: [CameraSeries; 25] = [
     (
         "orion_frames_captured_total",
         "Frames delivered by the stream.",
@@ -518,6 +521,11 @@ const CAMERA_COUNTERS: [CameraSeries; 24] = [
         "orion_outbox_dropped_total",
         "Events dropped from the outbox (the oldest beyond its bounds, or unreadable).",
         |m, _| m.outbox_dropped.get() as f64,
+    ),
+    (
+        "orion_events_suppressed_total",
+        "Events not stored: beyond the camera's outbox.max_events_per_minute (a runaway model).",
+        |m, _| m.events_suppressed.get() as f64,
     ),
     (
         "orion_ui_frames_encoded_total",

@@ -244,6 +244,12 @@ pub fn report(m: &Metrics, w: &CameraWatch) -> HealthReport {
                 outbox.dropped
             ));
         }
+        if outbox.suppressed > 0 {
+            reasons.push(format!(
+                "event flood: {} events not stored (more than outbox.max_events_per_minute; a runaway model?)",
+                outbox.suppressed
+            ));
+        }
         for w in workers.iter().filter(|w| !w.up) {
             if w.failed {
                 reasons.push(format!("worker {} failed (restarts stopped)", w.id));

@@ -39,8 +39,16 @@ use crate::status::MqttStatus;
 /// `message_size_limit` keeps such messages away). Up to this size a message is
 /// read and, beyond `mqtt.max_command_bytes`, discarded at once and refused.
 pub const MAX_INCOMING_PACKET: usize = 32 * 1024 * 1024;
-/// Largest outgoing packet (results and status replies are far smaller).
+/// Largest outgoing packet (results and status replies are far smaller). A
+/// message that would not fit is dropped and counted before it reaches the
+/// client: the client would fail the whole connection on it.
 const MAX_OUTGOING_PACKET: usize = 1024 * 1024;
+
+/// Whether a message on `topic` fits in one packet (fixed header, topic,
+/// packet id, and a margin).
+pub fn fits_in_a_packet(topic: &str, payload: &[u8]) -> bool {
+    topic.len() + payload.len() + 64 <= MAX_OUTGOING_PACKET
+}
 /// While another process holds the instance's client id, how often the emitter
 /// looks whether it went away.
 pub const CONFLICT_RECHECK: Duration = Duration::from_secs(15);
@@ -261,7 +269,7 @@ impl EmitterHandle {
         let mut connected = self.status.subscribe();
         let wait = REPLY_CONNECT_WAIT.min(timeout);
         let _ = tokio::time::timeout(wait, connected.wait_for(|s| s.connected)).await;
-        if !self.status.borrow().connected {
+        if !self.status.borrow().connected || !self.fits(&topic, &payload) {
             self.metrics.mqtt_dropped.inc();
             return false;
         }
@@ -279,13 +287,25 @@ impl EmitterHandle {
         }
     }
 
+    fn fits(&self, topic: &str, payload: &[u8]) -> bool {
+        let fits = fits_in_a_packet(topic, payload);
+        if !fits {
+            tracing::error!(
+                topic,
+                bytes = payload.len(),
+                "message larger than one MQTT packet may be ({MAX_OUTGOING_PACKET} bytes); dropped"
+            );
+        }
+        fits
+    }
+
     /// Like [`EmitterHandle::publish`], retained by the broker.
     pub fn publish_retained(&self, topic: String, payload: Vec<u8>) -> bool {
         self.send(topic, payload, true)
     }
 
     fn send(&self, topic: String, payload: Vec<u8>, retain: bool) -> bool {
-        if !self.status.borrow().connected {
+        if !self.status.borrow().connected || !self.fits(&topic, &payload) {
             self.metrics.mqtt_dropped.inc();
             return false;
         }

@@ -2,9 +2,11 @@
 //! restart. Every event is stored on disk ([`store`]) before it is published and
 //! removed only when the broker has acknowledged it; each camera's
 //! [`publisher`] delivers its backlog in order, oldest first, then its current
-//! occupancy. See docs/operations.md ("The outbox").
+//! occupancy. Each camera's events are held to a [`rate`] so that a runaway
+//! model cannot flood it. See docs/operations.md ("The outbox").
 
 pub mod publisher;
+pub mod rate;
 pub mod store;
 
 pub use publisher::EventPublisher;

@@ -220,6 +220,14 @@ impl EventPublisher {
         if room > 0 {
             for (seq, record) in self.outbox.next(&self.camera, c.cursor, room) {
                 let (payload, delayed) = delivered_payload(&record, now_ms());
+                if !crate::mqtt::emitter::fits_in_a_packet(&record.topic, &payload) {
+                    // It could never go out, and would block every event after it.
+                    tracing::error!(camera = %self.camera, bytes = payload.len(), "event larger than one MQTT packet; dropped");
+                    self.outbox.remove(&self.camera, seq);
+                    self.metrics.outbox_dropped.inc();
+                    c.cursor = Some(seq);
+                    continue;
+                }
                 if c.client
                     .try_publish(record.topic.clone(), QoS::AtLeastOnce, false, payload)
                     .is_err()

@@ -385,6 +385,13 @@ impl Outbox {
         q.update_gauge();
     }
 
+    /// Reports `camera`'s current event flood (0: none) in its status.
+    pub fn report_flood(&self, camera: &str, suppressed: u64) {
+        if let Some(s) = self.lock().cameras.get(camera).and_then(|q| q.status.as_ref()) {
+            s.send_if_modified(|s| std::mem::replace(&mut s.suppressed, suppressed) != suppressed);
+        }
+    }
+
     /// Cameras with events waiting that are not attached (not in this run).
     pub fn orphans(&self) -> Vec<(String, usize)> {
         self.lock()
@@ -879,6 +886,7 @@ mod tests {
             max_events,
             max_bytes: 64 * 1024 * 1024,
             fsync: false,
+            ..OutboxConfig::default()
         }
     }
 

@@ -12,6 +12,11 @@
 //! survives misses for `max_missing`, then ends. A confirmed track that ends was a
 //! visit; a tentative one that ends was noise and is forgotten.
 //!
+//! Bounded: at most [`MAX_TRACKS`] tracks live at once (a detection that would
+//! start one more gets no track), and a result carries at most
+//! `orion_protocol::MAX_DETECTIONS` detections, so association costs at most a
+//! fixed square matrix whatever a model produces.
+//!
 //! Pure logic: no I/O and no clock of its own (every call carries the result's
 //! capture time).
 
@@ -19,6 +24,10 @@ use std::time::{Duration, Instant};
 
 use orion_protocol::BBox;
 use pathfinding::prelude::{Matrix, kuhn_munkres_min};
+
+/// Tracks alive at once, at most (far more people than a room or corridor
+/// camera sees).
+pub const MAX_TRACKS: usize = 64;
 
 /// How the tracker associates and ages tracks.
 #[derive(Debug, Clone)]
@@ -71,7 +80,8 @@ pub enum Change {
 /// The outcome of one result.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Update {
-    /// The track of each detection, in the order given.
+    /// The track of each detection, in the order given; 0 for none (more
+    /// than [`MAX_TRACKS`] at once). Ids start at 1.
     pub track_ids: Vec<u64>,
     pub changes: Vec<Change>,
 }
@@ -172,7 +182,7 @@ impl Tracker {
             update.track_ids[det] = track.id;
         }
         for (det, bbox) in detections.iter().enumerate() {
-            if matched[det].is_some() {
+            if matched[det].is_some() || self.tracks.len() >= MAX_TRACKS {
                 continue;
             }
             let track = Track {
@@ -396,6 +406,21 @@ mod tests {
             &[lying, b(10.0, 10.0)],
         );
         assert_eq!(u.track_ids, vec![1, 2]);
+    }
+
+    #[test]
+    fn tracks_are_bounded_whatever_a_result_holds() {
+        let mut tracker = Tracker::new(TrackerSettings::default());
+        let t0 = Instant::now();
+        let crowd: Vec<BBox> = (0..200)
+            .map(|i| b(f64::from(i % 20) * 100.0, f64::from(i / 20) * 100.0))
+            .collect();
+        let update = tracker.update(t0, &crowd);
+        assert_eq!(tracker.tracks().len(), MAX_TRACKS);
+        let tracked = update.track_ids.iter().filter(|id| **id != 0).count();
+        assert_eq!(tracked, MAX_TRACKS, "the rest get no track");
+        tracker.update(t0 + Duration::from_millis(500), &crowd);
+        assert_eq!(tracker.tracks().len(), MAX_TRACKS);
     }
 
     #[test]

@@ -621,7 +621,16 @@ impl Supervisor {
                 ));
                 Ok(())
             }
-            FromWorker::Result(result) if Some(result.frame_seq) == front_seq => {
+            FromWorker::Result(mut result) if Some(result.frame_seq) == front_seq => {
+                let found = result.detections.len();
+                if keep_most_confident(&mut result) {
+                    self.protocol_error(&format!(
+                        "result for frame {} has {found} detections, more than {}; the {} most confident are kept",
+                        result.frame_seq,
+                        orion_protocol::MAX_DETECTIONS,
+                        orion_protocol::MAX_DETECTIONS
+                    ));
+                }
                 // The worker started on this frame when it became the oldest.
                 let started_at = life.front_since;
                 let done = life.complete_front();
@@ -762,6 +771,12 @@ pub fn validate_result(
     let (w, h) = (f64::from(frame.width), f64::from(frame.height));
     let slack = 0.5;
     for (i, d) in r.detections.iter().enumerate() {
+        if d.class.chars().count() > orion_protocol::MAX_CLASS_CHARS {
+            return Err(format!(
+                "detections[{i}].class is longer than {} characters",
+                orion_protocol::MAX_CLASS_CHARS
+            ));
+        }
         let b = &d.bbox;
         if ![b.x, b.y, b.width, b.height, d.confidence]
             .iter()
@@ -810,6 +825,29 @@ pub fn validate_result(
     Ok(())
 }
 
+/// Cuts a result with more than [`orion_protocol::MAX_DETECTIONS`] detections
+/// down to the most confident ones (in their order), with the person count to
+/// match; true if it did.
+pub fn keep_most_confident(r: &mut orion_protocol::InferenceResult) -> bool {
+    let max = orion_protocol::MAX_DETECTIONS;
+    if r.detections.len() <= max {
+        return false;
+    }
+    let mut order: Vec<usize> = (0..r.detections.len()).collect();
+    order.sort_by(|a, b| r.detections[*b].confidence.total_cmp(&r.detections[*a].confidence));
+    let mut keep = vec![false; r.detections.len()];
+    order.iter().take(max).for_each(|i| keep[*i] = true);
+    let mut i = 0;
+    r.detections.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    if r.data.is_none() {
+        r.person_count = r.detections.iter().filter(|d| d.class == "person").count() as u32;
+    }
+    true
+}
+
 /// A result whose `data` object is larger than the contract allows.
 fn data_too_large(result: &orion_protocol::InferenceResult) -> bool {
     result.data.as_ref().is_some_and(|d| {
@@ -828,5 +866,65 @@ fn kind(msg: &FromWorker) -> &'static str {
         FromWorker::Result(_) => "result",
         FromWorker::CommandResult(_) => "command_result",
         FromWorker::Error(_) => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beyond_the_bound_the_most_confident_are_kept_in_order_with_their_count() {
+        let det = |i: usize, confidence: f64, class: &str| orion_protocol::Detection {
+            bbox: orion_protocol::BBox {
+                x: i as f64,
+                y: 0.0,
+                width: 1.0,
+                height: 1.0,
+            },
+            confidence,
+            class: class.into(),
+        };
+        let n = orion_protocol::MAX_DETECTIONS + 50;
+        let mut r = orion_protocol::InferenceResult {
+            detections: (0..n)
+                .map(|i| {
+                    let confident = i % 3 == 0;
+                    det(i, if confident { 0.9 } else { 0.2 }, if i % 2 == 0 { "person" } else { "cat" })
+                })
+                .collect(),
+            person_count: n as u32,
+            frame_seq: 1,
+            trace_id: "t".into(),
+            inference_type: "person_detection".into(),
+            model: orion_protocol::ModelInfo {
+                name: "m".into(),
+                input_size: 320,
+                backend: None,
+            },
+            timing: orion_protocol::Timing {
+                preprocess_ms: 0.0,
+                inference_ms: 0.0,
+                postprocess_ms: 0.0,
+                total_ms: 0.0,
+            },
+            suggested_roi: None,
+            data: None,
+        };
+        assert!(keep_most_confident(&mut r));
+        assert_eq!(r.detections.len(), orion_protocol::MAX_DETECTIONS);
+        let confident = n.div_ceil(3);
+        assert_eq!(
+            r.detections.iter().filter(|d| d.confidence == 0.9).count(),
+            confident,
+            "every confident one kept"
+        );
+        assert!(
+            r.detections.windows(2).all(|w| w[0].bbox.x < w[1].bbox.x),
+            "in their order"
+        );
+        let persons = r.detections.iter().filter(|d| d.class == "person").count();
+        assert_eq!(r.person_count as usize, persons);
+        assert!(!keep_most_confident(&mut r), "within the bound: untouched");
     }
 }

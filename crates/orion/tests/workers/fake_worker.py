@@ -12,7 +12,10 @@ frame is read meanwhile); `slow-N` is `echo` but takes N milliseconds per frame 
 worker of known capacity); `invalid` answers every other frame with a result that
 breaks the contract (confidence 1.5, person_count 7 with one detection, a box
 outside the frame, a NaN timing, in turn) and the others with one valid person;
-`othertype` answers every other frame with a result of another inference_type.
+`othertype` answers every other frame with a result of another inference_type;
+`swarm` answers every frame with 10,000 person boxes (a model without NMS): a
+100x100 grid over the frame of which 100 boxes are confident, another 100
+every 5 s, so that people come and go in a flood.
 Each start appends the pid to PIDFILE and logs one line
 per level on stderr.
 """
@@ -83,6 +86,19 @@ while True:
                 person["bbox"]["x"] = float(msg["width"])
             else:
                 result["timing"]["total_ms"] = float("nan")
+    if mode == "swarm":
+        w, h = msg["width"] / 100.0, msg["height"] / 100.0
+        group = int(time.time() / 5) % 2
+        dets = []
+        for i in range(10_000):
+            confident = (i // 100) % 10 == 0 and (i % 100) % 10 == 5 * group
+            dets.append({
+                "bbox": {"x": (i % 100) * w, "y": (i // 100) * h, "width": w, "height": h},
+                "confidence": 0.9 if confident else 0.1,
+                "class": "person",
+            })
+        result["detections"] = dets
+        result["person_count"] = len(dets)
     if mode == "othertype" and msg["seq"] % 2 == 0:
         result["inference_type"] = "other_type"
     protocol.write_message(out, result)
