@@ -145,8 +145,13 @@ impl CameraSink {
                 return;
             }
         }
+        // Each message once: all of them on a new connection (a broker without
+        // persistence forgets retained ones), else only the new entities.
+        let new_connection = done.1 != connection;
         for (topic, payload) in configs {
-            if !self.emitter.publish_retained(topic, payload) {
+            if (new_connection || !done.0.contains(&topic))
+                && !self.emitter.publish_retained(topic, payload)
+            {
                 return;
             }
         }
@@ -155,15 +160,20 @@ impl CameraSink {
 
     /// Takes over the discovery messages a previous run left on the broker: the
     /// next publication removes those of entities that no longer exist (a zone
-    /// removed from the config while the daemon was stopped).
+    /// removed from the config while the daemon was stopped). What this run
+    /// published already is not sent again.
     pub fn adopt_discovered(&self, topics: Vec<String>) {
         let mut done = self.discovered.lock().expect("discovery poisoned");
+        if done.1 == 0 {
+            // Nothing published yet: the first publication sends them all.
+            done.0 = topics;
+            return;
+        }
         for t in topics {
             if !done.0.contains(&t) {
                 done.0.push(t);
             }
         }
-        done.1 = 0;
     }
 
     /// The discovery device of this camera, when discovery is enabled.

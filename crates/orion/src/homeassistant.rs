@@ -5,10 +5,12 @@
 //!
 //! Builds topics and payloads only; the camera's result sink publishes them. It
 //! never invents state: every entity reads a topic the daemon already publishes.
+//! Ids cannot collide: zone names (and a daemon's instance ids) that are the
+//! same as identifiers are refused when they are set.
 
 use serde_json::{Value, json};
 
-use crate::tracking::zones::Zone;
+use crate::tracking::zones::{Zone, identifier};
 
 /// What identifies one camera's device.
 pub struct Device<'a> {
@@ -38,7 +40,9 @@ impl Device<'_> {
         )
     }
 
-    fn base(&self, object: &str, name: &str) -> serde_json::Map<String, Value> {
+    /// What every entity says. `default_entity_id` (which replaced
+    /// `object_id` in Home Assistant 2025.10) names the entity the first time.
+    fn base(&self, component: &str, object: &str, name: &str) -> serde_json::Map<String, Value> {
         let status = crate::topics::status(self.instance_id);
         let mut m = serde_json::Map::new();
         m.insert("name".into(), name.into());
@@ -47,8 +51,8 @@ impl Device<'_> {
             format!("{}_{object}", self.node()).into(),
         );
         m.insert(
-            "object_id".into(),
-            format!("{}_{object}", self.node()).into(),
+            "default_entity_id".into(),
+            format!("{component}.{}", identifier(&format!("{}_{object}", self.node()))).into(),
         );
         m.insert(
             "state_topic".into(),
@@ -77,14 +81,14 @@ impl Device<'_> {
     /// The discovery messages of this camera with `zones`: (topic, retained payload).
     pub fn configs(&self, zones: &[Zone]) -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::new();
-        let mut occupancy = self.base("occupancy", "Occupancy");
+        let mut occupancy = self.base("binary_sensor", "occupancy", "Occupancy");
         occupancy.insert("device_class".into(), "occupancy".into());
         occupancy.insert(
             "value_template".into(),
             "{{ 'ON' if value_json.occupied else 'OFF' }}".into(),
         );
         out.push((self.topic("binary_sensor", "occupancy"), occupancy));
-        let mut count = self.base("person_count", "Person count");
+        let mut count = self.base("sensor", "person_count", "Person count");
         count.insert("state_class".into(), "measurement".into());
         count.insert("unit_of_measurement".into(), "persons".into());
         count.insert("icon".into(), "mdi:account-group".into());
@@ -92,7 +96,7 @@ impl Device<'_> {
         out.push((self.topic("sensor", "person_count"), count));
         for zone in zones {
             let object = format!("zone_{}", zone.name.replace(['.', '-'], "_"));
-            let mut z = self.base(&object, &format!("Zone {}", zone.name));
+            let mut z = self.base("binary_sensor", &object, &format!("Zone {}", zone.name));
             z.insert("device_class".into(), "occupancy".into());
             z.insert(
                 "value_template".into(),
@@ -157,6 +161,8 @@ mod tests {
         let v: Value = serde_json::from_slice(&configs[1].1).unwrap();
         assert_eq!(v["state_class"], "measurement");
         assert_eq!(v["unique_id"], "orion_room_101_person_count");
+        assert_eq!(v["default_entity_id"], "sensor.orion_room_101_person_count");
+        assert!(v.get("object_id").is_none(), "deprecated by Home Assistant");
         // The same camera gives the same ids on every start.
         assert_eq!(device.configs(&zones()), configs);
     }

@@ -254,8 +254,10 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
     let path = daemon.dir.path().join("orion.yaml");
     // Five entities: occupancy and count for each camera, the bed of ha-a.
     let mut seen = std::collections::BTreeMap::new();
+    let mut sent = std::collections::BTreeMap::<String, usize>::new();
     discovery.wait_for(Duration::from_secs(60), |topic, payload| {
         seen.insert(topic.to_string(), payload.to_vec());
+        *sent.entry(topic.to_string()).or_default() += 1;
         (seen.len() == 5).then_some(())
     });
     let bed = "homeassistant/binary_sensor/orion_ha_a/zone_bed/config";
@@ -288,8 +290,27 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
         .and_then(|p| serde_json::from_slice(p).ok())
         .expect("presence");
     assert_eq!(availability["state"], "online");
-    // A zone replaced at run time: its entity goes, the new one comes.
+    // Each discovery message once (the previous run's were read meanwhile).
+    while let Ok((topic, _)) = discovery.rx.try_recv() {
+        *sent.entry(topic).or_default() += 1;
+    }
+    assert!(sent.values().all(|n| *n == 1), "{sent:#?}");
+    assert_eq!(v["default_entity_id"], "binary_sensor.orion_ha_a_zone_bed");
+    assert!(v.get("object_id").is_none(), "deprecated: {v}");
+    // Zones that would be one entity are refused.
     let replies = Subscriber::connect(broker.port, "care/health/ha-a");
+    let r = replies.command(
+        "ha-a",
+        serde_json::json!({"command": "set_zones", "params": {"zones": [
+            {"name": "bed-1", "rect": {"x": 0.0, "y": 0.5, "width": 0.5, "height": 0.5}},
+            {"name": "bed_1", "rect": {"x": 0.5, "y": 0.5, "width": 0.5, "height": 0.5}}]}}),
+    );
+    assert_eq!(r["success"], false, "{r}");
+    assert!(
+        r["message"].as_str().is_some_and(|m| m.contains("same identifier `bed_1`")),
+        "{r}"
+    );
+    // A zone replaced at run time: its entity goes, the new one comes.
     let r = replies.command(
         "ha-a",
         serde_json::json!({"command": "set_zones", "params": {"zones": [

@@ -659,14 +659,23 @@ impl Config {
                 ),
             );
         }
-        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (i, cam) in self.resolved.iter().enumerate() {
-            if let Some(first) = seen.insert(cam.instance_id.as_str(), i) {
+            let id = crate::tracking::zones::identifier(&cam.instance_id);
+            if let Some(first) = seen.insert(id.clone(), i) {
+                let first_id = &self.resolved[first].instance_id;
+                let why = if *first_id == cam.instance_id {
+                    format!("`{first_id}` is already used by cameras[{first}]")
+                } else {
+                    format!(
+                        "`{}` and cameras[{first}]'s `{first_id}` are the same identifier `{id}` (case, `-`, `.` and `_` are not told apart, e.g. in Home Assistant)",
+                        cam.instance_id
+                    )
+                };
                 c.fail(
                     &format!("cameras[{i}].instance_id"),
                     format!(
-                        "`{}` is already used by cameras[{first}]; every camera needs its own instance_id (it names its MQTT topics)",
-                        cam.instance_id
+                        "{why}; every camera needs its own instance_id (it names its MQTT topics)"
                     ),
                 );
             }

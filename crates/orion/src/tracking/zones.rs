@@ -74,7 +74,15 @@ fn area2(p: &[[f64; 2]]) -> f64 {
         .sum()
 }
 
-/// Checks `specs` (at most [`MAX_ZONES`], unique names of 1-32 `A-Z a-z 0-9 - _ .`,
+/// A name as an identifier: lower case, `-` and `.` as `_` (Home Assistant's
+/// entity ids, for one). Two zones (or two cameras of one daemon) must differ
+/// in it, not just in their names.
+pub fn identifier(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['.', '-'], "_")
+}
+
+/// Checks `specs` (at most [`MAX_ZONES`], names of 1-32 `A-Z a-z 0-9 - _ .`
+/// unique also as [`identifier`]s,
 /// a polygon of 3 to [`MAX_POINTS`] corners inside the frame, or a rectangle
 /// inside the frame); all or nothing.
 pub fn validate(specs: &[ZoneSpec]) -> Result<Vec<Zone>, String> {
@@ -100,6 +108,13 @@ pub fn validate(specs: &[ZoneSpec]) -> Result<Vec<Zone>, String> {
         }
         if zones.iter().any(|z| &z.name == name) {
             return Err(format!("zones[{i}].name `{name}` is used twice"));
+        }
+        let id = identifier(name);
+        if let Some(other) = zones.iter().find(|z| identifier(&z.name) == id) {
+            return Err(format!(
+                "zones[{i}].name `{name}` and `{}` are the same identifier `{id}` (case, `-`, `.` and `_` are not told apart, e.g. in Home Assistant); rename one",
+                other.name
+            ));
         }
         let polygon = match (&spec.polygon, &spec.rect) {
             (Some(p), None) => {
@@ -217,6 +232,16 @@ mod tests {
                 r#"[{"name": "a", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}},
                     {"name": "a", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}}]"#,
                 "used twice",
+            ),
+            (
+                r#"[{"name": "bed-1", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}},
+                    {"name": "bed.1", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}}]"#,
+                "same identifier `bed_1`",
+            ),
+            (
+                r#"[{"name": "Bed", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}},
+                    {"name": "bed", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}}]"#,
+                "same identifier `bed`",
             ),
         ] {
             let err = validate(&spec(json)).expect_err(json);
