@@ -30,26 +30,51 @@ pub fn cut(s: &str, max: usize) -> String {
     format!("{}... ({} bytes)", &s[..end], s.len())
 }
 
+/// Characters that change how a line reads without showing themselves:
+/// bidirectional overrides and isolates (U+202E turns text around), zero-width
+/// characters, line and paragraph separators, the byte order mark.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
 /// Escapes control characters in one formatted event: `\n` -> `\\n`, `\r` ->
-/// `\\r`, others -> `\\x1b` style; the final newline of the event stays. Cuts the
-/// line at [`MAX_LINE`].
+/// `\\r`, other C0 and C1 controls -> `\\x1b` style, invisible formatting
+/// characters (bidirectional overrides, zero-width) -> `\\u{202e}` style; the
+/// final newline of the event stays. Bytes that are not UTF-8 become U+FFFD.
+/// Cuts the line at [`MAX_LINE`].
 pub fn escape_event(event: &[u8]) -> Vec<u8> {
     let (body, newline) = match event.strip_suffix(b"\n") {
         Some(b) => (b, true),
         None => (event, false),
     };
     let mut out = Vec::with_capacity(body.len().min(MAX_LINE) + 32);
-    for &b in body {
+    let mut utf8 = [0u8; 4];
+    for c in String::from_utf8_lossy(body).chars() {
         if out.len() >= MAX_LINE {
             out.extend_from_slice(format!("... (line cut at {MAX_LINE} bytes)").as_bytes());
             break;
         }
-        match b {
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.push(b'\t'),
-            0..=0x1f | 0x7f => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
-            _ => out.push(b),
+        match c {
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.push(b'\t'),
+            c if c.is_control() => {
+                out.extend_from_slice(format!("\\x{:02x}", u32::from(c)).as_bytes());
+            }
+            c if invisible(c) => {
+                out.extend_from_slice(format!("\\u{{{:04x}}}", u32::from(c)).as_bytes());
+            }
+            c => out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes()),
         }
     }
     if newline {
@@ -143,6 +168,13 @@ mod tests {
         assert!(String::from_utf8_lossy(&out).contains("x\\n2026-11-28"));
         assert_eq!(escape_event(b"a\x1b[31mb\r\n"), b"a\\x1b[31mb\\r\n");
         assert_eq!(escape_event(b"tab\there\n"), b"tab\there\n");
+        // Text that reads differently than it is: shown for what it is.
+        let turned = "zone=\u{202E}deb\u{202C} id=\u{200B}x\u{2028}y \u{85}é\n";
+        assert_eq!(
+            String::from_utf8_lossy(&escape_event(turned.as_bytes())),
+            "zone=\\u{202e}deb\\u{202c} id=\\u{200b}x\\u{2028}y \\x85é\n"
+        );
+        assert_eq!(escape_event(b"bad \xff byte\n"), "bad \u{FFFD} byte\n".as_bytes());
         let long = vec![b'a'; MAX_LINE * 2];
         let out = escape_event(&long);
         assert!(out.len() < MAX_LINE + 64, "{}", out.len());

@@ -446,6 +446,13 @@ cameras:
         has(&p, "cameras[2].max_inference_rate_hz", "out of range"),
         "{p:?}"
     );
+    let p = problems(
+        "cameras:\n  - { instance_id: room-1, camera: { source: test } }\n  - { instance_id: room_1, camera: { source: test } }\n",
+    );
+    assert!(
+        has(&p, "cameras[1].instance_id", "same identifier `room_1`"),
+        "{p:?}"
+    );
     let many: String = (0..65)
         .map(|i| format!("  - {{ instance_id: cam-{i}, camera: {{ source: test }} }}\n"))
         .collect();
@@ -468,6 +475,21 @@ cameras:
         let err = Config::parse(yaml).expect_err(yaml);
         assert!(err.contains(fragment), "{yaml} -> {err}");
     }
+}
+
+#[test]
+fn deep_nesting_and_huge_files_are_refused_before_the_parser() {
+    // 100,000 nested brackets in 200 KB: the YAML parser takes time in the
+    // square of the depth (over 20 s); refused at once.
+    let deep = format!("x: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let err = Config::parse(&deep).expect_err("refused");
+    assert!(err.contains("nested 100000 deep"), "{err}");
+    // Brackets in quotes and comments do not count.
+    let quoted = format!("room_id: \"{}\" # {}\n", "[".repeat(40), "{".repeat(40));
+    assert!(Config::parse(&quoted).is_ok());
+    let huge = format!("room_id: a\n{}", "# padding\n".repeat(200_000));
+    let err = Config::parse(&huge).expect_err("refused");
+    assert!(err.contains("at most 1048576"), "{err}");
 }
 
 #[test]
@@ -512,13 +534,20 @@ fn outbox_bounds_and_path_are_checked() {
         "outbox: {{ path: \"{}\", max_events: 5, max_bytes: 1000 }}",
         file.display()
     ));
-    assert!(has(&p, "outbox.path", "is a file"), "{p:?}");
+    assert!(has(&p, "outbox.path", "is not a directory"), "{p:?}");
     assert!(
         has(&p, "outbox.max_events", "allowed: 100..=10000000"),
         "{p:?}"
     );
     assert!(has(&p, "outbox.max_bytes", "out of range"), "{p:?}");
     assert_eq!(p.len(), 3, "{p:?}");
+    // A device, and a directory under a file, are not directories either.
+    for path in ["/dev/zero", "/dev/null/outbox"] {
+        let p = problems(&format!("outbox: {{ path: {path} }}"));
+        assert!(has(&p, "outbox.path", "is not a directory"), "{path}: {p:?}");
+    }
+    let p = problems("outbox: { max_events_per_minute: 0 }");
+    assert!(has(&p, "outbox.max_events_per_minute", "out of range"), "{p:?}");
     assert!(problems("outbox: { path: /var/lib/orion/outbox, fsync: false }").is_empty());
     let unknown = Config::parse("outbox: { max_event: 5 }").expect_err("refused");
     assert!(unknown.to_string().contains("max_event"), "{unknown}");

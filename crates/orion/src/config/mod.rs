@@ -803,6 +803,48 @@ impl Default for HealthConfig {
     }
 }
 
+/// Largest config file.
+const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+/// Deepest nesting of `[` and `{` in a config (the examples use 3).
+const MAX_FLOW_NESTING: usize = 32;
+
+/// The deepest nesting of YAML flow collections (`[`, `{`) in `text`, outside
+/// quoted strings and comments (a cheap guard before the parser, not a parser:
+/// a bracket inside a plain scalar counts too).
+fn flow_nesting(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut escaped = false;
+    let mut prev = '\n';
+    for c in text.chars() {
+        if comment {
+            comment = c != '\n';
+        } else if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                '#' if prev.is_whitespace() => comment = true,
+                '"' | '\'' => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = c;
+    }
+    deepest
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -830,6 +872,19 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.trim().is_empty() {
             return Ok(Self::default());
+        }
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(format!(
+                "the config is {} bytes; at most {MAX_CONFIG_BYTES}",
+                text.len()
+            ));
+        }
+        // The parser takes time in the square of the nesting depth.
+        let depth = flow_nesting(text);
+        if depth > MAX_FLOW_NESTING {
+            return Err(format!(
+                "brackets nested {depth} deep; a config needs a handful, at most {MAX_FLOW_NESTING}"
+            ));
         }
         let mut config: Config = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
         let top: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
