@@ -12,6 +12,7 @@
 mod pipeline;
 pub mod warmup;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -166,11 +167,15 @@ impl RgbConverter {
 /// Demand-driven delivery for paced sources (a file with `realtime: false`):
 /// the appsink callback waits until the consumer asks for the next frame, so the
 /// file is decoded exactly as fast as the workers take frames (nothing decoded
-/// for nothing). Live sources are never paced: their callback never waits.
+/// for nothing, and never a frame replaced unread however slow the workers
+/// are, e.g. while they load their model). Live sources are never paced: their
+/// callback never waits.
 #[derive(Debug, Default)]
 pub struct Pacer {
     wanted: Mutex<bool>,
     changed: Condvar,
+    /// The streaming thread waits for demand: the source is not stalled.
+    holding: AtomicBool,
 }
 
 impl Pacer {
@@ -178,23 +183,31 @@ impl Pacer {
         Self {
             wanted: Mutex::new(true),
             changed: Condvar::new(),
+            holding: AtomicBool::new(false),
         }
     }
 
     /// Called on the streaming thread before handing over a frame: waits until a
-    /// frame is wanted, at most `max_wait` (then the frame goes anyway, replacing
-    /// the unread one), and never past `cancel`.
-    fn wait_wanted(&self, cancel: &CancellationToken, max_wait: Duration) {
-        let until = Instant::now() + max_wait;
+    /// frame is wanted, or until `stop` (the pipeline's run ends: its teardown
+    /// needs the streaming thread back).
+    fn wait_wanted(&self, stop: &CancellationToken) {
         let mut wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
-        while !*wanted && !cancel.is_cancelled() && Instant::now() < until {
+        self.holding.store(!*wanted, Ordering::Relaxed);
+        while !*wanted && !stop.is_cancelled() {
             wanted = self
                 .changed
                 .wait_timeout(wanted, Duration::from_millis(50))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        self.holding.store(false, Ordering::Relaxed);
         *wanted = false;
+    }
+
+    /// Whether the streaming thread is waiting for the consumer to want a
+    /// frame (silence then is the consumer's pace, not a stall).
+    pub fn holding(&self) -> bool {
+        self.holding.load(Ordering::Relaxed)
     }
 
     fn want(&self) {

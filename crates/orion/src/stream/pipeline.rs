@@ -485,9 +485,6 @@ pub fn check(settings: &Settings) -> Result<(), StreamError> {
     Ok(())
 }
 
-/// Longest a paced source waits for demand before handing a frame over anyway.
-const PACED_MAX_WAIT: Duration = Duration::from_secs(2);
-
 fn install_sink_callback(
     appsink: &gst_app::AppSink,
     tx: watch::Sender<Option<CapturedFrame>>,
@@ -503,7 +500,7 @@ fn install_sink_callback(
                 // Runs on the streaming thread: no copy, and no blocking except
                 // for a paced file (a non-live source), which waits for demand.
                 if let Some(p) = &pacer {
-                    p.wait_wanted(&cancel, PACED_MAX_WAIT);
+                    p.wait_wanted(&cancel);
                 }
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 let Some(buffer) = sample.buffer_owned() else {
@@ -564,13 +561,16 @@ fn run_once(
         Ok(p) => p,
         Err(e) => return RunEnd::Failed(e),
     };
+    // Ends with this run: a paced callback waiting for demand lets go, so
+    // that the pipeline can stop.
+    let run = cancel.child_token();
     install_sink_callback(
         &appsink,
         tx.clone(),
         pacer.clone(),
         metrics.clone(),
         status.clone(),
-        cancel.clone(),
+        run.clone(),
     );
     let end = (|| {
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
@@ -588,7 +588,8 @@ fn run_once(
                 .age()
                 .unwrap_or(Duration::MAX)
                 .min(started.elapsed());
-            if silent > settings.stall_timeout {
+            let waiting_for_demand = pacer.as_ref().is_some_and(|p| p.holding());
+            if silent > settings.stall_timeout && !waiting_for_demand {
                 status.send_modify(|s| s.stalled = true);
                 metrics.stream_stalls.inc();
                 return RunEnd::Failed(StreamError::Stalled(silent));
@@ -633,6 +634,7 @@ fn run_once(
         }
         RunEnd::Cancelled
     })();
+    run.cancel();
     let _ = pipeline.set_state(gst::State::Null);
     end
 }

@@ -34,6 +34,7 @@ const state = {
   shown: null,
   dirty: true,
   zones: [],
+  zoneList: null,
   rois: [],
   mode: null,      // 'roi' | 'zone' | null
   drag: null,
@@ -311,9 +312,15 @@ async function pollStatus() {
   $('reasons').innerHTML = (h.reasons || []).map((r) => `<li>${escapeText(r)}</li>`).join('');
   state.zones = s.zones || [];
   state.rois = (st.attention && st.attention.rois) || [];
-  $('zones').innerHTML = state.zones
+  // Only when it changed: a list rebuilt under the pointer swallows the click
+  // of someone pressing "delete" (mousedown on the old button, mouseup on the new).
+  const list = state.zones
     .map((z) => `<li>${escapeText(z.name)}<button data-zone="${escapeText(z.name)}">delete</button></li>`)
     .join('');
+  if (list !== state.zoneList) {
+    state.zoneList = list;
+    $('zones').innerHTML = list;
+  }
   state.dirty = true;
 }
 
