@@ -385,7 +385,7 @@ fn model_swap_keeps_results_flowing_and_a_failed_swap_keeps_the_old_model() {
         }
         common::set(c, "models.person_detector.max_inference_rate_hz", 4);
     });
-    let interval = 0.25;
+    let interval: f64 = 0.25;
     rig.results.drain();
     // The machine's own pace first: on a loaded machine results are further
     // apart than the interval with or without a swap.
