@@ -118,7 +118,8 @@ pub struct CameraSink {
     /// Home Assistant discovery prefix, when enabled.
     pub discovery: Option<String>,
     /// The discovery topics published and the connection they went out on.
-    pub discovered: Mutex<(Vec<String>, u64)>,
+    /// With the payloads sent (by position), to send each message once.
+    pub discovered: Mutex<(Vec<String>, u64, Vec<Vec<u8>>)>,
 }
 
 impl CameraSink {
@@ -137,7 +138,8 @@ impl CameraSink {
         let configs = device.configs(&self.zones());
         let mut done = self.discovered.lock().expect("discovery poisoned");
         let topics: Vec<String> = configs.iter().map(|(t, _)| t.clone()).collect();
-        if done.1 == connection && done.0 == topics {
+        let payloads: Vec<Vec<u8>> = configs.iter().map(|(_, p)| p.clone()).collect();
+        if done.1 == connection && done.0 == topics && done.2 == payloads {
             return;
         }
         for gone in done.0.iter().filter(|t| !topics.contains(t)) {
@@ -146,16 +148,21 @@ impl CameraSink {
             }
         }
         // Each message once: all of them on a new connection (a broker without
-        // persistence forgets retained ones), else only the new entities.
+        // persistence forgets retained ones), else only the new or changed ones
+        // (a zone renamed `bed-1` -> `bed_1` keeps its topic, not its template).
         let new_connection = done.1 != connection;
         for (topic, payload) in configs {
-            if (new_connection || !done.0.contains(&topic))
-                && !self.emitter.publish_retained(topic, payload)
-            {
+            let sent = done
+                .0
+                .iter()
+                .position(|t| *t == topic)
+                .and_then(|i| done.2.get(i))
+                .is_some_and(|p| *p == payload);
+            if (new_connection || !sent) && !self.emitter.publish_retained(topic, payload) {
                 return;
             }
         }
-        *done = (topics, connection);
+        *done = (topics, connection, payloads);
     }
 
     /// Takes over the discovery messages a previous run left on the broker: the
@@ -167,6 +174,7 @@ impl CameraSink {
         if done.1 == 0 {
             // Nothing published yet: the first publication sends them all.
             done.0 = topics;
+            done.2.clear();
             return;
         }
         for t in topics {

@@ -537,7 +537,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 .homeassistant
                 .enabled
                 .then(|| cam.homeassistant.discovery_prefix.clone()),
-            discovered: Mutex::new((Vec::new(), 0)),
+            discovered: Mutex::new((Vec::new(), 0, Vec::new())),
         });
         sinks.push(sink.clone());
         if let Some(filter) = sink.device().map(|d| d.filter()) {

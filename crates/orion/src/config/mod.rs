@@ -831,7 +831,9 @@ fn flow_nesting(text: &str) -> usize {
         } else {
             match c {
                 '#' if prev.is_whitespace() => comment = true,
-                '"' | '\'' => quote = Some(c),
+                // A quote opens a quoted scalar only where one starts
+                // (`nurse's station` is a plain scalar).
+                '"' | '\'' if prev.is_whitespace() || ":[{,".contains(prev) => quote = Some(c),
                 '[' | '{' => {
                     depth += 1;
                     deepest = deepest.max(depth);
@@ -848,10 +850,17 @@ fn flow_nesting(text: &str) -> usize {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
-            path: path.to_owned(),
-            cause,
-        })?;
+        // At most one byte more than allowed (`--config /dev/zero` ends).
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| {
+                use std::io::Read;
+                f.take(MAX_CONFIG_BYTES as u64 + 1).read_to_string(&mut text)
+            })
+            .map_err(|cause| ConfigError::Read {
+                path: path.to_owned(),
+                cause,
+            })?;
         let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
             message,

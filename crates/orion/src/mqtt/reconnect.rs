@@ -1,6 +1,7 @@
 //! Waiting to reconnect to the broker: the back-off delay, cut short as soon
-//! as the broker accepts a TCP connection again (a cheap probe every
-//! [`PROBE_EVERY`], jittered), so that events go out within seconds of the
+//! as the broker's port, which refused a TCP connection, accepts one again (a
+//! cheap probe every [`PROBE_EVERY`], jittered; a port that accepts all along,
+//! as with wrong credentials, waits the whole delay), so that events go out within seconds of the
 //! broker's return however long the outage was, and many connections that lost
 //! the same broker do not retry in lock-step.
 //!
@@ -20,9 +21,10 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Waits `delay` (jittered), or less: until a TCP connection to `host:port`
-/// succeeds.
+/// succeeds after one failed (the broker came back).
 pub async fn wait(delay: Duration, host: &str, port: u16) {
     let until = Instant::now() + jittered(delay);
+    let mut refused = false;
     loop {
         let probe_at = (Instant::now() + jittered(PROBE_EVERY)).min(until);
         tokio::time::sleep_until(probe_at).await;
@@ -30,8 +32,10 @@ pub async fn wait(delay: Duration, host: &str, port: u16) {
             return;
         }
         let probe = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port)));
-        if matches!(probe.await, Ok(Ok(_))) {
-            return;
+        match probe.await {
+            Ok(Ok(_)) if refused => return,
+            Ok(Ok(_)) => {}
+            _ => refused = true,
         }
     }
 }
@@ -41,19 +45,34 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_listening_broker_cuts_the_wait_short() {
+    async fn a_broker_that_comes_back_cuts_the_wait_short() {
+        // A port nothing listens on: bound, then closed, then listened on again.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let waiting = tokio::spawn(wait(Duration::from_secs(60), "127.0.0.1", port));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!waiting.is_finished(), "refused: still waiting");
+        let _listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
+        tokio::time::timeout(Duration::from_secs(20), waiting)
+            .await
+            .expect("returned within probes of the return, not after the back-off")
+            .expect("no panic");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_port_that_accepted_all_along_waits_the_whole_delay() {
+        // Wrong credentials, say: the broker is there and refuses us in MQTT.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let started = std::time::Instant::now();
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            wait(Duration::from_secs(60), "127.0.0.1", port),
-        )
-        .await
-        .expect("returned at the first probe, not after the back-off");
-        assert!(started.elapsed() < Duration::from_secs(10));
+        let started = Instant::now();
+        wait(Duration::from_secs(8), "127.0.0.1", port).await;
+        assert!(started.elapsed() >= Duration::from_secs(6));
     }
 
     #[tokio::test(start_paused = true)]

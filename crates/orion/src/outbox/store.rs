@@ -42,6 +42,13 @@ const MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
 const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 /// Block cache.
 const CACHE_BYTES: u64 = 1024 * 1024;
+/// Memtables not yet written to table files, at most: a flood of appends waits
+/// for fjall's workers instead of piling memtables up in memory (fjall itself
+/// never stalls a writer). Reached only far beyond the event rate limit, or
+/// with a CPU too busy to flush.
+const MAX_UNFLUSHED_BYTES: u64 = 3 * MEMTABLE_BYTES;
+/// Longest one append waits for that.
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
 /// The clean-close marker's key in the `meta` keyspace.
 const CLEAN_KEY: &[u8] = b"clean";
 /// While the disk refuses writes, how often [`keep_disk`] checks for room.
@@ -131,6 +138,11 @@ struct Inner {
     disk_error: Option<String>,
     /// Bytes of the events held in memory.
     held_bytes: u64,
+    /// The index was read from the store: healing may make the disk hold
+    /// what the index holds. False when the store could not be opened at
+    /// start: its events were never read, so they are never touched (memory
+    /// only until a restart).
+    loaded: bool,
     cameras: BTreeMap<String, CameraQueue>,
     count: u64,
     bytes: u64,
@@ -307,6 +319,7 @@ impl Outbox {
             disk,
             disk_error,
             held_bytes: 0,
+            loaded: false,
             cameras: BTreeMap::new(),
             count: 0,
             bytes: 0,
@@ -320,6 +333,7 @@ impl Outbox {
         }
         if let Some(disk) = inner.disk.take() {
             let (marker, unreadable) = inner.load(&disk);
+            inner.loaded = true;
             if recovery == Recovery::New && existed {
                 recovery = match marker {
                     None => Recovery::Unclean,
@@ -541,7 +555,8 @@ impl Outbox {
     /// Whether the disk refuses writes (new events are held in memory until
     /// [`Outbox::heal`] succeeds).
     pub fn failing(&self) -> bool {
-        self.lock().disk_error.is_some()
+        let inner = self.lock();
+        inner.disk_error.is_some() && inner.loaded
     }
 
     /// While the disk refuses writes: if it has room for what is held (a
@@ -672,6 +687,12 @@ impl Inner {
             .events
             .insert(key, value)
             .and_then(|()| disk.db.persist(mode));
+        if result.is_ok() {
+            let until = Instant::now() + FLUSH_WAIT;
+            while disk.db.write_buffer_size() > MAX_UNFLUSHED_BYTES && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
         result.map_err(|e| self.fail(format!("{e:?}")))
     }
 
@@ -698,6 +719,9 @@ impl Inner {
     fn heal(&mut self, path: &Path) -> bool {
         if self.disk_error.is_none() {
             return true;
+        }
+        if !self.loaded {
+            return false;
         }
         self.disk = None;
         let opened = std::fs::create_dir_all(path)
@@ -758,7 +782,7 @@ impl Inner {
         for (_, k, record) in held {
             match rmp_serde::to_vec(&*record) {
                 Ok(v) => disk.events.insert(k, v)?,
-                Err(e) => tracing::error!(error = %e, "outbox: cannot encode a held event; it stays in memory until it is delivered"),
+                Err(e) => tracing::error!(error = %e, "outbox: cannot encode a held event; it will be dropped as unreadable"),
             }
         }
         disk.db.persist(PersistMode::SyncAll)?;

@@ -200,8 +200,19 @@ impl Pacer {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        self.holding.store(false, Ordering::Relaxed);
         *wanted = false;
+    }
+
+    /// Ends the hold when dropped: once the frame the streaming thread held is
+    /// out (its arrival counted), silence counts again.
+    pub(crate) fn release_on_drop(&self) -> impl Drop + '_ {
+        struct Release<'a>(&'a AtomicBool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Relaxed);
+            }
+        }
+        Release(&self.holding)
     }
 
     /// Whether the streaming thread is waiting for the consumer to want a

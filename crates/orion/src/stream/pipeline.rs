@@ -502,6 +502,9 @@ fn install_sink_callback(
                 if let Some(p) = &pacer {
                     p.wait_wanted(&cancel);
                 }
+                // Held until the frame is out and counted (then silence is a
+                // stall again), whichever way this callback returns.
+                let _release = pacer.as_deref().map(Pacer::release_on_drop);
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 let Some(buffer) = sample.buffer_owned() else {
                     return Ok(gst::FlowSuccess::Ok);
