@@ -227,7 +227,11 @@ impl CameraSink {
         let mut rate = self.event_rate.lock().expect("event rate poisoned");
         let flood_before = rate.flooding(now);
         for event in &out.events {
-            if !rate.allow(now) {
+            let zone = match &event.detail {
+                crate::tracking::signals::Detail::Zone { zone, .. } => Some(zone.as_str()),
+                _ => None,
+            };
+            if !rate.admit(now, event.kind, event.track_id, zone) {
                 self.metrics.events_suppressed.inc();
                 continue;
             }

@@ -223,8 +223,7 @@ impl EventPublisher {
                 if !crate::mqtt::emitter::fits_in_a_packet(&record.topic, &payload) {
                     // It could never go out, and would block every event after it.
                     tracing::error!(camera = %self.camera, bytes = payload.len(), "event larger than one MQTT packet; dropped");
-                    self.outbox.remove(&self.camera, seq);
-                    self.metrics.outbox_dropped.inc();
+                    self.outbox.drop_event(&self.camera, seq);
                     c.cursor = Some(seq);
                     continue;
                 }

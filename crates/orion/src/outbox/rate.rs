@@ -4,8 +4,14 @@
 //! and push real events out of it. Ordinary visits never reach it: a burst of
 //! a minute's worth passes at once.
 //!
+//! Only what opens something is refused (`person_entered`, `zone_entered`):
+//! what closes it (`person_left`, `zone_left`) goes wherever its opening went,
+//! so a consumer never sees a visit that does not end, nor an end without its
+//! visit. Occupancy changes always go (they have their own hysteresis).
+//!
 //! Pure logic: no I/O and no clock of its own (every call carries the time).
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 /// One camera's event budget.
@@ -16,6 +22,9 @@ pub struct EventRate {
     last: Option<Instant>,
     /// Events refused since the bucket was last full.
     suppressed: u64,
+    /// Openings refused: a track's entry (`None`) or its entry into a zone,
+    /// whose closing is refused too. At most the live tracks and their zones.
+    refused: BTreeSet<(u64, Option<String>)>,
 }
 
 impl EventRate {
@@ -26,7 +35,47 @@ impl EventRate {
             tokens: per_minute,
             last: None,
             suppressed: 0,
+            refused: BTreeSet::new(),
         }
+    }
+
+    /// Whether an event may be stored at `now` (see the module doc); one that
+    /// may not is counted.
+    pub fn admit(&mut self, now: Instant, kind: &str, track: Option<u64>, zone: Option<&str>) -> bool {
+        let Some(track) = track else {
+            self.take(now);
+            return true;
+        };
+        let entry_refused = self.refused.contains(&(track, None));
+        let zone_key = (track, zone.map(str::to_string));
+        let admitted = match kind {
+            "person_entered" | "zone_entered" if entry_refused => false,
+            "person_entered" | "zone_entered" => {
+                let ok = self.allow(now);
+                if !ok {
+                    self.refused.insert(zone_key);
+                }
+                return ok;
+            }
+            "zone_left" => !entry_refused && !self.refused.remove(&zone_key),
+            "person_left" => {
+                self.refused.retain(|(t, _)| *t != track);
+                !entry_refused
+            }
+            _ => true,
+        };
+        if admitted {
+            self.take(now);
+        } else {
+            self.suppressed += 1;
+        }
+        admitted
+    }
+
+    /// Takes a token if there is one (an event that goes anyway).
+    fn take(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens - 1.0).max(0.0);
     }
 
     fn refill(&mut self, now: Instant) {
@@ -39,7 +88,7 @@ impl EventRate {
 
     /// Whether one more event may be stored at `now`; one that may not is
     /// counted.
-    pub fn allow(&mut self, now: Instant) -> bool {
+    fn allow(&mut self, now: Instant) -> bool {
         self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -88,5 +137,35 @@ mod tests {
         assert!(rate.flooding(t + Duration::from_secs(30)) > 0);
         assert_eq!(rate.flooding(t + Duration::from_secs(61)), 0);
         assert!(rate.allow(t + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn what_closes_goes_wherever_its_opening_went() {
+        let t = Instant::now();
+        let mut rate = EventRate::new(10);
+        // Track 1 enters, then a minute's worth of zones; the rest are refused.
+        assert!(rate.admit(t, "person_entered", Some(1), None));
+        for z in 0..10 {
+            let zone = format!("z{z}");
+            let expect = z < 9;
+            assert_eq!(
+                rate.admit(t, "zone_entered", Some(1), Some(&zone)),
+                expect,
+                "{zone}"
+            );
+        }
+        // Track 2's entry is refused: none of its events go.
+        assert!(!rate.admit(t, "person_entered", Some(2), None));
+        assert!(!rate.admit(t, "zone_entered", Some(2), Some("bed")));
+        assert!(!rate.admit(t, "zone_left", Some(2), Some("bed")));
+        assert!(!rate.admit(t, "person_left", Some(2), None));
+        // Track 1's exits go without tokens, except from the zone it was
+        // refused entry to.
+        assert!(rate.admit(t, "zone_left", Some(1), Some("z0")));
+        assert!(!rate.admit(t, "zone_left", Some(1), Some("z9")));
+        assert!(rate.admit(t, "person_left", Some(1), None));
+        assert!(rate.admit(t, "occupancy_changed", None, None), "always");
+        // A new track 2 later (ids are never reused, but the set is clean).
+        assert!(rate.refused.is_empty(), "{:?}", rate.refused);
     }
 }

@@ -517,6 +517,16 @@ impl Outbox {
         out
     }
 
+    /// Drops an event that can never be delivered (counted as dropped).
+    pub fn drop_event(&self, camera: &str, seq: u64) {
+        let mut inner = self.lock();
+        if inner.take(camera, seq)
+            && let Some(q) = inner.cameras.get(camera)
+        {
+            q.count_dropped(1);
+        }
+    }
+
     /// Removes an event the broker acknowledged. Once a camera's backlog is
     /// empty its "dropped" health reason clears.
     pub fn remove(&self, camera: &str, seq: u64) {
