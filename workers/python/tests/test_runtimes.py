@@ -82,3 +82,29 @@ def test_a_model_openvino_cannot_compile_falls_back_to_onnxruntime(tmp_path, cap
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="allowed: auto, openvino, onnxruntime"):
         open_runtime(str(MODEL), "tensorrt", [1, 300, 300, 3])
+
+
+def test_the_compiled_model_is_cached_and_a_cached_one_finds_the_same_people(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORION_CACHE_DIR", str(tmp_path))
+    image = load_rgb("astronaut.png")
+    crop = Crop(0, 0, image.shape[1], image.shape[0])
+    from orion_worker.detectors import ModelSet
+
+    def detect():
+        det = SsdDetector(str(MODEL), backend="openvino")
+        assert det.runtime.name == "openvino:CPU"
+        return PersonDetector(ModelSet("ssdlite", {300: det}), 0.5).detect(image, crop)
+
+    first = detect()
+    blobs = list((tmp_path / "openvino").iterdir())
+    assert blobs, "the compiled model is in the cache"
+    again = detect()  # imported from the cache
+    assert list((tmp_path / "openvino").iterdir()) == blobs, "nothing compiled again"
+    assert len(first[1]) == len(again[1]) >= 1
+    assert np.allclose(first[0], again[0]) and np.allclose(first[1], again[1])
+
+
+def test_a_cache_that_cannot_be_made_is_skipped(monkeypatch):
+    monkeypatch.setenv("ORION_CACHE_DIR", "/proc/orion-no-such-cache")
+    det = SsdDetector(str(MODEL), backend="openvino")
+    assert det.runtime.name == "openvino:CPU", "still OpenVINO, compiled without a cache"

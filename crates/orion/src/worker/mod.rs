@@ -45,6 +45,9 @@ pub const INHERITED_ENV: &[&str] = &[
     "LD_LIBRARY_PATH",
     "PYTHONPATH",
     "CUDA_VISIBLE_DEVICES",
+    // systemd's cache directory: where workers keep compiled models.
+    "CACHE_DIRECTORY",
+    "XDG_CACHE_HOME",
 ];
 
 /// The environment a worker process starts with: the [`INHERITED_ENV`] variables
