@@ -110,8 +110,8 @@ impl Partial {
         if let Some(tasks) = &self.workers {
             let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
         }
-        if let Some(outbox) = &self.outbox {
-            outbox.close();
+        if let Some(outbox) = self.outbox {
+            close_outbox(outbox).await;
         }
         for s in self.streams {
             s.stop(Duration::from_secs(2)).await;
@@ -701,6 +701,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     })
 }
 
+/// Closes the outbox off the async runtime (a last try to write back what a
+/// full disk made it hold, the clean-close marker, a sync).
+async fn close_outbox(outbox: Arc<Outbox>) {
+    if let Err(e) = tokio::task::spawn_blocking(move || outbox.close()).await {
+        tracing::error!(error = %e, "outbox close failed");
+    }
+}
+
 /// Infrastructure that must exist before the cameras: the embedded broker.
 async fn prepare(config: &Config) -> anyhow::Result<()> {
     let broker = config.broker().context("mqtt.broker")?;
@@ -881,7 +889,7 @@ impl Running {
             report.late.push("health http".into());
         }
         self.root.cancel();
-        self.outbox.close();
+        close_outbox(self.outbox).await;
         report.took = started.elapsed();
         report
     }

@@ -6,13 +6,15 @@
 //! It enforces the bounds (`outbox.max_events`, `outbox.max_bytes`) by dropping
 //! the oldest events, counted. When the disk refuses a write or a removal (full,
 //! read-only) the store stops writing: new events are held in memory, at most
-//! [`OUTBOX_MEMORY_EVENTS`] of them, delivered events are remembered as still
-//! to be removed, and the camera's health says so. [`Outbox::heal`] (called
-//! every [`HEAL_EVERY`] by [`keep_disk`]) checks whether the disk has room again;
-//! once it does, it reopens the store (a failed write leaves `fjall` refusing
-//! every later one), makes the disk hold exactly what the index holds (removes
-//! what was delivered meanwhile, writes back what was held, in order) and
-//! resumes writing. It never fails an append and never panics on what it reads
+//! [`OUTBOX_MEMORY_EVENTS`] of them, events delivered meanwhile leave only the
+//! index, and the camera's health says so. [`Outbox::heal`] (called every
+//! [`HEAL_EVERY`] by [`keep_disk`], off the async runtime) checks whether the
+//! disk has room again; once it does, it reopens the store (a failed write
+//! leaves `fjall` refusing every later one), makes the disk hold exactly what
+//! the index holds (removes what is on disk and no longer in the index: delivered
+//! or dropped meanwhile; writes back what was held, in order) and resumes
+//! writing. A store whose index was never read from it (it could not be opened
+//! at start) is never healed: its events are not touched. It never fails an append and never panics on what it reads
 //! back: an unreadable store is set aside and a fresh one used.
 //!
 //! Keys are `instance_id 0x00 sequence` (big-endian), so each camera's events
@@ -579,13 +581,32 @@ impl Outbox {
             if inner.disk_error.is_none() {
                 return true;
             }
+            if !inner.loaded {
+                return false;
+            }
             inner.held_bytes + HEAL_MARGIN_BYTES
         };
-        // Without the lock: appends go on (held) while the probe writes.
-        if probe_room(&self.settings.path, need).is_err() {
+        // Without the lock: appends go on (held), deliveries of what is on
+        // disk wait, while the probe writes and the store is reopened (fjall
+        // refuses every write after a failed one) and its keys read.
+        let path = &self.settings.path;
+        if probe_room(path, need).is_err() {
             return false;
         }
-        self.lock().heal(&self.settings.path)
+        let refusing = self.lock().disk.take();
+        drop(refusing); // joins fjall's threads: not under the lock
+        let reopened = std::fs::create_dir_all(path)
+            .map_err(|e| e.to_string())
+            .and_then(|()| open_disk(path).map_err(|e| format!("{e:?}")));
+        let disk = match reopened {
+            Ok(d) => d,
+            Err(why) => {
+                self.lock().fail(why);
+                return false;
+            }
+        };
+        let on_disk = disk_keys(&disk);
+        self.lock().heal(disk, on_disk)
     }
 
     /// Events and bytes in the whole outbox.
@@ -721,30 +742,13 @@ impl Inner {
         }
     }
 
-    /// Reopens the store (fjall refuses every write after a failed one) and
-    /// makes it hold what the index holds: events delivered or dropped while
+    /// With the reopened store and the keys it holds: makes it hold what the
+    /// index holds: events delivered or dropped while
     /// the disk was failing are removed, the held ones written, in order, and
     /// synced; only then are they let go of in memory. Events the index had on
     /// disk that the reopened store lacks are dropped, counted and logged.
-    fn heal(&mut self, path: &Path) -> bool {
-        if self.disk_error.is_none() {
-            return true;
-        }
-        if !self.loaded {
-            return false;
-        }
-        self.disk = None;
-        let opened = std::fs::create_dir_all(path)
-            .map_err(|e| e.to_string())
-            .and_then(|()| open_disk(path).map_err(|e| format!("{e:?}")));
-        let disk = match opened {
-            Ok(d) => d,
-            Err(why) => {
-                self.fail(why);
-                return false;
-            }
-        };
-        let result = disk_keys(&disk).and_then(|on_disk| self.rewrite(&disk, on_disk));
+    fn heal(&mut self, disk: Disk, on_disk: Result<DiskKeys, fjall::Error>) -> bool {
+        let result = on_disk.and_then(|on_disk| self.rewrite(&disk, on_disk));
         self.disk = Some(disk);
         match result {
             Ok(lost) => {
