@@ -313,3 +313,155 @@ fn an_edge_broker_bridged_to_a_central_one_loses_nothing_when_the_uplink_is_cut(
         "entered, then left, at the central broker: {kinds:?}"
     );
 }
+
+/// A real small disk of the outbox's own (a tmpfs; needs mount rights, which
+/// root has), unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        let at = dir.join("disk");
+        std::fs::create_dir_all(&at).expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        }
+        mounted.then_some(Self(at))
+    }
+
+    /// Fills it with one file until it refuses more.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![1u8; 4096];
+        while f.write_all(&chunk).and_then(|()| f.sync_data()).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Receives events (parsed) into `received` until `until` says so (90 s at most).
+fn receive_until(
+    sub: &Subscriber,
+    received: &mut Vec<Value>,
+    until: impl Fn(&[Value]) -> bool,
+    what: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !until(received) {
+        assert!(Instant::now() < deadline, "timed out: {what}; received {received:#?}");
+        if let Ok((_, p)) = sub.rx.recv_timeout(Duration::from_millis(200)) {
+            received.push(serde_json::from_slice(&p).expect("event JSON"));
+        }
+    }
+}
+
+/// Every event the daemon stored so far (all types).
+fn events_made(daemon: &Daemon, instance: &str) -> f64 {
+    ["person_entered", "person_left", "occupancy_changed"]
+        .iter()
+        .filter_map(|t| {
+            daemon.series(&format!("orion_events_total{{camera=\"{instance}\",type=\"{t}\"}}"))
+        })
+        .sum()
+}
+
+/// Round three's attack: the outbox's disk fills while people come and go
+/// (events delivered meanwhile), then has room again; later the broker goes
+/// away, more events come, the daemon is killed and started again. Counted by
+/// `event_id` (numbered in order per run): every event of the first run
+/// arrives, once.
+#[test]
+fn after_a_full_disk_frees_no_event_is_lost_or_sent_twice_across_a_kill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = SmallDisk::mount(dir.path(), "16m") else {
+        return;
+    };
+    let state = dir.path().join("broker-state");
+    let port = common::free_port();
+    let broker = Mosquitto::start_persistent(port, &state);
+    let sub = Subscriber::connect_persistent(port, "care/events/#", "full-disk-consumer");
+    let instance = "full-disk";
+    let config = common::config(instance, &format!("mqtt://127.0.0.1:{port}"), |c| {
+        common::use_fake_worker(c, "visits", &dir.path().join("pids"));
+        common::set(c, "outbox.path", disk.0.join("outbox").to_string_lossy().into_owned());
+        common::set(c, "tracking.max_missing_s", 1.0);
+        common::set(c, "occupancy.empty_after_s", 1.0);
+    });
+    let mut daemon = Daemon::start(&config);
+    let mut received: Vec<Value> = Vec::new();
+    receive_until(&sub, &mut received, |r| !r.is_empty(), "a first event");
+
+    let filler = disk.fill();
+    let disk_ok = format!("orion_outbox_disk_ok{{camera=\"{instance}\"}}");
+    common::wait_until("the disk refuses an event", Duration::from_secs(60), || {
+        (daemon.series(&disk_ok)? == 0.0).then_some(())
+    });
+    let at_full = events_made(&daemon, instance);
+    common::wait_until("4 events while the disk is full", Duration::from_secs(60), || {
+        (events_made(&daemon, instance) >= at_full + 4.0).then_some(())
+    });
+    std::fs::remove_file(filler).expect("free the disk");
+    common::wait_until("the disk takes events again", Duration::from_secs(30), || {
+        (daemon.series(&disk_ok)? == 1.0).then_some(())
+    });
+    assert!(daemon.log().contains("the disk takes events again"), "{}", daemon.log());
+
+    // Everything so far delivered and acknowledged; then the broker goes.
+    let queued = format!("orion_outbox_queued{{camera=\"{instance}\"}}");
+    common::wait_until("the outbox drained", Duration::from_secs(30), || {
+        (daemon.series(&queued)? == 0.0).then_some(())
+    });
+    broker.terminate();
+    common::wait_until("3 events wait in the outbox", Duration::from_secs(60), || {
+        (daemon.series(&queued)? >= 3.0).then_some(())
+    });
+    let stored = events_made(&daemon, instance) as u64;
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(10)).expect("killed");
+
+    let _broker = Mosquitto::start_persistent(port, &state);
+    let _restarted = Daemon::start(&config);
+    // Run one's ids: `{instance}-{start ms}-{n}`, n from 1 in order.
+    let first_run = received[0]["event_id"]
+        .as_str()
+        .and_then(|id| id.rsplit_once('-'))
+        .map(|(prefix, _)| prefix.to_string())
+        .expect("event_id");
+    let numbers = |r: &[Value]| -> Vec<u64> {
+        r.iter()
+            .filter_map(|e| e["event_id"].as_str()?.strip_prefix(&format!("{first_run}-"))?.parse().ok())
+            .collect()
+    };
+    receive_until(
+        &sub,
+        &mut received,
+        |r| numbers(r).iter().max().is_some_and(|n| *n >= stored),
+        "run one's events after the restart",
+    );
+    let mut got = numbers(&received);
+    let count = got.len();
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got.len(), count, "an event delivered twice: {got:?}");
+    let max = *got.last().expect("some");
+    assert_eq!(
+        got,
+        (1..=max).collect::<Vec<u64>>(),
+        "every event of run one, none lost"
+    );
+    assert!(max >= stored, "{max} of {stored} stored");
+}

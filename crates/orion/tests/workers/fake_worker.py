@@ -15,7 +15,8 @@ outside the frame, a NaN timing, in turn) and the others with one valid person;
 `othertype` answers every other frame with a result of another inference_type;
 `swarm` answers every frame with 10,000 person boxes (a model without NMS): a
 100x100 grid over the frame of which 100 boxes are confident, another 100
-every 5 s, so that people come and go in a flood.
+every 5 s, so that people come and go in a flood; `visits` answers with one
+person for 3 s, then nobody for 3 s, and so on (a visit every 6 s).
 Each start appends the pid to PIDFILE and logs one line
 per level on stderr.
 """
@@ -99,6 +100,9 @@ while True:
             })
         result["detections"] = dets
         result["person_count"] = len(dets)
+    if mode == "visits" and int(time.time() / 3) % 2 == 0:
+        result["detections"] = [{"bbox": {"x": 200.0, "y": 100.0, "width": 120.0, "height": 300.0}, "confidence": 0.9, "class": "person"}]
+        result["person_count"] = 1
     if mode == "othertype" and msg["seq"] % 2 == 0:
         result["inference_type"] = "other_type"
     protocol.write_message(out, result)
