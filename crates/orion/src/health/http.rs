@@ -65,8 +65,19 @@ pub async fn serve(
     ui: Option<Arc<UiSlot>>,
     cancel: CancellationToken,
 ) {
+    serve_at_most(MAX_CONNECTIONS, listener, metrics, ui, cancel).await;
+}
+
+/// [`serve`] with at most `max_connections` at once.
+async fn serve_at_most(
+    max_connections: usize,
+    listener: TcpListener,
+    metrics: Arc<Registry>,
+    ui: Option<Arc<UiSlot>>,
+    cancel: CancellationToken,
+) {
     let connections = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(max_connections));
     let bodies = Arc::new(Semaphore::new(BODY_BUDGET));
     let mut full_log = crate::logging::RateLimit::new(Duration::from_secs(10));
     loop {
@@ -80,7 +91,7 @@ pub async fn serve(
                     drop(stream);
                     if let Some(held_back) = full_log.allow(std::time::Instant::now()) {
                         tracing::warn!(
-                            "health HTTP: {MAX_CONNECTIONS} connections open; new ones are closed at once{}",
+                            "health HTTP: {max_connections} connections open; new ones are closed at once{}",
                             full_log.and_more(held_back)
                         );
                     }
@@ -434,6 +445,10 @@ mod tests {
     }
 
     async fn server() -> (u16, CancellationToken) {
+        server_at_most(MAX_CONNECTIONS).await
+    }
+
+    async fn server_at_most(max_connections: usize) -> (u16, CancellationToken) {
         let listener = bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let registry = Arc::new(Registry {
@@ -441,7 +456,13 @@ mod tests {
             workers: Vec::new(),
         });
         let cancel = CancellationToken::new();
-        tokio::spawn(serve(listener, registry, None, cancel.clone()));
+        tokio::spawn(serve_at_most(
+            max_connections,
+            listener,
+            registry,
+            None,
+            cancel.clone(),
+        ));
         (port, cancel)
     }
 
@@ -479,9 +500,10 @@ mod tests {
 
     #[tokio::test]
     async fn beyond_the_connection_limit_new_connections_are_closed_until_one_goes() {
-        let (port, cancel) = server().await;
+        const MAX: usize = 8;
+        let (port, cancel) = server_at_most(MAX).await;
         let mut idle = Vec::new();
-        for _ in 0..MAX_CONNECTIONS {
+        for _ in 0..MAX {
             let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
             // Half a head: the connection holds its slot.
             s.write_all(b"GET /health HTTP/1.1\r\n").await.expect("write");
