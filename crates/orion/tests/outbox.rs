@@ -379,11 +379,12 @@ fn events_made(daemon: &Daemon, instance: &str) -> f64 {
         .sum()
 }
 
-/// Round three's attack: the outbox's disk fills while people come and go
-/// (events delivered meanwhile), then has room again; later the broker goes
-/// away, more events come, the daemon is killed and started again. Counted by
-/// `event_id` (numbered in order per run): every event of the first run
-/// arrives, once.
+/// Round three's attack: the outbox's disk fills while people come and go:
+/// events delivered meanwhile (their removal refused by the disk), then, with
+/// the broker gone, events held in memory; the disk has room again (held
+/// events written, delivered ones removed), the daemon is killed and started
+/// again. Counted by `event_id` (numbered in order per run): every event of the
+/// first run arrives, once.
 #[test]
 fn after_a_full_disk_frees_no_event_is_lost_or_sent_twice_across_a_kill() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -410,25 +411,28 @@ fn after_a_full_disk_frees_no_event_is_lost_or_sent_twice_across_a_kill() {
     common::wait_until("the disk refuses an event", Duration::from_secs(60), || {
         (daemon.series(&disk_ok)? == 0.0).then_some(())
     });
+    // Delivered while the disk is full: acknowledged, but the disk cannot
+    // take their removal.
     let at_full = events_made(&daemon, instance);
     common::wait_until("4 events while the disk is full", Duration::from_secs(60), || {
         (events_made(&daemon, instance) >= at_full + 4.0).then_some(())
     });
+    let queued = format!("orion_outbox_queued{{camera=\"{instance}\"}}");
+    common::wait_until("the outbox drained", Duration::from_secs(30), || {
+        (daemon.series(&queued)? == 0.0).then_some(())
+    });
+    // Then the broker goes: events held in memory only, the disk still full.
+    broker.terminate();
+    common::wait_until("3 events held in memory", Duration::from_secs(60), || {
+        (daemon.series(&queued)? >= 3.0).then_some(())
+    });
+    assert_eq!(daemon.series(&disk_ok), Some(0.0), "still full");
+    // Room again: the held events go to disk, the delivered ones leave it.
     std::fs::remove_file(filler).expect("free the disk");
     common::wait_until("the disk takes events again", Duration::from_secs(30), || {
         (daemon.series(&disk_ok)? == 1.0).then_some(())
     });
     assert!(daemon.log().contains("the disk takes events again"), "{}", daemon.log());
-
-    // Everything so far delivered and acknowledged; then the broker goes.
-    let queued = format!("orion_outbox_queued{{camera=\"{instance}\"}}");
-    common::wait_until("the outbox drained", Duration::from_secs(30), || {
-        (daemon.series(&queued)? == 0.0).then_some(())
-    });
-    broker.terminate();
-    common::wait_until("3 events wait in the outbox", Duration::from_secs(60), || {
-        (daemon.series(&queued)? >= 3.0).then_some(())
-    });
     let stored = events_made(&daemon, instance) as u64;
     daemon.signal(libc::SIGKILL);
     daemon.wait_exit(Duration::from_secs(10)).expect("killed");

@@ -105,6 +105,9 @@ def test_the_compiled_model_is_cached_and_a_cached_one_finds_the_same_people(tmp
 
 
 def test_a_cache_that_cannot_be_made_is_skipped(monkeypatch):
+    from orion_worker.runtimes import cache_dir
+
     monkeypatch.setenv("ORION_CACHE_DIR", "/proc/orion-no-such-cache")
+    assert cache_dir() is None, "no cache where none can be made"
     det = SsdDetector(str(MODEL), backend="openvino")
     assert det.runtime.name == "openvino:CPU", "still OpenVINO, compiled without a cache"

@@ -808,41 +808,20 @@ const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 /// Deepest nesting of `[` and `{` in a config (the examples use 3).
 const MAX_FLOW_NESTING: usize = 32;
 
-/// The deepest nesting of YAML flow collections (`[`, `{`) in `text`, outside
-/// quoted strings and comments (a cheap guard before the parser, not a parser:
-/// a bracket inside a plain scalar counts too).
+/// The deepest nesting of `[` and `{` in `text`, counted everywhere (in quotes
+/// and comments too: a guard before the parser that nothing can hide from; a
+/// real config nests 3 deep).
 fn flow_nesting(text: &str) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
-    let mut quote: Option<char> = None;
-    let mut comment = false;
-    let mut escaped = false;
-    let mut prev = '\n';
-    for c in text.chars() {
-        if comment {
-            comment = c != '\n';
-        } else if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if q == '"' && c == '\\' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
             }
-        } else {
-            match c {
-                '#' if prev.is_whitespace() => comment = true,
-                // A quote opens a quoted scalar only where one starts
-                // (`nurse's station` is a plain scalar).
-                '"' | '\'' if prev.is_whitespace() || ":[{,".contains(prev) => quote = Some(c),
-                '[' | '{' => {
-                    depth += 1;
-                    deepest = deepest.max(depth);
-                }
-                ']' | '}' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
         }
-        prev = c;
     }
     deepest
 }
@@ -850,17 +829,29 @@ fn flow_nesting(text: &str) -> usize {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        // At most one byte more than allowed (`--config /dev/zero` ends).
-        let mut text = String::new();
+        // At most one byte more than allowed (`--config /dev/zero` ends); the
+        // size is checked before the text (a cut may split a character).
+        let mut bytes = Vec::new();
         std::fs::File::open(path)
             .and_then(|f| {
                 use std::io::Read;
-                f.take(MAX_CONFIG_BYTES as u64 + 1).read_to_string(&mut text)
+                f.take(MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut bytes)
             })
             .map_err(|cause| ConfigError::Read {
                 path: path.to_owned(),
                 cause,
             })?;
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(parse_error(format!(
+                "the config is larger than {MAX_CONFIG_BYTES} bytes"
+            )));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| parse_error("the config is not UTF-8 text".to_string()))?;
         let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
             message,

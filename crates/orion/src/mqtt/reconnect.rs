@@ -24,20 +24,27 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// succeeds after one failed (the broker came back).
 pub async fn wait(delay: Duration, host: &str, port: u16) {
     let until = Instant::now() + jittered(delay);
-    let mut refused = false;
+    // At once: whether the port refuses now (it may be back before the first
+    // jittered probe; accepted already, the failure was not the port's).
+    let mut refused = !port_accepts(host, port).await;
     loop {
         let probe_at = (Instant::now() + jittered(PROBE_EVERY)).min(until);
         tokio::time::sleep_until(probe_at).await;
         if Instant::now() >= until {
             return;
         }
-        let probe = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port)));
-        match probe.await {
-            Ok(Ok(_)) if refused => return,
-            Ok(Ok(_)) => {}
-            _ => refused = true,
+        match port_accepts(host, port).await {
+            true if refused => return,
+            true => {}
+            false => refused = true,
         }
     }
+}
+
+/// Whether `host:port` accepts a TCP connection (closed at once).
+async fn port_accepts(host: &str, port: u16) -> bool {
+    let probe = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port)));
+    matches!(probe.await, Ok(Ok(_)))
 }
 
 #[cfg(test)]

@@ -177,6 +177,8 @@ pub enum Recovery {
 /// The daemon's outbox. Cheap to share (`Arc`).
 pub struct Outbox {
     inner: Mutex<Inner>,
+    /// One heal at a time (the keeper's, or the last one at close).
+    healing: Mutex<()>,
     settings: OutboxConfig,
     /// What opening found.
     pub recovery: Recovery,
@@ -377,6 +379,7 @@ impl Outbox {
         }
         Ok(Self {
             inner: Mutex::new(inner),
+            healing: Mutex::new(()),
             settings: settings.clone(),
             recovery,
         })
@@ -469,6 +472,23 @@ impl Outbox {
         inner.enforce_bounds(&self.settings);
         drop(inner);
         notify.notify_one();
+        self.wait_for_flushes();
+    }
+
+    /// Backpressure (without the lock): while fjall holds more than
+    /// [`MAX_UNFLUSHED_BYTES`] not yet written to table files, waits for its
+    /// workers, at most [`FLUSH_WAIT`].
+    fn wait_for_flushes(&self) {
+        let until = Instant::now() + FLUSH_WAIT;
+        let unflushed = || {
+            self.lock()
+                .disk
+                .as_ref()
+                .map_or(0, |d| d.db.write_buffer_size())
+        };
+        while unflushed() > MAX_UNFLUSHED_BYTES && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Up to `max` of `camera`'s events after sequence `after` (all from the
@@ -576,6 +596,7 @@ impl Outbox {
     /// exactly what the index holds and resumes writing. True when the disk
     /// takes writes. Blocking disk I/O: call it off the async runtime.
     pub fn heal(&self) -> bool {
+        let _one = self.healing.lock().unwrap_or_else(|e| e.into_inner());
         let need = {
             let inner = self.lock();
             if inner.disk_error.is_none() {
@@ -718,12 +739,6 @@ impl Inner {
             .events
             .insert(key, value)
             .and_then(|()| disk.db.persist(mode));
-        if result.is_ok() {
-            let until = Instant::now() + FLUSH_WAIT;
-            while disk.db.write_buffer_size() > MAX_UNFLUSHED_BYTES && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
         result.map_err(|e| self.fail(format!("{e:?}")))
     }
 
@@ -750,6 +765,10 @@ impl Inner {
     fn heal(&mut self, disk: Disk, on_disk: Result<DiskKeys, fjall::Error>) -> bool {
         let result = on_disk.and_then(|on_disk| self.rewrite(&disk, on_disk));
         self.disk = Some(disk);
+        // Publishers stopped at events on the closed disk: readable again.
+        for q in self.cameras.values() {
+            q.notify.notify_one();
+        }
         match result {
             Ok(lost) => {
                 let written = std::mem::take(&mut self.held);

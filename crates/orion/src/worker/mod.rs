@@ -45,7 +45,8 @@ pub const INHERITED_ENV: &[&str] = &[
     "LD_LIBRARY_PATH",
     "PYTHONPATH",
     "CUDA_VISIBLE_DEVICES",
-    // systemd's cache directory: where workers keep compiled models.
+    // Where workers keep compiled models (paths, not secrets).
+    "ORION_CACHE_DIR",
     "CACHE_DIRECTORY",
     "XDG_CACHE_HOME",
 ];
