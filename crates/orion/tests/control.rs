@@ -501,6 +501,33 @@ fn orionctl_against_a_running_daemon() {
     let v: Value = serde_json::from_str(&out).expect("--json prints JSON");
     assert_eq!(v["data"]["instance_id"], "ctl-cli");
 
+    // `watch` piped into a reader that goes away (`| head -1`) ends, without a
+    // panic.
+    let mut watch = common::orionctl(&url, "ctl-cli")
+        .arg("watch")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run orionctl watch");
+    {
+        use std::io::BufRead as _;
+        let stdout = watch.stdout.take().expect("stdout");
+        let mut first = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("a line");
+        assert!(!first.is_empty());
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = watch.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "watch goes on with nobody reading");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "no panic on a closed pipe");
+
     assert_eq!(ctl(&["pause"]).0, 0);
     let (code, out, _) = ctl(&["pause"]);
     assert_eq!(

@@ -529,10 +529,15 @@ async fn watch(cli: &Cli, count: Option<u64>) -> anyhow::Result<u8> {
         };
         let Some((topic, payload)) = next else { break };
         seen += 1;
-        if cli.json {
-            println!("{}", String::from_utf8_lossy(&payload));
+        let line = if cli.json {
+            String::from_utf8_lossy(&payload).into_owned()
         } else {
-            println!("{}", print::watch_line(&topic, &payload));
+            print::watch_line(&topic, &payload)
+        };
+        // A reader that went away (`orionctl watch | head`) ends the watch.
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), "{line}").is_err() {
+            break;
         }
     }
     conn.close().await;
