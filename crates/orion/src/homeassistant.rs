@@ -52,7 +52,11 @@ impl Device<'_> {
         );
         m.insert(
             "default_entity_id".into(),
-            format!("{component}.{}", identifier(&format!("{}_{object}", self.node()))).into(),
+            format!(
+                "{component}.{}",
+                identifier(&format!("{}_{object}", self.node()))
+            )
+            .into(),
         );
         m.insert(
             "state_topic".into(),

@@ -174,7 +174,10 @@ mod tests {
             String::from_utf8_lossy(&escape_event(turned.as_bytes())),
             "zone=\\u{202e}deb\\u{202c} id=\\u{200b}x\\u{2028}y \\x85é\n"
         );
-        assert_eq!(escape_event(b"bad \xff byte\n"), "bad \u{FFFD} byte\n".as_bytes());
+        assert_eq!(
+            escape_event(b"bad \xff byte\n"),
+            "bad \u{FFFD} byte\n".as_bytes()
+        );
         let long = vec![b'a'; MAX_LINE * 2];
         let out = escape_event(&long);
         assert!(out.len() < MAX_LINE + 64, "{}", out.len());

@@ -449,7 +449,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     }
 
-
     // 5. Per camera: control plane, frame consumer, presence; shared: collector.
     let tasks = root.child_token();
     let task_set = TaskTracker::new();
@@ -659,7 +658,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tasks.clone(),
     ));
     // Writes the outbox to disk again once a full disk has room.
-    publishers.spawn(crate::outbox::store::keep_disk(outbox.clone(), publish.clone()));
+    publishers.spawn(crate::outbox::store::keep_disk(
+        outbox.clone(),
+        publish.clone(),
+    ));
     task_set.close();
     publishers.close();
     if let Some(slot) = &ui_slot {

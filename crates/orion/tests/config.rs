@@ -550,10 +550,16 @@ fn outbox_bounds_and_path_are_checked() {
     // A device, and a directory under a file, are not directories either.
     for path in ["/dev/zero", "/dev/null/outbox"] {
         let p = problems(&format!("outbox: {{ path: {path} }}"));
-        assert!(has(&p, "outbox.path", "is not a directory"), "{path}: {p:?}");
+        assert!(
+            has(&p, "outbox.path", "is not a directory"),
+            "{path}: {p:?}"
+        );
     }
     let p = problems("outbox: { max_events_per_minute: 0 }");
-    assert!(has(&p, "outbox.max_events_per_minute", "out of range"), "{p:?}");
+    assert!(
+        has(&p, "outbox.max_events_per_minute", "out of range"),
+        "{p:?}"
+    );
     assert!(problems("outbox: { path: /var/lib/orion/outbox, fsync: false }").is_empty());
     let unknown = Config::parse("outbox: { max_event: 5 }").expect_err("refused");
     assert!(unknown.to_string().contains("max_event"), "{unknown}");

@@ -523,7 +523,10 @@ fn orionctl_against_a_running_daemon() {
         if let Some(s) = watch.try_wait().expect("wait") {
             break s;
         }
-        assert!(Instant::now() < deadline, "watch goes on with nobody reading");
+        assert!(
+            Instant::now() < deadline,
+            "watch goes on with nobody reading"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "no panic on a closed pipe");

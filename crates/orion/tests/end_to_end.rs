@@ -140,10 +140,14 @@ fn health_serves_during_warmup_and_test_source_reports_frames() {
     );
     // The worker loads its model during the warm-up, not after it: it is up
     // while the daemon still warms up.
-    common::wait_until("the worker up during the warm-up", Duration::from_secs(25), || {
-        let up = daemon.series("orion_worker_up{worker=\"person_detector-0\"}")?;
-        (up == 1.0).then_some(())
-    });
+    common::wait_until(
+        "the worker up during the warm-up",
+        Duration::from_secs(25),
+        || {
+            let up = daemon.series("orion_worker_up{worker=\"person_detector-0\"}")?;
+            (up == 1.0).then_some(())
+        },
+    );
     let (code, body) = daemon.http_get("/readiness").expect("readiness");
     assert_eq!(code, 503, "still warming up: {body}");
     assert!(!daemon.log().contains("warm-up done"), "{}", daemon.log());

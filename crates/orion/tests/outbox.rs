@@ -362,7 +362,10 @@ fn receive_until(
 ) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while !until(received) {
-        assert!(Instant::now() < deadline, "timed out: {what}; received {received:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {what}; received {received:#?}"
+        );
         if let Ok((_, p)) = sub.rx.recv_timeout(Duration::from_millis(200)) {
             received.push(serde_json::from_slice(&p).expect("event JSON"));
         }
@@ -374,7 +377,9 @@ fn events_made(daemon: &Daemon, instance: &str) -> f64 {
     ["person_entered", "person_left", "occupancy_changed"]
         .iter()
         .filter_map(|t| {
-            daemon.series(&format!("orion_events_total{{camera=\"{instance}\",type=\"{t}\"}}"))
+            daemon.series(&format!(
+                "orion_events_total{{camera=\"{instance}\",type=\"{t}\"}}"
+            ))
         })
         .sum()
 }
@@ -398,7 +403,11 @@ fn after_a_full_disk_frees_no_event_is_lost_or_sent_twice_across_a_kill() {
     let instance = "full-disk";
     let config = common::config(instance, &format!("mqtt://127.0.0.1:{port}"), |c| {
         common::use_fake_worker(c, "visits", &dir.path().join("pids"));
-        common::set(c, "outbox.path", disk.0.join("outbox").to_string_lossy().into_owned());
+        common::set(
+            c,
+            "outbox.path",
+            disk.0.join("outbox").to_string_lossy().into_owned(),
+        );
         common::set(c, "tracking.max_missing_s", 1.0);
         common::set(c, "occupancy.empty_after_s", 1.0);
     });
@@ -414,9 +423,11 @@ fn after_a_full_disk_frees_no_event_is_lost_or_sent_twice_across_a_kill() {
     // Delivered while the disk is full: acknowledged, but the disk cannot
     // take their removal.
     let at_full = events_made(&daemon, instance);
-    common::wait_until("4 events while the disk is full", Duration::from_secs(60), || {
-        (events_made(&daemon, instance) >= at_full + 4.0).then_some(())
-    });
+    common::wait_until(
+        "4 events while the disk is full",
+        Duration::from_secs(60),
+        || (events_made(&daemon, instance) >= at_full + 4.0).then_some(()),
+    );
     let queued = format!("orion_outbox_queued{{camera=\"{instance}\"}}");
     common::wait_until("the outbox drained", Duration::from_secs(30), || {
         (daemon.series(&queued)? == 0.0).then_some(())
@@ -429,10 +440,16 @@ fn after_a_full_disk_frees_no_event_is_lost_or_sent_twice_across_a_kill() {
     assert_eq!(daemon.series(&disk_ok), Some(0.0), "still full");
     // Room again: the held events go to disk, the delivered ones leave it.
     std::fs::remove_file(filler).expect("free the disk");
-    common::wait_until("the disk takes events again", Duration::from_secs(30), || {
-        (daemon.series(&disk_ok)? == 1.0).then_some(())
-    });
-    assert!(daemon.log().contains("the disk takes events again"), "{}", daemon.log());
+    common::wait_until(
+        "the disk takes events again",
+        Duration::from_secs(30),
+        || (daemon.series(&disk_ok)? == 1.0).then_some(()),
+    );
+    assert!(
+        daemon.log().contains("the disk takes events again"),
+        "{}",
+        daemon.log()
+    );
     let stored = events_made(&daemon, instance) as u64;
     daemon.signal(libc::SIGKILL);
     daemon.wait_exit(Duration::from_secs(10)).expect("killed");
@@ -447,7 +464,13 @@ fn after_a_full_disk_frees_no_event_is_lost_or_sent_twice_across_a_kill() {
         .expect("event_id");
     let numbers = |r: &[Value]| -> Vec<u64> {
         r.iter()
-            .filter_map(|e| e["event_id"].as_str()?.strip_prefix(&format!("{first_run}-"))?.parse().ok())
+            .filter_map(|e| {
+                e["event_id"]
+                    .as_str()?
+                    .strip_prefix(&format!("{first_run}-"))?
+                    .parse()
+                    .ok()
+            })
             .collect()
     };
     receive_until(

@@ -307,7 +307,9 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
     );
     assert_eq!(r["success"], false, "{r}");
     assert!(
-        r["message"].as_str().is_some_and(|m| m.contains("same identifier `bed_1`")),
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("same identifier `bed_1`")),
         "{r}"
     );
     // A zone replaced at run time: its entity goes, the new one comes.

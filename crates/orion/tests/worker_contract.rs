@@ -297,14 +297,26 @@ fn a_runaway_model_is_held_to_the_detection_bound_and_the_event_rate() {
     // Stored: the burst of a minute's worth, then about one a second.
     let stored: f64 = ["person_entered", "person_left", "occupancy_changed"]
         .iter()
-        .filter_map(|t| daemon.series(&format!("orion_events_total{{camera=\"swarm\",type=\"{t}\"}}")))
+        .filter_map(|t| {
+            daemon.series(&format!(
+                "orion_events_total{{camera=\"swarm\",type=\"{t}\"}}"
+            ))
+        })
         .sum();
     let rss_mb = daemon.rss_kb() as f64 / 1024.0;
-    eprintln!("events stored {stored}, suppressed {:?}, RSS {rss_mb:.0} MB", daemon.series(suppressed));
+    eprintln!(
+        "events stored {stored}, suppressed {:?}, RSS {rss_mb:.0} MB",
+        daemon.series(suppressed)
+    );
     assert!(rss_mb < 300.0, "memory bounded: {rss_mb:.0} MB");
     let allowed = 60.0 + started.elapsed().as_secs_f64() + 2.0;
-    assert!(stored <= allowed, "{stored} events stored, at most {allowed}");
+    assert!(
+        stored <= allowed,
+        "{stored} events stored, at most {allowed}"
+    );
     daemon.signal(libc::SIGTERM);
-    let status = daemon.wait_exit(Duration::from_secs(15)).expect("stops in time");
+    let status = daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("stops in time");
     assert!(status.success(), "{status:?}");
 }

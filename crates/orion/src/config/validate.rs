@@ -588,7 +588,12 @@ impl Config {
                 "outbox.path",
                 "must name a directory, e.g. /var/lib/orion/outbox",
             );
-        } else if let Some(not_dir) = o.path.ancestors().find(|a| a.exists()).filter(|a| !a.is_dir()) {
+        } else if let Some(not_dir) = o
+            .path
+            .ancestors()
+            .find(|a| a.exists())
+            .filter(|a| !a.is_dir())
+        {
             c.fail(
                 "outbox.path",
                 format!(

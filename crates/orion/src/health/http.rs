@@ -163,7 +163,10 @@ async fn read_body<'a>(
     budget: &'a Semaphore,
 ) -> Result<Option<SemaphorePermit<'a>>, (u16, String)> {
     if req.header("transfer-encoding").is_some() {
-        return Err((400, "send bodies with Content-Length (no Transfer-Encoding)\n".into()));
+        return Err((
+            400,
+            "send bodies with Content-Length (no Transfer-Encoding)\n".into(),
+        ));
     }
     let length: usize = match req.header("content-length") {
         Some(v) => v
@@ -186,7 +189,12 @@ async fn read_body<'a>(
     let permit = u32::try_from(length)
         .ok()
         .and_then(|n| budget.try_acquire_many(n).ok())
-        .ok_or_else(|| (503, "busy: too many requests at once; send it again\n".to_string()))?;
+        .ok_or_else(|| {
+            (
+                503,
+                "busy: too many requests at once; send it again\n".to_string(),
+            )
+        })?;
     let mut buf = [0u8; 4096];
     let read = tokio::time::timeout(READ_TIMEOUT, async {
         while body.len() < length {
@@ -449,7 +457,9 @@ mod tests {
     }
 
     async fn server_at_most(max_connections: usize) -> (u16, CancellationToken) {
-        let listener = bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let registry = Arc::new(Registry {
             cameras: Vec::new(),
@@ -474,7 +484,11 @@ mod tests {
         let mut out = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out));
         read.await.ok()?.ok()?;
-        String::from_utf8_lossy(&out).split(' ').nth(1)?.parse().ok()
+        String::from_utf8_lossy(&out)
+            .split(' ')
+            .nth(1)?
+            .parse()
+            .ok()
     }
 
     fn head_of(len: usize) -> Vec<u8> {
@@ -504,9 +518,13 @@ mod tests {
         let (port, cancel) = server_at_most(MAX).await;
         let mut idle = Vec::new();
         for _ in 0..MAX {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+            let mut s = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
             // Half a head: the connection holds its slot.
-            s.write_all(b"GET /health HTTP/1.1\r\n").await.expect("write");
+            s.write_all(b"GET /health HTTP/1.1\r\n")
+                .await
+                .expect("write");
             idle.push(s);
         }
         // Accepted in order: this one comes after all of them.
@@ -519,7 +537,10 @@ mod tests {
         // The freed slot: once the server has seen the close.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while status_of(port, b"GET /health HTTP/1.1\r\n\r\n").await != Some(200) {
-            assert!(tokio::time::Instant::now() < deadline, "a freed slot is used again");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a freed slot is used again"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         cancel.cancel();

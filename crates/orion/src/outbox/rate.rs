@@ -41,7 +41,13 @@ impl EventRate {
 
     /// Whether an event may be stored at `now` (see the module doc); one that
     /// may not is counted.
-    pub fn admit(&mut self, now: Instant, kind: &str, track: Option<u64>, zone: Option<&str>) -> bool {
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        kind: &str,
+        track: Option<u64>,
+        zone: Option<&str>,
+    ) -> bool {
         let Some(track) = track else {
             self.take(now);
             return true;

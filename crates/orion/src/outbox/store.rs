@@ -406,7 +406,12 @@ impl Outbox {
 
     /// Reports `camera`'s current event flood (0: none) in its status.
     pub fn report_flood(&self, camera: &str, suppressed: u64) {
-        if let Some(s) = self.lock().cameras.get(camera).and_then(|q| q.status.as_ref()) {
+        if let Some(s) = self
+            .lock()
+            .cameras
+            .get(camera)
+            .and_then(|q| q.status.as_ref())
+        {
             s.send_if_modified(|s| std::mem::replace(&mut s.suppressed, suppressed) != suppressed);
         }
     }
@@ -794,7 +799,11 @@ impl Inner {
 
     /// Removes from `disk` what the index does not hold, writes what is held,
     /// and syncs. Returns the index's on-disk events that `disk` lacks.
-    fn rewrite(&self, disk: &Disk, mut on_disk: DiskKeys) -> Result<Vec<(String, u64)>, fjall::Error> {
+    fn rewrite(
+        &self,
+        disk: &Disk,
+        mut on_disk: DiskKeys,
+    ) -> Result<Vec<(String, u64)>, fjall::Error> {
         let mut lost = Vec::new();
         let mut held = Vec::new();
         for (camera, q) in &self.cameras {
@@ -815,7 +824,9 @@ impl Inner {
         for (_, k, record) in held {
             match rmp_serde::to_vec(&*record) {
                 Ok(v) => disk.events.insert(k, v)?,
-                Err(e) => tracing::error!(error = %e, "outbox: cannot encode a held event; it will be dropped as unreadable"),
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox: cannot encode a held event; it will be dropped as unreadable")
+                }
             }
         }
         disk.db.persist(PersistMode::SyncAll)?;
@@ -1201,7 +1212,8 @@ mod tests {
     /// go to disk in order, the ones delivered meanwhile leave it, and after a
     /// stop without close exactly the undelivered ones are there, once each.
     #[test]
-    fn after_a_full_disk_frees_writing_resumes_and_a_restart_finds_exactly_the_undelivered_events() {
+    fn after_a_full_disk_frees_writing_resumes_and_a_restart_finds_exactly_the_undelivered_events()
+    {
         let dir = tempfile::tempdir().expect("tempdir");
         let Some(_unmount) = tmpfs(dir.path(), "8m") else {
             return;

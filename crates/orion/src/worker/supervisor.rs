@@ -834,7 +834,11 @@ pub fn keep_most_confident(r: &mut orion_protocol::InferenceResult) -> bool {
         return false;
     }
     let mut order: Vec<usize> = (0..r.detections.len()).collect();
-    order.sort_by(|a, b| r.detections[*b].confidence.total_cmp(&r.detections[*a].confidence));
+    order.sort_by(|a, b| {
+        r.detections[*b]
+            .confidence
+            .total_cmp(&r.detections[*a].confidence)
+    });
     let mut keep = vec![false; r.detections.len()];
     order.iter().take(max).for_each(|i| keep[*i] = true);
     let mut i = 0;
@@ -890,7 +894,11 @@ mod tests {
             detections: (0..n)
                 .map(|i| {
                     let confident = i % 3 == 0;
-                    det(i, if confident { 0.9 } else { 0.2 }, if i % 2 == 0 { "person" } else { "cat" })
+                    det(
+                        i,
+                        if confident { 0.9 } else { 0.2 },
+                        if i % 2 == 0 { "person" } else { "cat" },
+                    )
                 })
                 .collect(),
             person_count: n as u32,
