@@ -535,23 +535,14 @@ impl Outbox {
                 seq,
                 "outbox: an event could not be read back; dropped"
             );
-            if inner.take(camera, seq)
-                && let Some(q) = inner.cameras.get(camera)
-            {
-                q.count_dropped(1);
-            }
+            inner.drop_one(camera, seq);
         }
         out
     }
 
     /// Drops an event that can never be delivered (counted as dropped).
     pub fn drop_event(&self, camera: &str, seq: u64) {
-        let mut inner = self.lock();
-        if inner.take(camera, seq)
-            && let Some(q) = inner.cameras.get(camera)
-        {
-            q.count_dropped(1);
-        }
+        self.lock().drop_one(camera, seq);
     }
 
     /// Removes an event the broker acknowledged. Once a camera's backlog is
@@ -843,11 +834,7 @@ impl Inner {
             "outbox: events the disk had taken are missing from it after it was reopened; they are dropped"
         );
         for (camera, seq) in lost {
-            if self.take(&camera, seq)
-                && let Some(q) = self.cameras.get(&camera)
-            {
-                q.count_dropped(1);
-            }
+            self.drop_one(&camera, seq);
         }
     }
 
@@ -866,6 +853,15 @@ impl Inner {
         let disk = self.disk.as_ref()?;
         let v = disk.events.get(key(camera, seq)).ok()??;
         rmp_serde::from_slice(&v).ok()
+    }
+
+    /// Drops an event (counted in the camera's dropped events).
+    fn drop_one(&mut self, camera: &str, seq: u64) {
+        if self.take(camera, seq)
+            && let Some(q) = self.cameras.get(camera)
+        {
+            q.count_dropped(1);
+        }
     }
 
     /// Removes an event from the index and the disk; false if it was not there.
