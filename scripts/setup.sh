@@ -49,6 +49,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 command -v cargo >/dev/null || { say "cargo not found: install the Rust toolchain (rustup) first"; exit 1; }
+# The lints of scripts/test.sh.
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+    step "add the clippy and rustfmt components" rustup component add clippy rustfmt
+fi
 
 if [ ! -x .venv/bin/python ]; then
     step "create the Python venv" python3 -m venv .venv

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Runs every test: Rust unit, golden and integration tests (real Mosquitto, real
-# GStreamer, real worker and model), then the Python worker tests. Every test
-# binary runs even when an earlier one fails; the summary names the failures
-# and the exit status is 1 if there were any.
+# Runs the lints (rustfmt, clippy with warnings as errors, the layer and
+# function-length check of scripts/check-structure.py), then every test: Rust
+# unit, golden and integration tests (real Mosquitto, real GStreamer, real
+# worker and model), then the Python worker tests. Every step runs even when an
+# earlier one fails; the summary names the failures and the exit status is 1 if
+# there were any.
 # Needs scripts/setup.sh to have run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || { echo "test: run scripts/setup.sh first" >&2; exit 1; }
 
 failed=()
+cargo fmt --all --check || failed+=("cargo fmt --check (run cargo fmt --all)")
+cargo clippy --release --workspace --all-targets --locked -- -D warnings || failed+=("cargo clippy")
+python3 scripts/check-structure.py || failed+=("scripts/check-structure.py (layers, long functions)")
 cargo test --release --workspace --locked --no-fail-fast || failed+=("cargo test (see the failures above)")
 .venv/bin/python -m pytest -q workers/python || failed+=("pytest workers/python")
 

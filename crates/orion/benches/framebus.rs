@@ -14,7 +14,7 @@ use gstreamer as gst;
 use orion::attention::RoiAttention;
 use orion::config::RoisConfig;
 use orion::framebus::{FrameBus, Job};
-use orion::health::metrics::{GroupMetrics, WorkerMetrics};
+use orion::metrics::{GroupMetrics, WorkerMetrics};
 use orion::stream::{CapturedFrame, Frame};
 
 fn job() -> Arc<Job> {

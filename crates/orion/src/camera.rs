@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::attention::{RateGate, RoiAttention};
 use crate::framebus::{CameraPort, Job};
-use crate::health::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::stream::{CapturedFrame, Frame, FrameReceiver, RgbConverter};
 
 /// Reads the newest-frame slot of one camera and feeds the frame bus.

@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::attention::RoiAttention;
-use crate::health::metrics::Metrics;
+use crate::control::ZoneTable;
+use crate::metrics::Metrics;
 use crate::mqtt::emitter::EmitterHandle;
 use crate::tracking::signals::{Output, Signals, Stamp};
 use crate::tracking::zones::Zone;
@@ -111,7 +112,7 @@ pub struct CameraSink {
     pub occupancy: tokio::sync::watch::Sender<Option<Vec<u8>>>,
     /// The live view of this camera (when the UI is on): result messages go
     /// there too.
-    pub live: Option<Arc<crate::ui::LiveFeed>>,
+    pub live: Option<Arc<crate::live::LiveFeed>>,
     /// Person detectors run: the camera has tracks, events and occupancy
     /// (without them it says nothing rather than "empty").
     pub tracking: bool,
@@ -207,18 +208,6 @@ impl CameraSink {
         }
     }
 
-    /// The camera's zones now.
-    pub fn zones(&self) -> Vec<Zone> {
-        self.signals().zones().to_vec()
-    }
-
-    /// Replaces the camera's zones (validated by the caller) and publishes what
-    /// that changes: `zone_left` of people in a zone that went away, occupancy.
-    pub fn set_zones(&self, zones: Vec<Zone>) {
-        let out = self.signals().set_zones(zones, Stamp::now());
-        self.publish_signals(&out);
-    }
-
     /// Hands what the signals produced to the camera's event publisher: events
     /// into the outbox (published QoS 1, not retained, never lost), then the
     /// occupancy (retained, published after them).
@@ -275,6 +264,19 @@ impl CameraSink {
 }
 
 /// The collector: one sink per camera, indexed like the daemon's camera list.
+impl ZoneTable for CameraSink {
+    fn zones(&self) -> Vec<Zone> {
+        self.signals().zones().to_vec()
+    }
+
+    /// Publishes what the change does: `zone_left` of people in a zone that
+    /// went away, occupancy.
+    fn set_zones(&self, zones: Vec<Zone>) {
+        let out = self.signals().set_zones(zones, Stamp::now());
+        self.publish_signals(&out);
+    }
+}
+
 pub struct Collector {
     pub cameras: Vec<Arc<CameraSink>>,
 }

@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::attention::RoiAttention;
-use crate::collector::CameraSink;
+use crate::command::Command;
 use crate::config::{AutoFocusConfig, Config};
-use crate::health::{self, metrics::Metrics};
-use crate::mqtt::commands::Command;
-use crate::status::CameraWatch;
+use crate::health;
+use crate::metrics::Metrics;
+use crate::status::{CameraWatch, WorkerView};
 use crate::tracking::zones::{Zone, ZoneSpec};
 use crate::worker::{DetectorPool, Swapped};
 
@@ -66,8 +66,18 @@ pub struct CameraControls {
     /// FPS measured during warm-up; caps the inference rate.
     pub measured_fps: Option<f64>,
     pub roi: Arc<Mutex<RoiAttention>>,
-    /// The camera's result sink: its zones live with its signals there.
-    pub sink: Arc<CameraSink>,
+    /// The shared workers that serve this camera (their state, for `get_status`).
+    pub workers: Vec<WorkerView>,
+    /// The camera's zones (they live with its signals, in its result sink).
+    pub zones: Arc<dyn ZoneTable>,
+}
+
+/// Where a camera's zones live: read them, or replace them (and publish what
+/// that changes).
+pub trait ZoneTable: Send + Sync {
+    fn zones(&self) -> Vec<Zone>;
+    /// Replaces the zones (validated by the caller).
+    fn set_zones(&self, zones: Vec<Zone>);
 }
 
 pub struct ControlPlane {
@@ -219,20 +229,20 @@ impl ControlPlane {
             Command::SetZones { zones } => match crate::tracking::zones::validate(zones) {
                 Ok(valid) => {
                     let n = valid.len();
-                    self.camera.sink.set_zones(valid);
-                    let zones = self.camera.sink.zones();
+                    self.camera.zones.set_zones(valid);
+                    let zones = self.camera.zones.zones();
                     self.config().zones.regions = zones_as_specs(&zones);
                     Outcome::ok(format!("{n} zone(s) set"), json!({"zones": zones}))
                 }
                 Err(e) => Outcome::fail(e),
             },
             Command::GetZones => {
-                let zones = self.camera.sink.zones();
+                let zones = self.camera.zones.zones();
                 Outcome::ok(format!("{} zone(s)", zones.len()), json!({"zones": zones}))
             }
             Command::ClearZones => {
-                let n = self.camera.sink.zones().len();
-                self.camera.sink.set_zones(Vec::new());
+                let n = self.camera.zones.zones().len();
+                self.camera.zones.set_zones(Vec::new());
                 self.config().zones.regions.clear();
                 Outcome::ok(format!("{n} zone(s) cleared"), json!({"zones": []}))
             }
@@ -293,7 +303,11 @@ impl ControlPlane {
 
     /// Everything an operator asks `get_status` for.
     pub fn status(&self) -> Value {
-        let h = health::report(&self.camera.metrics, &self.camera.status);
+        let h = health::report(
+            &self.camera.metrics,
+            &self.camera.status,
+            &self.camera.workers,
+        );
         let config = self.config();
         let mut effective = config.redacted_json();
         if let Some(pool) = &self.detector {

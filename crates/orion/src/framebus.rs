@@ -19,7 +19,7 @@ use std::time::Instant;
 use orion_protocol::RoiProcessing;
 use tokio::sync::Notify;
 
-use crate::health::metrics::{GroupMetrics, WorkerMetrics};
+use crate::metrics::{GroupMetrics, WorkerMetrics};
 use crate::stream::Frame;
 
 /// One frame of one camera with the crop chosen for it.

@@ -28,8 +28,9 @@ use crate::camera::FrameConsumer;
 use crate::config::{BrokerAddr, Config, PERSON_DETECTOR, SourceKind};
 use crate::control::{CameraControls, ControlPlane};
 use crate::framebus::FrameBus;
-use crate::health::metrics::Metrics;
 use crate::health::{Alert, Alerts, Registry};
+use crate::live::LiveFeed;
+use crate::metrics::Metrics;
 use crate::mqtt::control::ControlHandler;
 use crate::mqtt::emitter::{Emitter, EmitterSettings};
 use crate::mqtt::presence::{self, Presence};
@@ -38,9 +39,9 @@ use crate::status::{self, CameraStatus, CameraWatch, WorkerStatus, WorkerView};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
 use crate::tracking::signals::{SignalSettings, Signals};
 use crate::tracking::tracker::TrackerSettings;
-use crate::ui::{LiveFeed, Ui, UiCamera};
+use crate::ui::{Ui, UiCamera};
 use crate::worker::{DetectorPool, ModelChoice, Supervisor, WorkerHandle, WorkerSpec};
-use crate::{collector, health, mqtt};
+use crate::{collector, http, mqtt};
 
 /// How long start-up waits for the first MQTT connections before going on degraded.
 const MQTT_CONNECT_WAIT: Duration = Duration::from_secs(5);
@@ -140,11 +141,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let cameras = config.camera_configs();
     let camera_metrics: Vec<Arc<Metrics>> = cameras
         .iter()
-        .map(|c| {
-            let m = Metrics::for_camera(&c.instance_id);
-            m.stall_timeout_s.set(c.stream.stall_timeout_s);
-            Arc::new(m)
-        })
+        .map(|c| Arc::new(Metrics::for_camera(&c.instance_id)))
         .collect();
     let mut pools: Vec<PoolPlan> = config
         .workers
@@ -163,14 +160,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             }
         })
         .collect();
-    for m in &camera_metrics {
-        for (_, view, _) in pools.iter().flat_map(|p| &p.workers) {
-            m.attach_worker(view.clone());
-        }
-    }
     // Each camera's state: one sender per owner, a watch for every reader.
-    let (senders, watches): (Vec<CameraStatus>, Vec<CameraWatch>) =
-        cameras.iter().map(|_| status::channels()).unzip();
+    let (senders, watches): (Vec<CameraStatus>, Vec<CameraWatch>) = cameras
+        .iter()
+        .map(|c| status::channels(Duration::from_secs_f64(c.stream.stall_timeout_s)))
+        .unzip();
     let mut stream_status = Vec::new();
     let mut mqtt_status = Vec::new();
     let mut paused_status = Vec::new();
@@ -196,17 +190,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     });
 
     let root = CancellationToken::new();
-    let listener = health::http::bind(config.health.listen).await?;
+    let listener = http::bind(config.health.listen).await?;
     let health_addr = listener.local_addr().context("health listener address")?;
     tracing::info!(addr = %health_addr, cameras = cameras.len(), "health HTTP listening");
     let health = root.child_token();
-    let ui_slot = config
-        .ui
-        .enabled
-        .then(|| Arc::new(health::http::UiSlot::new()));
+    let ui_slot = config.ui.enabled.then(|| Arc::new(http::UiSlot::new()));
     let mut partial = Partial {
         root: root.clone(),
-        health_task: Some(tokio::spawn(health::http::serve(
+        health_task: Some(tokio::spawn(http::serve(
             listener,
             registry.clone(),
             ui_slot.clone(),
@@ -574,8 +565,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 paused,
                 rate_tx,
                 measured_fps: warm.map(|w| w.fps_mean),
+                workers: registry.workers.clone(),
                 roi: roi.clone(),
-                sink: sink.clone(),
+                zones: sink.clone(),
             },
             detector_pool.clone(),
         ));
@@ -619,7 +611,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             Presence {
                 topic: cam.status_topic(),
                 identity: identity.clone(),
-                stall_timeout: Duration::from_secs_f64(cam.stream.stall_timeout_s),
                 metrics: metrics.clone(),
                 status: watches[i].clone(),
                 emitter: emitter.handle.clone(),
@@ -636,7 +627,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 control: control_txs[i].clone(),
                 max_command_bytes: cam.mqtt.max_command_bytes,
                 plane: plane.clone(),
-                sink: sink.clone(),
+                zones: sink.clone(),
                 feed,
             });
         }

@@ -6,7 +6,7 @@
 //! [`CameraWatch`] (receivers only); presence and start-up wait on changes instead
 //! of polling.
 //!
-//! Counters and timings stay in `health::metrics`; this module holds state, and
+//! Counters and timings stay in `crate::metrics`; this module holds state, and
 //! derives the camera and inference states in one place. It never publishes
 //! anything itself and never blocks a publisher (a `watch` keeps only the newest
 //! value).
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::health::metrics::{Metrics, WorkerMetrics};
+use crate::metrics::{Metrics, WorkerMetrics};
 
 /// What the stream supervisor says about its camera.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -110,10 +110,13 @@ pub struct CameraWatch {
     pub paused: watch::Receiver<bool>,
     pub running: watch::Receiver<bool>,
     pub outbox: watch::Receiver<OutboxStatus>,
+    /// `stream.stall_timeout_s`: a stream silent for longer is stalled and the
+    /// camera not ready (a fact of its config, fixed while it runs).
+    pub stall_timeout: Duration,
 }
 
 /// A camera's status channels: the senders for their owners, a watch for readers.
-pub fn channels() -> (CameraStatus, CameraWatch) {
+pub fn channels(stall_timeout: Duration) -> (CameraStatus, CameraWatch) {
     let (stream, stream_rx) = watch::channel(StreamStatus::default());
     let (mqtt, mqtt_rx) = watch::channel(MqttStatus::default());
     let (paused, paused_rx) = watch::channel(false);
@@ -133,6 +136,7 @@ pub fn channels() -> (CameraStatus, CameraWatch) {
             paused: paused_rx,
             running: running_rx,
             outbox: outbox_rx,
+            stall_timeout,
         },
     )
 }
@@ -160,9 +164,9 @@ impl CameraWatch {
 
     /// The camera state as presence and status report it: `failed`, `stalled`,
     /// `streaming`, `starting` (nothing yet) or `reconnecting`. A stream that says
-    /// it is up but has been silent longer than `stall_timeout` is `stalled`
+    /// it is up but has been silent longer than its stall timeout is `stalled`
     /// before its supervisor notices.
-    pub fn camera_state(&self, m: &Metrics, stall_timeout: Duration) -> &'static str {
+    pub fn camera_state(&self, m: &Metrics) -> &'static str {
         let s = self.stream.borrow();
         if s.failed {
             "failed"
@@ -170,7 +174,7 @@ impl CameraWatch {
             "stalled"
         } else if s.up {
             match m.stream_last_frame.age() {
-                Some(age) if age > stall_timeout => "stalled",
+                Some(age) if age > self.stall_timeout => "stalled",
                 _ => "streaming",
             }
         } else if m.frames_captured.get() == 0 && m.stream_reconnects.get() == 0 {
@@ -219,19 +223,18 @@ mod tests {
 
     #[test]
     fn camera_and_inference_states_come_from_the_owners_status() {
-        let (status, w) = channels();
+        let (status, w) = channels(Duration::from_secs(10));
         let m = Metrics::default();
-        let stall = Duration::from_secs(10);
-        assert_eq!(w.camera_state(&m, stall), "starting");
+        assert_eq!(w.camera_state(&m), "starting");
         assert_eq!(w.inference_state(), "starting");
         status.stream.send_modify(|s| s.up = true);
         m.stream_last_frame.touch();
         m.frames_captured.inc();
-        assert_eq!(w.camera_state(&m, stall), "streaming");
+        assert_eq!(w.camera_state(&m), "streaming");
         status.stream.send_modify(|s| s.up = false);
-        assert_eq!(w.camera_state(&m, stall), "reconnecting");
+        assert_eq!(w.camera_state(&m), "reconnecting");
         status.stream.send_modify(|s| s.failed = true);
-        assert_eq!(w.camera_state(&m, stall), "failed");
+        assert_eq!(w.camera_state(&m), "failed");
         status.running.send_replace(true);
         assert_eq!(w.inference_state(), "running");
         status.paused.send_replace(true);
@@ -240,7 +243,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waits_follow_changes_not_a_clock() {
-        let (status, mut w) = channels();
+        let (status, mut w) = channels(Duration::from_secs(10));
         // Paused time: the wait for a connection that never comes ends exactly at
         // its timeout, however long that is in real time.
         let started = tokio::time::Instant::now();

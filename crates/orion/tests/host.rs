@@ -1,5 +1,7 @@
 //! A real host: a system broker already on the embedded broker's address, and
 //! something that is not a broker there.
+// Signals are syscalls.
+#![allow(unsafe_code)]
 
 mod common;
 

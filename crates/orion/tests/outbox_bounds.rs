@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use orion::config::OutboxConfig;
-use orion::health::metrics::Metrics;
+use orion::metrics::Metrics;
 use orion::outbox::Outbox;
 use orion::status::OutboxStatus;
 

@@ -6,7 +6,7 @@
 //! The test run uses 2,000 cases per property; `scripts/fuzz.sh` runs the same
 //! properties with `ORION_FUZZ_CASES` (default 100,000) as a fuzzing campaign.
 
-use orion::mqtt::commands::{COMMANDS, parse};
+use orion::command::{COMMANDS, parse};
 use orion_protocol::{FrameReader, decode_from_worker, encode, golden};
 use proptest::prelude::*;
 use serde_json::{Value, json};

@@ -1,5 +1,7 @@
 //! Faults with real parts: workers that are killed, frozen, always crash or write
 //! garbage; a broker that goes away and comes back; shutdown in the middle of it.
+// Signals are syscalls.
+#![allow(unsafe_code)]
 
 mod common;
 

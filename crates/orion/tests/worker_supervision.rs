@@ -11,7 +11,7 @@ use gstreamer as gst;
 use orion::attention::RoiAttention;
 use orion::config::{ModelEntry, ModelFormat};
 use orion::framebus::{CameraPort, FrameBus, Job};
-use orion::health::metrics::{GroupMetrics, WorkerMetrics};
+use orion::metrics::{GroupMetrics, WorkerMetrics};
 use orion::stream::{CapturedFrame, Frame};
 use orion::worker::{ModelChoice, Supervisor, WorkerHandle, WorkerOutput, WorkerSpec};
 use tokio::sync::mpsc;

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::tracking::zones::ZoneAnchor;
+
 pub use validate::{BrokerAddr, Problem};
 
 #[derive(Debug, thiserror::Error)]
@@ -209,17 +211,6 @@ impl Default for OutboxConfig {
             fsync: true,
         }
     }
-}
-
-/// Which point of a person's box decides the zone they are in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ZoneAnchor {
-    /// Where the person stands or lies (the bottom centre of the box).
-    #[default]
-    BottomCenter,
-    /// The centre of the box.
-    Center,
 }
 
 /// Named regions of the camera's view (per camera), changeable at run time

@@ -19,8 +19,8 @@ use rumqttc::{
 use serde_json::{Value, json};
 
 use crate::attention::ExternalRoi;
+use crate::command::Command;
 use crate::config::{AutoFocusStrategy, BrokerAddr};
-use crate::mqtt::commands::Command;
 use crate::tracking::zones::{ZoneRect, ZoneSpec};
 
 /// Operate Orion instances over MQTT.

@@ -1,20 +1,20 @@
-//! Health: the status model (`healthy` / `degraded` / `unhealthy`), the metrics
-//! every component updates, and the HTTP server that exposes both.
+//! Health: the status model (`healthy` / `degraded` / `unhealthy`) derived from
+//! each camera's typed state and counters, and their Prometheus exposition.
 //!
 //! Owns the read side of the daemon's state for operators. It never changes what the
-//! pipeline does: it only reads [`metrics::Metrics`] (one per camera) and the
-//! shared workers' metrics, gathered in a [`Registry`].
+//! pipeline does: it only reads each camera's state and [`Metrics`] and the
+//! shared workers', gathered in a [`Registry`]. It knows no transport: the HTTP
+//! server (`crate::http`) serves what it derives.
 
-pub mod http;
-pub mod metrics;
+pub mod exposition;
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::metrics::Metrics;
 use crate::status::{CameraWatch, StreamStatus, WorkerView};
-use metrics::Metrics;
 
 /// Every camera's metrics and the shared workers', for the HTTP server.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ impl Registry {
             .cameras
             .iter()
             .map(|(m, w)| {
-                let mut r = report(m, w);
+                let mut r = report(m, w, &self.workers);
                 r.workers.clear();
                 r
             })
@@ -74,7 +74,7 @@ impl Registry {
     pub fn render(&self) -> String {
         let cameras: Vec<(&Metrics, &CameraWatch)> =
             self.cameras.iter().map(|(m, w)| (m.as_ref(), w)).collect();
-        metrics::render(&cameras, &self.workers)
+        exposition::render(&cameras, &self.workers)
     }
 }
 
@@ -193,18 +193,19 @@ pub struct GroupReport {
     pub drop_rate: f64,
 }
 
-/// Derives one camera's health report from its counters and its state.
-pub fn report(m: &Metrics, w: &CameraWatch) -> HealthReport {
+/// Derives one camera's health report from its counters, its state and the
+/// state of the workers that serve it.
+pub fn report(m: &Metrics, w: &CameraWatch, workers: &[WorkerView]) -> HealthReport {
     let stream = w.stream();
     let mqtt = w.mqtt();
-    let workers: Vec<WorkerReport> = m.workers().iter().map(worker_report).collect();
+    let workers: Vec<WorkerReport> = workers.iter().map(worker_report).collect();
     let mut reasons = Vec::new();
     let status = if !w.running() {
         reasons.push("not running".to_string());
         Status::Unhealthy
     } else {
         let mut unhealthy = false;
-        let stall = std::time::Duration::from_secs_f64(m.stall_timeout_s.get().max(0.0));
+        let stall = w.stall_timeout;
         // No frame ever counts from the start of the daemon.
         let silent = m
             .stream_last_frame
@@ -333,7 +334,7 @@ mod tests {
     /// A camera that runs, streams (a frame just now) and is connected.
     fn running_camera() -> (Metrics, crate::status::CameraStatus, CameraWatch) {
         let m = Metrics::default();
-        let (status, w) = channels();
+        let (status, w) = channels(std::time::Duration::from_secs(10));
         status.running.send_replace(true);
         status.stream.send_modify(|s| s.up = true);
         m.stream_last_frame.touch();
@@ -345,10 +346,12 @@ mod tests {
     #[test]
     fn status_follows_components() {
         let m = Metrics::default();
-        let (status, w) = channels();
+        let (status, w) = channels(std::time::Duration::from_secs(10));
+        let (view, worker) = WorkerView::new("person_detector-0");
+        let workers = [view];
+        let report = |m: &Metrics, w: &CameraWatch| report(m, w, &workers);
         assert_eq!(report(&m, &w).status, Status::Unhealthy);
         status.running.send_replace(true);
-        let worker = m.add_worker("person_detector-0");
         status.stream.send_modify(|s| s.up = true);
         status.mqtt.send_modify(|s| s.connected = true);
         assert_eq!(report(&m, &w).status, Status::Degraded, "worker not up yet");
@@ -363,8 +366,10 @@ mod tests {
     #[test]
     fn workers_starting_are_not_down_and_all_failed_is_unhealthy() {
         let (m, _status, w) = running_camera();
-        let w0 = m.add_worker("person_detector-0");
-        let w1 = m.add_worker("person_detector-1");
+        let (v0, w0) = WorkerView::new("person_detector-0");
+        let (v1, w1) = WorkerView::new("person_detector-1");
+        let workers = [v0, v1];
+        let report = |m: &Metrics, w: &CameraWatch| report(m, w, &workers);
         let r = report(&m, &w);
         assert_eq!(r.status, Status::Degraded);
         assert_eq!(
@@ -396,6 +401,7 @@ mod tests {
     #[test]
     fn an_outbox_that_drops_or_cannot_write_degrades_the_camera() {
         let (m, status, w) = running_camera();
+        let report = |m: &Metrics, w: &CameraWatch| report(m, w, &[]);
         assert_eq!(report(&m, &w).status, Status::Healthy);
         status.outbox.send_modify(|s| {
             s.disk_error = Some("No space left on device".into());
@@ -417,10 +423,10 @@ mod tests {
     #[test]
     fn no_frame_for_longer_than_the_stall_timeout_is_unhealthy() {
         let m = Metrics::default();
-        let (status, w) = channels();
+        let (status, w) = channels(std::time::Duration::ZERO);
+        let report = |m: &Metrics, w: &CameraWatch| report(m, w, &[]);
         status.running.send_replace(true);
         status.mqtt.send_modify(|s| s.connected = true);
-        m.stall_timeout_s.set(0.0);
         status
             .stream
             .send_modify(|s| s.last_error = Some("connection refused".into()));
@@ -433,7 +439,10 @@ mod tests {
             "{:?}",
             r.reasons
         );
-        m.stall_timeout_s.set(3600.0);
+        let w = CameraWatch {
+            stall_timeout: std::time::Duration::from_secs(3600),
+            ..w
+        };
         let r = report(&m, &w);
         assert_eq!(r.status, Status::Degraded);
         assert_eq!(r.reasons, vec!["stream down: connection refused"]);
@@ -452,7 +461,7 @@ mod tests {
         let cameras: Vec<_> = ["a", "b"]
             .iter()
             .map(|id| {
-                let (status, w) = channels();
+                let (status, w) = channels(std::time::Duration::from_secs(10));
                 status.running.send_replace(true);
                 status.mqtt.send_modify(|s| s.connected = true);
                 (Arc::new(Metrics::for_camera(id)), w, status)

@@ -2,7 +2,7 @@
 //! one reply on `care/health/{instance_id}`, echoing its `request_id`.
 //!
 //! Owns the order of commands: one at a time, in arrival order. Parsing is
-//! `commands`, execution is the control plane's; this task only connects them to
+//! `crate::command`'s, execution is the control plane's; this task only connects them to
 //! MQTT. It stops on cancel or when the emitter drops the channel.
 
 use std::sync::Arc;
@@ -12,11 +12,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::commands::{self, Reply};
-use super::emitter::{ControlMessage, EmitterHandle};
+use super::emitter::EmitterHandle;
+use crate::command::{self, ControlMessage, Reply};
 use crate::control::{ControlPlane, Outcome};
 use crate::health::Alert;
-use crate::health::metrics::Metrics;
+use crate::metrics::Metrics;
 
 pub struct ControlHandler {
     pub plane: Arc<ControlPlane>,
@@ -98,7 +98,7 @@ impl ControlHandler {
             // `shutdown` would be a boot loop): commands are for now only.
             // Refused like any other refusal, echoing command and request_id.
             let (command, request_id) =
-                match commands::parse(&payload.payload, self.max_command_bytes) {
+                match command::parse(&payload.payload, self.max_command_bytes) {
                     Ok(req) => (Some(req.name.to_string()), req.request_id),
                     Err(rej) => (rej.command, rej.request_id),
                 };
@@ -114,7 +114,7 @@ impl ControlHandler {
 
     /// The reply for one message, and whether to shut down after sending it.
     pub async fn handle(&self, payload: &[u8]) -> (Reply, bool) {
-        match commands::parse(payload, self.max_command_bytes) {
+        match command::parse(payload, self.max_command_bytes) {
             Ok(req) => {
                 let outcome = self.plane.execute(&req.command).await;
                 self.reply(Some(req.name.to_string()), req.request_id, outcome)

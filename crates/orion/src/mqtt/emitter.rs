@@ -30,7 +30,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::health::metrics::Metrics;
+use crate::command::ControlMessage;
+use crate::metrics::Metrics;
 use crate::mqtt::presence::PresenceMessage;
 use crate::status::MqttStatus;
 
@@ -161,19 +162,6 @@ pub async fn retained_topics(
     let _ = tokio::time::timeout(timeout, read).await;
     let _ = client.try_disconnect();
     topics
-}
-
-/// A message that arrived on the control topic (or a control call of the UI).
-#[derive(Debug)]
-pub struct ControlMessage {
-    /// Empty when the message was larger than `mqtt.max_command_bytes`
-    /// (`oversize` says how large): its bytes are never queued.
-    pub payload: Vec<u8>,
-    /// Delivered from the broker's retained store rather than published now.
-    pub retained: bool,
-    pub oversize: Option<usize>,
-    /// A UI control call: its reply goes here too (MQTT gets it as well).
-    pub reply_to: Option<tokio::sync::oneshot::Sender<super::commands::Reply>>,
 }
 
 /// Cheap to clone; held by whoever publishes.
@@ -357,11 +345,11 @@ impl PollState {
         let answered = match &self.settings.busy {
             Some(b) if self.busy_window.1 < BUSY_REPLIES_PER_S => {
                 let (command, request_id) =
-                    match super::commands::parse(payload, b.max_command_bytes) {
+                    match crate::command::parse(payload, b.max_command_bytes) {
                         Ok(req) => (Some(req.name.to_string()), req.request_id),
                         Err(rej) => (rej.command, rej.request_id),
                     };
-                let reply = super::commands::Reply {
+                let reply = crate::command::Reply {
                     kind: "command_ack",
                     instance_id: b.instance_id.clone(),
                     command,
@@ -703,7 +691,7 @@ mod tests {
             .map(|a| a.port())
             .expect("free port");
         let metrics = Arc::new(Metrics::default());
-        let (status, watch) = crate::status::channels();
+        let (status, watch) = crate::status::channels(std::time::Duration::from_secs(10));
         let emitter = Emitter::start(
             &EmitterSettings {
                 client_id: "emitter-test".into(),

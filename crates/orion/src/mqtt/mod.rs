@@ -1,8 +1,7 @@
-//! MQTT: the broker connection (emitter), control commands and their handler,
+//! MQTT: the broker connection (emitter), the control commands' handler,
 //! presence, reconnection waits, TLS, and the embedded broker.
 
 pub mod broker;
-pub mod commands;
 pub mod control;
 pub mod emitter;
 pub mod presence;

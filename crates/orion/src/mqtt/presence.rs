@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::emitter::EmitterHandle;
-use crate::health::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::status::CameraWatch;
 
 const SAMPLE: Duration = Duration::from_secs(1);
@@ -56,6 +56,7 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+#[allow(unsafe_code)] // gethostname(2)
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
@@ -132,7 +133,6 @@ pub fn offline(id: &Identity, reason: &str) -> Vec<u8> {
 pub struct Presence {
     pub topic: String,
     pub identity: Identity,
-    pub stall_timeout: Duration,
     pub metrics: Arc<Metrics>,
     /// The camera's state: presence wakes on its changes.
     pub status: CameraWatch,
@@ -153,7 +153,7 @@ impl Presence {
                 _ = ticker.tick() => {}
                 _ = self.status.changed() => {}
             }
-            let camera = self.status.camera_state(&self.metrics, self.stall_timeout);
+            let camera = self.status.camera_state(&self.metrics);
             let inference = self.status.inference_state();
             if since
                 .as_ref()

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::store::{Outbox, Record, now_ms};
 use crate::backoff::Backoff;
-use crate::health::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::mqtt::emitter::EmitterSettings;
 use crate::status::MqttStatus;
 

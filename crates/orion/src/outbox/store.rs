@@ -33,8 +33,8 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{OUTBOX_MEMORY_EVENTS, OutboxConfig};
-use crate::health::metrics::Metrics;
 use crate::logging::RateLimit;
+use crate::metrics::Metrics;
 use crate::status::OutboxStatus;
 
 /// Largest memtable before it is written to a table file (bounds the memory

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::health::Alerts;
-use crate::health::metrics::Metrics;
+use crate::metrics::Metrics;
 
 pub use pipeline::StreamError;
 

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::{CapturedFrame, Pacer};
 use crate::backoff::Backoff;
 use crate::config::{Config, SourceKind, V4l2Format, redact_url};
-use crate::health::metrics::Metrics;
 use crate::health::{Alert, Alerts};
+use crate::metrics::Metrics;
 use crate::status::StreamStatus;
 
 #[derive(Debug, thiserror::Error)]

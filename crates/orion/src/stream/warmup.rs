@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::FrameReceiver;
-use crate::health::metrics::Metrics;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WarmupStats {

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::tracker::{Change, Track, Tracker, TrackerSettings};
 use super::zones::Zone;
-use crate::config::ZoneAnchor;
+use crate::tracking::zones::ZoneAnchor;
 
 /// When something happened: monotonic for ages, wall clock for messages.
 #[derive(Debug, Clone, Copy)]

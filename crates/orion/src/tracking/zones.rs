@@ -7,6 +7,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Which point of a person's box decides the zone they are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneAnchor {
+    /// Where the person stands or lies (the bottom centre of the box).
+    #[default]
+    BottomCenter,
+    /// The centre of the box.
+    Center,
+}
+
 /// The most zones per camera.
 pub const MAX_ZONES: usize = 16;
 /// The most corners of one polygon.

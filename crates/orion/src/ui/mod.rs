@@ -16,20 +16,16 @@
 //! form cannot set it), compared in constant time. A request that carries an
 //! `Origin` (a browser's) must come from this server's own origin, token or not.
 
-pub mod live;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::collector::CameraSink;
-use crate::control::ControlPlane;
+use crate::command::{Command, ControlMessage};
+use crate::control::{ControlPlane, ZoneTable};
 use crate::health::Registry;
-use crate::mqtt::commands::Command;
-use crate::mqtt::emitter::ControlMessage;
-pub use live::LiveFeed;
+use crate::live::{self, LiveFeed};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -52,7 +48,7 @@ pub struct UiCamera {
     pub max_command_bytes: usize,
     /// Read-only status (`get_status`) without a queued command.
     pub plane: Arc<ControlPlane>,
-    pub sink: Arc<CameraSink>,
+    pub zones: Arc<dyn ZoneTable>,
     pub feed: Arc<LiveFeed>,
 }
 
@@ -324,7 +320,7 @@ impl Ui {
             "health": health,
             "workers": report.workers,
             "status": status,
-            "zones": c.sink.zones(),
+            "zones": c.zones.zones(),
         })
     }
 

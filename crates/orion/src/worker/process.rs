@@ -1,4 +1,8 @@
-//! One worker child process and its three pipes.
+//! One worker child process and its three pipes, and the shared memory its
+//! frames go through.
+
+// The frames' shared memory and the child's process group need syscalls.
+#![allow(unsafe_code)]
 
 use std::os::unix::process::CommandExt as _;
 use std::process::Stdio;

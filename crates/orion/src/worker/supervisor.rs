@@ -23,8 +23,8 @@ use super::process::{Process, ProcessError};
 use crate::backoff::Backoff;
 use crate::config::ModelEntry;
 use crate::framebus::{Inbox, Job};
-use crate::health::metrics::WorkerMetrics;
 use crate::health::{Alert, Alerts};
+use crate::metrics::WorkerMetrics;
 use crate::status::WorkerStatus;
 
 /// A process that stayed up this long resets the backoff.

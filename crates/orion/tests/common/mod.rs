@@ -1,6 +1,8 @@
 //! Test harness with real parts: a Mosquitto broker on an ephemeral loopback port,
 //! the built `oriond` binary, an MQTT subscriber. Every wait is bounded.
 #![allow(dead_code)]
+// Signals and the user id are syscalls.
+#![allow(unsafe_code)]
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::health::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::stream::{CapturedFrame, Frame, FrameReceiver, RgbConverter};
 
 /// JPEG quality of the live view (a set-up view, not a recording).

@@ -455,6 +455,19 @@ fn command(name: &'static str, params: Map<String, Value>) -> Result<Command, St
     }
 }
 
+/// A message that arrived on the control topic (or a control call of the UI).
+#[derive(Debug)]
+pub struct ControlMessage {
+    /// Empty when the message was larger than `mqtt.max_command_bytes`
+    /// (`oversize` says how large): its bytes are never queued.
+    pub payload: Vec<u8>,
+    /// Delivered from the broker's retained store rather than published now.
+    pub retained: bool,
+    pub oversize: Option<usize>,
+    /// A UI control call: its reply goes here too (MQTT gets it as well).
+    pub reply_to: Option<tokio::sync::oneshot::Sender<Reply>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

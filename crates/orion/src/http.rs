@@ -23,8 +23,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Registry;
-use super::Status;
+use crate::health::{Registry, Status};
 use crate::ui::{Request, Response, Ui};
 
 /// Longest request head (request line and headers).
@@ -342,7 +341,7 @@ async fn respond(
 /// goes, is too slow, or the server stops.
 async fn live(
     stream: &mut TcpStream,
-    feed: &Arc<crate::ui::LiveFeed>,
+    feed: &Arc<crate::live::LiveFeed>,
     cancel: &CancellationToken,
 ) -> std::io::Result<()> {
     use tokio::sync::broadcast::error::RecvError;
@@ -359,7 +358,7 @@ async fn live(
                 }
                 let frame = viewer.frames.borrow_and_update().clone();
                 match frame {
-                    Some(f) => crate::ui::live::frame_event(&f),
+                    Some(f) => crate::live::frame_event(&f),
                     None => continue,
                 }
             }
@@ -409,7 +408,7 @@ fn route(req: &Request, metrics: &Registry) -> (u16, &'static str, String) {
 mod tests {
     use super::*;
 
-    use crate::health::metrics::Metrics;
+    use crate::metrics::Metrics;
 
     fn req(head: &[u8]) -> Request {
         parse_head(head).expect("request line")
@@ -432,7 +431,7 @@ mod tests {
     #[test]
     fn routes() {
         let camera = std::sync::Arc::new(Metrics::for_camera("cam-a"));
-        let (status, watch) = crate::status::channels();
+        let (status, watch) = crate::status::channels(std::time::Duration::from_secs(10));
         let m = Registry {
             cameras: vec![(camera, watch)],
             workers: Vec::new(),

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Checks the shape of the crate's code; CI runs it with the lints.
+
+- Layers: every top-level module of `crates/orion/src` belongs to one layer of
+  LAYERS and imports only modules of its own layer or below (the domain imports
+  no transport), and no modules import each other in a cycle (A uses B,
+  directly or through others, and B uses A). Every `crate::<module>` path
+  counts, in `use` lines and inline. A new module must be given a layer here.
+- Long functions: a function over 80 lines needs a `// long:` comment on one of
+  the lines just above it saying why splitting it would hurt.
+
+Prints the figures (modules in cycles, longest function, functions over 80
+lines) and exits 1 when a cycle or an unexplained long function is found.
+`--report` prints the figures and never fails.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "crates" / "orion" / "src"
+LIMIT = 80
+CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
+FN = re.compile(r"^\s*(pub(\([a-z]+\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?fn\s+([a-z_][a-z0-9_]*)")
+TEST_MOD = re.compile(r"^\s*#\[cfg\(test\)\]")
+# The house, lowest floor first (docs/design.md draws it).
+LAYERS = [
+    ("foundation", ["logging", "backoff", "topics", "metrics", "clock"]),
+    ("domain", ["tracking", "config", "attention", "command", "homeassistant", "status", "health"]),
+    ("engines", ["stream", "framebus", "worker", "live", "control"]),
+    ("transports", ["mqtt", "outbox", "http", "ui"]),
+    ("assembly", ["collector", "camera"]),
+    ("top", ["orchestrator", "ctl"]),
+]
+# Functions over the limit from before the limit was checked, being split
+# (crate-relative path and name). A function not listed here must be short or
+# say why not; the list only shrinks.
+KNOWN_LONG = {
+    "orchestrator.rs start",
+    "config/validate.rs validate",
+    "mqtt/emitter.rs poll",
+    "health/exposition.rs render",
+    "stream/pipeline.rs build",
+    "control.rs execute",
+    "command.rs command",
+    "ctl/print.rs watch_line",
+    "outbox/store.rs open",
+    "health/mod.rs report",
+    "worker/supervisor.rs handle_message",
+    "stream/pipeline.rs run_once",
+    "orchestrator.rs stop",
+    "command.rs parse",
+    "ctl/print.rs status",
+    "worker/supervisor.rs run_once",
+    "collector.rs handle",
+    "tracking/zones.rs validate",
+    "bin/oriond.rs main",
+}
+FLOOR = {module: floor for floor, (_, modules) in enumerate(LAYERS) for module in modules}
+
+
+def top_module(path: Path) -> str | None:
+    rel = path.relative_to(SRC)
+    if rel.parts[0] == "bin" or rel.name == "lib.rs":
+        return None
+    return rel.parts[0].removesuffix(".rs")
+
+
+def without_tests(text: str) -> list[str]:
+    """The lines of a file up to its `#[cfg(test)]` module (kept at the end by
+    convention), comments blanked so a path named in prose is not an import."""
+    lines = []
+    for line in text.splitlines():
+        if TEST_MOD.match(line):
+            break
+        lines.append(re.sub(r"//.*", "", line))
+    return lines
+
+
+def imports() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.rs")):
+        module = top_module(path)
+        if module is None:
+            continue
+        uses = graph.setdefault(module, set())
+        for line in without_tests(path.read_text()):
+            for target in CRATE_PATH.findall(line):
+                if target != module:
+                    uses.add(target)
+    for uses in graph.values():
+        uses &= graph.keys()
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for next_node in sorted(graph[node]):
+            if next_node not in index:
+                visit(next_node)
+                low[node] = min(low[node], low[next_node])
+            elif next_node in on_stack:
+                low[node] = min(low[node], index[next_node])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def functions() -> list[tuple[int, str, str]]:
+    """(lines, "path:line name", why it may be long: "explained", "known" or
+    "") for every non-test function."""
+    found = []
+    for path in sorted(SRC.rglob("*.rs")):
+        lines = without_tests(path.read_text())
+        for start, line in enumerate(lines):
+            match = FN.match(line)
+            if not match:
+                continue
+            depth, opened, end = 0, False, None
+            for number in range(start, len(lines)):
+                text = re.sub(r"'(\\.|[^'\\])'|\"(\\.|[^\"\\])*\"", "", lines[number])
+                if not opened and ";" in text and "{" not in text:
+                    break  # a declaration without a body
+                depth += text.count("{") - text.count("}")
+                opened = opened or "{" in text
+                if opened and depth <= 0:
+                    end = number
+                    break
+            if end is None:
+                continue
+            above = path.read_text().splitlines()[max(0, start - 6) : start]
+            explained = any("// long:" in text for text in above)
+            known = f"{path.relative_to(SRC)} {match.group(6)}" in KNOWN_LONG
+            name = f"{path.relative_to(SRC.parent.parent.parent)}:{start + 1} {match.group(6)}"
+            found.append((end - start + 1, name, "explained" if explained else "known" if known else ""))
+    return sorted(found, reverse=True)
+
+
+def main() -> int:
+    report_only = "--report" in sys.argv
+    graph = imports()
+    failures = []
+    in_cycles = cycles(graph)
+    count = sum(len(component) for component in in_cycles)
+    print(f"modules: {len(graph)}, in import cycles: {count}")
+    for module in sorted(graph):
+        if module not in FLOOR:
+            print(f"  {module}: in no layer (add it to LAYERS)")
+            failures.append("a module in no layer")
+            continue
+        for used in sorted(graph[module]):
+            if FLOOR.get(used, 0) > FLOOR[module]:
+                print(f"  {module} ({LAYERS[FLOOR[module]][0]}) imports {used} ({LAYERS[FLOOR[used]][0]}), a layer above")
+                failures.append("an import from a layer above")
+    for component in in_cycles:
+        edges = [f"{a} -> {b}" for a in component for b in sorted(graph[a]) if b in component]
+        print(f"  cycle: {', '.join(component)}\n    {'; '.join(edges)}")
+        failures.append("an import cycle")
+    fns = functions()
+    long = [f for f in fns if f[0] > LIMIT]
+    if fns:
+        print(f"functions: {len(fns)}, longest: {fns[0][0]} lines ({fns[0][1]}), over {LIMIT}: {len(long)}")
+    for lines, name, why in long:
+        print(f"  {lines:4} {name}{f'  ({why})' if why else ''}")
+        if not why:
+            failures.append(f"{name} is over {LIMIT} lines without a '// long:' comment")
+    still_long = {f"{n.split(':')[0].removeprefix('crates/orion/src/')} {n.split(' ')[1]}" for _, n, _ in long}
+    for gone in sorted(KNOWN_LONG - still_long):
+        print(f"  {gone}: no longer long (remove it from KNOWN_LONG)")
+        failures.append("a KNOWN_LONG entry that is short now")
+    if failures and not report_only:
+        print("structure: FAILED: " + "; ".join(sorted(set(failures))), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
