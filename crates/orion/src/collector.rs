@@ -14,13 +14,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use orion_protocol::{BBox, Detection, ModelInfo, NormRect, RoiProcessing, Timing};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::attention::RoiAttention;
 use crate::control::ZoneTable;
 use crate::metrics::Metrics;
 use crate::mqtt::emitter::EmitterHandle;
+use crate::status::MqttStatus;
 use crate::tracking::signals::{Output, Signals, Stamp};
 use crate::tracking::zones::Zone;
 use crate::worker::WorkerOutput;
@@ -97,6 +98,8 @@ pub struct CameraSink {
     pub room_id: String,
     pub metrics: Arc<Metrics>,
     pub emitter: EmitterHandle,
+    /// The camera's MQTT connection (discovery goes out once per connection).
+    pub mqtt: watch::Receiver<MqttStatus>,
     /// Auto-focus feedback (from `person_detector` results) goes here.
     pub roi: Arc<Mutex<RoiAttention>>,
     /// Tracks, events and occupancy from `person_detector` results.
@@ -135,7 +138,7 @@ impl CameraSink {
         let Some(device) = self.device() else {
             return;
         };
-        let connection = self.metrics.mqtt_connections.get();
+        let connection = self.mqtt.borrow().connection;
         let configs = device.configs(&self.zones());
         let mut done = self.discovered.lock().expect("discovery poisoned");
         let topics: Vec<String> = configs.iter().map(|(t, _)| t.clone()).collect();

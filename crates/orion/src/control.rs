@@ -341,7 +341,7 @@ impl ControlPlane {
                 "frames_paused": self.camera.metrics.frames_paused.get(),
             },
             "inference": {
-                "rate_hz": self.camera.metrics.inference_rate_hz.get(),
+                "rate_hz": *self.camera.rate_tx.borrow(),
                 "model": self.detector.as_ref().map(|p| p.model()),
                 "shared_with": self.detector.as_ref().map(|p| &p.cameras),
             },

@@ -524,6 +524,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             room_id: cam.room_id.clone(),
             metrics: metrics.clone(),
             emitter: emitter.handle.clone(),
+            mqtt: watches[i].mqtt.clone(),
             roi: roi.clone(),
             signals: Mutex::new(signals),
             outbox: outbox.clone(),
@@ -611,7 +612,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             Presence {
                 topic: cam.status_topic(),
                 identity: identity.clone(),
-                metrics: metrics.clone(),
                 status: watches[i].clone(),
                 emitter: emitter.handle.clone(),
             }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::metrics::{Metrics, WorkerMetrics};
+use crate::metrics::WorkerMetrics;
 
 /// What the stream supervisor says about its camera.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,12 +29,17 @@ pub struct StreamStatus {
     pub failed: bool,
     /// Why the stream last failed, in a few words (`connection refused`, ...).
     pub last_error: Option<String>,
+    /// A first run ended: the stream is reconnecting, not starting, while down.
+    pub retrying: bool,
 }
 
 /// What the MQTT emitter says about its connection.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MqttStatus {
     pub connected: bool,
+    /// Connections accepted so far (CONNACKs): what is published once per
+    /// connection (presence, discovery) is published again when it changes.
+    pub connection: u64,
     /// Another live process uses this instance_id on the broker.
     pub conflict: Option<String>,
 }
@@ -163,21 +168,17 @@ impl CameraWatch {
     }
 
     /// The camera state as presence and status report it: `failed`, `stalled`,
-    /// `streaming`, `starting` (nothing yet) or `reconnecting`. A stream that says
-    /// it is up but has been silent longer than its stall timeout is `stalled`
-    /// before its supervisor notices.
-    pub fn camera_state(&self, m: &Metrics) -> &'static str {
+    /// `streaming`, `starting` (nothing yet) or `reconnecting`, as the stream's
+    /// supervisor says (it finds a stall after the stall timeout).
+    pub fn camera_state(&self) -> &'static str {
         let s = self.stream.borrow();
         if s.failed {
             "failed"
         } else if s.stalled {
             "stalled"
         } else if s.up {
-            match m.stream_last_frame.age() {
-                Some(age) if age > self.stall_timeout => "stalled",
-                _ => "streaming",
-            }
-        } else if m.frames_captured.get() == 0 && m.stream_reconnects.get() == 0 {
+            "streaming"
+        } else if !s.retrying {
             "starting"
         } else {
             "reconnecting"
@@ -224,17 +225,16 @@ mod tests {
     #[test]
     fn camera_and_inference_states_come_from_the_owners_status() {
         let (status, w) = channels(Duration::from_secs(10));
-        let m = Metrics::default();
-        assert_eq!(w.camera_state(&m), "starting");
+        assert_eq!(w.camera_state(), "starting");
         assert_eq!(w.inference_state(), "starting");
         status.stream.send_modify(|s| s.up = true);
-        m.stream_last_frame.touch();
-        m.frames_captured.inc();
-        assert_eq!(w.camera_state(&m), "streaming");
-        status.stream.send_modify(|s| s.up = false);
-        assert_eq!(w.camera_state(&m), "reconnecting");
+        assert_eq!(w.camera_state(), "streaming");
+        status
+            .stream
+            .send_modify(|s| (s.up, s.retrying) = (false, true));
+        assert_eq!(w.camera_state(), "reconnecting");
         status.stream.send_modify(|s| s.failed = true);
-        assert_eq!(w.camera_state(&m), "failed");
+        assert_eq!(w.camera_state(), "failed");
         status.running.send_replace(true);
         assert_eq!(w.inference_state(), "running");
         status.paused.send_replace(true);

@@ -489,6 +489,7 @@ async fn poll(mut s: PollState) {
                     }
                 }
                 s.metrics.mqtt_connections.inc();
+                s.status.send_modify(|m| m.connection += 1);
                 backoff.reset();
                 outage_logged = false;
                 if presence.is_some() && j.subacks_left > 0 {

@@ -2,21 +2,20 @@
 //! dashboard sees a dead sensor (the broker publishes the last will) or a dead
 //! camera at once.
 //!
-//! The presence task samples the health state a few times a second and publishes
-//! when it changed or after every (re)connection to the broker. It only reads
-//! metrics and never waits for the broker.
+//! The presence task wakes on the camera's state (stream, inference, MQTT
+//! connection) and publishes when it changed or after every (re)connection to
+//! the broker. It only reads state and never waits for the broker.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::emitter::EmitterHandle;
-use crate::metrics::Metrics;
 use crate::status::CameraWatch;
 
-const SAMPLE: Duration = Duration::from_secs(1);
+/// A refused publish is tried again after this.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// Who publishes a presence: one per daemon run. `session` tells two processes
 /// with the same `instance_id` apart (see the duplicate detection in the emitter).
@@ -133,27 +132,29 @@ pub fn offline(id: &Identity, reason: &str) -> Vec<u8> {
 pub struct Presence {
     pub topic: String,
     pub identity: Identity,
-    pub metrics: Arc<Metrics>,
     /// The camera's state: presence wakes on its changes.
     pub status: CameraWatch,
     pub emitter: EmitterHandle,
 }
 
 impl Presence {
-    /// Publishes online presence on every change until `cancel`: woken by the
-    /// camera's status, and every `SAMPLE` for what only time reveals (a stream
-    /// silent for longer than the stall timeout).
+    /// Publishes online presence on every change until `cancel`, woken by the
+    /// camera's state; a publish the emitter refused is tried again after
+    /// `RETRY`.
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut last: Option<(&str, &str, u64)> = None;
         let mut since: Option<((&str, &str), String)> = None;
-        let mut ticker = tokio::time::interval(SAMPLE);
+        let (mut first, mut refused) = (true, false);
         loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = ticker.tick() => {}
-                _ = self.status.changed() => {}
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = self.status.changed() => {}
+                    _ = tokio::time::sleep(RETRY), if refused => {}
+                }
             }
-            let camera = self.status.camera_state(&self.metrics);
+            refused = false;
+            let camera = self.status.camera_state();
             let inference = self.status.inference_state();
             if since
                 .as_ref()
@@ -164,7 +165,7 @@ impl Presence {
             if !self.status.connected() {
                 continue;
             }
-            let now = (camera, inference, self.metrics.mqtt_connections.get());
+            let now = (camera, inference, self.status.mqtt.borrow().connection);
             if last == Some(now) {
                 continue;
             }
@@ -176,6 +177,8 @@ impl Presence {
             if self.emitter.publish_retained(self.topic.clone(), payload) {
                 tracing::info!(camera, inference, "presence published");
                 last = Some(now);
+            } else {
+                refused = true;
             }
         }
     }

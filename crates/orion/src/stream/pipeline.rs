@@ -1,7 +1,8 @@
 //! Pipeline construction and the supervisor loop that runs it.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
@@ -485,8 +486,39 @@ pub fn check(settings: &Settings) -> Result<(), StreamError> {
     Ok(())
 }
 
+/// What the stream supervisor knows of the frames its runs delivered: its own
+/// state, read for its decisions (sequence numbers, progress, stalls); the
+/// metrics count the same frames for operators.
+#[derive(Debug, Default)]
+struct Delivered {
+    /// Sequence number of the newest frame (the first is 1; never reset).
+    seq: AtomicU64,
+    /// When the newest frame came.
+    last: Mutex<Option<Instant>>,
+}
+
+impl Delivered {
+    /// Counts a new frame; its sequence number.
+    fn next(&self) -> u64 {
+        *self.last.lock().expect("delivered poisoned") = Some(Instant::now());
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn count(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    fn age(&self) -> Option<Duration> {
+        self.last
+            .lock()
+            .expect("delivered poisoned")
+            .map(|t| t.elapsed())
+    }
+}
+
 fn install_sink_callback(
     appsink: &gst_app::AppSink,
+    delivered: Arc<Delivered>,
     tx: watch::Sender<Option<CapturedFrame>>,
     pacer: Option<Arc<Pacer>>,
     metrics: Arc<Metrics>,
@@ -512,6 +544,7 @@ fn install_sink_callback(
                 // A reference to the negotiated caps (the same object frame after
                 // frame), not a copy.
                 let caps = sample.caps_owned();
+                let seq = delivered.next();
                 metrics.frames_captured.inc();
                 metrics.frame_bytes.add(buffer.size() as u64);
                 status.send_if_modified(|s| {
@@ -528,7 +561,6 @@ fn install_sink_callback(
                         .set(f64::from(fps_window.1) / elapsed.as_secs_f64());
                     fps_window = (Instant::now(), 0);
                 }
-                let seq = metrics.frames_captured.get();
                 tx.send_replace(Some(CapturedFrame {
                     seq,
                     buffer,
@@ -550,6 +582,7 @@ enum RunEnd {
 /// Runs one pipeline until an error or cancellation. A file source loops on EOS.
 fn run_once(
     settings: &Settings,
+    delivered: &Arc<Delivered>,
     tx: &watch::Sender<Option<CapturedFrame>>,
     pacer: &Option<Arc<Pacer>>,
     metrics: &Arc<Metrics>,
@@ -569,6 +602,7 @@ fn run_once(
     let run = cancel.child_token();
     install_sink_callback(
         &appsink,
+        delivered.clone(),
         tx.clone(),
         pacer.clone(),
         metrics.clone(),
@@ -586,8 +620,7 @@ fn run_once(
         while !cancel.is_cancelled() {
             // Silent since the last frame of this run (or since the start if none
             // came): a camera that keeps the connection open and sends nothing.
-            let silent = metrics
-                .stream_last_frame
+            let silent = delivered
                 .age()
                 .unwrap_or(Duration::MAX)
                 .min(started.elapsed());
@@ -662,14 +695,17 @@ pub fn supervise(
     let mut backoff = Backoff::new(Duration::from_secs(1), settings.backoff_cap);
     let mut attempt: u64 = 0;
     let mut failed_in_a_row: u32 = 0;
+    let delivered = Arc::new(Delivered::default());
     loop {
         if attempt > 0 {
             metrics.stream_reconnects.inc();
         }
         attempt += 1;
         tracing::info!(attempt, "starting pipeline");
-        let frames_before = metrics.frames_captured.get();
-        let end = run_once(&settings, &tx, &pacer, &metrics, &status, &cancel);
+        let frames_before = delivered.count();
+        let end = run_once(
+            &settings, &delivered, &tx, &pacer, &metrics, &status, &cancel,
+        );
         status.send_if_modified(|s| std::mem::replace(&mut s.up, false));
         match end {
             RunEnd::Cancelled => break,
@@ -682,8 +718,8 @@ pub fn supervise(
                 {
                     reason = probe_tcp(&split_credentials(url).0, 554);
                 }
-                status.send_modify(|s| s.last_error = Some(reason));
-                if metrics.frames_captured.get() > frames_before {
+                status.send_modify(|s| (s.last_error, s.retrying) = (Some(reason), true));
+                if delivered.count() > frames_before {
                     backoff.reset();
                     failed_in_a_row = 0;
                 } else {
@@ -798,6 +834,7 @@ mod tests {
         let (tx, _rx) = watch::channel(None);
         let end = run_once(
             &settings,
+            &Arc::new(Delivered::default()),
             &tx,
             &None,
             &Arc::new(Metrics::default()),
