@@ -278,7 +278,7 @@ impl ControlPlane {
         let Some(pool) = &self.detector else {
             return Outcome::fail("no person_detector workers run in this daemon");
         };
-        let cameras = pool.cameras.clone();
+        let cameras = pool.cameras();
         let shared = if cameras.len() > 1 {
             format!(
                 " (shared by {} cameras: {})",
@@ -343,7 +343,7 @@ impl ControlPlane {
             "inference": {
                 "rate_hz": *self.camera.rate_tx.borrow(),
                 "model": self.detector.as_ref().map(|p| p.model()),
-                "shared_with": self.detector.as_ref().map(|p| &p.cameras),
+                "shared_with": self.detector.as_ref().map(|p| p.cameras()),
             },
             "frame_bus": h.frame_bus,
             "workers": h.workers,

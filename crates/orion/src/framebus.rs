@@ -13,6 +13,7 @@
 //! when the pool cannot keep up. Frames are `Arc`s: fan-out copies a pointer,
 //! never pixels. Publishing never waits for a worker.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,7 +26,7 @@ use crate::stream::Frame;
 /// One frame of one camera with the crop chosen for it.
 #[derive(Debug)]
 pub struct Job {
-    /// Index of the camera in the daemon's camera list.
+    /// The camera's key on the bus (its port's; results are routed by it).
     pub camera: usize,
     pub instance_id: Arc<str>,
     pub room_id: Arc<str>,
@@ -39,6 +40,8 @@ pub struct Job {
 
 /// One camera's place in one pool.
 struct Slot {
+    /// The camera's key.
+    camera: usize,
     job: Option<Arc<Job>>,
     /// When the slot last went from empty to full.
     waiting_since: Instant,
@@ -61,10 +64,12 @@ impl Pool {
     }
 }
 
-/// The bus of one daemon: its pools, each with one slot per camera.
+/// The bus of one daemon: its pools, each with one slot per attached camera.
 #[derive(Clone)]
 pub struct FrameBus {
     pools: Arc<Vec<Arc<Pool>>>,
+    /// The key of the next camera attached (keys are never reused).
+    next_key: Arc<AtomicUsize>,
 }
 
 /// The publishing side of one camera, held by its frame consumer.
@@ -83,27 +88,29 @@ pub struct Inbox {
 }
 
 impl FrameBus {
-    /// A bus with one pool per name and, in each pool, one slot per camera;
-    /// `camera_groups(camera, pool)` gives that camera's counters for the pool.
+    /// A bus with one pool per name and, in each pool, one slot per camera
+    /// (keys `0..cameras`); `camera_groups(camera, pool)` gives that camera's
+    /// counters for the pool. More cameras come with [`FrameBus::attach`].
     pub fn new(
         pools: &[String],
         cameras: usize,
         mut camera_groups: impl FnMut(usize, &str) -> Arc<GroupMetrics>,
     ) -> Self {
-        let now = Instant::now();
+        let bus = Self::with_pools(pools);
+        for camera in 0..cameras {
+            bus.attach(|name| camera_groups(camera, name));
+        }
+        bus
+    }
+
+    /// A bus with one pool per name and no camera yet.
+    pub fn with_pools(pools: &[String]) -> Self {
         let pools = pools
             .iter()
             .map(|name| {
-                let slots = (0..cameras)
-                    .map(|camera| Slot {
-                        job: None,
-                        waiting_since: now,
-                        metrics: camera_groups(camera, name),
-                    })
-                    .collect();
                 Arc::new(Pool {
                     name: name.clone(),
-                    slots: Mutex::new(slots),
+                    slots: Mutex::new(Vec::new()),
                     published: Notify::new(),
                     taken: Notify::new(),
                 })
@@ -111,6 +118,31 @@ impl FrameBus {
             .collect();
         Self {
             pools: Arc::new(pools),
+            next_key: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A new camera: a slot in every pool (`groups(pool)` gives its counters
+    /// there) and its port, until [`FrameBus::detach`].
+    pub fn attach(&self, mut groups: impl FnMut(&str) -> Arc<GroupMetrics>) -> CameraPort {
+        let camera = self.next_key.fetch_add(1, Ordering::Relaxed);
+        for pool in self.pools.iter() {
+            pool.slots().push(Slot {
+                camera,
+                job: None,
+                waiting_since: Instant::now(),
+                metrics: groups(&pool.name),
+            });
+        }
+        self.camera(camera)
+    }
+
+    /// A camera goes: its slots and the frames in them (a worker that holds
+    /// one finishes it; its result finds no camera and is dropped).
+    pub fn detach(&self, camera: usize) {
+        for pool in self.pools.iter() {
+            pool.slots().retain(|s| s.camera != camera);
+            pool.taken.notify_waiters();
         }
     }
 
@@ -120,7 +152,7 @@ impl FrameBus {
         Some(Inbox { pool, worker })
     }
 
-    /// The publishing side of camera `camera`.
+    /// The publishing side of the camera of key `camera`.
     pub fn camera(&self, camera: usize) -> CameraPort {
         CameraPort {
             pools: self.pools.clone(),
@@ -130,11 +162,16 @@ impl FrameBus {
 }
 
 impl CameraPort {
+    /// The camera's key (what its jobs carry).
+    pub fn key(&self) -> usize {
+        self.camera
+    }
+
     /// Offers `job` to every pool; never blocks on a worker.
     pub fn publish(&self, job: Arc<Job>) {
         for pool in self.pools.iter() {
             let mut slots = pool.slots();
-            let Some(slot) = slots.get_mut(self.camera) else {
+            let Some(slot) = slots.iter_mut().find(|s| s.camera == self.camera) else {
                 continue;
             };
             match slot.job.replace(job.clone()) {
@@ -149,7 +186,11 @@ impl CameraPort {
     fn pending(&self) -> Option<Arc<Pool>> {
         self.pools
             .iter()
-            .find(|p| p.slots().get(self.camera).is_some_and(|s| s.job.is_some()))
+            .find(|p| {
+                p.slots()
+                    .iter()
+                    .any(|s| s.camera == self.camera && s.job.is_some())
+            })
             .cloned()
     }
 
@@ -375,6 +416,29 @@ mod tests {
             Arc::strong_count(&j),
             2,
             "one frame held in the slot, nothing queued"
+        );
+    }
+
+    #[test]
+    fn a_detached_camera_leaves_the_pools_and_a_new_one_gets_a_new_key() {
+        let (bus, _) = bus(&["person_detector"], 2);
+        let (inbox, _) = worker(&bus, "person_detector", "w0");
+        bus.camera(0).publish(job_for(0, 1));
+        bus.detach(0);
+        bus.camera(0).publish(job_for(0, 2));
+        assert!(
+            inbox.try_take().is_none(),
+            "the frames of a detached camera go nowhere"
+        );
+        let port = bus.attach(|name| Arc::new(GroupMetrics::new(name)));
+        assert_eq!(port.key(), 2, "keys are never reused");
+        port.publish(job_for(2, 3));
+        bus.camera(1).publish(job_for(1, 4));
+        let taken: Vec<usize> = std::iter::from_fn(|| inbox.try_take().map(|j| j.camera)).collect();
+        assert_eq!(
+            taken,
+            [2, 1],
+            "the new camera is served, longest waiting first"
         );
     }
 

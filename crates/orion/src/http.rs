@@ -432,10 +432,7 @@ mod tests {
     fn routes() {
         let camera = std::sync::Arc::new(Metrics::for_camera("cam-a"));
         let (status, watch) = crate::status::channels(std::time::Duration::from_secs(10));
-        let m = Registry {
-            cameras: vec![(camera, watch)],
-            workers: Vec::new(),
-        };
+        let m = Registry::new(vec![(camera, watch)], Vec::new());
         assert_eq!(route(&req(b"GET /health HTTP/1.1"), &m).0, 200);
         assert_eq!(route(&req(b"GET /readiness HTTP/1.1"), &m).0, 503);
         status.running.send_replace(true);
@@ -460,10 +457,7 @@ mod tests {
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let registry = Arc::new(Registry {
-            cameras: Vec::new(),
-            workers: Vec::new(),
-        });
+        let registry = Arc::new(Registry::new(Vec::new(), Vec::new()));
         let cancel = CancellationToken::new();
         tokio::spawn(serve_at_most(
             max_connections,

@@ -132,14 +132,15 @@ impl Histogram {
 }
 
 /// Everything one worker slot counts. Shared by the frame bus (sent/dropped), the
-/// worker supervisor (the rest) and the result collector (inferences).
+/// worker supervisor (the rest).
 #[derive(Debug)]
 pub struct WorkerMetrics {
     pub id: String,
     /// Frames the worker took from its group's slot.
     pub frames_sent: Counter,
     pub inferences: Counter,
-    /// Results dropped because the result collector was busy.
+    /// Results dropped because their camera's result handler was behind (or
+    /// the camera had gone).
     pub results_dropped: Counter,
     pub errors: Counter,
     /// Messages that broke the contract without breaking the stream (an

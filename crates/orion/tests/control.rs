@@ -17,7 +17,7 @@ struct Rig {
 }
 
 impl Rig {
-    fn start(instance: &str, edit: impl FnOnce(&mut serde_yaml::Value)) -> Self {
+    fn start(instance: &str, edit: impl FnOnce(&mut serde_norway::Value)) -> Self {
         let broker = Mosquitto::start();
         let replies = Subscriber::connect(broker.port, &format!("care/health/{instance}"));
         let results = Subscriber::connect(broker.port, &format!("care/inferences/{instance}/#"));
@@ -274,16 +274,16 @@ fn roi_area_picks_the_model_variant_and_boxes_map_to_the_full_frame() {
     let dir = tempfile::tempdir().unwrap();
     let (m320, m640) = (make_yolo(dir.path(), 320), make_yolo(dir.path(), 640));
     let rig = Rig::start("ctl-roi", |c| {
-        let mut variants = serde_yaml::Mapping::new();
+        let mut variants = serde_norway::Mapping::new();
         variants.insert(320.into(), m320.clone().into());
         variants.insert(640.into(), m640.clone().into());
-        let mut entry = serde_yaml::Mapping::new();
+        let mut entry = serde_norway::Mapping::new();
         entry.insert("format".into(), "yolo".into());
-        entry.insert("variants".into(), serde_yaml::Value::Mapping(variants));
+        entry.insert("variants".into(), serde_norway::Value::Mapping(variants));
         common::set(
             c,
             "models.person_detector.catalog.n",
-            serde_yaml::Value::Mapping(entry),
+            serde_norway::Value::Mapping(entry),
         );
         common::set(c, "models.person_detector.size", "n");
     });
@@ -374,13 +374,13 @@ fn model_swap_keeps_results_flowing_and_a_failed_swap_keeps_the_old_model() {
             ("copy", common::model_path()),
             ("doomed", doomed_path.clone()),
         ] {
-            let mut entry = serde_yaml::Mapping::new();
+            let mut entry = serde_norway::Mapping::new();
             entry.insert("path".into(), path.into());
             entry.insert("format".into(), "ssd".into());
             common::set(
                 c,
                 &format!("models.person_detector.catalog.{name}"),
-                serde_yaml::Value::Mapping(entry),
+                serde_norway::Value::Mapping(entry),
             );
         }
         common::set(c, "models.person_detector.max_inference_rate_hz", 4);

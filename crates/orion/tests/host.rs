@@ -304,10 +304,10 @@ fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
     let health = format!("127.0.0.1:{}", daemon.health_port);
 
     // A valid change: the new room shows in the results after an ordered restart.
-    let mut v: serde_yaml::Value = serde_yaml::from_str(&original).unwrap();
+    let mut v: serde_norway::Value = serde_norway::from_str(&original).unwrap();
     common::set(&mut v, "room_id", "room-after-reload");
     common::set(&mut v, "health.listen", health.as_str());
-    std::fs::write(&path, serde_yaml::to_string(&v).unwrap()).unwrap();
+    std::fs::write(&path, serde_norway::to_string(&v).unwrap()).unwrap();
     daemon.signal(libc::SIGHUP);
     results.wait_for(Duration::from_secs(60), |_, p| {
         let v: serde_json::Value = serde_json::from_slice(p).ok()?;
@@ -416,8 +416,8 @@ fn the_service_install_lays_out_a_prefix_that_runs_and_a_unit_that_verifies() {
     // absolute), here against the test's broker.
     let broker = Mosquitto::start();
     let config = etc.join("orion.yaml");
-    let mut v: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let mut v: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
     common::set(&mut v, "mqtt.broker", broker.url());
     common::set(
         &mut v,
@@ -426,7 +426,7 @@ fn the_service_install_lays_out_a_prefix_that_runs_and_a_unit_that_verifies() {
     );
     common::set(&mut v, "stream.warmup_duration_s", 1.0);
     common::set(&mut v, "instance_id", "host-installed");
-    std::fs::write(&config, serde_yaml::to_string(&v).unwrap()).unwrap();
+    std::fs::write(&config, serde_norway::to_string(&v).unwrap()).unwrap();
     let results = common::Subscriber::connect(broker.port, "care/inferences/host-installed/#");
     let mut child = Command::new(prefix.join("bin/oriond"))
         .arg("--config")

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, Mosquitto, RtspServer, Subscriber};
 use serde_json::{Value, json};
-use serde_yaml::Value as Yaml;
+use serde_norway::Value as Yaml;
 
 /// The test config with the single-camera keys replaced by `cameras`.
 fn cameras_config(broker: &str, cameras: Yaml, edit: impl FnOnce(&mut Yaml)) -> String {
@@ -27,7 +27,7 @@ fn cameras_config(broker: &str, cameras: Yaml, edit: impl FnOnce(&mut Yaml)) -> 
 }
 
 fn yaml(text: &str) -> Yaml {
-    serde_yaml::from_str(text).expect("test YAML parses")
+    serde_norway::from_str(text).expect("test YAML parses")
 }
 
 /// Parses an inference message: (instance_id, inference_type, captured_at s, message).

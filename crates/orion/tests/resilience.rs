@@ -68,7 +68,7 @@ fn a_worker_that_always_crashes_stops_being_restarted_and_says_so() {
     let broker = Mosquitto::start();
     let health = Subscriber::connect(broker.port, "care/health/res-crash");
     let daemon = Daemon::start(&common::config("res-crash", &broker.url(), |c| {
-        let cmd: Vec<serde_yaml::Value> = [
+        let cmd: Vec<serde_norway::Value> = [
             common::venv_python().as_str(),
             "-c",
             "import sys; print('[ERROR] cannot start', file=sys.stderr); sys.exit(3)",
@@ -79,7 +79,7 @@ fn a_worker_that_always_crashes_stops_being_restarted_and_says_so() {
         common::set(
             c,
             "workers.person_detector.command",
-            serde_yaml::Value::Sequence(cmd),
+            serde_norway::Value::Sequence(cmd),
         );
         common::set(c, "workers.person_detector.max_restarts", 3);
         common::set(c, "workers.person_detector.restart_backoff_max_s", 1.0);

@@ -56,7 +56,7 @@ fn a_visit_is_one_track_one_entered_one_left_a_zone_pair_and_occupancy_on_time()
         common::set(
             c,
             "zones.regions",
-            serde_yaml::Value::Sequence(vec![serde_yaml::from_str(&zone).unwrap()]),
+            serde_norway::Value::Sequence(vec![serde_norway::from_str(&zone).unwrap()]),
         );
     });
     let _daemon = Daemon::start(&config);
@@ -240,7 +240,7 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
             for key in ["instance_id", "room_id", "camera"] {
                 map.remove(key);
             }
-            map.insert("cameras".into(), serde_yaml::from_str(cameras).unwrap());
+            map.insert("cameras".into(), serde_norway::from_str(cameras).unwrap());
             common::set(c, "homeassistant.enabled", true);
             common::set(c, "occupancy.empty_after_s", 1.0);
         })
@@ -327,14 +327,14 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
     // A reload without ha-b removes its entities, occupancy and presence.
     // (The running file has its health port filled in: keep it.)
     let running = std::fs::read_to_string(&path).unwrap();
-    let mut v: serde_yaml::Value = serde_yaml::from_str(&running).unwrap();
+    let mut v: serde_norway::Value = serde_norway::from_str(&running).unwrap();
     let one: String = two
         .lines()
         .filter(|l| !l.contains("ha-b"))
         .collect::<Vec<_>>()
         .join("\n");
-    v["cameras"] = serde_yaml::from_str(&one).unwrap();
-    std::fs::write(&path, serde_yaml::to_string(&v).unwrap()).unwrap();
+    v["cameras"] = serde_norway::from_str(&one).unwrap();
+    std::fs::write(&path, serde_norway::to_string(&v).unwrap()).unwrap();
     daemon.signal(libc::SIGHUP);
     let _log_on_failure = LogOnPanic(&daemon);
     common::wait_until("ha-b goes away for good", Duration::from_secs(30), || {
@@ -348,8 +348,21 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
         let a_kept = left.contains_key("homeassistant/binary_sensor/orion_ha_a/occupancy/config");
         (b_gone && a_kept).then_some(())
     });
-    // The new run of ha-a has the config's bed again; the door it only had at
-    // run time is cleaned up, not left behind.
+    // ha-a's config did not change: it ran on, with the door it was given at
+    // run time (nothing of it was republished or removed).
+    let now = retained(broker.port, "homeassistant/#", Duration::from_millis(500));
+    assert!(
+        now.contains_key(door) && !now.contains_key(bed) && now.len() == 3,
+        "{:?}",
+        now.keys()
+    );
+    // A change of ha-a restarts it with the config's bed; the door it only had
+    // at run time is cleaned up, not left behind.
+    let mut v: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["cameras"][0]["room_id"] = "A2".into();
+    std::fs::write(&path, serde_norway::to_string(&v).unwrap()).unwrap();
+    daemon.signal(libc::SIGHUP);
     common::wait_until(
         "ha-a's entities are the config's",
         Duration::from_secs(30),

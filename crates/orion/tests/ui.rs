@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, Mosquitto, Subscriber};
 use serde_json::{Value, json};
-use serde_yaml::Value as Yaml;
+use serde_norway::Value as Yaml;
 
 const TOKEN: &str = "0123456789abcdef-live-view";
 
@@ -34,7 +34,7 @@ fn ui_config(broker: &str, second: bool, edit: impl FnOnce(&mut Yaml)) -> String
                 .expect("path");
             map.remove("instance_id");
             map.remove("room_id");
-            let cameras: Yaml = serde_yaml::from_str(&format!(
+            let cameras: Yaml = serde_norway::from_str(&format!(
                 "[{{ instance_id: room-a, room_id: a, camera: {{ source: file, path: {} }} }},
                   {{ instance_id: room-b, room_id: b, camera: {{ source: test }} }}]",
                 serde_json::to_string(&video).expect("path")

@@ -44,7 +44,7 @@ fn conformance(shared_memory: bool) {
         common::set(
             c,
             "workers.person_detector.command",
-            serde_yaml::to_value(vec![
+            serde_norway::to_value(vec![
                 common::venv_python(),
                 script.to_string_lossy().into_owned(),
             ])

@@ -75,6 +75,8 @@ fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: us
     let metrics = Arc::new(WorkerMetrics::new("fake-0"));
     let (status_tx, status) = tokio::sync::watch::channel(Default::default());
     let (tx, results) = mpsc::channel(16);
+    let routes = orion::worker::ResultRoutes::default();
+    routes.add(0, tx);
     let (requests_tx, requests) = mpsc::channel(4);
     let sup = Supervisor {
         spec: WorkerSpec {
@@ -97,7 +99,7 @@ fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: us
             restart_backoff_max: Duration::from_secs(30),
         },
         inbox: bus.inbox("fake", metrics.clone()).expect("pool"),
-        results: tx,
+        results: routes,
         metrics: metrics.clone(),
         status: status_tx,
         model: Some(ModelChoice {

@@ -1,6 +1,6 @@
 //! Auto-focus: turns the workers' `suggested_roi` into the crop for the next frames.
 //!
-//! Fed by the result collector, read by the frame consumer (through
+//! Fed by the camera's result handler, read by the frame consumer (through
 //! [`super::RoiAttention`]). Pure state, no I/O: every strategy is a small function
 //! of the previous state and the new suggestion.
 

@@ -5,7 +5,7 @@
 //! box) > the auto-focus suggestion (if enabled) > the full frame. The crop's area in
 //! pixels picks the model input: below `small_roi_threshold_px` -> 320, else 640.
 //! Shared behind a mutex by the frame consumer (once per accepted frame), the
-//! collector (auto-focus feedback) and the control plane; every call is short.
+//! result handler (auto-focus feedback) and the control plane; every call is short.
 
 use orion_protocol::{NormRect, PixelRect, RoiProcessing};
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,11 @@ pub struct RoiAttention {
 }
 
 impl RoiAttention {
+    /// The ROI attention of one camera's config (its frame size and `rois`).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self::new(config.stream.width, config.stream.height, &config.rois)
+    }
+
     pub fn new(width: u32, height: u32, config: &RoisConfig) -> Self {
         Self {
             width,

@@ -128,8 +128,9 @@ fn main() -> ExitCode {
     code
 }
 
-/// Runs the daemon; on SIGHUP with a valid config file, shuts it down in order and
-/// runs it again with the new config.
+/// Runs the daemon; on SIGHUP with a valid config file, applies it: only the
+/// cameras it changes restart, unless something they share changed (then
+/// everything stops in order and starts again with it).
 async fn run_with_reloads(
     mut config: Config,
     path: &std::path::Path,
@@ -145,20 +146,23 @@ async fn run_with_reloads(
                 return ExitCode::FAILURE;
             }
         };
-        let mut next: Option<Config> = None;
-        loop {
+        let next: Option<Config> = loop {
             tokio::select! {
-                _ = this_run.cancelled() => break,
-                _ = hangup.recv(), if next.is_none() => match Config::load(path) {
-                    Ok(c) => {
-                        tracing::info!(config = %path.display(), "SIGHUP: config is valid; restarting every component with it");
-                        next = Some(c);
-                        this_run.cancel();
-                    }
+                _ = this_run.cancelled() => break None,
+                _ = hangup.recv() => match Config::load(path) {
+                    Ok(c) => match running.reload(c).await {
+                        Ok(Ok(())) => tracing::info!(config = %path.display(), "SIGHUP: config is valid; applied to the cameras it changes"),
+                        Ok(Err(e)) => tracing::error!("SIGHUP: {e:#}"),
+                        Err(c) => {
+                            tracing::info!(config = %path.display(), "SIGHUP: config is valid and changes what cameras share; restarting every component with it");
+                            this_run.cancel();
+                            break Some(*c);
+                        }
+                    },
                     Err(e) => tracing::error!("SIGHUP: {e}; the running config stays"),
                 },
             }
-        }
+        };
         if let Some(next) = &next {
             // Cameras the new config no longer has go away for good.
             let kept: Vec<String> = next

@@ -70,7 +70,7 @@ pub struct Config {
     /// (merged over the top-level sections). Without it the top-level
     /// `instance_id`, `room_id` and `camera` are the one camera.
     #[serde(skip_serializing)]
-    pub cameras: Vec<serde_yaml::Value>,
+    pub cameras: Vec<serde_norway::Value>,
     /// The cameras as complete single-camera configs (from `cameras`).
     #[serde(skip)]
     resolved: Vec<Config>,
@@ -83,7 +83,7 @@ pub struct Config {
 pub const MAX_CAMERAS: usize = 64;
 
 /// The keys a `cameras` entry may set.
-const CAMERA_KEYS: [&str; 9] = [
+pub const CAMERA_KEYS: [&str; 9] = [
     "zones",
     "instance_id",
     "room_id",
@@ -519,11 +519,6 @@ impl Default for DetectorConfig {
 }
 
 impl DetectorConfig {
-    /// The catalog entry named by `size`; validation guarantees it exists.
-    pub fn active_model(&self) -> Option<&ModelEntry> {
-        self.catalog.get(&self.size)
-    }
-
     /// The catalog entry `name` as a worker runs it: its backend resolved
     /// against [`DetectorConfig::backend`].
     pub fn resolved(&self, name: &str) -> Option<ModelEntry> {
@@ -877,8 +872,8 @@ impl Config {
                 "brackets nested {depth} deep; a config needs a handful, at most {MAX_FLOW_NESTING}"
             ));
         }
-        let mut config: Config = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-        let top: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let mut config: Config = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+        let top: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
         let detector_command = top
             .get("workers")
             .and_then(|w| w.get(PERSON_DETECTOR))
@@ -896,10 +891,10 @@ impl Config {
     /// without `cameras`, with the entry merged over it.
     fn resolve_cameras(
         &mut self,
-        top: &serde_yaml::Value,
+        top: &serde_norway::Value,
         detector_command: bool,
     ) -> Result<(), String> {
-        use serde_yaml::Value;
+        use serde_norway::Value;
         let mut base = top.as_mapping().cloned().unwrap_or_default();
         base.remove("cameras");
         for key in ["instance_id", "room_id", "camera"] {
@@ -917,7 +912,7 @@ impl Config {
                     "cameras[{i}]: must be a mapping with instance_id and camera"
                 ));
             };
-            let mut overlay = serde_yaml::Mapping::new();
+            let mut overlay = serde_norway::Mapping::new();
             for (k, v) in map {
                 let key = k.as_str().unwrap_or("");
                 if !CAMERA_KEYS.contains(&key) {
@@ -928,9 +923,9 @@ impl Config {
                     ));
                 }
                 if key == "max_inference_rate_hz" {
-                    let mut detector = serde_yaml::Mapping::new();
+                    let mut detector = serde_norway::Mapping::new();
                     detector.insert("max_inference_rate_hz".into(), v.clone());
-                    let mut models = serde_yaml::Mapping::new();
+                    let mut models = serde_norway::Mapping::new();
                     models.insert(PERSON_DETECTOR.into(), Value::Mapping(detector));
                     overlay.insert("models".into(), Value::Mapping(models));
                 } else {
@@ -946,8 +941,8 @@ impl Config {
             }
             let mut merged = Value::Mapping(base.clone());
             merge(&mut merged, Value::Mapping(overlay));
-            let mut camera: Config =
-                serde_yaml::from_value(merged).map_err(|e| format!("cameras[{i}] ({id}): {e}"))?;
+            let mut camera: Config = serde_norway::from_value(merged)
+                .map_err(|e| format!("cameras[{i}] ({id}): {e}"))?;
             if !detector_command {
                 camera.workers.fill_defaults();
             }
@@ -1086,9 +1081,9 @@ pub fn rtsp_url_variable(instance_id: &str) -> String {
 }
 
 /// Merges `overlay` into `base`: mappings key by key, anything else replaced.
-fn merge(base: &mut serde_yaml::Value, overlay: serde_yaml::Value) {
+fn merge(base: &mut serde_norway::Value, overlay: serde_norway::Value) {
     match (base, overlay) {
-        (serde_yaml::Value::Mapping(b), serde_yaml::Value::Mapping(o)) => {
+        (serde_norway::Value::Mapping(b), serde_norway::Value::Mapping(o)) => {
             for (k, v) in o {
                 match b.get_mut(&k) {
                     Some(existing) => merge(existing, v),

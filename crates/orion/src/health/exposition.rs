@@ -292,7 +292,7 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
         (
             "orion_worker_results_dropped_total",
             "counter",
-            "Results dropped because the collector was busy.",
+            "Results dropped because their camera's result handler was behind (or the camera had gone).",
             |w| w.metrics.results_dropped.get() as f64,
         ),
         (

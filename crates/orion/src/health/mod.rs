@@ -8,7 +8,7 @@
 
 pub mod exposition;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -16,21 +16,58 @@ use tokio::sync::mpsc;
 use crate::metrics::Metrics;
 use crate::status::{CameraWatch, StreamStatus, WorkerView};
 
-/// Every camera's metrics and the shared workers', for the HTTP server.
+/// One camera as the read side sees it: its counters and its state.
+pub type CameraEntry = (Arc<Metrics>, CameraWatch);
+
+/// Every camera's metrics and state and the shared workers', for the HTTP
+/// server. Cameras come and go while the daemon runs (a reload).
 #[derive(Debug)]
 pub struct Registry {
-    /// Each camera's counters and state.
-    pub cameras: Vec<(Arc<Metrics>, CameraWatch)>,
+    cameras: RwLock<Vec<CameraEntry>>,
     pub workers: Vec<WorkerView>,
 }
 
 impl Registry {
+    pub fn new(cameras: Vec<CameraEntry>, workers: Vec<WorkerView>) -> Self {
+        Self {
+            cameras: RwLock::new(cameras),
+            workers,
+        }
+    }
+
+    /// The cameras now, in the order they came.
+    pub fn cameras(&self) -> Vec<CameraEntry> {
+        self.cameras.read().expect("registry poisoned").clone()
+    }
+
+    pub fn add_camera(&self, camera: CameraEntry) {
+        self.cameras
+            .write()
+            .expect("registry poisoned")
+            .push(camera);
+    }
+
+    /// Lists the cameras in the order of `ids` (the config's).
+    pub fn sort_cameras(&self, ids: &[String]) {
+        self.cameras
+            .write()
+            .expect("registry poisoned")
+            .sort_by_key(|(m, _)| ids.iter().position(|id| *id == m.camera));
+    }
+
+    pub fn remove_camera(&self, instance_id: &str) {
+        self.cameras
+            .write()
+            .expect("registry poisoned")
+            .retain(|(m, _)| m.camera != instance_id);
+    }
+
     /// The daemon's report: `unhealthy` when no camera can do its job, `degraded`
     /// when one camera or more is not healthy, `healthy` otherwise. With several
     /// cameras each reason names its camera.
     pub fn report(&self) -> DaemonReport {
-        let cameras: Vec<HealthReport> = self
-            .cameras
+        let entries = self.cameras();
+        let cameras: Vec<HealthReport> = entries
             .iter()
             .map(|(m, w)| {
                 let mut r = report(m, w, &self.workers);
@@ -61,8 +98,7 @@ impl Registry {
         DaemonReport {
             status,
             reasons,
-            uptime_s: self
-                .cameras
+            uptime_s: entries
                 .first()
                 .map_or(0, |(m, _)| m.started.elapsed().as_secs()),
             cameras,
@@ -72,8 +108,9 @@ impl Registry {
 
     /// Prometheus text exposition of every camera and worker.
     pub fn render(&self) -> String {
+        let entries = self.cameras();
         let cameras: Vec<(&Metrics, &CameraWatch)> =
-            self.cameras.iter().map(|(m, w)| (m.as_ref(), w)).collect();
+            entries.iter().map(|(m, w)| (m.as_ref(), w)).collect();
         exposition::render(&cameras, &self.workers)
     }
 }
@@ -100,15 +137,34 @@ pub struct Alert {
 }
 
 /// Where components send alerts: the health topics of the cameras concerned (a
-/// camera's own stream: that camera; a shared worker: every camera). Sending
-/// never waits (a full queue drops the alert, which is also in the log).
-#[derive(Debug, Clone)]
-pub struct Alerts(pub Vec<mpsc::Sender<Alert>>);
+/// camera's own stream: that camera; a shared worker: every camera, those
+/// that come later too). Sending never waits (a full queue drops the alert,
+/// which is also in the log); a camera that has gone is forgotten.
+#[derive(Debug, Clone, Default)]
+pub struct Alerts(Arc<Mutex<Vec<mpsc::Sender<Alert>>>>);
 
 impl Alerts {
+    /// Alerts for one camera's queue.
+    pub fn to(target: mpsc::Sender<Alert>) -> Self {
+        let alerts = Self::default();
+        alerts.add(target);
+        alerts
+    }
+
+    /// Alerts go to `target` too from now on.
+    pub fn add(&self, target: mpsc::Sender<Alert>) {
+        self.targets().push(target);
+    }
+
+    fn targets(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::Sender<Alert>>> {
+        self.0.lock().expect("alert targets poisoned")
+    }
+
     pub fn send(&self, alert: Alert) {
         tracing::error!(source = alert.source, id = %alert.id, "{}", alert.message);
-        for target in &self.0 {
+        let mut targets = self.targets();
+        targets.retain(|t| !t.is_closed());
+        for target in targets.iter() {
             let _ = target.try_send(alert.clone());
         }
     }
@@ -471,13 +527,13 @@ mod tests {
             status.stream.send_modify(|s| s.up = true);
             m.stream_last_frame.touch();
         }
-        let registry = Registry {
-            cameras: cameras
+        let registry = Registry::new(
+            cameras
                 .iter()
                 .map(|(m, w, _)| (m.clone(), w.clone()))
                 .collect(),
-            workers: Vec::new(),
-        };
+            Vec::new(),
+        );
         assert_eq!(registry.report().status, Status::Healthy);
         cameras[0].2.stream.send_modify(|s| s.failed = true);
         let r = registry.report();

@@ -6,11 +6,14 @@ use std::sync::Arc;
 
 use rustls::ClientConfig;
 use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read CA file {path}: {cause}")]
     ReadCa { path: String, cause: std::io::Error },
+    #[error("CA file {path} is not valid PEM: {cause}")]
+    BadPem { path: String, cause: String },
     #[error("CA file {0} holds no PEM certificate")]
     EmptyCa(String),
     #[error("CA certificate rejected: {0}")]
@@ -31,11 +34,11 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsErr
                 path: shown.clone(),
                 cause,
             })?;
-            let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
-                .map_err(|cause| TlsError::ReadCa {
+                .map_err(|cause| TlsError::BadPem {
                     path: shown.clone(),
-                    cause,
+                    cause: cause.to_string(),
                 })?;
             if certs.is_empty() {
                 return Err(TlsError::EmptyCa(shown));

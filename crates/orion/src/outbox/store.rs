@@ -404,6 +404,15 @@ impl Outbox {
         q.update_gauge();
     }
 
+    /// `camera` leaves this run (its events stay, kept like an orphan's until
+    /// it comes back).
+    pub fn detach(&self, camera: &str) {
+        if let Some(q) = self.lock().cameras.get_mut(camera) {
+            q.metrics = None;
+            q.status = None;
+        }
+    }
+
     /// Reports `camera`'s current event flood (0: none) in its status.
     pub fn report_flood(&self, camera: &str, suppressed: u64) {
         if let Some(s) = self

@@ -1,7 +1,7 @@
 //! From boxes to care signals, per camera: the [`tracker`] follows people across
-//! results; [`zones`] are the named regions of a view; [`signals`] turns visits
+//! results; [`zones`] are the named regions of a view; [`room`] turns visits
 //! into events and occupancy.
 
-pub mod signals;
+pub mod room;
 pub mod tracker;
 pub mod zones;

@@ -16,7 +16,7 @@
 //! form cannot set it), compared in constant time. A request that carries an
 //! `Origin` (a browser's) must come from this server's own origin, token or not.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -57,7 +57,8 @@ pub struct Ui {
     pub token: Option<String>,
     pub show_video: bool,
     pub max_fps: f64,
-    pub cameras: Vec<UiCamera>,
+    /// Cameras come and go while the daemon runs (a reload).
+    cameras: RwLock<Vec<Arc<UiCamera>>>,
     pub registry: Arc<Registry>,
 }
 
@@ -209,10 +210,48 @@ impl Ui {
         }
     }
 
-    fn camera(&self, req: &Request) -> Option<&UiCamera> {
+    pub fn new(
+        token: Option<String>,
+        show_video: bool,
+        max_fps: f64,
+        registry: Arc<Registry>,
+    ) -> Self {
+        Self {
+            token,
+            show_video,
+            max_fps,
+            cameras: RwLock::new(Vec::new()),
+            registry,
+        }
+    }
+
+    pub fn add_camera(&self, camera: UiCamera) {
+        self.cameras_mut().push(Arc::new(camera));
+    }
+
+    pub fn remove_camera(&self, instance_id: &str) {
+        self.cameras_mut().retain(|c| c.instance_id != instance_id);
+    }
+
+    /// Lists the cameras in the order of `ids` (the config's).
+    pub fn sort_cameras(&self, ids: &[String]) {
+        self.cameras_mut()
+            .sort_by_key(|c| ids.iter().position(|id| *id == c.instance_id));
+    }
+
+    fn cameras(&self) -> Vec<Arc<UiCamera>> {
+        self.cameras.read().expect("ui cameras poisoned").clone()
+    }
+
+    fn cameras_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<UiCamera>>> {
+        self.cameras.write().expect("ui cameras poisoned")
+    }
+
+    fn camera(&self, req: &Request) -> Option<Arc<UiCamera>> {
+        let cameras = self.cameras();
         match req.param("camera") {
-            Some(id) => self.cameras.iter().find(|c| c.instance_id == id),
-            None => self.cameras.first(),
+            Some(id) => cameras.into_iter().find(|c| c.instance_id == id),
+            None => cameras.into_iter().next(),
         }
     }
 
@@ -224,7 +263,7 @@ impl Ui {
         }
         Ok(match (req.method.as_str(), req.path.as_str()) {
             ("POST", "/api/command") => self
-                .cameras
+                .cameras()
                 .iter()
                 .map(|c| c.max_command_bytes)
                 .max()
@@ -269,7 +308,7 @@ impl Ui {
             ("GET", "/ui/app.css") => full(200, "text/css; charset=utf-8", APP_CSS),
             ("GET", "/api/cameras") => json_response(200, &self.cameras_json()),
             ("GET", "/api/status") => match self.camera(req) {
-                Some(c) => json_response(200, &self.status_json(c).await),
+                Some(c) => json_response(200, &self.status_json(&c).await),
                 None => error(404, "no such camera"),
             },
             ("GET", "/api/live") => match self.camera(req) {
@@ -281,7 +320,7 @@ impl Ui {
                 None => error(404, "no such camera"),
             },
             ("POST", "/api/command") => match self.camera(req) {
-                Some(c) => self.command(c, req).await,
+                Some(c) => self.command(&c, req).await,
                 None => error(404, "no such camera"),
             },
             (_, "/api/command") => error(405, "control calls are POST"),
@@ -293,7 +332,7 @@ impl Ui {
         json!({
             "show_video": self.show_video,
             "max_fps": self.max_fps,
-            "cameras": self.cameras.iter().map(|c| json!({
+            "cameras": self.cameras().iter().map(|c| json!({
                 "instance_id": c.instance_id,
                 "room_id": c.room_id,
                 "width": c.width,

@@ -16,10 +16,12 @@ pub mod pool;
 pub mod process;
 pub mod supervisor;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use orion_protocol::InferenceResult;
+use tokio::sync::mpsc;
 
 use crate::framebus::Job;
 
@@ -66,7 +68,7 @@ pub fn worker_env(
     env
 }
 
-/// A result on its way to the collector, with the job it answers.
+/// A result on its way to its camera's result handler, with the job it answers.
 #[derive(Debug)]
 pub struct WorkerOutput {
     pub worker_id: Arc<str>,
@@ -78,6 +80,35 @@ pub struct WorkerOutput {
     /// When the worker started on the frame (it was taken from the frame bus then,
     /// or, when sent ahead, the worker finished the frame before it).
     pub started_at: Instant,
+}
+
+/// Where the shared workers' results go: to the camera whose frame it was (by
+/// the job's camera key), each camera's into its own queue. Cameras come and
+/// go while the workers run.
+#[derive(Clone, Default)]
+pub struct ResultRoutes(Arc<Mutex<HashMap<usize, mpsc::Sender<WorkerOutput>>>>);
+
+impl ResultRoutes {
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<usize, mpsc::Sender<WorkerOutput>>> {
+        self.0.lock().expect("result routes poisoned")
+    }
+
+    /// The results of camera `camera`'s frames go to `queue` from now on.
+    pub fn add(&self, camera: usize, queue: mpsc::Sender<WorkerOutput>) {
+        self.routes().insert(camera, queue);
+    }
+
+    pub fn remove(&self, camera: usize) {
+        self.routes().remove(&camera);
+    }
+
+    /// Hands `output` to its camera's queue; never waits. False (it is
+    /// dropped) when the queue is full (the camera is behind) or the camera
+    /// has gone.
+    pub fn try_send(&self, output: WorkerOutput) -> bool {
+        let queue = self.routes().get(&output.job.camera).cloned();
+        queue.is_some_and(|q| q.try_send(output).is_ok())
+    }
 }
 
 #[cfg(test)]

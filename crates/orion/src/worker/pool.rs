@@ -26,8 +26,9 @@ pub struct DetectorPool {
     workers: Vec<WorkerHandle>,
     /// Catalog and the active entry's name (`size`).
     detector: Mutex<DetectorConfig>,
-    /// The cameras whose frames the pool serves (instance_ids).
-    pub cameras: Vec<String>,
+    /// The cameras whose frames the pool serves (instance_ids); they come and
+    /// go while the pool runs (a reload).
+    cameras: Mutex<Vec<String>>,
     swap_timeout: Duration,
     /// Held for the length of a swap: swaps never interleave.
     swapping: tokio::sync::Mutex<()>,
@@ -43,7 +44,7 @@ impl DetectorPool {
         Self {
             workers,
             detector: Mutex::new(detector),
-            cameras,
+            cameras: Mutex::new(cameras),
             // A swap loads a model like a start does: the same time budget,
             // enforced by each worker's supervisor.
             swap_timeout: startup_timeout,
@@ -53,6 +54,36 @@ impl DetectorPool {
 
     fn detector(&self) -> std::sync::MutexGuard<'_, DetectorConfig> {
         self.detector.lock().expect("detector pool config poisoned")
+    }
+
+    /// The cameras the pool serves now.
+    pub fn cameras(&self) -> Vec<String> {
+        self.cameras
+            .lock()
+            .expect("detector pool cameras poisoned")
+            .clone()
+    }
+
+    pub fn add_camera(&self, instance_id: &str) {
+        self.cameras
+            .lock()
+            .expect("detector pool cameras poisoned")
+            .push(instance_id.to_string());
+    }
+
+    /// Lists the cameras in the order of `ids` (the config's).
+    pub fn sort_cameras(&self, ids: &[String]) {
+        self.cameras
+            .lock()
+            .expect("detector pool cameras poisoned")
+            .sort_by_key(|c| ids.iter().position(|id| id == c));
+    }
+
+    pub fn remove_camera(&self, instance_id: &str) {
+        self.cameras
+            .lock()
+            .expect("detector pool cameras poisoned")
+            .retain(|c| c != instance_id);
     }
 
     /// The catalog name of the model the pool runs.
@@ -96,7 +127,7 @@ impl DetectorPool {
             tracing::info!(
                 size,
                 workers = results.len(),
-                cameras = self.cameras.len(),
+                cameras = self.cameras().len(),
                 "model swapped"
             );
             return Ok(Swapped::Loaded(results.len()));

@@ -141,7 +141,7 @@ impl WorkerHandle {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum LifetimeError {
+enum RunError {
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error("no `ready` within {0:?}")]
@@ -156,10 +156,6 @@ enum LifetimeError {
     Fatal(String),
     #[error("no answer to command {name} within {timeout:?}; restarted with the model it had")]
     CommandTimeout { name: String, timeout: Duration },
-}
-
-enum Stop {
-    Cancelled,
 }
 
 /// A command sent to the worker and not yet answered.
@@ -179,7 +175,7 @@ struct InFlight {
 }
 
 /// State of one process lifetime.
-struct Lifetime {
+struct ProcessRun {
     process: Process,
     pending: HashMap<u64, Pending>,
     /// Oldest first; at most 1 + `WorkerSpec::prefetch`.
@@ -194,20 +190,20 @@ struct Lifetime {
     inference_type: String,
 }
 
-impl Lifetime {
+impl ProcessRun {
     /// When the earliest command must be answered.
     fn command_deadline(&self) -> Option<Instant> {
         self.pending.values().map(|p| p.deadline).min()
     }
 
     /// The error for the command whose deadline passed first.
-    fn command_timeout(&self) -> LifetimeError {
+    fn command_timeout(&self) -> RunError {
         let timeout = self
             .pending
             .values()
             .min_by_key(|p| p.deadline)
             .map_or(Duration::ZERO, |p| p.timeout);
-        LifetimeError::CommandTimeout {
+        RunError::CommandTimeout {
             name: "set_model".into(),
             timeout,
         }
@@ -221,7 +217,7 @@ impl Lifetime {
     }
 }
 
-impl Lifetime {
+impl ProcessRun {
     fn complete_front(&mut self) -> InFlight {
         let done = self
             .in_flight
@@ -239,9 +235,8 @@ pub struct Supervisor {
     /// `None` for worker types without a model catalog (their command says it all).
     pub model: Option<ModelChoice>,
     pub inbox: Inbox,
-    /// To the result collector. The collector stops when every supervisor has
-    /// dropped its sender.
-    pub results: mpsc::Sender<WorkerOutput>,
+    /// To the camera whose frame it was.
+    pub results: super::ResultRoutes,
     pub metrics: Arc<WorkerMetrics>,
     /// The worker's state; this supervisor is its one writer.
     pub status: watch::Sender<WorkerStatus>,
@@ -268,10 +263,10 @@ impl Supervisor {
             self.status
                 .send_if_modified(|s| std::mem::replace(&mut s.up, false));
             match end {
-                Ok(Stop::Cancelled) => break,
+                Ok(()) => break,
                 Err(e) => {
                     self.metrics.errors.inc();
-                    if matches!(e, LifetimeError::Hung { .. }) {
+                    if matches!(e, RunError::Hung { .. }) {
                         self.metrics.hangs.inc();
                     }
                     if started.elapsed() >= STABLE_AFTER {
@@ -314,7 +309,7 @@ impl Supervisor {
     /// Stops restarting after repeated failures: the worker is reported failed
     /// (health `degraded`, an alert on the health topic) and stays down until
     /// the daemon restarts. Waits for `cancel`, refusing requests meanwhile.
-    async fn give_up(&mut self, last: &LifetimeError, count: usize, cancel: &CancellationToken) {
+    async fn give_up(&mut self, last: &RunError, count: usize, cancel: &CancellationToken) {
         self.status.send_modify(|s| s.failed = true);
         let message = format!(
             "worker {} failed {count} times within {:?}; restarts stopped after {} restart(s) (last error: {last})",
@@ -343,7 +338,7 @@ impl Supervisor {
 
     /// How long the worker may take on the frame in flight: three intervals of
     /// that frame's camera, at least the floor (the floor alone when idle).
-    fn hang_timeout(&self, life: &Lifetime) -> Duration {
+    fn hang_timeout(&self, life: &ProcessRun) -> Duration {
         life.in_flight
             .front()
             .map_or(self.spec.hang_timeout_floor, |f| {
@@ -367,7 +362,7 @@ impl Supervisor {
         worker_id: &Arc<str>,
         next_command_id: &mut u64,
         cancel: &CancellationToken,
-    ) -> Result<Stop, LifetimeError> {
+    ) -> Result<(), RunError> {
         let spec = &self.spec;
         let model_args = self
             .model
@@ -390,19 +385,19 @@ impl Supervisor {
         let ready = tokio::select! {
             _ = cancel.cancelled() => {
                 process.stop(STOP_GRACE).await;
-                return Ok(Stop::Cancelled);
+                return Ok(());
             }
             r = tokio::time::timeout(spec.startup_timeout, process.recv()) => r,
         };
         let ready = match ready {
-            Err(_) => Err(LifetimeError::StartupTimeout(spec.startup_timeout)),
+            Err(_) => Err(RunError::StartupTimeout(spec.startup_timeout)),
             Ok(Err(e)) => Err(e.into()),
             Ok(Ok(FromWorker::Ready(r))) if r.protocol_version != PROTOCOL_VERSION => {
-                Err(LifetimeError::Version(r.protocol_version))
+                Err(RunError::Version(r.protocol_version))
             }
             Ok(Ok(FromWorker::Ready(r))) => Ok(r),
-            Ok(Ok(FromWorker::Error(e))) => Err(LifetimeError::Fatal(e.message)),
-            Ok(Ok(other)) => Err(LifetimeError::NotReady(kind(&other))),
+            Ok(Ok(FromWorker::Error(e))) => Err(RunError::Fatal(e.message)),
+            Ok(Ok(other)) => Err(RunError::NotReady(kind(&other))),
         };
         let ready = match ready {
             Ok(r) => r,
@@ -420,7 +415,7 @@ impl Supervisor {
             s.backend = backend;
         });
 
-        let mut life = Lifetime {
+        let mut life = ProcessRun {
             process,
             pending: HashMap::new(),
             in_flight: VecDeque::new(),
@@ -434,7 +429,7 @@ impl Supervisor {
         let kept = self.model.as_ref().map_or("-", |m| m.name.as_str());
         for (_, p) in life.pending.drain() {
             let why = match &result {
-                Err(LifetimeError::CommandTimeout { .. }) => format!(
+                Err(RunError::CommandTimeout { .. }) => format!(
                     "no answer within {:?}; the worker is restarted with model {kept}",
                     p.timeout
                 ),
@@ -443,7 +438,7 @@ impl Supervisor {
             let _ = p.reply.send(Err(why));
         }
         match &result {
-            Ok(Stop::Cancelled) => life.process.stop(STOP_GRACE).await,
+            Ok(()) => life.process.stop(STOP_GRACE).await,
             Err(_) => life.process.kill().await,
         }
         result
@@ -451,11 +446,11 @@ impl Supervisor {
 
     async fn serve(
         &mut self,
-        life: &mut Lifetime,
+        life: &mut ProcessRun,
         worker_id: &Arc<str>,
         next_command_id: &mut u64,
         cancel: &CancellationToken,
-    ) -> Result<Stop, LifetimeError> {
+    ) -> Result<(), RunError> {
         let capacity = 1 + self.spec.prefetch;
         loop {
             let timeout = self.hang_timeout(life);
@@ -465,7 +460,7 @@ impl Supervisor {
             let command_deadline = life.command_deadline();
             tokio::select! {
                 // A hung worker must not hold up shutdown.
-                _ = cancel.cancelled() => return Ok(Stop::Cancelled),
+                _ = cancel.cancelled() => return Ok(()),
                 // Answers, command results, errors, or the end of the process:
                 // noticed at once, whatever else is going on.
                 msg = life.process.recv() => {
@@ -500,7 +495,7 @@ impl Supervisor {
                 }
                 _ = tokio::time::sleep_until(deadline), if !life.in_flight.is_empty() => {
                     let seq = life.in_flight.front().map_or(0, |f| f.job.frame.seq);
-                    return Err(LifetimeError::Hung { seq, timeout });
+                    return Err(RunError::Hung { seq, timeout });
                 }
             }
         }
@@ -510,14 +505,14 @@ impl Supervisor {
     /// never past `cancel`: a worker that stops reading its stdin (a full pipe,
     /// an inline frame half written) is hung like one that does not answer. The
     /// stream to the worker is then broken, which is fine: the process is
-    /// replaced or stopped. `Some(Stop)` when cancelled meanwhile.
+    /// replaced or stopped. `Some(())` when cancelled meanwhile.
     async fn send_bounded(
         &mut self,
-        life: &mut Lifetime,
+        life: &mut ProcessRun,
         msg: &ToWorker<'_>,
         timeout: Duration,
         cancel: &CancellationToken,
-    ) -> Result<Option<Stop>, LifetimeError> {
+    ) -> Result<Option<()>, RunError> {
         // The frame in flight keeps its own deadline; a write has at least the
         // whole timeout from now.
         let started = Instant::now();
@@ -531,13 +526,13 @@ impl Supervisor {
         let deadline = life.extend_for_commands(deadline);
         let command_deadline = life.command_deadline();
         tokio::select! {
-            _ = cancel.cancelled() => Ok(Some(Stop::Cancelled)),
-            r = life.process.send(msg) => r.map(|()| None).map_err(LifetimeError::from),
+            _ = cancel.cancelled() => Ok(Some(())),
+            r = life.process.send(msg) => r.map(|()| None).map_err(RunError::from),
             // A write blocked by a worker busy with a command ends with it.
             _ = sleep_until(command_deadline) => Err(life.command_timeout()),
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
                 let seq = life.in_flight.front().map_or(0, |f| f.job.frame.seq);
-                Err(LifetimeError::Hung { seq, timeout })
+                Err(RunError::Hung { seq, timeout })
             }
         }
     }
@@ -545,11 +540,11 @@ impl Supervisor {
     /// Writes one frame (into a free shared-memory slot, or inline) and sends it.
     async fn send_frame(
         &mut self,
-        life: &mut Lifetime,
+        life: &mut ProcessRun,
         job: Arc<Job>,
         timeout: Duration,
         cancel: &CancellationToken,
-    ) -> Result<Option<Stop>, LifetimeError> {
+    ) -> Result<Option<()>, RunError> {
         let frame = &job.frame;
         let slot = (0..=self.spec.prefetch)
             .find(|s| life.in_flight.iter().all(|f| f.slot != *s))
@@ -588,10 +583,10 @@ impl Supervisor {
     /// Answers are matched to the oldest frame in flight (workers answer in order).
     fn handle_message(
         &mut self,
-        life: &mut Lifetime,
+        life: &mut ProcessRun,
         worker_id: &Arc<str>,
         msg: FromWorker,
-    ) -> Result<(), LifetimeError> {
+    ) -> Result<(), RunError> {
         let front_seq = life.in_flight.front().map(|f| f.job.frame.seq);
         match msg {
             FromWorker::Result(result)
@@ -655,9 +650,9 @@ impl Supervisor {
                     result,
                     started_at,
                 };
-                if self.results.try_send(output).is_err() {
+                if !self.results.try_send(output) {
                     self.metrics.results_dropped.inc();
-                    tracing::debug!("collector busy; result dropped");
+                    tracing::debug!("the camera is behind (or gone); result dropped");
                 }
                 Ok(())
             }
@@ -683,9 +678,9 @@ impl Supervisor {
     }
 
     /// Messages that are not the answer to the frame in flight.
-    fn handle_other(&mut self, life: &mut Lifetime, msg: FromWorker) -> Result<(), LifetimeError> {
+    fn handle_other(&mut self, life: &mut ProcessRun, msg: FromWorker) -> Result<(), RunError> {
         match msg {
-            FromWorker::Error(e) if e.fatal => Err(LifetimeError::Fatal(e.message)),
+            FromWorker::Error(e) if e.fatal => Err(RunError::Fatal(e.message)),
             FromWorker::Error(e) => {
                 self.metrics.errors.inc();
                 tracing::warn!(error = %e.message, "worker error");

@@ -434,7 +434,7 @@ impl Drop for Daemon {
 /// daemon has its own outbox; the default is relative to the working
 /// directory). Text that is not a YAML mapping is left as it is.
 pub fn with_outbox(config: &str, path: &Path) -> String {
-    let Ok(mut v) = serde_yaml::from_str::<serde_yaml::Value>(config) else {
+    let Ok(mut v) = serde_norway::from_str::<serde_norway::Value>(config) else {
         return config.to_string();
     };
     let Some(map) = v.as_mapping_mut() else {
@@ -442,13 +442,13 @@ pub fn with_outbox(config: &str, path: &Path) -> String {
     };
     let outbox = map
         .entry("outbox".into())
-        .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+        .or_insert_with(|| serde_norway::Value::Mapping(Default::default()));
     if let Some(o) = outbox.as_mapping_mut()
         && !o.contains_key("path")
     {
         o.insert("path".into(), path.to_string_lossy().into_owned().into());
     }
-    serde_yaml::to_string(&v).unwrap_or_else(|_| config.to_string())
+    serde_norway::to_string(&v).unwrap_or_else(|_| config.to_string())
 }
 
 /// Direct children of `pid` (all threads).
@@ -487,7 +487,7 @@ pub fn venv_python() -> String {
 
 /// The base daemon config for tests: the demo video, the real worker and model,
 /// the given broker, a free health port; `edit` adjusts it.
-pub fn config(instance: &str, broker: &str, edit: impl FnOnce(&mut serde_yaml::Value)) -> String {
+pub fn config(instance: &str, broker: &str, edit: impl FnOnce(&mut serde_norway::Value)) -> String {
     let root = repo_root();
     let text = format!(
         r#"
@@ -514,9 +514,9 @@ shutdown_timeout_s: 5
         model = model_path(),
         python = venv_python(),
     );
-    let mut v: serde_yaml::Value = serde_yaml::from_str(&text).expect("base config parses");
+    let mut v: serde_norway::Value = serde_norway::from_str(&text).expect("base config parses");
     edit(&mut v);
-    serde_yaml::to_string(&v).expect("config serializes")
+    serde_norway::to_string(&v).expect("config serializes")
 }
 
 /// Makes a visit video with `visit_video.py` (`args` after the output path:
@@ -540,8 +540,8 @@ pub fn make_video(dir: &Path, args: &[&str]) -> (std::path::PathBuf, serde_json:
 }
 
 /// Adds `name` to the detector's model catalog: an SSD entry at `path`.
-pub fn catalog_entry(c: &mut serde_yaml::Value, name: &str, path: &Path) {
-    let entry: serde_yaml::Value = serde_yaml::from_str(&format!(
+pub fn catalog_entry(c: &mut serde_norway::Value, name: &str, path: &Path) {
+    let entry: serde_norway::Value = serde_norway::from_str(&format!(
         "{{ path: {}, format: ssd }}",
         serde_json::to_string(&path.to_string_lossy()).expect("path")
     ))
@@ -551,9 +551,9 @@ pub fn catalog_entry(c: &mut serde_yaml::Value, name: &str, path: &Path) {
 
 /// Runs the scripted test worker (`tests/workers/fake_worker.py`) in `mode` as the
 /// person detector, recording its pids in `pidfile`.
-pub fn use_fake_worker(c: &mut serde_yaml::Value, mode: &str, pidfile: &Path) {
+pub fn use_fake_worker(c: &mut serde_norway::Value, mode: &str, pidfile: &Path) {
     let script = repo_root().join("crates/orion/tests/workers/fake_worker.py");
-    let cmd: Vec<serde_yaml::Value> = [
+    let cmd: Vec<serde_norway::Value> = [
         venv_python(),
         script.to_string_lossy().into_owned(),
         mode.to_string(),
@@ -565,23 +565,24 @@ pub fn use_fake_worker(c: &mut serde_yaml::Value, mode: &str, pidfile: &Path) {
     set(
         c,
         "workers.person_detector.command",
-        serde_yaml::Value::Sequence(cmd),
+        serde_norway::Value::Sequence(cmd),
     );
 }
 
 /// Sets `path` (dotted) in a YAML mapping, creating mappings on the way.
-pub fn set(v: &mut serde_yaml::Value, path: &str, value: impl Into<serde_yaml::Value>) {
+pub fn set(v: &mut serde_norway::Value, path: &str, value: impl Into<serde_norway::Value>) {
     let mut cur = v;
     let keys: Vec<&str> = path.split('.').collect();
     for key in &keys[..keys.len() - 1] {
         let map = cur.as_mapping_mut().expect("mapping");
         cur = map
-            .entry(serde_yaml::Value::from(*key))
-            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+            .entry(serde_norway::Value::from(*key))
+            .or_insert_with(|| serde_norway::Value::Mapping(Default::default()));
     }
-    cur.as_mapping_mut()
-        .expect("mapping")
-        .insert(serde_yaml::Value::from(keys[keys.len() - 1]), value.into());
+    cur.as_mapping_mut().expect("mapping").insert(
+        serde_norway::Value::from(keys[keys.len() - 1]),
+        value.into(),
+    );
 }
 
 pub fn model_path() -> String {

@@ -3,7 +3,7 @@
 //! frames, picks the crop, and publishes on the camera's port of the frame bus.
 //!
 //! It owns nothing shared: its gate, its ROI attention (shared with its control
-//! plane and the collector's auto-focus feedback) and its counters are the
+//! plane and the result handler's auto-focus feedback) and its counters are the
 //! camera's own. It never waits for a worker (a paced file waits for its own
 //! frame to be taken, never for another camera's).
 
@@ -19,7 +19,6 @@ use crate::stream::{CapturedFrame, Frame, FrameReceiver, RgbConverter};
 
 /// Reads the newest-frame slot of one camera and feeds the frame bus.
 pub struct FrameConsumer {
-    pub camera: usize,
     pub instance_id: Arc<str>,
     pub room_id: Arc<str>,
     pub gate: RateGate,
@@ -92,7 +91,7 @@ impl FrameConsumer {
         };
         let roi = self.roi.lock().expect("roi attention poisoned").process();
         let job = Job {
-            camera: self.camera,
+            camera: self.port.key(),
             instance_id: self.instance_id.clone(),
             room_id: self.room_id.clone(),
             rate_hz: *self.rate_hz.borrow(),

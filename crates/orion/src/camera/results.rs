@@ -1,13 +1,13 @@
-//! Result collector: fan-in of every worker's results (of every pool), routing to
-//! the camera the frame came from, enrichment into the published inference
-//! message (person detections get their `track_id` from the camera's tracker),
-//! hand-off to that camera's emitter, with the events and occupancy the camera's
-//! signals produce (`tracking::signals`). A tick keeps time moving for cameras
-//! without results (visits end, rooms empty, on time).
+//! One camera's results: every worker's results for this camera's frames (of
+//! every pool, routed here by `worker::ResultRoutes`), enriched into the
+//! published inference message (person detections get their `track_id` from
+//! the camera's tracker), handed to the camera's emitter with the events and
+//! occupancy its signals produce (`tracking::room`). A tick keeps time
+//! moving without results (visits end, rooms empty, on time).
 //!
-//! Owns the shape of the inference message (docs/results.md). It stops when every worker
-//! supervisor has dropped its sender (then nothing more can arrive) or on cancel.
-//! It never waits for the broker: the emitter's publish is non-blocking.
+//! Owns the shape of the inference message (docs/results.md) and the camera's
+//! Home Assistant discovery. It stops on cancel. It never waits for the
+//! broker: the emitter's publish is non-blocking.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,7 +22,7 @@ use crate::control::ZoneTable;
 use crate::metrics::Metrics;
 use crate::mqtt::emitter::EmitterHandle;
 use crate::status::MqttStatus;
-use crate::tracking::signals::{Output, Signals, Stamp};
+use crate::tracking::room::{Output, RoomTracker, Stamp};
 use crate::tracking::zones::Zone;
 use crate::worker::WorkerOutput;
 
@@ -93,7 +93,7 @@ pub struct TrackedDetection<'a> {
 }
 
 /// Where one camera's results go.
-pub struct CameraSink {
+pub struct CameraResults {
     pub instance_id: String,
     pub room_id: String,
     pub metrics: Arc<Metrics>,
@@ -103,7 +103,7 @@ pub struct CameraSink {
     /// Auto-focus feedback (from `person_detector` results) goes here.
     pub roi: Arc<Mutex<RoiAttention>>,
     /// Tracks, events and occupancy from `person_detector` results.
-    pub signals: Mutex<Signals>,
+    pub signals: Mutex<RoomTracker>,
     /// Events go here before they are published (the camera's event
     /// publisher delivers them).
     pub outbox: Arc<crate::outbox::Outbox>,
@@ -126,8 +126,8 @@ pub struct CameraSink {
     pub discovered: Mutex<(Vec<String>, u64, Vec<Vec<u8>>)>,
 }
 
-impl CameraSink {
-    fn signals(&self) -> std::sync::MutexGuard<'_, Signals> {
+impl CameraResults {
+    fn signals(&self) -> std::sync::MutexGuard<'_, RoomTracker> {
         self.signals.lock().expect("camera signals poisoned")
     }
 
@@ -220,7 +220,7 @@ impl CameraSink {
         let flood_before = rate.flooding(now);
         for event in &out.events {
             let zone = match &event.detail {
-                crate::tracking::signals::Detail::Zone { zone, .. } => Some(zone.as_str()),
+                crate::tracking::room::Detail::Zone { zone, .. } => Some(zone.as_str()),
                 _ => None,
             };
             if !rate.admit(now, event.kind, event.track_id, zone) {
@@ -266,8 +266,7 @@ impl CameraSink {
     }
 }
 
-/// The collector: one sink per camera, indexed like the daemon's camera list.
-impl ZoneTable for CameraSink {
+impl ZoneTable for CameraResults {
     fn zones(&self) -> Vec<Zone> {
         self.signals().zones().to_vec()
     }
@@ -280,22 +279,23 @@ impl ZoneTable for CameraSink {
     }
 }
 
-pub struct Collector {
-    pub cameras: Vec<Arc<CameraSink>>,
-}
-
-impl Collector {
-    pub async fn run(self, mut results: mpsc::Receiver<WorkerOutput>, cancel: CancellationToken) {
+impl CameraResults {
+    /// Handles the camera's results until `cancel` (or until no worker can
+    /// send any more); a tick keeps time moving without results.
+    pub async fn run(
+        self: Arc<Self>,
+        mut results: mpsc::Receiver<WorkerOutput>,
+        cancel: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let output = tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {
-                    let now = Stamp::now();
-                    for sink in self.cameras.iter().filter(|s| s.tracking) {
-                        let out = sink.signals().on_tick(now);
-                        sink.publish_signals(&out);
+                    if self.tracking {
+                        let out = self.signals().on_tick(Stamp::now());
+                        self.publish_signals(&out);
                     }
                     continue;
                 }
@@ -306,17 +306,11 @@ impl Collector {
             };
             self.handle(&output);
         }
-        tracing::info!("result collector stopped");
+        tracing::info!("result handler stopped");
     }
 
     fn handle(&self, o: &WorkerOutput) {
-        let Some(sink) = self.cameras.get(o.job.camera) else {
-            tracing::error!(
-                camera = o.job.camera,
-                "result for an unknown camera dropped"
-            );
-            return;
-        };
+        let sink = self;
         let frame = &o.job.frame;
         let now = Instant::now();
         let e2e = now.saturating_duration_since(frame.captured_instant);

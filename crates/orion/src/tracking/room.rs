@@ -1,4 +1,4 @@
-//! Care signals of one camera: turns its person detections into tracks (the
+//! The room of one camera (`RoomTracker`): turns its person detections into tracks (the
 //! [`Tracker`]), visits into events (`person_entered`, `person_left`,
 //! `zone_entered`, `zone_left`, `occupancy_changed`), and the tracks into
 //! occupancy with hysteresis, for the room and each zone.
@@ -14,7 +14,7 @@
 //! confirmation, or `empty_after` of results without one), so no value from
 //! before a restart is ever repeated as current.
 //!
-//! Pure logic like the tracker: it returns what to publish; the collector
+//! Pure logic like the tracker: it returns what to publish; the camera's result handler
 //! publishes it. Times come with every call (monotonic for ages, wall clock for
 //! the messages).
 
@@ -62,7 +62,7 @@ pub struct Point {
 
 /// What the tracking and occupancy of a camera are tuned with.
 #[derive(Debug, Clone)]
-pub struct SignalSettings {
+pub struct RoomSettings {
     pub tracker: TrackerSettings,
     /// No confirmed track for this long: the room is empty.
     pub empty_after: Duration,
@@ -158,12 +158,12 @@ pub struct Output {
     pub occupancy: Option<Occupancy>,
 }
 
-pub struct Signals {
+pub struct RoomTracker {
     instance_id: String,
     room_id: String,
     width: f64,
     height: f64,
-    settings: SignalSettings,
+    settings: RoomSettings,
     tracker: Tracker,
     /// Prefix of event ids (instance and start time).
     id_prefix: String,
@@ -180,13 +180,13 @@ pub struct Signals {
     zone_counts: BTreeMap<String, ZoneOccupancy>,
 }
 
-impl Signals {
+impl RoomTracker {
     pub fn new(
         instance_id: &str,
         room_id: &str,
         width: u32,
         height: u32,
-        settings: SignalSettings,
+        settings: RoomSettings,
     ) -> Self {
         let start = Stamp::now();
         let start_ms = start
@@ -493,8 +493,8 @@ impl Signals {
 mod tests {
     use super::*;
 
-    fn settings() -> SignalSettings {
-        SignalSettings {
+    fn settings() -> RoomSettings {
+        RoomSettings {
             tracker: TrackerSettings::default(),
             empty_after: Duration::from_secs(10),
             zones: Vec::new(),
@@ -522,7 +522,7 @@ mod tests {
 
     /// Feeds one result per 0.5 s from `from` s; returns every event and occupancy.
     fn feed(
-        sig: &mut Signals,
+        sig: &mut RoomTracker,
         base: Stamp,
         from: f64,
         results: &[Vec<BBox>],
@@ -545,7 +545,7 @@ mod tests {
     #[test]
     fn a_visit_is_one_entered_one_left_and_occupancy_follows_with_hysteresis() {
         let base = Stamp::now();
-        let mut sig = Signals::new("room-1", "101", 640, 480, settings());
+        let mut sig = RoomTracker::new("room-1", "101", 640, 480, settings());
         // Nobody for 3 s: still undecided (empty only after 10 s).
         let (events, occ) = feed(&mut sig, base, 0.0, &vec![vec![]; 6]);
         assert!(events.is_empty() && occ.is_empty());
@@ -594,7 +594,7 @@ mod tests {
     #[test]
     fn an_empty_room_is_decided_after_empty_after_and_two_people_count_two() {
         let base = Stamp::now();
-        let mut sig = Signals::new("room-1", "101", 640, 480, settings());
+        let mut sig = RoomTracker::new("room-1", "101", 640, 480, settings());
         let (_, occ) = feed(&mut sig, base, 0.0, &vec![vec![]; 22]);
         assert_eq!(occ.len(), 1, "decided once: {occ:?}");
         assert!(!occ[0].occupied);
@@ -614,12 +614,12 @@ mod tests {
     fn a_bed_exit_is_a_zone_left_after_min_frames_and_zones_count_in_occupancy() {
         let base = Stamp::now();
         let bed = vec![crate::tracking::zones::rect("bed", 0.0, 0.5, 0.5, 0.5)];
-        let mut sig = Signals::new(
+        let mut sig = RoomTracker::new(
             "room-1",
             "101",
             640,
             480,
-            SignalSettings {
+            RoomSettings {
                 zones: bed,
                 ..settings()
             },

@@ -1,0 +1,600 @@
+//! One camera as one unit: everything a camera owns, started by
+//! [`Camera::start`] and stopped by [`Camera::stop`].
+//!
+//! A camera owns its stream and warm-up, its MQTT connection (with its own last
+//! will), its control plane and control handler, its frame consumer (rate gate,
+//! pause, crop, its port on the frame bus: [`frames`]), its result handler
+//! (tracks, events, occupancy, Home Assistant discovery: [`results`]), its event
+//! publisher (from the outbox), its live feed and its presence. What cameras
+//! share (worker pools, the frame bus, the outbox, the registry, the UI) is
+//! built once by the orchestrator and handed in as [`Shared`]; a camera joins
+//! and leaves those, and never starts or stops them.
+//!
+//! Start-up order: stream -> warm-up -> MQTT (at most [`MQTT_CONNECT_WAIT`]) ->
+//! result handler, event publisher, control, frame consumer, presence, live
+//! feed -> `running`. Stop order: stream -> control -> tasks (frame consumer,
+//! result handler, presence, live feed) -> event publisher (after the result
+//! handler: its last events go out too) -> offline presence (or, for a camera
+//! that goes for good, nothing left behind) -> MQTT disconnect.
+
+pub mod frames;
+pub mod results;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::attention::{RateGate, RoiAttention};
+use crate::config::Config;
+use crate::control::{CameraControls, ControlPlane};
+use crate::framebus::FrameBus;
+use crate::health::{Alert, Alerts, Registry};
+use crate::live::LiveFeed;
+use crate::metrics::Metrics;
+use crate::mqtt::control::ControlHandler;
+use crate::mqtt::emitter::{BusyReplies, Emitter, EmitterHandle, EmitterSettings, retained_topics};
+use crate::mqtt::presence::{self, Identity, Presence};
+use crate::outbox::Outbox;
+use crate::outbox::publisher::EventPublisher;
+use crate::outbox::rate::EventRate;
+use crate::status::{self, CameraWatch, WorkerView};
+use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
+use crate::tracking::room::{RoomSettings, RoomTracker};
+use crate::tracking::tracker::TrackerSettings;
+use crate::ui::{Ui, UiCamera};
+use crate::worker::{DetectorPool, ResultRoutes};
+use frames::FrameConsumer;
+use results::CameraResults;
+
+/// How long a camera's start waits for its MQTT connection before going on
+/// degraded.
+pub const MQTT_CONNECT_WAIT: Duration = Duration::from_secs(5);
+/// Results waiting for a camera's result handler (beyond, the workers drop
+/// them and count).
+const RESULT_QUEUE: usize = 64;
+/// Capacity of the emitter -> control handler channel.
+const CONTROL_QUEUE: usize = 64;
+/// Capacity of a camera's alert channel (alerts are rare; a flood is cut here).
+const ALERT_QUEUE: usize = 16;
+
+/// Where the cameras' MQTT connections go.
+#[derive(Clone)]
+pub struct Broker {
+    pub host: String,
+    pub port: u16,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// What every camera uses and none owns: built once, before the cameras.
+pub struct Shared {
+    pub bus: FrameBus,
+    pub routes: ResultRoutes,
+    pub outbox: Arc<Outbox>,
+    /// The person detector pool (`None` without one: no tracks, no events).
+    pub detector: Option<Arc<DetectorPool>>,
+    pub workers: Vec<WorkerView>,
+    /// The shared workers' alerts: every camera's health topic gets them.
+    pub worker_alerts: Alerts,
+    pub registry: Arc<Registry>,
+    pub ui: Option<Arc<Ui>>,
+    pub broker: Broker,
+    /// The daemon's shutdown (the `shutdown` command triggers it; a warm-up
+    /// ends early on it).
+    pub shutdown: CancellationToken,
+}
+
+/// A running camera; [`Camera::stop`] is the one way to stop it.
+pub struct Camera {
+    pub instance_id: String,
+    /// The config it runs with (a reload compares the new one with it).
+    pub config: Config,
+    shared: Arc<Shared>,
+    /// Its key on the frame bus and in the result routes.
+    key: usize,
+    running: watch::Sender<bool>,
+    identity: Identity,
+    stream: Stream,
+    emitter: Emitter,
+    control: CancellationToken,
+    control_task: JoinHandle<()>,
+    tasks: CancellationToken,
+    task_set: TaskTracker,
+    publish: CancellationToken,
+    publisher: JoinHandle<()>,
+    results: Arc<CameraResults>,
+}
+
+/// What a camera's stop missed.
+#[derive(Debug, Default)]
+pub struct Late(pub Vec<String>);
+
+impl Camera {
+    /// Starts camera `config` (one camera's complete config); `phase` (0..1)
+    /// spreads the cameras' rate gates over a period. On an error nothing of
+    /// the camera is left running.
+    pub async fn start(config: Config, shared: Arc<Shared>, phase: f64) -> anyhow::Result<Self> {
+        let span = tracing::info_span!("camera", id = %config.instance_id);
+        Self::start_in_span(config, shared, phase)
+            .instrument(span)
+            .await
+    }
+
+    async fn start_in_span(
+        config: Config,
+        shared: Arc<Shared>,
+        phase: f64,
+    ) -> anyhow::Result<Self> {
+        let id = config.instance_id.clone();
+        let metrics = Arc::new(Metrics::for_camera(&id));
+        let (senders, watch) =
+            status::channels(Duration::from_secs_f64(config.stream.stall_timeout_s));
+        let (alerts_tx, alerts_rx) = mpsc::channel::<Alert>(ALERT_QUEUE);
+        let root = CancellationToken::new();
+        let (stream, frames) = Stream::start(
+            &config,
+            metrics.clone(),
+            senders.stream,
+            Some(Alerts::to(alerts_tx.clone())),
+            root.child_token(),
+        )
+        .with_context(|| format!("starting the stream of camera {id}"))?;
+        shared.registry.add_camera((metrics.clone(), watch.clone()));
+        shared.worker_alerts.add(alerts_tx);
+        shared.outbox.attach(&id, metrics.clone(), senders.outbox);
+        let (frames, warm, rate_hz) = warm_up(&config, frames, &metrics, &shared.shutdown).await;
+
+        let identity = Identity::new(&id, &config.room_id);
+        let settings = emitter_settings(&config, &identity, &shared.broker);
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let emitter = Emitter::start(
+            &settings,
+            metrics.clone(),
+            senders.mqtt.clone(),
+            Some(control_tx.clone()),
+            root.child_token(),
+        );
+        wait_connected(&watch, &shared.shutdown).await;
+
+        let (rate_tx, rate_rx) = watch::channel(rate_hz);
+        let parts = Parts {
+            roi: Arc::new(Mutex::new(RoiAttention::from_config(&config))),
+            tasks: root.child_token(),
+            task_set: TaskTracker::new(),
+            metrics,
+            watch,
+            emitter: emitter.handle.clone(),
+            config,
+            shared,
+        };
+        let live = parts.spawn_live(&frames);
+        let (results, publish, publisher) = parts.spawn_results(live.clone(), &settings, &root);
+        let port = parts.route_results(&results);
+        let key = port.key();
+        let controls = (senders.paused, rate_tx, warm.map(|w| w.fps_mean));
+        let plane = parts.control_plane(controls, &results);
+        let control = root.child_token();
+        let control_task = parts.spawn_control(&plane, control_rx, alerts_rx, &control);
+        parts.spawn_frames(frames, port, rate_rx, phase, &identity);
+        parts.task_set.close();
+        parts.join(control_tx, plane, &results, live);
+        senders.running.send_replace(true);
+        tracing::info!("camera running");
+        Ok(Self {
+            instance_id: id,
+            config: parts.config,
+            shared: parts.shared,
+            key,
+            running: senders.running,
+            identity,
+            stream,
+            emitter,
+            control,
+            control_task,
+            tasks: parts.tasks,
+            task_set: parts.task_set,
+            publish,
+            publisher,
+            results,
+        })
+    }
+
+    /// The camera is about to stop: readiness and presence say so at once.
+    pub fn stopping(&self) {
+        self.running.send_replace(false);
+    }
+
+    /// Stops the camera in order by `deadline`, and takes it out of what it
+    /// shares. `retire`: the camera goes away for good (a reload without it):
+    /// its retained messages (occupancy, Home Assistant discovery) are removed
+    /// instead of presence saying `offline`.
+    pub async fn stop(self, deadline: Instant, retire: bool) -> Late {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let id = &self.instance_id;
+        let mut late = Vec::new();
+        self.stopping();
+        if !self.stream.stop(left()).await {
+            late.push(format!("stream of {id}"));
+        }
+        self.control.cancel();
+        if tokio::time::timeout(left(), self.control_task)
+            .await
+            .is_err()
+        {
+            late.push(format!("control plane of {id}"));
+        }
+        self.tasks.cancel();
+        if tokio::time::timeout(left(), self.task_set.wait())
+            .await
+            .is_err()
+        {
+            late.push(format!("tasks of {id}"));
+        }
+        // After the result handler: its last events go out too (or stay queued).
+        self.publish.cancel();
+        if tokio::time::timeout(left(), self.publisher).await.is_err() {
+            late.push(format!("event publisher of {id}"));
+        }
+        // A clean exit is not a lost connection: say offline ourselves (the
+        // broker only publishes the last will when the connection dies).
+        let presence = if retire {
+            self.results.remove_retained();
+            Vec::new()
+        } else {
+            presence::offline(&self.identity, "shutdown")
+        };
+        self.emitter
+            .handle
+            .publish_retained(self.config.status_topic(), presence);
+        if !self
+            .emitter
+            .disconnect(left().min(Duration::from_secs(2)))
+            .await
+        {
+            tracing::debug!(camera = %id, "MQTT disconnect was not acknowledged");
+        }
+        let shared = &self.shared;
+        shared.bus.detach(self.key);
+        shared.routes.remove(self.key);
+        shared.registry.remove_camera(id);
+        shared.outbox.detach(id);
+        if let Some(ui) = &shared.ui {
+            ui.remove_camera(id);
+        }
+        if let Some(pool) = &shared.detector {
+            pool.remove_camera(id);
+        }
+        Late(late)
+    }
+}
+
+/// What a starting camera's components are built from.
+struct Parts {
+    config: Config,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+    watch: CameraWatch,
+    emitter: EmitterHandle,
+    roi: Arc<Mutex<RoiAttention>>,
+    /// The camera's tasks (frame consumer, result handler, presence, live
+    /// feed, discovery clean-up) and their stop.
+    tasks: CancellationToken,
+    task_set: TaskTracker,
+}
+
+impl Parts {
+    /// The live feed's encoder (when the UI is on).
+    fn spawn_live(&self, frames: &FrameReceiver) -> Option<Arc<LiveFeed>> {
+        let ui = self.shared.ui.as_ref()?;
+        let feed = LiveFeed::new(
+            &self.config.instance_id,
+            self.config.stream.width,
+            self.config.stream.height,
+            ui.show_video,
+            ui.max_fps,
+            self.metrics.clone(),
+        );
+        self.task_set
+            .spawn(feed.clone().run(frames.viewer(), self.tasks.clone()));
+        Some(feed)
+    }
+
+    /// The result handler (tracks, events, occupancy, discovery), its route
+    /// from the workers, and the event publisher (with its stop).
+    fn spawn_results(
+        &self,
+        live: Option<Arc<LiveFeed>>,
+        settings: &EmitterSettings,
+        root: &CancellationToken,
+    ) -> (Arc<CameraResults>, CancellationToken, JoinHandle<()>) {
+        let (config, id) = (&self.config, &self.config.instance_id);
+        let (occupancy_tx, occupancy_rx) = watch::channel(None);
+        let tracking = self.shared.detector.is_some();
+        let results = Arc::new(CameraResults {
+            instance_id: id.clone(),
+            room_id: config.room_id.clone(),
+            metrics: self.metrics.clone(),
+            emitter: self.emitter.clone(),
+            mqtt: self.watch.mqtt.clone(),
+            roi: self.roi.clone(),
+            signals: Mutex::new(signals(config)),
+            outbox: self.shared.outbox.clone(),
+            event_rate: Mutex::new(EventRate::new(config.outbox.max_events_per_minute)),
+            occupancy: occupancy_tx,
+            live,
+            tracking,
+            discovery: config
+                .homeassistant
+                .enabled
+                .then(|| config.homeassistant.discovery_prefix.clone()),
+            discovered: Mutex::new((Vec::new(), 0, Vec::new())),
+        });
+        let publish = root.child_token();
+        let publisher = tokio::spawn(
+            EventPublisher {
+                camera: id.clone(),
+                outbox: self.shared.outbox.clone(),
+                settings: settings.clone(),
+                occupancy: tracking.then(|| (crate::topics::occupancy(id), occupancy_rx)),
+                mqtt: self.watch.mqtt.clone(),
+                metrics: self.metrics.clone(),
+            }
+            .run(publish.clone())
+            .in_current_span(),
+        );
+        if let Some(filter) = results.device().map(|d| d.filter()) {
+            self.task_set.spawn(adopt_discovered(
+                results.clone(),
+                settings.clone(),
+                filter,
+                self.tasks.clone(),
+            ));
+        }
+        (results, publish, publisher)
+    }
+
+    /// The camera's port on the frame bus, and the route of its results from
+    /// the workers to its result handler's loop.
+    fn route_results(&self, results: &Arc<CameraResults>) -> crate::framebus::CameraPort {
+        let port = self.shared.bus.attach(|pool| self.metrics.add_group(pool));
+        let (queue, results_rx) = mpsc::channel(RESULT_QUEUE);
+        self.shared.routes.add(port.key(), queue);
+        self.task_set.spawn(
+            results
+                .clone()
+                .run(results_rx, self.tasks.clone())
+                .in_current_span(),
+        );
+        port
+    }
+
+    /// The control plane: it owns the pause state and the rate (`controls`:
+    /// their senders and the warm-up's measured fps).
+    fn control_plane(
+        &self,
+        controls: (watch::Sender<bool>, watch::Sender<f64>, Option<f64>),
+        results: &Arc<CameraResults>,
+    ) -> Arc<ControlPlane> {
+        let (paused, rate_tx, measured_fps) = controls;
+        Arc::new(ControlPlane::new(
+            self.config.clone(),
+            CameraControls {
+                metrics: self.metrics.clone(),
+                status: self.watch.clone(),
+                paused,
+                rate_tx,
+                measured_fps,
+                workers: self.shared.workers.clone(),
+                roi: self.roi.clone(),
+                zones: results.clone(),
+            },
+            self.shared.detector.clone(),
+        ))
+    }
+
+    /// The control handler: commands from MQTT and the UI, and the camera's
+    /// alerts, until `control` is cancelled.
+    fn spawn_control(
+        &self,
+        plane: &Arc<ControlPlane>,
+        commands: mpsc::Receiver<crate::command::ControlMessage>,
+        alerts: mpsc::Receiver<Alert>,
+        control: &CancellationToken,
+    ) -> JoinHandle<()> {
+        tokio::spawn(
+            ControlHandler {
+                plane: plane.clone(),
+                emitter: self.emitter.clone(),
+                metrics: self.metrics.clone(),
+                instance_id: self.config.instance_id.clone(),
+                health_topic: self.config.health_topic(),
+                max_command_bytes: self.config.mqtt.max_command_bytes,
+                shutdown: self.shared.shutdown.clone(),
+                reply_log: Mutex::new(crate::logging::RateLimit::new(Duration::from_secs(10))),
+            }
+            .run(commands, alerts, control.clone())
+            .in_current_span(),
+        )
+    }
+
+    /// The frame consumer (gate, pause, crop, onto the bus) and presence.
+    fn spawn_frames(
+        &self,
+        frames: FrameReceiver,
+        port: crate::framebus::CameraPort,
+        rate_hz: watch::Receiver<f64>,
+        phase: f64,
+        identity: &Identity,
+    ) {
+        let config = &self.config;
+        let hz = *rate_hz.borrow();
+        self.task_set.spawn(
+            FrameConsumer {
+                instance_id: Arc::from(config.instance_id.as_str()),
+                room_id: Arc::from(config.room_id.as_str()),
+                gate: RateGate::with_phase(hz, phase),
+                roi: self.roi.clone(),
+                port,
+                metrics: self.metrics.clone(),
+                width: config.stream.width,
+                height: config.stream.height,
+                rate_hz,
+                paused: self.watch.paused.clone(),
+                rgb: RgbConverter::default(),
+            }
+            .run(frames, self.tasks.clone())
+            .in_current_span(),
+        );
+        self.task_set.spawn(
+            Presence {
+                topic: config.status_topic(),
+                identity: identity.clone(),
+                status: self.watch.clone(),
+                emitter: self.emitter.clone(),
+            }
+            .run(self.tasks.clone())
+            .in_current_span(),
+        );
+    }
+
+    /// Joins the result routes, the UI and the detector pool's camera list.
+    fn join(
+        &self,
+        control: mpsc::Sender<crate::command::ControlMessage>,
+        plane: Arc<ControlPlane>,
+        results: &Arc<CameraResults>,
+        live: Option<Arc<LiveFeed>>,
+    ) {
+        let config = &self.config;
+        if let (Some(ui), Some(feed)) = (&self.shared.ui, live) {
+            ui.add_camera(UiCamera {
+                instance_id: config.instance_id.clone(),
+                room_id: config.room_id.clone(),
+                width: config.stream.width,
+                height: config.stream.height,
+                control,
+                max_command_bytes: config.mqtt.max_command_bytes,
+                plane,
+                zones: results.clone(),
+                feed,
+            });
+        }
+        if let Some(pool) = &self.shared.detector {
+            pool.add_camera(&config.instance_id);
+        }
+    }
+}
+
+/// The camera's MQTT connection: its client id, credentials, last will,
+/// control topic and presence.
+fn emitter_settings(config: &Config, identity: &Identity, broker: &Broker) -> EmitterSettings {
+    EmitterSettings {
+        client_id: config.client_id(),
+        host: broker.host.clone(),
+        port: broker.port,
+        keep_alive: Duration::from_secs(config.mqtt.keep_alive_s),
+        max_pending: config.mqtt.max_pending_publishes,
+        credentials: config
+            .mqtt
+            .username
+            .clone()
+            .map(|u| (u, config.mqtt.password.clone().unwrap_or_default())),
+        tls: broker.tls.clone(),
+        last_will: Some((
+            config.status_topic(),
+            presence::offline(identity, "connection_lost"),
+        )),
+        control_topic: Some(config.control_topic()),
+        presence: Some((config.status_topic(), identity.session.clone())),
+        busy: Some(BusyReplies {
+            topic: config.health_topic(),
+            instance_id: config.instance_id.clone(),
+            max_command_bytes: config.mqtt.max_command_bytes,
+        }),
+    }
+}
+
+/// The camera's tracks, events and occupancy, as configured.
+fn signals(config: &Config) -> RoomTracker {
+    RoomTracker::new(
+        &config.instance_id,
+        &config.room_id,
+        config.stream.width,
+        config.stream.height,
+        RoomSettings {
+            tracker: TrackerSettings {
+                min_hits: config.tracking.min_hits,
+                max_missing: Duration::from_secs_f64(config.tracking.max_missing_s),
+                max_distance: config.tracking.max_distance,
+            },
+            empty_after: Duration::from_secs_f64(config.occupancy.empty_after_s),
+            // Validated with the config.
+            zones: crate::tracking::zones::validate(&config.zones.regions).unwrap_or_default(),
+            zone_min_frames: config.zones.min_frames,
+            anchor: config.zones.anchor,
+        },
+    )
+}
+
+/// Measures the camera's real frame rate (`stream.warmup_duration_s`); the
+/// frames, the measurement and the inference rate it allows.
+async fn warm_up(
+    config: &Config,
+    mut frames: FrameReceiver,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> (FrameReceiver, Option<warmup::WarmupStats>, f64) {
+    let duration = Duration::from_secs_f64(config.stream.warmup_duration_s);
+    let configured_hz = config.models.person_detector.max_inference_rate_hz;
+    let warm = warmup::measure(&mut frames, duration, metrics, shutdown).await;
+    let rate = warmup::effective_rate(configured_hz, warm.as_ref());
+    match &warm {
+        Some(w) => tracing::info!(
+            fps_mean = format_args!("{:.2}", w.fps_mean),
+            fps_std = format_args!("{:.2}", w.fps_std),
+            frames = w.frames,
+            configured_hz,
+            effective_hz = format_args!("{rate:.2}"),
+            "warm-up done"
+        ),
+        None if !shutdown.is_cancelled() && !duration.is_zero() => tracing::warn!(
+            effective_hz = rate,
+            "no frames measured during warm-up; using the configured rate"
+        ),
+        None => {}
+    }
+    metrics.inference_rate_hz.set(rate);
+    (frames, warm, rate)
+}
+
+/// Waits at most [`MQTT_CONNECT_WAIT`] for the camera's MQTT connection (or
+/// the shutdown); without it the camera goes on degraded.
+async fn wait_connected(watch: &CameraWatch, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        connected = watch.wait_connected(MQTT_CONNECT_WAIT) => if !connected {
+            tracing::warn!("MQTT broker not reachable yet; continuing degraded, results are dropped until it is");
+        },
+    }
+}
+
+/// Reads what a previous run left retained for this camera's Home Assistant
+/// device, so that the next publication cleans up what no longer exists.
+async fn adopt_discovered(
+    results: Arc<CameraResults>,
+    settings: EmitterSettings,
+    filter: String,
+    cancel: CancellationToken,
+) {
+    let quiet = Duration::from_millis(500);
+    let read = retained_topics(&settings, &filter, quiet, MQTT_CONNECT_WAIT);
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        found = read => results.adopt_discovered(found),
+    }
+}
