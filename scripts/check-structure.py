@@ -40,8 +40,6 @@ KNOWN_LONG = {
     "mqtt/emitter.rs poll",
     "health/exposition.rs render",
     "stream/pipeline.rs build",
-    "control.rs execute",
-    "command.rs command",
     "ctl/print.rs watch_line",
     "outbox/store.rs open",
     "health/mod.rs report",

@@ -1,8 +1,9 @@
 //! The control plane of one camera: applies validated commands to its running
 //! components.
 //!
-//! Owns the camera's effective configuration (what `get_status` reports, with
-//! secrets redacted) and the decisions that need the running state: pause/resume,
+//! Holds no copy of what it changes: the effective configuration `get_status`
+//! reports (secrets redacted) is the start config with the running state read
+//! back from its owners. Owns the decisions that need the running state: pause/resume,
 //! the inference rate, ROI attention and auto-focus act on this camera alone;
 //! model swaps go to the shared detector pool (every camera it serves; the reply
 //! names them). Every
@@ -17,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::attention::RoiAttention;
 use crate::command::Command;
-use crate::config::{AutoFocusConfig, Config};
+use crate::config::{AutoFocusConfig, AutoFocusStrategy, Config};
 use crate::health;
 use crate::metrics::Metrics;
 use crate::status::{CameraWatch, WorkerView};
@@ -81,7 +82,12 @@ pub trait ZoneTable: Send + Sync {
 }
 
 pub struct ControlPlane {
-    config: Mutex<Config>,
+    /// The camera's config as it started (never changed: what commands
+    /// change lives with its owners and is read back for `get_status`).
+    config: Config,
+    /// The inference rate last asked for (the gate runs at most the stream's
+    /// measured fps of it).
+    requested_hz: Mutex<f64>,
     camera: CameraControls,
     /// The shared person detector pool; `None` when no such workers run.
     detector: Option<Arc<DetectorPool>>,
@@ -94,46 +100,24 @@ impl ControlPlane {
         detector: Option<Arc<DetectorPool>>,
     ) -> Self {
         Self {
-            config: Mutex::new(config),
+            requested_hz: Mutex::new(config.models.person_detector.max_inference_rate_hz),
+            config,
             camera,
             detector,
         }
-    }
-
-    fn config(&self) -> std::sync::MutexGuard<'_, Config> {
-        self.config.lock().expect("control config poisoned")
     }
 
     fn roi(&self) -> std::sync::MutexGuard<'_, RoiAttention> {
         self.camera.roi.lock().expect("roi attention poisoned")
     }
 
+    /// Applies `command` to the running camera: exactly one outcome; a refused
+    /// command changes nothing.
     pub async fn execute(&self, command: &Command) -> Outcome {
         match command {
             Command::GetStatus => Outcome::ok("status", self.status()),
-            Command::PauseInference => {
-                if !self
-                    .camera
-                    .paused
-                    .send_if_modified(|p| !std::mem::replace(p, true))
-                {
-                    return Outcome::fail("inference is already paused");
-                }
-                Outcome::ok(
-                    "inference paused; capture continues",
-                    json!({"paused": true}),
-                )
-            }
-            Command::ResumeInference => {
-                if !self
-                    .camera
-                    .paused
-                    .send_if_modified(|p| std::mem::replace(p, false))
-                {
-                    return Outcome::fail("inference is not paused");
-                }
-                Outcome::ok("inference resumed", json!({"paused": false}))
-            }
+            Command::PauseInference => self.pause(true),
+            Command::ResumeInference => self.pause(false),
             Command::SetInferenceRate { rate_hz } => self.set_rate(*rate_hz),
             Command::SetModelSize { size } => self.set_model(size).await,
             Command::SetAttentionRois { rois } => {
@@ -160,43 +144,7 @@ impl ControlPlane {
                 )
             }
             Command::SetAutoFocusStrategy { strategy, params } => {
-                let mut roi = self.roi();
-                let mut next = AutoFocusConfig {
-                    strategy: *strategy,
-                    ..roi.auto_focus.config().clone()
-                };
-                for (key, value) in params {
-                    match key.as_str() {
-                        "alpha" => next.alpha = *value,
-                        "velocity_threshold" => next.velocity_threshold = *value,
-                        "velocity_factor" => next.velocity_factor = *value,
-                        "max_expansion" => next.max_expansion = *value,
-                        "miss_limit"
-                            if *value >= 0.0
-                                && value.fract() == 0.0
-                                && *value <= f64::from(u32::MAX) =>
-                        {
-                            next.miss_limit = *value as u32
-                        }
-                        "miss_limit" => {
-                            return Outcome::fail(format!(
-                                "params.miss_limit {value} must be a whole number in 1..=1000"
-                            ));
-                        }
-                        _ => return Outcome::fail(format!("unknown param `{key}`")),
-                    }
-                }
-                let problems = next.problems("params");
-                if !problems.is_empty() {
-                    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                    return Outcome::fail(text.join("; "));
-                }
-                roi.auto_focus.set_strategy(next);
-                self.config().rois.auto_focus = roi.auto_focus.config().clone();
-                Outcome::ok(
-                    format!("auto-focus strategy set to {}", strategy.name()),
-                    auto_focus_json(roi.auto_focus.config()),
-                )
+                self.set_auto_focus(*strategy, params)
             }
             Command::GetAutoFocusStrategy => {
                 let roi = self.roi();
@@ -205,20 +153,8 @@ impl ControlPlane {
                     auto_focus_json(roi.auto_focus.config()),
                 )
             }
-            Command::EnableAutoFocus | Command::DisableAutoFocus => {
-                let enable = matches!(command, Command::EnableAutoFocus);
-                let mut roi = self.roi();
-                let was = roi.auto_focus.enabled();
-                roi.auto_focus.set_enabled(enable);
-                self.config().rois.auto_focus.enabled = enable;
-                let word = if enable { "enabled" } else { "disabled" };
-                let message = if was == enable {
-                    format!("auto-focus was already {word}")
-                } else {
-                    format!("auto-focus {word}")
-                };
-                Outcome::ok(message, auto_focus_json(roi.auto_focus.config()))
-            }
+            Command::EnableAutoFocus => self.enable_auto_focus(true),
+            Command::DisableAutoFocus => self.enable_auto_focus(false),
             Command::ClearAutoFocusHistory => {
                 self.roi().auto_focus.clear_history();
                 Outcome::ok("auto-focus history cleared", Value::Null)
@@ -226,16 +162,7 @@ impl ControlPlane {
             Command::GetAutoFocusStats => {
                 Outcome::ok("auto-focus stats", self.roi().auto_focus.stats())
             }
-            Command::SetZones { zones } => match crate::tracking::zones::validate(zones) {
-                Ok(valid) => {
-                    let n = valid.len();
-                    self.camera.zones.set_zones(valid);
-                    let zones = self.camera.zones.zones();
-                    self.config().zones.regions = zones_as_specs(&zones);
-                    Outcome::ok(format!("{n} zone(s) set"), json!({"zones": zones}))
-                }
-                Err(e) => Outcome::fail(e),
-            },
+            Command::SetZones { zones } => self.set_zones(zones),
             Command::GetZones => {
                 let zones = self.camera.zones.zones();
                 Outcome::ok(format!("{} zone(s)", zones.len()), json!({"zones": zones}))
@@ -243,13 +170,100 @@ impl ControlPlane {
             Command::ClearZones => {
                 let n = self.camera.zones.zones().len();
                 self.camera.zones.set_zones(Vec::new());
-                self.config().zones.regions.clear();
                 Outcome::ok(format!("{n} zone(s) cleared"), json!({"zones": []}))
             }
             Command::Shutdown => Outcome {
                 shutdown: true,
                 ..Outcome::ok("shutting down", Value::Null)
             },
+        }
+    }
+
+    fn pause(&self, pause: bool) -> Outcome {
+        if !self
+            .camera
+            .paused
+            .send_if_modified(|p| std::mem::replace(p, pause) != pause)
+        {
+            return Outcome::fail(if pause {
+                "inference is already paused"
+            } else {
+                "inference is not paused"
+            });
+        }
+        if pause {
+            Outcome::ok(
+                "inference paused; capture continues",
+                json!({"paused": true}),
+            )
+        } else {
+            Outcome::ok("inference resumed", json!({"paused": false}))
+        }
+    }
+
+    fn set_auto_focus(
+        &self,
+        strategy: AutoFocusStrategy,
+        params: &std::collections::BTreeMap<String, f64>,
+    ) -> Outcome {
+        let mut roi = self.roi();
+        let mut next = AutoFocusConfig {
+            strategy,
+            ..roi.auto_focus.config().clone()
+        };
+        for (key, value) in params {
+            match key.as_str() {
+                "alpha" => next.alpha = *value,
+                "velocity_threshold" => next.velocity_threshold = *value,
+                "velocity_factor" => next.velocity_factor = *value,
+                "max_expansion" => next.max_expansion = *value,
+                "miss_limit"
+                    if *value >= 0.0 && value.fract() == 0.0 && *value <= f64::from(u32::MAX) =>
+                {
+                    next.miss_limit = *value as u32
+                }
+                "miss_limit" => {
+                    return Outcome::fail(format!(
+                        "params.miss_limit {value} must be a whole number in 1..=1000"
+                    ));
+                }
+                _ => return Outcome::fail(format!("unknown param `{key}`")),
+            }
+        }
+        let problems = next.problems("params");
+        if !problems.is_empty() {
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Outcome::fail(text.join("; "));
+        }
+        roi.auto_focus.set_strategy(next);
+        Outcome::ok(
+            format!("auto-focus strategy set to {}", strategy.name()),
+            auto_focus_json(roi.auto_focus.config()),
+        )
+    }
+
+    fn enable_auto_focus(&self, enable: bool) -> Outcome {
+        let mut roi = self.roi();
+        let was = roi.auto_focus.enabled();
+        roi.auto_focus.set_enabled(enable);
+        let word = if enable { "enabled" } else { "disabled" };
+        let message = if was == enable {
+            format!("auto-focus was already {word}")
+        } else {
+            format!("auto-focus {word}")
+        };
+        Outcome::ok(message, auto_focus_json(roi.auto_focus.config()))
+    }
+
+    fn set_zones(&self, zones: &[ZoneSpec]) -> Outcome {
+        match crate::tracking::zones::validate(zones) {
+            Ok(valid) => {
+                let n = valid.len();
+                self.camera.zones.set_zones(valid);
+                let zones = self.camera.zones.zones();
+                Outcome::ok(format!("{n} zone(s) set"), json!({"zones": zones}))
+            }
+            Err(e) => Outcome::fail(e),
         }
     }
 
@@ -260,7 +274,7 @@ impl ControlPlane {
         };
         self.camera.rate_tx.send_replace(effective);
         self.camera.metrics.inference_rate_hz.set(effective);
-        self.config().models.person_detector.max_inference_rate_hz = rate_hz;
+        *self.requested_hz.lock().expect("requested rate poisoned") = rate_hz;
         let message = if effective < rate_hz {
             format!(
                 "inference rate set to {effective:.2} Hz (asked {rate_hz} Hz; the stream delivers {effective:.2} FPS)"
@@ -272,6 +286,21 @@ impl ControlPlane {
             message,
             json!({"requested_hz": rate_hz, "effective_hz": effective, "stream_fps": self.camera.measured_fps}),
         )
+    }
+
+    /// The config in effect: the start config with what commands changed read
+    /// back from its owners (rate, model, auto-focus, zones).
+    fn effective_config(&self) -> Config {
+        let mut config = self.config.clone();
+        config.models.person_detector.max_inference_rate_hz =
+            *self.requested_hz.lock().expect("requested rate poisoned");
+        if let Some(pool) = &self.detector {
+            // The pool's model, whichever camera swapped it.
+            config.models.person_detector.size = pool.model();
+        }
+        config.rois.auto_focus = self.roi().auto_focus.config().clone();
+        config.zones.regions = zones_as_specs(&self.camera.zones.zones());
+        config
     }
 
     async fn set_model(&self, size: &str) -> Outcome {
@@ -308,12 +337,8 @@ impl ControlPlane {
             &self.camera.status,
             &self.camera.workers,
         );
-        let config = self.config();
-        let mut effective = config.redacted_json();
-        if let Some(pool) = &self.detector {
-            // The pool's model, whichever camera swapped it.
-            effective["models"]["person_detector"]["size"] = pool.model().into();
-        }
+        let config = &self.config;
+        let effective = self.effective_config().redacted_json();
         let roi = self.roi();
         json!({
             "instance_id": config.instance_id,

@@ -33,7 +33,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 fn command_message() -> impl Strategy<Value = Value> {
     let name = prop_oneof![
-        prop::sample::select(COMMANDS.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+        prop::sample::select(COMMANDS.iter().map(|c| c.name).collect::<Vec<_>>())
             .prop_map(Value::from),
         json_value(),
     ];
@@ -88,7 +88,7 @@ proptest! {
     #[test]
     fn command_parser_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         match parse(&bytes, MAX_COMMAND) {
-            Ok(req) => prop_assert!(COMMANDS.iter().any(|(n, _)| *n == req.name)),
+            Ok(req) => prop_assert!(COMMANDS.iter().any(|c| c.name == req.name)),
             Err(rej) => prop_assert!(!rej.message.is_empty()),
         }
     }
