@@ -116,11 +116,17 @@ pub struct Late(pub Vec<String>);
 
 impl Camera {
     /// Starts camera `config` (one camera's complete config); `phase` (0..1)
-    /// spreads the cameras' rate gates over a period. On an error nothing of
-    /// the camera is left running.
-    pub async fn start(config: Config, shared: Arc<Shared>, phase: f64) -> anyhow::Result<Self> {
+    /// spreads the cameras' rate gates over a period; `hurry` cuts the warm-up
+    /// and the wait for MQTT short (the daemon stops, or another camera failed
+    /// to start). On an error nothing of the camera is left running.
+    pub async fn start(
+        config: Config,
+        shared: Arc<Shared>,
+        phase: f64,
+        hurry: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let span = tracing::info_span!("camera", id = %config.instance_id);
-        Self::start_in_span(config, shared, phase)
+        Self::start_in_span(config, shared, phase, hurry)
             .instrument(span)
             .await
     }
@@ -129,6 +135,7 @@ impl Camera {
         config: Config,
         shared: Arc<Shared>,
         phase: f64,
+        hurry: CancellationToken,
     ) -> anyhow::Result<Self> {
         let id = config.instance_id.clone();
         let metrics = Arc::new(Metrics::for_camera(&id));
@@ -147,7 +154,7 @@ impl Camera {
         shared.registry.add_camera((metrics.clone(), watch.clone()));
         shared.worker_alerts.add(alerts_tx);
         shared.outbox.attach(&id, metrics.clone(), senders.outbox);
-        let (frames, warm, rate_hz) = warm_up(&config, frames, &metrics, &shared.shutdown).await;
+        let (frames, warm, rate_hz) = warm_up(&config, frames, &metrics, &hurry).await;
 
         let identity = Identity::new(&id, &config.room_id);
         let settings = emitter_settings(&config, &identity, &shared.broker);
@@ -159,7 +166,7 @@ impl Camera {
             Some(control_tx.clone()),
             root.child_token(),
         );
-        wait_connected(&watch, &shared.shutdown).await;
+        wait_connected(&watch, &hurry).await;
 
         let (rate_tx, rate_rx) = watch::channel(rate_hz);
         let parts = Parts {
@@ -547,11 +554,11 @@ async fn warm_up(
     config: &Config,
     mut frames: FrameReceiver,
     metrics: &Metrics,
-    shutdown: &CancellationToken,
+    hurry: &CancellationToken,
 ) -> (FrameReceiver, Option<warmup::WarmupStats>, f64) {
     let duration = Duration::from_secs_f64(config.stream.warmup_duration_s);
     let configured_hz = config.models.person_detector.max_inference_rate_hz;
-    let warm = warmup::measure(&mut frames, duration, metrics, shutdown).await;
+    let warm = warmup::measure(&mut frames, duration, metrics, hurry).await;
     let rate = warmup::effective_rate(configured_hz, warm.as_ref());
     match &warm {
         Some(w) => tracing::info!(
@@ -562,7 +569,7 @@ async fn warm_up(
             effective_hz = format_args!("{rate:.2}"),
             "warm-up done"
         ),
-        None if !shutdown.is_cancelled() && !duration.is_zero() => tracing::warn!(
+        None if !hurry.is_cancelled() && !duration.is_zero() => tracing::warn!(
             effective_hz = rate,
             "no frames measured during warm-up; using the configured rate"
         ),
@@ -572,11 +579,11 @@ async fn warm_up(
     (frames, warm, rate)
 }
 
-/// Waits at most [`MQTT_CONNECT_WAIT`] for the camera's MQTT connection (or
-/// the shutdown); without it the camera goes on degraded.
-async fn wait_connected(watch: &CameraWatch, shutdown: &CancellationToken) {
+/// Waits at most [`MQTT_CONNECT_WAIT`] for the camera's MQTT connection
+/// (unless `hurry`); without it the camera goes on degraded.
+async fn wait_connected(watch: &CameraWatch, hurry: &CancellationToken) {
     tokio::select! {
-        _ = shutdown.cancelled() => {}
+        _ = hurry.cancelled() => {}
         connected = watch.wait_connected(MQTT_CONNECT_WAIT) => if !connected {
             tracing::warn!("MQTT broker not reachable yet; continuing degraded, results are dropped until it is");
         },

@@ -197,18 +197,29 @@ impl Running {
     /// (the caller stops them) and the first error is returned.
     async fn start_cameras(&mut self, cameras: Vec<(usize, Config)>) -> anyhow::Result<()> {
         let count = self.config.camera_configs().len().max(1);
+        // A failed start hurries the others (they are stopped after).
+        let hurry = self.shared.shutdown.child_token();
         let mut starting = tokio::task::JoinSet::new();
         for (i, camera) in cameras {
             let phase = i as f64 / count as f64;
-            starting.spawn(Camera::start(camera, self.shared.clone(), phase));
+            starting.spawn(Camera::start(
+                camera,
+                self.shared.clone(),
+                phase,
+                hurry.clone(),
+            ));
         }
         let mut first_error = None;
         while let Some(done) = starting.join_next().await {
             match done {
                 Ok(Ok(camera)) => self.cameras.push(camera),
-                Ok(Err(e)) => first_error = first_error.or(Some(e)),
+                Ok(Err(e)) => {
+                    hurry.cancel();
+                    first_error = first_error.or(Some(e));
+                }
                 Err(e) => {
-                    first_error = first_error.or(Some(anyhow::anyhow!("camera start failed: {e}")))
+                    hurry.cancel();
+                    first_error = first_error.or(Some(anyhow::anyhow!("camera start failed: {e}")));
                 }
             }
         }
