@@ -8,12 +8,12 @@
 //! installing the `mosquitto` package starts one on 127.0.0.1:1883), the daemon
 //! uses that broker instead and says so in one log line: the quick start then works
 //! on such a host with no extra step. Anything else listening there is an error.
+//!
+//! The broker itself is the cargo feature `embedded-broker` (on by default);
+//! built without it, the embedded address must be served by another broker.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 /// How long the probe of an address that is already in use waits for a CONNACK.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -33,6 +33,10 @@ pub enum BrokerError {
     NotABroker { addr: SocketAddr },
     #[error("cannot start the embedded MQTT broker thread: {0}")]
     Thread(std::io::Error),
+    #[error(
+        "no MQTT broker on {addr}, and this oriond was built without the embedded one (cargo feature `embedded-broker`): set mqtt.broker to `mqtt://host:port`"
+    )]
+    NotBuiltIn { addr: SocketAddr },
 }
 
 /// Which broker serves the embedded address.
@@ -111,8 +115,20 @@ fn started_here() -> &'static std::sync::Mutex<Vec<SocketAddr>> {
     STARTED.get_or_init(Default::default)
 }
 
-/// Starts the broker listening on `addr`.
+/// Without the embedded broker: only a broker already there will do.
+#[cfg(not(feature = "embedded-broker"))]
 pub fn start(addr: SocketAddr) -> Result<(), BrokerError> {
+    match std::net::TcpListener::bind(addr) {
+        Err(cause) => Err(BrokerError::Bind { addr, cause }),
+        Ok(_) => Err(BrokerError::NotBuiltIn { addr }),
+    }
+}
+
+/// Starts the broker listening on `addr`.
+#[cfg(feature = "embedded-broker")]
+pub fn start(addr: SocketAddr) -> Result<(), BrokerError> {
+    use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
     // rumqttd only logs a failed bind from inside its server thread; check first so
     // that a taken port is a clear start-up error.
     std::net::TcpListener::bind(addr).map_err(|cause| BrokerError::Bind { addr, cause })?;
@@ -143,7 +159,7 @@ pub fn start(addr: SocketAddr) -> Result<(), BrokerError> {
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },
-        v4: Some(HashMap::from([("1".to_string(), server)])),
+        v4: Some(std::collections::HashMap::from([("1".to_string(), server)])),
         ..Default::default()
     };
     std::thread::Builder::new()
