@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 failed=()
 cargo fmt --all --check || failed+=("cargo fmt --check (run cargo fmt --all)")
 cargo clippy --release --workspace --all-targets --locked -- -D warnings || failed+=("cargo clippy")
+# orionctl alone: without GStreamer, the outbox store and the embedded broker.
+cargo clippy --release --locked -p orion --no-default-features --bin orionctl -- -D warnings ||
+    failed+=("cargo clippy (orionctl without the daemon features)")
 python3 scripts/check-structure.py || failed+=("scripts/check-structure.py (layers, long functions)")
 # The integration tests mostly wait on real daemons, brokers and workers: four
 # at a time per test binary (measured: the suite in 3/4 of the time with two).

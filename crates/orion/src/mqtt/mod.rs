@@ -2,6 +2,7 @@
 //! presence, reconnection waits, TLS, and the embedded broker.
 
 pub mod broker;
+#[cfg(feature = "daemon")]
 pub mod control;
 pub mod emitter;
 pub mod presence;
