@@ -21,11 +21,14 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "crates" / "orion" / "src"
 LIMIT = 80
 CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
+# `crate::{a, b::c, ...}`, over several lines too.
+CRATE_GROUP = re.compile(r"\bcrate::\{([^}]*)\}", re.S)
 FN = re.compile(r"^\s*(pub(\([a-z]+\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?fn\s+([a-z_][a-z0-9_]*)")
 TEST_MOD = re.compile(r"^\s*#\[cfg\(test\)\]")
+TESTS_BLOCK = re.compile(r"^\s*(pub(\(crate\))?\s+)?mod tests\b")
 # The house, lowest floor first (docs/design.md draws it).
 LAYERS = [
-    ("foundation", ["logging", "backoff", "topics", "metrics", "clock"]),
+    ("foundation", ["logging", "backoff", "topics", "metrics"]),
     ("domain", ["tracking", "config", "attention", "command", "homeassistant", "status", "health"]),
     ("engines", ["stream", "framebus", "worker", "live", "control"]),
     ("transports", ["mqtt", "outbox", "http", "ui"]),
@@ -62,11 +65,13 @@ def top_module(path: Path) -> str | None:
 
 
 def without_tests(text: str) -> list[str]:
-    """The lines of a file up to its `#[cfg(test)]` module (kept at the end by
-    convention), comments blanked so a path named in prose is not an import."""
+    """The lines of a file up to its `#[cfg(test)] mod tests` (kept at the end
+    by convention), comments blanked so a path named in prose is not an
+    import. A `#[cfg(test)]` item that is not the test module is kept."""
+    source = text.splitlines()
     lines = []
-    for line in text.splitlines():
-        if TEST_MOD.match(line):
+    for i, line in enumerate(source):
+        if TEST_MOD.match(line) and any(TESTS_BLOCK.match(l) for l in source[i + 1 : i + 3]):
             break
         lines.append(re.sub(r"//.*", "", line))
     return lines
@@ -79,10 +84,11 @@ def imports() -> dict[str, set[str]]:
         if module is None:
             continue
         uses = graph.setdefault(module, set())
-        for line in without_tests(path.read_text()):
-            for target in CRATE_PATH.findall(line):
-                if target != module:
-                    uses.add(target)
+        code = "\n".join(without_tests(path.read_text()))
+        targets = CRATE_PATH.findall(code)
+        for group in CRATE_GROUP.findall(code):
+            targets += [item.strip().split("::")[0] for item in group.split(",") if item.strip()]
+        uses.update(t for t in targets if t != module and t not in ("self", "super"))
     for uses in graph.values():
         uses &= graph.keys()
     return graph

@@ -1,5 +1,6 @@
-//! Control commands: parsing and validation of what arrives on
-//! `care/control/{instance_id}`, and the shape of the reply.
+//! Control commands, transport-neutral: parsing and validation of a command
+//! message (from MQTT's `care/control/{instance_id}`, the UI or orionctl), and
+//! the shape of the reply.
 //!
 //! Pure functions, no I/O. Anything that is not a well-formed, in-range command
 //! becomes a [`Rejection`] whose message says what was wrong and what is allowed;

@@ -69,7 +69,7 @@ pub struct CameraControls {
     pub roi: Arc<Mutex<RoiAttention>>,
     /// The shared workers that serve this camera (their state, for `get_status`).
     pub workers: Vec<WorkerView>,
-    /// The camera's zones (they live with its signals, in its result sink).
+    /// The camera's zones (they live with its room tracker, in its result handler).
     pub zones: Arc<dyn ZoneTable>,
 }
 
@@ -317,7 +317,17 @@ impl ControlPlane {
         } else {
             String::new()
         };
-        match pool.set_model(size).await {
+        // The swap runs to its end in a task of its own: a camera stopped
+        // meanwhile (a reload) must not cut short the swap of a pool that
+        // serves the others.
+        let swap = {
+            let (pool, size) = (pool.clone(), size.to_string());
+            tokio::spawn(async move { pool.set_model(&size).await })
+        };
+        let swapped = swap
+            .await
+            .unwrap_or_else(|e| Err(format!("the model swap failed: {e}")));
+        match swapped {
             Ok(Swapped::AlreadyActive) => Outcome::ok(
                 format!("model {size} is already active"),
                 json!({"size": size, "cameras": cameras}),

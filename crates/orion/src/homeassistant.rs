@@ -3,7 +3,7 @@
 //! state read from the retained occupancy topic and their availability from the
 //! presence topic (so a dead daemon shows as unavailable through its last will).
 //!
-//! Builds topics and payloads only; the camera's result sink publishes them. It
+//! Builds topics and payloads only; the camera's result handler publishes them. It
 //! never invents state: every entity reads a topic the daemon already publishes.
 //! Ids cannot collide: zone names (and a daemon's instance ids) that are the
 //! same as identifiers are refused when they are set.

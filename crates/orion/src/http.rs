@@ -352,6 +352,7 @@ async fn live(
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = feed.closed() => break,
             r = viewer.frames.changed() => {
                 if r.is_err() {
                     break;

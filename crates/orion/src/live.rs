@@ -46,6 +46,8 @@ pub struct LiveFeed {
     viewers: watch::Sender<usize>,
     latest: watch::Sender<Option<Arc<LiveFrame>>>,
     results: broadcast::Sender<Arc<str>>,
+    /// Cancelled when the camera stops: its viewers' streams end.
+    closed: CancellationToken,
 }
 
 /// One viewer: counted while it lives.
@@ -84,6 +86,7 @@ impl LiveFeed {
             viewers: watch::channel(0).0,
             latest: watch::channel(None).0,
             results: broadcast::channel(RESULTS_KEPT).0,
+            closed: CancellationToken::new(),
         })
     }
 
@@ -102,6 +105,16 @@ impl LiveFeed {
         self.viewers.send_modify(|n| *n += 1);
         self.metrics.ui_viewers.set(*self.viewers.borrow() as f64);
         viewer
+    }
+
+    /// The camera stops: every viewer's stream ends.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Resolves once the camera has stopped.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await;
     }
 
     /// A result message (JSON) of this camera, for the viewers if any.

@@ -11,8 +11,9 @@
 //! anything itself and never blocks a publisher (a `watch` keeps only the newest
 //! value).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -31,6 +32,61 @@ pub struct StreamStatus {
     pub last_error: Option<String>,
     /// A first run ended: the stream is reconnecting, not starting, while down.
     pub retrying: bool,
+}
+
+/// The frames a camera's stream delivered, as its supervisor counts them (its
+/// one writer): sequence numbers, progress and silence are decided from here,
+/// never from the metrics (which count the same frames for operators).
+#[derive(Debug)]
+pub struct FrameClock {
+    /// Sequence number of the newest frame (the first is 1; never reset).
+    seq: AtomicU64,
+    /// When the newest frame came.
+    last: Mutex<Option<Instant>>,
+    /// When the camera was set up: silence counts from here before any frame.
+    since: Instant,
+}
+
+impl Default for FrameClock {
+    fn default() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            last: Mutex::new(None),
+            since: Instant::now(),
+        }
+    }
+}
+
+impl FrameClock {
+    /// Counts a new frame; its sequence number.
+    pub fn next(&self) -> u64 {
+        *self.last.lock().expect("frame clock poisoned") = Some(Instant::now());
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Frames so far.
+    pub fn count(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// Since the newest frame (`None` before the first).
+    pub fn age(&self) -> Option<Duration> {
+        self.last
+            .lock()
+            .expect("frame clock poisoned")
+            .map(|t| t.elapsed())
+    }
+
+    /// How long no frame came: since the newest, or since the start.
+    pub fn silent_for(&self) -> Duration {
+        self.age().unwrap_or_else(|| self.since.elapsed())
+    }
+}
+
+/// What a stream supervisor publishes: its status and its frame count.
+pub struct StreamOwner {
+    pub status: watch::Sender<StreamStatus>,
+    pub frames: Arc<FrameClock>,
 }
 
 /// What the MQTT emitter says about its connection.
@@ -67,6 +123,8 @@ pub struct WorkerStatus {
     pub ever_up: bool,
     /// Restarts stopped after repeated failures.
     pub failed: bool,
+    /// Its process was restarted at least once (down now: restarting).
+    pub restarted: bool,
     /// The runtime the worker runs its model on (`openvino:CPU`, ...), as it
     /// said in `ready` and its results.
     pub backend: Option<String>,
@@ -105,6 +163,8 @@ pub struct CameraStatus {
     pub paused: watch::Sender<bool>,
     pub running: watch::Sender<bool>,
     pub outbox: watch::Sender<OutboxStatus>,
+    /// The stream supervisor's frame count (it writes, everyone reads).
+    pub frames: Arc<FrameClock>,
 }
 
 /// The reading side: everything that reports on a camera holds one (cheap to clone).
@@ -115,6 +175,8 @@ pub struct CameraWatch {
     pub paused: watch::Receiver<bool>,
     pub running: watch::Receiver<bool>,
     pub outbox: watch::Receiver<OutboxStatus>,
+    /// The frames the stream delivered.
+    pub frames: Arc<FrameClock>,
     /// `stream.stall_timeout_s`: a stream silent for longer is stalled and the
     /// camera not ready (a fact of its config, fixed while it runs).
     pub stall_timeout: Duration,
@@ -127,6 +189,7 @@ pub fn channels(stall_timeout: Duration) -> (CameraStatus, CameraWatch) {
     let (paused, paused_rx) = watch::channel(false);
     let (running, running_rx) = watch::channel(false);
     let (outbox, outbox_rx) = watch::channel(OutboxStatus::default());
+    let frames = Arc::new(FrameClock::default());
     (
         CameraStatus {
             stream,
@@ -134,6 +197,7 @@ pub fn channels(stall_timeout: Duration) -> (CameraStatus, CameraWatch) {
             paused,
             running,
             outbox,
+            frames: frames.clone(),
         },
         CameraWatch {
             stream: stream_rx,
@@ -141,6 +205,7 @@ pub fn channels(stall_timeout: Duration) -> (CameraStatus, CameraWatch) {
             paused: paused_rx,
             running: running_rx,
             outbox: outbox_rx,
+            frames,
             stall_timeout,
         },
     )

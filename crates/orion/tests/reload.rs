@@ -118,6 +118,26 @@ fn a_reload_restarts_only_the_cameras_it_changes() {
     });
     assert_eq!(last["hup-a"]["session"], before["hup-a"]["session"]);
     assert_eq!(last["hup-c"]["state"], "online");
+    // hup-b left nothing behind: not in health, metrics or the shared pool.
+    let (_, body) = daemon.http_get("/readiness").expect("readiness");
+    let health: Value = serde_json::from_str(&body).expect("JSON");
+    let listed: Vec<&str> = health["cameras"]
+        .as_array()
+        .expect("cameras")
+        .iter()
+        .filter_map(|c| c["instance_id"].as_str())
+        .collect();
+    assert_eq!(listed, ["hup-a", "hup-c"], "{body}");
+    let (_, metrics) = daemon.http_get("/metrics").expect("metrics");
+    assert!(!metrics.contains("camera=\"hup-b\""), "{metrics}");
+    assert!(metrics.contains("orion_frames_captured_total{camera=\"hup-c\"}"));
+    let replies = Subscriber::connect(broker.port, "care/health/hup-a");
+    let status = replies.command("hup-a", serde_json::json!({"command": "get_status"}));
+    assert_eq!(
+        status["data"]["inference"]["shared_with"],
+        serde_json::json!(["hup-a", "hup-c"]),
+        "{status}"
+    );
     assert!(common::alive(daemon.pid()));
     // The same worker process: the pools were not restarted.
     assert_eq!(common::children_of(daemon.pid()), workers);

@@ -6,8 +6,9 @@
 //! ```
 //!
 //! Signals: SIGTERM / SIGINT shut down in order (a second one exits at once);
-//! SIGHUP re-reads the config file and, when it is valid, restarts every
-//! component in order with it (an invalid file is reported and changes nothing).
+//! SIGHUP re-reads the config file and, when it is valid, restarts only the
+//! cameras it changes, or every component in order when it changes what they
+//! share (an invalid file is reported and changes nothing).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -43,7 +43,7 @@ use crate::mqtt::presence::{self, Identity, Presence};
 use crate::outbox::Outbox;
 use crate::outbox::publisher::EventPublisher;
 use crate::outbox::rate::EventRate;
-use crate::status::{self, CameraWatch, WorkerView};
+use crate::status::{self, CameraWatch, StreamOwner, WorkerView};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
 use crate::tracking::room::{RoomSettings, RoomTracker};
 use crate::tracking::tracker::TrackerSettings;
@@ -87,6 +87,22 @@ pub struct Shared {
     /// The daemon's shutdown (the `shutdown` command triggers it; a warm-up
     /// ends early on it).
     pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// A camera joins what reports on it: the registry (health, metrics), the
+    /// workers' alerts, the outbox.
+    fn join(
+        &self,
+        metrics: &Arc<Metrics>,
+        watch: &CameraWatch,
+        alerts: mpsc::Sender<Alert>,
+        outbox: watch::Sender<crate::status::OutboxStatus>,
+    ) {
+        self.registry.add_camera((metrics.clone(), watch.clone()));
+        self.worker_alerts.add(alerts);
+        self.outbox.attach(&metrics.camera, metrics.clone(), outbox);
+    }
 }
 
 /// A running camera; [`Camera::stop`] is the one way to stop it.
@@ -146,14 +162,15 @@ impl Camera {
         let (stream, frames) = Stream::start(
             &config,
             metrics.clone(),
-            senders.stream,
+            StreamOwner {
+                status: senders.stream,
+                frames: senders.frames,
+            },
             Some(Alerts::to(alerts_tx.clone())),
             root.child_token(),
         )
         .with_context(|| format!("starting the stream of camera {id}"))?;
-        shared.registry.add_camera((metrics.clone(), watch.clone()));
-        shared.worker_alerts.add(alerts_tx);
-        shared.outbox.attach(&id, metrics.clone(), senders.outbox);
+        shared.join(&metrics, &watch, alerts_tx, senders.outbox);
         let (frames, warm, rate_hz) = warm_up(&config, frames, &metrics, &hurry).await;
 
         let identity = Identity::new(&id, &config.room_id);
@@ -264,6 +281,9 @@ impl Camera {
             .await
         {
             tracing::debug!(camera = %id, "MQTT disconnect was not acknowledged");
+        }
+        if let Some(feed) = &self.results.live {
+            feed.close();
         }
         let shared = &self.shared;
         shared.bus.detach(self.key);

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::status::{CameraWatch, StreamStatus, WorkerView};
+use crate::status::{CameraWatch, FrameClock, StreamStatus, WorkerView};
 
 /// One camera as the read side sees it: its counters and its state.
 pub type CameraEntry = (Arc<Metrics>, CameraWatch);
@@ -197,6 +197,10 @@ pub struct WorkerReport {
     pub hangs: u64,
     /// Restarts stopped after repeated failures.
     pub failed: bool,
+    /// Restarted at least once (state, not the counter above): down now
+    /// means restarting.
+    #[serde(skip)]
+    pub restarted: bool,
     /// Said `ready` at least once (before that, a worker not up is starting).
     #[serde(skip)]
     pub ever_up: bool,
@@ -262,11 +266,8 @@ pub fn report(m: &Metrics, w: &CameraWatch, workers: &[WorkerView]) -> HealthRep
     } else {
         let mut unhealthy = false;
         let stall = w.stall_timeout;
-        // No frame ever counts from the start of the daemon.
-        let silent = m
-            .stream_last_frame
-            .age()
-            .unwrap_or_else(|| m.started.elapsed());
+        // No frame ever counts from the start of the camera.
+        let silent = w.frames.silent_for();
         let why = stream
             .last_error
             .as_ref()
@@ -310,7 +311,7 @@ pub fn report(m: &Metrics, w: &CameraWatch, workers: &[WorkerView]) -> HealthRep
         for w in workers.iter().filter(|w| !w.up) {
             if w.failed {
                 reasons.push(format!("worker {} failed (restarts stopped)", w.id));
-            } else if w.restarts > 0 || w.ever_up {
+            } else if w.restarted || w.ever_up {
                 reasons.push(format!("worker {} down (restarting)", w.id));
             } else {
                 reasons.push(format!("worker {} starting", w.id));
@@ -332,7 +333,7 @@ pub fn report(m: &Metrics, w: &CameraWatch, workers: &[WorkerView]) -> HealthRep
         status,
         reasons,
         uptime_s: m.started.elapsed().as_secs(),
-        stream: stream_report(m, &stream),
+        stream: stream_report(m, &stream, &w.frames),
         mqtt_connected: mqtt.connected,
         frame_bus: m
             .groups()
@@ -360,14 +361,15 @@ fn worker_report(view: &WorkerView) -> WorkerReport {
         hangs: w.hangs.get(),
         failed: status.failed,
         ever_up: status.ever_up,
+        restarted: status.restarted,
         avg_latency_ms: w.latency.mean().map(|d| d.as_secs_f64() * 1e3),
         backend: status.backend,
         last_seen_ms: Some(w.last_seen.get_ms()).filter(|ms| *ms > 0),
     }
 }
 
-fn stream_report(m: &Metrics, s: &StreamStatus) -> StreamReport {
-    let age = m.stream_last_frame.age();
+fn stream_report(m: &Metrics, s: &StreamStatus, frames: &FrameClock) -> StreamReport {
+    let age = frames.age();
     let fresh = age.is_some_and(|a| a < std::time::Duration::from_secs(2));
     StreamReport {
         connected: s.up,
@@ -393,7 +395,7 @@ mod tests {
         let (status, w) = channels(std::time::Duration::from_secs(10));
         status.running.send_replace(true);
         status.stream.send_modify(|s| s.up = true);
-        m.stream_last_frame.touch();
+        status.frames.next();
         status.mqtt.send_modify(|s| s.connected = true);
         (m, status, w)
     }
@@ -507,7 +509,7 @@ mod tests {
             s.up = true;
             s.last_error = None;
         });
-        m.stream_last_frame.touch();
+        status.frames.next();
         status.mqtt.send_modify(|s| s.connected = false);
         assert_eq!(report(&m, &w).status, Status::Degraded);
     }
@@ -523,9 +525,9 @@ mod tests {
                 (Arc::new(Metrics::for_camera(id)), w, status)
             })
             .collect();
-        for (m, _, status) in &cameras {
+        for (_, _, status) in &cameras {
             status.stream.send_modify(|s| s.up = true);
-            m.stream_last_frame.touch();
+            status.frames.next();
         }
         let registry = Registry::new(
             cameras

@@ -1,6 +1,7 @@
-//! MQTT emitter: the daemon's one broker connection. Publishes results, replies
-//! and presence without ever blocking the data path, and hands incoming control
-//! messages to the control handler.
+//! MQTT emitter: one camera's broker connection (each camera has its own, with
+//! its own last will; its events go over its event publisher's). Publishes
+//! results, replies and presence without ever blocking the data path, and hands
+//! incoming control messages to the control handler.
 //!
 //! Owns the rumqttc client and its event loop, which runs in its own task and only
 //! polls: it tracks the connection, (re)subscribes to the control topic after every

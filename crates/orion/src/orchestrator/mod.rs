@@ -117,10 +117,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         task_set: TaskTracker::new(),
     };
     let cameras = config.camera_configs();
-    if let Err(e) = running
-        .start_cameras(cameras.into_iter().enumerate().collect())
-        .await
-    {
+    let all = cameras.into_iter().enumerate().collect();
+    if let Err(e) = running.start_cameras(all, true).await {
         running.stop().await;
         return Err(e);
     }
@@ -148,6 +146,9 @@ async fn prepare(config: &Config) -> anyhow::Result<(Arc<Outbox>, Broker, Option
     };
     let model = detector_model(config)?;
     let outbox = Arc::new(Outbox::open(&config.outbox)?);
+    outbox
+        .start_writer()
+        .context("starting the outbox writer thread")?;
     Ok((outbox, Broker { host, port, tls }, model))
 }
 
@@ -193,11 +194,16 @@ impl Running {
     }
 
     /// Starts `cameras` (each with its position among the config's cameras)
-    /// at once; on an error the ones that started stay in `self.cameras`
-    /// (the caller stops them) and the first error is returned.
-    async fn start_cameras(&mut self, cameras: Vec<(usize, Config)>) -> anyhow::Result<()> {
+    /// at once; on an error the ones that started stay in `self.cameras` and
+    /// the first error is returned. `hurry_on_error`: the caller stops them
+    /// then, so a failed start cuts the others' warm-up short.
+    async fn start_cameras(
+        &mut self,
+        cameras: Vec<(usize, Config)>,
+        hurry_on_error: bool,
+    ) -> anyhow::Result<()> {
         let count = self.config.camera_configs().len().max(1);
-        // A failed start hurries the others (they are stopped after).
+        // A failed start hurries the others when they are stopped after.
         let hurry = self.shared.shutdown.child_token();
         let mut starting = tokio::task::JoinSet::new();
         for (i, camera) in cameras {
@@ -214,11 +220,15 @@ impl Running {
             match done {
                 Ok(Ok(camera)) => self.cameras.push(camera),
                 Ok(Err(e)) => {
-                    hurry.cancel();
+                    if hurry_on_error {
+                        hurry.cancel();
+                    }
                     first_error = first_error.or(Some(e));
                 }
                 Err(e) => {
-                    hurry.cancel();
+                    if hurry_on_error {
+                        hurry.cancel();
+                    }
                     first_error = first_error.or(Some(anyhow::anyhow!("camera start failed: {e}")));
                 }
             }
@@ -290,8 +300,9 @@ impl Running {
             stopping.spawn(c.stop(deadline, retire));
         }
         while let Some(done) = stopping.join_next().await {
-            if let Ok(late) = done {
-                report.late.extend(late.0);
+            match done {
+                Ok(late) => report.late.extend(late.0),
+                Err(e) => report.late.push(format!("a camera's stop failed: {e}")),
             }
         }
         self.tasks.cancel();

@@ -29,7 +29,10 @@ pub enum Plan {
 
 /// Compares the running config with the new one.
 pub fn plan(old: &Config, new: &Config) -> Plan {
-    if shared_part(old) != shared_part(new) || Fit::of(old) != Fit::of(new) {
+    let (fit, next_fit) = (Fit::of(old), Fit::of(new));
+    // Larger frames than the workers' shared memory holds, or pacing changed.
+    let pools_fit = next_fit.frame_bytes <= fit.frame_bytes && next_fit.paced == fit.paced;
+    if shared_part(old) != shared_part(new) || !pools_fit {
         return Plan::Everything;
     }
     let (old_cameras, new_cameras) = (old.camera_configs(), new.camera_configs());
@@ -92,14 +95,21 @@ impl Running {
     /// is left stopped and named in the error; the others run on.
     pub async fn reload(&mut self, next: Config) -> Result<anyhow::Result<()>, Box<Config>> {
         let Plan::Cameras {
-            keep,
+            mut keep,
             restart,
-            start,
+            mut start,
             stop,
         } = plan(&self.config, &next)
         else {
             return Err(Box::new(next));
         };
+        // A camera that failed to start at an earlier reload is not running:
+        // the same config starts it again.
+        let running = self.cameras();
+        let (kept, not_running): (Vec<String>, Vec<String>) =
+            keep.into_iter().partition(|id| running.contains(id));
+        keep = kept;
+        start.extend(not_running);
         tracing::info!(
             ?keep,
             ?restart,
@@ -119,10 +129,12 @@ impl Running {
             stopping.spawn(camera.stop(deadline, retire));
         }
         while let Some(done) = stopping.join_next().await {
-            if let Ok(late) = done
-                && !late.0.is_empty()
-            {
-                tracing::warn!(late = ?late.0, "reload: stopping a camera missed its deadline");
+            match done {
+                Ok(late) if late.0.is_empty() => {}
+                Ok(late) => {
+                    tracing::warn!(late = ?late.0, "reload: stopping a camera missed its deadline")
+                }
+                Err(e) => tracing::error!(error = %e, "reload: a camera's stop failed"),
             }
         }
         self.config = next;
@@ -133,7 +145,8 @@ impl Running {
             .enumerate()
             .filter(|(_, c)| restart.contains(&c.instance_id) || start.contains(&c.instance_id))
             .collect();
-        Ok(self.start_cameras(starting).await)
+        // A camera that fails to start does not hurry the others: they run on.
+        Ok(self.start_cameras(starting, false).await)
     }
 }
 

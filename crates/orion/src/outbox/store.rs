@@ -73,6 +73,12 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+/// An event appended and not yet written.
+pub(super) struct Pending {
+    pub(super) camera: String,
+    pub(super) record: Record,
+}
+
 /// What a clean close leaves for the next open to check.
 #[derive(Debug, Serialize, Deserialize)]
 struct CleanMarker {
@@ -177,6 +183,9 @@ pub enum Recovery {
 /// The daemon's outbox. Cheap to share (`Arc`).
 pub struct Outbox {
     inner: Mutex<Inner>,
+    /// Events appended and not yet written, for the writer thread
+    /// ([`Outbox::start_writer`]); without it appends are written at once.
+    queue: super::writer::Queue,
     /// One heal at a time (the keeper's, or the last one at close).
     healing: Mutex<()>,
     settings: OutboxConfig,
@@ -379,6 +388,7 @@ impl Outbox {
         }
         Ok(Self {
             inner: Mutex::new(inner),
+            queue: super::writer::Queue::default(),
             healing: Mutex::new(()),
             settings: settings.clone(),
             recovery,
@@ -387,6 +397,10 @@ impl Outbox {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("outbox poisoned")
+    }
+
+    pub(super) fn queue(&self) -> &super::writer::Queue {
+        &self.queue
     }
 
     /// Registers a camera of this run: its metrics and status, and reports
@@ -447,46 +461,78 @@ impl Outbox {
 
     /// Stores an event for `camera` (on disk, or in memory if the disk refuses
     /// it), drops the oldest events beyond the bounds, and wakes the camera's
-    /// publisher. Never fails.
+    /// publisher. Never fails. With the writer running it only queues the
+    /// event; without it the event is written and synced before this returns.
     pub fn append(&self, camera: &str, topic: String, payload: Vec<u8>) {
-        let record = Record {
-            topic,
-            produced_ms: now_ms(),
-            payload,
+        let event = Pending {
+            camera: camera.to_string(),
+            record: Record {
+                topic,
+                produced_ms: now_ms(),
+                payload,
+            },
         };
+        if let Some(event) = self.queue.push(event) {
+            for notify in self.write_batch(vec![event], &[]) {
+                notify.notify_one();
+            }
+        }
+    }
+
+    /// Writes `batch` in order with one sync (group commit), then indexes it,
+    /// drops the oldest events beyond the bounds and wakes the publishers.
+    /// `dropped`: the cameras of queued events the writer's queue let go.
+    /// Returns the publishers to wake (once the events are no longer counted
+    /// as queued).
+    #[must_use]
+    pub(super) fn write_batch(&self, batch: Vec<Pending>, dropped: &[String]) -> Vec<Arc<Notify>> {
         let mut inner = self.lock();
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        let (bytes, held) = match rmp_serde::to_vec(&record) {
-            Ok(encoded) => {
-                let bytes = encoded.len() as u64;
-                match inner.write(&key(camera, seq), encoded, self.settings.fsync) {
-                    Ok(()) => (bytes, None),
-                    Err(()) => (bytes, Some(Arc::new(record))),
+        if !dropped.is_empty() {
+            tracing::error!(
+                events = dropped.len(),
+                "outbox: the disk is too slow for the events; the oldest queued ones were dropped"
+            );
+        }
+        for camera in dropped {
+            if let Some(q) = inner.cameras.get(camera) {
+                q.count_dropped(1);
+            }
+        }
+        let mut written = Vec::with_capacity(batch.len());
+        for Pending { camera, record } in batch {
+            let seq = inner.next_seq;
+            inner.next_seq += 1;
+            match rmp_serde::to_vec(&record) {
+                Ok(encoded) => {
+                    let bytes = encoded.len() as u64;
+                    let on_disk = inner.insert(&key(&camera, seq), encoded).is_ok();
+                    written.push((camera, seq, bytes, on_disk, record));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox: cannot encode an event; it is dropped");
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "outbox: cannot encode an event; it is dropped");
-                return;
-            }
-        };
-        if held.is_some() {
-            inner.held += 1;
-            inner.held_bytes += bytes;
         }
-        let q = inner
-            .cameras
-            .entry(camera.to_string())
-            .or_insert_with(CameraQueue::new);
-        q.entries.push_back(Entry { seq, bytes, held });
-        q.update_gauge();
-        let notify = q.notify.clone();
-        inner.count += 1;
-        inner.bytes += bytes;
+        let synced = written.is_empty() || inner.persist(self.settings.fsync).is_ok();
+        let mut woken = Vec::new();
+        for (camera, seq, bytes, on_disk, record) in written {
+            // A batch whose sync failed is held in memory, all of it.
+            let held = (!on_disk || !synced).then(|| Arc::new(record));
+            if held.is_some() {
+                inner.held += 1;
+                inner.held_bytes += bytes;
+            }
+            let q = inner.cameras.entry(camera).or_insert_with(CameraQueue::new);
+            q.entries.push_back(Entry { seq, bytes, held });
+            q.update_gauge();
+            woken.push(q.notify.clone());
+            inner.count += 1;
+            inner.bytes += bytes;
+        }
         inner.enforce_bounds(&self.settings);
         drop(inner);
-        notify.notify_one();
         self.wait_for_flushes();
+        woken
     }
 
     /// Backpressure (without the lock): while fjall holds more than
@@ -574,6 +620,11 @@ impl Outbox {
 
     /// Whether `camera` has events after sequence `after` (any with `None`).
     pub fn waiting_after(&self, camera: &str, after: Option<u64>) -> bool {
+        // Queued for the writer: not in the index yet, but older than anything
+        // that comes after.
+        if self.queue.holds(camera) {
+            return true;
+        }
         self.lock().cameras.get(camera).is_some_and(|q| {
             q.entries
                 .back()
@@ -645,6 +696,7 @@ impl Outbox {
     /// one more try to write back what is held in memory. What is still held
     /// then is lost (logged).
     pub fn close(&self) {
+        self.stop_writer();
         if self.failing() {
             self.heal();
         }
@@ -728,7 +780,21 @@ impl Inner {
     /// Writes an event to disk; on failure records why (health) and logs.
     /// While the disk is failing nothing is written (held events would
     /// otherwise be overtaken on disk by newer ones): [`Inner::heal`] first.
-    fn write(&mut self, key: &[u8], value: Vec<u8>, fsync: bool) -> Result<(), ()> {
+    /// Writes one event (not yet synced: [`Inner::persist`]).
+    fn insert(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), ()> {
+        if self.disk_error.is_some() {
+            return Err(());
+        }
+        let Some(disk) = &self.disk else {
+            return Err(());
+        };
+        let result = disk.events.insert(key, value);
+        result.map_err(|e| self.fail(format!("{e:?}")))
+    }
+
+    /// Makes what was inserted durable (synced with `fsync`, else handed to
+    /// the OS).
+    fn persist(&mut self, fsync: bool) -> Result<(), ()> {
         if self.disk_error.is_some() {
             return Err(());
         }
@@ -740,10 +806,7 @@ impl Inner {
         } else {
             PersistMode::Buffer
         };
-        let result = disk
-            .events
-            .insert(key, value)
-            .and_then(|()| disk.db.persist(mode));
+        let result = disk.db.persist(mode);
         result.map_err(|e| self.fail(format!("{e:?}")))
     }
 
@@ -1020,6 +1083,42 @@ mod tests {
         let all = outbox.next("a", None, 10);
         assert_eq!(ids(&all).last().map(String::as_str), Some("e-5"));
         assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn the_writer_keeps_each_cameras_order_and_close_writes_what_is_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("outbox");
+        let mut s = settings(&path, 100_000);
+        s.fsync = true;
+        let outbox = Arc::new(Outbox::open(&s).expect("open"));
+        outbox.start_writer().expect("writer");
+        let cameras = ["a", "b", "c", "d"];
+        std::thread::scope(|scope| {
+            for camera in cameras {
+                let outbox = outbox.clone();
+                scope.spawn(move || {
+                    for i in 0..300 {
+                        outbox.append(camera, format!("care/events/{camera}"), event(i));
+                    }
+                });
+            }
+        });
+        // Queued, maybe not written yet: the close writes them all.
+        outbox.close();
+        let count = outbox.totals().0;
+        assert_eq!(count, 1200, "every event written");
+        drop(outbox);
+        let reopened = Outbox::open(&s).expect("reopen");
+        assert_eq!(reopened.recovery, Recovery::Clean);
+        let expected: Vec<String> = (0..300).map(|i| format!("e-{i}")).collect();
+        for camera in cameras {
+            assert_eq!(
+                ids(&reopened.next(camera, None, 1000)),
+                expected,
+                "{camera}"
+            );
+        }
     }
 
     #[test]

@@ -292,7 +292,7 @@ impl Stream {
     pub fn start(
         config: &Config,
         metrics: Arc<Metrics>,
-        status: watch::Sender<crate::status::StreamStatus>,
+        owner: crate::status::StreamOwner,
         alerts: Option<Alerts>,
         cancel: CancellationToken,
     ) -> Result<(Stream, FrameReceiver), StreamError> {
@@ -313,7 +313,7 @@ impl Stream {
                     tx,
                     thread_pacer,
                     metrics,
-                    status,
+                    owner,
                     alerts,
                     thread_cancel,
                 )

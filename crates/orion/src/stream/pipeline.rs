@@ -1,8 +1,7 @@
 //! Pipeline construction and the supervisor loop that runs it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
@@ -17,7 +16,7 @@ use crate::backoff::Backoff;
 use crate::config::{Config, SourceKind, V4l2Format, redact_url};
 use crate::health::{Alert, Alerts};
 use crate::metrics::Metrics;
-use crate::status::StreamStatus;
+use crate::status::{FrameClock, StreamOwner, StreamStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -486,39 +485,9 @@ pub fn check(settings: &Settings) -> Result<(), StreamError> {
     Ok(())
 }
 
-/// What the stream supervisor knows of the frames its runs delivered: its own
-/// state, read for its decisions (sequence numbers, progress, stalls); the
-/// metrics count the same frames for operators.
-#[derive(Debug, Default)]
-struct Delivered {
-    /// Sequence number of the newest frame (the first is 1; never reset).
-    seq: AtomicU64,
-    /// When the newest frame came.
-    last: Mutex<Option<Instant>>,
-}
-
-impl Delivered {
-    /// Counts a new frame; its sequence number.
-    fn next(&self) -> u64 {
-        *self.last.lock().expect("delivered poisoned") = Some(Instant::now());
-        self.seq.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    fn count(&self) -> u64 {
-        self.seq.load(Ordering::Relaxed)
-    }
-
-    fn age(&self) -> Option<Duration> {
-        self.last
-            .lock()
-            .expect("delivered poisoned")
-            .map(|t| t.elapsed())
-    }
-}
-
 fn install_sink_callback(
     appsink: &gst_app::AppSink,
-    delivered: Arc<Delivered>,
+    delivered: Arc<FrameClock>,
     tx: watch::Sender<Option<CapturedFrame>>,
     pacer: Option<Arc<Pacer>>,
     metrics: Arc<Metrics>,
@@ -582,7 +551,7 @@ enum RunEnd {
 /// Runs one pipeline until an error or cancellation. A file source loops on EOS.
 fn run_once(
     settings: &Settings,
-    delivered: &Arc<Delivered>,
+    delivered: &Arc<FrameClock>,
     tx: &watch::Sender<Option<CapturedFrame>>,
     pacer: &Option<Arc<Pacer>>,
     metrics: &Arc<Metrics>,
@@ -685,17 +654,17 @@ pub fn supervise(
     tx: watch::Sender<Option<CapturedFrame>>,
     pacer: Option<Arc<Pacer>>,
     metrics: Arc<Metrics>,
-    status: watch::Sender<StreamStatus>,
+    owner: StreamOwner,
     alerts: Option<Alerts>,
     cancel: CancellationToken,
 ) {
-    let status = Arc::new(status);
+    let status = Arc::new(owner.status);
+    let delivered = owner.frames;
     let span = tracing::info_span!("stream", source = %settings.describe());
     let _enter = span.enter();
     let mut backoff = Backoff::new(Duration::from_secs(1), settings.backoff_cap);
     let mut attempt: u64 = 0;
     let mut failed_in_a_row: u32 = 0;
-    let delivered = Arc::new(Delivered::default());
     loop {
         if attempt > 0 {
             metrics.stream_reconnects.inc();
@@ -746,7 +715,8 @@ pub fn supervise(
             }
         }
         // Sleep in small steps so that cancellation is seen promptly.
-        let until = Instant::now() + backoff.next_delay();
+        // Jittered: the cameras behind one recorder do not retry in lock-step.
+        let until = Instant::now() + crate::backoff::jittered(backoff.next_delay());
         while Instant::now() < until && !cancel.is_cancelled() {
             std::thread::sleep(BUS_POLL);
         }
@@ -834,7 +804,7 @@ mod tests {
         let (tx, _rx) = watch::channel(None);
         let end = run_once(
             &settings,
-            &Arc::new(Delivered::default()),
+            &Arc::new(FrameClock::default()),
             &tx,
             &None,
             &Arc::new(Metrics::default()),

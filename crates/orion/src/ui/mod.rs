@@ -3,8 +3,8 @@
 //! its status, and controls that go through the camera's control handler (the
 //! same validation, order and replies as MQTT).
 //!
-//! Owns the UI routes (`/`, `/ui/*`, `/api/*`), the token check and the live
-//! feeds ([`live`]). It never changes the sensor itself: every change is a
+//! Owns the UI routes (`/`, `/ui/*`, `/api/*`) and the token check; the live
+//! feeds are `crate::live`'s. It never changes the sensor itself: every change is a
 //! command queued to the control handler. It never writes a frame to disk, and
 //! encodes JPEG only while someone watches.
 //!

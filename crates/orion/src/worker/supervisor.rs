@@ -1,8 +1,9 @@
 //! The worker supervisor: one per worker slot, for the daemon's whole life.
 //!
 //! `run` loops over `run_once` (one process lifetime) with exponential backoff.
-//! Inside a lifetime, at most one frame is in flight: the supervisor takes the
-//! newest frame from its inbox only when the worker is idle, so a slow worker sees
+//! Inside a lifetime, at most one frame is in flight (two for a paced file:
+//! `WorkerSpec::prefetch`): the supervisor takes the newest frame from its
+//! inbox only when the worker is idle, so a slow worker sees
 //! fresh frames and the bus never waits for it. Requests from the control plane
 //! (model swaps) are sent between frames and answered when the worker reports back;
 //! frames keep flowing meanwhile.
@@ -289,7 +290,7 @@ impl Supervisor {
                     tracing::warn!(error = %e, restart = self.metrics.restarts.get() + 1, retry_in_s = backoff.peek().as_secs_f64(), "worker failed; restarting");
                 }
             }
-            let delay = tokio::time::sleep(backoff.next_delay());
+            let delay = tokio::time::sleep(crate::backoff::jittered(backoff.next_delay()));
             tokio::pin!(delay);
             loop {
                 tokio::select! {
@@ -302,6 +303,8 @@ impl Supervisor {
                 }
             }
             self.metrics.restarts.inc();
+            self.status
+                .send_if_modified(|s| !std::mem::replace(&mut s.restarted, true));
         }
         tracing::info!("worker supervisor stopped");
     }
