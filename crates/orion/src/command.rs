@@ -335,22 +335,42 @@ fn type_name(v: &Value) -> &'static str {
 
 fn set_zones(params: &Map<String, Value>) -> Result<Command, String> {
     only(params, &["zones"])?;
-    let specs = match params.get("zones") {
+    let specs: Vec<ZoneSpec> = array(
+        params,
+        "zones",
+        "{\"name\": string, \"polygon\": [[x, y], ...]} or {\"name\": string, \"rect\": {\"x\", \"y\", \"width\", \"height\"}}",
+        "[{name, rect | polygon}, ...]",
+    )?;
+    // All or nothing: one bad zone refuses the command.
+    zones::validate(&specs)?;
+    Ok(Command::SetZones { zones: specs })
+}
+
+/// `params.<key>`, an array of `T`; `item` (one element) and `whole` (the
+/// array) say what is expected when it is not.
+fn array<T: serde::de::DeserializeOwned>(
+    params: &Map<String, Value>,
+    key: &str,
+    item: &str,
+    whole: &str,
+) -> Result<Vec<T>, String> {
+    match params.get(key) {
         Some(Value::Array(items)) => items
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                serde_json::from_value::<ZoneSpec>(v.clone()).map_err(|e| {
-                    format!("zones[{i}]: {e}; expected {{\"name\": string, \"polygon\": [[x, y], ...]}} or {{\"name\": string, \"rect\": {{\"x\", \"y\", \"width\", \"height\"}}}}")
-                })
+                serde_json::from_value::<T>(v.clone())
+                    .map_err(|e| format!("{key}[{i}]: {e}; expected {item}"))
             })
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(other) => return Err(format!("params.zones must be an array, got {}", type_name(other))),
-        None => return Err("missing params.zones: [{name, rect | polygon}, ...] in normalized coordinates".into()),
-    };
-    // All or nothing: one bad zone refuses the command.
-    zones::validate(&specs)?;
-    Ok(Command::SetZones { zones: specs })
+            .collect(),
+        Some(other) => Err(format!(
+            "params.{key} must be an array, got {}",
+            type_name(other)
+        )),
+        None => Err(format!(
+            "missing params.{key}: {whole} in normalized coordinates"
+        )),
+    }
 }
 
 fn set_inference_rate(params: &Map<String, Value>) -> Result<Command, String> {
@@ -383,19 +403,12 @@ fn set_model_size(params: &Map<String, Value>) -> Result<Command, String> {
 
 fn set_attention_rois(params: &Map<String, Value>) -> Result<Command, String> {
     only(params, &["rois"])?;
-    let rois = match params.get("rois") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                serde_json::from_value::<ExternalRoi>(v.clone()).map_err(|e| {
-                    format!("rois[{i}]: {e}; expected {{\"x\": 0..1, \"y\": 0..1, \"width\": >0, \"height\": >0, \"name\"?: string}}")
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(other) => return Err(format!("params.rois must be an array, got {}", type_name(other))),
-        None => return Err("missing params.rois: [{x, y, width, height}, ...] in normalized coordinates".into()),
-    };
+    let rois: Vec<ExternalRoi> = array(
+        params,
+        "rois",
+        "{\"x\": 0..1, \"y\": 0..1, \"width\": >0, \"height\": >0, \"name\"?: string}",
+        "[{x, y, width, height}, ...]",
+    )?;
     Ok(Command::SetAttentionRois { rois })
 }
 

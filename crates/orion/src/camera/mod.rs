@@ -200,8 +200,8 @@ impl Camera {
         let (results, publish, publisher) = parts.spawn_results(live.clone(), &settings, &root);
         let port = parts.route_results(&results);
         let key = port.key();
-        let controls = (senders.paused, rate_tx, warm.map(|w| w.fps_mean));
-        let plane = parts.control_plane(controls, &results);
+        let measured_fps = warm.map(|w| w.fps_mean);
+        let plane = parts.control_plane(senders.paused, rate_tx, measured_fps, &results);
         let control = root.child_token();
         let control_task = parts.spawn_control(&plane, control_rx, alerts_rx, &control);
         parts.spawn_frames(frames, port, rate_rx, phase, &identity);
@@ -349,7 +349,7 @@ impl Parts {
             emitter: self.emitter.clone(),
             mqtt: self.watch.mqtt.clone(),
             roi: self.roi.clone(),
-            signals: Mutex::new(signals(config)),
+            room: Mutex::new(room_tracker(config)),
             outbox: self.shared.outbox.clone(),
             event_rate: Mutex::new(EventRate::new(config.outbox.max_events_per_minute)),
             occupancy: occupancy_tx,
@@ -359,7 +359,7 @@ impl Parts {
                 .homeassistant
                 .enabled
                 .then(|| config.homeassistant.discovery_prefix.clone()),
-            discovered: Mutex::new((Vec::new(), 0, Vec::new())),
+            discovered: Mutex::new(Default::default()),
         });
         let publish = root.child_token();
         let publisher = tokio::spawn(
@@ -400,14 +400,15 @@ impl Parts {
         port
     }
 
-    /// The control plane: it owns the pause state and the rate (`controls`:
-    /// their senders and the warm-up's measured fps).
+    /// The control plane: it owns the pause state and the rate (capped at the
+    /// fps the warm-up measured).
     fn control_plane(
         &self,
-        controls: (watch::Sender<bool>, watch::Sender<f64>, Option<f64>),
+        paused: watch::Sender<bool>,
+        rate_tx: watch::Sender<f64>,
+        measured_fps: Option<f64>,
         results: &Arc<CameraResults>,
     ) -> Arc<ControlPlane> {
-        let (paused, rate_tx, measured_fps) = controls;
         Arc::new(ControlPlane::new(
             self.config.clone(),
             CameraControls {
@@ -547,7 +548,7 @@ fn emitter_settings(config: &Config, identity: &Identity, broker: &Broker) -> Em
 }
 
 /// The camera's tracks, events and occupancy, as configured.
-fn signals(config: &Config) -> RoomTracker {
+fn room_tracker(config: &Config) -> RoomTracker {
     RoomTracker::new(
         &config.instance_id,
         &config.room_id,

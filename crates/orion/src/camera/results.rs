@@ -103,7 +103,7 @@ pub struct CameraResults {
     /// Auto-focus feedback (from `person_detector` results) goes here.
     pub roi: Arc<Mutex<RoiAttention>>,
     /// Tracks, events and occupancy from `person_detector` results.
-    pub signals: Mutex<RoomTracker>,
+    pub room: Mutex<RoomTracker>,
     /// Events go here before they are published (the camera's event
     /// publisher delivers them).
     pub outbox: Arc<crate::outbox::Outbox>,
@@ -121,14 +121,25 @@ pub struct CameraResults {
     pub tracking: bool,
     /// Home Assistant discovery prefix, when enabled.
     pub discovery: Option<String>,
-    /// The discovery topics published and the connection they went out on.
-    /// With the payloads sent (by position), to send each message once.
-    pub discovered: Mutex<(Vec<String>, u64, Vec<Vec<u8>>)>,
+    /// What discovery published, to send each message once.
+    pub discovered: Mutex<Discovered>,
+}
+
+/// The Home Assistant discovery messages a camera published.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// Their topics (retained on the broker).
+    pub topics: Vec<String>,
+    /// The MQTT connection they went out on (`MqttStatus::connection`; 0:
+    /// nothing published yet).
+    pub connection: u64,
+    /// Their payloads, by position in `topics`.
+    pub payloads: Vec<Vec<u8>>,
 }
 
 impl CameraResults {
-    fn signals(&self) -> std::sync::MutexGuard<'_, RoomTracker> {
-        self.signals.lock().expect("camera signals poisoned")
+    fn room(&self) -> std::sync::MutexGuard<'_, RoomTracker> {
+        self.room.lock().expect("room tracker poisoned")
     }
 
     /// Home Assistant discovery: published once per connection and whenever the
@@ -143,10 +154,10 @@ impl CameraResults {
         let mut done = self.discovered.lock().expect("discovery poisoned");
         let topics: Vec<String> = configs.iter().map(|(t, _)| t.clone()).collect();
         let payloads: Vec<Vec<u8>> = configs.iter().map(|(_, p)| p.clone()).collect();
-        if done.1 == connection && done.0 == topics && done.2 == payloads {
+        if done.connection == connection && done.topics == topics && done.payloads == payloads {
             return;
         }
-        for gone in done.0.iter().filter(|t| !topics.contains(t)) {
+        for gone in done.topics.iter().filter(|t| !topics.contains(t)) {
             if !self.emitter.publish_retained(gone.clone(), Vec::new()) {
                 return;
             }
@@ -154,19 +165,23 @@ impl CameraResults {
         // Each message once: all of them on a new connection (a broker without
         // persistence forgets retained ones), else only the new or changed ones
         // (a zone renamed `bed-1` -> `bed_1` keeps its topic, not its template).
-        let new_connection = done.1 != connection;
+        let new_connection = done.connection != connection;
         for (topic, payload) in configs {
             let sent = done
-                .0
+                .topics
                 .iter()
                 .position(|t| *t == topic)
-                .and_then(|i| done.2.get(i))
+                .and_then(|i| done.payloads.get(i))
                 .is_some_and(|p| *p == payload);
             if (new_connection || !sent) && !self.emitter.publish_retained(topic, payload) {
                 return;
             }
         }
-        *done = (topics, connection, payloads);
+        *done = Discovered {
+            topics,
+            connection,
+            payloads,
+        };
     }
 
     /// Takes over the discovery messages a previous run left on the broker: the
@@ -175,15 +190,15 @@ impl CameraResults {
     /// published already is not sent again.
     pub fn adopt_discovered(&self, topics: Vec<String>) {
         let mut done = self.discovered.lock().expect("discovery poisoned");
-        if done.1 == 0 {
+        if done.connection == 0 {
             // Nothing published yet: the first publication sends them all.
-            done.0 = topics;
-            done.2.clear();
+            done.topics = topics;
+            done.payloads.clear();
             return;
         }
         for t in topics {
-            if !done.0.contains(&t) {
-                done.0.push(t);
+            if !done.topics.contains(&t) {
+                done.topics.push(t);
             }
         }
     }
@@ -205,7 +220,8 @@ impl CameraResults {
     pub fn remove_retained(&self) {
         let topic = crate::topics::occupancy(&self.instance_id);
         self.emitter.publish_retained(topic, Vec::new());
-        let topics = std::mem::take(&mut self.discovered.lock().expect("discovery poisoned").0);
+        let topics =
+            std::mem::take(&mut self.discovered.lock().expect("discovery poisoned").topics);
         for topic in topics {
             self.emitter.publish_retained(topic, Vec::new());
         }
@@ -262,19 +278,19 @@ impl CameraResults {
         self.publish_discovery();
         self.metrics
             .tracks_active
-            .set(self.signals().active_tracks() as f64);
+            .set(self.room().active_tracks() as f64);
     }
 }
 
 impl ZoneTable for CameraResults {
     fn zones(&self) -> Vec<Zone> {
-        self.signals().zones().to_vec()
+        self.room().zones().to_vec()
     }
 
     /// Publishes what the change does: `zone_left` of people in a zone that
     /// went away, occupancy.
     fn set_zones(&self, zones: Vec<Zone>) {
-        let out = self.signals().set_zones(zones, Stamp::now());
+        let out = self.room().set_zones(zones, Stamp::now());
         self.publish_signals(&out);
     }
 }
@@ -294,7 +310,7 @@ impl CameraResults {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {
                     if self.tracking {
-                        let out = self.signals().on_tick(Stamp::now());
+                        let out = self.room().on_tick(Stamp::now());
                         self.publish_signals(&out);
                     }
                     continue;
@@ -310,14 +326,13 @@ impl CameraResults {
     }
 
     fn handle(&self, o: &WorkerOutput) {
-        let sink = self;
         let frame = &o.job.frame;
         let now = Instant::now();
         let e2e = now.saturating_duration_since(frame.captured_instant);
         let r = &o.result;
         if &*o.pool == crate::config::PERSON_DETECTOR {
             let cut = cut_by_crop(&r.detections, &o.job.roi, frame.width, frame.height);
-            sink.roi
+            self.roi
                 .lock()
                 .expect("roi attention poisoned")
                 .auto_focus
@@ -330,7 +345,7 @@ impl CameraResults {
                 mono: frame.captured_instant,
                 wall: frame.captured_at,
             };
-            sink.signals().on_result(captured, &boxes, Stamp::now())
+            self.room().on_result(captured, &boxes, Stamp::now())
         });
         let data = match &r.data {
             Some(custom) => InferenceData::Custom(custom),
@@ -351,8 +366,8 @@ impl CameraResults {
             },
         };
         let msg = InferenceMessage {
-            instance_id: &sink.instance_id,
-            room_id: &sink.room_id,
+            instance_id: &self.instance_id,
+            room_id: &self.room_id,
             inference_type: &r.inference_type,
             timestamp: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
             captured_at: humantime::format_rfc3339_micros(frame.captured_at).to_string(),
@@ -378,15 +393,15 @@ impl CameraResults {
                 return;
             }
         };
-        sink.metrics.e2e_latency.observe(e2e);
-        if let Some(live) = &sink.live {
+        self.metrics.e2e_latency.observe(e2e);
+        if let Some(live) = &self.live {
             live.offer_result(&payload);
         }
-        let topic = crate::topics::inferences(&sink.instance_id, &r.inference_type);
-        sink.emitter.publish(topic, payload);
+        let topic = crate::topics::inferences(&self.instance_id, &r.inference_type);
+        self.emitter.publish(topic, payload);
         // Events after the result they come from.
         if let Some(out) = &signals {
-            sink.publish_signals(out);
+            self.publish_signals(out);
         }
     }
 }

@@ -159,6 +159,9 @@ enum RunError {
     CommandTimeout { name: String, timeout: Duration },
 }
 
+/// A process run ended because the supervisor was told to stop.
+struct Cancelled;
+
 /// A command sent to the worker and not yet answered.
 struct Pending {
     model: ModelChoice,
@@ -264,7 +267,7 @@ impl Supervisor {
             self.status
                 .send_if_modified(|s| std::mem::replace(&mut s.up, false));
             match end {
-                Ok(()) => break,
+                Ok(Cancelled) => break,
                 Err(e) => {
                     self.metrics.errors.inc();
                     if matches!(e, RunError::Hung { .. }) {
@@ -365,7 +368,7 @@ impl Supervisor {
         worker_id: &Arc<str>,
         next_command_id: &mut u64,
         cancel: &CancellationToken,
-    ) -> Result<(), RunError> {
+    ) -> Result<Cancelled, RunError> {
         let spec = &self.spec;
         let model_args = self
             .model
@@ -388,7 +391,7 @@ impl Supervisor {
         let ready = tokio::select! {
             _ = cancel.cancelled() => {
                 process.stop(STOP_GRACE).await;
-                return Ok(());
+                return Ok(Cancelled);
             }
             r = tokio::time::timeout(spec.startup_timeout, process.recv()) => r,
         };
@@ -441,7 +444,7 @@ impl Supervisor {
             let _ = p.reply.send(Err(why));
         }
         match &result {
-            Ok(()) => life.process.stop(STOP_GRACE).await,
+            Ok(Cancelled) => life.process.stop(STOP_GRACE).await,
             Err(_) => life.process.kill().await,
         }
         result
@@ -453,7 +456,7 @@ impl Supervisor {
         worker_id: &Arc<str>,
         next_command_id: &mut u64,
         cancel: &CancellationToken,
-    ) -> Result<(), RunError> {
+    ) -> Result<Cancelled, RunError> {
         let capacity = 1 + self.spec.prefetch;
         loop {
             let timeout = self.hang_timeout(life);
@@ -463,7 +466,7 @@ impl Supervisor {
             let command_deadline = life.command_deadline();
             tokio::select! {
                 // A hung worker must not hold up shutdown.
-                _ = cancel.cancelled() => return Ok(()),
+                _ = cancel.cancelled() => return Ok(Cancelled),
                 // Answers, command results, errors, or the end of the process:
                 // noticed at once, whatever else is going on.
                 msg = life.process.recv() => {
@@ -508,14 +511,14 @@ impl Supervisor {
     /// never past `cancel`: a worker that stops reading its stdin (a full pipe,
     /// an inline frame half written) is hung like one that does not answer. The
     /// stream to the worker is then broken, which is fine: the process is
-    /// replaced or stopped. `Some(())` when cancelled meanwhile.
+    /// replaced or stopped. `Some(Cancelled)` when cancelled meanwhile.
     async fn send_bounded(
         &mut self,
         life: &mut ProcessRun,
         msg: &ToWorker<'_>,
         timeout: Duration,
         cancel: &CancellationToken,
-    ) -> Result<Option<()>, RunError> {
+    ) -> Result<Option<Cancelled>, RunError> {
         // The frame in flight keeps its own deadline; a write has at least the
         // whole timeout from now.
         let started = Instant::now();
@@ -529,7 +532,7 @@ impl Supervisor {
         let deadline = life.extend_for_commands(deadline);
         let command_deadline = life.command_deadline();
         tokio::select! {
-            _ = cancel.cancelled() => Ok(Some(())),
+            _ = cancel.cancelled() => Ok(Some(Cancelled)),
             r = life.process.send(msg) => r.map(|()| None).map_err(RunError::from),
             // A write blocked by a worker busy with a command ends with it.
             _ = sleep_until(command_deadline) => Err(life.command_timeout()),
@@ -547,7 +550,7 @@ impl Supervisor {
         job: Arc<Job>,
         timeout: Duration,
         cancel: &CancellationToken,
-    ) -> Result<Option<()>, RunError> {
+    ) -> Result<Option<Cancelled>, RunError> {
         let frame = &job.frame;
         let slot = (0..=self.spec.prefetch)
             .find(|s| life.in_flight.iter().all(|f| f.slot != *s))
