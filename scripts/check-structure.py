@@ -52,7 +52,6 @@ KNOWN_LONG = {
     "ctl/print.rs status",
     "worker/supervisor.rs run_once",
     "tracking/zones.rs validate",
-    "bin/oriond.rs main",
 }
 FLOOR = {module: floor for floor, (_, modules) in enumerate(LAYERS) for module in modules}
 

@@ -59,23 +59,7 @@ fn main() -> ExitCode {
         }
     };
     if let Mode::Validate = mode {
-        return match Config::load(&path) {
-            Ok(_) => {
-                println!("{}: OK", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(ConfigError::Invalid { problems, .. }) => {
-                println!("{}: {} problem(s)", path.display(), problems.len());
-                for p in problems {
-                    println!("  {p}");
-                }
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                println!("{e}");
-                ExitCode::FAILURE
-            }
-        };
+        return validate(&path);
     }
 
     tracing_subscriber::fmt()
@@ -127,6 +111,27 @@ fn main() -> ExitCode {
     // Don't wait for stray blocking tasks; children are killed on drop.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     code
+}
+
+/// `oriond validate`: every problem of the config file, or OK.
+fn validate(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(_) => {
+            println!("{}: OK", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid { problems, .. }) => {
+            println!("{}: {} problem(s)", path.display(), problems.len());
+            for p in problems {
+                println!("  {p}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs the daemon; on SIGHUP with a valid config file, applies it: only the
