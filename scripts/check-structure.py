@@ -51,7 +51,6 @@ KNOWN_LONG = {
     "command.rs parse",
     "ctl/print.rs status",
     "worker/supervisor.rs run_once",
-    "tracking/zones.rs validate",
 }
 FLOOR = {module: floor for floor, (_, modules) in enumerate(LAYERS) for module in modules}
 

@@ -105,80 +105,93 @@ pub fn validate(specs: &[ZoneSpec]) -> Result<Vec<Zone>, String> {
     }
     let mut zones: Vec<Zone> = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        let name = &spec.name;
-        let name_ok = !name.is_empty()
-            && name.len() <= 32
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-        if !name_ok {
-            return Err(format!(
-                "zones[{i}].name `{}` is not allowed; use 1 to 32 characters from A-Z a-z 0-9 - _ .",
-                name.chars().take(40).collect::<String>()
-            ));
-        }
-        if zones.iter().any(|z| &z.name == name) {
-            return Err(format!("zones[{i}].name `{name}` is used twice"));
-        }
-        let id = identifier(name);
-        if let Some(other) = zones.iter().find(|z| identifier(&z.name) == id) {
-            return Err(format!(
-                "zones[{i}].name `{name}` and `{}` are the same identifier `{id}` (case, `-`, `.` and `_` are not told apart, e.g. in Home Assistant); rename one",
-                other.name
-            ));
-        }
-        let polygon = match (&spec.polygon, &spec.rect) {
-            (Some(p), None) => {
-                if p.len() < 3 || p.len() > MAX_POINTS {
-                    return Err(format!(
-                        "zones[{i}] ({name}): a polygon needs 3 to {MAX_POINTS} corners, got {}",
-                        p.len()
-                    ));
-                }
-                if let Some(bad) = p.iter().find(|[x, y]| !in_unit(*x) || !in_unit(*y)) {
-                    return Err(format!(
-                        "zones[{i}] ({name}): corner [{}, {}] is outside the frame; corners are normalized 0..1",
-                        bad[0], bad[1]
-                    ));
-                }
-                p.clone()
-            }
-            (None, Some(r)) => {
-                let fits = in_unit(r.x)
-                    && in_unit(r.y)
-                    && r.width.is_finite()
-                    && r.height.is_finite()
-                    && r.width > 0.0
-                    && r.height > 0.0
-                    && r.x + r.width <= 1.0 + 1e-9
-                    && r.y + r.height <= 1.0 + 1e-9;
-                if !fits {
-                    return Err(format!(
-                        "zones[{i}] ({name}): rect must lie inside the frame: x, y >= 0, width, height > 0, x + width <= 1, y + height <= 1"
-                    ));
-                }
-                vec![
-                    [r.x, r.y],
-                    [r.x + r.width, r.y],
-                    [r.x + r.width, r.y + r.height],
-                    [r.x, r.y + r.height],
-                ]
-            }
-            _ => {
-                return Err(format!(
-                    "zones[{i}] ({name}): give exactly one of polygon: [[x, y], ...] or rect: {{x, y, width, height}}"
-                ));
-            }
-        };
+        check_name(i, &spec.name, &zones)?;
+        let polygon = shape(i, spec)?;
         if area2(&polygon).abs() < 1e-9 {
-            return Err(format!("zones[{i}] ({name}): the polygon has no area"));
+            return Err(format!(
+                "zones[{i}] ({}): the polygon has no area",
+                spec.name
+            ));
         }
         zones.push(Zone {
-            name: name.clone(),
+            name: spec.name.clone(),
             polygon,
         });
     }
     Ok(zones)
+}
+
+/// Zone `i`'s name: allowed characters, and not the same as (or the same
+/// identifier as) a zone before it.
+fn check_name(i: usize, name: &str, before: &[Zone]) -> Result<(), String> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !name_ok {
+        return Err(format!(
+            "zones[{i}].name `{}` is not allowed; use 1 to 32 characters from A-Z a-z 0-9 - _ .",
+            name.chars().take(40).collect::<String>()
+        ));
+    }
+    if before.iter().any(|z| z.name == name) {
+        return Err(format!("zones[{i}].name `{name}` is used twice"));
+    }
+    let id = identifier(name);
+    if let Some(other) = before.iter().find(|z| identifier(&z.name) == id) {
+        return Err(format!(
+            "zones[{i}].name `{name}` and `{}` are the same identifier `{id}` (case, `-`, `.` and `_` are not told apart, e.g. in Home Assistant); rename one",
+            other.name
+        ));
+    }
+    Ok(())
+}
+
+/// Zone `i`'s polygon: its corners, or its rectangle's, inside the frame.
+fn shape(i: usize, spec: &ZoneSpec) -> Result<Vec<[f64; 2]>, String> {
+    let name = &spec.name;
+    match (&spec.polygon, &spec.rect) {
+        (Some(p), None) => {
+            if p.len() < 3 || p.len() > MAX_POINTS {
+                return Err(format!(
+                    "zones[{i}] ({name}): a polygon needs 3 to {MAX_POINTS} corners, got {}",
+                    p.len()
+                ));
+            }
+            if let Some(bad) = p.iter().find(|[x, y]| !in_unit(*x) || !in_unit(*y)) {
+                return Err(format!(
+                    "zones[{i}] ({name}): corner [{}, {}] is outside the frame; corners are normalized 0..1",
+                    bad[0], bad[1]
+                ));
+            }
+            Ok(p.clone())
+        }
+        (None, Some(r)) => {
+            let fits = in_unit(r.x)
+                && in_unit(r.y)
+                && r.width.is_finite()
+                && r.height.is_finite()
+                && r.width > 0.0
+                && r.height > 0.0
+                && r.x + r.width <= 1.0 + 1e-9
+                && r.y + r.height <= 1.0 + 1e-9;
+            if !fits {
+                return Err(format!(
+                    "zones[{i}] ({name}): rect must lie inside the frame: x, y >= 0, width, height > 0, x + width <= 1, y + height <= 1"
+                ));
+            }
+            Ok(vec![
+                [r.x, r.y],
+                [r.x + r.width, r.y],
+                [r.x + r.width, r.y + r.height],
+                [r.x, r.y + r.height],
+            ])
+        }
+        _ => Err(format!(
+            "zones[{i}] ({name}): give exactly one of polygon: [[x, y], ...] or rect: {{x, y, width, height}}"
+        )),
+    }
 }
 
 /// A valid rectangular zone (for tests of what uses zones).
