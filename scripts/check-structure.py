@@ -45,7 +45,6 @@ KNOWN_LONG = {
     "stream/pipeline.rs build",
     "ctl/print.rs watch_line",
     "outbox/store.rs open",
-    "health/mod.rs report",
     "worker/supervisor.rs handle_message",
     "stream/pipeline.rs run_once",
     "command.rs parse",

@@ -264,62 +264,15 @@ pub fn report(m: &Metrics, w: &CameraWatch, workers: &[WorkerView]) -> HealthRep
         reasons.push("not running".to_string());
         Status::Unhealthy
     } else {
-        let mut unhealthy = false;
-        let stall = w.stall_timeout;
-        // No frame ever counts from the start of the camera.
-        let silent = w.frames.silent_for();
-        let why = stream
-            .last_error
-            .as_ref()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default();
-        if stream.failed {
-            reasons.push(format!("stream failed (reconnecting given up){why}"));
-            unhealthy = true;
-        } else if silent > stall {
-            reasons.push(format!("no frame for {:.0} s{why}", silent.as_secs_f64()));
-            unhealthy = true;
-        } else if !stream.up {
-            reasons.push(format!("stream down{why}"));
-        } else if stream.stalled {
-            reasons.push("stream stalled".to_string());
-        }
+        let mut unhealthy = stream_reasons(w, &stream, &mut reasons);
         if !mqtt.connected {
             reasons.push("mqtt disconnected".to_string());
         }
         if let Some(conflict) = &mqtt.conflict {
             reasons.push(conflict.clone());
         }
-        let outbox = w.outbox.borrow().clone();
-        if let Some(e) = &outbox.disk_error {
-            reasons.push(format!(
-                "outbox cannot write to disk ({e}): events kept in memory only"
-            ));
-        }
-        if outbox.dropped > 0 {
-            reasons.push(format!(
-                "outbox full: {} oldest events dropped",
-                outbox.dropped
-            ));
-        }
-        if outbox.suppressed > 0 {
-            reasons.push(format!(
-                "event flood: {} events not stored (more than outbox.max_events_per_minute; a runaway model?)",
-                outbox.suppressed
-            ));
-        }
-        for w in workers.iter().filter(|w| !w.up) {
-            if w.failed {
-                reasons.push(format!("worker {} failed (restarts stopped)", w.id));
-            } else if w.restarted || w.ever_up {
-                reasons.push(format!("worker {} down (restarting)", w.id));
-            } else {
-                reasons.push(format!("worker {} starting", w.id));
-            }
-        }
-        if !workers.is_empty() && workers.iter().all(|w| w.failed) {
-            unhealthy = true;
-        }
+        outbox_reasons(&w.outbox.borrow(), &mut reasons);
+        unhealthy |= worker_reasons(&workers, &mut reasons);
         if unhealthy {
             Status::Unhealthy
         } else if reasons.is_empty() {
@@ -347,6 +300,67 @@ pub fn report(m: &Metrics, w: &CameraWatch, workers: &[WorkerView]) -> HealthRep
             .collect(),
         workers,
     }
+}
+
+/// What is wrong with the stream, if anything; whether it makes the camera
+/// unhealthy (given up, or no frame for longer than the stall timeout).
+fn stream_reasons(w: &CameraWatch, stream: &StreamStatus, reasons: &mut Vec<String>) -> bool {
+    // No frame ever counts from the start of the camera.
+    let silent = w.frames.silent_for();
+    let why = stream
+        .last_error
+        .as_ref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    if stream.failed {
+        reasons.push(format!("stream failed (reconnecting given up){why}"));
+        return true;
+    }
+    if silent > w.stall_timeout {
+        reasons.push(format!("no frame for {:.0} s{why}", silent.as_secs_f64()));
+        return true;
+    }
+    if !stream.up {
+        reasons.push(format!("stream down{why}"));
+    } else if stream.stalled {
+        reasons.push("stream stalled".to_string());
+    }
+    false
+}
+
+/// What the outbox says is wrong (never unhealthy: events are kept).
+fn outbox_reasons(outbox: &crate::status::OutboxStatus, reasons: &mut Vec<String>) {
+    if let Some(e) = &outbox.disk_error {
+        reasons.push(format!(
+            "outbox cannot write to disk ({e}): events kept in memory only"
+        ));
+    }
+    if outbox.dropped > 0 {
+        reasons.push(format!(
+            "outbox full: {} oldest events dropped",
+            outbox.dropped
+        ));
+    }
+    if outbox.suppressed > 0 {
+        reasons.push(format!(
+            "event flood: {} events not stored (more than outbox.max_events_per_minute; a runaway model?)",
+            outbox.suppressed
+        ));
+    }
+}
+
+/// Each worker that is not up; whether none can work (every one failed).
+fn worker_reasons(workers: &[WorkerReport], reasons: &mut Vec<String>) -> bool {
+    for w in workers.iter().filter(|w| !w.up) {
+        if w.failed {
+            reasons.push(format!("worker {} failed (restarts stopped)", w.id));
+        } else if w.restarted || w.ever_up {
+            reasons.push(format!("worker {} down (restarting)", w.id));
+        } else {
+            reasons.push(format!("worker {} starting", w.id));
+        }
+    }
+    !workers.is_empty() && workers.iter().all(|w| w.failed)
 }
 
 fn worker_report(view: &WorkerView) -> WorkerReport {
