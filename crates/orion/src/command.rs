@@ -196,88 +196,36 @@ pub fn strategy_params(strategy: AutoFocusStrategy) -> &'static [&'static str] {
 
 /// Parses one control message of at most `max_bytes`.
 pub fn parse(payload: &[u8], max_bytes: usize) -> Result<Request, Rejection> {
-    let reject = |command: Option<String>, request_id: Option<Value>, message: String| Rejection {
-        command,
-        request_id,
+    let mut obj = object(payload, max_bytes).map_err(|message| Rejection {
+        command: None,
+        request_id: None,
         message,
-    };
-    if payload.len() > max_bytes {
-        return Err(reject(
-            None,
-            None,
-            format!(
-                "payload of {} bytes exceeds the limit of {max_bytes} bytes",
-                payload.len()
-            ),
-        ));
-    }
-    let value: Value = serde_json::from_slice(payload).map_err(|e| {
-        reject(
-            None,
-            None,
-            format!("invalid JSON: {e}; expected {{\"command\": \"...\", \"params\": {{...}}}}"),
-        )
     })?;
-    let Value::Object(mut obj) = value else {
-        return Err(reject(
-            None,
-            None,
-            "a command must be a JSON object: {\"command\": \"...\", \"params\": {...}}".into(),
-        ));
-    };
     let request_id = match obj.remove("request_id") {
         None | Some(Value::Null) => None,
         Some(v @ (Value::String(_) | Value::Number(_))) => Some(v),
         Some(_) => {
-            return Err(reject(
-                None,
-                None,
-                "request_id must be a string or a number".into(),
-            ));
+            return Err(Rejection {
+                command: None,
+                request_id: None,
+                message: "request_id must be a string or a number".into(),
+            });
         }
     };
-    let name = match obj.remove("command") {
-        Some(Value::String(s)) => s,
-        Some(_) => {
-            return Err(reject(
-                None,
-                request_id,
-                "`command` must be a string".into(),
-            ));
-        }
-        None => {
-            return Err(reject(
-                None,
-                request_id,
-                "missing `command`; allowed: ".to_string() + &names(),
-            ));
-        }
+    let (name, params) = envelope(obj).map_err(|(command, message)| Rejection {
+        command,
+        request_id: request_id.clone(),
+        message,
+    })?;
+    let reject = |command: String, message: String| Rejection {
+        command: Some(command),
+        request_id: request_id.clone(),
+        message,
     };
-    let params = match obj.remove("params") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(p)) => p,
-        Some(_) => {
-            return Err(reject(
-                Some(name),
-                request_id,
-                "`params` must be an object".into(),
-            ));
-        }
-    };
-    if let Some(extra) = obj.keys().next() {
-        return Err(reject(
-            Some(name),
-            request_id,
-            format!("unknown field `{extra}`; allowed: command, params, request_id"),
-        ));
-    }
     let Some(spec) = COMMANDS.iter().find(|c| c.name == name) else {
         let shown: String = name.chars().take(64).collect();
-        return Err(reject(
-            Some(shown.clone()),
-            request_id,
-            format!("unknown command `{shown}`; allowed: {}", names()),
-        ));
+        let message = format!("unknown command `{shown}`; allowed: {}", names());
+        return Err(reject(shown, message));
     };
     match spec.parse(&params) {
         Ok(command) => Ok(Request {
@@ -285,8 +233,49 @@ pub fn parse(payload: &[u8], max_bytes: usize) -> Result<Request, Rejection> {
             command,
             request_id,
         }),
-        Err(message) => Err(reject(Some(name), request_id, message)),
+        Err(message) => Err(reject(name, message)),
     }
+}
+
+/// The message as a JSON object of at most `max_bytes`, or why not.
+fn object(payload: &[u8], max_bytes: usize) -> Result<Map<String, Value>, String> {
+    if payload.len() > max_bytes {
+        return Err(format!(
+            "payload of {} bytes exceeds the limit of {max_bytes} bytes",
+            payload.len()
+        ));
+    }
+    let value: Value = serde_json::from_slice(payload).map_err(|e| {
+        format!("invalid JSON: {e}; expected {{\"command\": \"...\", \"params\": {{...}}}}")
+    })?;
+    match value {
+        Value::Object(obj) => Ok(obj),
+        _ => {
+            Err("a command must be a JSON object: {\"command\": \"...\", \"params\": {...}}".into())
+        }
+    }
+}
+
+/// The command's name and params (its `request_id` taken out already), or
+/// why not, with the name when the message got that far.
+fn envelope(
+    mut obj: Map<String, Value>,
+) -> Result<(String, Map<String, Value>), (Option<String>, String)> {
+    let name = match obj.remove("command") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err((None, "`command` must be a string".into())),
+        None => return Err((None, "missing `command`; allowed: ".to_string() + &names())),
+    };
+    let params = match obj.remove("params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(p)) => p,
+        Some(_) => return Err((Some(name), "`params` must be an object".into())),
+    };
+    if let Some(extra) = obj.keys().next() {
+        let message = format!("unknown field `{extra}`; allowed: command, params, request_id");
+        return Err((Some(name), message));
+    }
+    Ok((name, params))
 }
 
 fn names() -> String {
