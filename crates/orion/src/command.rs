@@ -212,7 +212,7 @@ pub fn parse(payload: &[u8], max_bytes: usize) -> Result<Request, Rejection> {
             });
         }
     };
-    let (name, params) = envelope(obj).map_err(|(command, message)| Rejection {
+    let Envelope { name, params } = envelope(obj).map_err(|(command, message)| Rejection {
         command,
         request_id: request_id.clone(),
         message,
@@ -256,11 +256,15 @@ fn object(payload: &[u8], max_bytes: usize) -> Result<Map<String, Value>, String
     }
 }
 
+/// A command message's name and params.
+struct Envelope {
+    name: String,
+    params: Map<String, Value>,
+}
+
 /// The command's name and params (its `request_id` taken out already), or
 /// why not, with the name when the message got that far.
-fn envelope(
-    mut obj: Map<String, Value>,
-) -> Result<(String, Map<String, Value>), (Option<String>, String)> {
+fn envelope(mut obj: Map<String, Value>) -> Result<Envelope, (Option<String>, String)> {
     let name = match obj.remove("command") {
         Some(Value::String(s)) => s,
         Some(_) => return Err((None, "`command` must be a string".into())),
@@ -275,7 +279,7 @@ fn envelope(
         let message = format!("unknown field `{extra}`; allowed: command, params, request_id");
         return Err((Some(name), message));
     }
-    Ok((name, params))
+    Ok(Envelope { name, params })
 }
 
 fn names() -> String {
