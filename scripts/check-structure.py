@@ -47,7 +47,6 @@ KNOWN_LONG = {
     "outbox/store.rs open",
     "worker/supervisor.rs handle_message",
     "stream/pipeline.rs run_once",
-    "ctl/print.rs status",
     "worker/supervisor.rs run_once",
 }
 FLOOR = {module: floor for floor, (_, modules) in enumerate(LAYERS) for module in modules}

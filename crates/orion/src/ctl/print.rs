@@ -118,6 +118,12 @@ fn status(out: &mut String, d: &Value) {
         s(&d["inference"]["rate_hz"]),
         s(&d["inference"]["model"])
     );
+    workers_and_bus(out, d);
+    mqtt_and_attention(out, d);
+}
+
+/// The `worker` and `frame bus` lines of `status`.
+fn workers_and_bus(out: &mut String, d: &Value) {
     for w in d["workers"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
@@ -145,6 +151,10 @@ fn status(out: &mut String, d: &Value) {
             g["drop_rate"].as_f64().unwrap_or(0.0) * 100.0
         );
     }
+}
+
+/// The `mqtt` and `attention` lines of `status`.
+fn mqtt_and_attention(out: &mut String, d: &Value) {
     let e = &d["emitter"];
     let _ = writeln!(
         out,
