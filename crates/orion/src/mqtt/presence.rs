@@ -2,20 +2,12 @@
 //! dashboard sees a dead sensor (the broker publishes the last will) or a dead
 //! camera at once.
 //!
-//! The presence task wakes on the camera's state (stream, inference, MQTT
-//! connection) and publishes when it changed or after every (re)connection to
-//! the broker. It only reads state and never waits for the broker.
-
-use std::time::Duration;
+//! Owns the message: who publishes it ([`Identity`]), what it says
+//! ([`PresenceMessage`]), the offline one of a clean stop and of the last will.
+//! It publishes nothing itself: the camera's presence task (`super::announce`)
+//! and its emitter do.
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
-
-use super::emitter::EmitterHandle;
-use crate::status::CameraWatch;
-
-/// A refused publish is tried again after this.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// Who publishes a presence: one per daemon run. `session` tells two processes
 /// with the same `instance_id` apart (see the duplicate detection in the emitter).
@@ -51,7 +43,7 @@ impl Identity {
     }
 }
 
-fn rfc3339(t: std::time::SystemTime) -> String {
+pub(super) fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -101,7 +93,7 @@ pub struct PresenceMessage {
 }
 
 impl PresenceMessage {
-    fn new(id: &Identity, state: &str, camera: &str, inference: &str) -> Self {
+    pub(super) fn new(id: &Identity, state: &str, camera: &str, inference: &str) -> Self {
         Self {
             instance_id: id.instance_id.clone(),
             room_id: id.room_id.clone(),
@@ -127,61 +119,6 @@ pub fn offline(id: &Identity, reason: &str) -> Vec<u8> {
     let mut msg = PresenceMessage::new(id, "offline", "unknown", "stopped");
     msg.reason = Some(reason.into());
     serde_json::to_vec(&msg).unwrap_or_default()
-}
-
-pub struct Presence {
-    pub topic: String,
-    pub identity: Identity,
-    /// The camera's state: presence wakes on its changes.
-    pub status: CameraWatch,
-    pub emitter: EmitterHandle,
-}
-
-impl Presence {
-    /// Publishes online presence on every change until `cancel`, woken by the
-    /// camera's state; a publish the emitter refused is tried again after
-    /// `RETRY`.
-    pub async fn run(mut self, cancel: CancellationToken) {
-        let mut last: Option<(&str, &str, u64)> = None;
-        let mut since: Option<((&str, &str), String)> = None;
-        let (mut first, mut refused) = (true, false);
-        loop {
-            if !std::mem::take(&mut first) {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = self.status.changed() => {}
-                    _ = tokio::time::sleep(RETRY), if refused => {}
-                }
-            }
-            refused = false;
-            let camera = self.status.camera_state();
-            let inference = self.status.inference_state();
-            if since
-                .as_ref()
-                .is_none_or(|(s, _)| *s != (camera, inference))
-            {
-                since = Some(((camera, inference), rfc3339(std::time::SystemTime::now())));
-            }
-            if !self.status.connected() {
-                continue;
-            }
-            let now = (camera, inference, self.status.mqtt.borrow().connection);
-            if last == Some(now) {
-                continue;
-            }
-            let mut msg = PresenceMessage::new(&self.identity, "online", camera, inference);
-            msg.since = since.as_ref().map(|(_, t)| t.clone());
-            let Ok(payload) = serde_json::to_vec(&msg) else {
-                continue;
-            };
-            if self.emitter.publish_retained(self.topic.clone(), payload) {
-                tracing::info!(camera, inference, "presence published");
-                last = Some(now);
-            } else {
-                refused = true;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

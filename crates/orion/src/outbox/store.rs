@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::writer::Queue;
 use crate::config::{OUTBOX_MEMORY_EVENTS, OutboxConfig};
 use crate::logging::RateLimit;
 use crate::metrics::Metrics;
@@ -74,9 +75,18 @@ pub struct Record {
 }
 
 /// An event appended and not yet written.
-pub(super) struct Pending {
-    pub(super) camera: String,
-    pub(super) record: Record,
+struct Pending {
+    camera: String,
+    record: Record,
+}
+
+/// Marks the writer stopped when its thread ends, however it ends.
+struct WriterStopped<'a>(&'a Queue<Pending>);
+
+impl Drop for WriterStopped<'_> {
+    fn drop(&mut self) {
+        self.0.mark_stopped();
+    }
 }
 
 /// What a clean close leaves for the next open to check.
@@ -185,7 +195,7 @@ pub struct Outbox {
     inner: Mutex<Inner>,
     /// Events appended and not yet written, for the writer thread
     /// ([`Outbox::start_writer`]); without it appends are written at once.
-    queue: super::writer::Queue,
+    queue: Queue<Pending>,
     /// One heal at a time (the keeper's, or the last one at close).
     healing: Mutex<()>,
     settings: OutboxConfig,
@@ -388,7 +398,7 @@ impl Outbox {
         }
         Ok(Self {
             inner: Mutex::new(inner),
-            queue: super::writer::Queue::default(),
+            queue: Queue::default(),
             healing: Mutex::new(()),
             settings: settings.clone(),
             recovery,
@@ -399,8 +409,44 @@ impl Outbox {
         self.inner.lock().expect("outbox poisoned")
     }
 
-    pub(super) fn queue(&self) -> &super::writer::Queue {
-        &self.queue
+    /// Starts the writer thread: from now on appends only queue their events
+    /// (`super::writer`).
+    pub fn start_writer(self: &Arc<Self>) -> std::io::Result<()> {
+        if self.queue.running() {
+            return Ok(());
+        }
+        let outbox = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("orion-outbox".into())
+            .spawn(move || {
+                // However the thread ends, appends then write at once.
+                let _stopped = WriterStopped(&outbox.queue);
+                while let Some((batch, dropped)) = outbox.queue.take() {
+                    let woken = outbox.write_batch(batch, &dropped);
+                    outbox.queue.written();
+                    for notify in woken {
+                        notify.notify_one();
+                    }
+                }
+            })?;
+        self.queue.started(thread);
+        Ok(())
+    }
+
+    /// Lets the writer write what is queued, waits for it to stop, and writes
+    /// what a failed writer left.
+    fn stop_writer(&self) {
+        if let Some(thread) = self.queue.stop()
+            && thread.join().is_err()
+        {
+            tracing::error!("outbox writer failed; what it had queued is written now");
+        }
+        let (left, dropped) = self.queue.stopped();
+        if !left.is_empty() || !dropped.is_empty() {
+            for notify in self.write_batch(left, &dropped) {
+                notify.notify_one();
+            }
+        }
     }
 
     /// Registers a camera of this run: its metrics and status, and reports
@@ -472,7 +518,7 @@ impl Outbox {
                 payload,
             },
         };
-        if let Some(event) = self.queue.push(event) {
+        if let Some(event) = self.queue.push(camera, event) {
             for notify in self.write_batch(vec![event], &[]) {
                 notify.notify_one();
             }
@@ -485,7 +531,7 @@ impl Outbox {
     /// Returns the publishers to wake (once the events are no longer counted
     /// as queued).
     #[must_use]
-    pub(super) fn write_batch(&self, batch: Vec<Pending>, dropped: &[String]) -> Vec<Arc<Notify>> {
+    fn write_batch(&self, batch: Vec<Pending>, dropped: &[String]) -> Vec<Arc<Notify>> {
         let mut inner = self.lock();
         if !dropped.is_empty() {
             tracing::error!(
