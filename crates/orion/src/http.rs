@@ -1,53 +1,58 @@
 //! The HTTP server: `GET /health`, `/readiness`, `/metrics`, and, when the UI is
-//! on, the live view's page and API (`crate::ui`).
+//! on, the live view's page and API (`crate::ui`), on axum and hyper.
 //!
-//! A deliberately small HTTP/1.1 responder (a handful of routes do not justify a
-//! web framework): one task per connection, at most [`MAX_CONNECTIONS`] of them
-//! (beyond, a new connection is closed at once), `Connection: close` on every
-//! answer. Nothing but the request head (at most [`MAX_HEAD`] bytes) is read
-//! before the route and, for the UI, the token are known; a body only where the
-//! route takes one (a control call, at most the camera's command limit), within
-//! [`BODY_BUDGET`] bytes buffered over all connections; head and body each
-//! within 5 seconds. So memory stays bounded whatever connects. A live-view
-//! stream stays open until the viewer goes or the server stops. It never blocks
-//! the pipeline: it reads atomics and watch channels, and queues control calls
-//! like MQTT does.
+//! Owns the listener, the connections and the health routes; the UI's routes
+//! and their token check are `crate::ui`'s. Limits, so that memory stays
+//! bounded whatever connects: at most [`MAX_CONNECTIONS`] connections (beyond,
+//! a new one is closed at once); a request head of at most [`MAX_HEAD`] bytes
+//! (431) that arrives within [`READ_TIMEOUT`]; `Connection: close` on every
+//! answer; a body only where a route reads one (the UI's control call, within
+//! its own limits; a `GET` with a body is refused from its head). A viewer whose
+//! socket takes a write for longer than [`WRITE_TIMEOUT`] is dropped. It never
+//! blocks the pipeline: the routes read atomics and watch channels, and control
+//! calls are queued like MQTT's.
 
+use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::health::{Registry, Status};
-use crate::ui::{Request, Response, Ui};
+use crate::ui::UiSlot;
 
-/// Longest request head (request line and headers).
+/// Longest request head (request line and headers, without the blank line).
 pub const MAX_HEAD: usize = 8 * 1024;
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// Request body bytes buffered at once over all connections; a body that
-/// does not fit is answered 503 (busy) unread.
-pub const BODY_BUDGET: usize = 4 * 1024 * 1024;
+/// How long a request head may take to arrive.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// A live-view viewer that takes longer than this for one event is dropped.
+/// A connection whose socket takes one write for longer than this is dropped
+/// (a live-view viewer that stopped reading).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A comment line on an idle live-view stream, so that a gone viewer is noticed.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// Where the UI appears once the cameras are up (until then its routes say
-/// `starting`).
-pub type UiSlot = OnceLock<Arc<Ui>>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen for health HTTP on {addr}: {cause}")]
 pub struct BindError {
     addr: SocketAddr,
-    cause: std::io::Error,
+    cause: io::Error,
 }
 
 /// Binds the listener; returns it so that the caller learns the real address (port 0).
@@ -60,348 +65,249 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 /// Serves until `cancel` fires. `ui`: whether the UI is on, and where it appears.
 pub async fn serve(
     listener: TcpListener,
-    metrics: Arc<Registry>,
+    registry: Arc<Registry>,
     ui: Option<Arc<UiSlot>>,
     cancel: CancellationToken,
 ) {
-    serve_at_most(MAX_CONNECTIONS, listener, metrics, ui, cancel).await;
+    serve_at_most(MAX_CONNECTIONS, listener, router(registry, ui), cancel).await;
+}
+
+/// Every route: the health routes, and the UI's when it is on.
+fn router(registry: Arc<Registry>, ui: Option<Arc<UiSlot>>) -> Router {
+    let only_get = || async { text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n") };
+    let health = Router::new()
+        .route("/health", get(alive).fallback(only_get))
+        .route("/readiness", get(readiness).fallback(only_get))
+        .route("/metrics", get(metrics).fallback(only_get))
+        .with_state(registry);
+    let routes = match ui {
+        Some(slot) => health.merge(crate::ui::router(slot)),
+        None => health,
+    };
+    routes
+        .fallback(|| async {
+            text(
+                StatusCode::NOT_FOUND,
+                "not found; try /health, /readiness or /metrics\n",
+            )
+        })
+        .layer(middleware::from_fn(no_body_on_get))
+        .layer(middleware::map_response(no_store))
 }
 
 /// [`serve`] with at most `max_connections` at once.
 async fn serve_at_most(
     max_connections: usize,
     listener: TcpListener,
-    metrics: Arc<Registry>,
-    ui: Option<Arc<UiSlot>>,
+    app: Router,
     cancel: CancellationToken,
 ) {
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(max_connections));
-    let bodies = Arc::new(Semaphore::new(BODY_BUDGET));
     let mut full_log = crate::logging::RateLimit::new(Duration::from_secs(10));
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
             a = listener.accept() => a,
         };
-        match accepted {
-            Ok((stream, _)) => {
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    drop(stream);
-                    if let Some(held_back) = full_log.allow(std::time::Instant::now()) {
-                        tracing::warn!(
-                            "health HTTP: {max_connections} connections open; new ones are closed at once{}",
-                            full_log.and_more(held_back)
-                        );
-                    }
-                    continue;
-                };
-                let metrics = metrics.clone();
-                let cancel = cancel.clone();
-                let ui = ui.clone();
-                let bodies = bodies.clone();
-                connections.spawn(async move {
-                    let _slot = slot;
-                    tokio::select! {
-                        _ = cancel.cancelled() => {}
-                        r = handle(stream, &metrics, ui.as_deref(), &bodies, &cancel) => {
-                            if let Err(e) = r {
-                                tracing::debug!(error = %e, "health connection failed");
-                            }
-                        }
-                    }
-                });
-            }
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "health accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-        }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            if let Some(held_back) = full_log.allow(std::time::Instant::now()) {
+                tracing::warn!(
+                    "health HTTP: {max_connections} connections open; new ones are closed at once{}",
+                    full_log.and_more(held_back)
+                );
+            }
+            continue;
+        };
+        let app = app.clone();
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                r = serve_connection(stream, app) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "health connection failed");
+                    }
+                }
+            }
+        });
     }
     connections.close();
     connections.wait().await;
 }
 
-/// Reads the request head (at most [`MAX_HEAD`] bytes; nothing after it is
-/// asked for, though one read may bring some): the parsed head, and the
-/// bytes after it. `Err(status)` for what cannot be read as one.
-async fn read_head(stream: &mut TcpStream) -> Result<(Request, Vec<u8>), u16> {
-    let mut data = Vec::with_capacity(1024);
-    let mut buf = [0u8; 2048];
-    let mut searched = 0;
-    loop {
-        if let Some(at) = data[searched..].windows(4).position(|w| w == b"\r\n\r\n") {
-            let end = searched + at;
-            if end > MAX_HEAD {
-                return Err(431);
-            }
-            let req = parse_head(&data[..end]).ok_or(400u16)?;
-            return Ok((req, data[end + 4..].to_vec()));
-        }
-        searched = data.len().saturating_sub(3);
-        // The terminator may follow the longest head: 4 bytes more at most.
-        let room = (MAX_HEAD + 4).saturating_sub(data.len()).min(buf.len());
-        if room == 0 {
-            return Err(431);
-        }
-        let n = stream.read(&mut buf[..room]).await.map_err(|_| 400u16)?;
-        if n == 0 {
-            return Err(400);
-        }
-        data.extend_from_slice(&buf[..n]);
-    }
+/// One request on one connection, then the connection closes.
+async fn serve_connection(stream: TcpStream, app: Router) -> Result<(), hyper::Error> {
+    let io = TokioIo::new(WriteTimeout::new(stream, WRITE_TIMEOUT));
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        // hyper counts the blank line that ends the head.
+        .max_header_size(MAX_HEAD + 4)
+        .keep_alive(false)
+        .title_case_headers(true)
+        .serve_connection(io, TowerToHyperService::new(app))
+        .await
 }
 
-/// Reads the body a route allows: at most `limit` bytes of `Content-Length`
-/// (0: the route takes none), reserved from `budget` before it is read.
-async fn read_body<'a>(
-    stream: &mut TcpStream,
-    req: &mut Request,
-    mut body: Vec<u8>,
-    limit: usize,
-    budget: &'a Semaphore,
-) -> Result<Option<SemaphorePermit<'a>>, (u16, String)> {
-    if req.header("transfer-encoding").is_some() {
-        return Err((
-            400,
-            "send bodies with Content-Length (no Transfer-Encoding)\n".into(),
-        ));
-    }
-    let length: usize = match req.header("content-length") {
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| (400, "Content-Length is not a number\n".to_string()))?,
-        None => 0,
+fn text(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+async fn alive() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"alive\"}\n",
+    )
+        .into_response()
+}
+
+async fn readiness(State(registry): State<Arc<Registry>>) -> Response {
+    let report = registry.report();
+    let code = if report.status == Status::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
     };
-    if length == 0 {
-        return Ok(None);
-    }
-    if length > limit {
-        let why = if limit == 0 {
-            format!("{} {} takes no body\n", req.method, req.path)
-        } else {
-            format!("a body here is at most {limit} bytes; got {length}\n")
-        };
-        return Err((413, why));
-    }
-    let permit = u32::try_from(length)
-        .ok()
-        .and_then(|n| budget.try_acquire_many(n).ok())
-        .ok_or_else(|| {
-            (
-                503,
-                "busy: too many requests at once; send it again\n".to_string(),
-            )
-        })?;
-    let mut buf = [0u8; 4096];
-    let read = tokio::time::timeout(READ_TIMEOUT, async {
-        while body.len() < length {
-            let want = (length - body.len()).min(buf.len());
-            let n = stream.read(&mut buf[..want]).await.map_err(|_| 400u16)?;
-            if n == 0 {
-                return Err(400);
-            }
-            body.extend_from_slice(&buf[..n]);
-        }
-        Ok(())
-    })
-    .await;
-    match read.unwrap_or(Err(408)) {
-        Ok(()) => {
-            body.truncate(length);
-            req.body = body;
-            Ok(Some(permit))
-        }
-        Err(status) => Err((status, "the body did not arrive\n".into())),
-    }
+    let body = serde_json::to_string(&report).unwrap_or_else(|_| "{}".into()) + "\n";
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The request line and headers (names in lower case).
-fn parse_head(head: &[u8]) -> Option<Request> {
-    let text = std::str::from_utf8(head).ok()?;
-    let mut lines = text.split("\r\n");
-    let mut parts = lines.next()?.split(' ');
-    let (method, target) = (parts.next()?, parts.next()?);
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Some(Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-        headers,
-        body: Vec::new(),
-    })
+async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        registry.render(),
+    )
+        .into_response()
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Bad Request",
+/// A `GET` (or `HEAD`) takes no body: one announced is refused from the head,
+/// unread.
+async fn no_body_on_get(req: Request, next: Next) -> Response {
+    let reads = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let headers = req.headers();
+    let announced = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if reads || !announced {
+        return next.run(req).await;
     }
+    let why = format!("{} {} takes no body\n", req.method(), req.uri().path());
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONTENT_TYPE, "text/plain")],
+        why,
+    )
+        .into_response()
 }
 
-async fn write_full(
-    stream: &mut TcpStream,
-    status: u16,
-    content_type: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
-        reason(status),
-        body.len()
+/// Every answer: never cached, never sniffed as another type.
+async fn no_store(mut response: Response<Body>) -> Response<Body> {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.shutdown().await
+    response
 }
 
-async fn handle(
-    mut stream: TcpStream,
-    metrics: &Registry,
-    ui: Option<&UiSlot>,
-    bodies: &Semaphore,
-    cancel: &CancellationToken,
-) -> std::io::Result<()> {
-    let head = tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await;
-    let (mut req, after_head) = match head.unwrap_or(Err(408)) {
-        Ok(r) => r,
-        Err(status) => {
-            return write_full(&mut stream, status, "text/plain", &[], b"bad request\n").await;
-        }
-    };
-    // The route (and the UI's access) decide whether a body is read at all.
-    let ui = match ui {
-        Some(slot) if Ui::owns(&req.path) => match slot.get() {
-            Some(ui) => Some(ui),
-            None => {
-                return write_full(&mut stream, 503, "text/plain", &[], b"starting\n").await;
-            }
-        },
-        _ => None,
-    };
-    let body_limit = match ui.map(|ui| ui.admit(&req)) {
-        None => 0,
-        Some(Ok(limit)) => limit,
-        Some(Err(refused)) => return respond(&mut stream, refused, cancel).await,
-    };
-    let _body = match read_body(&mut stream, &mut req, after_head, body_limit, bodies).await {
-        Ok(permit) => permit,
-        Err((status, why)) => {
-            return write_full(&mut stream, status, "text/plain", &[], why.as_bytes()).await;
-        }
-    };
-    if let Some(ui) = ui {
-        let response = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            r = ui.handle(&req) => r,
-        };
-        return respond(&mut stream, response, cancel).await;
-    }
-    let (status, content_type, body) = route(&req, metrics);
-    write_full(&mut stream, status, content_type, &[], body.as_bytes()).await
+/// A socket whose writes fail once one has waited longer than `limit` (hyper
+/// has no write timeout of its own).
+struct WriteTimeout<S> {
+    inner: S,
+    limit: Duration,
+    /// Armed while a write waits.
+    waiting: Option<Pin<Box<Sleep>>>,
 }
 
-async fn respond(
-    stream: &mut TcpStream,
-    response: Response,
-    cancel: &CancellationToken,
-) -> std::io::Result<()> {
-    match response {
-        Response::Full {
-            status,
-            content_type,
-            headers,
-            body,
-        } => write_full(stream, status, content_type, &headers, &body).await,
-        Response::Live(feed) => live(stream, &feed, cancel).await,
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            waiting: None,
+        }
+    }
+
+    /// `Pending` for at most `limit` in a row, then a timed-out error.
+    fn bounded<T>(
+        &mut self,
+        polled: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.waiting = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let waiting = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match waiting.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("a write waited more than {limit:?}"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
-/// A live-view stream: server-sent events (`frame`, `result`) until the viewer
-/// goes, is too slow, or the server stops.
-async fn live(
-    stream: &mut TcpStream,
-    feed: &Arc<crate::live::LiveFeed>,
-    cancel: &CancellationToken,
-) -> std::io::Result<()> {
-    use tokio::sync::broadcast::error::RecvError;
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n: live\n\n";
-    stream.write_all(head.as_bytes()).await?;
-    let mut viewer = feed.watch();
-    let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
-    loop {
-        let event = tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = feed.closed() => break,
-            r = viewer.frames.changed() => {
-                if r.is_err() {
-                    break;
-                }
-                let frame = viewer.frames.borrow_and_update().clone();
-                match frame {
-                    Some(f) => crate::live::frame_event(&f),
-                    None => continue,
-                }
-            }
-            r = viewer.results.recv() => match r {
-                Ok(json) => format!("event: result\ndata: {json}\n\n"),
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => break,
-            },
-            _ = keep_alive.tick() => ": keep-alive\n\n".to_string(),
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(event.as_bytes())).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => break,
-        }
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
-    stream.shutdown().await
 }
 
-fn route(req: &Request, metrics: &Registry) -> (u16, &'static str, String) {
-    if req.method != "GET" {
-        return (405, "text/plain", "only GET is served\n".into());
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.bounded(polled, cx)
     }
-    let json = "application/json";
-    match req.path.as_str() {
-        "/health" => (200, json, "{\"status\":\"alive\"}\n".into()),
-        "/readiness" => {
-            let report = metrics.report();
-            let code = if report.status == Status::Unhealthy {
-                503
-            } else {
-                200
-            };
-            let body = serde_json::to_string(&report).unwrap_or_else(|_| "{}".into());
-            (code, json, body + "\n")
-        }
-        "/metrics" => (200, "text/plain; version=0.0.4", metrics.render()),
-        _ => (
-            404,
-            "text/plain",
-            "not found; try /health, /readiness or /metrics\n".into(),
-        ),
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.bounded(polled, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.bounded(polled, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -409,80 +315,51 @@ fn route(req: &Request, metrics: &Registry) -> (u16, &'static str, String) {
 mod tests {
     use super::*;
 
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use crate::metrics::Metrics;
 
-    fn req(head: &[u8]) -> Request {
-        parse_head(head).expect("request line")
-    }
-
-    #[test]
-    fn heads_parse_into_method_path_query_and_headers() {
-        let r = parse_head(b"POST /api/command?camera=a&x=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-Orion-Token:  abc \r\nContent-Length: 12").expect("parses");
-        assert_eq!(
-            (r.method.as_str(), r.path.as_str()),
-            ("POST", "/api/command")
-        );
-        assert_eq!(r.param("camera"), Some("a"));
-        assert_eq!(r.header("host"), Some("127.0.0.1:8080"));
-        assert_eq!(r.header("x-orion-token"), Some("abc"));
-        assert_eq!(r.header("content-length"), Some("12"));
-        assert!(parse_head(b"").is_none());
-    }
-
-    #[test]
-    fn routes() {
-        let camera = std::sync::Arc::new(Metrics::for_camera("cam-a"));
-        let (status, watch) = crate::status::channels(std::time::Duration::from_secs(10));
-        let m = Registry::new(vec![(camera, watch)], Vec::new());
-        assert_eq!(route(&req(b"GET /health HTTP/1.1"), &m).0, 200);
-        assert_eq!(route(&req(b"GET /readiness HTTP/1.1"), &m).0, 503);
-        status.running.send_replace(true);
-        let (code, _, body) = route(&req(b"GET /readiness HTTP/1.1"), &m);
-        assert_eq!(code, 200);
-        assert!(body.contains("\"status\":\"degraded\""), "{body}");
-        assert_eq!(route(&req(b"GET /nope HTTP/1.1"), &m).0, 404);
-        assert_eq!(route(&req(b"POST /health HTTP/1.1"), &m).0, 405);
-        let (_, _, body) = route(&req(b"GET /metrics HTTP/1.1"), &m);
-        assert!(
-            body.contains("orion_running{camera=\"cam-a\"} 1\n"),
-            "{body}"
-        );
-    }
-
-    async fn server() -> (u16, CancellationToken) {
-        server_at_most(MAX_CONNECTIONS).await
-    }
-
-    async fn server_at_most(max_connections: usize) -> (u16, CancellationToken) {
+    async fn server_with(
+        max_connections: usize,
+        registry: Arc<Registry>,
+    ) -> (u16, CancellationToken) {
         let listener = bind("127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let registry = Arc::new(Registry::new(Vec::new(), Vec::new()));
         let cancel = CancellationToken::new();
         tokio::spawn(serve_at_most(
             max_connections,
             listener,
-            registry,
-            None,
+            router(registry, None),
             cancel.clone(),
         ));
         (port, cancel)
     }
 
-    /// Sends `request` and reads the status code of the answer (None: closed
+    async fn server_at_most(max_connections: usize) -> (u16, CancellationToken) {
+        server_with(
+            max_connections,
+            Arc::new(Registry::new(Vec::new(), Vec::new())),
+        )
+        .await
+    }
+
+    /// Sends `request`; the answer's status code and whole text (None: closed
     /// without one).
-    async fn status_of(port: u16, request: &[u8]) -> Option<u16> {
+    async fn answer(port: u16, request: &[u8]) -> Option<(u16, String)> {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
         s.write_all(request).await.ok()?;
         let mut out = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out));
         read.await.ok()?.ok()?;
-        String::from_utf8_lossy(&out)
-            .split(' ')
-            .nth(1)?
-            .parse()
-            .ok()
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let code = text.split(' ').nth(1)?.parse().ok()?;
+        Some((code, text))
+    }
+
+    async fn status_of(port: u16, request: &[u8]) -> Option<u16> {
+        answer(port, request).await.map(|(code, _)| code)
     }
 
     fn head_of(len: usize) -> Vec<u8> {
@@ -495,14 +372,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_head_is_bounded_at_its_limit_and_a_body_only_where_a_route_takes_one() {
-        let (port, cancel) = server().await;
+    async fn routes() {
+        let camera = Arc::new(Metrics::for_camera("cam-a"));
+        let (status, watch) = crate::status::channels(Duration::from_secs(10));
+        let registry = Arc::new(Registry::new(vec![(camera, watch)], Vec::new()));
+        let (port, cancel) = server_with(MAX_CONNECTIONS, registry).await;
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let (code, text) = answer(port, get("/health").as_bytes())
+            .await
+            .expect("answer");
+        assert_eq!(code, 200);
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+        assert!(text.contains("\r\nCache-Control: no-store\r\n"), "{text}");
+        assert!(text.ends_with("{\"status\":\"alive\"}\n"), "{text}");
+        assert_eq!(
+            status_of(port, get("/readiness").as_bytes()).await,
+            Some(503)
+        );
+        status.running.send_replace(true);
+        let (code, text) = answer(port, get("/readiness").as_bytes())
+            .await
+            .expect("answer");
+        assert_eq!(code, 200);
+        assert!(text.contains("\"status\":\"degraded\""), "{text}");
+        assert_eq!(status_of(port, get("/nope").as_bytes()).await, Some(404));
+        assert_eq!(
+            status_of(port, get("/%68ealth").as_bytes()).await,
+            Some(404)
+        );
+        let post = b"POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(status_of(port, post).await, Some(405));
+        let (_, text) = answer(port, get("/metrics").as_bytes())
+            .await
+            .expect("answer");
+        assert!(
+            text.contains("orion_running{camera=\"cam-a\"} 1\n"),
+            "{text}"
+        );
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn the_head_is_bounded_at_its_limit_and_a_get_takes_no_body() {
+        let (port, cancel) = server_at_most(MAX_CONNECTIONS).await;
         assert_eq!(status_of(port, &head_of(MAX_HEAD)).await, Some(200));
         assert_eq!(status_of(port, &head_of(MAX_HEAD + 1)).await, Some(431));
         let with_body = b"GET /health HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
         assert_eq!(status_of(port, with_body).await, Some(413));
         let chunked = b"GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-        assert_eq!(status_of(port, chunked).await, Some(400));
+        assert_eq!(status_of(port, chunked).await, Some(413));
         cancel.cancel();
     }
 
@@ -538,5 +456,36 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_does_not_arrive_in_time_ends_the_connection() {
+        let (port, cancel) = server_at_most(MAX_CONNECTIONS).await;
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        s.write_all(b"GET /health HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(READ_TIMEOUT * 2, s.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "closed after the head timeout");
+        assert!(
+            !String::from_utf8_lossy(&out).contains(" 200 "),
+            "no answer"
+        );
+        cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_waits_too_long_fails() {
+        // A peer that reads nothing: its pipe fills, and the next write waits.
+        let (near, _far) = tokio::io::duplex(64);
+        let mut socket = WriteTimeout::new(near, WRITE_TIMEOUT);
+        socket.write_all(&[0; 64]).await.expect("fits the pipe");
+        let started = tokio::time::Instant::now();
+        let err = socket.write_all(&[0; 1]).await.expect_err("times out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), WRITE_TIMEOUT);
     }
 }

@@ -204,13 +204,10 @@ fn encode(
     Ok(base64::engine::general_purpose::STANDARD.encode(out))
 }
 
-/// The server-sent event for one frame.
-pub fn frame_event(f: &LiveFrame) -> String {
+/// One frame as the JSON a viewer receives.
+pub fn frame_json(f: &LiveFrame) -> String {
     match &f.jpeg {
-        Some(j) => format!(
-            "event: frame\ndata: {{\"seq\":{},\"jpeg\":\"{j}\"}}\n\n",
-            f.seq
-        ),
-        None => format!("event: frame\ndata: {{\"seq\":{}}}\n\n", f.seq),
+        Some(j) => format!("{{\"seq\":{},\"jpeg\":\"{j}\"}}", f.seq),
+        None => format!("{{\"seq\":{}}}", f.seq),
     }
 }

@@ -69,7 +69,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let listener = http::bind(config.health.listen).await?;
     let health_addr = listener.local_addr().context("health listener address")?;
     tracing::info!(addr = %health_addr, cameras = config.camera_configs().len(), "health HTTP listening");
-    let ui_slot = config.ui.enabled.then(|| Arc::new(http::UiSlot::new()));
+    let ui_slot = config
+        .ui
+        .enabled
+        .then(|| Arc::new(crate::ui::UiSlot::new()));
     let health_task = tokio::spawn(http::serve(
         listener,
         registry.clone(),
@@ -256,7 +259,7 @@ impl Running {
     fn start_shared_tasks(
         &self,
         health_addr: std::net::SocketAddr,
-        ui_slot: Option<Arc<http::UiSlot>>,
+        ui_slot: Option<Arc<crate::ui::UiSlot>>,
     ) {
         self.task_set.spawn(stats::run(
             self.shared.registry.clone(),

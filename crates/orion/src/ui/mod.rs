@@ -16,16 +16,27 @@
 //! form cannot set it), compared in constant time. A request that carries an
 //! `Origin` (a browser's) must come from this server's own origin, token or not.
 
-use std::sync::{Arc, RwLock};
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::{self, Body, Bytes};
+use axum::extract::{Extension, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::Stream;
+use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::command::{Command, ControlMessage};
 use crate::control::{ControlPlane, ZoneTable};
 use crate::health::Registry;
-use crate::live::{self, LiveFeed};
+use crate::live::{self, LiveFeed, Viewer};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -34,8 +45,19 @@ const APP_CSS: &str = include_str!("assets/app.css");
 /// Longest wait for a command's reply (a model swap takes up to two startup
 /// timeouts).
 const COMMAND_WAIT: Duration = Duration::from_secs(120);
+/// How long a control call's body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Control-call body bytes buffered at once over all connections; a body that
+/// does not fit is answered 503 (busy) unread.
+pub const BODY_BUDGET: usize = 4 * 1024 * 1024;
+/// A comment line on an idle live-view stream, so that a gone viewer is noticed.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The cookie that carries the token for the page's GET requests.
 const COOKIE: &str = "orion_token";
+
+/// Where the UI appears once the cameras are up (until then its routes say
+/// `starting`).
+pub type UiSlot = OnceLock<Arc<Ui>>;
 
 /// One camera as the UI sees it.
 pub struct UiCamera {
@@ -60,71 +82,80 @@ pub struct Ui {
     /// Cameras come and go while the daemon runs (a reload).
     cameras: RwLock<Vec<Arc<UiCamera>>>,
     pub registry: Arc<Registry>,
+    /// Room for control-call bodies ([`BODY_BUDGET`] bytes).
+    bodies: Semaphore,
 }
 
-/// A parsed HTTP request (head and body).
-#[derive(Debug, Default)]
-pub struct Request {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    /// Lower-case names.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// The UI's routes, behind the access check ([`gate`]).
+pub fn router(slot: Arc<UiSlot>) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/ui/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/ui/app.css",
+            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        .route("/api/cameras", get(cameras))
+        .route("/api/status", get(status))
+        .route("/api/live", get(watch))
+        .route(
+            "/api/command",
+            post(command).fallback(|| async {
+                error(StatusCode::METHOD_NOT_ALLOWED, "control calls are POST")
+            }),
+        )
+        .route_layer(middleware::from_fn_with_state(slot, gate))
 }
 
-impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+/// The one access check of every UI route (see the module doc): `starting`
+/// until the UI is up, 401 without access; hands the handlers the [`Ui`], and
+/// sets the cookie when the token came in the address.
+async fn gate(State(slot): State<Arc<UiSlot>>, mut req: Request, next: Next) -> Response {
+    let Some(ui) = slot.get().cloned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "starting\n",
+        )
+            .into_response();
+    };
+    let access = ui.access(req.method(), req.uri(), req.headers());
+    if access == Access::Denied {
+        return ui.denied(req.headers());
     }
-
-    /// A query parameter (no percent-decoding: ids and tokens are plain).
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
+    req.extensions_mut().insert(ui.clone());
+    let mut response = next.run(req).await;
+    if access == Access::AllowedSetCookie
+        && let Some(token) = &ui.token
+        && let Ok(cookie) = HeaderValue::from_str(&format!(
+            "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+        ))
+    {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-
-    fn cookie(&self, name: &str) -> Option<&str> {
-        self.header("cookie")?
-            .split(';')
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
-    }
+    response
 }
 
-/// What the UI answers.
-pub enum Response {
-    Full {
-        status: u16,
-        content_type: &'static str,
-        headers: Vec<(&'static str, String)>,
-        body: Vec<u8>,
-    },
-    /// A server-sent event stream of one camera's live feed.
-    Live(Arc<LiveFeed>),
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-fn full(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Response {
-    Response::Full {
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    (
         status,
-        content_type,
-        headers: Vec::new(),
-        body: body.into(),
-    }
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string() + "\n",
+    )
+        .into_response()
 }
 
-fn json_response(status: u16, v: &Value) -> Response {
-    full(status, "application/json", v.to_string() + "\n")
-}
-
-fn error(status: u16, message: &str) -> Response {
+fn error(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({"success": false, "message": message}))
 }
 
@@ -149,19 +180,47 @@ fn loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 /// Whether a browser's `Origin`, when there is one, is this server's own (the
 /// page's own calls are same-origin; a page elsewhere is refused even where it
 /// could make the browser send the cookie).
-fn same_origin(req: &Request) -> bool {
-    let Some(origin) = req.header("origin") else {
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    match (authority, req.header("host")) {
+    let authority = origin.to_str().ok().and_then(|o| {
+        o.strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+    });
+    match (authority, header_str(headers, header::HOST)) {
         (Some(a), Some(host)) => a.eq_ignore_ascii_case(host),
         _ => false,
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    header_str(headers, header::COOKIE)?
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The query parameters the UI reads (percent-decoded).
+#[derive(Debug, Default, Deserialize)]
+struct Params {
+    camera: Option<String>,
+    token: Option<String>,
+}
+
+impl Params {
+    fn of(uri: &Uri) -> Self {
+        Query::<Params>::try_from_uri(uri)
+            .map(|q| q.0)
+            .unwrap_or_default()
     }
 }
 
@@ -175,17 +234,12 @@ enum Access {
 }
 
 impl Ui {
-    /// Whether `path` is one of the UI's.
-    pub fn owns(path: &str) -> bool {
-        path == "/" || path.starts_with("/ui/") || path.starts_with("/api/")
-    }
-
-    fn access(&self, req: &Request) -> Access {
-        if !same_origin(req) {
+    fn access(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Access {
+        if !same_origin(headers) {
             return Access::Denied;
         }
         let Some(token) = &self.token else {
-            let host_ok = req.header("host").is_some_and(loopback_host);
+            let host_ok = header_str(headers, header::HOST).is_some_and(loopback_host);
             return if host_ok {
                 Access::Allowed
             } else {
@@ -195,15 +249,15 @@ impl Ui {
         let matches = |given: Option<&str>| {
             given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
         };
-        if matches(req.header("x-orion-token")) {
+        if matches(headers.get("x-orion-token").and_then(|v| v.to_str().ok())) {
             return Access::Allowed;
         }
-        if req.method != "GET" {
+        if method != Method::GET {
             return Access::Denied;
         }
-        if matches(req.cookie(COOKIE)) {
+        if matches(cookie(headers, COOKIE)) {
             Access::Allowed
-        } else if matches(req.param("token")) {
+        } else if matches(Params::of(uri).token.as_deref()) {
             Access::AllowedSetCookie
         } else {
             Access::Denied
@@ -222,6 +276,7 @@ impl Ui {
             max_fps,
             cameras: RwLock::new(Vec::new()),
             registry,
+            bodies: Semaphore::new(BODY_BUDGET),
         }
     }
 
@@ -247,85 +302,25 @@ impl Ui {
         self.cameras.write().expect("ui cameras poisoned")
     }
 
-    fn camera(&self, req: &Request) -> Option<Arc<UiCamera>> {
+    /// The camera a request names (`?camera=`), or the first.
+    fn camera(&self, uri: &Uri) -> Result<Arc<UiCamera>, Response> {
         let cameras = self.cameras();
-        match req.param("camera") {
+        let found = match Params::of(uri).camera {
             Some(id) => cameras.into_iter().find(|c| c.instance_id == id),
             None => cameras.into_iter().next(),
-        }
+        };
+        found.ok_or_else(|| error(StatusCode::NOT_FOUND, "no such camera"))
     }
 
-    /// Checks a request from its head alone (before any body is read): the
-    /// largest body its route takes (0: none), or the refusal to answer.
-    pub fn admit(&self, req: &Request) -> Result<usize, Response> {
-        if self.access(req) == Access::Denied {
-            return Err(self.denied(req));
-        }
-        Ok(match (req.method.as_str(), req.path.as_str()) {
-            ("POST", "/api/command") => self
-                .cameras()
-                .iter()
-                .map(|c| c.max_command_bytes)
-                .max()
-                .unwrap_or(0),
-            _ => 0,
-        })
-    }
-
-    fn denied(&self, req: &Request) -> Response {
-        let message = if !same_origin(req) {
+    fn denied(&self, headers: &HeaderMap) -> Response {
+        let message = if !same_origin(headers) {
             "cross-origin requests are refused"
         } else if self.token.is_some() {
             "token required: open the page with ?token=..., or send X-Orion-Token"
         } else {
             "the UI without a token answers only requests to a loopback host"
         };
-        error(401, message)
-    }
-
-    /// Answers one UI request.
-    pub async fn handle(&self, req: &Request) -> Response {
-        let access = self.access(req);
-        if access == Access::Denied {
-            return self.denied(req);
-        }
-        let mut response = self.route(req).await;
-        if access == Access::AllowedSetCookie
-            && let (Some(token), Response::Full { headers, .. }) = (&self.token, &mut response)
-        {
-            headers.push((
-                "Set-Cookie",
-                format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"),
-            ));
-        }
-        response
-    }
-
-    async fn route(&self, req: &Request) -> Response {
-        match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/") => full(200, "text/html; charset=utf-8", INDEX_HTML),
-            ("GET", "/ui/app.js") => full(200, "text/javascript; charset=utf-8", APP_JS),
-            ("GET", "/ui/app.css") => full(200, "text/css; charset=utf-8", APP_CSS),
-            ("GET", "/api/cameras") => json_response(200, &self.cameras_json()),
-            ("GET", "/api/status") => match self.camera(req) {
-                Some(c) => json_response(200, &self.status_json(&c).await),
-                None => error(404, "no such camera"),
-            },
-            ("GET", "/api/live") => match self.camera(req) {
-                Some(c) if c.feed.viewers() >= live::MAX_VIEWERS => error(
-                    503,
-                    &format!("{} viewers already watch this camera", live::MAX_VIEWERS),
-                ),
-                Some(c) => Response::Live(c.feed.clone()),
-                None => error(404, "no such camera"),
-            },
-            ("POST", "/api/command") => match self.camera(req) {
-                Some(c) => self.command(&c, req).await,
-                None => error(404, "no such camera"),
-            },
-            (_, "/api/command") => error(405, "control calls are POST"),
-            _ => error(404, "not found"),
-        }
+        error(StatusCode::UNAUTHORIZED, message)
     }
 
     fn cameras_json(&self) -> Value {
@@ -363,43 +358,162 @@ impl Ui {
         })
     }
 
-    /// Queues the body as a command on the camera's control handler and waits
-    /// for its reply.
-    async fn command(&self, c: &UiCamera, req: &Request) -> Response {
-        let json_body = req
-            .header("content-type")
-            .is_some_and(|t| t.starts_with("application/json"));
-        if !json_body {
-            return error(
-                415,
-                "control calls are JSON (Content-Type: application/json)",
+    /// Reads a control call's body: `Content-Length` bytes, at most the
+    /// camera's command limit (refused from the head beyond it), within the
+    /// budget and [`BODY_TIMEOUT`].
+    async fn read_body(
+        &self,
+        c: &UiCamera,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Bytes, Response> {
+        let refuse = |status, why: &str| Err(error(status, why));
+        if headers.contains_key(header::TRANSFER_ENCODING) {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "send bodies with Content-Length (no Transfer-Encoding)",
             );
         }
-        let (tx, rx) = oneshot::channel();
-        let oversize = (req.body.len() > c.max_command_bytes).then_some(req.body.len());
-        let message = ControlMessage {
-            payload: if oversize.is_some() {
-                Vec::new()
-            } else {
-                req.body.clone()
-            },
-            retained: false,
-            oversize,
-            reply_to: Some(tx),
+        let Ok(length) = header_str(headers, header::CONTENT_LENGTH)
+            .unwrap_or("0")
+            .trim()
+            .parse::<usize>()
+        else {
+            return refuse(StatusCode::BAD_REQUEST, "Content-Length is not a number");
         };
-        if c.control.try_send(message).is_err() {
-            return error(
-                503,
-                "busy: too many control messages at once; send it again",
+        if length > c.max_command_bytes {
+            let why = format!(
+                "a control call is at most {} bytes; got {length}",
+                c.max_command_bytes
             );
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, &why);
         }
-        match tokio::time::timeout(COMMAND_WAIT, rx).await {
-            Ok(Ok(reply)) => match serde_json::to_value(&reply) {
-                Ok(v) => json_response(200, &v),
-                Err(_) => error(500, "cannot serialize the reply"),
+        let Some(_room) = u32::try_from(length)
+            .ok()
+            .and_then(|n| self.bodies.try_acquire_many(n).ok())
+        else {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy: too many requests at once; send it again",
+            );
+        };
+        match tokio::time::timeout(BODY_TIMEOUT, body::to_bytes(body, length)).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(_)) => refuse(StatusCode::BAD_REQUEST, "the body did not arrive"),
+            Err(_) => refuse(StatusCode::REQUEST_TIMEOUT, "the body did not arrive"),
+        }
+    }
+}
+
+async fn cameras(Extension(ui): Extension<Arc<Ui>>) -> Response {
+    json_response(StatusCode::OK, &ui.cameras_json())
+}
+
+async fn status(Extension(ui): Extension<Arc<Ui>>, uri: Uri) -> Response {
+    match ui.camera(&uri) {
+        Ok(c) => json_response(StatusCode::OK, &ui.status_json(&c).await),
+        Err(refused) => refused,
+    }
+}
+
+/// A server-sent event stream of one camera's live feed (`frame`, `result`)
+/// until the viewer goes or the camera does.
+async fn watch(Extension(ui): Extension<Arc<Ui>>, uri: Uri) -> Response {
+    let c = match ui.camera(&uri) {
+        Ok(c) => c,
+        Err(refused) => return refused,
+    };
+    if c.feed.viewers() >= live::MAX_VIEWERS {
+        let why = format!("{} viewers already watch this camera", live::MAX_VIEWERS);
+        return error(StatusCode::SERVICE_UNAVAILABLE, &why);
+    }
+    Sse::new(live_events(c.feed.clone()))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response()
+}
+
+/// The viewer's events: an opening comment, then frames and results.
+fn live_events(feed: Arc<LiveFeed>) -> impl Stream<Item = Result<Event, Infallible>> {
+    use futures_util::StreamExt as _;
+    let viewer = feed.watch();
+    let opening = futures_util::stream::once(async { Ok(Event::default().comment("live")) });
+    let events = futures_util::stream::unfold((feed, viewer), |(feed, mut viewer)| async move {
+        let event = next_event(&feed, &mut viewer).await?;
+        Some((Ok(event), (feed, viewer)))
+    });
+    opening.chain(events)
+}
+
+async fn next_event(feed: &LiveFeed, viewer: &mut Viewer) -> Option<Event> {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            _ = feed.closed() => return None,
+            r = viewer.frames.changed() => {
+                r.ok()?;
+                let frame = viewer.frames.borrow_and_update().clone();
+                if let Some(f) = frame {
+                    return Some(Event::default().event("frame").data(live::frame_json(&f)));
+                }
+            }
+            r = viewer.results.recv() => match r {
+                Ok(json) => return Some(Event::default().event("result").data(&*json)),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
             },
-            _ => error(504, "no reply from the control handler"),
         }
+    }
+}
+
+/// Queues the body as a command on the camera's control handler and waits
+/// for its reply.
+async fn command(
+    Extension(ui): Extension<Arc<Ui>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let c = match ui.camera(&uri) {
+        Ok(c) => c,
+        Err(refused) => return refused,
+    };
+    let json_body = header_str(&headers, header::CONTENT_TYPE)
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !json_body {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "control calls are JSON (Content-Type: application/json)",
+        );
+    }
+    let payload = match ui.read_body(&c, &headers, body).await {
+        Ok(bytes) => bytes.to_vec(),
+        Err(refused) => return refused,
+    };
+    let (tx, rx) = oneshot::channel();
+    let message = ControlMessage {
+        payload,
+        retained: false,
+        oversize: None,
+        reply_to: Some(tx),
+    };
+    if c.control.try_send(message).is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy: too many control messages at once; send it again",
+        );
+    }
+    match tokio::time::timeout(COMMAND_WAIT, rx).await {
+        Ok(Ok(reply)) => match serde_json::to_value(&reply) {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(_) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot serialize the reply",
+            ),
+        },
+        _ => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "no reply from the control handler",
+        ),
     }
 }
 
@@ -437,41 +551,105 @@ mod tests {
         }
     }
 
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| {
+                (
+                    header::HeaderName::from_static(n),
+                    HeaderValue::from_str(v).expect("value"),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn an_origin_must_be_the_servers_own() {
-        let req = |origin: Option<&str>| Request {
-            method: "POST".into(),
-            path: "/api/command".into(),
-            headers: [("host", Some("127.0.0.1:8080")), ("origin", origin)]
-                .into_iter()
-                .filter_map(|(n, v)| Some((n.to_string(), v?.to_string())))
-                .collect(),
-            ..Request::default()
-        };
-        assert!(same_origin(&req(None)), "no Origin: not a browser's call");
-        assert!(same_origin(&req(Some("http://127.0.0.1:8080"))));
+        let host = ("host", "127.0.0.1:8080");
+        assert!(
+            same_origin(&headers(&[host])),
+            "no Origin: not a browser's call"
+        );
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:8080")
+        ])));
         for evil in [
             "http://evil.example",
             "http://127.0.0.1:9999",
             "null",
             "http://127.0.0.1:8080.evil.example",
         ] {
-            assert!(!same_origin(&req(Some(evil))), "{evil}");
+            assert!(!same_origin(&headers(&[host, ("origin", evil)])), "{evil}");
         }
     }
 
     #[test]
-    fn query_and_cookie_parameters() {
-        let req = Request {
-            method: "GET".into(),
-            path: "/api/live".into(),
-            query: "camera=room-1&token=abc".into(),
-            headers: vec![("cookie".into(), "a=1; orion_token=xyz".into())],
-            body: Vec::new(),
+    fn query_parameters_are_percent_decoded_and_cookies_read() {
+        let uri: Uri = "/api/live?camera=room%2D1&token=a%2Bb+c"
+            .parse()
+            .expect("uri");
+        let params = Params::of(&uri);
+        assert_eq!(params.camera.as_deref(), Some("room-1"));
+        assert_eq!(params.token.as_deref(), Some("a+b c"));
+        assert!(
+            Params::of(&"/api/live".parse().expect("uri"))
+                .camera
+                .is_none()
+        );
+        let h = headers(&[("cookie", "a=1; orion_token=xyz")]);
+        assert_eq!(cookie(&h, COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, "nope"), None);
+    }
+
+    #[test]
+    fn the_token_opens_every_route_and_only_the_header_opens_control_calls() {
+        let token = "0123456789abcdef".to_string();
+        let registry = Arc::new(Registry::new(Vec::new(), Vec::new()));
+        let ui = Ui::new(Some(token.clone()), true, 5.0, registry);
+        let uri = |s: &str| -> Uri { s.parse().expect("uri") };
+        let host = ("host", "box:8080");
+        let access = |method: Method, u: &str, h: &[(&'static str, &str)]| {
+            ui.access(&method, &uri(u), &headers(h))
         };
-        assert_eq!(req.param("camera"), Some("room-1"));
-        assert_eq!(req.param("token"), Some("abc"));
-        assert_eq!(req.param("nope"), None);
-        assert_eq!(req.cookie(COOKIE), Some("xyz"));
+        assert_eq!(access(Method::GET, "/", &[host]), Access::Denied);
+        assert_eq!(
+            access(Method::GET, "/?token=0123456789abcdef", &[host]),
+            Access::AllowedSetCookie
+        );
+        assert_eq!(
+            access(Method::GET, "/?token=0123456789abcdeF", &[host]),
+            Access::Denied
+        );
+        let cookie = format!("orion_token={token}");
+        assert_eq!(
+            access(Method::GET, "/", &[host, ("cookie", &cookie)]),
+            Access::Allowed
+        );
+        assert_eq!(
+            access(Method::POST, "/api/command", &[host, ("cookie", &cookie)]),
+            Access::Denied
+        );
+        assert_eq!(
+            access(Method::POST, "/api/command?token=0123456789abcdef", &[host]),
+            Access::Denied
+        );
+        assert_eq!(
+            access(
+                Method::POST,
+                "/api/command",
+                &[host, ("x-orion-token", &token)]
+            ),
+            Access::Allowed
+        );
+        let evil = ("origin", "http://evil.example");
+        assert_eq!(
+            access(
+                Method::POST,
+                "/api/command",
+                &[host, evil, ("x-orion-token", &token)]
+            ),
+            Access::Denied
+        );
     }
 }
