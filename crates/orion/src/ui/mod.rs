@@ -159,6 +159,19 @@ fn error(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({"success": false, "message": message}))
 }
 
+/// A request refused with a status and a message (answered as [`error`]).
+struct Refused(StatusCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
+}
+
+fn refused<T>(status: StatusCode, why: impl Into<String>) -> Result<T, Refused> {
+    Err(Refused(status, why.into()))
+}
+
 /// Equal in time independent of where they differ (the length is not secret).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
@@ -180,7 +193,7 @@ fn loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -303,13 +316,13 @@ impl Ui {
     }
 
     /// The camera a request names (`?camera=`), or the first.
-    fn camera(&self, uri: &Uri) -> Result<Arc<UiCamera>, Response> {
+    fn camera(&self, uri: &Uri) -> Result<Arc<UiCamera>, Refused> {
         let cameras = self.cameras();
         let found = match Params::of(uri).camera {
             Some(id) => cameras.into_iter().find(|c| c.instance_id == id),
             None => cameras.into_iter().next(),
         };
-        found.ok_or_else(|| error(StatusCode::NOT_FOUND, "no such camera"))
+        found.map_or_else(|| refused(StatusCode::NOT_FOUND, "no such camera"), Ok)
     }
 
     fn denied(&self, headers: &HeaderMap) -> Response {
@@ -366,10 +379,9 @@ impl Ui {
         c: &UiCamera,
         headers: &HeaderMap,
         body: Body,
-    ) -> Result<Bytes, Response> {
-        let refuse = |status, why: &str| Err(error(status, why));
+    ) -> Result<Bytes, Refused> {
         if headers.contains_key(header::TRANSFER_ENCODING) {
-            return refuse(
+            return refused(
                 StatusCode::BAD_REQUEST,
                 "send bodies with Content-Length (no Transfer-Encoding)",
             );
@@ -379,28 +391,28 @@ impl Ui {
             .trim()
             .parse::<usize>()
         else {
-            return refuse(StatusCode::BAD_REQUEST, "Content-Length is not a number");
+            return refused(StatusCode::BAD_REQUEST, "Content-Length is not a number");
         };
         if length > c.max_command_bytes {
             let why = format!(
                 "a control call is at most {} bytes; got {length}",
                 c.max_command_bytes
             );
-            return refuse(StatusCode::PAYLOAD_TOO_LARGE, &why);
+            return refused(StatusCode::PAYLOAD_TOO_LARGE, why);
         }
         let Some(_room) = u32::try_from(length)
             .ok()
             .and_then(|n| self.bodies.try_acquire_many(n).ok())
         else {
-            return refuse(
+            return refused(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy: too many requests at once; send it again",
             );
         };
         match tokio::time::timeout(BODY_TIMEOUT, body::to_bytes(body, length)).await {
             Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(_)) => refuse(StatusCode::BAD_REQUEST, "the body did not arrive"),
-            Err(_) => refuse(StatusCode::REQUEST_TIMEOUT, "the body did not arrive"),
+            Ok(Err(_)) => refused(StatusCode::BAD_REQUEST, "the body did not arrive"),
+            Err(_) => refused(StatusCode::REQUEST_TIMEOUT, "the body did not arrive"),
         }
     }
 }
@@ -412,7 +424,7 @@ async fn cameras(Extension(ui): Extension<Arc<Ui>>) -> Response {
 async fn status(Extension(ui): Extension<Arc<Ui>>, uri: Uri) -> Response {
     match ui.camera(&uri) {
         Ok(c) => json_response(StatusCode::OK, &ui.status_json(&c).await),
-        Err(refused) => refused,
+        Err(no) => no.into_response(),
     }
 }
 
@@ -421,7 +433,7 @@ async fn status(Extension(ui): Extension<Arc<Ui>>, uri: Uri) -> Response {
 async fn watch(Extension(ui): Extension<Arc<Ui>>, uri: Uri) -> Response {
     let c = match ui.camera(&uri) {
         Ok(c) => c,
-        Err(refused) => return refused,
+        Err(no) => return no.into_response(),
     };
     if c.feed.viewers() >= live::MAX_VIEWERS {
         let why = format!("{} viewers already watch this camera", live::MAX_VIEWERS);
@@ -475,7 +487,7 @@ async fn command(
 ) -> Response {
     let c = match ui.camera(&uri) {
         Ok(c) => c,
-        Err(refused) => return refused,
+        Err(no) => return no.into_response(),
     };
     let json_body = header_str(&headers, header::CONTENT_TYPE)
         .is_some_and(|t| t.starts_with("application/json"));
@@ -487,7 +499,7 @@ async fn command(
     }
     let payload = match ui.read_body(&c, &headers, body).await {
         Ok(bytes) => bytes.to_vec(),
-        Err(refused) => return refused,
+        Err(no) => return no.into_response(),
     };
     let (tx, rx) = oneshot::channel();
     let message = ControlMessage {
