@@ -44,7 +44,6 @@ KNOWN_LONG = {
     "health/exposition.rs render",
     "stream/pipeline.rs build",
     "ctl/print.rs watch_line",
-    "outbox/store.rs open",
     "worker/supervisor.rs handle_message",
     "stream/pipeline.rs run_once",
     "worker/supervisor.rs run_once",

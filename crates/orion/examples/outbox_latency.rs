@@ -10,8 +10,11 @@
 //! Each camera is a task on a 2-thread runtime, as in the daemon: it handles a
 //! result every 200 ms (5 Hz) and appends an event every `1/rate` s, the
 //! cameras' events spread over that period, or all at the same moment (one
-//! thing seen by every camera: the lights go out). Printed: how long an append
-//! holds the result handler, and how late the results are handled (a blocked
+//! thing seen by every camera: the lights go out). At every result the
+//! camera's publisher delivers what is stored (`next`, then `remove` of each,
+//! on the runtime as in the daemon). Printed: how long an append holds the
+//! result handler, how long a delivery holds the publisher (it waits for any
+//! lock the writer holds), and how late the results are handled (a blocked
 //! runtime thread delays every camera on it).
 //!
 //!     cargo run --release --example outbox_latency -- [DIR] [CAMERAS] [SECONDS] [EVENTS/S PER CAMERA]
@@ -31,6 +34,7 @@ const RESULT_EVERY: Duration = Duration::from_millis(200);
 /// What one run measured, in microseconds.
 struct Figures {
     append_us: Vec<f64>,
+    deliver_us: Vec<f64>,
     late_us: Vec<f64>,
     events: usize,
 }
@@ -70,16 +74,18 @@ fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "| events come | way | events | append p50 | append p99 | append max | result late p50 | result late p99 | result late max |"
+        "| events come | way | events | append p50 | append p99 | append max | delivery p99 | delivery max | result late p50 | result late p99 | result late max |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (events, way, f) in &mut rows {
         println!(
-            "| {events} | {way} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {events} | {way} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             f.events,
             ms(quantile(&mut f.append_us, 0.5)),
             ms(quantile(&mut f.append_us, 0.99)),
             ms(quantile(&mut f.append_us, 1.0)),
+            ms(quantile(&mut f.deliver_us, 0.99)),
+            ms(quantile(&mut f.deliver_us, 1.0)),
             ms(quantile(&mut f.late_us, 0.5)),
             ms(quantile(&mut f.late_us, 0.99)),
             ms(quantile(&mut f.late_us, 1.0)),
@@ -132,33 +138,36 @@ async fn run(
     }
     let mut figures = Figures {
         append_us: Vec::new(),
+        deliver_us: Vec::new(),
         late_us: Vec::new(),
         events: 0,
     };
-    while let Some(Ok((append, late))) = tasks.join_next().await {
-        figures.events += append.len();
-        figures.append_us.extend(append);
-        figures.late_us.extend(late);
+    while let Some(Ok(f)) = tasks.join_next().await {
+        figures.events += f.events;
+        figures.append_us.extend(f.append_us);
+        figures.deliver_us.extend(f.deliver_us);
+        figures.late_us.extend(f.late_us);
     }
     figures
 }
 
 /// One camera: a result every [`RESULT_EVERY`] (how late it is handled is
-/// measured), an event every `1/rate` s (how long the append takes).
+/// measured), an event every `1/rate` s (how long the append takes), and a
+/// delivery of what is stored (how long it takes, when there was something).
 async fn camera_task(
     outbox: Arc<Outbox>,
     camera: usize,
     phase: f64,
     until: Instant,
     rate: f64,
-) -> (Vec<f64>, Vec<f64>) {
+) -> Figures {
     let id = format!("cam-{camera}");
     let topic = format!("care/events/{id}");
     let event_every = Duration::from_secs_f64(1.0 / rate);
     // Spread the cameras over a period, as their rate gates are.
     let mut next_result = tokio::time::Instant::now() + RESULT_EVERY.mul_f64(phase);
     let mut next_event = Instant::now() + event_every.mul_f64(phase);
-    let (mut append, mut late) = (Vec::new(), Vec::new());
+    let (mut append, mut deliver, mut late) = (Vec::new(), Vec::new(), Vec::new());
     let mut n = 0;
     while Instant::now() < until {
         tokio::time::sleep_until(next_result).await;
@@ -175,6 +184,19 @@ async fn camera_task(
             next_event += event_every;
             n += 1;
         }
+        let started = Instant::now();
+        let stored = outbox.next(&id, None, 16);
+        for (seq, _) in &stored {
+            outbox.remove(&id, *seq);
+        }
+        if !stored.is_empty() {
+            deliver.push(started.elapsed().as_secs_f64() * 1e6);
+        }
     }
-    (append, late)
+    Figures {
+        events: append.len(),
+        append_us: append,
+        deliver_us: deliver,
+        late_us: late,
+    }
 }

@@ -6,6 +6,7 @@
 //! model cannot flood it; the [`writer`] thread writes them, so that no disk
 //! I/O runs on the async runtime. See docs/operations.md ("The outbox").
 
+mod disk;
 pub mod publisher;
 pub mod rate;
 pub mod store;

@@ -21,7 +21,8 @@ use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Outgoing, QoS};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{Outbox, Record, now_ms};
+use super::disk::now_ms;
+use super::store::{Outbox, Record};
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::mqtt::emitter::EmitterSettings;

@@ -1,9 +1,9 @@
-//! The outbox store: every camera's events on disk (a `fjall` keyspace), in the
+//! The outbox store: every camera's events on disk (`super::disk`), in the
 //! order they happened, until the broker has acknowledged them.
 //!
-//! Owns the store directory and an index of what it holds (per camera: sequence
-//! number and size, a few bytes per event; the events themselves stay on disk).
-//! It enforces the bounds (`outbox.max_events`, `outbox.max_bytes`) by dropping
+//! Owns the store and an index of what it holds (per camera: sequence number
+//! and size, a few bytes per event; the events themselves stay on disk). It
+//! enforces the bounds (`outbox.max_events`, `outbox.max_bytes`) by dropping
 //! the oldest events, counted. When the disk refuses a write or a removal (full,
 //! read-only) the store stops writing: new events are held in memory, at most
 //! [`OUTBOX_MEMORY_EVENTS`] of them, events delivered meanwhile leave only the
@@ -14,55 +14,51 @@
 //! the index holds (removes what is on disk and no longer in the index: delivered
 //! or dropped meanwhile; writes back what was held, in order) and resumes
 //! writing. A store whose index was never read from it (it could not be opened
-//! at start) is never healed: its events are not touched. It never fails an append and never panics on what it reads
-//! back: an unreadable store is set aside and a fresh one used.
+//! at start) is never healed: its events are not touched. It never fails an
+//! append and never panics on what it reads back: an unreadable store is set
+//! aside and a fresh one used.
 //!
-//! Keys are `instance_id 0x00 sequence` (big-endian), so each camera's events
-//! are one ordered prefix; the sequence is daemon-wide and never reused while
-//! the store exists. A clean close writes a marker (how many events, the last
-//! sequence); opening without it, or with fewer events than it says, is reported.
+//! No global lock: each camera's index has its own, so one camera's publisher
+//! never waits for another's, nor for the writer's sync. The locks, always
+//! taken in this order and never two cameras' at once: `writing` (one batch at
+//! a time), `healing`, `disk` (read for every read, insert and removal; write
+//! only to close the store and put a reopened one in its place), one camera's
+//! `entries`; the rest (the camera map, attachments, the disk error, the log
+//! limits) are leaves, held for a copy or an update and nothing else.
+//!
+//! The sequence is daemon-wide and never reused while the store exists. A
+//! clean close writes a marker (how many events, the last sequence); opening
+//! without it, or with fewer events than it says, is reported.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::PersistMode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::disk::{
+    Disk, DiskKeys, MAX_UNFLUSHED_BYTES, disk_keys, key, now_ms, open_disk, probe_room,
+    set_aside_path, split_key,
+};
 use super::writer::Queue;
 use crate::config::{OUTBOX_MEMORY_EVENTS, OutboxConfig};
 use crate::logging::RateLimit;
 use crate::metrics::Metrics;
 use crate::status::OutboxStatus;
 
-/// Largest memtable before it is written to a table file (bounds the memory
-/// the store itself uses).
-const MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
-/// Journals are rotated (and old ones deleted) beyond this (fjall's minimum).
-const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
-/// Block cache.
-const CACHE_BYTES: u64 = 1024 * 1024;
-/// Memtables not yet written to table files, at most: a flood of appends waits
-/// for fjall's workers instead of piling memtables up in memory (fjall itself
-/// never stalls a writer). Reached only far beyond the event rate limit, or
-/// with a CPU too busy to flush.
-const MAX_UNFLUSHED_BYTES: u64 = 3 * MEMTABLE_BYTES;
-/// Longest one append waits for that.
+/// Longest one append waits for fjall's flushes.
 const FLUSH_WAIT: Duration = Duration::from_secs(1);
 /// The clean-close marker's key in the `meta` keyspace.
 const CLEAN_KEY: &[u8] = b"clean";
 /// While the disk refuses writes, how often [`keep_disk`] checks for room.
 pub const HEAL_EVERY: Duration = Duration::from_secs(1);
-/// Room the disk must have beyond what is held in memory before the store is
-/// reopened (journal and table overhead).
+/// Room a heal asks for beyond the held events (journal and table overhead).
 const HEAL_MARGIN_BYTES: u64 = 256 * 1024;
-/// The file [`probe_room`] writes to check for room.
-const PROBE_FILE: &str = "space-probe";
-/// The keys [`Inner::heal`] found on the reopened disk.
-type DiskKeys = std::collections::HashSet<Vec<u8>>;
 
 /// One event as stored: where it goes, what it says, when it happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,70 +101,86 @@ struct Entry {
     held: Option<Arc<Record>>,
 }
 
+/// A camera of this run: where its figures go.
+struct Attached {
+    metrics: Arc<Metrics>,
+    status: watch::Sender<OutboxStatus>,
+}
+
 /// One camera's part of the outbox.
 struct CameraQueue {
-    entries: VecDeque<Entry>,
+    /// Its events in sequence order.
+    entries: Mutex<VecDeque<Entry>>,
     /// Present for the cameras of this run (absent: events of a camera no
     /// longer configured, kept until it comes back or the bounds drop them).
-    metrics: Option<Arc<Metrics>>,
-    status: Option<watch::Sender<OutboxStatus>>,
+    attached: RwLock<Option<Attached>>,
     notify: Arc<Notify>,
 }
 
 impl CameraQueue {
-    fn new() -> Self {
+    fn new(entries: VecDeque<Entry>) -> Self {
         Self {
-            entries: VecDeque::new(),
-            metrics: None,
-            status: None,
+            entries: Mutex::new(entries),
+            attached: RwLock::new(None),
             notify: Arc::new(Notify::new()),
         }
     }
 
-    fn update_gauge(&self) {
-        if let Some(m) = &self.metrics {
-            m.outbox_queued.set(self.entries.len() as f64);
+    fn entries(&self) -> MutexGuard<'_, VecDeque<Entry>> {
+        self.entries.lock().expect("outbox camera poisoned")
+    }
+
+    /// Runs `f` with the camera's attachment, if it is attached.
+    fn with_attached(&self, f: impl FnOnce(&Attached)) {
+        if let Some(a) = &*self.attached.read().expect("outbox camera poisoned") {
+            f(a);
         }
+    }
+
+    fn update_gauge(&self, queued: usize) {
+        self.with_attached(|a| a.metrics.outbox_queued.set(queued as f64));
     }
 
     fn count_dropped(&self, n: u64) {
-        if let Some(m) = &self.metrics {
-            m.outbox_dropped.add(n);
-        }
-        if let Some(s) = &self.status {
-            s.send_modify(|s| s.dropped += n);
-        }
+        self.with_attached(|a| {
+            a.metrics.outbox_dropped.add(n);
+            a.status.send_modify(|s| s.dropped += n);
+        });
     }
 }
 
-struct Disk {
-    db: Database,
-    events: Keyspace,
-    meta: Keyspace,
+/// The whole outbox's figures, for the bounds.
+#[derive(Default)]
+struct Totals {
+    count: AtomicU64,
+    bytes: AtomicU64,
+    /// Events held in memory (the disk refused them), and their bytes.
+    held: AtomicU64,
+    held_bytes: AtomicU64,
 }
 
-struct Inner {
-    /// The store; after a failed write it is kept for reading only, and
-    /// `None` while it cannot be opened.
-    disk: Option<Disk>,
-    /// Why the disk refused a write or a removal; while set, nothing is
-    /// written (events are held) until [`Inner::heal`] succeeds.
-    disk_error: Option<String>,
-    /// Bytes of the events held in memory.
-    held_bytes: u64,
-    /// The index was read from the store: healing may make the disk hold
-    /// what the index holds. False when the store could not be opened at
-    /// start: its events were never read, so they are never touched (memory
-    /// only until a restart).
-    loaded: bool,
-    cameras: BTreeMap<String, CameraQueue>,
-    count: u64,
-    bytes: u64,
-    /// Events held in memory (the disk refused them).
-    held: u64,
-    next_seq: u64,
-    full_log: RateLimit,
-    disk_log: RateLimit,
+impl Totals {
+    fn add(&self, bytes: u64, held: bool) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if held {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn sub(&self, bytes: u64, held: bool) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        if held {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+            self.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn get(n: &AtomicU64) -> u64 {
+        n.load(Ordering::Relaxed)
+    }
 }
 
 /// What opening found, for the log and the tests.
@@ -192,87 +204,92 @@ pub enum Recovery {
 
 /// The daemon's outbox. Cheap to share (`Arc`).
 pub struct Outbox {
-    inner: Mutex<Inner>,
+    cameras: RwLock<BTreeMap<String, Arc<CameraQueue>>>,
+    /// The store; after a failed write it is kept for reading only, and
+    /// `None` while it cannot be opened (or is being reopened).
+    disk: RwLock<Option<Disk>>,
+    /// Why the disk refused a write or a removal; while set, nothing is
+    /// written (events are held) until [`Outbox::heal`] succeeds.
+    disk_error: Mutex<Option<String>>,
+    /// The index was read from the store: healing may make the disk hold
+    /// what the index holds. False when the store could not be opened at
+    /// start: its events were never read, so they are never touched (memory
+    /// only until a restart).
+    loaded: bool,
+    totals: Totals,
+    next_seq: AtomicU64,
     /// Events appended and not yet written, for the writer thread
     /// ([`Outbox::start_writer`]); without it appends are written at once.
     queue: Queue<Pending>,
+    /// One batch written at a time (sequence numbers in order per camera).
+    writing: Mutex<()>,
     /// One heal at a time (the keeper's, or the last one at close).
     healing: Mutex<()>,
+    full_log: Mutex<RateLimit>,
+    disk_log: Mutex<RateLimit>,
     settings: OutboxConfig,
     /// What opening found.
     pub recovery: Recovery,
 }
 
-fn key(camera: &str, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(camera.len() + 9);
-    k.extend_from_slice(camera.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// The index as read from the store at open.
+#[derive(Default)]
+struct Loaded {
+    cameras: BTreeMap<String, VecDeque<Entry>>,
+    totals: Totals,
+    next_seq: u64,
+    marker: Option<CleanMarker>,
+    unreadable: u64,
 }
 
-fn split_key(k: &[u8]) -> Option<(&str, u64)> {
-    let at = k.iter().position(|b| *b == 0)?;
-    let camera = std::str::from_utf8(&k[..at]).ok()?;
-    let seq: [u8; 8] = k.get(at + 1..)?.try_into().ok()?;
-    Some((camera, u64::from_be_bytes(seq)))
-}
-
-/// Wall-clock Unix milliseconds (when an event was stored, and delivered).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn open_disk(path: &Path) -> Result<Disk, fjall::Error> {
-    let db = Database::builder(path)
-        // Two: with one, a flush can wait behind a compaction while memtables
-        // pile up (measured: memory growing with every event in a flood).
-        .worker_threads(2)
-        .cache_size(CACHE_BYTES)
-        .max_journaling_size(JOURNAL_BYTES)
-        .open()?;
-    let events = db.keyspace("events", || {
-        KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
-    })?;
-    let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
-    Ok(Disk { db, events, meta })
-}
-
-/// Where an unreadable store is moved to.
-fn set_aside_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".unreadable-{}", now_ms() / 1000));
-    path.with_file_name(name)
-}
-
-/// Whether the disk at `dir` takes `bytes` more: written to a probe file,
-/// synced, and removed again.
-fn probe_room(dir: &Path, bytes: u64) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(PROBE_FILE);
-    let written = std::fs::File::create(&path).and_then(|mut f| {
-        let chunk = vec![0u8; 64 * 1024];
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(chunk.len() as u64) as usize;
-            f.write_all(&chunk[..n])?;
-            left -= n as u64;
+/// Reads the index from disk: every event's camera, sequence and size, and
+/// the clean-close marker; removes the entries that cannot be read.
+fn load(disk: &Disk) -> Loaded {
+    let mut loaded = Loaded {
+        next_seq: 1,
+        ..Loaded::default()
+    };
+    let mut unreadable = Vec::new();
+    for item in disk.events.iter() {
+        let Ok((k, v)) = item.into_inner() else {
+            break;
+        };
+        let Some((camera, seq)) = split_key(&k) else {
+            unreadable.push(k.to_vec());
+            continue;
+        };
+        if rmp_serde::from_slice::<Record>(&v).is_err() {
+            unreadable.push(k.to_vec());
+            continue;
         }
-        f.sync_data()
-    });
-    let _ = std::fs::remove_file(&path);
-    written
-}
-
-/// Every event key on `disk`.
-fn disk_keys(disk: &Disk) -> Result<DiskKeys, fjall::Error> {
-    disk.events
-        .iter()
-        .map(|item| item.key().map(|k| k.to_vec()))
-        .collect()
+        let bytes = v.len() as u64;
+        // Keys sort by camera, then sequence: each queue is in order.
+        loaded
+            .cameras
+            .entry(camera.to_string())
+            .or_default()
+            .push_back(Entry {
+                seq,
+                bytes,
+                held: None,
+            });
+        loaded.totals.add(bytes, false);
+        loaded.next_seq = loaded.next_seq.max(seq + 1);
+    }
+    for k in &unreadable {
+        let _ = disk.events.remove(k.as_slice());
+    }
+    loaded.unreadable = unreadable.len() as u64;
+    loaded.marker = disk
+        .meta
+        .get(CLEAN_KEY)
+        .ok()
+        .flatten()
+        .and_then(|v| rmp_serde::from_slice::<CleanMarker>(&v).ok());
+    if let Some(m) = &loaded.marker {
+        loaded.next_seq = loaded.next_seq.max(m.last_seq + 1);
+    }
+    loaded
 }
 
 /// Heals the outbox's store while the disk refuses writes (every
@@ -299,6 +316,59 @@ pub async fn keep_disk(outbox: Arc<Outbox>, cancel: CancellationToken) {
 )]
 pub struct Locked(pub String);
 
+/// Opens the store at `path`, or sets an unreadable one aside and starts a
+/// new one: the store (None: memory only, and why), and what happened.
+fn open_or_set_aside(path: &Path) -> Result<(Option<Disk>, Recovery, Option<String>), Locked> {
+    if let Err(e) = std::fs::create_dir_all(path) {
+        let why = format!("cannot create {}: {e}", path.display());
+        return Ok((None, Recovery::MemoryOnly, Some(why)));
+    }
+    let e = match open_disk(path) {
+        Ok(d) => return Ok((Some(d), Recovery::New, None)),
+        Err(fjall::Error::Locked) => return Err(Locked(path.display().to_string())),
+        Err(e) => e,
+    };
+    let aside = set_aside_path(path);
+    tracing::error!(
+        path = %path.display(),
+        error = ?e,
+        set_aside = %aside.display(),
+        "outbox cannot be read; it is set aside (kept for inspection) and a new one started: its events will not be delivered"
+    );
+    let reopened = std::fs::rename(path, &aside)
+        .map_err(|e| e.to_string())
+        .and_then(|()| open_disk(path).map_err(|e| format!("{e:?}")));
+    Ok(match reopened {
+        Ok(d) => (Some(d), Recovery::SetAside(aside), None),
+        Err(e) => {
+            let why = format!("cannot open {}: {e}", path.display());
+            (None, Recovery::MemoryOnly, Some(why))
+        }
+    })
+}
+
+/// Says what opening found.
+fn log_recovery(recovery: &Recovery, path: &Path, waiting: u64) {
+    match recovery {
+        Recovery::Unclean => tracing::warn!(
+            path = %path.display(),
+            events = waiting,
+            "outbox was not closed cleanly (daemon killed or crashed, power cut, or the file cut short): the readable events are kept and will be delivered; a write cut short is discarded"
+        ),
+        Recovery::Damaged { expected } => tracing::warn!(
+            path = %path.display(),
+            expected,
+            found = waiting,
+            "outbox is damaged: fewer events are readable than it held at the last clean stop; the readable ones are kept and will be delivered"
+        ),
+        _ if waiting > 0 => tracing::info!(
+            events = waiting,
+            "outbox: events from the previous run are waiting for the broker"
+        ),
+        _ => {}
+    }
+}
+
 impl Outbox {
     /// Opens (or creates) the store at `settings.path` and reads its index.
     /// The only error is a store in use by another process; anything else is
@@ -306,66 +376,29 @@ impl Outbox {
     pub fn open(settings: &OutboxConfig) -> Result<Self, Locked> {
         let path = &settings.path;
         let existed = path.join("version").exists();
-        let mut disk_error = None;
-        let (disk, mut recovery) = match std::fs::create_dir_all(path) {
-            Err(e) => {
-                disk_error = Some(format!("cannot create {}: {e}", path.display()));
-                (None, Recovery::MemoryOnly)
-            }
-            Ok(()) => match open_disk(path) {
-                Ok(d) => (Some(d), Recovery::New),
-                Err(fjall::Error::Locked) => {
-                    return Err(Locked(path.display().to_string()));
-                }
-                Err(e) => {
-                    let aside = set_aside_path(path);
-                    tracing::error!(
-                        path = %path.display(),
-                        error = ?e,
-                        set_aside = %aside.display(),
-                        "outbox cannot be read; it is set aside (kept for inspection) and a new one started: its events will not be delivered"
-                    );
-                    match std::fs::rename(path, &aside)
-                        .map_err(|e| e.to_string())
-                        .and_then(|()| open_disk(path).map_err(|e| format!("{e:?}")))
-                    {
-                        Ok(d) => (Some(d), Recovery::SetAside(aside)),
-                        Err(e) => {
-                            disk_error = Some(format!("cannot open {}: {e}", path.display()));
-                            (None, Recovery::MemoryOnly)
-                        }
-                    }
-                }
-            },
-        };
-        let mut inner = Inner {
-            disk,
-            disk_error,
-            held_bytes: 0,
-            loaded: false,
-            cameras: BTreeMap::new(),
-            count: 0,
-            bytes: 0,
-            held: 0,
-            next_seq: 1,
-            full_log: RateLimit::new(Duration::from_secs(10)),
-            disk_log: RateLimit::new(Duration::from_secs(10)),
-        };
-        if let Some(e) = &inner.disk_error {
+        let (disk, mut recovery, disk_error) = open_or_set_aside(path)?;
+        if let Some(e) = &disk_error {
             tracing::error!("outbox: {e}; events are kept in memory only");
         }
-        if let Some(disk) = inner.disk.take() {
-            let (marker, unreadable) = inner.load(&disk);
-            inner.loaded = true;
+        let mut index = Loaded {
+            next_seq: 1,
+            ..Loaded::default()
+        };
+        if let Some(disk) = &disk {
+            index = load(disk);
             if recovery == Recovery::New && existed {
-                recovery = match marker {
+                let found = Totals::get(&index.totals.count);
+                recovery = match &index.marker {
                     None => Recovery::Unclean,
-                    Some(m) if m.events > inner.count => Recovery::Damaged { expected: m.events },
+                    Some(m) if m.events > found => Recovery::Damaged { expected: m.events },
                     Some(_) => Recovery::Clean,
                 };
             }
-            if unreadable > 0 {
-                tracing::warn!(unreadable, "outbox: unreadable events removed");
+            if index.unreadable > 0 {
+                tracing::warn!(
+                    unreadable = index.unreadable,
+                    "outbox: unreadable events removed"
+                );
             }
             // From now on a missing marker means this run did not close.
             let removed = disk
@@ -375,38 +408,60 @@ impl Outbox {
             if let Err(e) = removed {
                 tracing::warn!(error = ?e, "outbox: cannot clear the clean-close marker");
             }
-            inner.disk = Some(disk);
         }
-        let waiting = inner.count;
-        match &recovery {
-            Recovery::Unclean => tracing::warn!(
-                path = %path.display(),
-                events = waiting,
-                "outbox was not closed cleanly (daemon killed or crashed, power cut, or the file cut short): the readable events are kept and will be delivered; a write cut short is discarded"
-            ),
-            Recovery::Damaged { expected } => tracing::warn!(
-                path = %path.display(),
-                expected,
-                found = waiting,
-                "outbox is damaged: fewer events are readable than it held at the last clean stop; the readable ones are kept and will be delivered"
-            ),
-            _ if waiting > 0 => tracing::info!(
-                events = waiting,
-                "outbox: events from the previous run are waiting for the broker"
-            ),
-            _ => {}
-        }
+        log_recovery(&recovery, path, Totals::get(&index.totals.count));
+        let cameras = index
+            .cameras
+            .into_iter()
+            .map(|(camera, entries)| (camera, Arc::new(CameraQueue::new(entries))))
+            .collect();
         Ok(Self {
-            inner: Mutex::new(inner),
+            cameras: RwLock::new(cameras),
+            loaded: disk.is_some(),
+            disk: RwLock::new(disk),
+            disk_error: Mutex::new(disk_error),
+            totals: index.totals,
+            next_seq: AtomicU64::new(index.next_seq),
             queue: Queue::default(),
+            writing: Mutex::new(()),
             healing: Mutex::new(()),
+            full_log: Mutex::new(RateLimit::new(Duration::from_secs(10))),
+            disk_log: Mutex::new(RateLimit::new(Duration::from_secs(10))),
             settings: settings.clone(),
             recovery,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().expect("outbox poisoned")
+    fn disk(&self) -> RwLockReadGuard<'_, Option<Disk>> {
+        self.disk.read().expect("outbox disk poisoned")
+    }
+
+    fn camera(&self, camera: &str) -> Option<Arc<CameraQueue>> {
+        let cameras = self.cameras.read().expect("outbox cameras poisoned");
+        cameras.get(camera).cloned()
+    }
+
+    fn camera_or_new(&self, camera: &str) -> Arc<CameraQueue> {
+        if let Some(q) = self.camera(camera) {
+            return q;
+        }
+        let mut cameras = self.cameras.write().expect("outbox cameras poisoned");
+        cameras
+            .entry(camera.to_string())
+            .or_insert_with(|| Arc::new(CameraQueue::new(VecDeque::new())))
+            .clone()
+    }
+
+    fn all_cameras(&self) -> Vec<(String, Arc<CameraQueue>)> {
+        let cameras = self.cameras.read().expect("outbox cameras poisoned");
+        cameras
+            .iter()
+            .map(|(c, q)| (c.clone(), q.clone()))
+            .collect()
+    }
+
+    fn disk_error(&self) -> Option<String> {
+        self.disk_error.lock().expect("outbox poisoned").clone()
     }
 
     /// Starts the writer thread: from now on appends only queue their events
@@ -452,57 +507,46 @@ impl Outbox {
     /// Registers a camera of this run: its metrics and status, and reports
     /// what is already waiting for it.
     pub fn attach(&self, camera: &str, metrics: Arc<Metrics>, status: watch::Sender<OutboxStatus>) {
-        let mut inner = self.lock();
-        let error = inner.disk_error.clone();
-        let q = inner
-            .cameras
-            .entry(camera.to_string())
-            .or_insert_with(CameraQueue::new);
+        let q = self.camera_or_new(camera);
+        let error = self.disk_error();
         status.send_modify(|s| s.disk_error = error);
-        q.metrics = Some(metrics);
-        q.status = Some(status);
-        q.update_gauge();
+        *q.attached.write().expect("outbox camera poisoned") = Some(Attached { metrics, status });
+        let queued = q.entries().len();
+        q.update_gauge(queued);
     }
 
     /// `camera` leaves this run (its events stay, kept like an orphan's until
     /// it comes back).
     pub fn detach(&self, camera: &str) {
-        if let Some(q) = self.lock().cameras.get_mut(camera) {
-            q.metrics = None;
-            q.status = None;
+        if let Some(q) = self.camera(camera) {
+            *q.attached.write().expect("outbox camera poisoned") = None;
         }
     }
 
     /// Reports `camera`'s current event flood (0: none) in its status.
     pub fn report_flood(&self, camera: &str, suppressed: u64) {
-        if let Some(s) = self
-            .lock()
-            .cameras
-            .get(camera)
-            .and_then(|q| q.status.as_ref())
-        {
-            s.send_if_modified(|s| std::mem::replace(&mut s.suppressed, suppressed) != suppressed);
+        if let Some(q) = self.camera(camera) {
+            q.with_attached(|a| {
+                a.status.send_if_modified(|s| {
+                    std::mem::replace(&mut s.suppressed, suppressed) != suppressed
+                });
+            });
         }
     }
 
     /// Cameras with events waiting that are not attached (not in this run).
     pub fn orphans(&self) -> Vec<(String, usize)> {
-        self.lock()
-            .cameras
-            .iter()
-            .filter(|(_, q)| q.metrics.is_none() && !q.entries.is_empty())
-            .map(|(c, q)| (c.clone(), q.entries.len()))
+        self.all_cameras()
+            .into_iter()
+            .filter(|(_, q)| q.attached.read().expect("outbox camera poisoned").is_none())
+            .map(|(c, q)| (c, q.entries().len()))
+            .filter(|(_, n)| *n > 0)
             .collect()
     }
 
     /// Woken whenever an event is appended for `camera`.
     pub fn notifier(&self, camera: &str) -> Arc<Notify> {
-        self.lock()
-            .cameras
-            .entry(camera.to_string())
-            .or_insert_with(CameraQueue::new)
-            .notify
-            .clone()
+        self.camera_or_new(camera).notify.clone()
     }
 
     /// Stores an event for `camera` (on disk, or in memory if the disk refuses
@@ -532,7 +576,7 @@ impl Outbox {
     /// as queued).
     #[must_use]
     fn write_batch(&self, batch: Vec<Pending>, dropped: &[String]) -> Vec<Arc<Notify>> {
-        let mut inner = self.lock();
+        let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         if !dropped.is_empty() {
             tracing::error!(
                 events = dropped.len(),
@@ -540,18 +584,18 @@ impl Outbox {
             );
         }
         for camera in dropped {
-            if let Some(q) = inner.cameras.get(camera) {
-                q.count_dropped(1);
-            }
+            self.camera_or_new(camera).count_dropped(1);
         }
+        // Held for the whole batch: a heal cannot come between an event's
+        // write and its place in the index.
+        let disk = self.disk();
         let mut written = Vec::with_capacity(batch.len());
         for Pending { camera, record } in batch {
-            let seq = inner.next_seq;
-            inner.next_seq += 1;
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
             match rmp_serde::to_vec(&record) {
                 Ok(encoded) => {
                     let bytes = encoded.len() as u64;
-                    let on_disk = inner.insert(&key(&camera, seq), encoded).is_ok();
+                    let on_disk = self.insert(&disk, &key(&camera, seq), encoded).is_ok();
                     written.push((camera, seq, bytes, on_disk, record));
                 }
                 Err(e) => {
@@ -559,39 +603,33 @@ impl Outbox {
                 }
             }
         }
-        let synced = written.is_empty() || inner.persist(self.settings.fsync).is_ok();
+        let synced = written.is_empty() || self.persist(&disk).is_ok();
         let mut woken = Vec::new();
         for (camera, seq, bytes, on_disk, record) in written {
             // A batch whose sync failed is held in memory, all of it.
             let held = (!on_disk || !synced).then(|| Arc::new(record));
-            if held.is_some() {
-                inner.held += 1;
-                inner.held_bytes += bytes;
-            }
-            let q = inner.cameras.entry(camera).or_insert_with(CameraQueue::new);
-            q.entries.push_back(Entry { seq, bytes, held });
-            q.update_gauge();
+            self.totals.add(bytes, held.is_some());
+            let q = self.camera_or_new(&camera);
+            let queued = {
+                let mut entries = q.entries();
+                entries.push_back(Entry { seq, bytes, held });
+                entries.len()
+            };
+            q.update_gauge(queued);
             woken.push(q.notify.clone());
-            inner.count += 1;
-            inner.bytes += bytes;
         }
-        inner.enforce_bounds(&self.settings);
-        drop(inner);
+        self.enforce_bounds(&disk);
+        drop(disk);
         self.wait_for_flushes();
         woken
     }
 
-    /// Backpressure (without the lock): while fjall holds more than
+    /// Backpressure (without a lock held): while fjall holds more than
     /// [`MAX_UNFLUSHED_BYTES`] not yet written to table files, waits for its
     /// workers, at most [`FLUSH_WAIT`].
     fn wait_for_flushes(&self) {
         let until = Instant::now() + FLUSH_WAIT;
-        let unflushed = || {
-            self.lock()
-                .disk
-                .as_ref()
-                .map_or(0, |d| d.db.write_buffer_size())
-        };
+        let unflushed = || self.disk().as_ref().map_or(0, |d| d.db.write_buffer_size());
         while unflushed() > MAX_UNFLUSHED_BYTES && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -601,29 +639,28 @@ impl Outbox {
     /// oldest with `None`), oldest first. Events that cannot be read back are
     /// removed and counted.
     pub fn next(&self, camera: &str, after: Option<u64>, max: usize) -> Vec<(u64, Arc<Record>)> {
-        let mut inner = self.lock();
-        let Some(q) = inner.cameras.get(camera) else {
+        let Some(q) = self.camera(camera) else {
             return Vec::new();
         };
-        let start = match after {
-            None => 0,
-            Some(a) => q.entries.partition_point(|e| e.seq <= a),
+        let wanted: Vec<(u64, Option<Arc<Record>>)> = {
+            let entries = q.entries();
+            let start = after.map_or(0, |a| entries.partition_point(|e| e.seq <= a));
+            entries
+                .range(start..)
+                .take(max)
+                .map(|e| (e.seq, e.held.clone()))
+                .collect()
         };
-        let wanted: Vec<(u64, Option<Arc<Record>>)> = q
-            .entries
-            .range(start..)
-            .take(max)
-            .map(|e| (e.seq, e.held.clone()))
-            .collect();
+        let disk = self.disk();
         let mut out = Vec::with_capacity(wanted.len());
         let mut unreadable = Vec::new();
         for (seq, held) in wanted {
-            let record = match held {
-                Some(r) => Some(r),
+            let record = match (held, &*disk) {
+                (Some(r), _) => Some(r),
                 // On a disk that is closed until it heals: wait for it (in
                 // order), never drop it.
-                None if inner.disk.is_none() => break,
-                None => inner.read(camera, seq).map(Arc::new),
+                (None, None) => break,
+                (None, Some(d)) => read(d, camera, seq).map(Arc::new),
             };
             match record {
                 Some(r) => out.push((seq, r)),
@@ -636,31 +673,30 @@ impl Outbox {
                 seq,
                 "outbox: an event could not be read back; dropped"
             );
-            inner.drop_one(camera, seq);
+            self.drop_one(&disk, camera, seq);
         }
         out
     }
 
     /// Drops an event that can never be delivered (counted as dropped).
     pub fn drop_event(&self, camera: &str, seq: u64) {
-        self.lock().drop_one(camera, seq);
+        self.drop_one(&self.disk(), camera, seq);
     }
 
     /// Removes an event the broker acknowledged. Once a camera's backlog is
     /// empty its "dropped" health reason clears.
     pub fn remove(&self, camera: &str, seq: u64) {
-        let mut inner = self.lock();
-        if inner.take(camera, seq)
-            && let Some(q) = inner.cameras.get(camera)
-        {
-            if let Some(m) = &q.metrics {
-                m.outbox_delivered.inc();
-            }
-            if q.entries.is_empty()
-                && let Some(s) = &q.status
-            {
-                s.send_if_modified(|s| std::mem::take(&mut s.dropped) > 0);
-            }
+        let Some(left) = self.take(&self.disk(), camera, seq) else {
+            return;
+        };
+        if let Some(q) = self.camera(camera) {
+            q.with_attached(|a| {
+                a.metrics.outbox_delivered.inc();
+                if left == 0 {
+                    a.status
+                        .send_if_modified(|s| std::mem::take(&mut s.dropped) > 0);
+                }
+            });
         }
     }
 
@@ -671,8 +707,8 @@ impl Outbox {
         if self.queue.holds(camera) {
             return true;
         }
-        self.lock().cameras.get(camera).is_some_and(|q| {
-            q.entries
+        self.camera(camera).is_some_and(|q| {
+            q.entries()
                 .back()
                 .is_some_and(|e| after.is_none_or(|a| e.seq > a))
         })
@@ -680,17 +716,13 @@ impl Outbox {
 
     /// Events waiting for `camera`.
     pub fn pending(&self, camera: &str) -> usize {
-        self.lock()
-            .cameras
-            .get(camera)
-            .map_or(0, |q| q.entries.len())
+        self.camera(camera).map_or(0, |q| q.entries().len())
     }
 
     /// Whether the disk refuses writes (new events are held in memory until
     /// [`Outbox::heal`] succeeds).
     pub fn failing(&self) -> bool {
-        let inner = self.lock();
-        inner.disk_error.is_some() && inner.loaded
+        self.loaded && self.disk_error().is_some()
     }
 
     /// While the disk refuses writes: if it has room for what is held (a
@@ -699,211 +731,70 @@ impl Outbox {
     /// takes writes. Blocking disk I/O: call it off the async runtime.
     pub fn heal(&self) -> bool {
         let _one = self.healing.lock().unwrap_or_else(|e| e.into_inner());
-        let need = {
-            let inner = self.lock();
-            if inner.disk_error.is_none() {
-                return true;
-            }
-            if !inner.loaded {
-                return false;
-            }
-            inner.held_bytes + HEAL_MARGIN_BYTES
-        };
-        // Without the lock: appends go on (held), deliveries of what is on
+        if self.disk_error().is_none() {
+            return true;
+        }
+        if !self.loaded {
+            return false;
+        }
+        // Without a lock held: appends go on (held), deliveries of what is on
         // disk wait, while the probe writes and the store is reopened (fjall
         // refuses every write after a failed one) and its keys read.
+        let need = Totals::get(&self.totals.held_bytes) + HEAL_MARGIN_BYTES;
         let path = &self.settings.path;
         if probe_room(path, need).is_err() {
             return false;
         }
-        let refusing = self.lock().disk.take();
-        drop(refusing); // joins fjall's threads: not under the lock
+        let refusing = self.disk.write().expect("outbox disk poisoned").take();
+        drop(refusing); // joins fjall's threads: not under a lock
         let reopened = std::fs::create_dir_all(path)
             .map_err(|e| e.to_string())
             .and_then(|()| open_disk(path).map_err(|e| format!("{e:?}")));
         let disk = match reopened {
             Ok(d) => d,
             Err(why) => {
-                self.lock().fail(why);
+                self.fail(why);
                 return false;
             }
         };
         let on_disk = disk_keys(&disk);
-        self.lock().heal(disk, on_disk)
-    }
-
-    /// Events and bytes in the whole outbox.
-    pub fn totals(&self) -> (u64, u64) {
-        let inner = self.lock();
-        (inner.count, inner.bytes)
-    }
-
-    /// Writes the clean-close marker and flushes everything to disk, after
-    /// one more try to write back what is held in memory. What is still held
-    /// then is lost (logged).
-    pub fn close(&self) {
-        self.stop_writer();
-        if self.failing() {
-            self.heal();
-        }
-        let inner = self.lock();
-        if inner.held > 0 {
-            tracing::error!(
-                events = inner.held,
-                "outbox: events held in memory (the disk refused them) are lost at this stop"
-            );
-        }
-        let Some(disk) = &inner.disk else {
-            return;
-        };
-        let marker = CleanMarker {
-            events: inner.count - inner.held,
-            last_seq: inner.next_seq - 1,
-        };
-        let written = rmp_serde::to_vec(&marker)
-            .map_err(|e| e.to_string())
-            .and_then(|m| {
-                disk.meta
-                    .insert(CLEAN_KEY, m)
-                    .and_then(|()| disk.db.persist(PersistMode::SyncAll))
-                    .map_err(|e| format!("{e:?}"))
-            });
-        match written {
-            Ok(()) => tracing::info!(waiting = marker.events, "outbox closed"),
-            Err(e) => tracing::warn!(error = %e, "outbox: cannot write the clean-close marker"),
-        }
-    }
-}
-
-impl Inner {
-    /// Reads the index from disk: every event's camera, sequence and size.
-    /// Returns the clean-close marker and how many entries were unreadable
-    /// (removed).
-    fn load(&mut self, disk: &Disk) -> (Option<CleanMarker>, u64) {
-        let mut unreadable = Vec::new();
-        for item in disk.events.iter() {
-            let Ok((k, v)) = item.into_inner() else {
-                break;
-            };
-            let Some((camera, seq)) = split_key(&k) else {
-                unreadable.push(k.to_vec());
-                continue;
-            };
-            if rmp_serde::from_slice::<Record>(&v).is_err() {
-                unreadable.push(k.to_vec());
-                continue;
-            }
-            let bytes = v.len() as u64;
-            self.cameras
-                .entry(camera.to_string())
-                .or_insert_with(CameraQueue::new)
-                .entries
-                .push_back(Entry {
-                    seq,
-                    bytes,
-                    held: None,
-                });
-            self.count += 1;
-            self.bytes += bytes;
-            self.next_seq = self.next_seq.max(seq + 1);
-        }
-        // Keys sort by camera, then sequence: each queue is in order already.
-        for k in &unreadable {
-            let _ = disk.events.remove(k.as_slice());
-        }
-        let marker = disk
-            .meta
-            .get(CLEAN_KEY)
-            .ok()
-            .flatten()
-            .and_then(|v| rmp_serde::from_slice::<CleanMarker>(&v).ok());
-        if let Some(m) = &marker {
-            self.next_seq = self.next_seq.max(m.last_seq + 1);
-        }
-        (marker, unreadable.len() as u64)
-    }
-
-    /// Writes an event to disk; on failure records why (health) and logs.
-    /// While the disk is failing nothing is written (held events would
-    /// otherwise be overtaken on disk by newer ones): [`Inner::heal`] first.
-    /// Writes one event (not yet synced: [`Inner::persist`]).
-    fn insert(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), ()> {
-        if self.disk_error.is_some() {
-            return Err(());
-        }
-        let Some(disk) = &self.disk else {
-            return Err(());
-        };
-        let result = disk.events.insert(key, value);
-        result.map_err(|e| self.fail(format!("{e:?}")))
-    }
-
-    /// Makes what was inserted durable (synced with `fsync`, else handed to
-    /// the OS).
-    fn persist(&mut self, fsync: bool) -> Result<(), ()> {
-        if self.disk_error.is_some() {
-            return Err(());
-        }
-        let Some(disk) = &self.disk else {
-            return Err(());
-        };
-        let mode = if fsync {
-            PersistMode::SyncData
-        } else {
-            PersistMode::Buffer
-        };
-        let result = disk.db.persist(mode);
-        result.map_err(|e| self.fail(format!("{e:?}")))
-    }
-
-    /// The disk refused a write or a removal: stop writing until it heals.
-    fn fail(&mut self, why: String) {
-        if let Some(held_back) = self.disk_log.allow(Instant::now()) {
-            tracing::error!(
-                error = %why,
-                "outbox cannot write to disk: new events are kept in memory (at most {OUTBOX_MEMORY_EVENTS}) and written to disk when it has room again; they are lost if the daemon stops before{}",
-                self.disk_log.and_more(held_back)
-            );
-        }
-        if self.disk_error.is_none() {
-            self.disk_error = Some(why);
-            self.publish_disk_error();
-        }
+        self.put_healed(disk, on_disk)
     }
 
     /// With the reopened store and the keys it holds: makes it hold what the
-    /// index holds: events delivered or dropped while
-    /// the disk was failing are removed, the held ones written, in order, and
-    /// synced; only then are they let go of in memory. Events the index had on
-    /// disk that the reopened store lacks are dropped, counted and logged.
-    fn heal(&mut self, disk: Disk, on_disk: Result<DiskKeys, fjall::Error>) -> bool {
+    /// index holds: events delivered or dropped while the disk was failing are
+    /// removed, the held ones written, in order, and synced; only then are
+    /// they let go of in memory. Events the index had on disk that the
+    /// reopened store lacks are dropped, counted and logged.
+    fn put_healed(&self, disk: Disk, on_disk: Result<DiskKeys, fjall::Error>) -> bool {
+        let mut slot = self.disk.write().expect("outbox disk poisoned");
         let result = on_disk.and_then(|on_disk| self.rewrite(&disk, on_disk));
-        self.disk = Some(disk);
+        *slot = Some(disk);
+        let cameras = self.all_cameras();
         // Publishers stopped at events on the closed disk: readable again.
-        for q in self.cameras.values() {
+        for (_, q) in &cameras {
             q.notify.notify_one();
         }
-        match result {
-            Ok(lost) => {
-                let written = std::mem::take(&mut self.held);
-                self.held_bytes = 0;
-                for q in self.cameras.values_mut() {
-                    q.entries.iter_mut().for_each(|e| e.held = None);
-                }
-                self.drop_lost(lost);
-                self.disk_error = None;
-                self.publish_disk_error();
-                tracing::info!(
-                    written,
-                    "outbox: the disk takes events again; the events held in memory are on disk"
-                );
-                true
-            }
+        let lost = match result {
+            Ok(lost) => lost,
             Err(e) => {
                 self.fail(format!("{e:?}"));
-                false
+                return false;
             }
+        };
+        let written = self.totals.held.swap(0, Ordering::Relaxed);
+        self.totals.held_bytes.store(0, Ordering::Relaxed);
+        for (_, q) in &cameras {
+            q.entries().iter_mut().for_each(|e| e.held = None);
         }
+        self.drop_lost(&slot, lost);
+        *self.disk_error.lock().expect("outbox poisoned") = None;
+        self.publish_disk_error(None);
+        tracing::info!(
+            written,
+            "outbox: the disk takes events again; the events held in memory are on disk"
+        );
+        true
     }
 
     /// Removes from `disk` what the index does not hold, writes what is held,
@@ -915,9 +806,9 @@ impl Inner {
     ) -> Result<Vec<(String, u64)>, fjall::Error> {
         let mut lost = Vec::new();
         let mut held = Vec::new();
-        for (camera, q) in &self.cameras {
-            for e in &q.entries {
-                let k = key(camera, e.seq);
+        for (camera, q) in self.all_cameras() {
+            for e in q.entries().iter() {
+                let k = key(&camera, e.seq);
                 let was_there = on_disk.remove(&k);
                 match &e.held {
                     Some(record) => held.push((e.seq, k, record.clone())),
@@ -943,7 +834,7 @@ impl Inner {
     }
 
     /// Drops events the reopened disk lacks (counted, logged).
-    fn drop_lost(&mut self, lost: Vec<(String, u64)>) {
+    fn drop_lost(&self, disk: &Option<Disk>, lost: Vec<(String, u64)>) {
         if lost.is_empty() {
             return;
         }
@@ -952,110 +843,221 @@ impl Inner {
             "outbox: events the disk had taken are missing from it after it was reopened; they are dropped"
         );
         for (camera, seq) in lost {
-            self.drop_one(&camera, seq);
+            self.drop_one(disk, &camera, seq);
         }
     }
 
-    fn publish_disk_error(&self) {
-        for s in self.cameras.values().filter_map(|q| q.status.as_ref()) {
-            let e = self.disk_error.clone();
-            s.send_if_modified(|s| {
-                let changed = s.disk_error != e;
-                s.disk_error = e;
-                changed
+    /// Events and bytes in the whole outbox.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            Totals::get(&self.totals.count),
+            Totals::get(&self.totals.bytes),
+        )
+    }
+
+    /// Writes the clean-close marker and flushes everything to disk, after
+    /// one more try to write back what is held in memory. What is still held
+    /// then is lost (logged).
+    pub fn close(&self) {
+        self.stop_writer();
+        if self.failing() {
+            self.heal();
+        }
+        let disk = self.disk();
+        let held = Totals::get(&self.totals.held);
+        if held > 0 {
+            tracing::error!(
+                events = held,
+                "outbox: events held in memory (the disk refused them) are lost at this stop"
+            );
+        }
+        let Some(disk) = &*disk else {
+            return;
+        };
+        let marker = CleanMarker {
+            events: Totals::get(&self.totals.count) - held,
+            last_seq: self.next_seq.load(Ordering::Relaxed) - 1,
+        };
+        let written = rmp_serde::to_vec(&marker)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                disk.meta
+                    .insert(CLEAN_KEY, m)
+                    .and_then(|()| disk.db.persist(PersistMode::SyncAll))
+                    .map_err(|e| format!("{e:?}"))
+            });
+        match written {
+            Ok(()) => tracing::info!(waiting = marker.events, "outbox closed"),
+            Err(e) => tracing::warn!(error = %e, "outbox: cannot write the clean-close marker"),
+        }
+    }
+
+    /// Writes an event to disk (not yet synced: [`Outbox::persist`]); on
+    /// failure records why (health) and logs. While the disk is failing
+    /// nothing is written (held events would otherwise be overtaken on disk
+    /// by newer ones): [`Outbox::heal`] first.
+    fn insert(&self, disk: &Option<Disk>, key: &[u8], value: Vec<u8>) -> Result<(), ()> {
+        if self.disk_error().is_some() {
+            return Err(());
+        }
+        let Some(disk) = disk else {
+            return Err(());
+        };
+        let result = disk.events.insert(key, value);
+        result.map_err(|e| self.fail(format!("{e:?}")))
+    }
+
+    /// Makes what was inserted durable (synced with `fsync`, else handed to
+    /// the OS).
+    fn persist(&self, disk: &Option<Disk>) -> Result<(), ()> {
+        if self.disk_error().is_some() {
+            return Err(());
+        }
+        let Some(disk) = disk else {
+            return Err(());
+        };
+        let mode = if self.settings.fsync {
+            PersistMode::SyncData
+        } else {
+            PersistMode::Buffer
+        };
+        let result = disk.db.persist(mode);
+        result.map_err(|e| self.fail(format!("{e:?}")))
+    }
+
+    /// The disk refused a write or a removal: stop writing until it heals.
+    fn fail(&self, why: String) {
+        {
+            let mut log = self.disk_log.lock().expect("outbox poisoned");
+            if let Some(held_back) = log.allow(Instant::now()) {
+                tracing::error!(
+                    error = %why,
+                    "outbox cannot write to disk: new events are kept in memory (at most {OUTBOX_MEMORY_EVENTS}) and written to disk when it has room again; they are lost if the daemon stops before{}",
+                    log.and_more(held_back)
+                );
+            }
+        }
+        let first = {
+            let mut error = self.disk_error.lock().expect("outbox poisoned");
+            let first = error.is_none();
+            if first {
+                *error = Some(why.clone());
+            }
+            first
+        };
+        if first {
+            self.publish_disk_error(Some(why));
+        }
+    }
+
+    fn publish_disk_error(&self, error: Option<String>) {
+        for (_, q) in self.all_cameras() {
+            q.with_attached(|a| {
+                a.status.send_if_modified(|s| {
+                    let changed = s.disk_error != error;
+                    s.disk_error = error.clone();
+                    changed
+                });
             });
         }
     }
 
-    fn read(&self, camera: &str, seq: u64) -> Option<Record> {
-        let disk = self.disk.as_ref()?;
-        let v = disk.events.get(key(camera, seq)).ok()??;
-        rmp_serde::from_slice(&v).ok()
-    }
-
     /// Drops an event (counted in the camera's dropped events).
-    fn drop_one(&mut self, camera: &str, seq: u64) {
-        if self.take(camera, seq)
-            && let Some(q) = self.cameras.get(camera)
+    fn drop_one(&self, disk: &Option<Disk>, camera: &str, seq: u64) {
+        if self.take(disk, camera, seq).is_some()
+            && let Some(q) = self.camera(camera)
         {
             q.count_dropped(1);
         }
     }
 
-    /// Removes an event from the index and the disk; false if it was not there.
-    fn take(&mut self, camera: &str, seq: u64) -> bool {
-        let Some(q) = self.cameras.get_mut(camera) else {
-            return false;
+    /// Removes an event from the index and the disk: how many of the camera's
+    /// events are left, or None if it was not there.
+    fn take(&self, disk: &Option<Disk>, camera: &str, seq: u64) -> Option<usize> {
+        let q = self.camera(camera)?;
+        let (e, left) = {
+            let mut entries = q.entries();
+            let at = entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
+            let e = entries.remove(at)?;
+            (e, entries.len())
         };
-        let Ok(at) = q.entries.binary_search_by_key(&seq, |e| e.seq) else {
-            return false;
-        };
-        let Some(e) = q.entries.remove(at) else {
-            return false;
-        };
-        q.update_gauge();
-        self.count -= 1;
-        self.bytes -= e.bytes;
+        q.update_gauge(left);
+        self.totals.sub(e.bytes, e.held.is_some());
         if e.held.is_some() {
-            self.held -= 1;
-            self.held_bytes -= e.bytes;
-            return true;
+            return Some(left);
         }
         // While failing the disk is left alone: healing removes what the
         // index no longer holds.
-        if self.disk_error.is_none()
-            && let Some(disk) = &self.disk
+        if self.disk_error().is_none()
+            && let Some(disk) = disk
             && let Err(err) = disk.events.remove(key(camera, seq))
         {
             self.fail(format!("{err:?}"));
         }
-        true
+        Some(left)
+    }
+
+    /// The oldest event (of any camera; only those held in memory with
+    /// `held_only`): its sequence and camera.
+    fn oldest(&self, held_only: bool) -> Option<(u64, String)> {
+        self.all_cameras()
+            .into_iter()
+            .filter_map(|(camera, q)| {
+                let entries = q.entries();
+                let first = entries.iter().find(|e| !held_only || e.held.is_some());
+                first.map(|e| (e.seq, camera))
+            })
+            .min()
     }
 
     /// Drops the oldest events (of any camera) while the outbox is beyond its
     /// bounds, and the oldest held in memory beyond theirs.
-    fn enforce_bounds(&mut self, settings: &OutboxConfig) {
+    fn enforce_bounds(&self, disk: &Option<Disk>) {
+        let settings = &self.settings;
         let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
         loop {
-            let over = self.count > settings.max_events || self.bytes > settings.max_bytes;
-            let held_over = self.held > OUTBOX_MEMORY_EVENTS;
+            let over = Totals::get(&self.totals.count) > settings.max_events
+                || Totals::get(&self.totals.bytes) > settings.max_bytes;
+            let held_over = Totals::get(&self.totals.held) > OUTBOX_MEMORY_EVENTS;
             if !over && !held_over {
                 break;
             }
-            let oldest = self
-                .cameras
-                .iter()
-                .filter_map(|(c, q)| {
-                    q.entries
-                        .iter()
-                        .find(|e| !held_over || e.held.is_some())
-                        .map(|e| (e.seq, c.clone()))
-                })
-                .min();
-            let Some((seq, camera)) = oldest else {
+            let Some((seq, camera)) = self.oldest(held_over) else {
                 break;
             };
-            if !self.take(&camera, seq) {
+            if self.take(disk, &camera, seq).is_none() {
                 break;
             }
             *dropped.entry(camera).or_default() += 1;
         }
         for (camera, n) in dropped {
-            if let Some(q) = self.cameras.get(&camera) {
+            if let Some(q) = self.camera(&camera) {
                 q.count_dropped(n);
             }
-            if let Some(held_back) = self.full_log.allow(Instant::now()) {
+            let mut log = self.full_log.lock().expect("outbox poisoned");
+            if let Some(held_back) = log.allow(Instant::now()) {
                 tracing::warn!(
                     camera,
                     dropped = n,
                     max_events = settings.max_events,
                     max_bytes = settings.max_bytes,
                     "outbox full: the oldest events are dropped (counted in orion_outbox_dropped_total){}",
-                    self.full_log.and_more(held_back)
+                    log.and_more(held_back)
                 );
             }
         }
     }
+
+    /// Events held in memory (for the tests).
+    #[cfg(test)]
+    fn held(&self) -> u64 {
+        Totals::get(&self.totals.held)
+    }
+}
+
+fn read(disk: &Disk, camera: &str, seq: u64) -> Option<Record> {
+    let v = disk.events.get(key(camera, seq)).ok()??;
+    rmp_serde::from_slice(&v).ok()
 }
 
 #[cfg(test)]
@@ -1165,6 +1167,76 @@ mod tests {
                 "{camera}"
             );
         }
+    }
+
+    /// Each camera's publisher reads and removes while the writer writes
+    /// every camera's events with a sync per batch: each gets its own events,
+    /// all of them, in order, once; nothing is left behind, and the disk
+    /// holds nothing after the last removal.
+    #[test]
+    fn publishers_deliver_while_the_writer_writes_each_camera_in_order_once() {
+        const EVENTS: usize = 400;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("outbox");
+        let mut s = settings(&path, 100_000);
+        s.fsync = true;
+        let outbox = Arc::new(Outbox::open(&s).expect("open"));
+        outbox.start_writer().expect("writer");
+        let cameras = ["a", "b", "c", "d"];
+        let delivered: Vec<Vec<String>> = std::thread::scope(|scope| {
+            for camera in cameras {
+                let outbox = outbox.clone();
+                scope.spawn(move || {
+                    for i in 0..EVENTS {
+                        outbox.append(camera, format!("care/events/{camera}"), event(i));
+                    }
+                });
+            }
+            let publishers: Vec<_> = cameras
+                .iter()
+                .map(|camera| {
+                    let outbox = outbox.clone();
+                    scope.spawn(move || {
+                        let until = Instant::now() + Duration::from_secs(60);
+                        let mut got = Vec::new();
+                        while got.len() < EVENTS {
+                            assert!(
+                                Instant::now() < until,
+                                "{camera}: {} of {EVENTS}",
+                                got.len()
+                            );
+                            let batch = outbox.next(camera, None, 16);
+                            if batch.is_empty() {
+                                std::thread::yield_now();
+                            }
+                            for (seq, record) in &batch {
+                                assert_eq!(record.topic, format!("care/events/{camera}"));
+                                outbox.remove(camera, *seq);
+                            }
+                            got.extend(ids(&batch));
+                        }
+                        got
+                    })
+                })
+                .collect();
+            publishers
+                .into_iter()
+                .map(|p| p.join().expect("publisher"))
+                .collect()
+        });
+        let expected: Vec<String> = (0..EVENTS).map(|i| format!("e-{i}")).collect();
+        for (camera, got) in cameras.iter().zip(&delivered) {
+            assert_eq!(got, &expected, "{camera}");
+        }
+        assert_eq!(outbox.totals(), (0, 0));
+        outbox.close();
+        let guard = outbox.disk();
+        let disk = guard.as_ref().expect("store");
+        assert_eq!(
+            disk_keys(disk).expect("keys").len(),
+            0,
+            "removed from disk too"
+        );
     }
 
     #[test]
@@ -1334,12 +1406,8 @@ mod tests {
         let error = status.borrow().disk_error.clone();
         assert!(error.is_some(), "the disk error is reported");
         let (count, _) = outbox.totals();
-        let on_disk = count - outbox.lock().held;
-        assert_eq!(
-            outbox.lock().held,
-            OUTBOX_MEMORY_EVENTS,
-            "memory is bounded"
-        );
+        let on_disk = count - outbox.held();
+        assert_eq!(outbox.held(), OUTBOX_MEMORY_EVENTS, "memory is bounded");
         assert!(
             m.outbox_dropped.get() > 0,
             "beyond the bound: dropped, counted"
@@ -1390,7 +1458,7 @@ mod tests {
         }
         let made = i;
         assert!(status.borrow().disk_error.is_some(), "health says so");
-        assert!(outbox.lock().held >= 60, "held in memory");
+        assert!(outbox.held() >= 60, "held in memory");
         // Delivered while the disk refuses removals: the first 30 (on disk)
         // and every event is still readable, in order.
         let waiting = outbox.next("a", None, usize::MAX);
@@ -1405,7 +1473,7 @@ mod tests {
         assert!(outbox.heal(), "room again: healed");
         assert!(!outbox.failing());
         assert!(status.borrow().disk_error.is_none(), "health clears");
-        assert_eq!(outbox.lock().held, 0, "nothing left in memory");
+        assert_eq!(outbox.held(), 0, "nothing left in memory");
         // It writes again.
         outbox.append("a", "t".into(), event(made));
         assert!(!outbox.failing());
