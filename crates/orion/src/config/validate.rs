@@ -304,7 +304,20 @@ impl Config {
         {
             c.fail("room_id", "must be 1 to 128 printable characters");
         }
+        self.check_camera_source(&mut c);
+        self.check_stream(&mut c);
+        self.check_detector(&mut c);
+        self.check_rois_and_workers(&mut c);
+        self.check_mqtt(&mut c);
+        self.check_rooms(&mut c);
+        self.check_outbox(&mut c);
+        self.check_ui(&mut c);
+        self.check_cameras(&mut c);
+        c.problems
+    }
 
+    /// The camera: its source and reconnection.
+    fn check_camera_source(&self, c: &mut Checker) {
         let cam = &self.camera;
         match cam.source {
             SourceKind::File => match &cam.path {
@@ -363,7 +376,10 @@ impl Config {
             10_000,
             " ms",
         );
+    }
 
+    /// The decoded stream.
+    fn check_stream(&self, c: &mut Checker) {
         let s = &self.stream;
         c.range_u64("stream.width", s.width.into(), 64, 3840, " pixels");
         if !s.width.is_multiple_of(4) {
@@ -398,7 +414,10 @@ impl Config {
             60.0,
             " seconds",
         );
+    }
 
+    /// The person detector: its catalog, confidence and rate.
+    fn check_detector(&self, c: &mut Checker) {
         let d = &self.models.person_detector;
         if d.catalog.is_empty() {
             c.fail(
@@ -418,11 +437,7 @@ impl Config {
             );
         }
         for (name, entry) in &d.catalog {
-            check_model_entry(
-                &mut c,
-                &format!("models.person_detector.catalog.{name}"),
-                entry,
-            );
+            check_model_entry(c, &format!("models.person_detector.catalog.{name}"), entry);
         }
         c.range_f64(
             "models.person_detector.confidence",
@@ -438,7 +453,10 @@ impl Config {
             1000.0,
             " Hz (above the stream FPS: every frame)",
         );
+    }
 
+    /// ROIs, the worker pools and the frame bus.
+    fn check_rois_and_workers(&self, c: &mut Checker) {
         c.range_u64(
             "rois.small_roi_threshold_px",
             self.rois.small_roi_threshold_px,
@@ -464,7 +482,7 @@ impl Config {
             );
         }
         for (ty, w) in self.workers.iter() {
-            check_worker(&mut c, ty, w);
+            check_worker(c, ty, w);
         }
 
         c.range_f64(
@@ -474,7 +492,10 @@ impl Config {
             3600.0,
             " seconds",
         );
+    }
 
+    /// The broker connection, its TLS and the shutdown time.
+    fn check_mqtt(&self, c: &mut Checker) {
         let m = &self.mqtt;
         if let Err(e) = BrokerAddr::parse(&m.broker) {
             c.fail("mqtt.broker", e);
@@ -532,6 +553,10 @@ impl Config {
             120.0,
             " seconds",
         );
+    }
+
+    /// Tracking, occupancy, zones and Home Assistant.
+    fn check_rooms(&self, c: &mut Checker) {
         let t = &self.tracking;
         c.range_u64("tracking.min_hits", t.min_hits.into(), 1, 20, " results");
         c.range_f64(
@@ -582,6 +607,10 @@ impl Config {
                 ),
             );
         }
+    }
+
+    /// The outbox: its directory and bounds.
+    fn check_outbox(&self, c: &mut Checker) {
         let o = &self.outbox;
         if o.path.as_os_str().is_empty() {
             c.fail(
@@ -623,6 +652,10 @@ impl Config {
             100_000,
             " events a minute",
         );
+    }
+
+    /// The live view and its token.
+    fn check_ui(&self, c: &mut Checker) {
         let ui = &self.ui;
         c.range_f64("ui.max_fps", ui.max_fps, 0.5, 30.0, " frames per second");
         if let Some(token) = &ui.token {
@@ -644,8 +677,6 @@ impl Config {
                 ),
             );
         }
-        self.check_cameras(&mut c);
-        c.problems
     }
 
     /// The `cameras` list: its size, unique ids, and each camera's own keys.
