@@ -411,217 +411,288 @@ fn describe(p: &PresenceMessage) -> String {
     format!("host {}, pid {}, started {}", p.host, p.pid, p.started_at)
 }
 
-async fn poll(mut s: PollState) {
-    let mut backoff = Backoff::default();
-    let mut outage_logged = false;
-    let mut joining: Option<Joining> = None;
-    // The last connection was closed by the broker or the network, not by us.
-    let mut thrown_off = false;
-    // We sent DISCONNECT to make way for another process.
-    let mut yielding = false;
-    // We sent DISCONNECT to stop: read until the broker closes the connection.
-    // Closing the socket ourselves with its acknowledgements unread would reset
-    // it, and the broker would drop what it had not read yet (the last
-    // publishes before the DISCONNECT: the offline presence, removals).
-    let mut closing = false;
+/// Why we sent DISCONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaving {
+    /// To make way for another process with our instance_id.
+    MakeWay,
+    /// To stop: read until the broker closes the connection. Closing the
+    /// socket ourselves with its acknowledgements unread would reset it, and
+    /// the broker would drop what it had not read yet (the last publishes
+    /// before the DISCONNECT: the offline presence, removals).
+    Stop,
+}
+
+/// The connection's life: joining, up, lost, making way, leaving.
+struct Link {
+    s: PollState,
+    backoff: Backoff,
+    /// The current outage was logged (later failed attempts are debug).
+    outage_logged: bool,
+    /// Between CONNACK and use.
+    joining: Option<Joining>,
+    /// The last connection was closed by the broker or the network, not by us.
+    thrown_off: bool,
+    leaving: Option<Leaving>,
+    /// Our presence topic and session.
+    presence: Option<(String, String)>,
+    instance: String,
+}
+
+async fn poll(s: PollState) {
     let presence = s.settings.presence.clone();
-    let instance = s
-        .settings
-        .presence
+    let instance = presence
         .as_ref()
         .and_then(|(t, _)| t.rsplit('/').next())
         .unwrap_or("?")
         .to_string();
-    loop {
-        let decide_at = joining.as_ref().and_then(|j| j.decide_at);
-        let event = tokio::select! {
-            _ = s.cancel.cancelled() => break,
-            e = s.eventloop.poll() => Some(e),
-            _ = sleep_until(decide_at) => None,
-        };
-        let Some(event) = event else {
-            // Joined: decide whether another live process holds our instance_id.
-            let other = joining.take().and_then(|j| j.other);
-            match other {
-                Some(other) if thrown_off => {
-                    let reason = format!(
-                        "duplicate instance_id {instance}: another process took the MQTT client id ({})",
+    let mut link = Link {
+        s,
+        backoff: Backoff::default(),
+        outage_logged: false,
+        joining: None,
+        thrown_off: false,
+        leaving: None,
+        presence,
+        instance,
+    };
+    link.run().await;
+}
+
+impl Link {
+    async fn run(&mut self) {
+        loop {
+            let decide_at = self.joining.as_ref().and_then(|j| j.decide_at);
+            let event = tokio::select! {
+                _ = self.s.cancel.cancelled() => break,
+                e = self.s.eventloop.poll() => Some(e),
+                _ = sleep_until(decide_at) => None,
+            };
+            let go_on = match event {
+                None => {
+                    self.joined();
+                    true
+                }
+                Some(Ok(Event::Incoming(Incoming::ConnAck(_)))) => {
+                    self.connected();
+                    true
+                }
+                Some(Ok(Event::Incoming(Incoming::SubAck(_)))) => {
+                    self.subscribed();
+                    true
+                }
+                Some(Ok(Event::Incoming(Incoming::Publish(p)))) => {
+                    self.received(&p);
+                    true
+                }
+                Some(Ok(Event::Outgoing(Outgoing::Disconnect))) => self.disconnected().await,
+                Some(Ok(_)) => true,
+                Some(Err(e)) => self.lost(&e).await,
+            };
+            if !go_on {
+                break;
+            }
+        }
+        set_connected(&self.s.status, false);
+    }
+
+    /// Joined: decides whether another live process holds our instance_id.
+    fn joined(&mut self) {
+        let other = self.joining.take().and_then(|j| j.other);
+        let s = &mut self.s;
+        match other {
+            Some(other) if self.thrown_off => {
+                let reason = format!(
+                    "duplicate instance_id {}: another process took the MQTT client id ({})",
+                    self.instance,
+                    describe(&other)
+                );
+                if s.status.borrow().conflict.is_none() {
+                    tracing::error!(broker = %s.endpoint, "{reason}; standing down until it goes offline");
+                }
+                s.status.send_modify(|m| m.conflict = Some(reason));
+                self.leaving = Some(Leaving::MakeWay);
+                let _ = s.client.try_disconnect();
+            }
+            other => {
+                if let Some(other) = other {
+                    tracing::warn!(
+                        "the retained presence of instance_id {} is another session's ({}); if that process is alive it will report a duplicate",
+                        self.instance,
                         describe(&other)
                     );
-                    if s.status.borrow().conflict.is_none() {
-                        tracing::error!(broker = %s.endpoint, "{reason}; standing down until it goes offline");
-                    }
-                    s.status.send_modify(|m| m.conflict = Some(reason));
-                    yielding = true;
-                    let _ = s.client.try_disconnect();
                 }
-                other => {
-                    if let Some(other) = other {
-                        tracing::warn!(
-                            "the retained presence of instance_id {instance} is another session's ({}); if that process is alive it will report a duplicate",
-                            describe(&other)
-                        );
-                    }
-                    if s.status.borrow().conflict.is_some() {
-                        tracing::info!("the other process with this instance_id is gone");
-                        s.status.send_modify(|m| m.conflict = None);
-                    }
-                    thrown_off = false;
-                    set_connected(&s.status, true);
-                    tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
+                if s.status.borrow().conflict.is_some() {
+                    tracing::info!("the other process with this instance_id is gone");
+                    s.status.send_modify(|m| m.conflict = None);
                 }
-            }
-            continue;
-        };
-        match event {
-            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                // Clean session: subscriptions are gone after a reconnect. The
-                // presence topic first: its retained message arrives before the
-                // SUBACK of the control topic.
-                let mut j = Joining::default();
-                for topic in presence
-                    .iter()
-                    .map(|(t, _)| t)
-                    .chain(s.control_topic.iter())
-                {
-                    match s.client.try_subscribe(topic, QoS::AtLeastOnce) {
-                        Ok(()) => j.subacks_left += 1,
-                        Err(e) => tracing::error!(error = %e, topic, "cannot subscribe"),
-                    }
-                }
-                s.metrics.mqtt_connections.inc();
-                s.status.send_modify(|m| m.connection += 1);
-                backoff.reset();
-                outage_logged = false;
-                if presence.is_some() && j.subacks_left > 0 {
-                    joining = Some(j);
-                } else {
-                    set_connected(&s.status, true);
-                    tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
-                }
-            }
-            Ok(Event::Incoming(Incoming::SubAck(_))) => {
-                if let Some(j) = joining.as_mut() {
-                    j.subacks_left = j.subacks_left.saturating_sub(1);
-                    if j.subacks_left == 0 {
-                        j.decide_at = Some(tokio::time::Instant::now() + RETAINED_GRACE);
-                    }
-                }
-            }
-            Ok(Event::Incoming(Incoming::Publish(p))) => {
-                if let Some((topic, session)) = &presence
-                    && p.topic == *topic
-                {
-                    match joining.as_mut() {
-                        Some(j) => j.other = other_session(&p.payload, session, true),
-                        None => {
-                            // Live: another process publishes presence for our
-                            // instance with a client id of its own; it is gone
-                            // when its offline message comes.
-                            let gone = serde_json::from_slice::<PresenceMessage>(&p.payload)
-                                .is_ok_and(|m| m.state == "offline" && m.session != *session);
-                            if gone && s.status.borrow().conflict.is_some() {
-                                tracing::info!(
-                                    "the other process with this instance_id went offline"
-                                );
-                                s.status.send_modify(|m| m.conflict = None);
-                            }
-                            if let Some(other) = other_session(&p.payload, session, false) {
-                                let reason = format!(
-                                    "duplicate instance_id {instance}: another process publishes its presence ({})",
-                                    describe(&other)
-                                );
-                                if s.status.borrow().conflict.is_none() {
-                                    tracing::error!("{reason}");
-                                }
-                                s.status.send_modify(|m| m.conflict = Some(reason));
-                            }
-                        }
-                    }
-                    continue;
-                }
-                if s.control_topic.as_deref() == Some(p.topic.as_str())
-                    && let Some(control) = &s.control
-                {
-                    s.metrics.control_received.inc();
-                    let max = s
-                        .settings
-                        .busy
-                        .as_ref()
-                        .map_or(usize::MAX, |b| b.max_command_bytes);
-                    let oversize = (p.payload.len() > max).then_some(p.payload.len());
-                    let full = control
-                        .try_send(ControlMessage {
-                            payload: if oversize.is_some() {
-                                Vec::new()
-                            } else {
-                                p.payload.to_vec()
-                            },
-                            retained: p.retain,
-                            oversize,
-                            reply_to: None,
-                        })
-                        .is_err();
-                    if full {
-                        s.refuse_busy(&p.payload);
-                    }
-                }
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) if yielding => {
-                set_connected(&s.status, false);
-                s.eventloop.clean();
-                // Wait, without touching the other's connection, until its
-                // presence is no longer online.
-                loop {
-                    tokio::select! {
-                        _ = s.cancel.cancelled() => break,
-                        _ = tokio::time::sleep(CONFLICT_RECHECK) => {}
-                    }
-                    let (topic, session) = presence.clone().unwrap_or_default();
-                    match retained_other_session(&s.settings, &topic, &session).await {
-                        Ok(Some(_)) => {
-                            tracing::debug!("the other process still holds the instance_id")
-                        }
-                        Ok(None) => break,
-                        Err(e) => tracing::debug!(error = %e, "presence check failed"),
-                    }
-                }
-                if s.cancel.is_cancelled() {
-                    break;
-                }
-                tracing::info!("the other process's presence is gone; connecting again");
-                yielding = false;
-                thrown_off = false;
-            }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                set_connected(&s.status, false);
-                tracing::info!("disconnected from MQTT broker");
-                closing = true;
-            }
-            Ok(_) => {}
-            Err(_) if closing => break,
-            Err(e) => {
-                let was_connected = s.status.borrow().connected || joining.is_some();
-                joining = None;
-                set_connected(&s.status, false);
-                s.metrics.mqtt_reconnects.inc();
-                if was_connected {
-                    thrown_off = true;
-                }
-                if was_connected || !outage_logged {
-                    tracing::warn!(broker = %s.endpoint, error = %e, retry_in_s = backoff.peek().as_secs_f64(), "MQTT connection lost");
-                    outage_logged = true;
-                } else {
-                    tracing::debug!(broker = %s.endpoint, error = %e, "MQTT reconnect failed");
-                }
-                tokio::select! {
-                    _ = s.cancel.cancelled() => break,
-                    _ = super::reconnect::wait(backoff.next_delay(), &s.settings.host, s.settings.port) => {}
-                }
+                self.thrown_off = false;
+                set_connected(&s.status, true);
+                tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
             }
         }
     }
-    set_connected(&s.status, false);
+
+    /// CONNACK. Clean session: subscriptions are gone after a reconnect. The
+    /// presence topic first: its retained message arrives before the SUBACK
+    /// of the control topic.
+    fn connected(&mut self) {
+        let s = &mut self.s;
+        let mut j = Joining::default();
+        let topics = self.presence.iter().map(|(t, _)| t);
+        for topic in topics.chain(s.control_topic.iter()) {
+            match s.client.try_subscribe(topic, QoS::AtLeastOnce) {
+                Ok(()) => j.subacks_left += 1,
+                Err(e) => tracing::error!(error = %e, topic, "cannot subscribe"),
+            }
+        }
+        s.metrics.mqtt_connections.inc();
+        s.status.send_modify(|m| m.connection += 1);
+        self.backoff.reset();
+        self.outage_logged = false;
+        if self.presence.is_some() && j.subacks_left > 0 {
+            self.joining = Some(j);
+        } else {
+            set_connected(&s.status, true);
+            tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
+        }
+    }
+
+    /// A SUBACK: after the last one, the retained presence has a grace period.
+    fn subscribed(&mut self) {
+        if let Some(j) = self.joining.as_mut() {
+            j.subacks_left = j.subacks_left.saturating_sub(1);
+            if j.subacks_left == 0 {
+                j.decide_at = Some(tokio::time::Instant::now() + RETAINED_GRACE);
+            }
+        }
+    }
+
+    fn received(&mut self, p: &rumqttc::Publish) {
+        if let Some((topic, session)) = &self.presence
+            && p.topic == *topic
+        {
+            match self.joining.as_mut() {
+                Some(j) => j.other = other_session(&p.payload, session, true),
+                None => self.presence_while_up(&p.payload),
+            }
+            return;
+        }
+        if self.s.control_topic.as_deref() == Some(p.topic.as_str()) {
+            self.command(p);
+        }
+    }
+
+    /// Another process publishes presence for our instance with a client id
+    /// of its own (a duplicate); it is gone when its offline message comes.
+    fn presence_while_up(&mut self, payload: &[u8]) {
+        let Some((_, session)) = &self.presence else {
+            return;
+        };
+        let s = &self.s;
+        let gone = serde_json::from_slice::<PresenceMessage>(payload)
+            .is_ok_and(|m| m.state == "offline" && m.session != *session);
+        if gone && s.status.borrow().conflict.is_some() {
+            tracing::info!("the other process with this instance_id went offline");
+            s.status.send_modify(|m| m.conflict = None);
+        }
+        if let Some(other) = other_session(payload, session, false) {
+            let reason = format!(
+                "duplicate instance_id {}: another process publishes its presence ({})",
+                self.instance,
+                describe(&other)
+            );
+            if s.status.borrow().conflict.is_none() {
+                tracing::error!("{reason}");
+            }
+            s.status.send_modify(|m| m.conflict = Some(reason));
+        }
+    }
+
+    /// A control message: queued for the control handler (never waits).
+    fn command(&mut self, p: &rumqttc::Publish) {
+        let s = &mut self.s;
+        let Some(control) = &s.control else {
+            return;
+        };
+        s.metrics.control_received.inc();
+        let max = s
+            .settings
+            .busy
+            .as_ref()
+            .map_or(usize::MAX, |b| b.max_command_bytes);
+        let oversize = (p.payload.len() > max).then_some(p.payload.len());
+        let full = control
+            .try_send(ControlMessage {
+                payload: if oversize.is_some() {
+                    Vec::new()
+                } else {
+                    p.payload.to_vec()
+                },
+                retained: p.retain,
+                oversize,
+                reply_to: None,
+            })
+            .is_err();
+        if full {
+            s.refuse_busy(&p.payload);
+        }
+    }
+
+    /// We sent DISCONNECT: to make way (then waits until the other's presence
+    /// is gone), or to stop. False: stop polling.
+    async fn disconnected(&mut self) -> bool {
+        set_connected(&self.s.status, false);
+        if self.leaving != Some(Leaving::MakeWay) {
+            tracing::info!("disconnected from MQTT broker");
+            self.leaving = Some(Leaving::Stop);
+            return true;
+        }
+        self.s.eventloop.clean();
+        // Without touching the other's connection.
+        let (topic, session) = self.presence.clone().unwrap_or_default();
+        loop {
+            tokio::select! {
+                _ = self.s.cancel.cancelled() => return false,
+                _ = tokio::time::sleep(CONFLICT_RECHECK) => {}
+            }
+            match retained_other_session(&self.s.settings, &topic, &session).await {
+                Ok(Some(_)) => tracing::debug!("the other process still holds the instance_id"),
+                Ok(None) => break,
+                Err(e) => tracing::debug!(error = %e, "presence check failed"),
+            }
+        }
+        tracing::info!("the other process's presence is gone; connecting again");
+        self.leaving = None;
+        self.thrown_off = false;
+        true
+    }
+
+    /// The connection failed or was lost: waits to reconnect (the back-off,
+    /// cut short when the broker's port comes back). False: stop polling.
+    async fn lost(&mut self, e: &rumqttc::ConnectionError) -> bool {
+        if self.leaving == Some(Leaving::Stop) {
+            return false;
+        }
+        let s = &mut self.s;
+        let was_connected = s.status.borrow().connected || self.joining.is_some();
+        self.joining = None;
+        set_connected(&s.status, false);
+        s.metrics.mqtt_reconnects.inc();
+        if was_connected {
+            self.thrown_off = true;
+        }
+        if was_connected || !self.outage_logged {
+            tracing::warn!(broker = %s.endpoint, error = %e, retry_in_s = self.backoff.peek().as_secs_f64(), "MQTT connection lost");
+            self.outage_logged = true;
+        } else {
+            tracing::debug!(broker = %s.endpoint, error = %e, "MQTT reconnect failed");
+        }
+        tokio::select! {
+            _ = s.cancel.cancelled() => false,
+            _ = super::reconnect::wait(self.backoff.next_delay(), &s.settings.host, s.settings.port) => true,
+        }
+    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
