@@ -223,7 +223,20 @@ const CAMERA_GAUGES: [CameraSeries; 14] = [
 /// `camera`) and every worker (label `worker`), each family once.
 pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> String {
     let mut out = String::with_capacity(8 * 1024);
-    let label = |m: &Metrics| format!("camera=\"{}\"", label_value(&m.camera));
+    render_cameras(&mut out, cameras);
+    render_daemon(&mut out, cameras, workers);
+    render_events(&mut out, cameras);
+    render_workers(&mut out, workers);
+    render_groups(&mut out, cameras);
+    out
+}
+
+fn camera_label(m: &Metrics) -> String {
+    format!("camera=\"{}\"", label_value(&m.camera))
+}
+
+/// The per-camera counters and gauges.
+fn render_cameras(out: &mut String, cameras: &[(&Metrics, &CameraWatch)]) {
     for (kind, series) in [
         ("counter", &CAMERA_COUNTERS[..]),
         ("gauge", &CAMERA_GAUGES[..]),
@@ -231,10 +244,14 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
         for (name, help, get) in series {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (m, w) in cameras {
-                let _ = writeln!(out, "{name}{{{}}} {}", label(m), get(m, w));
+                let _ = writeln!(out, "{name}{{{}}} {}", camera_label(m), get(m, w));
             }
         }
     }
+}
+
+/// The daemon's own gauges: cameras, workers, uptime.
+fn render_daemon(out: &mut String, cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) {
     let uptime = cameras
         .first()
         .map_or(0.0, |(m, _)| m.started.elapsed().as_secs_f64());
@@ -254,6 +271,10 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
     for (name, help, v) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
+}
+
+/// Events by type, and the capture-to-MQTT latency.
+fn render_events(out: &mut String, cameras: &[(&Metrics, &CameraWatch)]) {
     let name = "orion_events_total";
     let _ = writeln!(
         out,
@@ -261,7 +282,12 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
     );
     for (m, _) in cameras {
         for (kind, n) in EVENT_TYPES.iter().zip(&m.events) {
-            let _ = writeln!(out, "{name}{{{},type=\"{kind}\"}} {}", label(m), n.get());
+            let _ = writeln!(
+                out,
+                "{name}{{{},type=\"{kind}\"}} {}",
+                camera_label(m),
+                n.get()
+            );
         }
     }
     let _ = writeln!(
@@ -270,75 +296,17 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
     );
     for (m, _) in cameras {
         histogram(
-            &mut out,
+            out,
             &m.e2e_latency,
             "orion_e2e_latency_seconds",
-            &label(m),
+            &camera_label(m),
         );
     }
-    let per_worker: [Series<WorkerView>; 10] = [
-        (
-            "orion_worker_frames_total",
-            "counter",
-            "Frames a worker took from its pool.",
-            |w| w.metrics.frames_sent.get() as f64,
-        ),
-        (
-            "orion_worker_inferences_total",
-            "counter",
-            "Results returned by a worker.",
-            |w| w.metrics.inferences.get() as f64,
-        ),
-        (
-            "orion_worker_results_dropped_total",
-            "counter",
-            "Results dropped because their camera's result handler was behind (or the camera had gone).",
-            |w| w.metrics.results_dropped.get() as f64,
-        ),
-        (
-            "orion_worker_errors_total",
-            "counter",
-            "Errors reported by or about a worker.",
-            |w| w.metrics.errors.get() as f64,
-        ),
-        (
-            "orion_worker_protocol_errors_total",
-            "counter",
-            "Messages that broke the worker contract (invalid result, wrong type or frame, stray answer): counted, logged, never published.",
-            |w| w.metrics.protocol_errors.get() as f64,
-        ),
-        (
-            "orion_worker_restarts_total",
-            "counter",
-            "Worker process restarts.",
-            |w| w.metrics.restarts.get() as f64,
-        ),
-        (
-            "orion_worker_hangs_total",
-            "counter",
-            "Frames a worker did not answer in time (it was replaced).",
-            |w| w.metrics.hangs.get() as f64,
-        ),
-        (
-            "orion_worker_failed",
-            "gauge",
-            "1 once restarts stopped after repeated failures.",
-            |w| f64::from(u8::from(w.status.borrow().failed)),
-        ),
-        (
-            "orion_worker_up",
-            "gauge",
-            "1 while the worker process is ready.",
-            |w| f64::from(u8::from(w.status.borrow().up)),
-        ),
-        (
-            "orion_worker_last_seen_timestamp_seconds",
-            "gauge",
-            "Unix time of the last message from a worker.",
-            |w| w.metrics.last_seen.get_ms() as f64 / 1000.0,
-        ),
-    ];
-    for (name, kind, help, get) in per_worker {
+}
+
+/// Per worker: its counters, state, backend and inference time.
+fn render_workers(out: &mut String, workers: &[WorkerView]) {
+    for (name, kind, help, get) in WORKER_SERIES {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for w in workers {
             let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", w.metrics.id, get(w));
@@ -359,40 +327,6 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
             );
         }
     }
-    let per_group: [Series<GroupMetrics>; 3] = [
-        (
-            "orion_framebus_frames_sent_total",
-            "counter",
-            "Frames of a camera a worker of the pool took.",
-            |g| g.frames_sent.get() as f64,
-        ),
-        (
-            "orion_framebus_frames_dropped_total",
-            "counter",
-            "Frames of a camera replaced in a pool's slot before any of its workers took them.",
-            |g| g.frames_dropped.get() as f64,
-        ),
-        (
-            "orion_framebus_drop_ratio",
-            "gauge",
-            "dropped / (sent + dropped) per camera and pool.",
-            |g| g.drop_rate(),
-        ),
-    ];
-    for (name, kind, help, get) in per_group {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (m, _) in cameras {
-            for g in m.groups() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{},group=\"{}\"}} {}",
-                    label(m),
-                    g.name,
-                    get(&g)
-                );
-            }
-        }
-    }
     let name = "orion_inference_duration_seconds";
     let _ = writeln!(
         out,
@@ -400,10 +334,113 @@ pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> S
     );
     for w in workers {
         let labels = format!("worker=\"{}\"", w.metrics.id);
-        histogram(&mut out, &w.metrics.latency, name, &labels);
+        histogram(out, &w.metrics.latency, name, &labels);
     }
-    out
 }
+
+/// Per camera and pool: the frame bus.
+fn render_groups(out: &mut String, cameras: &[(&Metrics, &CameraWatch)]) {
+    for (name, kind, help, get) in GROUP_SERIES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (m, _) in cameras {
+            for g in m.groups() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{},group=\"{}\"}} {}",
+                    camera_label(m),
+                    g.name,
+                    get(&g)
+                );
+            }
+        }
+    }
+}
+
+/// Per worker (label `worker`).
+const WORKER_SERIES: [Series<WorkerView>; 10] = [
+    (
+        "orion_worker_frames_total",
+        "counter",
+        "Frames a worker took from its pool.",
+        |w| w.metrics.frames_sent.get() as f64,
+    ),
+    (
+        "orion_worker_inferences_total",
+        "counter",
+        "Results returned by a worker.",
+        |w| w.metrics.inferences.get() as f64,
+    ),
+    (
+        "orion_worker_results_dropped_total",
+        "counter",
+        "Results dropped because their camera's result handler was behind (or the camera had gone).",
+        |w| w.metrics.results_dropped.get() as f64,
+    ),
+    (
+        "orion_worker_errors_total",
+        "counter",
+        "Errors reported by or about a worker.",
+        |w| w.metrics.errors.get() as f64,
+    ),
+    (
+        "orion_worker_protocol_errors_total",
+        "counter",
+        "Messages that broke the worker contract (invalid result, wrong type or frame, stray answer): counted, logged, never published.",
+        |w| w.metrics.protocol_errors.get() as f64,
+    ),
+    (
+        "orion_worker_restarts_total",
+        "counter",
+        "Worker process restarts.",
+        |w| w.metrics.restarts.get() as f64,
+    ),
+    (
+        "orion_worker_hangs_total",
+        "counter",
+        "Frames a worker did not answer in time (it was replaced).",
+        |w| w.metrics.hangs.get() as f64,
+    ),
+    (
+        "orion_worker_failed",
+        "gauge",
+        "1 once restarts stopped after repeated failures.",
+        |w| f64::from(u8::from(w.status.borrow().failed)),
+    ),
+    (
+        "orion_worker_up",
+        "gauge",
+        "1 while the worker process is ready.",
+        |w| f64::from(u8::from(w.status.borrow().up)),
+    ),
+    (
+        "orion_worker_last_seen_timestamp_seconds",
+        "gauge",
+        "Unix time of the last message from a worker.",
+        |w| w.metrics.last_seen.get_ms() as f64 / 1000.0,
+    ),
+];
+
+/// Per camera and pool (labels `camera`, `group`).
+const GROUP_SERIES: [Series<GroupMetrics>; 3] = [
+    (
+        "orion_framebus_frames_sent_total",
+        "counter",
+        "Frames of a camera a worker of the pool took.",
+        |g| g.frames_sent.get() as f64,
+    ),
+    (
+        "orion_framebus_frames_dropped_total",
+        "counter",
+        "Frames of a camera replaced in a pool's slot before any of its workers took them.",
+        |g| g.frames_dropped.get() as f64,
+    ),
+    (
+        "orion_framebus_drop_ratio",
+        "gauge",
+        "dropped / (sent + dropped) per camera and pool.",
+        |g| g.drop_rate(),
+    ),
+];
 
 /// One histogram's series: cumulative buckets, `+Inf`, sum and count.
 fn histogram(out: &mut String, h: &Histogram, name: &str, labels: &str) {
