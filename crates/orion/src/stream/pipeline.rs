@@ -226,8 +226,8 @@ fn make(settings: &Settings, factory: &str) -> Result<gst::Element, StreamError>
     })
 }
 
-/// Builds the pipeline up to (not including) the appsink; returns the pipeline and
-/// the element the appsink must be linked after.
+/// Builds the pipeline: the source for `settings.source`, then the common
+/// tail (convert, scale, caps, appsink); returns the pipeline and its appsink.
 fn build(
     settings: &Settings,
     metrics: &Arc<Metrics>,
@@ -257,125 +257,159 @@ fn build(
     let capsfilter = make(settings, "capsfilter")?;
     capsfilter.set_property("caps", &caps);
     let tail = [&convert, &scale, &capsfilter, appsink.upcast_ref()];
-
+    pipeline
+        .add_many(tail)
+        .and_then(|_| gst::Element::link_many(tail))
+        .map_err(|e| build_err(settings, e))?;
     match settings.source {
-        SourceKind::Test => {
-            let src = make(settings, "videotestsrc")?;
-            src.set_property("is-live", true);
-            src.set_property_from_str("pattern", &settings.test_pattern);
-            let rate = make(settings, "capsfilter")?;
-            rate.set_property(
-                "caps",
-                gst_video::VideoCapsBuilder::new()
-                    .format(gst_video::VideoFormat::I420)
-                    .framerate(gst::Fraction::new(settings.fps as i32, 1))
-                    .width(settings.width as i32)
-                    .height(settings.height as i32)
-                    .build(),
-            );
-            pipeline
-                .add_many([&src, &rate])
-                .and_then(|_| pipeline.add_many(tail))
-                .map_err(|e| build_err(settings, e))?;
-            gst::Element::link_many([&src, &rate])
-                .and_then(|_| gst::Element::link_many([&rate, &convert]))
-                .and_then(|_| gst::Element::link_many(tail))
-                .map_err(|e| build_err(settings, e))?;
-        }
-        SourceKind::V4l2 => {
-            let src = make(settings, "v4l2src")?;
-            src.set_property("device", settings.device.to_string_lossy().as_ref());
-            let wanted = make(settings, "capsfilter")?;
-            let caps: gst::Caps = v4l2_caps(settings.v4l2_format)
-                .parse()
-                .map_err(|e| build_err(settings, format!("bad camera caps: {e}")))?;
-            wanted.set_property("caps", &caps);
-            let decode = make(settings, "decodebin")?;
-            pipeline
-                .add_many([&src, &wanted, &decode])
-                .and_then(|_| pipeline.add_many(tail))
-                .map_err(|e| build_err(settings, e))?;
-            gst::Element::link_many([&src, &wanted, &decode])
-                .and_then(|_| gst::Element::link_many(tail))
-                .map_err(|e| build_err(settings, e))?;
-            if let Some(sink) = decode.static_pad("sink") {
-                count_input_bytes(&sink, metrics.clone());
-            }
-            link_decoded_video(&decode, &convert);
-        }
+        SourceKind::Test => add_test_source(&pipeline, settings, &convert)?,
+        SourceKind::V4l2 => add_v4l2_source(&pipeline, settings, metrics, &convert)?,
         SourceKind::File | SourceKind::Rtsp => {
-            let src = if settings.source == SourceKind::File {
-                let src = make(settings, "filesrc")?;
-                let path = settings
-                    .path
-                    .as_ref()
-                    .ok_or_else(|| build_err(settings, "camera.path is not set"))?;
-                src.set_property("location", path.to_string_lossy().as_ref());
-                src
-            } else {
-                let src = make(settings, "rtspsrc")?;
-                let url = settings
-                    .rtsp_url
-                    .as_ref()
-                    .ok_or_else(|| build_err(settings, "camera.rtsp_url is not set"))?;
-                // Credentials go in their own properties, so that no GStreamer
-                // message (errors quote the location) ever carries them.
-                let (location, credentials) = split_credentials(url);
-                src.set_property("location", location.as_str());
-                if let Some((user, password)) = credentials {
-                    src.set_property("user-id", user.as_str());
-                    src.set_property("user-pw", password.as_str());
-                }
-                src.set_property_from_str("protocols", "tcp");
-                src.set_property("latency", settings.rtsp_latency_ms);
-                src
-            };
-            let decode = make(settings, "decodebin")?;
-            // libav decoders thread by frames by default; at camera resolutions
-            // one thread costs clearly less CPU (stream.decoder_threads, 0 = auto).
-            let threads = settings.decoder_threads;
-            if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
-                bin.connect_element_added(move |_, element| {
-                    if element.find_property("max-threads").is_some() {
-                        element.set_property("max-threads", threads as i32);
-                    }
-                });
-            }
-            pipeline
-                .add_many([&src, &decode])
-                .and_then(|_| pipeline.add_many(tail))
-                .map_err(|e| build_err(settings, e))?;
-            gst::Element::link_many(tail).map_err(|e| build_err(settings, e))?;
-            if settings.source == SourceKind::File {
-                src.link(&decode).map_err(|e| build_err(settings, e))?;
-            } else {
-                // rtspsrc adds one pad per media of the session: take the video.
-                let decode_weak = decode.downgrade();
-                src.connect_pad_added(move |_, pad| {
-                    let is_video = pad
-                        .current_caps()
-                        .and_then(|c| {
-                            c.structure(0)
-                                .and_then(|s| s.get::<&str>("media").ok().map(|m| m == "video"))
-                        })
-                        .unwrap_or(false);
-                    if is_video
-                        && let Some(decode) = decode_weak.upgrade()
-                        && let Some(sink) = decode.static_pad("sink")
-                        && !sink.is_linked()
-                        && let Err(e) = pad.link(&sink)
-                    {
-                        tracing::error!(error = ?e, "cannot link the camera's video");
-                    }
-                });
-            }
-            if let Some(sink) = decode.static_pad("sink") {
-                count_input_bytes(&sink, metrics.clone());
-            }
-            link_decoded_video(&decode, &convert);
+            add_encoded_source(&pipeline, settings, metrics, &convert)?;
         }
     }
     Ok((pipeline, appsink))
+}
+
+/// `videotestsrc` at the configured size and rate, linked to `convert`.
+fn add_test_source(
+    pipeline: &gst::Pipeline,
+    settings: &Settings,
+    convert: &gst::Element,
+) -> Result<(), StreamError> {
+    let src = make(settings, "videotestsrc")?;
+    src.set_property("is-live", true);
+    src.set_property_from_str("pattern", &settings.test_pattern);
+    let rate = make(settings, "capsfilter")?;
+    rate.set_property(
+        "caps",
+        gst_video::VideoCapsBuilder::new()
+            .format(gst_video::VideoFormat::I420)
+            .framerate(gst::Fraction::new(settings.fps as i32, 1))
+            .width(settings.width as i32)
+            .height(settings.height as i32)
+            .build(),
+    );
+    pipeline
+        .add_many([&src, &rate])
+        .and_then(|_| gst::Element::link_many([&src, &rate, convert]))
+        .map_err(|e| build_err(settings, e))
+}
+
+/// A V4L2 camera asked for MJPEG or raw video, decoded, linked to `convert`.
+fn add_v4l2_source(
+    pipeline: &gst::Pipeline,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    convert: &gst::Element,
+) -> Result<(), StreamError> {
+    let src = make(settings, "v4l2src")?;
+    src.set_property("device", settings.device.to_string_lossy().as_ref());
+    let wanted = make(settings, "capsfilter")?;
+    let caps: gst::Caps = v4l2_caps(settings.v4l2_format)
+        .parse()
+        .map_err(|e| build_err(settings, format!("bad camera caps: {e}")))?;
+    wanted.set_property("caps", &caps);
+    let decode = make(settings, "decodebin")?;
+    pipeline
+        .add_many([&src, &wanted, &decode])
+        .and_then(|_| gst::Element::link_many([&src, &wanted, &decode]))
+        .map_err(|e| build_err(settings, e))?;
+    if let Some(sink) = decode.static_pad("sink") {
+        count_input_bytes(&sink, metrics.clone());
+    }
+    link_decoded_video(&decode, convert);
+    Ok(())
+}
+
+/// A video file or an RTSP camera, decoded, linked to `convert`.
+fn add_encoded_source(
+    pipeline: &gst::Pipeline,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    convert: &gst::Element,
+) -> Result<(), StreamError> {
+    let src = if settings.source == SourceKind::File {
+        file_source(settings)?
+    } else {
+        rtsp_source(settings)?
+    };
+    let decode = make(settings, "decodebin")?;
+    // libav decoders thread by frames by default; at camera resolutions
+    // one thread costs clearly less CPU (stream.decoder_threads, 0 = auto).
+    let threads = settings.decoder_threads;
+    if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
+        bin.connect_element_added(move |_, element| {
+            if element.find_property("max-threads").is_some() {
+                element.set_property("max-threads", threads as i32);
+            }
+        });
+    }
+    pipeline
+        .add_many([&src, &decode])
+        .map_err(|e| build_err(settings, e))?;
+    if settings.source == SourceKind::File {
+        src.link(&decode).map_err(|e| build_err(settings, e))?;
+    } else {
+        link_rtsp_video(&src, &decode);
+    }
+    if let Some(sink) = decode.static_pad("sink") {
+        count_input_bytes(&sink, metrics.clone());
+    }
+    link_decoded_video(&decode, convert);
+    Ok(())
+}
+
+fn file_source(settings: &Settings) -> Result<gst::Element, StreamError> {
+    let src = make(settings, "filesrc")?;
+    let path = settings
+        .path
+        .as_ref()
+        .ok_or_else(|| build_err(settings, "camera.path is not set"))?;
+    src.set_property("location", path.to_string_lossy().as_ref());
+    Ok(src)
+}
+
+fn rtsp_source(settings: &Settings) -> Result<gst::Element, StreamError> {
+    let src = make(settings, "rtspsrc")?;
+    let url = settings
+        .rtsp_url
+        .as_ref()
+        .ok_or_else(|| build_err(settings, "camera.rtsp_url is not set"))?;
+    // Credentials go in their own properties, so that no GStreamer
+    // message (errors quote the location) ever carries them.
+    let (location, credentials) = split_credentials(url);
+    src.set_property("location", location.as_str());
+    if let Some((user, password)) = credentials {
+        src.set_property("user-id", user.as_str());
+        src.set_property("user-pw", password.as_str());
+    }
+    src.set_property_from_str("protocols", "tcp");
+    src.set_property("latency", settings.rtsp_latency_ms);
+    Ok(src)
+}
+
+/// rtspsrc adds one pad per media of the session: the video one goes to
+/// `decode`.
+fn link_rtsp_video(src: &gst::Element, decode: &gst::Element) {
+    let decode_weak = decode.downgrade();
+    src.connect_pad_added(move |_, pad| {
+        let is_video = pad
+            .current_caps()
+            .and_then(|c| {
+                c.structure(0)
+                    .and_then(|s| s.get::<&str>("media").ok().map(|m| m == "video"))
+            })
+            .unwrap_or(false);
+        if is_video
+            && let Some(decode) = decode_weak.upgrade()
+            && let Some(sink) = decode.static_pad("sink")
+            && !sink.is_linked()
+            && let Err(e) = pad.link(&sink)
+        {
+            tracing::error!(error = ?e, "cannot link the camera's video");
+        }
+    });
 }
 
 /// The caps asked of a V4L2 camera, in order of preference (decodebin then
@@ -604,37 +638,8 @@ fn run_once(
             else {
                 continue;
             };
-            match msg.view() {
-                gst::MessageView::Eos(_) if settings.source == SourceKind::File => {
-                    tracing::debug!("end of file, looping");
-                    if let Err(e) = pipeline.seek_simple(
-                        gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
-                        gst::ClockTime::ZERO,
-                    ) {
-                        return RunEnd::Failed(build_err(
-                            settings,
-                            format!("cannot loop file: {e}"),
-                        ));
-                    }
-                }
-                gst::MessageView::Eos(_) => {
-                    return RunEnd::Failed(StreamError::Pipeline {
-                        element: "source".into(),
-                        message: "end of stream".into(),
-                        debug: String::new(),
-                    });
-                }
-                gst::MessageView::Error(err) => {
-                    return RunEnd::Failed(StreamError::Pipeline {
-                        element: err
-                            .src()
-                            .map(|s| s.path_string().to_string())
-                            .unwrap_or_else(|| "?".into()),
-                        message: err.error().to_string(),
-                        debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
-                    });
-                }
-                _ => {}
+            if let Some(end) = on_message(&pipeline, settings, &msg) {
+                return end;
             }
         }
         RunEnd::Cancelled
@@ -642,6 +647,37 @@ fn run_once(
     run.cancel();
     let _ = pipeline.set_state(gst::State::Null);
     end
+}
+
+/// What a bus message means for the run: `Some` when it ends (an error, the
+/// end of a live stream); a file's end loops it.
+fn on_message(pipeline: &gst::Pipeline, settings: &Settings, msg: &gst::Message) -> Option<RunEnd> {
+    match msg.view() {
+        gst::MessageView::Eos(_) if settings.source == SourceKind::File => {
+            tracing::debug!("end of file, looping");
+            let looped = pipeline.seek_simple(
+                gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+                gst::ClockTime::ZERO,
+            );
+            looped
+                .err()
+                .map(|e| RunEnd::Failed(build_err(settings, format!("cannot loop file: {e}"))))
+        }
+        gst::MessageView::Eos(_) => Some(RunEnd::Failed(StreamError::Pipeline {
+            element: "source".into(),
+            message: "end of stream".into(),
+            debug: String::new(),
+        })),
+        gst::MessageView::Error(err) => Some(RunEnd::Failed(StreamError::Pipeline {
+            element: err
+                .src()
+                .map(|s| s.path_string().to_string())
+                .unwrap_or_else(|| "?".into()),
+            message: err.error().to_string(),
+            debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
+        })),
+        _ => None,
+    }
 }
 
 /// The stream supervisor: runs the pipeline, rebuilds it after failures and stalls
