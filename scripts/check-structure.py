@@ -39,7 +39,6 @@ LAYERS = [
 # (crate-relative path and name). A function not listed here must be short or
 # say why not; the list only shrinks.
 KNOWN_LONG = {
-    "ctl/print.rs watch_line",
     "worker/supervisor.rs handle_message",
     "worker/supervisor.rs run_once",
 }

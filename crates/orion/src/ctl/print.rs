@@ -289,76 +289,11 @@ pub fn watch_line(topic: &str, payload: &[u8]) -> String {
         .and_then(|t| t.get(11..23))
         .unwrap_or("--:--:--.---");
     if topic.contains("/inferences/") {
-        let boxes: Vec<String> = v["data"]["detections"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|d| {
-                let b = &d["bbox"];
-                format!(
-                    "[{}{:.0},{:.0} {:.0}x{:.0} {:.2}]",
-                    d["track_id"]
-                        .as_u64()
-                        .map(|t| format!("#{t} "))
-                        .unwrap_or_default(),
-                    b["x"].as_f64().unwrap_or(0.0),
-                    b["y"].as_f64().unwrap_or(0.0),
-                    b["width"].as_f64().unwrap_or(0.0),
-                    b["height"].as_f64().unwrap_or(0.0),
-                    d["confidence"].as_f64().unwrap_or(0.0)
-                )
-            })
-            .collect();
-        format!(
-            "{time} {} {} person(s) {} e2e {:.0} ms, model {}/{}, roi {}",
-            s(&v["inference_type"]),
-            s(&v["data"]["count"]),
-            boxes.join(" "),
-            v["e2e_latency_ms"].as_f64().unwrap_or(0.0),
-            s(&v["model"]["name"]),
-            s(&v["model"]["input_size"]),
-            s(&v["roi"]["source"])
-        )
+        format!("{time} {}", result_line(&v))
     } else if topic.starts_with("care/events/") {
-        let what = match v["type"].as_str() {
-            Some("occupancy_changed") => {
-                format!("occupied={} count={}", s(&v["occupied"]), s(&v["count"]))
-            }
-            Some("zone_entered" | "zone_left") => format!(
-                "track #{} zone {}{}",
-                s(&v["track_id"]),
-                s(&v["zone"]),
-                v["reason"]
-                    .as_str()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            ),
-            Some("person_left") => format!(
-                "track #{} after {:.1} s",
-                s(&v["track_id"]),
-                v["duration_s"].as_f64().unwrap_or(0.0)
-            ),
-            _ => format!("track #{}", s(&v["track_id"])),
-        };
-        format!("{time} event {} {what}", s(&v["type"]))
+        format!("{time} {}", event_line(&v))
     } else if topic.starts_with("care/occupancy/") {
-        let zones: Vec<String> = v["zones"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(name, z)| format!("{name}={}", s(&z["count"])))
-            .collect();
-        format!(
-            "--:--:--.--- occupancy occupied={} count={} since {}{}",
-            s(&v["occupied"]),
-            s(&v["count"]),
-            s(&v["since"]),
-            if zones.is_empty() {
-                String::new()
-            } else {
-                format!(" zones: {}", zones.join(" "))
-            }
-        )
+        format!("--:--:--.--- {}", occupancy_line(&v))
     } else if topic.starts_with(crate::topics::STATUS_PREFIX) {
         format!(
             "{time} status {} camera={} inference={}{}",
@@ -371,17 +306,97 @@ pub fn watch_line(topic: &str, payload: &[u8]) -> String {
                 .unwrap_or_default()
         )
     } else {
+        let outcome = if v["success"].as_bool() == Some(true) {
+            "ok"
+        } else {
+            "error"
+        };
         format!(
-            "{time} reply {} {}: {}",
+            "{time} reply {} {outcome}: {}",
             s(&v["command"]),
-            if v["success"].as_bool() == Some(true) {
-                "ok"
-            } else {
-                "error"
-            },
             s(&v["message"])
         )
     }
+}
+
+/// A result: its people (track, box, confidence), latency, model and ROI.
+fn result_line(v: &Value) -> String {
+    let boxes: Vec<String> = v["data"]["detections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let b = &d["bbox"];
+            format!(
+                "[{}{:.0},{:.0} {:.0}x{:.0} {:.2}]",
+                d["track_id"]
+                    .as_u64()
+                    .map(|t| format!("#{t} "))
+                    .unwrap_or_default(),
+                b["x"].as_f64().unwrap_or(0.0),
+                b["y"].as_f64().unwrap_or(0.0),
+                b["width"].as_f64().unwrap_or(0.0),
+                b["height"].as_f64().unwrap_or(0.0),
+                d["confidence"].as_f64().unwrap_or(0.0)
+            )
+        })
+        .collect();
+    format!(
+        "{} {} person(s) {} e2e {:.0} ms, model {}/{}, roi {}",
+        s(&v["inference_type"]),
+        s(&v["data"]["count"]),
+        boxes.join(" "),
+        v["e2e_latency_ms"].as_f64().unwrap_or(0.0),
+        s(&v["model"]["name"]),
+        s(&v["model"]["input_size"]),
+        s(&v["roi"]["source"])
+    )
+}
+
+/// An event: its type and what it says.
+fn event_line(v: &Value) -> String {
+    let what = match v["type"].as_str() {
+        Some("occupancy_changed") => {
+            format!("occupied={} count={}", s(&v["occupied"]), s(&v["count"]))
+        }
+        Some("zone_entered" | "zone_left") => format!(
+            "track #{} zone {}{}",
+            s(&v["track_id"]),
+            s(&v["zone"]),
+            v["reason"]
+                .as_str()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+        Some("person_left") => format!(
+            "track #{} after {:.1} s",
+            s(&v["track_id"]),
+            v["duration_s"].as_f64().unwrap_or(0.0)
+        ),
+        _ => format!("track #{}", s(&v["track_id"])),
+    };
+    format!("event {} {what}", s(&v["type"]))
+}
+
+/// The retained occupancy: the room and its zones.
+fn occupancy_line(v: &Value) -> String {
+    let zones: Vec<String> = v["zones"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, z)| format!("{name}={}", s(&z["count"])))
+        .collect();
+    format!(
+        "occupancy occupied={} count={} since {}{}",
+        s(&v["occupied"]),
+        s(&v["count"]),
+        s(&v["since"]),
+        if zones.is_empty() {
+            String::new()
+        } else {
+            format!(" zones: {}", zones.join(" "))
+        }
+    )
 }
 
 #[cfg(test)]
