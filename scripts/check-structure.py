@@ -3,14 +3,17 @@
 
 - Layers: every top-level module of `crates/orion/src` belongs to one layer of
   LAYERS and imports only modules of its own layer or below (the domain imports
-  no transport), and no modules import each other in a cycle (A uses B,
-  directly or through others, and B uses A). Every `crate::<module>` path
-  counts, in `use` lines and inline. A new module must be given a layer here.
+  no transport). Every `crate::<module>` path counts, in `use` lines and
+  inline. A new module must be given a layer here.
+- No cycles, between top-level modules nor between files: no module imports
+  one that (directly or through others) imports it. At file level every
+  `crate::`, `super::` and `self::` path counts, and a parent's `use child::`;
+  a parent's `pub use child::...` is the parent's face, not an import.
 - Long functions: a function over 80 lines needs a `// long:` comment on one of
   the lines just above it saying why splitting it would hurt.
 
-Prints the figures (modules in cycles, longest function, functions over 80
-lines) and exits 1 when a cycle or an unexplained long function is found.
+Prints the figures (modules and files in cycles, longest function, functions
+over 80 lines) and exits 1 when a cycle or an unexplained long function is found.
 `--report` prints the figures and never fails.
 """
 
@@ -24,6 +27,10 @@ CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
 # `crate::{a, b::c, ...}`, over several lines too.
 CRATE_GROUP = re.compile(r"\bcrate::\{([^}]*)\}", re.S)
 FN = re.compile(r"^\s*(pub(\([a-z]+\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?fn\s+([a-z_][a-z0-9_]*)")
+# `crate::a::b`, `super::x`, `self::y`, and `...::{c, d::e}` after them.
+MODULE_PATH = re.compile(r"\b((?:crate|super|self)(?:::[A-Za-z_][A-Za-z0-9_]*)*)(::\{([^}]*)\})?")
+# A parent's own use of a child module (`use child::...`, not `pub use`).
+CHILD_USE = re.compile(r"^\s*use\s+([a-z_][a-z0-9_]*)::", re.M)
 TEST_MOD = re.compile(r"^\s*#\[cfg\(test\)\]")
 TESTS_BLOCK = re.compile(r"^\s*(pub(\(crate\))?\s+)?mod tests\b")
 # The house, lowest floor first (docs/design.md draws it).
@@ -35,13 +42,6 @@ LAYERS = [
     ("assembly", ["camera"]),
     ("top", ["orchestrator", "ctl"]),
 ]
-# Functions over the limit from before the limit was checked, being split
-# (crate-relative path and name). A function not listed here must be short or
-# say why not; the list only shrinks.
-KNOWN_LONG = {
-    "worker/supervisor.rs handle_message",
-    "worker/supervisor.rs run_once",
-}
 FLOOR = {module: floor for floor, (_, modules) in enumerate(LAYERS) for module in modules}
 
 
@@ -82,6 +82,57 @@ def imports() -> dict[str, set[str]]:
     return graph
 
 
+def file_module(path: Path) -> tuple[str, ...] | None:
+    """The module path of a file (`outbox/store.rs`: outbox::store)."""
+    rel = path.relative_to(SRC)
+    if rel.parts[0] == "bin" or rel.name == "lib.rs":
+        return None
+    parts = [*rel.parts[:-1], rel.name.removesuffix(".rs")]
+    return tuple(parts[:-1] if parts[-1] == "mod" else parts)
+
+
+def paths_in(code: str) -> list[list[str]]:
+    """Every `crate::`/`super::`/`self::` path, groups expanded one level."""
+    found = []
+    for match in MODULE_PATH.finditer(code):
+        base = match.group(1).split("::")
+        items = match.group(3)
+        if items is None:
+            if len(base) > 1:  # not `self.x` or a word `super`
+                found.append(base)
+            continue
+        for item in items.split(","):
+            item = item.split(" as ")[0].strip()
+            if item:
+                found.append(base + item.split("::"))
+    return found
+
+
+def file_imports() -> dict[str, set[str]]:
+    """Which file's module uses which other file's module."""
+    files = {m: p for p in sorted(SRC.rglob("*.rs")) if (m := file_module(p))}
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        uses = graph.setdefault("::".join(module), set())
+        code = "\n".join(without_tests(path.read_text()))
+        targets = []
+        for segments in paths_in(code):
+            base: list[str] = [] if segments[0] == "crate" else list(module)
+            rest = segments[1:] if segments[0] == "crate" else segments
+            while rest and rest[0] in ("self", "super"):
+                base = base[:-1] if rest[0] == "super" else base
+                rest = rest[1:]
+            targets.append(tuple(base + rest))
+        if path.name == "mod.rs":
+            targets += [module + (m.group(1),) for m in CHILD_USE.finditer(code)]
+        for target in targets:
+            # The longest prefix that is a module of its own file.
+            known = next((target[:n] for n in range(len(target), 0, -1) if target[:n] in files), None)
+            if known and known != module:
+                uses.add("::".join(known))
+    return graph
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan)."""
     index: dict[str, int] = {}
@@ -118,8 +169,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def functions() -> list[tuple[int, str, str]]:
-    """(lines, "path:line name", why it may be long: "explained", "known" or
-    "") for every non-test function."""
+    """(lines, "path:line name", "explained" when a `// long:` comment says why
+    it may be long, else "") for every non-test function."""
     found = []
     for path in sorted(SRC.rglob("*.rs")):
         lines = without_tests(path.read_text())
@@ -141,9 +192,8 @@ def functions() -> list[tuple[int, str, str]]:
                 continue
             above = path.read_text().splitlines()[max(0, start - 6) : start]
             explained = any("// long:" in text for text in above)
-            known = f"{path.relative_to(SRC)} {match.group(6)}" in KNOWN_LONG
             name = f"{path.relative_to(SRC.parent.parent.parent)}:{start + 1} {match.group(6)}"
-            found.append((end - start + 1, name, "explained" if explained else "known" if known else ""))
+            found.append((end - start + 1, name, "explained" if explained else ""))
     return sorted(found, reverse=True)
 
 
@@ -151,9 +201,11 @@ def main() -> int:
     report_only = "--report" in sys.argv
     graph = imports()
     failures = []
-    in_cycles = cycles(graph)
-    count = sum(len(component) for component in in_cycles)
-    print(f"modules: {len(graph)}, in import cycles: {count}")
+    files = file_imports()
+    in_cycles = [(c, graph) for c in cycles(graph)] + [(c, files) for c in cycles(files)]
+    count = sum(len(component) for component in cycles(graph))
+    file_count = sum(len(component) for component in cycles(files))
+    print(f"modules: {len(graph)}, in import cycles: {count}; files: {len(files)}, in import cycles: {file_count}")
     for module in sorted(graph):
         if module not in FLOOR:
             print(f"  {module}: in no layer (add it to LAYERS)")
@@ -163,8 +215,8 @@ def main() -> int:
             if FLOOR.get(used, 0) > FLOOR[module]:
                 print(f"  {module} ({LAYERS[FLOOR[module]][0]}) imports {used} ({LAYERS[FLOOR[used]][0]}), a layer above")
                 failures.append("an import from a layer above")
-    for component in in_cycles:
-        edges = [f"{a} -> {b}" for a in component for b in sorted(graph[a]) if b in component]
+    for component, uses in in_cycles:
+        edges = [f"{a} -> {b}" for a in component for b in sorted(uses[a]) if b in component]
         print(f"  cycle: {', '.join(component)}\n    {'; '.join(edges)}")
         failures.append("an import cycle")
     fns = functions()
@@ -175,10 +227,6 @@ def main() -> int:
         print(f"  {lines:4} {name}{f'  ({why})' if why else ''}")
         if not why:
             failures.append(f"{name} is over {LIMIT} lines without a '// long:' comment")
-    still_long = {f"{n.split(':')[0].removeprefix('crates/orion/src/')} {n.split(' ')[1]}" for _, n, _ in long}
-    for gone in sorted(KNOWN_LONG - still_long):
-        print(f"  {gone}: no longer long (remove it from KNOWN_LONG)")
-        failures.append("a KNOWN_LONG entry that is short now")
     if failures and not report_only:
         print("structure: FAILED: " + "; ".join(sorted(set(failures))), file=sys.stderr)
         return 1

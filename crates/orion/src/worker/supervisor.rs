@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orion_protocol::{
-    CommandRequest, FrameMeta, FrameRequest, FromWorker, PROTOCOL_VERSION, Pixels, ToWorker,
+    CommandRequest, FrameMeta, FrameRequest, FromWorker, PROTOCOL_VERSION, Pixels, Ready, ToWorker,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -363,12 +363,13 @@ impl Supervisor {
         }
     }
 
-    async fn run_once(
-        &mut self,
-        worker_id: &Arc<str>,
-        next_command_id: &mut u64,
+    /// Spawns the worker and waits for its `ready` (within the startup
+    /// timeout); None when cancelled meanwhile. A worker that does not become
+    /// ready is killed.
+    async fn start_process(
+        &self,
         cancel: &CancellationToken,
-    ) -> Result<Cancelled, RunError> {
+    ) -> Result<Option<(Process, Ready)>, RunError> {
         let spec = &self.spec;
         let model_args = self
             .model
@@ -391,7 +392,7 @@ impl Supervisor {
         let ready = tokio::select! {
             _ = cancel.cancelled() => {
                 process.stop(STOP_GRACE).await;
-                return Ok(Cancelled);
+                return Ok(None);
             }
             r = tokio::time::timeout(spec.startup_timeout, process.recv()) => r,
         };
@@ -405,12 +406,23 @@ impl Supervisor {
             Ok(Ok(FromWorker::Error(e))) => Err(RunError::Fatal(e.message)),
             Ok(Ok(other)) => Err(RunError::NotReady(kind(&other))),
         };
-        let ready = match ready {
-            Ok(r) => r,
+        match ready {
+            Ok(r) => Ok(Some((process, r))),
             Err(e) => {
                 process.kill().await;
-                return Err(e);
+                Err(e)
             }
+        }
+    }
+
+    async fn run_once(
+        &mut self,
+        worker_id: &Arc<str>,
+        next_command_id: &mut u64,
+        cancel: &CancellationToken,
+    ) -> Result<Cancelled, RunError> {
+        let Some((mut process, ready)) = self.start_process(cancel).await? else {
+            return Ok(Cancelled);
         };
         process.accept_shared(ready.shm);
         tracing::info!(pid = process.pid, model = %ready.model.name, input = ready.model.input_size, backend = ready.model.backend.as_deref().unwrap_or("-"), shared_memory = ready.shm, "worker ready");
@@ -595,71 +607,8 @@ impl Supervisor {
     ) -> Result<(), RunError> {
         let front_seq = life.in_flight.front().map(|f| f.job.frame.seq);
         match msg {
-            FromWorker::Result(result)
-                if Some(result.frame_seq) == front_seq && data_too_large(&result) =>
-            {
-                life.complete_front();
-                self.metrics.errors.inc();
-                tracing::warn!(
-                    seq = result.frame_seq,
-                    limit = orion_protocol::MAX_DATA_BYTES,
-                    "result data larger than allowed; result not published"
-                );
-                Ok(())
-            }
-            FromWorker::Result(result)
-                if Some(result.frame_seq) == front_seq
-                    && let Err(why) = validate_result(
-                        &result,
-                        &life.inference_type,
-                        &life.in_flight[0].job.frame,
-                    ) =>
-            {
-                life.complete_front();
-                self.protocol_error(&format!(
-                    "invalid result for frame {}: {why}; not published",
-                    result.frame_seq
-                ));
-                Ok(())
-            }
-            FromWorker::Result(mut result) if Some(result.frame_seq) == front_seq => {
-                let found = result.detections.len();
-                if keep_most_confident(&mut result) {
-                    self.protocol_error(&format!(
-                        "result for frame {} has {found} detections, more than {}; the {} most confident are kept",
-                        result.frame_seq,
-                        orion_protocol::MAX_DETECTIONS,
-                        orion_protocol::MAX_DETECTIONS
-                    ));
-                }
-                // The worker started on this frame when it became the oldest.
-                let started_at = life.front_since;
-                let done = life.complete_front();
-                if result.model.backend.is_some() && result.model.backend != life.backend {
-                    life.backend = result.model.backend.clone();
-                    tracing::info!(
-                        backend = life.backend.as_deref().unwrap_or("-"),
-                        "worker runtime changed"
-                    );
-                    let backend = life.backend.clone();
-                    self.status.send_modify(|s| s.backend = backend);
-                }
-                self.metrics.last_seen.touch();
-                self.metrics.inferences.inc();
-                self.metrics.latency.observe(Duration::from_secs_f64(
-                    (result.timing.total_ms / 1e3).clamp(0.0, 3600.0),
-                ));
-                let output = WorkerOutput {
-                    worker_id: worker_id.clone(),
-                    pool: self.spec.inference_type.clone(),
-                    job: done.job,
-                    result,
-                    started_at,
-                };
-                if !self.results.try_send(output) {
-                    self.metrics.results_dropped.inc();
-                    tracing::debug!("the camera is behind (or gone); result dropped");
-                }
+            FromWorker::Result(result) if Some(result.frame_seq) == front_seq => {
+                self.on_answer(life, worker_id, result);
                 Ok(())
             }
             FromWorker::Result(result) => {
@@ -680,6 +629,73 @@ impl Supervisor {
                 Ok(())
             }
             other => self.handle_other(life, other),
+        }
+    }
+
+    /// The answer to the frame in flight: checked (size, contract), then
+    /// handed to its camera; what breaks the contract is counted and dropped.
+    fn on_answer(
+        &mut self,
+        life: &mut ProcessRun,
+        worker_id: &Arc<str>,
+        mut result: orion_protocol::InferenceResult,
+    ) {
+        if data_too_large(&result) {
+            life.complete_front();
+            self.metrics.errors.inc();
+            tracing::warn!(
+                seq = result.frame_seq,
+                limit = orion_protocol::MAX_DATA_BYTES,
+                "result data larger than allowed; result not published"
+            );
+            return;
+        }
+        if let Err(why) =
+            validate_result(&result, &life.inference_type, &life.in_flight[0].job.frame)
+        {
+            life.complete_front();
+            self.protocol_error(&format!(
+                "invalid result for frame {}: {why}; not published",
+                result.frame_seq
+            ));
+            return;
+        }
+        let found = result.detections.len();
+        if keep_most_confident(&mut result) {
+            self.protocol_error(&format!(
+                "result for frame {} has {found} detections, more than {}; the {} most confident are kept",
+                result.frame_seq,
+                orion_protocol::MAX_DETECTIONS,
+                orion_protocol::MAX_DETECTIONS
+            ));
+        }
+        // The worker started on this frame when it became the oldest.
+        let started_at = life.front_since;
+        let done = life.complete_front();
+        if result.model.backend.is_some() && result.model.backend != life.backend {
+            life.backend = result.model.backend.clone();
+            tracing::info!(
+                backend = life.backend.as_deref().unwrap_or("-"),
+                "worker runtime changed"
+            );
+            let backend = life.backend.clone();
+            self.status.send_modify(|s| s.backend = backend);
+        }
+        self.metrics.last_seen.touch();
+        self.metrics.inferences.inc();
+        self.metrics.latency.observe(Duration::from_secs_f64(
+            (result.timing.total_ms / 1e3).clamp(0.0, 3600.0),
+        ));
+        let output = WorkerOutput {
+            worker_id: worker_id.clone(),
+            pool: self.spec.inference_type.clone(),
+            job: done.job,
+            result,
+            started_at,
+        };
+        if !self.results.try_send(output) {
+            self.metrics.results_dropped.inc();
+            tracing::debug!("the camera is behind (or gone); result dropped");
         }
     }
 
