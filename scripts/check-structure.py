@@ -13,7 +13,8 @@
   the lines just above it saying why splitting it would hurt.
 
 Prints the figures (modules and files in cycles, longest function, functions
-over 80 lines) and exits 1 when a cycle or an unexplained long function is found.
+over 80 lines) and exits 1 on an import from a layer above, a module in no
+layer, a cycle, or an unexplained long function.
 `--report` prints the figures and never fails.
 """
 

@@ -13,7 +13,7 @@
 //! - [`topics`]: the MQTT topic names, in one place.
 //! - [`metrics`]: counters, gauges and histograms (measurements only).
 //!
-//! Domain (no transport, no I/O):
+//! Domain (no transport; the config reads its file, nothing else does I/O):
 //! - [`config`]: the YAML schema, defaults, validate-all.
 //! - [`command`]: the control commands: parse, validate, name, the reply.
 //! - [`tracking`]: tracks, events, zones and occupancy per camera.

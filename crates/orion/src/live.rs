@@ -95,16 +95,25 @@ impl LiveFeed {
         *self.viewers.borrow()
     }
 
-    /// A new viewer (the encoder runs while there is one).
-    pub fn watch(self: &Arc<Self>) -> Viewer {
-        let viewer = Viewer {
+    /// A new viewer (the encoder runs while there is one), unless
+    /// [`MAX_VIEWERS`] already watch (checked and counted at once).
+    pub fn watch(self: &Arc<Self>) -> Option<Viewer> {
+        let admitted = self.viewers.send_if_modified(|n| {
+            let room = *n < MAX_VIEWERS;
+            if room {
+                *n += 1;
+            }
+            room
+        });
+        if !admitted {
+            return None;
+        }
+        self.metrics.ui_viewers.set(*self.viewers.borrow() as f64);
+        Some(Viewer {
             feed: self.clone(),
             frames: self.latest.subscribe(),
             results: self.results.subscribe(),
-        };
-        self.viewers.send_modify(|n| *n += 1);
-        self.metrics.ui_viewers.set(*self.viewers.borrow() as f64);
-        viewer
+        })
     }
 
     /// The camera stops: every viewer's stream ends.
@@ -209,5 +218,25 @@ pub fn frame_json(f: &LiveFrame) -> String {
     match &f.jpeg {
         Some(j) => format!("{{\"seq\":{},\"jpeg\":\"{j}\"}}", f.seq),
         None => format!("{{\"seq\":{}}}", f.seq),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_max_viewers_watch_and_a_leaving_one_makes_room() {
+        let metrics = Arc::new(Metrics::for_camera("cam-a"));
+        let feed = LiveFeed::new("cam-a", 320, 240, true, 5.0, metrics.clone());
+        let mut viewers: Vec<Viewer> = (0..MAX_VIEWERS)
+            .map(|_| feed.watch().expect("room"))
+            .collect();
+        assert!(feed.watch().is_none(), "one more is refused");
+        assert_eq!(feed.viewers(), MAX_VIEWERS);
+        assert_eq!(metrics.ui_viewers.get(), MAX_VIEWERS as f64);
+        viewers.pop();
+        assert_eq!(feed.viewers(), MAX_VIEWERS - 1);
+        assert!(feed.watch().is_some(), "room again");
     }
 }

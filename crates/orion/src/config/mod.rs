@@ -1098,15 +1098,20 @@ fn merge(base: &mut serde_norway::Value, overlay: serde_norway::Value) {
 }
 
 /// Replaces the user-info part of a URL (`rtsp://user:pass@host/...`) with `***`,
-/// also when the scheme is missing or misspelt (`user:pass@host`).
+/// also when the scheme is missing or misspelt (`user:pass@host`), and its
+/// query (`?user=...&password=...`, as some cameras take them) with `?***`.
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(end) => (&url[..end + 3], &url[end + 3..]),
         None => ("", url),
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let shown = match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
         None => url.to_string(),
+    };
+    match shown.split_once('?') {
+        Some((base, _)) => format!("{base}?***"),
+        None => shown,
     }
 }

@@ -659,13 +659,17 @@ impl Config {
         let ui = &self.ui;
         c.range_f64("ui.max_fps", ui.max_fps, 0.5, 30.0, " frames per second");
         if let Some(token) = &ui.token {
-            let ok =
-                (16..=256).contains(&token.len()) && token.chars().all(|ch| ch.is_ascii_graphic());
+            // Characters that need no quoting in an address, a cookie or a
+            // header.
+            let ok = (16..=256).contains(&token.len())
+                && token
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '.' | '_' | '~'));
             if !ok {
                 // The token itself is never shown.
                 c.fail(
                     "ui.token",
-                    "must be 16 to 256 printable ASCII characters without spaces (e.g. `openssl rand -hex 16`)",
+                    "must be 16 to 256 characters from A-Z a-z 0-9 - . _ ~ (e.g. `openssl rand -hex 16`)",
                 );
             }
         } else if ui.enabled && !self.health.listen.ip().is_loopback() {

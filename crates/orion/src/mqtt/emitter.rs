@@ -425,7 +425,7 @@ enum Leaving {
 
 /// The connection's life: joining, up, lost, making way, leaving.
 struct Link {
-    s: PollState,
+    conn: PollState,
     backoff: Backoff,
     /// The current outage was logged (later failed attempts are debug).
     outage_logged: bool,
@@ -439,15 +439,15 @@ struct Link {
     instance: String,
 }
 
-async fn poll(s: PollState) {
-    let presence = s.settings.presence.clone();
+async fn poll(conn: PollState) {
+    let presence = conn.settings.presence.clone();
     let instance = presence
         .as_ref()
         .and_then(|(t, _)| t.rsplit('/').next())
         .unwrap_or("?")
         .to_string();
     let mut link = Link {
-        s,
+        conn,
         backoff: Backoff::default(),
         outage_logged: false,
         joining: None,
@@ -464,8 +464,8 @@ impl Link {
         loop {
             let decide_at = self.joining.as_ref().and_then(|j| j.decide_at);
             let event = tokio::select! {
-                _ = self.s.cancel.cancelled() => break,
-                e = self.s.eventloop.poll() => Some(e),
+                _ = self.conn.cancel.cancelled() => break,
+                e = self.conn.eventloop.poll() => Some(e),
                 _ = sleep_until(decide_at) => None,
             };
             let go_on = match event {
@@ -493,13 +493,13 @@ impl Link {
                 break;
             }
         }
-        set_connected(&self.s.status, false);
+        set_connected(&self.conn.status, false);
     }
 
     /// Joined: decides whether another live process holds our instance_id.
     fn joined(&mut self) {
         let other = self.joining.take().and_then(|j| j.other);
-        let s = &mut self.s;
+        let conn = &mut self.conn;
         match other {
             Some(other) if self.thrown_off => {
                 let reason = format!(
@@ -507,12 +507,12 @@ impl Link {
                     self.instance,
                     describe(&other)
                 );
-                if s.status.borrow().conflict.is_none() {
-                    tracing::error!(broker = %s.endpoint, "{reason}; standing down until it goes offline");
+                if conn.status.borrow().conflict.is_none() {
+                    tracing::error!(broker = %conn.endpoint, "{reason}; standing down until it goes offline");
                 }
-                s.status.send_modify(|m| m.conflict = Some(reason));
+                conn.status.send_modify(|m| m.conflict = Some(reason));
                 self.leaving = Some(Leaving::MakeWay);
-                let _ = s.client.try_disconnect();
+                let _ = conn.client.try_disconnect();
             }
             other => {
                 if let Some(other) = other {
@@ -522,13 +522,13 @@ impl Link {
                         describe(&other)
                     );
                 }
-                if s.status.borrow().conflict.is_some() {
+                if conn.status.borrow().conflict.is_some() {
                     tracing::info!("the other process with this instance_id is gone");
-                    s.status.send_modify(|m| m.conflict = None);
+                    conn.status.send_modify(|m| m.conflict = None);
                 }
                 self.thrown_off = false;
-                set_connected(&s.status, true);
-                tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
+                set_connected(&conn.status, true);
+                tracing::info!(broker = %conn.endpoint, "connected to MQTT broker");
             }
         }
     }
@@ -537,24 +537,26 @@ impl Link {
     /// presence topic first: its retained message arrives before the SUBACK
     /// of the control topic.
     fn connected(&mut self) {
-        let s = &mut self.s;
+        let conn = &mut self.conn;
         let mut j = Joining::default();
         let topics = self.presence.iter().map(|(t, _)| t);
-        for topic in topics.chain(s.control_topic.iter()) {
-            match s.client.try_subscribe(topic, QoS::AtLeastOnce) {
+        for topic in topics.chain(conn.control_topic.iter()) {
+            match conn.client.try_subscribe(topic, QoS::AtLeastOnce) {
                 Ok(()) => j.subacks_left += 1,
                 Err(e) => tracing::error!(error = %e, topic, "cannot subscribe"),
             }
         }
-        s.metrics.mqtt_connections.inc();
-        s.status.send_modify(|m| m.connection += 1);
+        conn.metrics.mqtt_connections.inc();
+        conn.status.send_modify(|m| m.connection += 1);
         self.backoff.reset();
         self.outage_logged = false;
+        // A new connection: whatever we were leaving is over.
+        self.leaving = None;
         if self.presence.is_some() && j.subacks_left > 0 {
             self.joining = Some(j);
         } else {
-            set_connected(&s.status, true);
-            tracing::info!(broker = %s.endpoint, "connected to MQTT broker");
+            set_connected(&conn.status, true);
+            tracing::info!(broker = %conn.endpoint, "connected to MQTT broker");
         }
     }
 
@@ -578,7 +580,7 @@ impl Link {
             }
             return;
         }
-        if self.s.control_topic.as_deref() == Some(p.topic.as_str()) {
+        if self.conn.control_topic.as_deref() == Some(p.topic.as_str()) {
             self.command(p);
         }
     }
@@ -589,12 +591,12 @@ impl Link {
         let Some((_, session)) = &self.presence else {
             return;
         };
-        let s = &self.s;
+        let conn = &self.conn;
         let gone = serde_json::from_slice::<PresenceMessage>(payload)
             .is_ok_and(|m| m.state == "offline" && m.session != *session);
-        if gone && s.status.borrow().conflict.is_some() {
+        if gone && conn.status.borrow().conflict.is_some() {
             tracing::info!("the other process with this instance_id went offline");
-            s.status.send_modify(|m| m.conflict = None);
+            conn.status.send_modify(|m| m.conflict = None);
         }
         if let Some(other) = other_session(payload, session, false) {
             let reason = format!(
@@ -602,21 +604,21 @@ impl Link {
                 self.instance,
                 describe(&other)
             );
-            if s.status.borrow().conflict.is_none() {
+            if conn.status.borrow().conflict.is_none() {
                 tracing::error!("{reason}");
             }
-            s.status.send_modify(|m| m.conflict = Some(reason));
+            conn.status.send_modify(|m| m.conflict = Some(reason));
         }
     }
 
     /// A control message: queued for the control handler (never waits).
     fn command(&mut self, p: &rumqttc::Publish) {
-        let s = &mut self.s;
-        let Some(control) = &s.control else {
+        let conn = &mut self.conn;
+        let Some(control) = &conn.control else {
             return;
         };
-        s.metrics.control_received.inc();
-        let max = s
+        conn.metrics.control_received.inc();
+        let max = conn
             .settings
             .busy
             .as_ref()
@@ -635,28 +637,28 @@ impl Link {
             })
             .is_err();
         if full {
-            s.refuse_busy(&p.payload);
+            conn.refuse_busy(&p.payload);
         }
     }
 
     /// We sent DISCONNECT: to make way (then waits until the other's presence
     /// is gone), or to stop. False: stop polling.
     async fn disconnected(&mut self) -> bool {
-        set_connected(&self.s.status, false);
+        set_connected(&self.conn.status, false);
         if self.leaving != Some(Leaving::MakeWay) {
             tracing::info!("disconnected from MQTT broker");
             self.leaving = Some(Leaving::Stop);
             return true;
         }
-        self.s.eventloop.clean();
+        self.conn.eventloop.clean();
         // Without touching the other's connection.
         let (topic, session) = self.presence.clone().unwrap_or_default();
         loop {
             tokio::select! {
-                _ = self.s.cancel.cancelled() => return false,
+                _ = self.conn.cancel.cancelled() => return false,
                 _ = tokio::time::sleep(CONFLICT_RECHECK) => {}
             }
-            match retained_other_session(&self.s.settings, &topic, &session).await {
+            match retained_other_session(&self.conn.settings, &topic, &session).await {
                 Ok(Some(_)) => tracing::debug!("the other process still holds the instance_id"),
                 Ok(None) => break,
                 Err(e) => tracing::debug!(error = %e, "presence check failed"),
@@ -674,23 +676,23 @@ impl Link {
         if self.leaving == Some(Leaving::Stop) {
             return false;
         }
-        let s = &mut self.s;
-        let was_connected = s.status.borrow().connected || self.joining.is_some();
+        let conn = &mut self.conn;
+        let was_connected = conn.status.borrow().connected || self.joining.is_some();
         self.joining = None;
-        set_connected(&s.status, false);
-        s.metrics.mqtt_reconnects.inc();
+        set_connected(&conn.status, false);
+        conn.metrics.mqtt_reconnects.inc();
         if was_connected {
             self.thrown_off = true;
         }
         if was_connected || !self.outage_logged {
-            tracing::warn!(broker = %s.endpoint, error = %e, retry_in_s = self.backoff.peek().as_secs_f64(), "MQTT connection lost");
+            tracing::warn!(broker = %conn.endpoint, error = %e, retry_in_s = self.backoff.peek().as_secs_f64(), "MQTT connection lost");
             self.outage_logged = true;
         } else {
-            tracing::debug!(broker = %s.endpoint, error = %e, "MQTT reconnect failed");
+            tracing::debug!(broker = %conn.endpoint, error = %e, "MQTT reconnect failed");
         }
         tokio::select! {
-            _ = s.cancel.cancelled() => false,
-            _ = super::reconnect::wait(self.backoff.next_delay(), &s.settings.host, s.settings.port) => true,
+            _ = conn.cancel.cancelled() => false,
+            _ = super::reconnect::wait(self.backoff.next_delay(), &conn.settings.host, conn.settings.port) => true,
         }
     }
 }

@@ -172,9 +172,17 @@ fn detector_model(config: &Config) -> anyhow::Result<Option<ModelChoice>> {
 
 /// Closes the outbox off the async runtime (a last try to write back what a
 /// full disk made it hold, the clean-close marker, a sync).
-async fn close_outbox(outbox: Arc<Outbox>) {
-    if let Err(e) = tokio::task::spawn_blocking(move || outbox.close()).await {
-        tracing::error!(error = %e, "outbox close failed");
+/// Closes the outbox off the runtime (it writes what is queued and syncs);
+/// false when it did not finish within `limit`.
+async fn close_outbox(outbox: Arc<Outbox>, limit: Duration) -> bool {
+    let closing = tokio::task::spawn_blocking(move || outbox.close());
+    match tokio::time::timeout(limit, closing).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "outbox close failed");
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -324,7 +332,9 @@ impl Running {
             report.late.push("health http".into());
         }
         self.root.cancel();
-        close_outbox(self.shared.outbox.clone()).await;
+        if !close_outbox(self.shared.outbox.clone(), left()).await {
+            report.late.push("outbox".into());
+        }
         report.took = started.elapsed();
         report
     }

@@ -33,7 +33,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use fjall::PersistMode;
@@ -127,12 +127,12 @@ impl CameraQueue {
     }
 
     fn entries(&self) -> MutexGuard<'_, VecDeque<Entry>> {
-        self.entries.lock().expect("outbox camera poisoned")
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` with the camera's attachment, if it is attached.
     fn with_attached(&self, f: impl FnOnce(&Attached)) {
-        if let Some(a) = &*self.attached.read().expect("outbox camera poisoned") {
+        if let Some(a) = &*self.attached.read().unwrap_or_else(PoisonError::into_inner) {
             f(a);
         }
     }
@@ -225,6 +225,9 @@ pub struct Outbox {
     writing: Mutex<()>,
     /// One heal at a time (the keeper's, or the last one at close).
     healing: Mutex<()>,
+    /// Keys of removed events still on disk: a publisher found the store's
+    /// lock taken (a heal) and left the removal to the next batch or heal.
+    removals: Mutex<Vec<Vec<u8>>>,
     full_log: Mutex<RateLimit>,
     disk_log: Mutex<RateLimit>,
     settings: OutboxConfig,
@@ -240,6 +243,8 @@ struct Loaded {
     next_seq: u64,
     marker: Option<CleanMarker>,
     unreadable: u64,
+    /// Reading stopped at an error: events after it may be on disk, unknown.
+    cut_short: bool,
 }
 
 /// Reads the index from disk: every event's camera, sequence and size, and
@@ -251,8 +256,13 @@ fn load(disk: &Disk) -> Loaded {
     };
     let mut unreadable = Vec::new();
     for item in disk.events.iter() {
-        let Ok((k, v)) = item.into_inner() else {
-            break;
+        let (k, v) = match item.into_inner() {
+            Ok(kv) => kv,
+            Err(e) => {
+                tracing::error!(error = ?e, read = Totals::get(&loaded.totals.count), "outbox: reading the store stopped at an error; the events after it are not known to this run");
+                loaded.cut_short = true;
+                break;
+            }
         };
         let Some((camera, seq)) = split_key(&k) else {
             unreadable.push(k.to_vec());
@@ -288,6 +298,12 @@ fn load(disk: &Disk) -> Loaded {
         .and_then(|v| rmp_serde::from_slice::<CleanMarker>(&v).ok());
     if let Some(m) = &loaded.marker {
         loaded.next_seq = loaded.next_seq.max(m.last_seq + 1);
+    }
+    if loaded.cut_short {
+        // Unread events may hold any sequence so far: new ones start past
+        // every sequence given until now (microseconds since 1970), so that
+        // none is written over.
+        loaded.next_seq = loaded.next_seq.max(now_ms().saturating_mul(1000));
     }
     loaded
 }
@@ -390,7 +406,9 @@ impl Outbox {
                 let found = Totals::get(&index.totals.count);
                 recovery = match &index.marker {
                     None => Recovery::Unclean,
-                    Some(m) if m.events > found => Recovery::Damaged { expected: m.events },
+                    Some(m) if m.events > found || index.cut_short => {
+                        Recovery::Damaged { expected: m.events }
+                    }
                     Some(_) => Recovery::Clean,
                 };
             }
@@ -425,6 +443,7 @@ impl Outbox {
             queue: Queue::default(),
             writing: Mutex::new(()),
             healing: Mutex::new(()),
+            removals: Mutex::new(Vec::new()),
             full_log: Mutex::new(RateLimit::new(Duration::from_secs(10))),
             disk_log: Mutex::new(RateLimit::new(Duration::from_secs(10))),
             settings: settings.clone(),
@@ -433,11 +452,27 @@ impl Outbox {
     }
 
     fn disk(&self) -> RwLockReadGuard<'_, Option<Disk>> {
-        self.disk.read().expect("outbox disk poisoned")
+        self.disk.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store for a publisher on the async runtime: `None` rather than a
+    /// wait while a heal has it.
+    fn try_disk(&self) -> Option<RwLockReadGuard<'_, Option<Disk>>> {
+        match self.disk.try_read() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    fn wake_all(&self) {
+        for (_, q) in self.all_cameras() {
+            q.notify.notify_one();
+        }
     }
 
     fn camera(&self, camera: &str) -> Option<Arc<CameraQueue>> {
-        let cameras = self.cameras.read().expect("outbox cameras poisoned");
+        let cameras = self.cameras.read().unwrap_or_else(PoisonError::into_inner);
         cameras.get(camera).cloned()
     }
 
@@ -445,7 +480,7 @@ impl Outbox {
         if let Some(q) = self.camera(camera) {
             return q;
         }
-        let mut cameras = self.cameras.write().expect("outbox cameras poisoned");
+        let mut cameras = self.cameras.write().unwrap_or_else(PoisonError::into_inner);
         cameras
             .entry(camera.to_string())
             .or_insert_with(|| Arc::new(CameraQueue::new(VecDeque::new())))
@@ -453,7 +488,7 @@ impl Outbox {
     }
 
     fn all_cameras(&self) -> Vec<(String, Arc<CameraQueue>)> {
-        let cameras = self.cameras.read().expect("outbox cameras poisoned");
+        let cameras = self.cameras.read().unwrap_or_else(PoisonError::into_inner);
         cameras
             .iter()
             .map(|(c, q)| (c.clone(), q.clone()))
@@ -461,7 +496,10 @@ impl Outbox {
     }
 
     fn disk_error(&self) -> Option<String> {
-        self.disk_error.lock().expect("outbox poisoned").clone()
+        self.disk_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Starts the writer thread: from now on appends only queue their events
@@ -477,10 +515,23 @@ impl Outbox {
                 // However the thread ends, appends then write at once.
                 let _stopped = WriterStopped(&outbox.queue);
                 while let Some((batch, dropped)) = outbox.queue.take() {
-                    let woken = outbox.write_batch(batch, &dropped);
+                    let cameras: Vec<String> = batch.iter().map(|p| p.camera.clone()).collect();
+                    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        outbox.write_batch(batch, &dropped)
+                    }));
                     outbox.queue.written();
-                    for notify in woken {
-                        notify.notify_one();
+                    match written {
+                        Ok(woken) => woken.into_iter().for_each(|n| n.notify_one()),
+                        // A bug: say so, count what is lost, and go on writing.
+                        Err(_) => {
+                            tracing::error!(
+                                events = cameras.len(),
+                                "outbox: writing a batch failed; its events are dropped"
+                            );
+                            for camera in cameras {
+                                outbox.camera_or_new(&camera).count_dropped(1);
+                            }
+                        }
                     }
                 }
             })?;
@@ -510,7 +561,8 @@ impl Outbox {
         let q = self.camera_or_new(camera);
         let error = self.disk_error();
         status.send_modify(|s| s.disk_error = error);
-        *q.attached.write().expect("outbox camera poisoned") = Some(Attached { metrics, status });
+        *q.attached.write().unwrap_or_else(PoisonError::into_inner) =
+            Some(Attached { metrics, status });
         let queued = q.entries().len();
         q.update_gauge(queued);
     }
@@ -519,7 +571,7 @@ impl Outbox {
     /// it comes back).
     pub fn detach(&self, camera: &str) {
         if let Some(q) = self.camera(camera) {
-            *q.attached.write().expect("outbox camera poisoned") = None;
+            *q.attached.write().unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
 
@@ -538,7 +590,12 @@ impl Outbox {
     pub fn orphans(&self) -> Vec<(String, usize)> {
         self.all_cameras()
             .into_iter()
-            .filter(|(_, q)| q.attached.read().expect("outbox camera poisoned").is_none())
+            .filter(|(_, q)| {
+                q.attached
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_none()
+            })
             .map(|(c, q)| (c, q.entries().len()))
             .filter(|(_, n)| *n > 0)
             .collect()
@@ -576,7 +633,7 @@ impl Outbox {
     /// as queued).
     #[must_use]
     fn write_batch(&self, batch: Vec<Pending>, dropped: &[String]) -> Vec<Arc<Notify>> {
-        let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         if !dropped.is_empty() {
             tracing::error!(
                 events = dropped.len(),
@@ -603,6 +660,7 @@ impl Outbox {
                 }
             }
         }
+        self.apply_removals(&disk);
         let synced = written.is_empty() || self.persist(&disk).is_ok();
         let mut woken = Vec::new();
         for (camera, seq, bytes, on_disk, record) in written {
@@ -624,7 +682,7 @@ impl Outbox {
         woken
     }
 
-    /// Backpressure (without a lock held): while fjall holds more than
+    /// Backpressure (only `writing` held: the writer waits, nobody else): while fjall holds more than
     /// [`MAX_UNFLUSHED_BYTES`] not yet written to table files, waits for its
     /// workers, at most [`FLUSH_WAIT`].
     fn wait_for_flushes(&self) {
@@ -651,42 +709,51 @@ impl Outbox {
                 .map(|e| (e.seq, e.held.clone()))
                 .collect()
         };
-        let disk = self.disk();
+        // A heal has the store: woken when it is done.
+        let Some(disk) = self.try_disk() else {
+            return Vec::new();
+        };
         let mut out = Vec::with_capacity(wanted.len());
         let mut unreadable = Vec::new();
         for (seq, held) in wanted {
             let record = match (held, &*disk) {
-                (Some(r), _) => Some(r),
+                (Some(r), _) => Ok(Some(r)),
                 // On a disk that is closed until it heals: wait for it (in
                 // order), never drop it.
                 (None, None) => break,
-                (None, Some(d)) => read(d, camera, seq).map(Arc::new),
+                (None, Some(d)) => read(d, camera, seq).map(|r| r.map(Arc::new)),
             };
             match record {
-                Some(r) => out.push((seq, r)),
-                None => unreadable.push(seq),
+                Ok(Some(r)) => out.push((seq, r)),
+                Ok(None) => unreadable.push(seq),
+                // The disk failed to read it: in order, so stop here and
+                // try again later.
+                Err(e) => {
+                    tracing::warn!(camera, seq, error = ?e, "outbox: cannot read an event now; tried again later");
+                    break;
+                }
             }
         }
         for seq in unreadable {
             tracing::warn!(
                 camera,
                 seq,
-                "outbox: an event could not be read back; dropped"
+                "outbox: an event is missing or cannot be decoded; dropped"
             );
-            self.drop_one(&disk, camera, seq);
+            self.drop_one(Some(&disk), camera, seq);
         }
         out
     }
 
     /// Drops an event that can never be delivered (counted as dropped).
     pub fn drop_event(&self, camera: &str, seq: u64) {
-        self.drop_one(&self.disk(), camera, seq);
+        self.drop_one(self.try_disk().as_deref(), camera, seq);
     }
 
     /// Removes an event the broker acknowledged. Once a camera's backlog is
     /// empty its "dropped" health reason clears.
     pub fn remove(&self, camera: &str, seq: u64) {
-        let Some(left) = self.take(&self.disk(), camera, seq) else {
+        let Some(left) = self.take(self.try_disk().as_deref(), camera, seq) else {
             return;
         };
         if let Some(q) = self.camera(camera) {
@@ -730,7 +797,7 @@ impl Outbox {
     /// exactly what the index holds and resumes writing. True when the disk
     /// takes writes. Blocking disk I/O: call it off the async runtime.
     pub fn heal(&self) -> bool {
-        let _one = self.healing.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.healing.lock().unwrap_or_else(PoisonError::into_inner);
         if self.disk_error().is_none() {
             return true;
         }
@@ -745,7 +812,11 @@ impl Outbox {
         if probe_room(path, need).is_err() {
             return false;
         }
-        let refusing = self.disk.write().expect("outbox disk poisoned").take();
+        let refusing = self
+            .disk
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         drop(refusing); // joins fjall's threads: not under a lock
         let reopened = std::fs::create_dir_all(path)
             .map_err(|e| e.to_string())
@@ -754,6 +825,9 @@ impl Outbox {
             Ok(d) => d,
             Err(why) => {
                 self.fail(why);
+                // Publishers that found the store busy look again (held
+                // events are readable without it).
+                self.wake_all();
                 return false;
             }
         };
@@ -767,7 +841,7 @@ impl Outbox {
     /// they let go of in memory. Events the index had on disk that the
     /// reopened store lacks are dropped, counted and logged.
     fn put_healed(&self, disk: Disk, on_disk: Result<DiskKeys, fjall::Error>) -> bool {
-        let mut slot = self.disk.write().expect("outbox disk poisoned");
+        let mut slot = self.disk.write().unwrap_or_else(PoisonError::into_inner);
         let result = on_disk.and_then(|on_disk| self.rewrite(&disk, on_disk));
         *slot = Some(disk);
         let cameras = self.all_cameras();
@@ -788,7 +862,11 @@ impl Outbox {
             q.entries().iter_mut().for_each(|e| e.held = None);
         }
         self.drop_lost(&slot, lost);
-        *self.disk_error.lock().expect("outbox poisoned") = None;
+        *self
+            .disk_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.apply_removals(&slot);
         self.publish_disk_error(None);
         tracing::info!(
             written,
@@ -843,7 +921,7 @@ impl Outbox {
             "outbox: events the disk had taken are missing from it after it was reopened; they are dropped"
         );
         for (camera, seq) in lost {
-            self.drop_one(disk, &camera, seq);
+            self.drop_one(Some(disk), &camera, seq);
         }
     }
 
@@ -863,7 +941,20 @@ impl Outbox {
         if self.failing() {
             self.heal();
         }
+        self.write_marker();
+        // Closed now, not when the last holder of the outbox lets go: a new
+        // outbox on the same directory can open at once (a full reload).
+        let closing = self
+            .disk
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(closing);
+    }
+
+    fn write_marker(&self) {
         let disk = self.disk();
+        self.apply_removals(&disk);
         let held = Totals::get(&self.totals.held);
         if held > 0 {
             tracing::error!(
@@ -928,7 +1019,7 @@ impl Outbox {
     /// The disk refused a write or a removal: stop writing until it heals.
     fn fail(&self, why: String) {
         {
-            let mut log = self.disk_log.lock().expect("outbox poisoned");
+            let mut log = self.disk_log.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(held_back) = log.allow(Instant::now()) {
                 tracing::error!(
                     error = %why,
@@ -938,7 +1029,10 @@ impl Outbox {
             }
         }
         let first = {
-            let mut error = self.disk_error.lock().expect("outbox poisoned");
+            let mut error = self
+                .disk_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let first = error.is_none();
             if first {
                 *error = Some(why.clone());
@@ -963,7 +1057,7 @@ impl Outbox {
     }
 
     /// Drops an event (counted in the camera's dropped events).
-    fn drop_one(&self, disk: &Option<Disk>, camera: &str, seq: u64) {
+    fn drop_one(&self, disk: Option<&Option<Disk>>, camera: &str, seq: u64) {
         if self.take(disk, camera, seq).is_some()
             && let Some(q) = self.camera(camera)
         {
@@ -971,9 +1065,11 @@ impl Outbox {
         }
     }
 
-    /// Removes an event from the index and the disk: how many of the camera's
-    /// events are left, or None if it was not there.
-    fn take(&self, disk: &Option<Disk>, camera: &str, seq: u64) -> Option<usize> {
+    /// Removes an event from the index and the disk (`disk`: the store, its
+    /// lock held; None: the lock was busy, so the removal waits in
+    /// `removals`): how many of the camera's events are left, or None if it
+    /// was not there.
+    fn take(&self, disk: Option<&Option<Disk>>, camera: &str, seq: u64) -> Option<usize> {
         let q = self.camera(camera)?;
         let (e, left) = {
             let mut entries = q.entries();
@@ -986,6 +1082,13 @@ impl Outbox {
         if e.held.is_some() {
             return Some(left);
         }
+        let Some(disk) = disk else {
+            self.removals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(key(camera, seq));
+            return Some(left);
+        };
         // While failing the disk is left alone: healing removes what the
         // index no longer holds.
         if self.disk_error().is_none()
@@ -995,6 +1098,22 @@ impl Outbox {
             self.fail(format!("{err:?}"));
         }
         Some(left)
+    }
+
+    /// Removes from disk the keys whose removal waited (kept while the disk
+    /// is failing: the heal that follows removes them).
+    fn apply_removals(&self, disk: &Option<Disk>) {
+        let (Some(disk), None) = (disk, self.disk_error()) else {
+            return;
+        };
+        let keys =
+            std::mem::take(&mut *self.removals.lock().unwrap_or_else(PoisonError::into_inner));
+        for k in keys {
+            if let Err(err) = disk.events.remove(k) {
+                self.fail(format!("{err:?}"));
+                return;
+            }
+        }
     }
 
     /// The oldest event (of any camera; only those held in memory with
@@ -1025,16 +1144,16 @@ impl Outbox {
             let Some((seq, camera)) = self.oldest(held_over) else {
                 break;
             };
-            if self.take(disk, &camera, seq).is_none() {
-                break;
+            // None: its publisher removed it meanwhile; look again.
+            if self.take(Some(disk), &camera, seq).is_some() {
+                *dropped.entry(camera).or_default() += 1;
             }
-            *dropped.entry(camera).or_default() += 1;
         }
         for (camera, n) in dropped {
             if let Some(q) = self.camera(&camera) {
                 q.count_dropped(n);
             }
-            let mut log = self.full_log.lock().expect("outbox poisoned");
+            let mut log = self.full_log.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(held_back) = log.allow(Instant::now()) {
                 tracing::warn!(
                     camera,
@@ -1055,9 +1174,14 @@ impl Outbox {
     }
 }
 
-fn read(disk: &Disk, camera: &str, seq: u64) -> Option<Record> {
-    let v = disk.events.get(key(camera, seq)).ok()??;
-    rmp_serde::from_slice(&v).ok()
+/// An event from disk: `Ok(None)` when it is not there or cannot be
+/// decoded (it never will be), `Err` when the disk failed to read it (it may
+/// later).
+fn read(disk: &Disk, camera: &str, seq: u64) -> Result<Option<Record>, fjall::Error> {
+    let Some(v) = disk.events.get(key(camera, seq))? else {
+        return Ok(None);
+    };
+    Ok(rmp_serde::from_slice(&v).ok())
 }
 
 #[cfg(test)]
@@ -1170,6 +1294,41 @@ mod tests {
     }
 
     /// Each camera's publisher reads and removes while the writer writes
+    /// While a heal has the store, a publisher's `next` and `remove` do not
+    /// wait for it: `next` gives nothing for now, and the removal is done
+    /// later: after a clean reopen the event is gone, and the others are there.
+    #[test]
+    fn a_publisher_never_waits_for_a_heal_and_its_removals_are_not_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("outbox");
+        let s = settings(&path, 1000);
+        let outbox = Arc::new(Outbox::open(&s).expect("open"));
+        for i in 0..3 {
+            outbox.append("a", "t".into(), event(i));
+        }
+        let first = outbox.next("a", None, 1)[0].0;
+        let heal = outbox.disk.write().expect("disk lock");
+        let (done, finished) = std::sync::mpsc::channel();
+        let publisher = {
+            let outbox = outbox.clone();
+            std::thread::spawn(move || {
+                let got = outbox.next("a", None, 10).len();
+                outbox.remove("a", first);
+                let _ = done.send(got);
+            })
+        };
+        let got = finished.recv_timeout(Duration::from_secs(10));
+        assert_eq!(got, Ok(0), "nothing for now, and no wait");
+        drop(heal);
+        publisher.join().expect("publisher");
+        assert_eq!(ids(&outbox.next("a", None, 10)), ["e-1", "e-2"]);
+        outbox.append("a", "t".into(), event(3));
+        outbox.close();
+        drop(outbox);
+        let reopened = Outbox::open(&s).expect("reopen");
+        assert_eq!(ids(&reopened.next("a", None, 10)), ["e-1", "e-2", "e-3"]);
+    }
+
     /// every camera's events with a sync per batch: each gets its own events,
     /// all of them, in order, once; nothing is left behind, and the disk
     /// holds nothing after the last removal.
@@ -1230,13 +1389,10 @@ mod tests {
         }
         assert_eq!(outbox.totals(), (0, 0));
         outbox.close();
-        let guard = outbox.disk();
-        let disk = guard.as_ref().expect("store");
-        assert_eq!(
-            disk_keys(disk).expect("keys").len(),
-            0,
-            "removed from disk too"
-        );
+        drop(outbox);
+        let reopened = Outbox::open(&s).expect("reopen");
+        assert_eq!(reopened.recovery, Recovery::Clean);
+        assert_eq!(reopened.totals(), (0, 0), "removed from disk too");
     }
 
     #[test]

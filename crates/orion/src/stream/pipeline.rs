@@ -1,4 +1,11 @@
-//! Pipeline construction and the supervisor loop that runs it.
+//! The camera's GStreamer pipeline (test, file, RTSP, USB source -> decoder ->
+//! scale -> appsink) and the supervisor thread that runs it: rebuilds it after
+//! a failure or a stall with back-off, loops files, counts input bytes.
+//!
+//! Owns the pipeline and its bus loop. It never blocks the appsink callback
+//! (a file paced to demand waits there, bounded by the run's cancellation),
+//! and never lets a camera credential into a GStreamer property that errors
+//! quote, a log line or a status.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -484,6 +491,15 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `text` (a GStreamer message, which may quote the location) without the
+/// camera URL's query, where some cameras take their credentials.
+fn without_query(settings: &Settings, text: String) -> String {
+    match settings.rtsp_url.as_deref().and_then(|u| u.split_once('?')) {
+        Some((_, query)) if !query.is_empty() => text.replace(query, "***"),
+        _ => text,
+    }
+}
+
 /// Counts the encoded bytes entering the decoder (a probe: no copy, no wait).
 fn count_input_bytes(pad: &gst::Pad, metrics: Arc<Metrics>) {
     pad.add_probe(
@@ -673,8 +689,11 @@ fn on_message(pipeline: &gst::Pipeline, settings: &Settings, msg: &gst::Message)
                 .src()
                 .map(|s| s.path_string().to_string())
                 .unwrap_or_else(|| "?".into()),
-            message: err.error().to_string(),
-            debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
+            message: without_query(settings, err.error().to_string()),
+            debug: without_query(
+                settings,
+                err.debug().map(|d| d.to_string()).unwrap_or_default(),
+            ),
         })),
         _ => None,
     }
@@ -787,6 +806,26 @@ mod tests {
                 Some(("user".to_string(), String::new()))
             )
         );
+    }
+
+    #[test]
+    fn credentials_in_the_query_are_never_shown() {
+        let url = "rtsp://cam:554/stream?user=admin&password=s3cret";
+        assert_eq!(redact_url(url), "rtsp://cam:554/stream?***");
+        assert_eq!(
+            redact_url("rtsp://a:b@cam/s?password=s3cret"),
+            "rtsp://***@cam/s?***"
+        );
+        assert_eq!(redact_url("rtsp://a:b@cam/s"), "rtsp://***@cam/s");
+        let mut c = Config::default();
+        c.camera.source = SourceKind::Rtsp;
+        c.camera.rtsp_url = Some(url.into());
+        let settings = Settings::from_config(&c);
+        assert!(!settings.describe().contains("s3cret"));
+        let said = format!("Could not open resource for reading: {url}");
+        let shown = without_query(&settings, said);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.ends_with("/stream?***"), "{shown}");
     }
 
     fn v4l2_settings(format: V4l2Format) -> Settings {

@@ -435,19 +435,21 @@ async fn watch(Extension(ui): Extension<Arc<Ui>>, uri: Uri) -> Response {
         Ok(c) => c,
         Err(no) => return no.into_response(),
     };
-    if c.feed.viewers() >= live::MAX_VIEWERS {
+    let Some(viewer) = c.feed.watch() else {
         let why = format!("{} viewers already watch this camera", live::MAX_VIEWERS);
         return error(StatusCode::SERVICE_UNAVAILABLE, &why);
-    }
-    Sse::new(live_events(c.feed.clone()))
+    };
+    Sse::new(live_events(c.feed.clone(), viewer))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
         .into_response()
 }
 
 /// The viewer's events: an opening comment, then frames and results.
-fn live_events(feed: Arc<LiveFeed>) -> impl Stream<Item = Result<Event, Infallible>> {
+fn live_events(
+    feed: Arc<LiveFeed>,
+    viewer: Viewer,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     use futures_util::StreamExt as _;
-    let viewer = feed.watch();
     let opening = futures_util::stream::once(async { Ok(Event::default().comment("live")) });
     let events = futures_util::stream::unfold((feed, viewer), |(feed, mut viewer)| async move {
         let event = next_event(&feed, &mut viewer).await?;

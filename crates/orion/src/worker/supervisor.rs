@@ -11,12 +11,14 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use orion_protocol::{
     CommandRequest, FrameMeta, FrameRequest, FromWorker, PROTOCOL_VERSION, Pixels, Ready, ToWorker,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+// Tokio's clock: the supervisor's deadlines follow paused time in tests.
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerOutput;
@@ -472,9 +474,7 @@ impl Supervisor {
         let capacity = 1 + self.spec.prefetch;
         loop {
             let timeout = self.hang_timeout(life);
-            let deadline = tokio::time::Instant::from_std(
-                life.extend_for_commands(life.front_since + timeout),
-            );
+            let deadline = life.extend_for_commands(life.front_since + timeout);
             let command_deadline = life.command_deadline();
             tokio::select! {
                 // A hung worker must not hold up shutdown.
@@ -548,7 +548,7 @@ impl Supervisor {
             r = life.process.send(msg) => r.map(|()| None).map_err(RunError::from),
             // A write blocked by a worker busy with a command ends with it.
             _ = sleep_until(command_deadline) => Err(life.command_timeout()),
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+            _ = tokio::time::sleep_until(deadline) => {
                 let seq = life.in_flight.front().map_or(0, |f| f.job.frame.seq);
                 Err(RunError::Hung { seq, timeout })
             }
@@ -691,7 +691,7 @@ impl Supervisor {
             pool: self.spec.inference_type.clone(),
             job: done.job,
             result,
-            started_at,
+            started_at: started_at.into_std(),
         };
         if !self.results.try_send(output) {
             self.metrics.results_dropped.inc();
@@ -744,7 +744,7 @@ impl Supervisor {
     fn protocol_error(&mut self, what: &str) {
         self.metrics.protocol_errors.inc();
         self.metrics.errors.inc();
-        if let Some(held_back) = self.protocol_log.allow(Instant::now()) {
+        if let Some(held_back) = self.protocol_log.allow(std::time::Instant::now()) {
             tracing::warn!(
                 "worker protocol error: {what}{}",
                 self.protocol_log.and_more(held_back)
@@ -755,7 +755,7 @@ impl Supervisor {
 
 async fn sleep_until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
