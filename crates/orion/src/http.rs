@@ -362,6 +362,17 @@ mod tests {
         answer(port, request).await.map(|(code, _)| code)
     }
 
+    /// A connection that sent the request line and nothing more.
+    async fn half_a_head(port: u16) -> TcpStream {
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        s.write_all(b"GET /health HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        s
+    }
+
     fn head_of(len: usize) -> Vec<u8> {
         let start = b"GET /health HTTP/1.1\r\nX-Pad: ".to_vec();
         let pad = len - start.len();
@@ -430,14 +441,8 @@ mod tests {
         let (port, cancel) = server_at_most(MAX).await;
         let mut idle = Vec::new();
         for _ in 0..MAX {
-            let mut s = TcpStream::connect(("127.0.0.1", port))
-                .await
-                .expect("connect");
             // Half a head: the connection holds its slot.
-            s.write_all(b"GET /health HTTP/1.1\r\n")
-                .await
-                .expect("write");
-            idle.push(s);
+            idle.push(half_a_head(port).await);
         }
         // Accepted in order: this one comes after all of them.
         assert_eq!(
@@ -461,12 +466,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_head_that_does_not_arrive_in_time_ends_the_connection() {
         let (port, cancel) = server_at_most(MAX_CONNECTIONS).await;
-        let mut s = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        s.write_all(b"GET /health HTTP/1.1\r\n")
-            .await
-            .expect("write");
+        let mut s = half_a_head(port).await;
         let mut out = Vec::new();
         let read = tokio::time::timeout(READ_TIMEOUT * 2, s.read_to_end(&mut out)).await;
         assert!(read.is_ok(), "closed after the head timeout");

@@ -1257,14 +1257,19 @@ mod tests {
         assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
-    #[test]
-    fn the_writer_keeps_each_cameras_order_and_close_writes_what_is_queued() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("outbox");
-        let mut s = settings(&path, 100_000);
+    /// An outbox in `dir` with fsync on and its writer thread started.
+    fn with_writer(dir: &Path) -> (OutboxConfig, Arc<Outbox>) {
+        let mut s = settings(&dir.join("outbox"), 100_000);
         s.fsync = true;
         let outbox = Arc::new(Outbox::open(&s).expect("open"));
         outbox.start_writer().expect("writer");
+        (s, outbox)
+    }
+
+    #[test]
+    fn the_writer_keeps_each_cameras_order_and_close_writes_what_is_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (s, outbox) = with_writer(dir.path());
         let cameras = ["a", "b", "c", "d"];
         std::thread::scope(|scope| {
             for camera in cameras {
@@ -1336,11 +1341,7 @@ mod tests {
     fn publishers_deliver_while_the_writer_writes_each_camera_in_order_once() {
         const EVENTS: usize = 400;
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("outbox");
-        let mut s = settings(&path, 100_000);
-        s.fsync = true;
-        let outbox = Arc::new(Outbox::open(&s).expect("open"));
-        outbox.start_writer().expect("writer");
+        let (s, outbox) = with_writer(dir.path());
         let cameras = ["a", "b", "c", "d"];
         let delivered: Vec<Vec<String>> = std::thread::scope(|scope| {
             for camera in cameras {
