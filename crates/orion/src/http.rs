@@ -424,6 +424,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn until_the_ui_is_up_its_routes_say_starting_and_the_page_reloads() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let registry = Arc::new(Registry::new(Vec::new(), Vec::new()));
+        let slot = Arc::new(UiSlot::new());
+        let cancel = CancellationToken::new();
+        let app = router(registry, Some(slot));
+        tokio::spawn(serve_at_most(8, listener, app, cancel.clone()));
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let (code, page) = answer(port, get("/").as_bytes()).await.expect("answer");
+        assert_eq!(code, 503);
+        assert!(page.contains("Retry-After: 2\r\n"), "{page}");
+        assert!(page.contains("http-equiv=\"refresh\""), "{page}");
+        let (code, api) = answer(port, get("/api/cameras").as_bytes())
+            .await
+            .expect("answer");
+        assert_eq!(code, 503);
+        assert!(api.ends_with("\r\n\r\nstarting\n"), "{api}");
+        assert_eq!(status_of(port, get("/health").as_bytes()).await, Some(200));
+        cancel.cancel();
+    }
+
+    #[tokio::test]
     async fn the_head_is_bounded_at_its_limit_and_a_get_takes_no_body() {
         let (port, cancel) = server_at_most(MAX_CONNECTIONS).await;
         assert_eq!(status_of(port, &head_of(MAX_HEAD)).await, Some(200));

@@ -42,6 +42,8 @@ const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 
+/// The page while the daemon starts (warm-up): it reloads itself.
+const STARTING_PAGE: &str = "<!doctype html><meta http-equiv=\"refresh\" content=\"2\"><title>Orion</title><p>Orion is starting; this page reloads by itself.</p>\n";
 /// Longest wait for a command's reply (a model swap takes up to two startup
 /// timeouts).
 const COMMAND_WAIT: Duration = Duration::from_secs(120);
@@ -118,12 +120,17 @@ pub fn router(slot: Arc<UiSlot>) -> Router {
 /// sets the cookie when the token came in the address.
 async fn gate(State(slot): State<Arc<UiSlot>>, mut req: Request, next: Next) -> Response {
     let Some(ui) = slot.get().cloned() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "text/plain")],
-            "starting\n",
-        )
-            .into_response();
+        // The page itself asks again until the cameras are up.
+        let (content_type, body) = if req.uri().path() == "/" {
+            ("text/html; charset=utf-8", STARTING_PAGE)
+        } else {
+            ("text/plain", "starting\n")
+        };
+        let headers = [
+            (header::CONTENT_TYPE, content_type),
+            (header::RETRY_AFTER, "2"),
+        ];
+        return (StatusCode::SERVICE_UNAVAILABLE, headers, body).into_response();
     };
     let access = ui.access(req.method(), req.uri(), req.headers());
     if access == Access::Denied {
