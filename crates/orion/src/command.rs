@@ -642,11 +642,13 @@ mod tests {
                             width: 0.4,
                             height: 0.4,
                         }),
+                        ignore: false,
                     },
                     ZoneSpec {
                         name: "door".into(),
                         polygon: Some(vec![[0.7, 0.2], [0.95, 0.2], [0.95, 0.9]]),
                         rect: None,
+                        ignore: true,
                     },
                 ],
             },

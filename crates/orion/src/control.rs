@@ -405,6 +405,7 @@ fn zones_as_specs(zones: &[Zone]) -> Vec<ZoneSpec> {
             name: z.name.clone(),
             polygon: Some(z.polygon.clone()),
             rect: None,
+            ignore: z.ignore,
         })
         .collect()
 }

@@ -98,7 +98,7 @@ impl Device<'_> {
         count.insert("icon".into(), "mdi:account-group".into());
         count.insert("value_template".into(), "{{ value_json.count }}".into());
         out.push((self.topic("sensor", "person_count"), count));
-        for zone in zones {
+        for zone in zones.iter().filter(|z| !z.ignore) {
             let object = format!("zone_{}", zone.name.replace(['.', '-'], "_"));
             let mut z = self.base("binary_sensor", &object, &format!("Zone {}", zone.name));
             z.insert("device_class".into(), "occupancy".into());

@@ -2,7 +2,8 @@
 //! room, a person walks in, stands on a spot, walks out) through the real
 //! detector gives one visit (one `person_entered`, one `person_left`, one track),
 //! a zone event pair on the spot, and occupancy that turns empty on time; a
-//! restart never leaves a stale occupancy behind.
+//! restart never leaves a stale occupancy behind; what an ignore zone holds
+//! makes no visit.
 
 mod common;
 
@@ -447,4 +448,52 @@ fn two_people_count_two_and_make_two_visits() {
         .filter_map(|(_, v)| v["count"].as_u64())
         .collect();
     assert!(counts.contains(&2), "occupancy counted two: {counts:?}");
+}
+
+/// A picture of a person, as the daemon sees it: an ignore zone over the
+/// whole view. The detector still finds the person walking in (the results
+/// list them, without a track), and nothing counts: no event, no occupancy.
+#[test]
+fn what_an_ignore_zone_holds_makes_no_visit_through_the_daemon() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (video, _) = visit_video(dir.path());
+    let broker = Mosquitto::start();
+    let sub = Subscriber::connect(broker.port, "care/+/ignored/#");
+    let config = common::config("ignored", &broker.url(), |c| {
+        common::set(c, "camera.path", video.to_string_lossy().into_owned());
+        common::set(c, "models.person_detector.max_inference_rate_hz", 2.0);
+        let zone = "{ name: wall, rect: { x: 0, y: 0, width: 1, height: 1 }, ignore: true }";
+        common::set(
+            c,
+            "zones.regions",
+            serde_norway::Value::Sequence(vec![serde_norway::from_str(zone).unwrap()]),
+        );
+    });
+    let _daemon = Daemon::start(&config);
+    let with_person = |v: &Value| v["data"]["count"].as_u64() >= Some(1);
+    // Long enough for a visit to have been confirmed: 6 results with the person.
+    let got = collect_until(&sub, Duration::from_secs(90), |got| {
+        got.iter()
+            .filter(|(t, v)| t.starts_with("care/inferences/") && with_person(v))
+            .count()
+            >= 6
+    });
+    for (topic, v) in &got {
+        if topic.starts_with("care/inferences/") && with_person(v) {
+            let detections = v["data"]["detections"].as_array().expect("detections");
+            assert!(
+                detections.iter().all(|d| d.get("track_id").is_none()),
+                "no track in an ignore zone: {v}"
+            );
+        }
+        assert!(
+            !topic.starts_with("care/events/")
+                || v["type"] == "occupancy_changed" && v["occupied"] == false,
+            "{topic}: {v}"
+        );
+        // An empty retained message first: the previous run's state removed.
+        if topic.starts_with("care/occupancy/") && !v.is_null() {
+            assert_eq!(v["occupied"], false, "{v}");
+        }
+    }
 }

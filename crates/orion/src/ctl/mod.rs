@@ -274,6 +274,7 @@ fn parse_zone(s: &str) -> anyhow::Result<ZoneSpec> {
             width: roi.width,
             height: roi.height,
         }),
+        ignore: false,
     })
 }
 

@@ -246,6 +246,15 @@ impl RoomTracker {
         out
     }
 
+    /// Whether `b`'s anchor falls in an ignore zone.
+    fn ignored(&self, b: &BBox) -> bool {
+        let at = self.anchor(b);
+        self.settings
+            .zones
+            .iter()
+            .any(|z| z.ignore && z.contains(at.x, at.y))
+    }
+
     fn anchor(&self, b: &BBox) -> Point {
         match self.settings.anchor {
             ZoneAnchor::BottomCenter => self.bottom_centre(b),
@@ -261,6 +270,7 @@ impl RoomTracker {
         self.settings
             .zones
             .iter()
+            .filter(|z| !z.ignore)
             .map(|z| {
                 let count = self
                     .in_zones
@@ -288,7 +298,13 @@ impl RoomTracker {
             .filter(|t| seen.contains(&t.id))
             .map(|t| (t.id, self.anchor(&t.bbox)))
             .collect();
-        let zones = self.settings.zones.clone();
+        let zones: Vec<Zone> = self
+            .settings
+            .zones
+            .iter()
+            .filter(|z| !z.ignore)
+            .cloned()
+            .collect();
         for (id, at) in tracks {
             for zone in &zones {
                 let st = self.in_zones.entry((id, zone.name.clone())).or_default();
@@ -378,9 +394,22 @@ impl RoomTracker {
 
     /// One person-detection result of a frame captured at `captured`, seen at `now`.
     pub fn on_result(&mut self, captured: Stamp, boxes: &[BBox], now: Stamp) -> Output {
-        let update = self.tracker.update(captured.mono, boxes);
+        // What an ignore zone holds never reaches the tracker.
+        let counted: Vec<bool> = boxes.iter().map(|b| !self.ignored(b)).collect();
+        let kept: Vec<BBox> = boxes
+            .iter()
+            .zip(&counted)
+            .filter(|(_, c)| **c)
+            .map(|(b, _)| *b)
+            .collect();
+        let update = self.tracker.update(captured.mono, &kept);
+        let mut ids = update.track_ids.into_iter();
+        let track_ids = counted
+            .iter()
+            .map(|c| if *c { ids.next().unwrap_or(0) } else { 0 })
+            .collect();
         let mut out = Output {
-            track_ids: update.track_ids,
+            track_ids,
             ..Output::default()
         };
         let seen = out.track_ids.clone();
@@ -608,6 +637,48 @@ mod tests {
             2
         );
         assert_eq!(occ.last().map(|o| (o.occupied, o.count)), Some((true, 2)));
+    }
+
+    #[test]
+    fn what_an_ignore_zone_holds_never_counts() {
+        let base = Stamp::now();
+        // A poster on the right of the frame: its bottom centre lies in it.
+        let mut poster = crate::tracking::zones::rect("poster", 0.6, 0.0, 0.4, 1.0);
+        poster.ignore = true;
+        let mut sig = RoomTracker::new(
+            "room-1",
+            "101",
+            640,
+            480,
+            RoomSettings {
+                zones: vec![poster],
+                ..settings()
+            },
+        );
+        let picture = person(500.0);
+        let (events, occ) = feed(&mut sig, base, 0.0, &vec![vec![picture]; 8]);
+        assert!(
+            events.iter().all(|e| e.kind != "person_entered"),
+            "{events:?}"
+        );
+        assert!(occ.iter().all(|o| !o.occupied), "{occ:?}");
+        assert!(
+            occ.iter().all(|o| !o.zones.contains_key("poster")),
+            "no occupancy of its own"
+        );
+        // A person outside it, with the picture still there: one person, whose
+        // track id lines up with their box.
+        let resident = person(100.0);
+        let (events, occ) = feed(&mut sig, base, 4.0, &vec![vec![picture, resident]; 4]);
+        let entered: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.kind == "person_entered")
+            .collect();
+        assert_eq!(entered.len(), 1, "{events:?}");
+        assert_eq!(occ.last().map(|o| (o.occupied, o.count)), Some((true, 1)));
+        let out = sig.on_result(at(base, 6.0), &[picture, resident], at(base, 6.0));
+        assert_eq!(out.track_ids[0], 0, "the picture has no track");
+        assert_eq!(Some(out.track_ids[1]), entered[0].track_id);
     }
 
     #[test]

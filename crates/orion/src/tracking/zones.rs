@@ -33,6 +33,13 @@ pub struct ZoneSpec {
     pub polygon: Option<Vec<[f64; 2]>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rect: Option<ZoneRect>,
+    /// People-shaped things here never count (a poster, a TV, a mirror).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ignore: bool,
+}
+
+fn is_false(v: &bool) -> bool {
+    !v
 }
 
 /// A rectangle in normalized coordinates.
@@ -45,11 +52,15 @@ pub struct ZoneRect {
     pub height: f64,
 }
 
-/// A validated zone: a name and a polygon.
+/// A validated zone: a name, a polygon, and whether it is an ignore zone.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Zone {
     pub name: String,
     pub polygon: Vec<[f64; 2]>,
+    /// A detection whose anchor is here never counts: no track, no event, no
+    /// occupancy; the zone itself has no occupancy.
+    #[serde(skip_serializing_if = "is_false")]
+    pub ignore: bool,
 }
 
 impl Zone {
@@ -116,6 +127,7 @@ pub fn validate(specs: &[ZoneSpec]) -> Result<Vec<Zone>, String> {
         zones.push(Zone {
             name: spec.name.clone(),
             polygon,
+            ignore: spec.ignore,
         });
     }
     Ok(zones)
@@ -206,6 +218,7 @@ pub(crate) fn rect(name: &str, x: f64, y: f64, width: f64, height: f64) -> Zone 
             width,
             height,
         }),
+        ignore: false,
     };
     validate(&[spec]).expect("a valid test zone").remove(0)
 }
@@ -281,6 +294,7 @@ mod tests {
                     width: 0.5,
                     height: 0.5,
                 }),
+                ignore: false,
             })
             .collect();
         assert!(

@@ -179,7 +179,8 @@ function drawOverlay() {
   const parts = [];
   for (const z of state.zones) {
     const pts = z.polygon.map(([x, y]) => `${x * W},${y * H}`).join(' ');
-    parts.push(`<polygon class="zone" data-name="${escapeText(z.name)}" points="${pts}"/>`);
+    const cls = z.ignore ? 'zone ignore' : 'zone';
+    parts.push(`<polygon class="${cls}" data-name="${escapeText(z.name)}" points="${pts}"/>`);
     const [lx, ly] = z.polygon[0];
     parts.push(`<text class="zone-label" x="${lx * W + 4}" y="${ly * H + 16}">${escapeText(z.name)}</text>`);
   }
@@ -212,6 +213,11 @@ function drawOverlay() {
 }
 
 // ---- drawing ROIs and zones ----
+
+// A zone as set_zones takes it back (an ignore zone stays one).
+function zoneSpec(z) {
+  return z.ignore ? { name: z.name, polygon: z.polygon, ignore: true } : { name: z.name, polygon: z.polygon };
+}
 
 function toNorm(ev) {
   const r = $('overlay').getBoundingClientRect();
@@ -265,14 +271,14 @@ overlay.addEventListener('pointerup', async () => {
     await command('set_attention_rois', { rois: [r] });
   } else if (mode === 'zone') {
     const name = $('zonename').value.trim() || `zone-${state.zones.length + 1}`;
-    const zones = state.zones.map((z) => ({ name: z.name, polygon: z.polygon }));
+    const zones = state.zones.map(zoneSpec);
     zones.push({ name, rect: r });
     await command('set_zones', { zones });
   }
 });
 
 async function deleteZone(name) {
-  const left = state.zones.filter((z) => z.name !== name).map((z) => ({ name: z.name, polygon: z.polygon }));
+  const left = state.zones.filter((z) => z.name !== name).map(zoneSpec);
   if (left.length === 0) await command('clear_zones');
   else await command('set_zones', { zones: left });
 }
