@@ -220,6 +220,9 @@ impl Default for OutboxConfig {
 pub struct ZonesConfig {
     /// Results in a row inside (outside) before a person is in (out of) a zone.
     pub min_frames: u32,
+    /// Someone in a zone leaves it only this far outside its outline
+    /// (normalized): no flapping at the edge.
+    pub margin: f64,
     pub anchor: ZoneAnchor,
     /// The zones: `{name, polygon: [[x, y], ...]}` or `{name, rect: {x, y,
     /// width, height}}`, normalized.
@@ -230,6 +233,7 @@ impl Default for ZonesConfig {
     fn default() -> Self {
         Self {
             min_frames: 2,
+            margin: 0.03,
             anchor: ZoneAnchor::BottomCenter,
             regions: Vec::new(),
         }

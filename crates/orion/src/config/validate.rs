@@ -587,6 +587,13 @@ impl Config {
             100,
             " results",
         );
+        c.range_f64(
+            "zones.margin",
+            self.zones.margin,
+            0.0,
+            0.25,
+            " (of the frame)",
+        );
         if let Err(e) = crate::tracking::zones::validate(&self.zones.regions) {
             c.fail("zones.regions", e);
         }

@@ -69,6 +69,10 @@ pub struct RoomSettings {
     pub zones: Vec<Zone>,
     /// Results in a row inside (outside) a zone before a track is in (out of) it.
     pub zone_min_frames: u32,
+    /// Someone in a zone is out of it only beyond this distance from its
+    /// outline (normalized): standing on the edge, or a jittering box, is no
+    /// exit.
+    pub zone_margin: f64,
     pub anchor: ZoneAnchor,
 }
 
@@ -309,7 +313,9 @@ impl RoomTracker {
             for zone in &zones {
                 let st = self.in_zones.entry((id, zone.name.clone())).or_default();
                 st.at = Some(at);
-                if zone.contains(at.x, at.y) {
+                let inside = zone.contains(at.x, at.y)
+                    || st.inside && zone.distance(at.x, at.y) <= self.settings.zone_margin;
+                if inside {
                     st.inside_run += 1;
                     st.outside_run = 0;
                 } else {
@@ -528,6 +534,7 @@ mod tests {
             empty_after: Duration::from_secs(10),
             zones: Vec::new(),
             zone_min_frames: 2,
+            zone_margin: 0.0,
             anchor: ZoneAnchor::BottomCenter,
         }
     }
@@ -637,6 +644,56 @@ mod tests {
             2
         );
         assert_eq!(occ.last().map(|o| (o.occupied, o.count)), Some((true, 2)));
+    }
+
+    #[test]
+    fn standing_on_a_zone_edge_is_no_exit_until_clearly_out() {
+        let base = Stamp::now();
+        let bed = vec![crate::tracking::zones::rect("bed", 0.0, 0.5, 0.5, 0.5)];
+        let mut sig = RoomTracker::new(
+            "room-1",
+            "101",
+            640,
+            480,
+            RoomSettings {
+                zones: bed,
+                zone_margin: 0.03,
+                ..settings()
+            },
+        );
+        // Bottom centre x = (x + 40) / 640 against the edge at 0.5: in bed,
+        // then a box jittering across the edge (0.48 .. 0.52), then out.
+        let mut results = vec![vec![person(250.0)]; 4];
+        for i in 0..12 {
+            let x = if i % 2 == 0 { 267.0 } else { 293.0 };
+            results.push(vec![person(x)]);
+        }
+        let kinds_on_edge = |events: &[Event]| -> Vec<&'static str> {
+            events
+                .iter()
+                .filter(|e| e.kind.starts_with("zone_"))
+                .map(|e| e.kind)
+                .collect()
+        };
+        let (events, _) = feed(&mut sig, base, 0.0, &results);
+        assert_eq!(kinds_on_edge(&events), ["zone_entered"], "{events:?}");
+        let out: Vec<Vec<BBox>> = [330.0, 360.0, 390.0].map(|x| vec![person(x)]).to_vec();
+        let (events, _) = feed(&mut sig, base, 8.0, &out);
+        assert_eq!(kinds_on_edge(&events), ["zone_left"], "{events:?}");
+        // Without a margin the same jitter is an exit and an entry, again and again.
+        let mut flapping = RoomTracker::new(
+            "room-1",
+            "101",
+            640,
+            480,
+            RoomSettings {
+                zones: vec![crate::tracking::zones::rect("bed", 0.0, 0.5, 0.5, 0.5)],
+                zone_min_frames: 1,
+                ..settings()
+            },
+        );
+        let (events, _) = feed(&mut flapping, base, 0.0, &results);
+        assert!(kinds_on_edge(&events).len() > 4, "{events:?}");
     }
 
     #[test]

@@ -81,6 +81,29 @@ impl Zone {
     }
 }
 
+impl Zone {
+    /// How far `(x, y)` (normalized) is from the zone's outline.
+    pub fn distance(&self, x: f64, y: f64) -> f64 {
+        let p = &self.polygon;
+        (0..p.len())
+            .map(|i| segment_distance([x, y], p[i], p[(i + 1) % p.len()]))
+            .fold(f64::INFINITY, f64::min)
+    }
+}
+
+/// Distance from `p` to the segment `a`-`b`.
+fn segment_distance(p: [f64; 2], a: [f64; 2], b: [f64; 2]) -> f64 {
+    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+    let length2 = dx * dx + dy * dy;
+    let t = if length2 > 0.0 {
+        (((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / length2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let (cx, cy) = (a[0] + t * dx, a[1] + t * dy);
+    ((p[0] - cx).powi(2) + (p[1] - cy).powi(2)).sqrt()
+}
+
 fn in_unit(v: f64) -> bool {
     v.is_finite() && (0.0..=1.0).contains(&v)
 }
