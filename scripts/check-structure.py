@@ -3,8 +3,9 @@
 
 - Layers: every top-level module of `crates/orion/src` belongs to one layer of
   LAYERS and imports only modules of its own layer or below (the domain imports
-  no transport). Every `crate::<module>` path counts, in `use` lines and
-  inline. A new module must be given a layer here.
+  no transport). Every `crate::<module>` path counts, in `use` lines, inline
+  and in comments (a doc naming `crate::x` links to it). A new module must be
+  given a layer here.
 - No cycles, between top-level modules nor between files: no module imports
   one that (directly or through others) imports it. At file level every
   `crate::`, `super::` and `self::` path counts, and a parent's `use child::`;
@@ -53,16 +54,16 @@ def top_module(path: Path) -> str | None:
     return rel.parts[0].removesuffix(".rs")
 
 
-def without_tests(text: str) -> list[str]:
+def without_tests(text: str, comments: bool = False) -> list[str]:
     """The lines of a file up to its `#[cfg(test)] mod tests` (kept at the end
-    by convention), comments blanked so a path named in prose is not an
-    import. A `#[cfg(test)]` item that is not the test module is kept."""
+    by convention); comments blanked unless `comments`. A `#[cfg(test)]` item
+    that is not the test module is kept."""
     source = text.splitlines()
     lines = []
     for i, line in enumerate(source):
         if TEST_MOD.match(line) and any(TESTS_BLOCK.match(l) for l in source[i + 1 : i + 3]):
             break
-        lines.append(re.sub(r"//.*", "", line))
+        lines.append(line if comments else re.sub(r"//.*", "", line))
     return lines
 
 
@@ -73,7 +74,8 @@ def imports() -> dict[str, set[str]]:
         if module is None:
             continue
         uses = graph.setdefault(module, set())
-        code = "\n".join(without_tests(path.read_text()))
+        # Docs count: a `crate::x` named in a comment is a link to it.
+        code = "\n".join(without_tests(path.read_text(), comments=True))
         targets = CRATE_PATH.findall(code)
         for group in CRATE_GROUP.findall(code):
             targets += [item.strip().split("::")[0] for item in group.split(",") if item.strip()]

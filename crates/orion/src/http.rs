@@ -322,6 +322,7 @@ mod tests {
     async fn server_with(
         max_connections: usize,
         registry: Arc<Registry>,
+        ui: Option<Arc<UiSlot>>,
     ) -> (u16, CancellationToken) {
         let listener = bind("127.0.0.1:0".parse().expect("addr"))
             .await
@@ -331,18 +332,15 @@ mod tests {
         tokio::spawn(serve_at_most(
             max_connections,
             listener,
-            router(registry, None),
+            router(registry, ui),
             cancel.clone(),
         ));
         (port, cancel)
     }
 
     async fn server_at_most(max_connections: usize) -> (u16, CancellationToken) {
-        server_with(
-            max_connections,
-            Arc::new(Registry::new(Vec::new(), Vec::new())),
-        )
-        .await
+        let registry = Arc::new(Registry::new(Vec::new(), Vec::new()));
+        server_with(max_connections, registry, None).await
     }
 
     /// Sends `request`; the answer's status code and whole text (None: closed
@@ -373,6 +371,11 @@ mod tests {
         s
     }
 
+    /// A GET of `path` to a loopback host.
+    fn get(path: &str) -> String {
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    }
+
     fn head_of(len: usize) -> Vec<u8> {
         let start = b"GET /health HTTP/1.1\r\nX-Pad: ".to_vec();
         let pad = len - start.len();
@@ -387,8 +390,7 @@ mod tests {
         let camera = Arc::new(Metrics::for_camera("cam-a"));
         let (status, watch) = crate::status::channels(Duration::from_secs(10));
         let registry = Arc::new(Registry::new(vec![(camera, watch)], Vec::new()));
-        let (port, cancel) = server_with(MAX_CONNECTIONS, registry).await;
-        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let (port, cancel) = server_with(MAX_CONNECTIONS, registry, None).await;
         let (code, text) = answer(port, get("/health").as_bytes())
             .await
             .expect("answer");
@@ -425,16 +427,9 @@ mod tests {
 
     #[tokio::test]
     async fn until_the_ui_is_up_its_routes_say_starting_and_the_page_reloads() {
-        let listener = bind("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let registry = Arc::new(Registry::new(Vec::new(), Vec::new()));
         let slot = Arc::new(UiSlot::new());
-        let cancel = CancellationToken::new();
-        let app = router(registry, Some(slot));
-        tokio::spawn(serve_at_most(8, listener, app, cancel.clone()));
-        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let (port, cancel) = server_with(8, registry, Some(slot)).await;
         let (code, page) = answer(port, get("/").as_bytes()).await.expect("answer");
         assert_eq!(code, 503);
         assert!(page.contains("Retry-After: 2\r\n"), "{page}");

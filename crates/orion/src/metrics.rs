@@ -1,7 +1,7 @@
 //! Counters, gauges and histograms shared by the components (their Prometheus
 //! text is `health::exposition`'s). Only measurements live here: what a component *is* (up,
 //! connected, paused, failed) is its typed status on a watch channel
-//! (`crate::status`), which the exposition reads next to these.
+//! (the `status` module, a floor above), which the exposition reads next to these.
 //!
 //! Components update these with relaxed atomics on their own hot paths; the HTTP
 //! server and the health model only read them. Nothing here allocates per update or
@@ -204,7 +204,7 @@ impl GroupMetrics {
 
 /// All counters of one camera (and the shared workers it uses, attached). Exported
 /// with the label `camera="<instance_id>"`. State (stream up, connected, paused,
-/// running) is not here: it is published on watch channels (`crate::status`).
+/// running) is not here: it is published on watch channels (the `status` module).
 #[derive(Debug)]
 pub struct Metrics {
     /// The camera's instance_id (the `camera` label).

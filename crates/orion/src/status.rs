@@ -100,7 +100,7 @@ pub struct MqttStatus {
     pub conflict: Option<String>,
 }
 
-/// What the outbox says about one camera's events (`crate::outbox`).
+/// What the outbox says about one camera's events (kept by the `outbox` module).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutboxStatus {
     /// The disk refuses the events (full, read-only, gone): they are kept in

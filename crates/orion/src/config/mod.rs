@@ -671,7 +671,7 @@ pub struct WorkerConfig {
     pub restart_backoff_max_s: f64,
     /// Extra environment variables for the worker processes (e.g. `OMP_NUM_THREADS`).
     /// Workers never inherit the daemon's environment: they get only the variables
-    /// listed in [`crate::worker::INHERITED_ENV`], the shared-memory variables, and
+    /// the worker module inherits on purpose (`INHERITED_ENV`), the shared-memory variables, and
     /// these. Names starting with `ORION_` are reserved and refused.
     pub env: std::collections::BTreeMap<String, String>,
 }

@@ -4,7 +4,7 @@
 //! Owns the read side of the daemon's state for operators. It never changes what the
 //! pipeline does: it only reads each camera's state and [`Metrics`] and the
 //! shared workers', gathered in a [`Registry`]. It knows no transport: the HTTP
-//! server (`crate::http`) serves what it derives.
+//! server (the `http` module, a floor above) serves what it derives.
 
 pub mod exposition;
 

@@ -539,6 +539,11 @@ mod tests {
         }
     }
 
+    /// A 640x480 camera's room.
+    fn room(settings: RoomSettings) -> RoomTracker {
+        RoomTracker::new("room-1", "101", 640, 480, settings)
+    }
+
     fn person(x: f64) -> BBox {
         BBox {
             x,
@@ -581,7 +586,7 @@ mod tests {
     #[test]
     fn a_visit_is_one_entered_one_left_and_occupancy_follows_with_hysteresis() {
         let base = Stamp::now();
-        let mut sig = RoomTracker::new("room-1", "101", 640, 480, settings());
+        let mut sig = room(settings());
         // Nobody for 3 s: still undecided (empty only after 10 s).
         let (events, occ) = feed(&mut sig, base, 0.0, &vec![vec![]; 6]);
         assert!(events.is_empty() && occ.is_empty());
@@ -630,7 +635,7 @@ mod tests {
     #[test]
     fn an_empty_room_is_decided_after_empty_after_and_two_people_count_two() {
         let base = Stamp::now();
-        let mut sig = RoomTracker::new("room-1", "101", 640, 480, settings());
+        let mut sig = room(settings());
         let (_, occ) = feed(&mut sig, base, 0.0, &vec![vec![]; 22]);
         assert_eq!(occ.len(), 1, "decided once: {occ:?}");
         assert!(!occ[0].occupied);
@@ -650,17 +655,11 @@ mod tests {
     fn standing_on_a_zone_edge_is_no_exit_until_clearly_out() {
         let base = Stamp::now();
         let bed = vec![crate::tracking::zones::rect("bed", 0.0, 0.5, 0.5, 0.5)];
-        let mut sig = RoomTracker::new(
-            "room-1",
-            "101",
-            640,
-            480,
-            RoomSettings {
-                zones: bed,
-                zone_margin: 0.03,
-                ..settings()
-            },
-        );
+        let mut sig = room(RoomSettings {
+            zones: bed,
+            zone_margin: 0.03,
+            ..settings()
+        });
         // Bottom centre x = (x + 40) / 640 against the edge at 0.5: in bed,
         // then a box jittering across the edge (0.48 .. 0.52), then out.
         let mut results = vec![vec![person(250.0)]; 4];
@@ -681,17 +680,11 @@ mod tests {
         let (events, _) = feed(&mut sig, base, 8.0, &out);
         assert_eq!(kinds_on_edge(&events), ["zone_left"], "{events:?}");
         // Without a margin the same jitter is an exit and an entry, again and again.
-        let mut flapping = RoomTracker::new(
-            "room-1",
-            "101",
-            640,
-            480,
-            RoomSettings {
-                zones: vec![crate::tracking::zones::rect("bed", 0.0, 0.5, 0.5, 0.5)],
-                zone_min_frames: 1,
-                ..settings()
-            },
-        );
+        let mut flapping = room(RoomSettings {
+            zones: vec![crate::tracking::zones::rect("bed", 0.0, 0.5, 0.5, 0.5)],
+            zone_min_frames: 1,
+            ..settings()
+        });
         let (events, _) = feed(&mut flapping, base, 0.0, &results);
         assert!(kinds_on_edge(&events).len() > 4, "{events:?}");
     }
@@ -702,16 +695,10 @@ mod tests {
         // A poster on the right of the frame: its bottom centre lies in it.
         let mut poster = crate::tracking::zones::rect("poster", 0.6, 0.0, 0.4, 1.0);
         poster.ignore = true;
-        let mut sig = RoomTracker::new(
-            "room-1",
-            "101",
-            640,
-            480,
-            RoomSettings {
-                zones: vec![poster],
-                ..settings()
-            },
-        );
+        let mut sig = room(RoomSettings {
+            zones: vec![poster],
+            ..settings()
+        });
         let picture = person(500.0);
         let (events, occ) = feed(&mut sig, base, 0.0, &vec![vec![picture]; 8]);
         assert!(
@@ -742,16 +729,10 @@ mod tests {
     fn a_bed_exit_is_a_zone_left_after_min_frames_and_zones_count_in_occupancy() {
         let base = Stamp::now();
         let bed = vec![crate::tracking::zones::rect("bed", 0.0, 0.5, 0.5, 0.5)];
-        let mut sig = RoomTracker::new(
-            "room-1",
-            "101",
-            640,
-            480,
-            RoomSettings {
-                zones: bed,
-                ..settings()
-            },
-        );
+        let mut sig = room(RoomSettings {
+            zones: bed,
+            ..settings()
+        });
         // In bed, one result just outside, back in, then out for good.
         // Bottom centre x = (x + 40) / 640: inside below 0.5.
         let inside = person(230.0);
