@@ -37,12 +37,22 @@ pub fn oriond() -> Command {
     c
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+/// A free TCP port on 127.0.0.1 (bound and released), never the same one twice
+/// in this test binary: tests run side by side, and a port handed to one of them
+/// and not yet bound must not be handed to another.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout`.
@@ -73,15 +83,40 @@ impl Mosquitto {
     }
 
     /// Starts a broker whose listener settings come from `extra`, which may write
-    /// files (password file, certificates) into the broker's directory.
-    pub fn start_with(extra: impl FnOnce(&Path) -> String) -> Self {
-        Self::start_on(free_port(), extra)
+    /// files (password file, certificates) into the broker's directory. A port
+    /// taken meanwhile by someone else (a client's source port) means a new port.
+    pub fn start_with(extra: impl Fn(&Path) -> String) -> Self {
+        for _ in 0..5 {
+            if let Some(broker) = Self::try_start(free_port(), &extra) {
+                return broker;
+            }
+        }
+        panic!("mosquitto found no free port in 5 tries");
     }
 
     /// Starts a broker on a given port (to restart one where a daemon expects it).
-    pub fn start_on(port: u16, extra: impl FnOnce(&Path) -> String) -> Self {
+    pub fn start_on(port: u16, extra: impl Fn(&Path) -> String) -> Self {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(broker) = Self::try_start(port, &extra) {
+                return broker;
+            }
+            // The old broker's port may still be held for a moment.
+            assert!(
+                Instant::now() < until,
+                "mosquitto could not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A broker listening on `port`, or `None` when it could not bind it. Ready
+    /// is when its own log says it runs: a connection to the port could reach
+    /// whoever else holds it.
+    fn try_start(port: u16, extra: &impl Fn(&Path) -> String) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("mosquitto.conf");
+        let log = dir.path().join("mosquitto.log");
         let mut extra = extra(dir.path());
         // Run as root, mosquitto switches to its own user after loading the config
         // and can then no longer read certificates in our temp dir.
@@ -94,31 +129,45 @@ impl Mosquitto {
         }
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\n{extra}log_dest stderr\n"),
+            format!(
+                "listener {port} 127.0.0.1\n{extra}log_dest file {}\n",
+                log.display()
+            ),
         )
         .expect("write mosquitto.conf");
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .unwrap_or("mosquitto");
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start mosquitto (run scripts/setup.sh)");
+        let running = wait_until("mosquitto to run or exit", Duration::from_secs(10), || {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Some(false);
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains(" running").then_some(true)
+        });
+        if !running {
+            let _ = child.wait();
+            return None;
+        }
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         wait_until(
             "mosquitto to accept connections",
             Duration::from_secs(10),
             || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok(),
         );
-        Mosquitto {
+        Some(Mosquitto {
             child,
             port,
             _dir: dir,
-        }
+        })
     }
 
     /// A broker that keeps its sessions and queued messages in `state` across
@@ -230,7 +279,7 @@ impl Subscriber {
             }
         });
         ack_rx
-            .recv_timeout(Duration::from_secs(10))
+            .recv_timeout(Duration::from_secs(20))
             .expect("subscription acknowledged");
         Subscriber { rx, client }
     }
