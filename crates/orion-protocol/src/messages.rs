@@ -69,6 +69,11 @@ pub struct FrameMeta {
     pub timestamp: String,
     pub trace_id: String,
     pub roi_processing: RoiProcessing,
+    /// Where people lie (rest zones: a bed, an armchair), normalized: a
+    /// person detector looks at each turned by 90 degrees both ways too (it
+    /// was trained on upright people). Absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rest_areas: Vec<NormRect>,
 }
 
 /// The crop a worker runs on, chosen by ROI attention.

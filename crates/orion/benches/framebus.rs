@@ -39,6 +39,8 @@ fn job() -> Arc<Job> {
         frame,
         roi: RoiAttention::new(640, 480, &RoisConfig::default()).process(),
         trace_id: "bench-1".into(),
+        rest_areas: Arc::from(Vec::new()),
+        grayscale: false,
     })
 }
 

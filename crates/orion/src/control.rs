@@ -406,6 +406,8 @@ fn zones_as_specs(zones: &[Zone]) -> Vec<ZoneSpec> {
             polygon: Some(z.polygon.clone()),
             rect: None,
             ignore: z.ignore,
+            rest: z.rest,
+            exit: z.exit,
         })
         .collect()
 }

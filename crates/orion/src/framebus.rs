@@ -36,6 +36,10 @@ pub struct Job {
     pub frame: Arc<Frame>,
     pub roi: RoiProcessing,
     pub trace_id: String,
+    /// The camera's rest areas (normalized) when the frame was accepted.
+    pub rest_areas: Arc<[orion_protocol::NormRect]>,
+    /// The frame has no colour (an infrared camera at night).
+    pub grayscale: bool,
 }
 
 /// One camera's place in one pool.
@@ -275,6 +279,8 @@ mod tests {
             frame,
             roi: RoiAttention::new(8, 4, &crate::config::RoisConfig::default()).process(),
             trace_id: format!("t-{seq}"),
+            rest_areas: Arc::from(Vec::new()),
+            grayscale: false,
         })
     }
 

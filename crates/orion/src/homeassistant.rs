@@ -1,7 +1,9 @@
 //! Home Assistant MQTT discovery: the retained config messages that make each
 //! camera a device with entities (occupancy, person count, one per zone), their
 //! state read from the retained occupancy topic and their availability from the
-//! presence topic (so a dead daemon shows as unavailable through its last will).
+//! presence topic (so a dead daemon shows as unavailable through its last will)
+//! and from the occupancy's `state` (a paused camera, or one whose stream or
+//! workers are down, is unavailable, never "clear").
 //!
 //! Builds topics and payloads only; the camera's result handler publishes them. It
 //! never invents state: every entity reads a topic the daemon already publishes.
@@ -64,11 +66,18 @@ impl Device<'_> {
         );
         m.insert(
             "availability".into(),
-            json!([{
-                "topic": status,
-                "value_template": "{{ 'online' if value_json.state == 'online' else 'offline' }}",
-            }]),
+            json!([
+                {
+                    "topic": status,
+                    "value_template": "{{ 'online' if value_json.state == 'online' else 'offline' }}",
+                },
+                {
+                    "topic": crate::topics::occupancy(self.instance_id),
+                    "value_template": "{{ 'online' if value_json.state == 'watching' else 'offline' }}",
+                },
+            ]),
         );
+        m.insert("availability_mode".into(), "all".into());
         m.insert(
             "device".into(),
             json!({
@@ -159,6 +168,15 @@ mod tests {
             }
             assert_eq!(v["state_topic"], "care/occupancy/room-101");
             assert_eq!(v["availability"][0]["topic"], "care/status/room-101");
+            // Not watching (paused, stream or workers down) is unavailable.
+            assert_eq!(v["availability"][1]["topic"], "care/occupancy/room-101");
+            assert!(
+                v["availability"][1]["value_template"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("'watching'")),
+                "{v}"
+            );
+            assert_eq!(v["availability_mode"], "all");
             assert_eq!(v["device"]["identifiers"][0], "orion_room_101");
             assert_eq!(v["device"]["name"], "Room 101");
         }

@@ -427,6 +427,9 @@ fn two_people_count_two_and_make_two_visits() {
         common::set(c, "camera.path", video.to_string_lossy().into_owned());
         common::set(c, "models.person_detector.max_inference_rate_hz", 2.0);
         common::set(c, "occupancy.empty_after_s", 2.0);
+        // The two vanish from the middle of the frame (no one does): without
+        // the unseen state they leave when no longer detected.
+        common::set(c, "presence.unseen_timeout_s", 0.0);
     });
     let _daemon = Daemon::start(&config);
     let got = collect_until(&sub, Duration::from_secs(90), |got| {

@@ -44,6 +44,47 @@ def crop_to_frame(boxes: np.ndarray, crop: Crop) -> np.ndarray:
     return out
 
 
+def rest_crops(areas: Any, frame_width: int, frame_height: int) -> list[Crop]:
+    """The rest areas of a frame's meta (normalized rects) as crops in pixels;
+    malformed entries are skipped (at most 16)."""
+    crops: list[Crop] = []
+    if not isinstance(areas, list):
+        return crops
+    for a in areas[:16]:
+        try:
+            x, y = float(a["x"]) * frame_width, float(a["y"]) * frame_height
+            w, h = float(a["width"]) * frame_width, float(a["height"]) * frame_height
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not all(np.isfinite([x, y, w, h])) or w < 8 or h < 8:
+            continue
+        crops.append(Crop.from_roi({"crop": {"x": x, "y": y, "width": w, "height": h}}, frame_width, frame_height))
+    return crops
+
+
+def turned_back(boxes: np.ndarray, crop: Crop, k: int) -> np.ndarray:
+    """Boxes found in `np.rot90(crop_image, k)` (k = 1: turned a quarter
+    counter-clockwise, k = -1: clockwise) in full-frame pixels."""
+    if boxes.size == 0:
+        return boxes.reshape(0, 4)
+    b = boxes.astype(np.float64)
+    out = np.empty_like(b)
+    w, h = crop.width, crop.height
+    if k == 1:
+        # A point (x', y') of the turned image was (w - y', x').
+        out[:, 0], out[:, 2] = w - b[:, 3], w - b[:, 1]
+        out[:, 1], out[:, 3] = b[:, 0], b[:, 2]
+    elif k == -1:
+        # A point (x', y') of the turned image was (y', h - x').
+        out[:, 0], out[:, 2] = b[:, 1], b[:, 3]
+        out[:, 1], out[:, 3] = h - b[:, 2], h - b[:, 0]
+    else:
+        raise ValueError(f"k must be 1 or -1, got {k}")
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, w) + crop.x
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, h) + crop.y
+    return out
+
+
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x1 = np.maximum(box[0], boxes[:, 0])
     y1 = np.maximum(box[1], boxes[:, 1])

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import protocol
 from .detectors import ModelSet, load_model_set
-from .geometry import Crop, crop_to_frame, final_boxes, suggested_roi
+from .geometry import Crop, crop_to_frame, final_boxes, rest_crops, suggested_roi, turned_back
 from .sdk import Worker, serve, start_worker
 
 log = logging.getLogger("orion_worker.person_detector")
@@ -37,23 +37,40 @@ class PersonDetector(Worker):
     def model_info(self) -> dict[str, Any]:
         return protocol.model_info(self.models.name, self.models.input_size, self.models.backend)
 
-    def detect(self, image: np.ndarray, crop: Crop, target_size: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, Any]]:
-        """Boxes in full-frame pixels, scores, timings and the model used."""
+    def detect(self, image: np.ndarray, crop: Crop, target_size: int | None = None, rest: list[Crop] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, Any]]:
+        """Boxes in full-frame pixels, scores, timings and the model used.
+
+        Each rest area (where people lie) is looked at turned a quarter both
+        ways too: the detector was trained on upright people and misses most
+        people lying down (see docs/benchmarks.md)."""
         started = time.perf_counter()
         detector = self.models.pick(target_size)
         found = detector.detect(crop.apply(image), self.confidence)
-        boxes = crop_to_frame(found.boxes, crop)
-        keep = final_boxes(boxes, found.scores)
-        boxes, scores = boxes[keep], found.scores[keep]
+        all_boxes = [crop_to_frame(found.boxes, crop)]
+        all_scores = [found.scores]
+        pre, inf, post = found.preprocess_ms, found.inference_ms, found.postprocess_ms
+        for area in rest or []:
+            part = area.apply(image)
+            turned_detector = self.models.pick(None)
+            for k in (1, -1):
+                turned = turned_detector.detect(np.ascontiguousarray(np.rot90(part, k)), self.confidence)
+                all_boxes.append(turned_back(turned.boxes, area, k))
+                all_scores.append(turned.scores)
+                pre, inf, post = pre + turned.preprocess_ms, inf + turned.inference_ms, post + turned.postprocess_ms
+        boxes = np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4))
+        scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+        keep = final_boxes(boxes, scores)
+        boxes, scores = boxes[keep], scores[keep]
         total = (time.perf_counter() - started) * 1e3
-        timings = protocol.timing(found.preprocess_ms, found.inference_ms, found.postprocess_ms, total)
+        timings = protocol.timing(pre, inf, post, total)
         return boxes, scores, timings, protocol.model_info(self.models.name, detector.input_size, detector.runtime.name)
 
     def process(self, image: np.ndarray, crop: Crop, frame: dict[str, Any]) -> dict[str, Any]:
         meta = frame.get("meta") or {}
         roi = meta.get("roi_processing") or {}
         target = roi.get("target_size") if isinstance(roi.get("target_size"), int) else None
-        boxes, scores, timings, model = self.detect(image, crop, target)
+        rest = rest_crops(meta.get("rest_areas"), image.shape[1], image.shape[0])
+        boxes, scores, timings, model = self.detect(image, crop, target, rest)
         detections = [
             protocol.detection(protocol.rect(b[0], b[1], b[2] - b[0], b[3] - b[1]), s, "person")
             for b, s in zip(boxes, scores)

@@ -61,3 +61,47 @@ def test_result_message_fields(ssd):
     roi = msg["suggested_roi"]
     assert roi is not None and 0 <= roi["x"] and roi["x"] + roi["width"] <= 1.0 + 1e-9
     assert msg["model"] == {"name": "ssdlite", "input_size": 300, "backend": "openvino:CPU"}
+
+
+def bedroom_with_lying(person: np.ndarray, k: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A 640x480 room with a bed, a real person lying on it (the portrait
+    turned a quarter by `k`); the bed's rectangle in pixels."""
+    frame = np.empty((480, 640, 3), dtype=np.uint8)
+    frame[:] = (205, 200, 185)
+    frame[int(480 * 0.78) :] = (120, 95, 70)
+    bed = (100, 250, 500, 200)  # x, y, width, height
+    x, y, w, h = bed
+    frame[y : y + h, x : x + w] = (230, 230, 240)
+    from PIL import Image
+
+    lying = Image.fromarray(np.ascontiguousarray(np.rot90(person, k))).resize((380, 200))
+    frame[y : y + 200, x + 40 : x + 420] = np.asarray(lying)
+    return frame, bed
+
+
+@pytest.mark.parametrize("name", ["astronaut.png", "camera.png"])
+@pytest.mark.parametrize("k", [1, -1])
+def test_a_person_lying_in_a_rest_area_is_found_turned_and_nowhere_else(ssd, name, k):
+    """Upright, the detector misses a real person lying down; looking at the
+    rest area turned a quarter finds them, with the box where they lie."""
+    frame, (bx, by, bw, bh) = bedroom_with_lying(load_rgb(name), k)
+    full = Crop(0, 0, 640, 480)
+    detector = PersonDetector(ssd, confidence=0.3)
+    _, upright, _, _ = detector.detect(frame, full)
+    assert len(upright) == 0, f"upright pass found {upright}: the scene tests nothing"
+    area = Crop(bx - 20, by - 20, bw + 40, bh + 40)
+    boxes, scores, timing, _ = detector.detect(frame, full, rest=[area])
+    assert len(scores) == 1 and scores[0] >= 0.5, scores
+    x1, y1, x2, y2 = boxes[0]
+    # Lying: wider than tall, over the person's place on the bed.
+    assert x2 - x1 > 1.5 * (y2 - y1), boxes[0]
+    assert bx <= x1 + 20 and x2 <= bx + bw + 20 and by - 20 <= y1 and y2 <= by + bh + 20, boxes[0]
+    assert timing["inference_ms"] > 0
+
+
+def test_rest_areas_come_from_the_frame_meta(ssd):
+    frame, (bx, by, bw, bh) = bedroom_with_lying(load_rgb("astronaut.png"), 1)
+    meta = {"trace_id": "t-1", "rest_areas": [{"x": (bx - 20) / 640, "y": (by - 20) / 480, "width": (bw + 40) / 640, "height": (bh + 40) / 480}, {"x": "junk"}]}
+    msg = PersonDetector(ssd, 0.5).process(frame, Crop(0, 0, 640, 480), {"seq": 1, "meta": meta})
+    assert msg["person_count"] == 1, msg["detections"]
+    assert PersonDetector(ssd, 0.5).process(frame, Crop(0, 0, 640, 480), {"seq": 1, "meta": {"trace_id": "t"}})["person_count"] == 0

@@ -56,3 +56,26 @@ def test_final_boxes_drop_overlaps_and_parts_of_a_better_box():
     # The repeat and the part go, whichever scored higher; the other person stays.
     assert kept == [0, 3], kept
     assert final_boxes(np.zeros((0, 4)), np.zeros(0)).size == 0
+
+
+def test_boxes_found_in_a_turned_crop_land_where_the_thing_is():
+    from orion_worker.geometry import turned_back
+
+    # A 3x2 block inside a 100x60 crop at (10, 20) of the frame.
+    image = np.zeros((60, 100), dtype=np.uint8)
+    image[30:32, 40:43] = 1
+    crop = Crop(10, 20, 100, 60)
+    for k in (1, -1):
+        turned = np.rot90(image, k)
+        ys, xs = np.nonzero(turned)
+        found = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=np.float64)
+        back = turned_back(found, crop, k)
+        assert back.tolist() == [[50.0, 50.0, 53.0, 52.0]], (k, back)
+
+
+def test_rest_crops_skip_what_is_not_a_rect():
+    from orion_worker.geometry import rest_crops
+
+    crops = rest_crops([{"x": 0.5, "y": 0.5, "width": 0.5, "height": 0.5}, {"x": "a"}, None, {"x": 0, "y": 0, "width": 0.001, "height": 0.5}], 640, 480)
+    assert crops == [Crop(320, 240, 320, 240)]
+    assert rest_crops("junk", 640, 480) == []

@@ -32,6 +32,26 @@ pub struct FrameConsumer {
     pub paused: watch::Receiver<bool>,
     /// Converts the frames that are inferred (and only those) to RGB.
     pub rgb: RgbConverter,
+    /// The camera's rest areas (set with its zones).
+    pub rest_areas: watch::Receiver<Arc<[orion_protocol::NormRect]>>,
+}
+
+/// Whether an RGB frame has no colour: nearly every sampled pixel has equal
+/// channels (an infrared camera at night; a colour scene never does).
+pub fn grayscale(rgb: &[u8]) -> bool {
+    // About 2,000 pixels, spread over the frame.
+    let pixels = rgb.len() / 3;
+    let step = (pixels / 2048).max(1);
+    let (mut sampled, mut colourful) = (0usize, 0usize);
+    for i in (0..pixels).step_by(step) {
+        let p = &rgb[i * 3..i * 3 + 3];
+        let (r, g, b) = (i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
+        sampled += 1;
+        if (r - g).abs() + (g - b).abs() > 12 {
+            colourful += 1;
+        }
+    }
+    sampled > 0 && colourful * 100 <= sampled
 }
 
 impl FrameConsumer {
@@ -97,9 +117,41 @@ impl FrameConsumer {
             rate_hz: *self.rate_hz.borrow(),
             trace_id: format!("{}-{}", self.instance_id, frame.seq),
             roi,
+            rest_areas: self.rest_areas.borrow().clone(),
+            grayscale: grayscale(frame.data()),
             frame,
         };
         self.port.publish(Arc::new(job));
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grayscale;
+
+    #[test]
+    fn grayscale_frames_are_told_from_colour_ones() {
+        let gray: Vec<u8> = (0..64 * 48).flat_map(|i| [(i % 251) as u8; 3]).collect();
+        assert!(grayscale(&gray));
+        // Noise of a few levels between channels is still gray.
+        let noisy: Vec<u8> = (0..64 * 48)
+            .flat_map(|i| {
+                let v = (i % 200) as u8 + 20;
+                [v, v + 3, v - 2]
+            })
+            .collect();
+        assert!(grayscale(&noisy));
+        // A beige wall and a blue shirt are colour.
+        let colour: Vec<u8> = (0..64 * 48)
+            .flat_map(|i| {
+                if i % 3 == 0 {
+                    [205, 200, 185]
+                } else {
+                    [40, 60, 160]
+                }
+            })
+            .collect();
+        assert!(!grayscale(&colour));
     }
 }

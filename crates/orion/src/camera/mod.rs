@@ -18,6 +18,7 @@
 //! that goes for good, nothing left behind) -> MQTT disconnect.
 
 pub mod frames;
+pub mod keeper;
 pub mod results;
 
 use std::sync::{Arc, Mutex};
@@ -46,11 +47,12 @@ use crate::outbox::publisher::EventPublisher;
 use crate::outbox::rate::EventRate;
 use crate::status::{self, CameraWatch, StreamOwner, WorkerView};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
-use crate::tracking::room::{RoomSettings, RoomTracker};
+use crate::tracking::room::{Edges, RoomSettings, RoomTracker, Thresholds};
 use crate::tracking::tracker::TrackerSettings;
 use crate::ui::{Ui, UiCamera};
 use crate::worker::{DetectorPool, ResultRoutes};
 use frames::FrameConsumer;
+use keeper::PresenceFile;
 use results::CameraResults;
 
 /// How long a camera's start waits for its MQTT connection before going on
@@ -122,9 +124,27 @@ pub struct Camera {
     control_task: JoinHandle<()>,
     tasks: CancellationToken,
     task_set: TaskTracker,
-    publish: CancellationToken,
-    publisher: JoinHandle<()>,
+    /// The event publisher: stops after the result handler (its last events
+    /// go out too).
+    publisher: Stoppable,
+    /// The presence keeper: stops after the result handler (it saves the
+    /// handler's last snapshot).
+    keeper: Stoppable,
     results: Arc<CameraResults>,
+}
+
+/// A task of the camera stopped on its own token, after others.
+struct Stoppable {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Stoppable {
+    /// Stops it; false when it did not end within `limit`.
+    async fn stop(self, limit: Duration) -> bool {
+        self.stop.cancel();
+        tokio::time::timeout(limit, self.task).await.is_ok()
+    }
 }
 
 /// What a camera's stop missed.
@@ -173,7 +193,6 @@ impl Camera {
         .with_context(|| format!("starting the stream of camera {id}"))?;
         shared.join(&metrics, &watch, alerts_tx, senders.outbox);
         let (frames, warm, rate_hz) = warm_up(&config, frames, &metrics, &hurry).await;
-
         let identity = Identity::new(&id, &config.room_id);
         let settings = emitter_settings(&config, &identity, &shared.broker);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
@@ -198,14 +217,15 @@ impl Camera {
             shared,
         };
         let live = parts.spawn_live(&frames);
-        let (results, publish, publisher) = parts.spawn_results(live.clone(), &settings, &root);
+        let (results, publisher) = parts.spawn_results(live.clone(), &settings, &root);
+        let keeper = parts.spawn_keeper(&results, &root).await;
         let port = parts.route_results(&results);
         let key = port.key();
-        let measured_fps = warm.map(|w| w.fps_mean);
-        let plane = parts.control_plane(senders.paused, rate_tx, measured_fps, &results);
+        let plane =
+            parts.control_plane(senders.paused, rate_tx, warm.map(|w| w.fps_mean), &results);
         let control = root.child_token();
         let control_task = parts.spawn_control(&plane, control_rx, alerts_rx, &control);
-        parts.spawn_frames(frames, port, rate_rx, phase, &identity);
+        parts.spawn_frames(frames, port, rate_rx, &results, phase, &identity);
         parts.task_set.close();
         parts.join(control_tx, plane, &results, live);
         senders.running.send_replace(true);
@@ -223,8 +243,8 @@ impl Camera {
             control_task,
             tasks: parts.tasks,
             task_set: parts.task_set,
-            publish,
             publisher,
+            keeper,
             results,
         })
     }
@@ -260,9 +280,12 @@ impl Camera {
         {
             late.push(format!("tasks of {id}"));
         }
-        // After the result handler: its last events go out too (or stay queued).
-        self.publish.cancel();
-        if tokio::time::timeout(left(), self.publisher).await.is_err() {
+        // After the result handler: its last snapshot is saved, its last
+        // events go out too (or stay queued).
+        if !self.keeper.stop(left()).await {
+            late.push(format!("presence keeper of {id}"));
+        }
+        if !self.publisher.stop(left()).await {
             late.push(format!("event publisher of {id}"));
         }
         // A clean exit is not a lost connection: say offline ourselves (the
@@ -339,10 +362,12 @@ impl Parts {
         live: Option<Arc<LiveFeed>>,
         settings: &EmitterSettings,
         root: &CancellationToken,
-    ) -> (Arc<CameraResults>, CancellationToken, JoinHandle<()>) {
+    ) -> (Arc<CameraResults>, Stoppable) {
         let (config, id) = (&self.config, &self.config.instance_id);
         let (occupancy_tx, occupancy_rx) = watch::channel(None);
         let tracking = self.shared.detector.is_some();
+        let room = room_tracker(config);
+        let zones = room.zones().to_vec();
         let results = Arc::new(CameraResults {
             instance_id: id.clone(),
             room_id: config.room_id.clone(),
@@ -350,12 +375,22 @@ impl Parts {
             emitter: self.emitter.clone(),
             mqtt: self.watch.mqtt.clone(),
             roi: self.roi.clone(),
-            room: Mutex::new(room_tracker(config)),
+            room: Mutex::new(room),
             outbox: self.shared.outbox.clone(),
             event_rate: Mutex::new(EventRate::new(config.outbox.max_events_per_minute)),
             occupancy: occupancy_tx,
             live,
             tracking,
+            watch: self.watch.clone(),
+            detectors: self
+                .shared
+                .workers
+                .iter()
+                .filter(|w| w.metrics.id.starts_with(crate::config::PERSON_DETECTOR))
+                .cloned()
+                .collect(),
+            rest_areas: watch::channel(results::rest_areas(&zones)).0,
+            snapshot: watch::channel(None).0,
             discovery: config
                 .homeassistant
                 .enabled
@@ -363,7 +398,7 @@ impl Parts {
             discovered: Mutex::new(Default::default()),
         });
         let publish = root.child_token();
-        let publisher = tokio::spawn(
+        let task = tokio::spawn(
             EventPublisher {
                 camera: id.clone(),
                 outbox: self.shared.outbox.clone(),
@@ -383,7 +418,30 @@ impl Parts {
                 self.tasks.clone(),
             ));
         }
-        (results, publish, publisher)
+        let publisher = Stoppable {
+            stop: publish,
+            task,
+        };
+        (results, publisher)
+    }
+
+    /// Takes back the present people of the last run, and starts the presence
+    /// keeper that saves them from now on (with its stop).
+    async fn spawn_keeper(
+        &self,
+        results: &Arc<CameraResults>,
+        root: &CancellationToken,
+    ) -> Stoppable {
+        let file = PresenceFile::new(&self.config.presence.path, &self.config.instance_id);
+        if let Some(snapshot) = file.load().await {
+            results.restore(&snapshot);
+        }
+        let stop = root.child_token();
+        let task = tokio::spawn(
+            file.run(results.snapshot.subscribe(), stop.clone())
+                .in_current_span(),
+        );
+        Stoppable { stop, task }
     }
 
     /// The camera's port on the frame bus, and the route of its results from
@@ -457,6 +515,7 @@ impl Parts {
         frames: FrameReceiver,
         port: crate::framebus::CameraPort,
         rate_hz: watch::Receiver<f64>,
+        results: &CameraResults,
         phase: f64,
         identity: &Identity,
     ) {
@@ -475,6 +534,7 @@ impl Parts {
                 rate_hz,
                 paused: self.watch.paused.clone(),
                 rgb: RgbConverter::default(),
+                rest_areas: results.rest_areas.subscribe(),
             }
             .run(frames, self.tasks.clone())
             .in_current_span(),
@@ -550,6 +610,9 @@ fn emitter_settings(config: &Config, identity: &Identity, broker: &Broker) -> Em
 
 /// The camera's tracks, events and occupancy, as configured.
 fn room_tracker(config: &Config) -> RoomTracker {
+    use crate::config::Edge;
+    let d = &config.models.person_detector;
+    let edges = &config.presence.exit_edges;
     RoomTracker::new(
         &config.instance_id,
         &config.room_id,
@@ -560,6 +623,7 @@ fn room_tracker(config: &Config) -> RoomTracker {
                 min_hits: config.tracking.min_hits,
                 max_missing: Duration::from_secs_f64(config.tracking.max_missing_s),
                 max_distance: config.tracking.max_distance,
+                unseen_timeout: Duration::from_secs_f64(config.presence.unseen_timeout_s),
             },
             empty_after: Duration::from_secs_f64(config.occupancy.empty_after_s),
             // Validated with the config.
@@ -567,6 +631,22 @@ fn room_tracker(config: &Config) -> RoomTracker {
             zone_min_frames: config.zones.min_frames,
             zone_margin: config.zones.margin,
             anchor: config.zones.anchor,
+            day: Thresholds {
+                start: d.confidence,
+                edge_start: d.edge_confidence,
+                keep: d.continue_confidence,
+            },
+            night: Thresholds {
+                start: d.night.confidence,
+                edge_start: d.night.edge_confidence,
+                keep: d.night.continue_confidence,
+            },
+            exits: Edges {
+                left: edges.contains(&Edge::Left),
+                right: edges.contains(&Edge::Right),
+                top: edges.contains(&Edge::Top),
+                bottom: edges.contains(&Edge::Bottom),
+            },
         },
     )
 }

@@ -22,12 +22,17 @@ use crate::control::ZoneTable;
 use crate::metrics::Metrics;
 use crate::mqtt::emitter::EmitterHandle;
 use crate::status::MqttStatus;
-use crate::tracking::room::{Output, RoomTracker, Stamp};
+use crate::status::{CameraWatch, WorkerView};
+use crate::tracking::room::{Output, RoomTracker, Sight, Stamp, Watching};
+use crate::tracking::snapshot::Snapshot;
 use crate::tracking::zones::Zone;
 use crate::worker::WorkerOutput;
 
 /// How often time is advanced for the signals of cameras without results.
 const TICK: Duration = Duration::from_secs(1);
+/// The present people are saved at least this often while someone is there
+/// (their places and unseen times move on).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
 
 /// Published on `care/inferences/{instance_id}/{inference_type}`.
 #[derive(Debug, Serialize)]
@@ -81,6 +86,36 @@ fn cut_by_crop(detections: &[Detection], roi: &RoiProcessing, width: u32, height
     })
 }
 
+/// What a result found, as published: a worker's own data, or its
+/// detections; tracked ones (with `signals`) are the people who count (a weak
+/// box only when it kept someone's track), with their track ids.
+fn inference_data<'a>(
+    r: &'a orion_protocol::InferenceResult,
+    signals: Option<&Output>,
+) -> InferenceData<'a> {
+    if let Some(custom) = &r.data {
+        return InferenceData::Custom(custom);
+    }
+    let detections: Vec<TrackedDetection> = r
+        .detections
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| signals.is_none_or(|s| s.shown.get(*i).copied().unwrap_or(false)))
+        .map(|(i, detection)| TrackedDetection {
+            detection,
+            track_id: signals
+                .and_then(|s| s.track_ids.get(i).copied())
+                .filter(|id| *id != 0),
+        })
+        .collect();
+    let count = if signals.is_some() {
+        detections.len() as u32
+    } else {
+        r.person_count
+    };
+    InferenceData::Detections { detections, count }
+}
+
 /// A detection as published: the worker's fields and its track.
 #[derive(Debug, Serialize)]
 pub struct TrackedDetection<'a> {
@@ -119,6 +154,14 @@ pub struct CameraResults {
     /// Person detectors run: the camera has tracks, events and occupancy
     /// (without them it says nothing rather than "empty").
     pub tracking: bool,
+    /// The camera's states (paused, stream) and its person detectors'
+    /// (whether the camera watches the room).
+    pub watch: CameraWatch,
+    pub detectors: Vec<WorkerView>,
+    /// The rest areas the frame consumer sends along (from the zones).
+    pub rest_areas: watch::Sender<Arc<[NormRect]>>,
+    /// The present people, for the camera's presence keeper to save.
+    pub snapshot: watch::Sender<Option<Snapshot>>,
     /// Home Assistant discovery prefix, when enabled.
     pub discovery: Option<String>,
     /// What discovery published, to send each message once.
@@ -258,6 +301,15 @@ impl CameraResults {
         }
         let flood = rate.flooding(now);
         drop(rate);
+        match out.night {
+            Some(true) => {
+                tracing::info!(camera = %self.instance_id, "night: the frames turned grayscale; the night thresholds apply")
+            }
+            Some(false) => {
+                tracing::info!(camera = %self.instance_id, "day: the frames have colour again")
+            }
+            None => {}
+        }
         if flood != flood_before {
             if flood_before == 0 {
                 tracing::warn!(camera = %self.instance_id, "event flood: more events than outbox.max_events_per_minute; the excess is not stored (counted in orion_events_suppressed_total)");
@@ -288,10 +340,68 @@ impl ZoneTable for CameraResults {
     }
 
     /// Publishes what the change does: `zone_left` of people in a zone that
-    /// went away, occupancy.
+    /// went away, occupancy; the workers look at the new rest zones.
     fn set_zones(&self, zones: Vec<Zone>) {
+        self.rest_areas.send_replace(rest_areas(&zones));
         let out = self.room().set_zones(zones, Stamp::now());
         self.publish_signals(&out);
+    }
+}
+
+/// How far around a rest zone a lying person is looked for (fraction of the
+/// zone's size, each side): people lie across the edge of a bed.
+const REST_AREA_MARGIN: f64 = 0.15;
+
+/// The areas (normalized) a person detector looks at turned as well: each
+/// rest zone's bounds, widened by [`REST_AREA_MARGIN`], inside the frame.
+pub fn rest_areas(zones: &[Zone]) -> Arc<[NormRect]> {
+    zones
+        .iter()
+        .filter(|z| z.rest)
+        .map(|z| {
+            let (x0, y0, x1, y1) = z.bounds();
+            let (mx, my) = ((x1 - x0) * REST_AREA_MARGIN, (y1 - y0) * REST_AREA_MARGIN);
+            let (x0, y0) = ((x0 - mx).max(0.0), (y0 - my).max(0.0));
+            let (x1, y1) = ((x1 + mx).min(1.0), (y1 + my).min(1.0));
+            NormRect {
+                x: x0,
+                y: y0,
+                width: x1 - x0,
+                height: y1 - y0,
+            }
+        })
+        .collect()
+}
+
+impl CameraResults {
+    /// Takes back the present people of the last run.
+    pub fn restore(&self, snapshot: &Snapshot) {
+        let out = self.room().restore(snapshot, Stamp::now());
+        let taken = self.room().active_tracks();
+        tracing::info!(
+            people = taken,
+            closed = out
+                .events
+                .iter()
+                .filter(|e| e.kind == "person_left")
+                .count(),
+            "present people of the last run taken back"
+        );
+        self.publish_signals(&out);
+    }
+
+    /// Whether the camera watches its room now: not paused, its stream up,
+    /// one of its person detectors up.
+    fn watching(&self) -> Watching {
+        if self.watch.paused() {
+            Watching::Paused
+        } else if self.watch.camera_state() != "streaming"
+            || !self.detectors.iter().any(|w| w.status.borrow().up)
+        {
+            Watching::Unknown
+        } else {
+            Watching::Yes
+        }
     }
 }
 
@@ -304,14 +414,17 @@ impl CameraResults {
         cancel: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(TICK);
+        let mut kept_at = Instant::now();
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let output = tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {
                     if self.tracking {
-                        let out = self.room().on_tick(Stamp::now());
+                        let watching = self.watching();
+                        let out = self.room().on_tick(Stamp::now(), watching);
                         self.publish_signals(&out);
+                        self.keep_snapshot(&mut kept_at);
                     }
                     continue;
                 }
@@ -322,7 +435,56 @@ impl CameraResults {
             };
             self.handle(&output);
         }
+        if self.tracking {
+            self.keep_snapshot(&mut kept_at);
+        }
         tracing::info!("result handler stopped");
+    }
+
+    /// Hands the present people to the presence keeper when who is present
+    /// (or where, or whether seen) changed, or every [`SNAPSHOT_EVERY`]
+    /// while someone is.
+    fn keep_snapshot(&self, kept_at: &mut Instant) {
+        let snapshot = self.room().snapshot(Stamp::now());
+        let due = !snapshot.people.is_empty() && kept_at.elapsed() >= SNAPSHOT_EVERY;
+        let sent = self.snapshot.send_if_modified(|last| {
+            let same = last.as_ref().is_some_and(|l| l.same_people(&snapshot));
+            if same && !due {
+                return false;
+            }
+            *last = Some(snapshot);
+            true
+        });
+        if sent {
+            *kept_at = Instant::now();
+        }
+    }
+
+    /// The room's view of a person detector's result: tracks, events,
+    /// occupancy.
+    fn track(&self, o: &WorkerOutput) -> Output {
+        let (r, frame) = (&o.result, &o.job.frame);
+        let detections: Vec<(BBox, f64)> = r
+            .detections
+            .iter()
+            .map(|d| (d.bbox, d.confidence))
+            .collect();
+        let c = &o.job.roi.crop;
+        let sight = Sight {
+            detections: &detections,
+            crop: BBox {
+                x: f64::from(c.x),
+                y: f64::from(c.y),
+                width: f64::from(c.width),
+                height: f64::from(c.height),
+            },
+            grayscale: o.job.grayscale,
+        };
+        let captured = Stamp {
+            mono: frame.captured_instant,
+            wall: frame.captured_at,
+        };
+        self.room().on_result(captured, sight, Stamp::now())
     }
 
     fn handle(&self, o: &WorkerOutput) {
@@ -339,32 +501,8 @@ impl CameraResults {
                 .observe_result(r.suggested_roi, cut);
         }
         let tracked = &*o.pool == crate::config::PERSON_DETECTOR && r.data.is_none();
-        let signals = tracked.then(|| {
-            let boxes: Vec<BBox> = r.detections.iter().map(|d| d.bbox).collect();
-            let captured = Stamp {
-                mono: frame.captured_instant,
-                wall: frame.captured_at,
-            };
-            self.room().on_result(captured, &boxes, Stamp::now())
-        });
-        let data = match &r.data {
-            Some(custom) => InferenceData::Custom(custom),
-            None => InferenceData::Detections {
-                detections: r
-                    .detections
-                    .iter()
-                    .enumerate()
-                    .map(|(i, detection)| TrackedDetection {
-                        detection,
-                        track_id: signals
-                            .as_ref()
-                            .and_then(|s| s.track_ids.get(i).copied())
-                            .filter(|id| *id != 0),
-                    })
-                    .collect(),
-                count: r.person_count,
-            },
-        };
+        let signals = tracked.then(|| self.track(o));
+        let data = inference_data(r, signals.as_ref());
         let msg = InferenceMessage {
             instance_id: &self.instance_id,
             room_id: &self.room_id,

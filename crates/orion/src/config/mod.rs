@@ -61,6 +61,7 @@ pub struct Config {
     pub shutdown_timeout_s: f64,
     pub tracking: TrackingConfig,
     pub occupancy: OccupancyConfig,
+    pub presence: PresenceConfig,
     pub zones: ZonesConfig,
     pub homeassistant: HomeAssistantConfig,
     pub outbox: OutboxConfig,
@@ -83,8 +84,9 @@ pub struct Config {
 pub const MAX_CAMERAS: usize = 64;
 
 /// The keys a `cameras` entry may set.
-pub const CAMERA_KEYS: [&str; 9] = [
+pub const CAMERA_KEYS: [&str; 10] = [
     "zones",
+    "presence",
     "instance_id",
     "room_id",
     "camera",
@@ -115,6 +117,52 @@ impl Default for TrackingConfig {
             min_hits: 2,
             max_missing_s: 3.0,
             max_distance: 1.5,
+        }
+    }
+}
+
+/// Presence that holds (per camera): people no longer detected away from an
+/// exit are unseen, not gone (docs/events.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// An unseen person leaves (`person_left`, `not_seen`) after this long of
+    /// watching without them: a night's sleep by default. 0: a person not
+    /// detected for `tracking.max_missing_s` leaves wherever they were.
+    pub unseen_timeout_s: f64,
+    /// The frame edges people leave by (zones marked `exit` are exits too).
+    pub exit_edges: Vec<Edge>,
+    /// Directory of the present people kept across restarts (one file per
+    /// camera). Default: `presence` in systemd's state directory, else
+    /// `state/presence` under the working directory.
+    pub path: PathBuf,
+}
+
+/// An edge of the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Edge {
+    Left,
+    Right,
+    Top,
+    Bottom,
+}
+
+/// A directory `name` in systemd's state directory (`$STATE_DIRECTORY`), else
+/// under `state/` in the working directory.
+fn state_dir(name: &str) -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .and_then(|dirs| std::env::split_paths(&dirs).next())
+        .filter(|d| d.is_absolute())
+        .map_or_else(|| Path::new("state").join(name), |d| d.join(name))
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            unseen_timeout_s: 12.0 * 3600.0,
+            exit_edges: vec![Edge::Left, Edge::Right, Edge::Top, Edge::Bottom],
+            path: state_dir("presence"),
         }
     }
 }
@@ -201,10 +249,7 @@ pub const OUTBOX_MEMORY_EVENTS: u64 = 10_000;
 impl Default for OutboxConfig {
     fn default() -> Self {
         Self {
-            path: std::env::var_os("STATE_DIRECTORY")
-                .and_then(|dirs| std::env::split_paths(&dirs).next())
-                .filter(|d| d.is_absolute())
-                .map_or_else(|| PathBuf::from("state/outbox"), |d| d.join("outbox")),
+            path: state_dir("outbox"),
             max_events: 100_000,
             max_bytes: 64 * 1024 * 1024,
             max_events_per_minute: 120,
@@ -272,6 +317,7 @@ impl Default for Config {
             shutdown_timeout_s: 5.0,
             tracking: TrackingConfig::default(),
             occupancy: OccupancyConfig::default(),
+            presence: PresenceConfig::default(),
             zones: ZonesConfig::default(),
             homeassistant: HomeAssistantConfig::default(),
             outbox: OutboxConfig::default(),
@@ -498,8 +544,16 @@ pub struct DetectorConfig {
     pub size: String,
     /// Models by name (`ssdlite`, `n`, `s`, ...).
     pub catalog: BTreeMap<String, ModelEntry>,
-    /// Minimum detection confidence, 0..1.
+    /// Confidence from which a detection is a person (starts a track).
     pub confidence: f64,
+    /// Confidence from which a detection keeps a person already tracked (a
+    /// person lying, in the dark, half hidden); it never starts a track.
+    pub continue_confidence: f64,
+    /// Confidence from which a box touching the frame's edge starts a track
+    /// (a person half in view at a door or bedside scores lower).
+    pub edge_confidence: f64,
+    /// The same three at night (the camera's frames turned grayscale).
+    pub night: NightThresholds,
     /// Upper bound of the inference rate; the effective rate is
     /// min(this, measured stream FPS).
     pub max_inference_rate_hz: f64,
@@ -516,13 +570,49 @@ impl Default for DetectorConfig {
                 ModelEntry::single("models/ssdlite_mobilenet_v2_coco.onnx", ModelFormat::Ssd),
             )]),
             confidence: 0.5,
+            continue_confidence: 0.3,
+            edge_confidence: 0.35,
+            night: NightThresholds::default(),
             max_inference_rate_hz: 2.0,
             backend: Backend::Auto,
         }
     }
 }
 
+/// The detector's thresholds at night.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NightThresholds {
+    pub confidence: f64,
+    pub continue_confidence: f64,
+    pub edge_confidence: f64,
+}
+
+impl Default for NightThresholds {
+    fn default() -> Self {
+        Self {
+            confidence: 0.4,
+            continue_confidence: 0.25,
+            edge_confidence: 0.3,
+        }
+    }
+}
+
 impl DetectorConfig {
+    /// The lowest confidence any threshold accepts: what the workers report.
+    pub fn floor(&self) -> f64 {
+        [
+            self.confidence,
+            self.continue_confidence,
+            self.edge_confidence,
+            self.night.confidence,
+            self.night.continue_confidence,
+            self.night.edge_confidence,
+        ]
+        .into_iter()
+        .fold(1.0, f64::min)
+    }
+
     /// The catalog entry `name` as a worker runs it: its backend resolved
     /// against [`DetectorConfig::backend`].
     pub fn resolved(&self, name: &str) -> Option<ModelEntry> {

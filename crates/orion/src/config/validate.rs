@@ -439,13 +439,35 @@ impl Config {
         for (name, entry) in &d.catalog {
             check_model_entry(c, &format!("models.person_detector.catalog.{name}"), entry);
         }
-        c.range_f64(
-            "models.person_detector.confidence",
-            d.confidence,
-            0.01,
-            1.0,
-            "",
-        );
+        let key = "models.person_detector";
+        for (name, t) in [
+            ("", (d.confidence, d.continue_confidence, d.edge_confidence)),
+            (
+                "night.",
+                (
+                    d.night.confidence,
+                    d.night.continue_confidence,
+                    d.night.edge_confidence,
+                ),
+            ),
+        ] {
+            let (start, keep, edge) = t;
+            c.range_f64(&format!("{key}.{name}confidence"), start, 0.01, 1.0, "");
+            c.range_f64(
+                &format!("{key}.{name}continue_confidence"),
+                keep,
+                0.01,
+                start,
+                &format!(" (at most {name}confidence)"),
+            );
+            c.range_f64(
+                &format!("{key}.{name}edge_confidence"),
+                edge,
+                keep,
+                start,
+                &format!(" (from {name}continue_confidence to {name}confidence)"),
+            );
+        }
         c.range_f64(
             "models.person_detector.max_inference_rate_hz",
             d.max_inference_rate_hz,
@@ -579,6 +601,13 @@ impl Config {
             0.0,
             3600.0,
             " seconds",
+        );
+        c.range_f64(
+            "presence.unseen_timeout_s",
+            self.presence.unseen_timeout_s,
+            0.0,
+            7.0 * 86400.0,
+            " seconds (0: people not detected leave)",
         );
         c.range_u64(
             "zones.min_frames",

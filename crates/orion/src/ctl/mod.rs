@@ -132,9 +132,11 @@ pub enum RoisCmd {
 #[derive(Debug, Subcommand)]
 pub enum ZonesCmd {
     /// Replace the zones: each NAME=X,Y,W,H, a rectangle in normalized
-    /// coordinates (0..1); polygons go through `send`.
+    /// coordinates (0..1), with `:rest` (a bed, an armchair), `:exit` (a
+    /// door) or `:ignore` (a picture, a TV) after it for that kind of zone;
+    /// polygons go through `send`.
     Set {
-        #[arg(required = true, value_name = "NAME=X,Y,W,H")]
+        #[arg(required = true, value_name = "NAME=X,Y,W,H[:KIND]")]
         zones: Vec<String>,
     },
     /// Remove every zone.
@@ -259,11 +261,15 @@ fn parse_roi(s: &str) -> anyhow::Result<ExternalRoi> {
     })
 }
 
-/// `NAME=X,Y,W,H` as a rectangular zone.
+/// `NAME=X,Y,W,H[:rest|:exit|:ignore]` as a rectangular zone.
 fn parse_zone(s: &str) -> anyhow::Result<ZoneSpec> {
-    let (name, rect) = s
+    let (name, rest) = s
         .split_once('=')
-        .with_context(|| format!("`{s}` is not NAME=X,Y,W,H"))?;
+        .with_context(|| format!("`{s}` is not NAME=X,Y,W,H[:rest|:exit|:ignore]"))?;
+    let (rect, kind) = rest.split_once(':').unwrap_or((rest, ""));
+    if !["", "rest", "exit", "ignore"].contains(&kind) {
+        anyhow::bail!("`{s}`: the kind after `:` is rest, exit or ignore, got `{kind}`");
+    }
     let roi = parse_roi(rect)?;
     Ok(ZoneSpec {
         name: name.to_string(),
@@ -274,7 +280,9 @@ fn parse_zone(s: &str) -> anyhow::Result<ZoneSpec> {
             width: roi.width,
             height: roi.height,
         }),
-        ignore: false,
+        ignore: kind == "ignore",
+        rest: kind == "rest",
+        exit: kind == "exit",
     })
 }
 

@@ -167,7 +167,7 @@ impl Pools {
         if inference_type == PERSON_DETECTOR {
             args.extend([
                 "--confidence".into(),
-                config.models.person_detector.confidence.to_string(),
+                config.models.person_detector.floor().to_string(),
             ]);
         }
         let id = view.metrics.id.clone();

@@ -1,7 +1,9 @@
 //! From boxes to care signals, per camera: the [`tracker`] follows people across
 //! results; [`zones`] are the named regions of a view; [`room`] turns visits
-//! into events and occupancy.
+//! into events and occupancy; a [`snapshot`] keeps the present people across
+//! a restart.
 
 pub mod room;
+pub mod snapshot;
 pub mod tracker;
 pub mod zones;

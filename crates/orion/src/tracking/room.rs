@@ -3,16 +3,28 @@
 //! `zone_entered`, `zone_left`, `occupancy_changed`), and the tracks into
 //! occupancy with hysteresis, for the room and each zone.
 //!
+//! Presence holds: a person no longer detected away from an exit (the frame's
+//! edges, zones marked `exit`) is *unseen*, still present, still in their
+//! zones, until `unseen_timeout` of results without them. Detections above the
+//! starting threshold start tracks; weaker ones (down to the keeping threshold)
+//! only keep known people; a box touching the frame's edge starts a track at
+//! the lower edge threshold (a person half in view). Night (grayscale frames)
+//! has thresholds of its own; the switch never starts or ends a visit.
+//!
 //! Zones: a confirmed track is in a zone once its anchor point (the bottom centre
 //! of its box by default: where the person stands or lies) has been inside for
-//! `min_frames` results in a row, and out of it once outside for as many; a
-//! track that ends leaves its zones.
+//! `min_frames` results in a row, and out of it once beyond `zone_margin` of
+//! it for as many; a box cut by the frame or the ROI crop on its anchor's side
+//! has its anchor estimated from the track's last whole box (or not used).
+//! A track that ends leaves its zones.
 //!
-//! Occupancy: occupied as soon as a confirmed track exists; empty only after no
-//! confirmed track for `empty_after` (so one missed detection never flips it).
-//! After a start the state is *unknown* until it is decided (the first
-//! confirmation, or `empty_after` of results without one), so no value from
-//! before a restart is ever repeated as current.
+//! Occupancy: occupied while a confirmed track exists, seen or unseen; empty
+//! only after none for `empty_after` of watching. While the camera does not
+//! watch (paused, stream or workers down) its state says so and nothing ages.
+//! After a start the state is *unknown* until it is decided (a person taken
+//! back from before the restart, the first confirmation, or `empty_after` of
+//! results without one), so no value from before a restart is ever repeated
+//! as current.
 //!
 //! Pure logic like the tracker: it returns what to publish; the camera's result handler
 //! publishes it. Times come with every call (monotonic for ages, wall clock for
@@ -24,9 +36,9 @@ use std::time::{Duration, Instant, SystemTime};
 use orion_protocol::BBox;
 use serde::Serialize;
 
-use super::tracker::{Change, Track, Tracker, TrackerSettings};
-use super::zones::Zone;
-use crate::tracking::zones::ZoneAnchor;
+use super::snapshot::{SavedPerson, Snapshot};
+use super::tracker::{Candidate, Change, EndReason, Track, Tracker, TrackerSettings};
+use super::zones::{Zone, ZoneAnchor};
 
 /// When something happened: monotonic for ages, wall clock for messages.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +72,42 @@ pub struct Point {
     pub y: f64,
 }
 
+/// The confidences a detection is judged by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// At or above: may start a track.
+    pub start: f64,
+    /// At or above, touching the frame's edge: may start a track (a person
+    /// half in view scores lower).
+    pub edge_start: f64,
+    /// At or above: keeps a confirmed track (never starts one).
+    pub keep: f64,
+}
+
+/// Which frame edges are exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edges {
+    pub left: bool,
+    pub right: bool,
+    pub top: bool,
+    pub bottom: bool,
+}
+
+impl Edges {
+    pub const ALL: Edges = Edges {
+        left: true,
+        right: true,
+        top: true,
+        bottom: true,
+    };
+}
+
+/// A box this close to the frame's edge (fraction of the frame) touches it.
+const EDGE: f64 = 0.02;
+/// Results in a row of the other kind (grayscale or colour) before night
+/// begins or ends.
+const LIGHT_RUN: u32 = 5;
+
 /// What the tracking and occupancy of a camera are tuned with.
 #[derive(Debug, Clone)]
 pub struct RoomSettings {
@@ -74,6 +122,43 @@ pub struct RoomSettings {
     /// exit.
     pub zone_margin: f64,
     pub anchor: ZoneAnchor,
+    pub day: Thresholds,
+    pub night: Thresholds,
+    /// The frame edges people leave by.
+    pub exits: Edges,
+}
+
+/// Whether the camera watches the room now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Watching {
+    /// Frames are inferred: what is seen is what is there.
+    #[default]
+    Yes,
+    /// Paused by an operator.
+    Paused,
+    /// The stream or the workers are down (or not up yet).
+    Unknown,
+}
+
+impl Watching {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Watching::Yes => "watching",
+            Watching::Paused => "paused",
+            Watching::Unknown => "unknown",
+        }
+    }
+}
+
+/// What one result saw: its detections, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Sight<'a> {
+    /// Boxes (full-frame pixels) and their confidences.
+    pub detections: &'a [(BBox, f64)],
+    /// The crop the model looked at (full-frame pixels).
+    pub crop: BBox,
+    /// The frame had no colour (an infrared camera at night).
+    pub grayscale: bool,
 }
 
 /// One event, published on `care/events/{instance_id}`.
@@ -108,13 +193,16 @@ pub enum Detail {
         duration_s: f64,
         /// Bottom centre of the last box, normalized.
         position: Point,
+        /// `exit` (last seen at an exit) or `not_seen` (unseen for
+        /// `presence.unseen_timeout_s`).
+        reason: &'static str,
     },
     Zone {
         zone: String,
         /// The track's anchor point when it entered or left, normalized.
         position: Point,
-        /// Why a track left: `walked_out`, `track_ended` (not seen for
-        /// `tracking.max_missing_s`) or `zone_changed` (the zones were replaced).
+        /// Why a track left: `walked_out`, `track_ended` (the person left)
+        /// or `zone_changed` (the zones were replaced).
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<&'static str>,
     },
@@ -127,19 +215,38 @@ pub enum Detail {
 /// The retained occupancy of a camera, on `care/occupancy/{instance_id}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Occupancy {
+    /// `watching`, `paused` or `unknown` (stream or workers down): only while
+    /// watching is the rest current; otherwise it is the last known.
+    pub state: &'static str,
     pub occupied: bool,
-    /// Confirmed people in view now.
+    /// People present: `seen + unseen`.
     pub count: usize,
+    /// People detected now.
+    pub seen: usize,
+    /// People present but not detected now (asleep under a blanket, on the
+    /// floor behind the bed), away from any exit.
+    pub unseen: usize,
     /// Since when `occupied` has had this value.
     pub since: String,
     /// Each zone: whether a person is in it and how many.
     pub zones: BTreeMap<String, ZoneOccupancy>,
+    /// Where and when each unseen person was last seen.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unseen_people: Vec<UnseenPerson>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ZoneOccupancy {
     pub occupied: bool,
     pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnseenPerson {
+    pub track_id: u64,
+    pub last_seen: String,
+    /// The anchor point of their last box, normalized.
+    pub position: Point,
 }
 
 /// One track's standing with one zone.
@@ -155,11 +262,25 @@ struct InZone {
 /// What one call produced.
 #[derive(Debug, Default)]
 pub struct Output {
-    /// The track of each detection, in the order given (results only).
+    /// The track of each detection, in the order given (results only); 0 for
+    /// none.
     pub track_ids: Vec<u64>,
+    /// Whether each detection is reported (results only): a start-worthy one,
+    /// or a weaker one that kept a track.
+    pub shown: Vec<bool>,
     pub events: Vec<Event>,
     /// The occupancy to publish (retained) when it changed.
     pub occupancy: Option<Occupancy>,
+    /// Night began (`Some(true)`) or ended.
+    pub night: Option<bool>,
+}
+
+/// The whole size of a track's box as last seen uncut, to estimate the
+/// anchor of a cut one.
+#[derive(Debug, Clone, Copy, Default)]
+struct WholeSize {
+    width: Option<f64>,
+    height: Option<f64>,
 }
 
 pub struct RoomTracker {
@@ -174,14 +295,51 @@ pub struct RoomTracker {
     next_event: u64,
     /// The last published state: `None` until decided.
     occupied: Option<bool>,
-    count: usize,
+    /// The last published occupancy.
+    published: Option<Occupancy>,
     since: String,
     /// When the last confirmed track was last seen (or the start).
     last_person: Instant,
     /// (track id, zone name) -> standing.
     in_zones: HashMap<(u64, String), InZone>,
-    /// The zones of the last published occupancy.
-    zone_counts: BTreeMap<String, ZoneOccupancy>,
+    whole: HashMap<u64, WholeSize>,
+    watching: Watching,
+    night: bool,
+    /// Results in a row of the other light.
+    light_run: u32,
+}
+
+/// Which sides of box `b` lie on the edge of `crop` (pixels), within 1 % of
+/// the frame: left, right, top, bottom.
+fn cut_sides(b: &BBox, crop: &BBox, width: f64, height: f64) -> [bool; 4] {
+    let (ex, ey) = (0.01 * width, 0.01 * height);
+    [
+        b.x <= crop.x + ex,
+        b.x + b.width >= crop.x + crop.width - ex,
+        b.y <= crop.y + ey,
+        b.y + b.height >= crop.y + crop.height - ey,
+    ]
+}
+
+/// The anchor point of box `b`, normalized: inside the frame, a hair short
+/// of its far edges (a person lying at the frame's bottom edge is in a zone
+/// that reaches it).
+fn anchor_point(anchor: ZoneAnchor, b: &BBox, width: f64, height: f64) -> Point {
+    const INSIDE: f64 = 1.0 - 1e-9;
+    let x = (b.x + b.width / 2.0) / width;
+    let y = match anchor {
+        ZoneAnchor::BottomCenter => (b.y + b.height) / height,
+        ZoneAnchor::Center => (b.y + b.height / 2.0) / height,
+    };
+    Point {
+        x: x.clamp(0.0, INSIDE),
+        y: y.clamp(0.0, INSIDE),
+    }
+}
+
+/// Whether zones of kind `kind` hold `at`.
+fn in_zone_kind(zones: &[Zone], at: Point, kind: impl Fn(&Zone) -> bool) -> bool {
+    zones.iter().any(|z| kind(z) && z.contains(at.x, at.y))
 }
 
 impl RoomTracker {
@@ -207,16 +365,24 @@ impl RoomTracker {
             id_prefix: format!("{instance_id}-{start_ms}"),
             next_event: 1,
             occupied: None,
-            count: 0,
+            published: None,
             since: rfc3339(start.wall),
             last_person: start.mono,
             in_zones: HashMap::new(),
-            zone_counts: BTreeMap::new(),
+            whole: HashMap::new(),
+            watching: Watching::Yes,
+            night: false,
+            light_run: 0,
         }
     }
 
     pub fn zones(&self) -> &[Zone] {
         &self.settings.zones
+    }
+
+    /// Night: the frames have been grayscale for a while.
+    pub fn night(&self) -> bool {
+        self.night
     }
 
     /// Replaces the zones: tracks in a zone that changed or went away leave it
@@ -250,23 +416,76 @@ impl RoomTracker {
         out
     }
 
-    /// Whether `b`'s anchor falls in an ignore zone.
-    fn ignored(&self, b: &BBox) -> bool {
-        let at = self.anchor(b);
-        self.settings
-            .zones
-            .iter()
-            .any(|z| z.ignore && z.contains(at.x, at.y))
+    fn anchor(&self, b: &BBox) -> Point {
+        anchor_point(self.settings.anchor, b, self.width, self.height)
     }
 
-    fn anchor(&self, b: &BBox) -> Point {
-        match self.settings.anchor {
-            ZoneAnchor::BottomCenter => self.bottom_centre(b),
-            ZoneAnchor::Center => Point {
-                x: ((b.x + b.width / 2.0) / self.width).clamp(0.0, 1.0),
-                y: ((b.y + b.height / 2.0) / self.height).clamp(0.0, 1.0),
-            },
+    /// Whether a person last seen with box `b` has left when no longer seen:
+    /// `b` touches a frame edge that is an exit, or its anchor is in an exit
+    /// zone; never in a rest zone.
+    fn at_exit(settings: &RoomSettings, b: &BBox, width: f64, height: f64) -> bool {
+        let at = anchor_point(settings.anchor, b, width, height);
+        if in_zone_kind(&settings.zones, at, |z| z.rest) {
+            return false;
         }
+        let e = settings.exits;
+        let edge = (e.left && b.x <= EDGE * width)
+            || (e.right && b.x + b.width >= (1.0 - EDGE) * width)
+            || (e.top && b.y <= EDGE * height)
+            || (e.bottom && b.y + b.height >= (1.0 - EDGE) * height);
+        edge || in_zone_kind(&settings.zones, at, |z| z.exit)
+    }
+
+    /// Whether `b` is cut by the frame's edge like a person half in view: it
+    /// touches an edge, but not two opposite ones (a box across the whole
+    /// frame is a model's mistake, not a person at a door).
+    fn half_in_view(&self, b: &BBox) -> bool {
+        let frame = BBox {
+            x: 0.0,
+            y: 0.0,
+            width: self.width,
+            height: self.height,
+        };
+        let [left, right, top, bottom] = cut_sides(b, &frame, self.width, self.height);
+        (left || right || top || bottom) && !(left && right) && !(top && bottom)
+    }
+
+    /// The anchor of track `id`'s box `b` seen through `crop`: where a side
+    /// is cut, estimated from the track's last whole size; `None` when the
+    /// side that places the anchor is cut by the ROI crop and nothing tells
+    /// how far the person goes on.
+    fn estimated_anchor(&mut self, id: u64, b: &BBox, crop: &BBox) -> Option<Point> {
+        let [left, right, top, bottom] = cut_sides(b, crop, self.width, self.height);
+        let whole = self.whole.entry(id).or_default();
+        let (mut x0, mut x1, mut y0, mut y1) = (b.x, b.x + b.width, b.y, b.y + b.height);
+        let mut unknown = false;
+        let inside_frame = |edge: f64, limit: f64| edge > 0.01 * limit && edge < 0.99 * limit;
+        match (top, bottom, whole.height) {
+            (false, false, _) => whole.height = Some(b.height),
+            (false, true, Some(h)) if h > b.height => y1 = y0 + h,
+            (true, false, Some(h)) if h > b.height => y0 = y1 - h,
+            (false, true, _) => unknown |= inside_frame(crop.y + crop.height, self.height),
+            (true, false, _) => {
+                unknown |=
+                    self.settings.anchor == ZoneAnchor::Center && inside_frame(crop.y, self.height)
+            }
+            (true, true, _) => {}
+        }
+        match (left, right, whole.width) {
+            (false, false, _) => whole.width = Some(b.width),
+            (false, true, Some(w)) if w > b.width => x1 = x0 + w,
+            (true, false, Some(w)) if w > b.width => x0 = x1 - w,
+            (false, true, _) => unknown |= inside_frame(crop.x + crop.width, self.width),
+            (true, false, _) => unknown |= inside_frame(crop.x, self.width),
+            (true, true, _) => {}
+        }
+        let estimated = BBox {
+            x: x0,
+            y: y0,
+            width: x1 - x0,
+            height: y1 - y0,
+        };
+        (!unknown).then(|| self.anchor(&estimated))
     }
 
     /// Each zone's people: the confirmed tracks in it.
@@ -290,18 +509,23 @@ impl RoomTracker {
             .collect()
     }
 
-    /// Zone standing of the confirmed tracks seen in this result.
-    fn update_zones(&mut self, seen: &[u64], now: Stamp, out: &mut Output) {
-        if self.settings.zones.is_empty() {
-            return;
-        }
-        let min = self.settings.zone_min_frames.max(1);
-        let tracks: Vec<(u64, Point)> = self
+    /// Zone standing of the confirmed tracks seen in this result (unseen
+    /// people stay where they were).
+    fn update_zones(&mut self, seen: &[u64], crop: &BBox, now: Stamp, out: &mut Output) {
+        let tracks: Vec<(u64, BBox)> = self
             .tracker
             .confirmed()
-            .filter(|t| seen.contains(&t.id))
-            .map(|t| (t.id, self.anchor(&t.bbox)))
+            .filter(|t| t.seen && seen.contains(&t.id))
+            .map(|t| (t.id, t.bbox))
             .collect();
+        let mut anchors = Vec::new();
+        for (id, bbox) in tracks {
+            // Estimated for every seen track, zones or not: it learns sizes.
+            if let Some(at) = self.estimated_anchor(id, &bbox, crop) {
+                anchors.push((id, at));
+            }
+        }
+        let min = self.settings.zone_min_frames.max(1);
         let zones: Vec<Zone> = self
             .settings
             .zones
@@ -309,7 +533,7 @@ impl RoomTracker {
             .filter(|z| !z.ignore)
             .cloned()
             .collect();
-        for (id, at) in tracks {
+        for (id, at) in anchors {
             for zone in &zones {
                 let st = self.in_zones.entry((id, zone.name.clone())).or_default();
                 st.at = Some(at);
@@ -354,6 +578,7 @@ impl RoomTracker {
             }
             false
         });
+        self.whole.remove(&track.id);
         left.sort_by(|a, b| a.0.cmp(&b.0));
         for (zone, st) in left {
             let detail = Detail::Zone {
@@ -366,16 +591,13 @@ impl RoomTracker {
         }
     }
 
-    /// The live confirmed tracks (for metrics).
+    /// The live confirmed tracks, seen and unseen (for metrics).
     pub fn active_tracks(&self) -> usize {
         self.tracker.confirmed().count()
     }
 
     fn bottom_centre(&self, b: &BBox) -> Point {
-        Point {
-            x: ((b.x + b.width / 2.0) / self.width).clamp(0.0, 1.0),
-            y: ((b.y + b.height) / self.height).clamp(0.0, 1.0),
-        }
+        anchor_point(ZoneAnchor::BottomCenter, b, self.width, self.height)
     }
 
     fn event(
@@ -398,41 +620,97 @@ impl RoomTracker {
         }
     }
 
-    /// One person-detection result of a frame captured at `captured`, seen at `now`.
-    pub fn on_result(&mut self, captured: Stamp, boxes: &[BBox], now: Stamp) -> Output {
-        // What an ignore zone holds never reaches the tracker.
-        let counted: Vec<bool> = boxes.iter().map(|b| !self.ignored(b)).collect();
-        let kept: Vec<BBox> = boxes
-            .iter()
-            .zip(&counted)
-            .filter(|(_, c)| **c)
-            .map(|(b, _)| *b)
-            .collect();
-        let update = self.tracker.update(captured.mono, &kept);
-        let mut ids = update.track_ids.into_iter();
-        let track_ids = counted
-            .iter()
-            .map(|c| if *c { ids.next().unwrap_or(0) } else { 0 })
-            .collect();
-        let mut out = Output {
-            track_ids,
-            ..Output::default()
+    /// Day or night after one more result (grayscale or not).
+    fn light(&mut self, grayscale: bool, out: &mut Output) {
+        if grayscale == self.night {
+            self.light_run = 0;
+            return;
+        }
+        self.light_run += 1;
+        if self.light_run >= LIGHT_RUN {
+            self.night = grayscale;
+            self.light_run = 0;
+            out.night = Some(grayscale);
+        }
+    }
+
+    /// The tracker's candidates among `detections` (those in ignore zones and
+    /// those below the keeping threshold are none): for each detection, its
+    /// index among the candidates.
+    fn candidates(&self, detections: &[(BBox, f64)]) -> (Vec<Candidate>, Vec<Option<usize>>) {
+        let t = if self.night {
+            self.settings.night
+        } else {
+            self.settings.day
         };
-        let seen = out.track_ids.clone();
-        self.apply(update.changes, now, &mut out, &seen);
-        out
+        let mut candidates = Vec::new();
+        let index = detections
+            .iter()
+            .map(|(b, confidence)| {
+                let at = self.anchor(b);
+                if in_zone_kind(&self.settings.zones, at, |z| z.ignore) || *confidence < t.keep {
+                    return None;
+                }
+                let start = if self.half_in_view(b) {
+                    t.start.min(t.edge_start)
+                } else {
+                    t.start
+                };
+                candidates.push(Candidate {
+                    bbox: *b,
+                    strong: *confidence >= start,
+                });
+                Some(candidates.len() - 1)
+            })
+            .collect();
+        (candidates, index)
     }
 
-    /// Time passing without results (a paused camera, a stream outage): visits
-    /// end and the room empties on time.
-    pub fn on_tick(&mut self, now: Stamp) -> Output {
-        let changes = self.tracker.expire(now.mono);
+    /// One person-detection result of a frame captured at `captured`, seen at `now`.
+    pub fn on_result(&mut self, captured: Stamp, sight: Sight<'_>, now: Stamp) -> Output {
         let mut out = Output::default();
-        self.apply(changes, now, &mut out, &[]);
+        self.light(sight.grayscale, &mut out);
+        let (candidates, index) = self.candidates(sight.detections);
+        let (settings, width, height) = (&self.settings, self.width, self.height);
+        let update = self.tracker.update(captured.mono, &candidates, |b| {
+            Self::at_exit(settings, b, width, height)
+        });
+        for (i, (_, confidence)) in sight.detections.iter().enumerate() {
+            let id = index[i].map_or(0, |c| update.track_ids[c]);
+            let strong = index[i].is_some_and(|c| candidates[c].strong);
+            // Ignored ones are reported (without a track) if they would count.
+            let t = if self.night {
+                self.settings.night
+            } else {
+                self.settings.day
+            };
+            out.track_ids.push(id);
+            out.shown
+                .push(strong || id != 0 || (index[i].is_none() && *confidence >= t.start));
+        }
+        let seen = out.track_ids.clone();
+        self.apply(update.changes, now, &mut out);
+        self.update_zones(&seen, &sight.crop, now, &mut out);
+        self.occupancy(now, &mut out);
         out
     }
 
-    fn apply(&mut self, changes: Vec<Change>, now: Stamp, out: &mut Output, seen: &[u64]) {
+    /// Time passing, and whether the camera watches: no visit ends and the
+    /// room does not empty while it does not.
+    pub fn on_tick(&mut self, now: Stamp, watching: Watching) -> Output {
+        let mut out = Output::default();
+        if watching != self.watching {
+            if watching == Watching::Yes {
+                // A full `empty_after` of watching before the room is empty.
+                self.last_person = self.last_person.max(now.mono);
+            }
+            self.watching = watching;
+        }
+        self.occupancy(now, &mut out);
+        out
+    }
+
+    fn apply(&mut self, changes: Vec<Change>, now: Stamp, out: &mut Output) {
         for change in changes {
             match change {
                 Change::Confirmed(t) => {
@@ -444,20 +722,24 @@ impl RoomTracker {
                     out.events
                         .push(self.event("person_entered", at, Some(t.id), detail));
                 }
-                Change::Ended(t) => {
-                    let at = now.wall_of(t.last_seen + self.settings.tracker.max_missing);
+                Change::Ended(t, reason) => {
+                    let at = match reason {
+                        EndReason::Exit => {
+                            now.wall_of(t.last_seen + self.settings.tracker.max_missing)
+                        }
+                        EndReason::NotSeen => now.wall,
+                    };
                     self.leave_zones(&t, at, out);
-                    let detail = self.left(&t, now);
+                    let detail = self.left(&t, reason, now);
                     out.events
                         .push(self.event("person_left", at, Some(t.id), detail));
                 }
+                Change::Unseen(_) | Change::Seen(_) => {}
             }
         }
-        self.update_zones(seen, now, out);
-        self.occupancy(now, out);
     }
 
-    fn left(&self, t: &Track, now: Stamp) -> Detail {
+    fn left(&self, t: &Track, reason: EndReason, now: Stamp) -> Detail {
         Detail::Left {
             first_seen: rfc3339(now.wall_of(t.first_seen)),
             last_seen: rfc3339(now.wall_of(t.last_seen)),
@@ -466,77 +748,257 @@ impl RoomTracker {
                 .saturating_duration_since(t.first_seen)
                 .as_secs_f64(),
             position: self.bottom_centre(&t.bbox),
+            reason: reason.as_str(),
         }
     }
 
-    /// Decides occupancy with hysteresis; publishes a change (and an
-    /// `occupancy_changed` event) only when the state or the count changes.
+    /// Decides occupancy with hysteresis; publishes it when anything in it
+    /// changes, with an `occupancy_changed` event when the state or the count
+    /// does.
     fn occupancy(&mut self, now: Stamp, out: &mut Output) {
-        let count = self.tracker.confirmed().count();
-        if let Some(last) = self.tracker.confirmed().map(|t| t.last_seen).max() {
+        let people: Vec<&Track> = self.tracker.confirmed().collect();
+        let count = people.len();
+        let seen = people.iter().filter(|t| t.seen).count();
+        if let Some(last) = people.iter().filter(|t| t.seen).map(|t| t.last_seen).max() {
             self.last_person = self.last_person.max(last);
         }
+        let watching = self.watching == Watching::Yes;
+        let empty_for = now.mono.saturating_duration_since(self.last_person);
         let occupied = if count > 0 {
             Some(true)
-        } else if now.mono.saturating_duration_since(self.last_person) >= self.settings.empty_after
-        {
+        } else if watching && empty_for >= self.settings.empty_after {
             Some(false)
         } else {
-            // Nobody confirmed, not yet long enough: keep what was said (or
-            // stay undecided after a start).
+            // Nobody confirmed, not yet long enough (or not watching): keep
+            // what was said (or stay undecided after a start).
             self.occupied
         };
         let Some(occupied) = occupied else {
             return;
         };
+        let mut unseen_people: Vec<UnseenPerson> = people
+            .iter()
+            .filter(|t| !t.seen)
+            .map(|t| UnseenPerson {
+                track_id: t.id,
+                last_seen: rfc3339(now.wall_of(t.last_seen)),
+                position: self.anchor(&t.bbox),
+            })
+            .collect();
+        unseen_people.sort_by_key(|p| p.track_id);
         let shown_count = if occupied { count.max(1) } else { 0 };
-        let zones = self.zone_occupancy();
-        let zones_changed = zones != self.zone_counts;
-        self.zone_counts = zones.clone();
-        if self.occupied == Some(occupied) && self.count == shown_count {
-            if zones_changed {
-                out.occupancy = Some(Occupancy {
-                    occupied,
-                    count: shown_count,
-                    since: self.since.clone(),
-                    zones,
-                });
-            }
-            return;
-        }
+        let changed = self.occupied != Some(occupied)
+            || self.published.as_ref().map(|p| p.count) != Some(shown_count);
         if self.occupied != Some(occupied) {
             self.since = rfc3339(now.wall);
         }
-        self.occupied = Some(occupied);
-        self.count = shown_count;
-        let detail = Detail::Occupancy {
+        let occupancy = Occupancy {
+            state: self.watching.as_str(),
             occupied,
             count: shown_count,
-        };
-        out.events
-            .push(self.event("occupancy_changed", now.wall, None, detail));
-        out.occupancy = Some(Occupancy {
-            occupied,
-            count: shown_count,
+            seen,
+            unseen: count - seen,
             since: self.since.clone(),
-            zones,
+            zones: self.zone_occupancy(),
+            unseen_people,
+        };
+        if self.published.as_ref() == Some(&occupancy) {
+            return;
+        }
+        self.occupied = Some(occupied);
+        if changed {
+            let detail = Detail::Occupancy {
+                occupied,
+                count: shown_count,
+            };
+            out.events
+                .push(self.event("occupancy_changed", now.wall, None, detail));
+        }
+        self.published = Some(occupancy.clone());
+        out.occupancy = Some(occupancy);
+    }
+
+    /// What a restart needs to take the present people back.
+    pub fn snapshot(&self, now: Stamp) -> Snapshot {
+        let people = self
+            .tracker
+            .confirmed()
+            .map(|t| SavedPerson {
+                track_id: t.id,
+                bbox: t.bbox,
+                first_seen: rfc3339(now.wall_of(t.first_seen)),
+                last_seen: rfc3339(now.wall_of(t.last_seen)),
+                seen: t.seen,
+                unseen_for_s: t.unseen_for.as_secs_f64(),
+                zones: self.zones_of(t.id),
+            })
+            .collect();
+        Snapshot {
+            saved_at: rfc3339(now.wall),
+            next_track_id: self.tracker.next_id(),
+            occupied_since: self.occupied.filter(|o| *o).map(|_| self.since.clone()),
+            people,
+        }
+    }
+
+    /// The zones track `id` is in, by name.
+    fn zones_of(&self, id: u64) -> Vec<String> {
+        let mut zones: Vec<String> = self
+            .in_zones
+            .iter()
+            .filter(|((t, _), st)| *t == id && st.inside)
+            .map(|((_, zone), _)| zone.clone())
+            .collect();
+        zones.sort();
+        zones
+    }
+
+    /// Takes back the people of an earlier run's snapshot: a visit resumes
+    /// (the same track, in the same zones, unseen until detected) unless the
+    /// person has not been seen for `unseen_timeout` counting the time the
+    /// daemon was down; then it is closed (`person_left`, `not_seen`).
+    pub fn restore(&mut self, snapshot: &Snapshot, now: Stamp) -> Output {
+        let mut out = Output::default();
+        let down = snapshot.saved_at().map_or(Duration::ZERO, |t| {
+            now.wall.duration_since(t).unwrap_or(Duration::ZERO)
         });
+        let timeout = self.settings.tracker.unseen_timeout;
+        let mono_of = |wall: Option<SystemTime>| {
+            wall.and_then(|w| now.wall.duration_since(w).ok())
+                .and_then(|ago| now.mono.checked_sub(ago))
+                .unwrap_or(now.mono)
+        };
+        self.tracker.reserve_ids(snapshot.next_track_id);
+        let mut taken = Vec::new();
+        for p in &snapshot.people {
+            let unseen_for = Duration::from_secs_f64(p.unseen_for_s) + down;
+            let track = Track {
+                id: p.track_id,
+                bbox: p.bbox,
+                first_bbox: p.bbox,
+                velocity: (0.0, 0.0),
+                hits: self.settings.tracker.min_hits,
+                confirmed: true,
+                first_seen: mono_of(p.first_seen()),
+                last_seen: if p.seen {
+                    now.mono
+                } else {
+                    mono_of(p.last_seen())
+                },
+                misses: 0,
+                seen: p.seen,
+                unseen_for: if p.seen { Duration::ZERO } else { unseen_for },
+            };
+            if !timeout.is_zero() && unseen_for >= timeout {
+                let detail = self.left(&track, EndReason::NotSeen, now);
+                out.events
+                    .push(self.event("person_left", now.wall, Some(track.id), detail));
+                continue;
+            }
+            for zone in &p.zones {
+                if self
+                    .settings
+                    .zones
+                    .iter()
+                    .any(|z| &z.name == zone && !z.ignore)
+                {
+                    let st = InZone {
+                        inside: true,
+                        at: Some(self.anchor(&track.bbox)),
+                        ..InZone::default()
+                    };
+                    self.in_zones.insert((track.id, zone.clone()), st);
+                }
+            }
+            taken.push(track);
+        }
+        if !taken.is_empty() {
+            // Decided already: the room was occupied before the restart and
+            // still is (no `occupancy_changed`), published anew below.
+            self.occupied = Some(true);
+            if let Some(since) = &snapshot.occupied_since {
+                self.since = since.clone();
+            }
+            self.published = Some(Occupancy {
+                state: self.watching.as_str(),
+                occupied: true,
+                count: taken.len(),
+                seen: 0,
+                unseen: 0,
+                since: self.since.clone(),
+                zones: BTreeMap::new(),
+                unseen_people: Vec::new(),
+            });
+        }
+        self.tracker.restore(taken);
+        self.occupancy(now, &mut out);
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tracking::snapshot::Snapshot;
 
+    const DAY: Thresholds = Thresholds {
+        start: 0.5,
+        edge_start: 0.35,
+        keep: 0.3,
+    };
+
+    /// Presence as before unseen people: a person not detected leaves
+    /// wherever they were.
     fn settings() -> RoomSettings {
         RoomSettings {
-            tracker: TrackerSettings::default(),
+            tracker: TrackerSettings {
+                unseen_timeout: Duration::ZERO,
+                ..TrackerSettings::default()
+            },
             empty_after: Duration::from_secs(10),
             zones: Vec::new(),
             zone_min_frames: 2,
             zone_margin: 0.0,
             anchor: ZoneAnchor::BottomCenter,
+            day: DAY,
+            night: Thresholds {
+                start: 0.4,
+                edge_start: 0.3,
+                keep: 0.25,
+            },
+            exits: Edges::ALL,
         }
+    }
+
+    /// Presence that holds (the defaults): people missed away from exits
+    /// are unseen for 12 h.
+    fn holding() -> RoomSettings {
+        RoomSettings {
+            tracker: TrackerSettings::default(),
+            ..settings()
+        }
+    }
+
+    const FRAME: BBox = BBox {
+        x: 0.0,
+        y: 0.0,
+        width: 640.0,
+        height: 480.0,
+    };
+
+    /// A result of confident detections of the whole frame, in daylight.
+    fn seen(sig: &mut RoomTracker, t: Stamp, boxes: &[BBox]) -> Output {
+        let detections: Vec<(BBox, f64)> = boxes.iter().map(|b| (*b, 0.9)).collect();
+        scored(sig, t, &detections, false)
+    }
+
+    fn scored(sig: &mut RoomTracker, t: Stamp, detections: &[(BBox, f64)], gray: bool) -> Output {
+        let sight = Sight {
+            detections,
+            crop: FRAME,
+            grayscale: gray,
+        };
+        sig.on_result(t, sight, t)
     }
 
     /// A 640x480 camera's room.
@@ -571,7 +1033,7 @@ mod tests {
         let (mut events, mut occ) = (Vec::new(), Vec::new());
         for (i, boxes) in results.iter().enumerate() {
             let t = at(base, from + i as f64 * 0.5);
-            let out = sig.on_result(t, boxes, t);
+            let out = seen(sig, t, boxes);
             assert_eq!(out.track_ids.len(), boxes.len());
             events.extend(out.events);
             occ.extend(out.occupancy);
@@ -616,18 +1078,25 @@ mod tests {
         // the person was last seen, not before.
         let (events, occ) = feed(&mut sig, base, 8.0, &vec![vec![]; 19]);
         assert_eq!(kinds(&events), vec!["person_left"]);
-        assert!(occ.is_empty(), "not empty before 10 s");
+        assert!(
+            occ.iter()
+                .all(|o| o.occupied && o.count == 1 && o.seen == 0),
+            "not empty before 10 s: {occ:?}"
+        );
         let json = serde_json::to_value(&events[0]).unwrap();
         assert_eq!(json["track_id"], 1);
         assert!(
             (json["duration_s"].as_f64().unwrap() - 4.5).abs() < 1e-6,
             "{json}"
         );
-        let out = sig.on_tick(at(base, 17.6));
+        let out = sig.on_tick(at(base, 17.6), Watching::Yes);
         let occ = out.occupancy.expect("empty now");
         assert!(!occ.occupied && occ.count == 0);
         assert_eq!(kinds(&out.events), vec!["occupancy_changed"]);
-        assert!(sig.on_tick(at(base, 30.0)).events.is_empty(), "said once");
+        assert!(
+            sig.on_tick(at(base, 30.0), Watching::Yes).events.is_empty(),
+            "said once"
+        );
         // Event ids are unique.
         assert_ne!(events[0].event_id, out.events[0].event_id);
     }
@@ -720,7 +1189,7 @@ mod tests {
             .collect();
         assert_eq!(entered.len(), 1, "{events:?}");
         assert_eq!(occ.last().map(|o| (o.occupied, o.count)), Some((true, 1)));
-        let out = sig.on_result(at(base, 6.0), &[picture, resident], at(base, 6.0));
+        let out = seen(&mut sig, at(base, 6.0), &[picture, resident]);
         assert_eq!(out.track_ids[0], 0, "the picture has no track");
         assert_eq!(Some(out.track_ids[1]), entered[0].track_id);
     }
@@ -779,5 +1248,305 @@ mod tests {
             (Some("zone_left"), Some("zone_changed"))
         );
         assert!(sig.zones().is_empty());
+    }
+
+    fn left_reason(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e.kind == "person_left")
+            .map(|e| serde_json::to_value(e).unwrap()["reason"].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_person_no_longer_detected_mid_room_is_unseen_not_gone_and_comes_back_as_the_same_track() {
+        let base = Stamp::now();
+        let mut sig = room(holding());
+        let (events, _) = feed(&mut sig, base, 0.0, &vec![vec![person(300.0)]; 4]);
+        assert_eq!(kinds(&events), ["person_entered", "occupancy_changed"]);
+        // Fallen, not detected for a minute.
+        let (events, occ) = feed(&mut sig, base, 2.0, &vec![vec![]; 120]);
+        assert!(events.is_empty(), "{events:?}");
+        let last = occ.last().expect("occupancy says unseen");
+        assert_eq!(
+            (last.occupied, last.count, last.seen, last.unseen),
+            (true, 1, 0, 1)
+        );
+        assert_eq!(last.unseen_people[0].track_id, 1);
+        let json = serde_json::to_value(last).unwrap();
+        assert_eq!(json["state"], "watching");
+        assert!(json["unseen_people"][0]["last_seen"].is_string(), "{json}");
+        // Found again near where they were: the same visit.
+        let out = seen(&mut sig, at(base, 62.5), &[person(320.0)]);
+        assert_eq!(out.track_ids, vec![1]);
+        assert!(out.events.is_empty(), "{:?}", out.events);
+        let occ = out.occupancy.expect("seen again");
+        assert_eq!((occ.seen, occ.unseen), (1, 0));
+    }
+
+    #[test]
+    fn a_person_last_seen_at_an_exit_has_left() {
+        let base = Stamp::now();
+        let mut sig = room(holding());
+        // Walking out at the right edge (the box reaches x = 640).
+        let walk: Vec<Vec<BBox>> = [400.0, 460.0, 520.0, 560.0]
+            .map(|x| vec![person(x)])
+            .to_vec();
+        feed(&mut sig, base, 0.0, &walk);
+        let (events, _) = feed(&mut sig, base, 2.0, &vec![vec![]; 10]);
+        assert_eq!(kinds(&events), ["person_left"]);
+        assert_eq!(left_reason(&events), ["\"exit\""]);
+        // A door zone is an exit too; a bed by the frame's edge is not.
+        let door = crate::tracking::zones::Zone {
+            exit: true,
+            ..crate::tracking::zones::rect("door", 0.4, 0.5, 0.2, 0.5)
+        };
+        let bed = crate::tracking::zones::Zone {
+            rest: true,
+            ..crate::tracking::zones::rect("bed", 0.0, 0.5, 0.3, 0.5)
+        };
+        let mut sig = room(RoomSettings {
+            zones: vec![door, bed],
+            ..holding()
+        });
+        let at_door = person(260.0); // bottom centre (0.47, 0.625)
+        let in_bed = BBox {
+            x: 0.0,
+            y: 400.0,
+            width: 180.0,
+            height: 80.0,
+        };
+        feed(&mut sig, base, 0.0, &vec![vec![at_door, in_bed]; 4]);
+        let (events, occ) = feed(&mut sig, base, 2.0, &vec![vec![]; 10]);
+        assert_eq!(
+            kinds(&events),
+            ["zone_left", "person_left", "occupancy_changed"],
+            "{events:?}"
+        );
+        assert_eq!(events[1].track_id, Some(1), "the one at the door left");
+        let last = occ.last().expect("occupancy");
+        assert_eq!((last.count, last.unseen), (1, 1), "the one in bed is here");
+        assert!(last.zones["bed"].occupied);
+    }
+
+    #[test]
+    fn not_watching_is_not_empty_and_ages_nobody() {
+        let base = Stamp::now();
+        let mut sig = room(settings());
+        feed(&mut sig, base, 0.0, &vec![vec![person(300.0)]; 4]);
+        let out = sig.on_tick(at(base, 2.0), Watching::Paused);
+        let occ = out.occupancy.expect("the state changed");
+        assert_eq!((occ.state, occ.occupied, occ.count), ("paused", true, 1));
+        assert!(out.events.is_empty(), "{:?}", out.events);
+        // A minute paused: no result, no end, no empty room.
+        for s in 3..60 {
+            let out = sig.on_tick(at(base, f64::from(s)), Watching::Paused);
+            assert!(out.events.is_empty() && out.occupancy.is_none());
+        }
+        let out = sig.on_tick(at(base, 60.0), Watching::Unknown);
+        assert_eq!(out.occupancy.map(|o| o.state), Some("unknown"));
+        // Back: the person is still there, the same visit goes on.
+        let out = sig.on_tick(at(base, 61.0), Watching::Yes);
+        assert_eq!(out.occupancy.map(|o| o.state), Some("watching"));
+        let (events, _) = feed(&mut sig, base, 61.5, &vec![vec![person(305.0)]; 4]);
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn weak_detections_keep_a_person_but_never_start_one() {
+        let base = Stamp::now();
+        let mut sig = room(holding());
+        let lying = BBox {
+            x: 250.0,
+            y: 250.0,
+            width: 200.0,
+            height: 90.0,
+        };
+        // Weak alone: nobody, and not reported.
+        for i in 0..6 {
+            let out = scored(
+                &mut sig,
+                at(base, f64::from(i) * 0.5),
+                &[(lying, 0.35)],
+                false,
+            );
+            assert_eq!((out.track_ids[0], out.shown[0]), (0, false));
+            assert!(out.events.is_empty());
+        }
+        // Standing (strong), then lying down (weak): one track, reported.
+        feed(&mut sig, base, 3.0, &vec![vec![person(300.0)]; 3]);
+        for i in 0..20 {
+            let t = at(base, 4.5 + f64::from(i) * 0.5);
+            let out = scored(&mut sig, t, &[(lying, 0.32)], false);
+            assert_eq!((out.track_ids[0], out.shown[0]), (1, true), "result {i}");
+            assert!(out.events.is_empty(), "{:?}", out.events);
+        }
+        assert_eq!(sig.active_tracks(), 1);
+        // Below the keeping threshold is nothing at all.
+        let out = scored(&mut sig, at(base, 15.0), &[(lying, 0.2)], false);
+        assert_eq!((out.track_ids[0], out.shown[0]), (0, false));
+    }
+
+    #[test]
+    fn half_in_view_at_the_edge_counts_at_the_edge_threshold_only_there() {
+        let base = Stamp::now();
+        let mut sig = room(holding());
+        let half = BBox {
+            x: 0.0,
+            y: 100.0,
+            width: 45.0,
+            height: 220.0,
+        };
+        let mid = person(300.0);
+        let mut entered = Vec::new();
+        for i in 0..4 {
+            let out = scored(
+                &mut sig,
+                at(base, f64::from(i) * 0.5),
+                &[(half, 0.4), (mid, 0.4)],
+                false,
+            );
+            entered.extend(
+                out.events
+                    .iter()
+                    .filter(|e| e.kind == "person_entered")
+                    .map(|e| e.track_id),
+            );
+        }
+        assert_eq!(entered, [Some(1)], "only the one at the edge");
+    }
+
+    #[test]
+    fn night_has_its_thresholds_and_the_switch_starts_or_ends_no_visit() {
+        let base = Stamp::now();
+        let mut sig = room(holding());
+        feed(&mut sig, base, 0.0, &vec![vec![person(300.0)]; 4]);
+        // Lights off: grayscale frames, the person scores 0.45.
+        let mut nights = Vec::new();
+        let mut events = Vec::new();
+        for i in 0..10 {
+            let out = scored(
+                &mut sig,
+                at(base, 2.0 + f64::from(i) * 0.5),
+                &[(person(300.0), 0.45)],
+                true,
+            );
+            nights.extend(out.night);
+            events.extend(out.events);
+        }
+        assert_eq!(nights, [true]);
+        assert!(sig.night());
+        assert!(events.is_empty(), "{events:?}");
+        // At night 0.45 starts a track; by day it would not.
+        let mut entered = 0;
+        for i in 0..4 {
+            let out = scored(
+                &mut sig,
+                at(base, 7.0 + f64::from(i) * 0.5),
+                &[(person(300.0), 0.45), (person(20.0), 0.45)],
+                true,
+            );
+            entered += out
+                .events
+                .iter()
+                .filter(|e| e.kind == "person_entered")
+                .count();
+        }
+        assert_eq!(entered, 1);
+        let mut day = room(holding());
+        let mut entered = 0;
+        for i in 0..4 {
+            let out = scored(
+                &mut day,
+                at(base, f64::from(i) * 0.5),
+                &[(person(20.0), 0.45)],
+                false,
+            );
+            entered += out
+                .events
+                .iter()
+                .filter(|e| e.kind == "person_entered")
+                .count();
+        }
+        assert_eq!(entered, 0);
+    }
+
+    #[test]
+    fn a_restart_takes_the_present_people_back_in_their_zones() {
+        let base = Stamp::now();
+        let bed = crate::tracking::zones::Zone {
+            rest: true,
+            ..crate::tracking::zones::rect("bed", 0.3, 0.4, 0.5, 0.6)
+        };
+        let with_bed = || RoomSettings {
+            zones: vec![bed.clone()],
+            ..holding()
+        };
+        let mut sig = room(with_bed());
+        feed(&mut sig, base, 0.0, &vec![vec![person(300.0)]; 4]);
+        feed(&mut sig, base, 2.0, &vec![vec![]; 20]); // asleep, unseen
+        let snapshot = sig.snapshot(at(base, 12.0));
+        let json = serde_json::to_vec(&snapshot).unwrap();
+        let snapshot = Snapshot::from_json(&json).expect("round trip");
+        assert_eq!(snapshot.people[0].zones, ["bed"]);
+        // An hour later, a new run takes them back: occupied at once, in bed,
+        // no new visit.
+        let later = at(base, 3600.0);
+        let mut next = room(with_bed());
+        let out = next.restore(&snapshot, later);
+        assert!(out.events.is_empty(), "{:?}", out.events);
+        let occ = out.occupancy.expect("decided at once");
+        assert_eq!((occ.occupied, occ.unseen), (true, 1));
+        assert!(occ.zones["bed"].occupied);
+        let (events, _) = feed(&mut next, later, 1.0, &vec![vec![person(310.0)]; 3]);
+        assert!(events.is_empty(), "the same visit: {events:?}");
+        let out = seen(&mut next, at(later, 3.0), &[person(310.0), person(20.0)]);
+        assert_eq!(out.track_ids[0], 1);
+        assert!(out.track_ids[1] > 1, "new ids never reuse old ones");
+        // Down longer than unseen_timeout: the visit is closed, not resumed.
+        let mut late = room(with_bed());
+        let out = late.restore(&snapshot, at(base, 13.0 * 3600.0));
+        assert_eq!(kinds(&out.events), ["person_left", "occupancy_changed"]);
+        assert_eq!(left_reason(&out.events), ["\"not_seen\""]);
+    }
+
+    #[test]
+    fn a_box_cut_by_the_roi_does_not_walk_into_a_zone() {
+        let base = Stamp::now();
+        let mut sig = room(RoomSettings {
+            zones: vec![crate::tracking::zones::rect("bed", 0.0, 0.85, 1.0, 0.15)],
+            ..holding()
+        });
+        // Standing whole (feet at y = 0.78), then seen through a crop whose
+        // bottom edge (y = 0.6) cuts the box: its bottom is the crop's.
+        let whole = BBox {
+            x: 300.0,
+            y: 150.0,
+            width: 80.0,
+            height: 225.0,
+        };
+        feed(&mut sig, base, 0.0, &vec![vec![whole]; 3]);
+        let crop = BBox {
+            x: 0.0,
+            y: 0.0,
+            width: 640.0,
+            height: 288.0,
+        };
+        let cut = BBox {
+            height: 138.0,
+            ..whole
+        };
+        let mut events = Vec::new();
+        for i in 0..6 {
+            let t = at(base, 1.5 + f64::from(i) * 0.5);
+            let detections = [(cut, 0.9)];
+            let sight = Sight {
+                detections: &detections,
+                crop,
+                grayscale: false,
+            };
+            events.extend(sig.on_result(t, sight, t).events);
+        }
+        assert!(events.is_empty(), "{events:?}");
     }
 }

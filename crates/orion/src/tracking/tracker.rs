@@ -8,9 +8,19 @@
 //! `max_distance` are never matched; among the rest, the Kuhn-Munkres algorithm of
 //! the `pathfinding` crate finds the most matches at the least total cost.
 //!
-//! Lifecycle: a track is *confirmed* after `min_hits` results in which it was seen,
-//! survives misses for `max_missing`, then ends. A confirmed track that ends was a
-//! visit; a tentative one that ends was noise and is forgotten.
+//! Two thresholds (the ByteTrack idea): a *strong* detection may start a track;
+//! a *weak* one (a person lying, in the dark, half in view) only continues a
+//! confirmed track, after the strong ones had their pick. A strong detection
+//! that appears away from an exit near a person no longer seen is that person
+//! (people come in through exits), within three times the usual distance.
+//!
+//! Lifecycle: a track is *confirmed* after `min_hits` results in which it was seen.
+//! Missed in at least two results and for longer than `max_missing`, a tentative
+//! track was noise and is forgotten; a confirmed one last seen at an exit (the
+//! caller says where exits are) ends, and one last seen anywhere else becomes
+//! *unseen*: it keeps its id and place, a detection there continues it, and it
+//! ends only after `unseen_timeout` of results without it. Time counts only
+//! through results: without results (a paused or broken camera) no track ages.
 //!
 //! Bounded: at most [`MAX_TRACKS`] tracks live at once (a detection that would
 //! start one more gets no track), and a result carries at most
@@ -29,16 +39,27 @@ use pathfinding::prelude::{Matrix, kuhn_munkres_min};
 /// camera sees).
 pub const MAX_TRACKS: usize = 64;
 
+/// Results in a row without a track before it is missed (one missed result,
+/// or a long gap between two results, is never enough).
+const MIN_MISSES: u32 = 2;
+
+/// How far (in `max_distance`s) a strong detection away from exits may be from
+/// an unseen track and still continue it.
+const REAPPEAR_REACH: f64 = 3.0;
+
 /// How the tracker associates and ages tracks.
 #[derive(Debug, Clone)]
 pub struct TrackerSettings {
     /// Results a track must be seen in before it is confirmed.
     pub min_hits: u32,
-    /// A track not seen for longer ends.
+    /// A track not seen for longer is missed: ended at an exit, else unseen.
     pub max_missing: Duration,
     /// Largest association cost (centre distance in box sizes, plus the size
     /// penalty) that still matches.
     pub max_distance: f64,
+    /// An unseen track ends after this much time of results without it; zero:
+    /// a missed track ends wherever it was.
+    pub unseen_timeout: Duration,
 }
 
 impl Default for TrackerSettings {
@@ -47,8 +68,18 @@ impl Default for TrackerSettings {
             min_hits: 2,
             max_missing: Duration::from_secs(3),
             max_distance: 1.5,
+            unseen_timeout: Duration::from_secs(12 * 3600),
         }
     }
+}
+
+/// One detection offered to the tracker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub bbox: BBox,
+    /// At or above the starting threshold: may start a track. Weak ones only
+    /// continue confirmed tracks.
+    pub strong: bool,
 }
 
 /// One person followed across results.
@@ -66,6 +97,30 @@ pub struct Track {
     pub confirmed: bool,
     pub first_seen: Instant,
     pub last_seen: Instant,
+    /// Results in a row without it.
+    pub misses: u32,
+    /// Seen now; false once missed away from exits (unseen).
+    pub seen: bool,
+    /// Time of results it has been unseen through.
+    pub unseen_for: Duration,
+}
+
+/// Why a confirmed track ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Missed after it was last seen at an exit.
+    Exit,
+    /// Unseen for `unseen_timeout` (or missed, with no unseen state).
+    NotSeen,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Exit => "exit",
+            EndReason::NotSeen => "not_seen",
+        }
+    }
 }
 
 /// What changed in a track's life.
@@ -73,15 +128,20 @@ pub struct Track {
 pub enum Change {
     /// Seen often enough to be a person: the visit starts.
     Confirmed(Track),
-    /// Not seen for `max_missing`: the visit ends (confirmed tracks only).
-    Ended(Track),
+    /// Missed away from exits: still here, not seen.
+    Unseen(Track),
+    /// An unseen track seen again.
+    Seen(Track),
+    /// The visit ends (confirmed tracks only).
+    Ended(Track, EndReason),
 }
 
 /// The outcome of one result.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Update {
-    /// The track of each detection, in the order given; 0 for none (more
-    /// than [`MAX_TRACKS`] at once). Ids start at 1.
+    /// The track of each candidate, in the order given; 0 for none (a weak
+    /// candidate that continued nothing, or more than [`MAX_TRACKS`] at
+    /// once). Ids start at 1.
     pub track_ids: Vec<u64>,
     pub changes: Vec<Change>,
 }
@@ -101,6 +161,8 @@ pub struct Tracker {
     settings: TrackerSettings,
     tracks: Vec<Track>,
     next_id: u64,
+    /// The capture time of the newest result.
+    last_update: Option<Instant>,
 }
 
 fn centre(b: &BBox) -> (f64, f64) {
@@ -117,7 +179,12 @@ impl Tracker {
             settings,
             tracks: Vec::new(),
             next_id: 1,
+            last_update: None,
         }
+    }
+
+    pub fn settings(&self) -> &TrackerSettings {
+        &self.settings
     }
 
     /// Every live track, tentative and confirmed.
@@ -125,9 +192,30 @@ impl Tracker {
         &self.tracks
     }
 
-    /// The live confirmed tracks.
+    /// The live confirmed tracks, seen and unseen.
     pub fn confirmed(&self) -> impl Iterator<Item = &Track> {
         self.tracks.iter().filter(|t| t.confirmed)
+    }
+
+    /// Takes back confirmed tracks of an earlier run (unseen until a detection
+    /// continues them); new ids start above theirs.
+    pub fn restore(&mut self, tracks: Vec<Track>) {
+        for t in tracks {
+            if self.tracks.len() >= MAX_TRACKS || self.tracks.iter().any(|o| o.id == t.id) {
+                continue;
+            }
+            self.next_id = self.next_id.max(t.id + 1);
+            self.tracks.push(t);
+        }
+    }
+
+    /// Ids are never reused, across restarts too: the next one is at least `id`.
+    pub fn reserve_ids(&mut self, id: u64) {
+        self.next_id = self.next_id.max(id);
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id
     }
 
     /// The association cost of `track` and a detection `det` at `now`.
@@ -147,105 +235,224 @@ impl Tracker {
         if cost.is_finite() { cost } else { f64::MAX }
     }
 
-    /// Associates the detections of a result captured at `now`, then ends the
-    /// tracks not seen for `max_missing`.
-    pub fn update(&mut self, now: Instant, detections: &[BBox]) -> Update {
+    /// Associates the candidates of a result captured at `now`, then ages the
+    /// tracks it missed. `at_exit` says whether a box is at an exit (where a
+    /// person who is no longer seen has left).
+    pub fn update(
+        &mut self,
+        now: Instant,
+        candidates: &[Candidate],
+        at_exit: impl Fn(&BBox) -> bool,
+    ) -> Update {
         let mut update = Update {
-            track_ids: vec![0; detections.len()],
+            track_ids: vec![0; candidates.len()],
             changes: Vec::new(),
         };
-        let matched = self.associate(now, detections);
-        let mut seen = vec![false; self.tracks.len()];
+        let step = self
+            .last_update
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+            .min(self.settings.max_missing);
+        self.last_update = Some(self.last_update.map_or(now, |t| t.max(now)));
+        let mut taken = vec![false; self.tracks.len()];
+        let mut matched: Vec<Option<usize>> = vec![None; candidates.len()];
+        let limit = self.settings.max_distance;
+        // Strong detections with every track, then weak ones with the confirmed
+        // tracks left, then strong ones away from exits with the unseen left.
+        self.stage(now, candidates, &mut matched, &mut taken, limit, |c, _| {
+            c.strong
+        });
+        self.stage(now, candidates, &mut matched, &mut taken, limit, |c, t| {
+            !c.strong && t.confirmed
+        });
+        let reach = limit * REAPPEAR_REACH;
+        self.stage(now, candidates, &mut matched, &mut taken, reach, |c, t| {
+            c.strong && !t.seen && !at_exit(&c.bbox)
+        });
         for (det, track) in matched.iter().enumerate() {
-            let Some(t) = *track else {
-                continue;
-            };
-            seen[t] = true;
-            let track = &mut self.tracks[t];
-            let dt = now.saturating_duration_since(track.last_seen).as_secs_f64();
-            if dt > 0.0 {
-                let (ox, oy) = centre(&track.bbox);
-                let (nx, ny) = centre(&detections[det]);
-                let v = ((nx - ox) / dt, (ny - oy) / dt);
-                track.velocity = (
-                    VELOCITY_ALPHA * v.0 + (1.0 - VELOCITY_ALPHA) * track.velocity.0,
-                    VELOCITY_ALPHA * v.1 + (1.0 - VELOCITY_ALPHA) * track.velocity.1,
-                );
+            if let Some(t) = *track {
+                let bbox = candidates[det].bbox;
+                update.track_ids[det] = self.tracks[t].id;
+                self.continue_track(t, bbox, now, &mut update.changes);
             }
-            track.bbox = detections[det];
-            track.last_seen = now;
-            track.hits += 1;
-            if !track.confirmed && track.hits >= self.settings.min_hits {
-                track.confirmed = true;
-                update.changes.push(Change::Confirmed(track.clone()));
-            }
-            update.track_ids[det] = track.id;
         }
-        for (det, bbox) in detections.iter().enumerate() {
-            if matched[det].is_some() || self.tracks.len() >= MAX_TRACKS {
+        for (det, c) in candidates.iter().enumerate() {
+            if matched[det].is_some() || !c.strong || self.tracks.len() >= MAX_TRACKS {
                 continue;
             }
-            let track = Track {
-                id: self.next_id,
-                bbox: *bbox,
-                first_bbox: *bbox,
-                velocity: (0.0, 0.0),
-                hits: 1,
-                confirmed: self.settings.min_hits <= 1,
-                first_seen: now,
-                last_seen: now,
-            };
-            self.next_id += 1;
-            update.track_ids[det] = track.id;
-            if track.confirmed {
-                update.changes.push(Change::Confirmed(track.clone()));
-            }
-            self.tracks.push(track);
+            update.track_ids[det] = self.start_track(c.bbox, now, &mut update.changes);
+            taken.push(true);
         }
-        update.changes.extend(self.expire(now));
+        self.age(now, step, &taken, &at_exit, &mut update.changes);
         update
     }
 
-    /// Ends the tracks not seen for longer than `max_missing` at `now` (also
-    /// called without a result, so that a camera that went quiet ends its visits).
-    pub fn expire(&mut self, now: Instant) -> Vec<Change> {
-        let max = self.settings.max_missing;
-        let mut ended = Vec::new();
-        self.tracks.retain(|t| {
-            let gone = now.saturating_duration_since(t.last_seen) > max;
-            if gone && t.confirmed {
-                ended.push(Change::Ended(t.clone()));
+    /// Matches the candidates not yet matched with the tracks not yet taken,
+    /// among the pairs `pair` allows, within `limit`.
+    fn stage(
+        &self,
+        now: Instant,
+        candidates: &[Candidate],
+        matched: &mut [Option<usize>],
+        taken: &mut [bool],
+        limit: f64,
+        pair: impl Fn(&Candidate, &Track) -> bool,
+    ) {
+        let tracks: Vec<usize> = (0..self.tracks.len()).filter(|t| !taken[*t]).collect();
+        let dets: Vec<usize> = (0..candidates.len())
+            .filter(|d| matched[*d].is_none())
+            .collect();
+        let found = Self::associate(&tracks, &dets, |t, d| {
+            let (track, c) = (&self.tracks[t], &candidates[d]);
+            if !pair(c, track) {
+                return None;
             }
-            !gone
+            let cost = Self::cost(track, &c.bbox, now);
+            (cost <= limit).then_some(cost)
         });
-        ended
+        for (t, d) in found {
+            matched[d] = Some(t);
+            taken[t] = true;
+        }
     }
 
-    /// For each detection, the index of the track it continues (if any).
-    fn associate(&self, now: Instant, detections: &[BBox]) -> Vec<Option<usize>> {
-        let (tracks, dets) = (self.tracks.len(), detections.len());
-        let mut out = vec![None; dets];
-        if tracks == 0 || dets == 0 {
-            return out;
+    /// Track `t` was seen again with `bbox` at `now`.
+    fn continue_track(&mut self, t: usize, bbox: BBox, now: Instant, changes: &mut Vec<Change>) {
+        let min_hits = self.settings.min_hits;
+        let track = &mut self.tracks[t];
+        let dt = now.saturating_duration_since(track.last_seen).as_secs_f64();
+        if dt > 0.0 && track.seen {
+            let (ox, oy) = centre(&track.bbox);
+            let (nx, ny) = centre(&bbox);
+            let v = ((nx - ox) / dt, (ny - oy) / dt);
+            track.velocity = (
+                VELOCITY_ALPHA * v.0 + (1.0 - VELOCITY_ALPHA) * track.velocity.0,
+                VELOCITY_ALPHA * v.1 + (1.0 - VELOCITY_ALPHA) * track.velocity.1,
+            );
+        }
+        track.bbox = bbox;
+        track.last_seen = track.last_seen.max(now);
+        track.hits += 1;
+        track.misses = 0;
+        if !track.seen {
+            track.seen = true;
+            track.unseen_for = Duration::ZERO;
+            changes.push(Change::Seen(track.clone()));
+        }
+        if !track.confirmed && track.hits >= min_hits {
+            track.confirmed = true;
+            changes.push(Change::Confirmed(track.clone()));
+        }
+    }
+
+    /// A new track for `bbox`; its id.
+    fn start_track(&mut self, bbox: BBox, now: Instant, changes: &mut Vec<Change>) -> u64 {
+        let track = Track {
+            id: self.next_id,
+            bbox,
+            first_bbox: bbox,
+            velocity: (0.0, 0.0),
+            hits: 1,
+            confirmed: self.settings.min_hits <= 1,
+            first_seen: now,
+            last_seen: now,
+            misses: 0,
+            seen: true,
+            unseen_for: Duration::ZERO,
+        };
+        self.next_id += 1;
+        if track.confirmed {
+            changes.push(Change::Confirmed(track.clone()));
+        }
+        let id = track.id;
+        self.tracks.push(track);
+        id
+    }
+
+    /// Ages the tracks this result missed (`taken[i]`: track `i` was seen),
+    /// `step` being the time since the previous result.
+    fn age(
+        &mut self,
+        now: Instant,
+        step: Duration,
+        taken: &[bool],
+        at_exit: &impl Fn(&BBox) -> bool,
+        changes: &mut Vec<Change>,
+    ) {
+        let settings = &self.settings;
+        let mut i = 0;
+        self.tracks.retain_mut(|t| {
+            let seen_now = taken.get(i).copied().unwrap_or(true);
+            i += 1;
+            if seen_now {
+                return true;
+            }
+            t.misses = t.misses.saturating_add(1);
+            if !t.seen {
+                t.unseen_for += step;
+                if t.unseen_for >= settings.unseen_timeout {
+                    changes.push(Change::Ended(t.clone(), EndReason::NotSeen));
+                    return false;
+                }
+                return true;
+            }
+            let missed = t.misses >= MIN_MISSES
+                && now.saturating_duration_since(t.last_seen) > settings.max_missing;
+            if !missed {
+                return true;
+            }
+            if !t.confirmed {
+                return false;
+            }
+            if at_exit(&t.bbox) {
+                changes.push(Change::Ended(t.clone(), EndReason::Exit));
+                return false;
+            }
+            if settings.unseen_timeout.is_zero() {
+                changes.push(Change::Ended(t.clone(), EndReason::NotSeen));
+                return false;
+            }
+            t.seen = false;
+            t.velocity = (0.0, 0.0);
+            t.unseen_for = now.saturating_duration_since(t.last_seen);
+            changes.push(Change::Unseen(t.clone()));
+            true
+        });
+    }
+
+    /// The least-cost matching of `tracks` with `dets` (indices), among the
+    /// pairs `cost` allows: (track, detection) pairs.
+    fn associate(
+        tracks: &[usize],
+        dets: &[usize],
+        cost: impl Fn(usize, usize) -> Option<f64>,
+    ) -> Vec<(usize, usize)> {
+        if tracks.is_empty() || dets.is_empty() {
+            return Vec::new();
         }
         // Square: rows are tracks, columns detections; padding never matches.
-        let n = tracks.max(dets);
+        let n = tracks.len().max(dets.len());
         let mut weights = Matrix::new_square(n, FORBIDDEN);
-        for (t, track) in self.tracks.iter().enumerate() {
-            for (d, det) in detections.iter().enumerate() {
-                let cost = Self::cost(track, det, now);
-                if cost <= self.settings.max_distance {
-                    weights[(t, d)] = (cost * SCALE).round() as i64;
+        let mut any = false;
+        for (row, t) in tracks.iter().enumerate() {
+            for (col, d) in dets.iter().enumerate() {
+                if let Some(c) = cost(*t, *d) {
+                    weights[(row, col)] = (c * SCALE).round() as i64;
+                    any = true;
                 }
             }
         }
-        let (_, columns) = kuhn_munkres_min(&weights);
-        for (t, d) in columns.into_iter().enumerate() {
-            if t < tracks && d < dets && weights[(t, d)] < FORBIDDEN {
-                out[d] = Some(t);
-            }
+        if !any {
+            return Vec::new();
         }
-        out
+        let (_, columns) = kuhn_munkres_min(&weights);
+        columns
+            .into_iter()
+            .enumerate()
+            .filter(|(row, col)| {
+                *row < tracks.len() && *col < dets.len() && weights[(*row, *col)] < FORBIDDEN
+            })
+            .map(|(row, col)| (tracks[row], dets[col]))
+            .collect()
     }
 }
 
@@ -262,8 +469,32 @@ mod tests {
         }
     }
 
-    /// Feeds `frames` (boxes per result) at `hz`; returns each result's track ids
-    /// and every change.
+    fn strong(bbox: BBox) -> Candidate {
+        Candidate { bbox, strong: true }
+    }
+
+    fn weak(bbox: BBox) -> Candidate {
+        Candidate {
+            bbox,
+            strong: false,
+        }
+    }
+
+    /// Settings where a missed track ends wherever it was (no unseen state).
+    fn ending() -> TrackerSettings {
+        TrackerSettings {
+            unseen_timeout: Duration::ZERO,
+            ..TrackerSettings::default()
+        }
+    }
+
+    /// No exits anywhere.
+    fn nowhere(_: &BBox) -> bool {
+        false
+    }
+
+    /// Feeds `frames` (strong boxes per result) at `hz`, with no exits;
+    /// returns each result's track ids and every change.
     fn run(
         tracker: &mut Tracker,
         start: Instant,
@@ -274,7 +505,8 @@ mod tests {
         let mut changes = Vec::new();
         for (i, dets) in frames.iter().enumerate() {
             let now = start + Duration::from_secs_f64(i as f64 / hz);
-            let u = tracker.update(now, dets);
+            let candidates: Vec<Candidate> = dets.iter().copied().map(strong).collect();
+            let u = tracker.update(now, &candidates, nowhere);
             ids.push(u.track_ids);
             changes.extend(u.changes);
         }
@@ -295,41 +527,45 @@ mod tests {
         changes
             .iter()
             .filter_map(|c| match c {
-                Change::Ended(t) => Some(t.id),
+                Change::Ended(t, _) => Some(t.id),
                 _ => None,
+            })
+            .collect()
+    }
+
+    fn kinds(changes: &[Change]) -> Vec<&'static str> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Change::Confirmed(_) => "confirmed",
+                Change::Unseen(_) => "unseen",
+                Change::Seen(_) => "seen",
+                Change::Ended(_, EndReason::Exit) => "ended_exit",
+                Change::Ended(_, EndReason::NotSeen) => "ended_not_seen",
             })
             .collect()
     }
 
     #[test]
     fn one_walk_is_one_track_confirmed_once_and_ended_once() {
-        let mut tr = Tracker::new(TrackerSettings::default());
+        let mut tr = Tracker::new(ending());
         let start = Instant::now();
-        // Walking right 60 px per result at 2 Hz (no overlap after two steps).
-        let frames: Vec<Vec<BBox>> = (0..10)
+        // Walking right 60 px per result at 2 Hz (no overlap after two steps),
+        // then gone: 10 empty results.
+        let mut frames: Vec<Vec<BBox>> = (0..10)
             .map(|i| vec![b(20.0 + 60.0 * i as f64, 100.0)])
             .collect();
+        frames.extend(vec![Vec::new(); 10]);
         let (ids, changes) = run(&mut tr, start, 2.0, &frames);
-        assert!(ids.iter().all(|r| r == &vec![1]), "{ids:?}");
+        assert!(ids[..10].iter().all(|r| r == &vec![1]), "{ids:?}");
         assert_eq!(confirmed_ids(&changes), vec![1]);
-        assert!(ended_ids(&changes).is_empty());
-        // Gone: ends once max_missing after it was last seen.
-        let last = start + Duration::from_secs_f64(4.5);
-        assert!(
-            tr.expire(last + Duration::from_secs(2)).is_empty(),
-            "a 2 s gap is survived"
-        );
-        let ended = tr.expire(last + Duration::from_secs(4));
-        assert_eq!(ended_ids(&ended), vec![1]);
-        assert!(
-            tr.expire(last + Duration::from_secs(5)).is_empty(),
-            "ended once"
-        );
+        assert_eq!(ended_ids(&changes), vec![1], "ended once");
+        assert!(tr.tracks().is_empty());
     }
 
     #[test]
     fn a_single_missed_result_does_not_end_the_track() {
-        let mut tr = Tracker::new(TrackerSettings::default());
+        let mut tr = Tracker::new(ending());
         let mut frames: Vec<Vec<BBox>> = (0..8)
             .map(|i| vec![b(100.0 + 20.0 * i as f64, 100.0)])
             .collect();
@@ -341,7 +577,7 @@ mod tests {
 
     #[test]
     fn an_occlusion_shorter_than_max_missing_keeps_the_track_a_longer_one_ends_it() {
-        let mut tr = Tracker::new(TrackerSettings::default());
+        let mut tr = Tracker::new(ending());
         let start = Instant::now();
         let mut frames: Vec<Vec<BBox>> = vec![vec![b(200.0, 100.0)]; 4];
         frames.extend(vec![Vec::new(); 5]); // 2.5 s behind the wardrobe
@@ -350,7 +586,7 @@ mod tests {
         assert!(ids.iter().flatten().all(|id| *id == 1), "{ids:?}");
         assert!(ended_ids(&changes).is_empty());
         // 4 s hidden: the visit ended, the person coming back is a new visit.
-        let mut tr = Tracker::new(TrackerSettings::default());
+        let mut tr = Tracker::new(ending());
         let mut frames: Vec<Vec<BBox>> = vec![vec![b(200.0, 100.0)]; 4];
         frames.extend(vec![Vec::new(); 8]);
         frames.extend(vec![vec![b(210.0, 100.0)]; 3]);
@@ -358,6 +594,132 @@ mod tests {
         assert_eq!(ended_ids(&changes), vec![1]);
         assert_eq!(ids.last(), Some(&vec![2]));
         assert_eq!(confirmed_ids(&changes), vec![1, 2]);
+    }
+
+    #[test]
+    fn no_result_ages_no_track() {
+        // A camera that sends no results (paused, broken) for a minute: the
+        // person is still tracked when results come back.
+        let mut tr = Tracker::new(ending());
+        let t0 = Instant::now();
+        let (_, changes) = run(&mut tr, t0, 2.0, &vec![vec![b(200.0, 100.0)]; 4]);
+        assert_eq!(confirmed_ids(&changes), vec![1]);
+        let later = t0 + Duration::from_secs(60);
+        let u = tr.update(later, &[strong(b(205.0, 100.0))], nowhere);
+        assert_eq!(u.track_ids, vec![1]);
+        assert!(u.changes.is_empty(), "{:?}", u.changes);
+        // And one empty result after the gap is one miss, not an end.
+        let u = tr.update(later + Duration::from_secs(30), &[], nowhere);
+        assert!(u.changes.is_empty(), "{:?}", u.changes);
+    }
+
+    #[test]
+    fn a_person_missed_away_from_exits_is_unseen_keeps_the_id_and_is_continued_there() {
+        let mut tr = Tracker::new(TrackerSettings::default());
+        let t0 = Instant::now();
+        let mut frames: Vec<Vec<BBox>> = vec![vec![b(300.0, 150.0)]; 4];
+        frames.extend(vec![Vec::new(); 40]); // 20 s on the floor, not detected
+        frames.push(vec![b(310.0, 160.0)]);
+        let (ids, changes) = run(&mut tr, t0, 2.0, &frames);
+        assert_eq!(kinds(&changes), ["confirmed", "unseen", "seen"]);
+        assert_eq!(ids.last(), Some(&vec![1]));
+        assert!(tr.tracks()[0].seen);
+    }
+
+    #[test]
+    fn a_person_missed_at_an_exit_has_left() {
+        let mut tr = Tracker::new(TrackerSettings::default());
+        let t0 = Instant::now();
+        let at_left_edge = |b: &BBox| b.x <= 5.0;
+        for i in 0..4 {
+            let now = t0 + Duration::from_millis(500 * i);
+            tr.update(now, &[strong(b(2.0, 150.0))], at_left_edge);
+        }
+        let mut changes = Vec::new();
+        for i in 4..14 {
+            let now = t0 + Duration::from_millis(500 * i);
+            changes.extend(tr.update(now, &[], at_left_edge).changes);
+        }
+        assert_eq!(kinds(&changes), ["ended_exit"]);
+        assert!(tr.tracks().is_empty());
+    }
+
+    #[test]
+    fn an_unseen_person_ends_after_unseen_timeout_of_results() {
+        let settings = TrackerSettings {
+            unseen_timeout: Duration::from_secs(20),
+            ..TrackerSettings::default()
+        };
+        let mut tr = Tracker::new(settings);
+        let t0 = Instant::now();
+        let mut frames: Vec<Vec<BBox>> = vec![vec![b(300.0, 150.0)]; 4];
+        frames.extend(vec![Vec::new(); 30]); // 15 s: unseen, not ended
+        let (_, changes) = run(&mut tr, t0, 2.0, &frames);
+        assert_eq!(kinds(&changes), ["confirmed", "unseen"]);
+        // An hour without results counts nothing...
+        let later = t0 + Duration::from_secs(3600);
+        assert!(tr.update(later, &[], nowhere).changes.is_empty());
+        // ... 10 s more of results does.
+        let mut changes = Vec::new();
+        for i in 1..=20 {
+            let now = later + Duration::from_millis(500 * i);
+            changes.extend(tr.update(now, &[], nowhere).changes);
+        }
+        assert_eq!(kinds(&changes), ["ended_not_seen"]);
+    }
+
+    #[test]
+    fn weak_detections_continue_a_confirmed_track_but_never_start_one() {
+        let mut tr = Tracker::new(TrackerSettings::default());
+        let t0 = Instant::now();
+        let at = |i: u64| t0 + Duration::from_millis(500 * i);
+        // Weak boxes alone: nothing.
+        for i in 0..4 {
+            let u = tr.update(at(i), &[weak(b(100.0, 100.0))], nowhere);
+            assert_eq!(u.track_ids, vec![0]);
+        }
+        assert!(tr.tracks().is_empty());
+        // A person seen strongly, then only weakly (lying down): one track, seen.
+        for i in 4..8 {
+            tr.update(at(i), &[strong(b(300.0, 100.0))], nowhere);
+        }
+        let lying = BBox {
+            x: 260.0,
+            y: 230.0,
+            width: 200.0,
+            height: 80.0,
+        };
+        for i in 8..40 {
+            let u = tr.update(at(i), &[weak(lying)], nowhere);
+            assert_eq!(u.track_ids, vec![1], "result {i}");
+            assert!(u.changes.is_empty(), "{:?}", u.changes);
+        }
+        assert!(tr.tracks()[0].seen);
+    }
+
+    #[test]
+    fn someone_appearing_mid_room_near_an_unseen_person_is_that_person_at_an_exit_someone_else() {
+        let mut tr = Tracker::new(TrackerSettings::default());
+        let t0 = Instant::now();
+        let mut frames: Vec<Vec<BBox>> = vec![vec![b(300.0, 150.0)]; 4];
+        frames.extend(vec![Vec::new(); 10]);
+        run(&mut tr, t0, 2.0, &frames);
+        assert!(!tr.tracks()[0].seen);
+        // Found again 2.5 box sizes away (got up from the floor and moved):
+        // beyond the usual distance, within the reach for the unseen.
+        let now = t0 + Duration::from_secs(8);
+        let at_door = |b: &BBox| b.x >= 560.0;
+        let u = tr.update(now, &[strong(b(300.0 + 350.0, 150.0))], at_door);
+        assert_ne!(u.track_ids, vec![1], "at the door: someone coming in");
+        let u = tr.update(
+            now + Duration::from_millis(500),
+            &[
+                strong(b(650.0, 150.0)),
+                strong(b(300.0 + 300.0 * 1.0, 150.0)),
+            ],
+            |b: &BBox| b.x >= 620.0,
+        );
+        assert_eq!(u.track_ids[1], 1, "mid-room: the unseen person");
     }
 
     #[test]
@@ -403,7 +765,8 @@ mod tests {
         // A far-away detection is someone else, with a new id.
         let u = tr.update(
             Instant::now() + Duration::from_secs(301),
-            &[lying, b(10.0, 10.0)],
+            &[strong(lying), strong(b(10.0, 10.0))],
+            nowhere,
         );
         assert_eq!(u.track_ids, vec![1, 2]);
     }
@@ -412,14 +775,14 @@ mod tests {
     fn tracks_are_bounded_whatever_a_result_holds() {
         let mut tracker = Tracker::new(TrackerSettings::default());
         let t0 = Instant::now();
-        let crowd: Vec<BBox> = (0..200)
-            .map(|i| b(f64::from(i % 20) * 100.0, f64::from(i / 20) * 100.0))
+        let crowd: Vec<Candidate> = (0..200)
+            .map(|i| strong(b(f64::from(i % 20) * 100.0, f64::from(i / 20) * 100.0)))
             .collect();
-        let update = tracker.update(t0, &crowd);
+        let update = tracker.update(t0, &crowd, nowhere);
         assert_eq!(tracker.tracks().len(), MAX_TRACKS);
         let tracked = update.track_ids.iter().filter(|id| **id != 0).count();
         assert_eq!(tracked, MAX_TRACKS, "the rest get no track");
-        tracker.update(t0 + Duration::from_millis(500), &crowd);
+        tracker.update(t0 + Duration::from_millis(500), &crowd, nowhere);
         assert_eq!(tracker.tracks().len(), MAX_TRACKS);
     }
 
@@ -427,18 +790,11 @@ mod tests {
     fn noise_seen_once_never_becomes_a_visit() {
         let mut tr = Tracker::new(TrackerSettings::default());
         let start = Instant::now();
-        let (ids, changes) = run(
-            &mut tr,
-            start,
-            2.0,
-            &[vec![b(10.0, 10.0)], vec![], vec![], vec![]],
-        );
+        let mut frames = vec![vec![b(10.0, 10.0)]];
+        frames.extend(vec![Vec::new(); 10]);
+        let (ids, changes) = run(&mut tr, start, 2.0, &frames);
         assert_eq!(ids[0], vec![1]);
-        let later = tr.expire(start + Duration::from_secs(10));
-        assert!(
-            changes.is_empty() && later.is_empty(),
-            "{changes:?} {later:?}"
-        );
+        assert!(changes.is_empty(), "{changes:?}");
         assert!(tr.tracks().is_empty());
     }
 }

@@ -36,6 +36,14 @@ pub struct ZoneSpec {
     /// People-shaped things here never count (a poster, a TV, a mirror).
     #[serde(default, skip_serializing_if = "is_false")]
     pub ignore: bool,
+    /// Where people lie (a bed, an armchair): looked at turned by 90 degrees
+    /// too, and never an exit.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rest: bool,
+    /// Where people leave the room (a door): a person last seen here and no
+    /// longer seen has left.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub exit: bool,
 }
 
 fn is_false(v: &bool) -> bool {
@@ -61,6 +69,12 @@ pub struct Zone {
     /// occupancy; the zone itself has no occupancy.
     #[serde(skip_serializing_if = "is_false")]
     pub ignore: bool,
+    /// A rest place (bed, armchair): people lie here.
+    #[serde(skip_serializing_if = "is_false")]
+    pub rest: bool,
+    /// An exit (door): someone last seen here has left.
+    #[serde(skip_serializing_if = "is_false")]
+    pub exit: bool,
 }
 
 impl Zone {
@@ -82,6 +96,19 @@ impl Zone {
 }
 
 impl Zone {
+    /// The smallest rectangle around it: (x0, y0, x1, y1), normalized.
+    pub fn bounds(&self) -> (f64, f64, f64, f64) {
+        self.polygon.iter().fold(
+            (
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ),
+            |(x0, y0, x1, y1), [x, y]| (x0.min(*x), y0.min(*y), x1.max(*x), y1.max(*y)),
+        )
+    }
+
     /// How far `(x, y)` (normalized) is from the zone's outline.
     pub fn distance(&self, x: f64, y: f64) -> f64 {
         let p = &self.polygon;
@@ -147,10 +174,29 @@ pub fn validate(specs: &[ZoneSpec]) -> Result<Vec<Zone>, String> {
                 spec.name
             ));
         }
+        let kinds = [
+            (spec.ignore, "ignore"),
+            (spec.rest, "rest"),
+            (spec.exit, "exit"),
+        ];
+        let set: Vec<&str> = kinds
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, k)| *k)
+            .collect();
+        if set.len() > 1 {
+            return Err(format!(
+                "zones[{i}] ({}): a zone is at most one of ignore, rest and exit; got {}",
+                spec.name,
+                set.join(" and ")
+            ));
+        }
         zones.push(Zone {
             name: spec.name.clone(),
             polygon,
             ignore: spec.ignore,
+            rest: spec.rest,
+            exit: spec.exit,
         });
     }
     Ok(zones)
@@ -242,6 +288,8 @@ pub(crate) fn rect(name: &str, x: f64, y: f64, width: f64, height: f64) -> Zone 
             height,
         }),
         ignore: false,
+        rest: false,
+        exit: false,
     };
     validate(&[spec]).expect("a valid test zone").remove(0)
 }
@@ -289,6 +337,10 @@ mod tests {
             ),
             (r#"[{"name": "a"}]"#, "exactly one of"),
             (
+                r#"[{"name": "a", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}, "rest": true, "exit": true}]"#,
+                "at most one of ignore, rest and exit; got rest and exit",
+            ),
+            (
                 r#"[{"name": "a", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}},
                     {"name": "a", "rect": {"x": 0, "y": 0, "width": 1, "height": 1}}]"#,
                 "used twice",
@@ -318,6 +370,8 @@ mod tests {
                     height: 0.5,
                 }),
                 ignore: false,
+                rest: false,
+                exit: false,
             })
             .collect();
         assert!(

@@ -585,6 +585,7 @@ impl Supervisor {
                 timestamp: humantime::format_rfc3339_micros(frame.captured_at).to_string(),
                 trace_id: job.trace_id.clone(),
                 roi_processing: job.roi.clone(),
+                rest_areas: job.rest_areas.to_vec(),
             },
             shm,
         });

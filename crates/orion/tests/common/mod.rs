@@ -374,7 +374,7 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let health_port = free_port();
         let config = config.replace("{health}", &format!("127.0.0.1:{health_port}"));
-        let config = with_outbox(&config, &dir.path().join("outbox"));
+        let config = with_state(&config, dir.path());
         let path = dir.path().join("orion.yaml");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::File::create(dir.path().join("oriond.log")).expect("log file");
@@ -479,23 +479,26 @@ impl Drop for Daemon {
     }
 }
 
-/// `config` with `outbox.path` set to `path` when it sets none (each test
-/// daemon has its own outbox; the default is relative to the working
-/// directory). Text that is not a YAML mapping is left as it is.
-pub fn with_outbox(config: &str, path: &Path) -> String {
+/// `config` with `outbox.path` and `presence.path` under `dir` where it sets
+/// none (each test daemon has its own state; the defaults are relative to the
+/// working directory). Text that is not a YAML mapping is left as it is.
+pub fn with_state(config: &str, dir: &Path) -> String {
     let Ok(mut v) = serde_norway::from_str::<serde_norway::Value>(config) else {
         return config.to_string();
     };
     let Some(map) = v.as_mapping_mut() else {
         return config.to_string();
     };
-    let outbox = map
-        .entry("outbox".into())
-        .or_insert_with(|| serde_norway::Value::Mapping(Default::default()));
-    if let Some(o) = outbox.as_mapping_mut()
-        && !o.contains_key("path")
-    {
-        o.insert("path".into(), path.to_string_lossy().into_owned().into());
+    for section in ["outbox", "presence"] {
+        let entry = map
+            .entry(section.into())
+            .or_insert_with(|| serde_norway::Value::Mapping(Default::default()));
+        if let Some(o) = entry.as_mapping_mut()
+            && !o.contains_key("path")
+        {
+            let path = dir.join(section).to_string_lossy().into_owned();
+            o.insert("path".into(), path.into());
+        }
     }
     serde_norway::to_string(&v).unwrap_or_else(|_| config.to_string())
 }

@@ -1,0 +1,103 @@
+//! What a camera's room keeps across a restart: the people present when it
+//! was saved (their track, last box, zones, whether they were seen), so that
+//! a restart neither forgets a sleeping resident nor leaves a visit open.
+//!
+//! Owns the snapshot's shape and its checks. Reading and writing the file is
+//! the camera's business; this module never touches a disk.
+
+use std::time::SystemTime;
+
+use orion_protocol::BBox;
+use serde::{Deserialize, Serialize};
+
+use super::tracker::MAX_TRACKS;
+
+/// The present people of one camera, as saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// When it was saved (RFC 3339).
+    pub saved_at: String,
+    /// Track ids below it were given out: a restart never gives them again.
+    pub next_track_id: u64,
+    /// Since when the room has been occupied, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occupied_since: Option<String>,
+    pub people: Vec<SavedPerson>,
+}
+
+/// One present person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedPerson {
+    pub track_id: u64,
+    /// The last box (full-frame pixels).
+    pub bbox: BBox,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// Detected when saved (else unseen).
+    pub seen: bool,
+    /// How long they had been unseen when saved.
+    pub unseen_for_s: f64,
+    /// The zones they were in.
+    pub zones: Vec<String>,
+}
+
+fn parse(t: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(t).ok()
+}
+
+impl Snapshot {
+    pub fn saved_at(&self) -> Option<SystemTime> {
+        parse(&self.saved_at)
+    }
+
+    /// Parses a saved snapshot, refusing what no save writes: too many people,
+    /// boxes or times that are not numbers.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if s.people.len() > MAX_TRACKS {
+            return Err(format!("{} people; at most {MAX_TRACKS}", s.people.len()));
+        }
+        if s.saved_at().is_none() {
+            return Err(format!("saved_at `{}` is not an RFC 3339 time", s.saved_at));
+        }
+        for (i, p) in s.people.iter().enumerate() {
+            let b = &p.bbox;
+            let finite = [b.x, b.y, b.width, b.height, p.unseen_for_s]
+                .iter()
+                .all(|v| v.is_finite());
+            if !finite || p.unseen_for_s < 0.0 || p.track_id == 0 || p.track_id >= s.next_track_id {
+                return Err(format!("people[{i}] is not a saved person"));
+            }
+            if p.zones.len() > crate::tracking::zones::MAX_ZONES {
+                return Err(format!("people[{i}] is in too many zones"));
+            }
+        }
+        Ok(s)
+    }
+}
+
+impl Snapshot {
+    /// The same people, in the same zones, seen or not (when saved and where
+    /// exactly aside).
+    pub fn same_people(&self, other: &Snapshot) -> bool {
+        let key = |s: &Snapshot| -> Vec<(u64, bool, Vec<String>)> {
+            s.people
+                .iter()
+                .map(|p| (p.track_id, p.seen, p.zones.clone()))
+                .collect()
+        };
+        self.occupied_since == other.occupied_since && key(self) == key(other)
+    }
+}
+
+impl SavedPerson {
+    pub fn first_seen(&self) -> Option<SystemTime> {
+        parse(&self.first_seen)
+    }
+
+    pub fn last_seen(&self) -> Option<SystemTime> {
+        parse(&self.last_seen)
+    }
+}
