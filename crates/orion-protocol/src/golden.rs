@@ -28,6 +28,7 @@ pub fn to_worker() -> Vec<(&'static str, ToWorker<'static>)> {
                     timestamp: "2026-11-27T21:00:00.250000Z".into(),
                     trace_id: "room-101-cam-42".into(),
                     rest_areas: Vec::new(),
+                    exit_areas: Vec::new(),
                     roi_processing: RoiProcessing {
                         source: "full_frame".into(),
                         crop: PixelRect {
@@ -63,6 +64,7 @@ pub fn to_worker() -> Vec<(&'static str, ToWorker<'static>)> {
                     timestamp: "2026-11-27T21:00:00.316667Z".into(),
                     trace_id: "room-101-cam-43".into(),
                     rest_areas: Vec::new(),
+                    exit_areas: Vec::new(),
                     roi_processing: RoiProcessing {
                         source: "external".into(),
                         crop: PixelRect {

@@ -74,6 +74,11 @@ pub struct FrameMeta {
     /// was trained on upright people). Absent: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rest_areas: Vec<NormRect>,
+    /// Where people come and go (exit zones: a door), normalized squares: a
+    /// person detector looks at each on its own too (closer: a person half in
+    /// view in a doorway is found there). Absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exit_areas: Vec<NormRect>,
 }
 
 /// The crop a worker runs on, chosen by ROI attention.

@@ -39,7 +39,7 @@ fn job() -> Arc<Job> {
         frame,
         roi: RoiAttention::new(640, 480, &RoisConfig::default()).process(),
         trace_id: "bench-1".into(),
-        rest_areas: Arc::from(Vec::new()),
+        looks: Arc::default(),
         grayscale: false,
     })
 }

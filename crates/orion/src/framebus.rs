@@ -36,8 +36,9 @@ pub struct Job {
     pub frame: Arc<Frame>,
     pub roi: RoiProcessing,
     pub trace_id: String,
-    /// The camera's rest areas (normalized) when the frame was accepted.
-    pub rest_areas: Arc<[orion_protocol::NormRect]>,
+    /// Where the camera's workers look besides the crop (from its zones)
+    /// when the frame was accepted.
+    pub looks: Arc<crate::tracking::zones::LookAreas>,
     /// The frame has no colour (an infrared camera at night).
     pub grayscale: bool,
 }
@@ -279,7 +280,7 @@ mod tests {
             frame,
             roi: RoiAttention::new(8, 4, &crate::config::RoisConfig::default()).process(),
             trace_id: format!("t-{seq}"),
-            rest_areas: Arc::from(Vec::new()),
+            looks: Arc::default(),
             grayscale: false,
         })
     }

@@ -9,33 +9,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Mosquitto, Subscriber};
+use common::{Daemon, Mosquitto, Subscriber, collect_until};
 use serde_json::Value;
 
 /// Makes the visit video; returns its path and timings.
 fn visit_video(dir: &std::path::Path) -> (std::path::PathBuf, Value) {
     common::make_video(dir, &["4", "3", "6", "3", "10"])
-}
-
-/// Everything received on `sub` until `done` says so (bounded by `timeout`).
-fn collect_until(
-    sub: &Subscriber,
-    timeout: Duration,
-    mut done: impl FnMut(&[(String, Value)]) -> bool,
-) -> Vec<(String, Value)> {
-    let until = Instant::now() + timeout;
-    let mut got = Vec::new();
-    while !done(&got) {
-        let left = until
-            .checked_duration_since(Instant::now())
-            .unwrap_or_else(|| panic!("timed out; received: {got:#?}"));
-        let Ok((topic, payload)) = sub.rx.recv_timeout(left) else {
-            continue;
-        };
-        let v = serde_json::from_slice(&payload).unwrap_or(Value::Null);
-        got.push((topic, v));
-    }
-    got
 }
 
 #[test]

@@ -56,7 +56,7 @@ fn sized_job(seq: u64, width: u32, height: u32) -> Arc<Job> {
         frame,
         roi: RoiAttention::new(width, height, &orion::config::RoisConfig::default()).process(),
         trace_id: format!("t-{seq}"),
-        rest_areas: Arc::from(Vec::new()),
+        looks: Arc::default(),
         grayscale: false,
     })
 }

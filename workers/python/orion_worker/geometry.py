@@ -45,8 +45,8 @@ def crop_to_frame(boxes: np.ndarray, crop: Crop) -> np.ndarray:
 
 
 def rest_crops(areas: Any, frame_width: int, frame_height: int) -> list[Crop]:
-    """The rest areas of a frame's meta (normalized rects) as crops in pixels;
-    malformed entries are skipped (at most 16)."""
+    """Look areas of a frame's meta (`rest_areas`, `exit_areas`: normalized
+    rects) as crops in pixels; malformed entries are skipped (at most 16)."""
     crops: list[Crop] = []
     if not isinstance(areas, list):
         return crops

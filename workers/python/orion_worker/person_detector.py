@@ -37,26 +37,35 @@ class PersonDetector(Worker):
     def model_info(self) -> dict[str, Any]:
         return protocol.model_info(self.models.name, self.models.input_size, self.models.backend)
 
-    def detect(self, image: np.ndarray, crop: Crop, target_size: int | None = None, rest: list[Crop] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, Any]]:
+    def detect(
+        self,
+        image: np.ndarray,
+        crop: Crop,
+        target_size: int | None = None,
+        rest: list[Crop] | None = None,
+        exits: list[Crop] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, Any]]:
         """Boxes in full-frame pixels, scores, timings and the model used.
 
         Each rest area (where people lie) is looked at turned a quarter both
         ways too: the detector was trained on upright people and misses most
-        people lying down (see docs/benchmarks.md)."""
+        people lying down. Each exit area (a doorway) is looked at on its own:
+        closer, a person half in view there is found (see docs/benchmarks.md)."""
         started = time.perf_counter()
         detector = self.models.pick(target_size)
         found = detector.detect(crop.apply(image), self.confidence)
         all_boxes = [crop_to_frame(found.boxes, crop)]
         all_scores = [found.scores]
         pre, inf, post = found.preprocess_ms, found.inference_ms, found.postprocess_ms
-        for area in rest or []:
+        looks = [(area, k) for area in rest or [] for k in (1, -1)] + [(area, 0) for area in exits or []]
+        for area, k in looks:
             part = area.apply(image)
-            turned_detector = self.models.pick(None)
-            for k in (1, -1):
-                turned = turned_detector.detect(np.ascontiguousarray(np.rot90(part, k)), self.confidence)
-                all_boxes.append(turned_back(turned.boxes, area, k))
-                all_scores.append(turned.scores)
-                pre, inf, post = pre + turned.preprocess_ms, inf + turned.inference_ms, post + turned.postprocess_ms
+            if k:
+                part = np.ascontiguousarray(np.rot90(part, k))
+            seen = self.models.pick(None).detect(part, self.confidence)
+            all_boxes.append(turned_back(seen.boxes, area, k) if k else crop_to_frame(seen.boxes, area))
+            all_scores.append(seen.scores)
+            pre, inf, post = pre + seen.preprocess_ms, inf + seen.inference_ms, post + seen.postprocess_ms
         boxes = np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4))
         scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
         keep = final_boxes(boxes, scores)
@@ -70,7 +79,8 @@ class PersonDetector(Worker):
         roi = meta.get("roi_processing") or {}
         target = roi.get("target_size") if isinstance(roi.get("target_size"), int) else None
         rest = rest_crops(meta.get("rest_areas"), image.shape[1], image.shape[0])
-        boxes, scores, timings, model = self.detect(image, crop, target, rest)
+        exits = rest_crops(meta.get("exit_areas"), image.shape[1], image.shape[0])
+        boxes, scores, timings, model = self.detect(image, crop, target, rest, exits)
         detections = [
             protocol.detection(protocol.rect(b[0], b[1], b[2] - b[0], b[3] - b[1]), s, "person")
             for b, s in zip(boxes, scores)

@@ -105,3 +105,23 @@ def test_rest_areas_come_from_the_frame_meta(ssd):
     msg = PersonDetector(ssd, 0.5).process(frame, Crop(0, 0, 640, 480), {"seq": 1, "meta": meta})
     assert msg["person_count"] == 1, msg["detections"]
     assert PersonDetector(ssd, 0.5).process(frame, Crop(0, 0, 640, 480), {"seq": 1, "meta": {"trace_id": "t"}})["person_count"] == 0
+
+
+def test_a_person_half_in_view_in_a_doorway_is_found_by_looking_at_the_door(ssd):
+    """A real person 60 % in view at the frame's left edge: the whole frame
+    misses them, a look at the door (an exit area) finds them."""
+    from PIL import Image
+
+    frame = np.empty((480, 640, 3), dtype=np.uint8)
+    frame[:] = (205, 200, 185)
+    frame[int(480 * 0.78) :] = (120, 95, 70)
+    person = np.asarray(Image.fromarray(load_rgb("astronaut.png")).resize((240, 240)))
+    shown = int(240 * 0.6)
+    frame[220:460, 0:shown] = person[:, 240 - shown :]
+    detector = PersonDetector(ssd, confidence=0.3)
+    _, whole, _, _ = detector.detect(frame, Crop(0, 0, 640, 480))
+    assert len(whole) == 0, whole
+    door = Crop(0, 160, 320, 320)
+    boxes, scores, _, _ = detector.detect(frame, Crop(0, 0, 640, 480), exits=[door])
+    assert len(scores) == 1 and scores[0] >= 0.5, scores
+    assert boxes[0][0] <= 5 and boxes[0][2] <= shown + 20, boxes[0]

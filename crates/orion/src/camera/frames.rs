@@ -16,6 +16,7 @@ use crate::attention::{RateGate, RoiAttention};
 use crate::framebus::{CameraPort, Job};
 use crate::metrics::Metrics;
 use crate::stream::{CapturedFrame, Frame, FrameReceiver, RgbConverter};
+use crate::tracking::zones::LookAreas;
 
 /// Reads the newest-frame slot of one camera and feeds the frame bus.
 pub struct FrameConsumer {
@@ -32,8 +33,8 @@ pub struct FrameConsumer {
     pub paused: watch::Receiver<bool>,
     /// Converts the frames that are inferred (and only those) to RGB.
     pub rgb: RgbConverter,
-    /// The camera's rest areas (set with its zones).
-    pub rest_areas: watch::Receiver<Arc<[orion_protocol::NormRect]>>,
+    /// Where the workers look besides the crop (set with the zones).
+    pub looks: watch::Receiver<Arc<LookAreas>>,
 }
 
 /// Whether an RGB frame has no colour: nearly every sampled pixel has equal
@@ -117,7 +118,7 @@ impl FrameConsumer {
             rate_hz: *self.rate_hz.borrow(),
             trace_id: format!("{}-{}", self.instance_id, frame.seq),
             roi,
-            rest_areas: self.rest_areas.borrow().clone(),
+            looks: self.looks.borrow().clone(),
             grayscale: grayscale(frame.data()),
             frame,
         };

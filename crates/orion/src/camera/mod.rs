@@ -49,6 +49,7 @@ use crate::status::{self, CameraWatch, StreamOwner, WorkerView};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
 use crate::tracking::room::{Edges, RoomSettings, RoomTracker, Thresholds};
 use crate::tracking::tracker::TrackerSettings;
+use crate::tracking::zones::LookAreas;
 use crate::ui::{Ui, UiCamera};
 use crate::worker::{DetectorPool, ResultRoutes};
 use frames::FrameConsumer;
@@ -389,7 +390,13 @@ impl Parts {
                 .filter(|w| w.metrics.id.starts_with(crate::config::PERSON_DETECTOR))
                 .cloned()
                 .collect(),
-            rest_areas: watch::channel(results::rest_areas(&zones)).0,
+            looks: watch::channel(Arc::new(LookAreas::of(
+                &zones,
+                config.stream.width,
+                config.stream.height,
+            )))
+            .0,
+            frame_size: (config.stream.width, config.stream.height),
             snapshot: watch::channel(None).0,
             discovery: config
                 .homeassistant
@@ -534,7 +541,7 @@ impl Parts {
                 rate_hz,
                 paused: self.watch.paused.clone(),
                 rgb: RgbConverter::default(),
-                rest_areas: results.rest_areas.subscribe(),
+                looks: results.looks.subscribe(),
             }
             .run(frames, self.tasks.clone())
             .in_current_span(),

@@ -25,7 +25,7 @@ use crate::status::MqttStatus;
 use crate::status::{CameraWatch, WorkerView};
 use crate::tracking::room::{Output, RoomTracker, Sight, Stamp, Watching};
 use crate::tracking::snapshot::Snapshot;
-use crate::tracking::zones::Zone;
+use crate::tracking::zones::{LookAreas, Zone};
 use crate::worker::WorkerOutput;
 
 /// How often time is advanced for the signals of cameras without results.
@@ -158,8 +158,11 @@ pub struct CameraResults {
     /// (whether the camera watches the room).
     pub watch: CameraWatch,
     pub detectors: Vec<WorkerView>,
-    /// The rest areas the frame consumer sends along (from the zones).
-    pub rest_areas: watch::Sender<Arc<[NormRect]>>,
+    /// Where the workers look besides the crop (from the zones), sent
+    /// along by the frame consumer.
+    pub looks: watch::Sender<Arc<LookAreas>>,
+    /// The frame's size (for the look areas).
+    pub frame_size: (u32, u32),
     /// The present people, for the camera's presence keeper to save.
     pub snapshot: watch::Sender<Option<Snapshot>>,
     /// Home Assistant discovery prefix, when enabled.
@@ -340,37 +343,15 @@ impl ZoneTable for CameraResults {
     }
 
     /// Publishes what the change does: `zone_left` of people in a zone that
-    /// went away, occupancy; the workers look at the new rest zones.
+    /// went away, occupancy; the workers look at the new rest and exit
+    /// zones.
     fn set_zones(&self, zones: Vec<Zone>) {
-        self.rest_areas.send_replace(rest_areas(&zones));
+        let (width, height) = self.frame_size;
+        self.looks
+            .send_replace(Arc::new(LookAreas::of(&zones, width, height)));
         let out = self.room().set_zones(zones, Stamp::now());
         self.publish_signals(&out);
     }
-}
-
-/// How far around a rest zone a lying person is looked for (fraction of the
-/// zone's size, each side): people lie across the edge of a bed.
-const REST_AREA_MARGIN: f64 = 0.15;
-
-/// The areas (normalized) a person detector looks at turned as well: each
-/// rest zone's bounds, widened by [`REST_AREA_MARGIN`], inside the frame.
-pub fn rest_areas(zones: &[Zone]) -> Arc<[NormRect]> {
-    zones
-        .iter()
-        .filter(|z| z.rest)
-        .map(|z| {
-            let (x0, y0, x1, y1) = z.bounds();
-            let (mx, my) = ((x1 - x0) * REST_AREA_MARGIN, (y1 - y0) * REST_AREA_MARGIN);
-            let (x0, y0) = ((x0 - mx).max(0.0), (y0 - my).max(0.0));
-            let (x1, y1) = ((x1 + mx).min(1.0), (y1 + my).min(1.0));
-            NormRect {
-                x: x0,
-                y: y0,
-                width: x1 - x0,
-                height: y1 - y0,
-            }
-        })
-        .collect()
 }
 
 impl CameraResults {

@@ -7,8 +7,9 @@
 //! edges, zones marked `exit`) is *unseen*, still present, still in their
 //! zones, until `unseen_timeout` of results without them. Detections above the
 //! starting threshold start tracks; weaker ones (down to the keeping threshold)
-//! only keep known people; a box touching the frame's edge starts a track at
-//! the lower edge threshold (a person half in view). Night (grayscale frames)
+//! only keep known people; a box touching the frame's edge (or standing in an
+//! exit zone: a doorway) starts a track at the lower edge threshold (a person
+//! half in view). Night (grayscale frames)
 //! has thresholds of its own; the switch never starts or ends a visit.
 //!
 //! Zones: a confirmed track is in a zone once its anchor point (the bottom centre
@@ -651,7 +652,8 @@ impl RoomTracker {
                 if in_zone_kind(&self.settings.zones, at, |z| z.ignore) || *confidence < t.keep {
                     return None;
                 }
-                let start = if self.half_in_view(b) {
+                let doorway = in_zone_kind(&self.settings.zones, at, |z| z.exit);
+                let start = if self.half_in_view(b) || doorway {
                     t.start.min(t.edge_start)
                 } else {
                     t.start

@@ -131,6 +131,60 @@ fn segment_distance(p: [f64; 2], a: [f64; 2], b: [f64; 2]) -> f64 {
     ((p[0] - cx).powi(2) + (p[1] - cy).powi(2)).sqrt()
 }
 
+/// Where a person detector looks besides its crop, from the zones: rest
+/// zones turned a quarter both ways (people lie there), exit zones upright as
+/// squares of their own (people stand half in view in a doorway, and a closer
+/// look finds them). Normalized rects inside the frame.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LookAreas {
+    pub rest: Vec<orion_protocol::NormRect>,
+    pub exits: Vec<orion_protocol::NormRect>,
+}
+
+/// How far around a rest zone a lying person is looked for (fraction of the
+/// zone's size, each side): people lie across the edge of a bed.
+const REST_AREA_MARGIN: f64 = 0.15;
+
+impl LookAreas {
+    /// The look areas of `zones` on a `width` x `height` frame.
+    pub fn of(zones: &[Zone], width: u32, height: u32) -> Self {
+        let (w, h) = (f64::from(width.max(1)), f64::from(height.max(1)));
+        let rect = |x0: f64, y0: f64, x1: f64, y1: f64| {
+            let (x0, y0) = (x0.max(0.0), y0.max(0.0));
+            let (x1, y1) = (x1.min(1.0), y1.min(1.0));
+            orion_protocol::NormRect {
+                x: x0,
+                y: y0,
+                width: x1 - x0,
+                height: y1 - y0,
+            }
+        };
+        let rest = zones
+            .iter()
+            .filter(|z| z.rest)
+            .map(|z| {
+                let (x0, y0, x1, y1) = z.bounds();
+                let (mx, my) = ((x1 - x0) * REST_AREA_MARGIN, (y1 - y0) * REST_AREA_MARGIN);
+                rect(x0 - mx, y0 - my, x1 + mx, y1 + my)
+            })
+            .collect();
+        let exits = zones
+            .iter()
+            .filter(|z| z.exit)
+            .map(|z| {
+                // A square (in pixels) around the zone, moved inside the frame.
+                let (x0, y0, x1, y1) = z.bounds();
+                let side = ((x1 - x0) * w).max((y1 - y0) * h).min(w.min(h));
+                let (cx, cy) = ((x0 + x1) / 2.0 * w, (y0 + y1) / 2.0 * h);
+                let left = (cx - side / 2.0).clamp(0.0, w - side);
+                let top = (cy - side / 2.0).clamp(0.0, h - side);
+                rect(left / w, top / h, (left + side) / w, (top + side) / h)
+            })
+            .collect();
+        Self { rest, exits }
+    }
+}
+
 fn in_unit(v: f64) -> bool {
     v.is_finite() && (0.0..=1.0).contains(&v)
 }
@@ -313,6 +367,38 @@ mod tests {
         assert!(!zones[0].contains(0.6, 0.7));
         assert!(zones[1].contains(0.9, 0.5), "inside the triangle");
         assert!(!zones[1].contains(0.75, 0.8), "left of its diagonal");
+    }
+
+    #[test]
+    fn rest_zones_are_looked_at_widened_and_exits_as_squares_inside_the_frame() {
+        let zones = validate(&spec(
+            r#"[{"name": "bed", "rect": {"x": 0.1, "y": 0.5, "width": 0.4, "height": 0.4}, "rest": true},
+                {"name": "door", "rect": {"x": 0.0, "y": 0.3, "width": 0.2, "height": 0.7}, "exit": true},
+                {"name": "tv", "rect": {"x": 0.7, "y": 0.1, "width": 0.2, "height": 0.2}, "ignore": true}]"#,
+        ))
+        .expect("valid");
+        let looks = LookAreas::of(&zones, 640, 480);
+        assert_eq!(looks.rest.len(), 1);
+        let r = looks.rest[0];
+        assert!(
+            (r.x - 0.04).abs() < 1e-9 && (r.width - 0.52).abs() < 1e-9,
+            "{r:?}"
+        );
+        assert!(
+            (r.y - 0.44).abs() < 1e-9 && (r.y + r.height - 0.96).abs() < 1e-9,
+            "{r:?}"
+        );
+        // The door: 0.7 of 480 px tall = 336 px square, at the frame's left
+        // edge, its bottom at the door's.
+        let e = looks.exits[0];
+        assert!(
+            (e.x - 0.0).abs() < 1e-9 && (e.width * 640.0 - 336.0).abs() < 1e-6,
+            "{e:?}"
+        );
+        assert!(
+            (e.height * 480.0 - 336.0).abs() < 1e-6 && (e.y + e.height - 1.0).abs() < 1e-9,
+            "{e:?}"
+        );
     }
 
     #[test]

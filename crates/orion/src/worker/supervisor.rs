@@ -585,7 +585,8 @@ impl Supervisor {
                 timestamp: humantime::format_rfc3339_micros(frame.captured_at).to_string(),
                 trace_id: job.trace_id.clone(),
                 roi_processing: job.roi.clone(),
-                rest_areas: job.rest_areas.to_vec(),
+                rest_areas: job.looks.rest.clone(),
+                exit_areas: job.looks.exits.clone(),
             },
             shm,
         });

@@ -591,6 +591,52 @@ pub fn make_video(dir: &Path, args: &[&str]) -> (std::path::PathBuf, serde_json:
     (path, info)
 }
 
+/// Makes a scene video with `scene_video.py` (`args` after the output path:
+/// the scene and its options) in `dir` as `name`; returns its path and the
+/// timings the script prints.
+pub fn scene_video(
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+) -> (std::path::PathBuf, serde_json::Value) {
+    let path = dir.join(name);
+    let out = Command::new(venv_python())
+        .arg(repo_root().join("crates/orion/tests/scene_video.py"))
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run scene_video.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = serde_json::from_slice(&out.stdout).expect("timings JSON");
+    (path, info)
+}
+
+/// Everything received on `sub` (topic, JSON; `null` for what is not JSON)
+/// until `done` says so, bounded by `timeout`.
+pub fn collect_until(
+    sub: &Subscriber,
+    timeout: Duration,
+    mut done: impl FnMut(&[(String, serde_json::Value)]) -> bool,
+) -> Vec<(String, serde_json::Value)> {
+    let until = Instant::now() + timeout;
+    let mut got = Vec::new();
+    while !done(&got) {
+        let left = until
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("timed out; received: {got:#?}"));
+        let Ok((topic, payload)) = sub.rx.recv_timeout(left) else {
+            continue;
+        };
+        let v = serde_json::from_slice(&payload).unwrap_or(serde_json::Value::Null);
+        got.push((topic, v));
+    }
+    got
+}
+
 /// Adds `name` to the detector's model catalog: an SSD entry at `path`.
 pub fn catalog_entry(c: &mut serde_norway::Value, name: &str, path: &Path) {
     let entry: serde_norway::Value = serde_norway::from_str(&format!(

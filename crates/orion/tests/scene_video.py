@@ -1,0 +1,162 @@
+"""Makes the scene videos of the presence tests from a real photo of a person
+(the astronaut portrait of the test images): 640x480, 15 fps, H.264 in MP4
+(gst-launch-1.0 with x264enc).
+
+    scene_video.py OUTPUT bed [--night] [--lying-s S] [--asleep]
+        A room with a bed: empty, a person walks in from the left, stands beside
+        the bed, lies on it (the portrait turned a quarter), gets up, stands
+        beside it and walks out to the left; empty again. --asleep: only the
+        person lying on the bed, all along.
+    scene_video.py OUTPUT edge [--visible F] [--stay-s S]
+        A person slides in at the left edge and stays there only a fraction F
+        in view (a doorway), then slides out.
+
+--night: the same scene grayscale, darker and noisy (an infrared camera).
+--frames DIR: also writes every 15th frame as DIR/NNNN.png (for measuring).
+
+Prints one JSON line: the seconds at which each part starts, and the bed
+(normalized) for the bed scene.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from visit_video import FPS, HEIGHT, WIDTH, background, encoder
+
+IMAGES = Path(__file__).resolve().parents[3] / "workers" / "python" / "tests" / "images"
+SIZE = 240
+BED = (240, 250, 380, 190)  # x, y, width, height in pixels
+TOP = HEIGHT - SIZE - 20
+
+
+def portrait(name: str, width: int, height: int, turn: int = 0) -> np.ndarray:
+    img = np.asarray(Image.open(IMAGES / name).convert("RGB"))
+    if turn:
+        img = np.ascontiguousarray(np.rot90(img, turn))
+    return np.asarray(Image.fromarray(img).resize((width, height), Image.BILINEAR))
+
+
+def paste(frame: np.ndarray, img: np.ndarray, x: int, y: int) -> None:
+    """`img` with its top left at (x, y), cut by the frame's edges."""
+    h, w = img.shape[:2]
+    x0, x1 = max(x, 0), min(x + w, WIDTH)
+    y0, y1 = max(y, 0), min(y + h, HEIGHT)
+    if x1 > x0 and y1 > y0:
+        frame[y0:y1, x0:x1] = img[y0 - y : y1 - y, x0 - x : x1 - x]
+
+
+def room_with_bed() -> np.ndarray:
+    frame = background()
+    x, y, w, h = BED
+    frame[y + 20 : y + h, x : x + w] = (150, 110, 80)  # frame of the bed
+    frame[y : y + h - 30, x + 10 : x + w - 10] = (232, 232, 240)  # sheets
+    frame[y + 10 : y + 60, x + w - 90 : x + w - 20] = (250, 250, 252)  # pillow
+    return frame
+
+
+def bed(args: argparse.Namespace, write) -> dict:
+    standing = portrait("astronaut.png", SIZE, SIZE)
+    bx, by, bw, bh = BED
+    lying = portrait("astronaut.png", bw - 40, bh - 40, turn=1)
+    room = room_with_bed()
+    beside = 60  # standing in front of the bed's left end
+    parts = [("empty", 2.0), ("in", 2.0), ("stand", 2.0), ("lie", args.lying_s), ("stand", 3.0), ("out", 2.0), ("empty", 4.0)]
+    if args.asleep:
+        parts = [("lie", args.lying_s)]
+    starts = {}
+    t = 0.0
+    for kind, seconds in parts:
+        starts.setdefault(kind if kind != "stand" or "lie" not in starts else "up", t)
+        n = int(round(seconds * FPS))
+        for i in range(n):
+            f = i / max(n - 1, 1)
+            frame = room.copy()
+            if kind == "in":
+                paste(frame, standing, int(-SIZE + f * (beside + SIZE)), TOP)
+            elif kind == "stand":
+                paste(frame, standing, beside, TOP)
+            elif kind == "lie":
+                paste(frame, lying, bx + 20, by + 5)
+            elif kind == "out":
+                paste(frame, standing, int(beside - f * (beside + SIZE)), TOP)
+            write(frame)
+        t += seconds
+    info = {"duration_s": t, "lying_s": starts["lie"]}
+    if not args.asleep:
+        info.update(in_view_s=starts["in"] + 2.0, up_s=starts["up"], gone_s=starts["out"] + 2.0)
+    info["bed"] = {"x": bx / WIDTH, "y": by / HEIGHT, "width": bw / WIDTH, "height": bh / HEIGHT}
+    return info
+
+
+def edge(args: argparse.Namespace, write) -> dict:
+    person = portrait("astronaut.png", SIZE, SIZE)
+    room = background()
+    shown = int(SIZE * args.visible)
+    parts = [("empty", 2.0), ("in", 1.0), ("stay", args.stay_s), ("out", 1.0), ("empty", 4.0)]
+    t = 0.0
+    starts = {}
+    for kind, seconds in parts:
+        starts.setdefault(kind, t)
+        n = int(round(seconds * FPS))
+        for i in range(n):
+            f = i / max(n - 1, 1)
+            frame = room.copy()
+            if kind == "in":
+                paste(frame, person, int(-SIZE + f * shown), TOP)
+            elif kind == "stay":
+                paste(frame, person, shown - SIZE, TOP)
+            elif kind == "out":
+                paste(frame, person, int(shown - SIZE - f * shown), TOP)
+            write(frame)
+        t += seconds
+    door = {"x": 0.0, "y": 0.3, "width": 0.3, "height": 0.7}
+    return {"in_view_s": starts["stay"], "gone_s": starts["out"], "duration_s": t, "visible": args.visible, "door": door}
+
+
+def night(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    gray = frame.astype(np.float32).mean(axis=2, keepdims=True) * 0.7
+    gray = gray + rng.normal(0, 4, gray.shape)
+    return np.repeat(np.clip(gray, 0, 255).astype(np.uint8), 3, axis=2)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("output")
+    p.add_argument("scene", choices=["bed", "edge"])
+    p.add_argument("--night", action="store_true")
+    p.add_argument("--lying-s", type=float, default=16.0)
+    p.add_argument("--asleep", action="store_true")
+    p.add_argument("--visible", type=float, default=0.6)
+    p.add_argument("--stay-s", type=float, default=12.0)
+    p.add_argument("--frames", type=Path)
+    args = p.parse_args()
+    proc = subprocess.Popen(encoder(args.output), stdin=subprocess.PIPE)
+    rng = np.random.default_rng(7)
+    count = [0]
+
+    def write(frame: np.ndarray) -> None:
+        if args.night:
+            frame = night(frame, rng)
+        if args.frames and count[0] % FPS == 0:
+            args.frames.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(frame).save(args.frames / f"{count[0] // FPS:04d}.png")
+        count[0] += 1
+        proc.stdin.write(frame.tobytes())
+
+    info = bed(args, write) if args.scene == "bed" else edge(args, write)
+    proc.stdin.close()
+    code = proc.wait()
+    print(json.dumps(info))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
