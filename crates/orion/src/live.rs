@@ -1,5 +1,6 @@
 //! One camera's live feed for the UI: its newest frame as JPEG, at most
-//! `ui.max_fps`, and its result messages, to every viewer.
+//! `ui.max_fps`, its result messages, and its room (the occupancy with the
+//! people seen and unseen, and the recent events), to every viewer.
 //!
 //! Owns the encoder task of the camera and the viewer count. The task idles on
 //! the count (no timer, no work) while nobody watches; while someone does it
@@ -26,6 +27,8 @@ pub const MAX_VIEWERS: usize = 8;
 /// Result messages kept for a slow viewer; beyond it it skips (and the page
 /// draws the newer ones).
 const RESULTS_KEPT: usize = 16;
+/// Recent events a viewer gets with the room.
+const EVENTS_KEPT: usize = 12;
 
 /// A frame as viewers get it.
 #[derive(Debug)]
@@ -46,8 +49,19 @@ pub struct LiveFeed {
     viewers: watch::Sender<usize>,
     latest: watch::Sender<Option<Arc<LiveFrame>>>,
     results: broadcast::Sender<Arc<str>>,
+    /// The room as the page shows it (JSON: `occupancy`, `events` newest
+    /// last); a new viewer gets it at once.
+    room: watch::Sender<Option<Arc<str>>>,
+    /// What `room` is made of.
+    room_parts: std::sync::Mutex<RoomParts>,
     /// Cancelled when the camera stops: its viewers' streams end.
     closed: CancellationToken,
+}
+
+#[derive(Default)]
+struct RoomParts {
+    occupancy: serde_json::Value,
+    events: std::collections::VecDeque<serde_json::Value>,
 }
 
 /// One viewer: counted while it lives.
@@ -55,6 +69,7 @@ pub struct Viewer {
     feed: Arc<LiveFeed>,
     pub frames: watch::Receiver<Option<Arc<LiveFrame>>>,
     pub results: broadcast::Receiver<Arc<str>>,
+    pub room: watch::Receiver<Option<Arc<str>>>,
 }
 
 impl Drop for Viewer {
@@ -86,6 +101,8 @@ impl LiveFeed {
             viewers: watch::channel(0).0,
             latest: watch::channel(None).0,
             results: broadcast::channel(RESULTS_KEPT).0,
+            room: watch::channel(None).0,
+            room_parts: std::sync::Mutex::new(RoomParts::default()),
             closed: CancellationToken::new(),
         })
     }
@@ -109,10 +126,13 @@ impl LiveFeed {
             return None;
         }
         self.metrics.ui_viewers.set(*self.viewers.borrow() as f64);
+        let mut room = self.room.subscribe();
+        room.mark_changed();
         Some(Viewer {
             feed: self.clone(),
             frames: self.latest.subscribe(),
             results: self.results.subscribe(),
+            room,
         })
     }
 
@@ -133,6 +153,27 @@ impl LiveFeed {
         {
             let _ = self.results.send(Arc::from(text));
         }
+    }
+
+    /// The room changed: a new occupancy (JSON) and/or new events (JSON each).
+    pub fn offer_room(&self, occupancy: Option<&[u8]>, events: &[Vec<u8>]) {
+        if occupancy.is_none() && events.is_empty() {
+            return;
+        }
+        let mut parts = self.room_parts.lock().expect("live room poisoned");
+        if let Some(o) = occupancy.and_then(|o| serde_json::from_slice(o).ok()) {
+            parts.occupancy = o;
+        }
+        for e in events {
+            if let Ok(v) = serde_json::from_slice(e) {
+                parts.events.push_back(v);
+            }
+        }
+        while parts.events.len() > EVENTS_KEPT {
+            parts.events.pop_front();
+        }
+        let json = serde_json::json!({"occupancy": parts.occupancy, "events": parts.events});
+        self.room.send_replace(Some(Arc::from(json.to_string())));
     }
 
     /// The encoder: idle while nobody watches; stops on `cancel`.

@@ -179,6 +179,15 @@ fn the_page_shows_frames_and_boxes_and_its_roi_and_zones_reach_the_daemon() {
         "the status panel names the model: {seen}"
     );
 
+    // The room: the person in it, and the events that said so.
+    let presence = seen["presence_text"].as_str().expect("presence");
+    assert!(
+        presence.starts_with("occupied: 1 person (1 seen, 0 not seen"),
+        "{presence}"
+    );
+    let events = seen["events_text"].as_str().expect("events");
+    assert!(events.contains("person_entered #"), "{events}");
+
     // The ROI drawn with the mouse is the daemon's now, and results use it.
     assert!(
         seen["roi_reply"]

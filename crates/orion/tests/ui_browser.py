@@ -1,7 +1,7 @@
 """Drives the live view in a real browser (Debian's chromium, headless, through
 Playwright) for tests/ui.rs, and prints what it saw as one JSON line.
 
-    ui_browser.py view  URL [SCREENSHOT]   frames, boxes, ROI and zone drawing, camera picker
+    ui_browser.py view  URL [SCREENSHOT]   frames, boxes, the room, ROI and zone drawing, camera picker
     ui_browser.py token URL                a page opened with ?token= works, controls too
     ui_browser.py privacy URL              privacy mode: a neutral picture, boxes still drawn
 
@@ -69,6 +69,10 @@ def view(p, url, screenshot):
     page.wait_for_function("document.querySelector('#overlay rect.box')", timeout=30000)
     out["box"] = page.evaluate(FIRST_BOX)
     out["status_text"] = page.locator("#status").text_content()
+    page.wait_for_function("document.getElementById('presence').textContent.startsWith('occupied')", timeout=30000)
+    out["presence_text"] = page.locator("#presence").text_content()
+    page.wait_for_function("document.querySelectorAll('#events li').length > 0", timeout=30000)
+    out["events_text"] = page.locator("#events").text_content()
 
     page.click("#drawroi")
     out["roi_reply"] = reply_after(page, lambda: drag(page, 0.2, 0.2, 0.7, 0.8))
@@ -77,9 +81,10 @@ def view(p, url, screenshot):
     out["invalid_reply"] = reply_after(page, lambda: drag(page, 0.6, 0.3, 1.3, 0.6))
 
     page.fill("#zonename", "bed")
+    page.select_option("#zonekind", "rest")
     page.click("#drawzone")
     out["zone_reply"] = reply_after(page, lambda: drag(page, 0.1, 0.5, 0.5, 0.95))
-    page.wait_for_function("document.querySelector('#overlay polygon.zone[data-name=\"bed\"]')", timeout=10000)
+    page.wait_for_function("document.querySelector('#overlay polygon.zone.rest[data-name=\"bed\"]')", timeout=10000)
     out["zone_drawn"] = True
     if screenshot:
         page.wait_for_timeout(1500)

@@ -277,6 +277,18 @@ impl CameraResults {
     /// into the outbox (published QoS 1, not retained, never lost), then the
     /// occupancy (retained, published after them).
     fn publish_signals(&self, out: &Output) {
+        if let Some(live) = &self.live {
+            let occupancy = out
+                .occupancy
+                .as_ref()
+                .and_then(|o| serde_json::to_vec(o).ok());
+            let events: Vec<Vec<u8>> = out
+                .events
+                .iter()
+                .filter_map(|e| serde_json::to_vec(e).ok())
+                .collect();
+            live.offer_room(occupancy.as_deref(), &events);
+        }
         let now = Instant::now();
         let mut rate = self.event_rate.lock().expect("event rate poisoned");
         let flood_before = rate.flooding(now);

@@ -482,6 +482,13 @@ async fn next_event(feed: &LiveFeed, viewer: &mut Viewer) -> Option<Event> {
                 Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return None,
             },
+            r = viewer.room.changed() => {
+                r.ok()?;
+                let room = viewer.room.borrow_and_update().clone();
+                if let Some(json) = room {
+                    return Some(Event::default().event("room").data(&*json));
+                }
+            }
         }
     }
 }

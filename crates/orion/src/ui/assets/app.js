@@ -1,7 +1,7 @@
 // Orion live view. Plain JavaScript, no build step: served from the daemon.
 //
-// Frames and result messages arrive on one server-sent event stream per camera
-// (/api/live). Each frame is shown a little late (about the time its result
+// Frames, result messages and the room (occupancy, recent events) arrive on
+// one server-sent event stream per camera (/api/live). Each frame is shown a little late (about the time its result
 // takes), so that the boxes drawn over a frame come from that frame's result, or
 // from the latest result before it, never from a later one. Controls are
 // commands POSTed to /api/command: the daemon's control handler runs them, with
@@ -40,6 +40,7 @@ const state = {
   drag: null,
   requests: 0,
   drawn: 0,
+  room: null,      // {occupancy, events}: the camera's room as the daemon says
 };
 // For tests and the curious: what is on screen.
 window.orionView = state;
@@ -89,6 +90,8 @@ function selectCamera(id) {
   state.frames = [];
   state.results = [];
   state.shown = null;
+  state.room = null;
+  showRoom();
   state.dirty = true;
   const canvas = $('frame');
   canvas.width = cam.width;
@@ -102,6 +105,7 @@ function selectCamera(id) {
   es.onerror = () => { $('link').textContent = 'reconnecting'; $('link').className = 'badge bad'; };
   es.addEventListener('frame', onFrame);
   es.addEventListener('result', onResult);
+  es.addEventListener('room', onRoom);
   state.source = es;
   pollStatus();
 }
@@ -133,6 +137,46 @@ function onResult(ev) {
     const lag = r.arrived - f.arrived + 50;
     state.delay = Math.min(1500, Math.max(0, 0.7 * state.delay + 0.3 * lag));
   }
+}
+
+function onRoom(ev) {
+  state.room = JSON.parse(ev.data);
+  showRoom();
+  state.dirty = true;
+}
+
+function clock(t) {
+  const d = new Date(t);
+  return isNaN(d) ? '' : d.toLocaleTimeString();
+}
+
+// Who is in the room: seen, and not seen (where and when last seen), and the
+// recent events, newest first.
+function showRoom() {
+  const o = state.room && state.room.occupancy;
+  let text = 'not decided yet';
+  if (o && o.state) {
+    const people = o.count === 1 ? '1 person' : `${o.count} people`;
+    const unseen = (o.unseen_people || [])
+      .map((p) => `#${p.track_id} not seen since ${clock(p.last_seen)}`)
+      .join(', ');
+    const said = o.occupied
+      ? `occupied: ${people} (${o.seen} seen, ${o.unseen} not seen${unseen ? `: ${unseen}` : ''})`
+      : 'empty';
+    const how = o.state === 'watching' ? '' : ` · ${o.state === 'paused' ? 'paused' : 'not watching (stream or workers down)'}: last known`;
+    text = `${said}${how}`;
+  }
+  $('presence').textContent = text;
+  $('presence').className = o && o.state !== 'watching' ? 'stale' : '';
+  const events = ((state.room && state.room.events) || []).slice().reverse();
+  $('events').innerHTML = events
+    .map((e) => {
+      const what = [e.type, e.zone, e.track_id !== undefined ? `#${e.track_id}` : '', e.reason ? `(${e.reason})` : '']
+        .filter(Boolean)
+        .join(' ');
+      return `<li><time>${escapeText(clock(e.timestamp))}</time> ${escapeText(what)}</li>`;
+    })
+    .join('');
 }
 
 function render() {
@@ -179,7 +223,7 @@ function drawOverlay() {
   const parts = [];
   for (const z of state.zones) {
     const pts = z.polygon.map(([x, y]) => `${x * W},${y * H}`).join(' ');
-    const cls = z.ignore ? 'zone ignore' : 'zone';
+    const cls = ['zone', z.ignore && 'ignore', z.rest && 'rest', z.exit && 'exit'].filter(Boolean).join(' ');
     parts.push(`<polygon class="${cls}" data-name="${escapeText(z.name)}" points="${pts}"/>`);
     const [lx, ly] = z.polygon[0];
     parts.push(`<text class="zone-label" x="${lx * W + 4}" y="${ly * H + 16}">${escapeText(z.name)}</text>`);
@@ -202,6 +246,14 @@ function drawOverlay() {
       parts.push(`<text class="box-label" x="${b.x + 3}" y="${Math.max(14, b.y - 5)}">${escapeText(d.class || 'person')} ${d.confidence.toFixed(2)}${track}</text>`);
     }
   }
+  // People not seen now, where they were last seen.
+  const unseen = (state.room && state.room.occupancy && state.room.occupancy.unseen_people) || [];
+  for (const p of unseen) {
+    const x = p.position.x * W;
+    const y = p.position.y * H;
+    parts.push(`<circle class="unseen" cx="${x}" cy="${y}" r="18" data-track="${p.track_id}"/>`);
+    parts.push(`<text class="unseen-label" x="${x + 22}" y="${y}">#${p.track_id} not seen since ${escapeText(clock(p.last_seen))}</text>`);
+  }
   if (state.drag) {
     const d = dragRect();
     parts.push(rect('drawing', d.x * W, d.y * H, d.width * W, d.height * H));
@@ -214,9 +266,11 @@ function drawOverlay() {
 
 // ---- drawing ROIs and zones ----
 
-// A zone as set_zones takes it back (an ignore zone stays one).
+// A zone as set_zones takes it back (an ignore, rest or exit zone stays one).
 function zoneSpec(z) {
-  return z.ignore ? { name: z.name, polygon: z.polygon, ignore: true } : { name: z.name, polygon: z.polygon };
+  const spec = { name: z.name, polygon: z.polygon };
+  for (const kind of ['ignore', 'rest', 'exit']) if (z[kind]) spec[kind] = true;
+  return spec;
 }
 
 function toNorm(ev) {
@@ -272,7 +326,10 @@ overlay.addEventListener('pointerup', async () => {
   } else if (mode === 'zone') {
     const name = $('zonename').value.trim() || `zone-${state.zones.length + 1}`;
     const zones = state.zones.map(zoneSpec);
-    zones.push({ name, rect: r });
+    const zone = { name, rect: r };
+    const kind = $('zonekind').value;
+    if (kind) zone[kind] = true;
+    zones.push(zone);
     await command('set_zones', { zones });
   }
 });
@@ -321,7 +378,10 @@ async function pollStatus() {
   // Only when it changed: a list rebuilt under the pointer swallows the click
   // of someone pressing "delete" (mousedown on the old button, mouseup on the new).
   const list = state.zones
-    .map((z) => `<li>${escapeText(z.name)}<button data-zone="${escapeText(z.name)}">delete</button></li>`)
+    .map((z) => {
+      const kind = ['rest', 'exit', 'ignore'].find((k) => z[k]);
+      return `<li>${escapeText(z.name)}${kind ? ` (${kind})` : ''}<button data-zone="${escapeText(z.name)}">delete</button></li>`;
+    })
     .join('');
   if (list !== state.zoneList) {
     state.zoneList = list;
