@@ -79,6 +79,9 @@ pub trait ZoneTable: Send + Sync {
     fn zones(&self) -> Vec<Zone>;
     /// Replaces the zones (validated by the caller).
     fn set_zones(&self, zones: Vec<Zone>);
+    /// What the room notices beyond its zones (night, candidates for an
+    /// ignore zone), for `get_status`.
+    fn room_status(&self) -> Value;
 }
 
 pub struct ControlPlane {
@@ -392,6 +395,7 @@ impl ControlPlane {
                 "rois": roi.external(),
                 "auto_focus": roi.auto_focus.stats(),
             },
+            "presence": self.camera.zones.room_status(),
             "config": effective,
         })
     }

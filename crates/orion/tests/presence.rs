@@ -312,3 +312,40 @@ fn a_restart_takes_the_sleeping_person_back_as_the_same_visit() {
     assert!(events(&got, "person_entered").is_empty(), "{got:#?}");
     assert!(events(&got, "person_left").is_empty(), "{got:#?}");
 }
+
+#[test]
+fn something_that_never_moves_is_pointed_out_never_ignored_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Someone standing still for 40 s (a picture would never move at all).
+    let (video, _) = common::make_video(dir.path(), &["1", "1", "40", "1", "1"]);
+    let broker = Mosquitto::start();
+    let sub = Subscriber::connect(broker.port, "care/+/still/#");
+    let config = common::config("still", &broker.url(), |c| {
+        common::set(c, "camera.path", video.to_string_lossy().into_owned());
+        common::set(c, "presence.ignore_hint_after_s", 4.0);
+    });
+    let control = Subscriber::connect(broker.port, "care/health/still");
+    let _daemon = Daemon::start(&config);
+    collect_until(&sub, Duration::from_secs(60), |got| {
+        first(got, "person_entered").is_some()
+    });
+    let candidate = common::wait_until("an ignore candidate", Duration::from_secs(30), || {
+        let status = control.command("still", serde_json::json!({"command": "get_status"}));
+        let c = status["data"]["presence"]["ignore_candidates"][0].clone();
+        c.is_object().then_some((c, status))
+    });
+    let (c, status) = candidate;
+    assert!(c["still_for_s"].as_f64().expect("seconds") >= 4.0, "{c}");
+    let r = &c["rect"];
+    assert!(
+        r["x"].as_f64().expect("x") > 0.2 && r["width"].as_f64().expect("w") > 0.2,
+        "the person's box: {c}"
+    );
+    assert_eq!(status["data"]["presence"]["night"], false);
+    // Still a person: the room is occupied.
+    let occupied = sub.wait_for(Duration::from_secs(10), |t, p| {
+        let v: Value = serde_json::from_slice(p).ok()?;
+        t.starts_with("care/occupancy/").then_some(v)
+    });
+    assert_eq!(occupied["occupied"], true, "{occupied}");
+}

@@ -648,6 +648,7 @@ fn room_tracker(config: &Config) -> RoomTracker {
                 edge_start: d.night.edge_confidence,
                 keep: d.night.continue_confidence,
             },
+            ignore_hint_after: Duration::from_secs_f64(config.presence.ignore_hint_after_s),
             exits: Edges {
                 left: edges.contains(&Edge::Left),
                 right: edges.contains(&Edge::Right),

@@ -354,6 +354,14 @@ impl ZoneTable for CameraResults {
         self.room().zones().to_vec()
     }
 
+    fn room_status(&self) -> serde_json::Value {
+        let room = self.room();
+        serde_json::json!({
+            "night": room.night(),
+            "ignore_candidates": room.ignore_candidates(Instant::now()),
+        })
+    }
+
     /// Publishes what the change does: `zone_left` of people in a zone that
     /// went away, occupancy; the workers look at the new rest and exit
     /// zones.

@@ -132,6 +132,10 @@ pub struct PresenceConfig {
     pub unseen_timeout_s: f64,
     /// The frame edges people leave by (zones marked `exit` are exits too).
     pub exit_edges: Vec<Edge>,
+    /// A person-shaped thing that has not moved at all for this long outside
+    /// rest zones is pointed out (`get_status`, the live view) as a candidate
+    /// for an ignore zone; never ignored by itself. 0: never.
+    pub ignore_hint_after_s: f64,
     /// Directory of the present people kept across restarts (one file per
     /// camera). Default: `presence` in systemd's state directory, else
     /// `state/presence` under the working directory.
@@ -162,6 +166,7 @@ impl Default for PresenceConfig {
         Self {
             unseen_timeout_s: 12.0 * 3600.0,
             exit_edges: vec![Edge::Left, Edge::Right, Edge::Top, Edge::Bottom],
+            ignore_hint_after_s: 1800.0,
             path: state_dir("presence"),
         }
     }

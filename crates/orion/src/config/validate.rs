@@ -609,6 +609,13 @@ impl Config {
             7.0 * 86400.0,
             " seconds (0: people not detected leave)",
         );
+        c.range_f64(
+            "presence.ignore_hint_after_s",
+            self.presence.ignore_hint_after_s,
+            0.0,
+            7.0 * 86400.0,
+            " seconds (0: never)",
+        );
         c.range_u64(
             "zones.min_frames",
             self.zones.min_frames.into(),

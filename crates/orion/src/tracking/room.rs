@@ -127,6 +127,32 @@ pub struct RoomSettings {
     pub night: Thresholds,
     /// The frame edges people leave by.
     pub exits: Edges,
+    /// A person-shaped thing that has not moved for this long outside rest
+    /// zones is pointed out as a candidate for an ignore zone (zero: never).
+    pub ignore_hint_after: Duration,
+}
+
+/// How far (in its own size) a box may move and still be "not moved".
+const STILL: f64 = 0.02;
+
+/// A person-shaped thing that has not moved for a long time outside rest
+/// zones: perhaps a picture or a TV, for an operator to check (never ignored
+/// by itself: a sleeping person does not move either).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IgnoreCandidate {
+    pub track_id: u64,
+    /// Its box, normalized: ready for an ignore zone's rect.
+    pub rect: NormBox,
+    pub still_for_s: f64,
+}
+
+/// A box in normalized frame coordinates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct NormBox {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
 }
 
 /// Whether the camera watches the room now.
@@ -304,6 +330,8 @@ pub struct RoomTracker {
     /// (track id, zone name) -> standing.
     in_zones: HashMap<(u64, String), InZone>,
     whole: HashMap<u64, WholeSize>,
+    /// Each seen track's box when it last moved, and since when it has not.
+    still: HashMap<u64, (BBox, Instant)>,
     watching: Watching,
     night: bool,
     /// Results in a row of the other light.
@@ -371,6 +399,7 @@ impl RoomTracker {
             last_person: start.mono,
             in_zones: HashMap::new(),
             whole: HashMap::new(),
+            still: HashMap::new(),
             watching: Watching::Yes,
             night: false,
             light_run: 0,
@@ -580,6 +609,7 @@ impl RoomTracker {
             false
         });
         self.whole.remove(&track.id);
+        self.still.remove(&track.id);
         left.sort_by(|a, b| a.0.cmp(&b.0));
         for (zone, st) in left {
             let detail = Detail::Zone {
@@ -692,8 +722,60 @@ impl RoomTracker {
         }
         let seen = out.track_ids.clone();
         self.apply(update.changes, now, &mut out);
+        self.stillness(&seen, captured.mono);
         self.update_zones(&seen, &sight.crop, now, &mut out);
         self.occupancy(now, &mut out);
+        out
+    }
+
+    /// Since when each track seen at `now` has not moved.
+    fn stillness(&mut self, seen: &[u64], now: Instant) {
+        for t in self.tracker.confirmed().filter(|t| seen.contains(&t.id)) {
+            let b = t.bbox;
+            let entry = self.still.entry(t.id).or_insert((b, now));
+            let b0 = entry.0;
+            let size = (b0.width + b0.height) / 2.0;
+            let moved = [
+                b.x - b0.x,
+                b.y - b0.y,
+                b.x + b.width - b0.x - b0.width,
+                b.y + b.height - b0.y - b0.height,
+            ]
+            .iter()
+            .any(|d| d.abs() > STILL * size.max(1.0));
+            if moved {
+                *entry = (b, now);
+            }
+        }
+    }
+
+    /// The candidates for an ignore zone at `now` (see [`IgnoreCandidate`]).
+    pub fn ignore_candidates(&self, now: Instant) -> Vec<IgnoreCandidate> {
+        let after = self.settings.ignore_hint_after;
+        if after.is_zero() {
+            return Vec::new();
+        }
+        let mut out: Vec<IgnoreCandidate> = self
+            .tracker
+            .confirmed()
+            .filter(|t| t.seen)
+            .filter_map(|t| {
+                let (b, since) = self.still.get(&t.id)?;
+                let still = now.saturating_duration_since(*since);
+                let resting = in_zone_kind(&self.settings.zones, self.anchor(b), |z| z.rest);
+                (still >= after && !resting).then(|| IgnoreCandidate {
+                    track_id: t.id,
+                    rect: NormBox {
+                        x: b.x / self.width,
+                        y: b.y / self.height,
+                        width: b.width / self.width,
+                        height: b.height / self.height,
+                    },
+                    still_for_s: still.as_secs_f64().round(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|c| c.track_id);
         out
     }
 
@@ -969,6 +1051,7 @@ mod tests {
                 keep: 0.25,
             },
             exits: Edges::ALL,
+            ignore_hint_after: Duration::from_secs(60),
         }
     }
 
@@ -1550,5 +1633,50 @@ mod tests {
             events.extend(sig.on_result(t, sight, t).events);
         }
         assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn a_thing_that_never_moves_outside_rest_zones_is_pointed_out_a_sleeper_in_bed_is_not() {
+        let base = Stamp::now();
+        let bed = crate::tracking::zones::Zone {
+            rest: true,
+            ..crate::tracking::zones::rect("bed", 0.5, 0.5, 0.5, 0.5)
+        };
+        let mut sig = room(RoomSettings {
+            zones: vec![bed],
+            ..holding()
+        });
+        // A poster (never moves) and a sleeper in bed (never moves either),
+        // and someone walking about, for two minutes.
+        let poster = person(40.0);
+        let sleeper = BBox {
+            x: 400.0,
+            y: 380.0,
+            width: 200.0,
+            height: 80.0,
+        };
+        let mut candidates_at_30s = Vec::new();
+        for i in 0..240 {
+            let t = at(base, f64::from(i) * 0.5);
+            let walker = person(200.0 + f64::from(i % 20) * 5.0);
+            seen(&mut sig, t, &[poster, sleeper, walker]);
+            if i == 60 {
+                candidates_at_30s = sig.ignore_candidates(t.mono);
+            }
+        }
+        assert!(
+            candidates_at_30s.is_empty(),
+            "not yet: {candidates_at_30s:?}"
+        );
+        let now = at(base, 119.5).mono;
+        let candidates = sig.ignore_candidates(now);
+        assert_eq!(candidates.len(), 1, "{candidates:?}");
+        let c = &candidates[0];
+        assert!(
+            (c.rect.x - 40.0 / 640.0).abs() < 1e-9 && c.still_for_s >= 60.0,
+            "{c:?}"
+        );
+        // Pointed out, never ignored by itself: it still counts.
+        assert_eq!(sig.active_tracks(), 3);
     }
 }

@@ -41,6 +41,7 @@ const state = {
   requests: 0,
   drawn: 0,
   room: null,      // {occupancy, events}: the camera's room as the daemon says
+  candidates: [],  // person-shaped things that never move: an ignore zone?
 };
 // For tests and the curious: what is on screen.
 window.orionView = state;
@@ -254,6 +255,11 @@ function drawOverlay() {
     parts.push(`<circle class="unseen" cx="${x}" cy="${y}" r="18" data-track="${p.track_id}"/>`);
     parts.push(`<text class="unseen-label" x="${x + 22}" y="${y}">#${p.track_id} not seen since ${escapeText(clock(p.last_seen))}</text>`);
   }
+  for (const c of state.candidates) {
+    const r = c.rect;
+    parts.push(rect('candidate', r.x * W, r.y * H, r.width * W, r.height * H, `data-track="${c.track_id}"`));
+    parts.push(`<text class="candidate-label" x="${r.x * W + 3}" y="${r.y * H + r.height * H - 6}">not moved for ${Math.round(c.still_for_s / 60)} min: a picture?</text>`);
+  }
   if (state.drag) {
     const d = dragRect();
     parts.push(rect('drawing', d.x * W, d.y * H, d.width * W, d.height * H));
@@ -371,7 +377,16 @@ async function pollStatus() {
     row('workers', workers || '–'),
     row('MQTT', `${em.connected ? 'connected' : 'disconnected'}, ${em.published || 0} published, ${em.dropped || 0} dropped`),
     row('frame bus drops', drops || '0'),
+    row('light', st.presence && st.presence.night ? 'night (grayscale)' : 'day'),
   ].join('');
+  state.candidates = (st.presence && st.presence.ignore_candidates) || [];
+  const hints = state.candidates
+    .map((c) => `<li>#${c.track_id} has not moved for ${Math.round(c.still_for_s / 60)} min <button data-ignore="${c.track_id}">ignore it</button></li>`)
+    .join('');
+  if (hints !== state.hintList) {
+    state.hintList = hints;
+    $('candidates').innerHTML = hints;
+  }
   $('reasons').innerHTML = (h.reasons || []).map((r) => `<li>${escapeText(r)}</li>`).join('');
   state.zones = s.zones || [];
   state.rois = (st.attention && st.attention.rois) || [];
@@ -389,6 +404,23 @@ async function pollStatus() {
   }
   state.dirty = true;
 }
+
+// An operator's choice: the thing that never moves becomes an ignore zone.
+$('candidates').addEventListener('click', async (ev) => {
+  const id = ev.target.getAttribute && ev.target.getAttribute('data-ignore');
+  const c = id && state.candidates.find((x) => String(x.track_id) === id);
+  if (!c) return;
+  const round = (v) => Math.round(v * 10000) / 10000;
+  const r = c.rect;
+  const x = Math.max(0, round(r.x - 0.01));
+  const y = Math.max(0, round(r.y - 0.01));
+  const zone = {
+    name: `ignore-${c.track_id}`,
+    rect: { x, y, width: Math.min(1 - x, round(r.width + 0.02)), height: Math.min(1 - y, round(r.height + 0.02)) },
+    ignore: true,
+  };
+  await command('set_zones', { zones: [...state.zones.map(zoneSpec), zone] });
+});
 
 $('zones').addEventListener('click', (ev) => {
   const name = ev.target.getAttribute && ev.target.getAttribute('data-zone');
