@@ -10,6 +10,8 @@
 #                                     # daemons, then the most cameras at 2 Hz
 #   bench/run.sh ui                   # daemon CPU with the live view off, on and
 #                                     # idle, and with one viewer at 5 fps
+#   bench/run.sh scenes               # presence before and after: people asleep
+#                                     # in bed, in the dark, half in view
 #   bench/run.sh outbox               # cost of the event outbox per event, and
 #                                     # of a 10,000-event backlog (RSS, drain)
 set -euo pipefail
@@ -26,6 +28,10 @@ if [ "${1:-}" = cameras ]; then
 fi
 if [ "${1:-}" = ui ]; then
     exec bench/.venv/bin/python bench/ui.py
+fi
+if [ "${1:-}" = scenes ]; then
+    shift
+    exec bench/.venv/bin/python bench/scenes.py "$@"
 fi
 if [ "${1:-}" = outbox ]; then
     cargo build --release --locked -q --example outbox_fill

@@ -21,20 +21,47 @@ fn zone(name: &str, rect: &Value, kind: &str) -> serde_norway::Value {
     serde_norway::from_str(&text).expect("zone")
 }
 
-/// The config of a scene camera: its video, its zones, 4 Hz, an empty room
+/// A scene camera: its video, a broker, and the config of a daemon on it with its zones, 4 Hz, and an empty room
 /// decided 2 s after the last person (so a wrong "empty" would show fast).
-fn scene_config(
-    instance: &str,
-    broker: &Mosquitto,
-    video: &std::path::Path,
-    zones: Vec<serde_norway::Value>,
-) -> String {
-    common::config(instance, &broker.url(), |c| {
-        common::set(c, "camera.path", video.to_string_lossy().into_owned());
-        common::set(c, "models.person_detector.max_inference_rate_hz", 4.0);
-        common::set(c, "occupancy.empty_after_s", 2.0);
-        common::set(c, "zones.regions", serde_norway::Value::Sequence(zones));
-    })
+/// Its daemons keep their present people in the scene's directory.
+struct Scene {
+    _dir: tempfile::TempDir,
+    broker: Mosquitto,
+    config: String,
+}
+
+impl Scene {
+    fn new(
+        instance: &str,
+        args: &[&str],
+        zones: impl FnOnce(&Value) -> Vec<serde_norway::Value>,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (video, info) = common::scene_video(dir.path(), "scene.mp4", args);
+        let broker = Mosquitto::start();
+        let presence = dir.path().join("presence");
+        let config = common::config(instance, &broker.url(), |c| {
+            common::set(c, "camera.path", video.to_string_lossy().into_owned());
+            common::set(c, "models.person_detector.max_inference_rate_hz", 4.0);
+            common::set(c, "occupancy.empty_after_s", 2.0);
+            common::set(
+                c,
+                "zones.regions",
+                serde_norway::Value::Sequence(zones(&info)),
+            );
+            common::set(c, "presence.path", presence.to_string_lossy().into_owned());
+        });
+        Scene {
+            _dir: dir,
+            broker,
+            config,
+        }
+    }
+
+    /// Everything the camera `instance` publishes from now on.
+    fn subscribe(&self, instance: &str) -> Subscriber {
+        Subscriber::connect(self.broker.port, &format!("care/+/{instance}/#"))
+    }
 }
 
 fn events<'a>(got: &'a [(String, Value)], kind: &str) -> Vec<&'a Value> {
@@ -110,21 +137,13 @@ fn one_visit_to_the_bed(got: &[(String, Value)]) {
 }
 
 fn asleep_in_bed(instance: &str, night: bool) -> (Vec<(String, Value)>, Daemon) {
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut args = vec!["bed", "--lying-s", "14"];
     if night {
         args.push("--night");
     }
-    let (video, info) = common::scene_video(dir.path(), "bed.mp4", &args);
-    let broker = Mosquitto::start();
-    let sub = Subscriber::connect(broker.port, &format!("care/+/{instance}/#"));
-    let config = scene_config(
-        instance,
-        &broker,
-        &video,
-        vec![zone("bed", &info["bed"], "rest")],
-    );
-    let daemon = Daemon::start(&config);
+    let scene = Scene::new(instance, &args, |i| vec![zone("bed", &i["bed"], "rest")]);
+    let sub = scene.subscribe(instance);
+    let daemon = Daemon::start(&scene.config);
     let got = collect_until(&sub, Duration::from_secs(120), |got| {
         first(got, "person_left").is_some()
     });
@@ -149,17 +168,11 @@ fn asleep_in_bed_in_the_dark_the_same() {
 
 #[test]
 fn a_person_half_in_view_in_a_doorway_is_found() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (video, info) = common::scene_video(dir.path(), "edge.mp4", &["edge"]);
-    let broker = Mosquitto::start();
-    let sub = Subscriber::connect(broker.port, "care/+/door/#");
-    let config = scene_config(
-        "door",
-        &broker,
-        &video,
-        vec![zone("door", &info["door"], "exit")],
-    );
-    let _daemon = Daemon::start(&config);
+    let scene = Scene::new("door", &["edge"], |i| {
+        vec![zone("door", &i["door"], "exit")]
+    });
+    let sub = scene.subscribe("door");
+    let _daemon = Daemon::start(&scene.config);
     let got = collect_until(&sub, Duration::from_secs(90), |got| {
         first(got, "person_left").is_some()
     });
@@ -180,27 +193,16 @@ fn a_person_half_in_view_in_a_doorway_is_found() {
 
 #[test]
 fn a_paused_camera_is_not_an_empty_room_and_the_visit_goes_on() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (video, info) = common::scene_video(
-        dir.path(),
-        "asleep.mp4",
-        &["bed", "--asleep", "--lying-s", "60"],
-    );
-    let broker = Mosquitto::start();
-    let sub = Subscriber::connect(broker.port, "care/+/paused/#");
-    let config = scene_config(
-        "paused",
-        &broker,
-        &video,
-        vec![zone("bed", &info["bed"], "rest")],
-    );
-    let _daemon = Daemon::start(&config);
+    let asleep = ["bed", "--asleep", "--lying-s", "60"];
+    let scene = Scene::new("paused", &asleep, |i| vec![zone("bed", &i["bed"], "rest")]);
+    let sub = scene.subscribe("paused");
+    let _daemon = Daemon::start(&scene.config);
     let got = collect_until(&sub, Duration::from_secs(60), |got| {
         first(got, "zone_entered").is_some()
     });
     let track = events(&got, "person_entered")[0]["track_id"].clone();
     let ctl = |cmd: &str| {
-        let out = common::orionctl(&broker.url(), "paused")
+        let out = common::orionctl(&scene.broker.url(), "paused")
             .arg(cmd)
             .output()
             .expect("orionctl");
@@ -256,29 +258,12 @@ fn a_paused_camera_is_not_an_empty_room_and_the_visit_goes_on() {
 
 #[test]
 fn a_restart_takes_the_sleeping_person_back_as_the_same_visit() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (video, info) = common::scene_video(
-        dir.path(),
-        "asleep.mp4",
-        &["bed", "--asleep", "--lying-s", "60"],
-    );
-    let broker = Mosquitto::start();
-    let config = scene_config(
-        "restart-bed",
-        &broker,
-        &video,
-        vec![zone("bed", &info["bed"], "rest")],
-    );
-    let mut config: serde_norway::Value = serde_norway::from_str(&config).expect("config");
-    let state = dir.path().join("presence");
-    common::set(
-        &mut config,
-        "presence.path",
-        state.to_string_lossy().into_owned(),
-    );
-    let config = serde_norway::to_string(&config).expect("config");
-    let sub = Subscriber::connect(broker.port, "care/+/restart-bed/#");
-    let mut first_run = Daemon::start(&config);
+    let asleep = ["bed", "--asleep", "--lying-s", "60"];
+    let scene = Scene::new("restart-bed", &asleep, |i| {
+        vec![zone("bed", &i["bed"], "rest")]
+    });
+    let sub = scene.subscribe("restart-bed");
+    let mut first_run = Daemon::start(&scene.config);
     let got = collect_until(&sub, Duration::from_secs(60), |got| {
         first(got, "zone_entered").is_some()
     });
@@ -286,8 +271,8 @@ fn a_restart_takes_the_sleeping_person_back_as_the_same_visit() {
     first_run.signal(libc::SIGTERM);
     assert!(first_run.wait_exit(Duration::from_secs(20)).is_some());
     // The next run: occupied from its first word, the same track, no new visit.
-    let sub = Subscriber::connect(broker.port, "care/+/restart-bed/#");
-    let _second_run = Daemon::start(&config);
+    let sub = scene.subscribe("restart-bed");
+    let _second_run = Daemon::start(&scene.config);
     let got = collect_until(&sub, Duration::from_secs(60), |got| {
         got.iter().any(|(t, v)| {
             t.starts_with("care/inferences/") && v["data"]["detections"][0]["track_id"] == track
@@ -348,4 +333,36 @@ fn something_that_never_moves_is_pointed_out_never_ignored_by_itself() {
         t.starts_with("care/occupancy/").then_some(v)
     });
     assert_eq!(occupied["occupied"], true, "{occupied}");
+}
+
+#[test]
+fn a_picture_on_the_wall_in_an_ignore_zone_is_nobody() {
+    let scene = Scene::new("picture", &["picture"], |i| {
+        vec![zone("picture", &i["picture"], "ignore")]
+    });
+    let sub = scene.subscribe("picture");
+    let _daemon = Daemon::start(&scene.config);
+    // The resident comes and goes; the room is empty again after them, the
+    // picture still on the wall.
+    let got = collect_until(&sub, Duration::from_secs(90), |got| {
+        first(got, "person_left").is_some_and(|i| {
+            got[i..]
+                .iter()
+                .any(|(t, v)| t.starts_with("care/occupancy/") && v["occupied"] == false)
+        })
+    });
+    assert_eq!(events(&got, "person_entered").len(), 1, "{got:#?}");
+    for (t, v) in &got {
+        if t.starts_with("care/occupancy/") && v.is_object() {
+            assert!(v["count"].as_u64() <= Some(1), "the picture counted: {v}");
+        }
+    }
+    // The picture is still seen by the model, listed without a track.
+    let untracked = got.iter().any(|(t, v)| {
+        t.starts_with("care/inferences/")
+            && v["data"]["detections"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d.get("track_id").is_none()))
+    });
+    assert!(untracked, "the picture is in the results, without a track");
 }

@@ -10,6 +10,9 @@
     scene_video.py OUTPUT edge [--visible F] [--stay-s S]
         A person slides in at the left edge and stays there only a fraction F
         in view (a doorway), then slides out.
+    scene_video.py OUTPUT picture
+        A framed picture of a person (the cameraman portrait) on the wall all
+        along; a resident walks in from the left, stands, and walks out.
 
 --night: the same scene grayscale, darker and noisy (an infrared camera).
 --frames DIR: also writes every 15th frame as DIR/NNNN.png (for measuring).
@@ -53,6 +56,22 @@ def paste(frame: np.ndarray, img: np.ndarray, x: int, y: int) -> None:
         frame[y0:y1, x0:x1] = img[y0 - y : y1 - y, x0 - x : x1 - x]
 
 
+def play(parts: list[tuple[str, float]], draw, write) -> dict:
+    """Writes each part (`kind`, seconds) frame by frame: `draw(kind, f)`
+    gives the frame at fraction `f` (0..1) of the part. The second at which
+    each kind first starts."""
+    starts: dict[str, float] = {}
+    t = 0.0
+    for kind, seconds in parts:
+        starts.setdefault(kind, t)
+        n = int(round(seconds * FPS))
+        for i in range(n):
+            write(draw(kind, i / max(n - 1, 1)))
+        t += seconds
+    starts["end"] = t
+    return starts
+
+
 def room_with_bed() -> np.ndarray:
     frame = background()
     x, y, w, h = BED
@@ -68,27 +87,24 @@ def bed(args: argparse.Namespace, write) -> dict:
     lying = portrait("astronaut.png", bw - 40, bh - 40, turn=1)
     room = room_with_bed()
     beside = 60  # standing in front of the bed's left end
-    parts = [("empty", 2.0), ("in", 2.0), ("stand", 2.0), ("lie", args.lying_s), ("stand", 3.0), ("out", 2.0), ("empty", 4.0)]
+    parts = [("empty", 2.0), ("in", 2.0), ("stand", 2.0), ("lie", args.lying_s), ("up", 3.0), ("out", 2.0), ("empty", 4.0)]
     if args.asleep:
         parts = [("lie", args.lying_s)]
-    starts = {}
-    t = 0.0
-    for kind, seconds in parts:
-        starts.setdefault(kind if kind != "stand" or "lie" not in starts else "up", t)
-        n = int(round(seconds * FPS))
-        for i in range(n):
-            f = i / max(n - 1, 1)
-            frame = room.copy()
-            if kind == "in":
-                paste(frame, standing, int(-SIZE + f * (beside + SIZE)), TOP)
-            elif kind == "stand":
-                paste(frame, standing, beside, TOP)
-            elif kind == "lie":
-                paste(frame, lying, bx + 20, by + 5)
-            elif kind == "out":
-                paste(frame, standing, int(beside - f * (beside + SIZE)), TOP)
-            write(frame)
-        t += seconds
+
+    def draw(kind: str, f: float) -> np.ndarray:
+        frame = room.copy()
+        if kind == "in":
+            paste(frame, standing, int(-SIZE + f * (beside + SIZE)), TOP)
+        elif kind in ("stand", "up"):
+            paste(frame, standing, beside, TOP)
+        elif kind == "lie":
+            paste(frame, lying, bx + 20, by + 5)
+        elif kind == "out":
+            paste(frame, standing, int(beside - f * (beside + SIZE)), TOP)
+        return frame
+
+    starts = play(parts, draw, write)
+    t = starts["end"]
     info = {"duration_s": t, "lying_s": starts["lie"]}
     if not args.asleep:
         info.update(in_view_s=starts["in"] + 2.0, up_s=starts["up"], gone_s=starts["out"] + 2.0)
@@ -101,24 +117,52 @@ def edge(args: argparse.Namespace, write) -> dict:
     room = background()
     shown = int(SIZE * args.visible)
     parts = [("empty", 2.0), ("in", 1.0), ("stay", args.stay_s), ("out", 1.0), ("empty", 4.0)]
-    t = 0.0
-    starts = {}
-    for kind, seconds in parts:
-        starts.setdefault(kind, t)
-        n = int(round(seconds * FPS))
-        for i in range(n):
-            f = i / max(n - 1, 1)
-            frame = room.copy()
-            if kind == "in":
-                paste(frame, person, int(-SIZE + f * shown), TOP)
-            elif kind == "stay":
-                paste(frame, person, shown - SIZE, TOP)
-            elif kind == "out":
-                paste(frame, person, int(shown - SIZE - f * shown), TOP)
-            write(frame)
-        t += seconds
+
+    def draw(kind: str, f: float) -> np.ndarray:
+        frame = room.copy()
+        if kind == "in":
+            paste(frame, person, int(-SIZE + f * shown), TOP)
+        elif kind == "stay":
+            paste(frame, person, shown - SIZE, TOP)
+        elif kind == "out":
+            paste(frame, person, int(shown - SIZE - f * shown), TOP)
+        return frame
+
+    starts = play(parts, draw, write)
+    t = starts["end"]
     door = {"x": 0.0, "y": 0.3, "width": 0.3, "height": 0.7}
     return {"in_view_s": starts["stay"], "gone_s": starts["out"], "duration_s": t, "visible": args.visible, "door": door}
+
+
+def picture(args: argparse.Namespace, write) -> dict:
+    resident = portrait("astronaut.png", SIZE, SIZE)
+    room = background()
+    px, py, ps = 420, 60, 150
+    room[py - 6 : py + ps + 6, px - 6 : px + ps + 6] = (60, 40, 30)  # the frame
+    paste(room, portrait("camera.png", ps, ps), px, py)
+    spot = 60
+    parts = [("empty", 2.0), ("in", 2.0), ("stand", 8.0), ("out", 2.0), ("empty", 6.0)]
+
+    def draw(kind: str, f: float) -> np.ndarray:
+        frame = room.copy()
+        if kind == "in":
+            paste(frame, resident, int(-SIZE + f * (spot + SIZE)), TOP)
+        elif kind == "stand":
+            paste(frame, resident, spot, TOP)
+        elif kind == "out":
+            paste(frame, resident, int(spot - f * (spot + SIZE)), TOP)
+        return frame
+
+    starts = play(parts, draw, write)
+    t = starts["end"]
+    pad = 0.04
+    picture_rect = {
+        "x": px / WIDTH - pad,
+        "y": py / HEIGHT - pad,
+        "width": ps / WIDTH + 2 * pad,
+        "height": ps / HEIGHT + 2 * pad,
+    }
+    return {"in_view_s": starts["stand"], "gone_s": starts["out"] + 2.0, "duration_s": t, "picture": picture_rect}
 
 
 def night(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -130,7 +174,7 @@ def night(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("output")
-    p.add_argument("scene", choices=["bed", "edge"])
+    p.add_argument("scene", choices=["bed", "edge", "picture"])
     p.add_argument("--night", action="store_true")
     p.add_argument("--lying-s", type=float, default=16.0)
     p.add_argument("--asleep", action="store_true")
@@ -151,7 +195,7 @@ def main() -> int:
         count[0] += 1
         proc.stdin.write(frame.tobytes())
 
-    info = bed(args, write) if args.scene == "bed" else edge(args, write)
+    info = {"bed": bed, "edge": edge, "picture": picture}[args.scene](args, write)
     proc.stdin.close()
     code = proc.wait()
     print(json.dumps(info))

@@ -636,6 +636,7 @@ fn room_tracker(config: &Config) -> RoomTracker {
             // Validated with the config.
             zones: crate::tracking::zones::validate(&config.zones.regions).unwrap_or_default(),
             zone_min_frames: config.zones.min_frames,
+            zone_min_time: Duration::from_secs_f64(config.zones.min_s),
             zone_margin: config.zones.margin,
             anchor: config.zones.anchor,
             day: Thresholds {

@@ -270,6 +270,8 @@ impl Default for OutboxConfig {
 pub struct ZonesConfig {
     /// Results in a row inside (outside) before a person is in (out of) a zone.
     pub min_frames: u32,
+    /// And for at least this many seconds (the same at any inference rate).
+    pub min_s: f64,
     /// Someone in a zone leaves it only this far outside its outline
     /// (normalized): no flapping at the edge.
     pub margin: f64,
@@ -283,6 +285,7 @@ impl Default for ZonesConfig {
     fn default() -> Self {
         Self {
             min_frames: 2,
+            min_s: 0.5,
             margin: 0.03,
             anchor: ZoneAnchor::BottomCenter,
             regions: Vec::new(),

@@ -623,6 +623,7 @@ impl Config {
             100,
             " results",
         );
+        c.range_f64("zones.min_s", self.zones.min_s, 0.0, 60.0, " seconds");
         c.range_f64(
             "zones.margin",
             self.zones.margin,

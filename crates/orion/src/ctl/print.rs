@@ -369,16 +369,21 @@ fn event_line(v: &Value) -> String {
                 .unwrap_or_default()
         ),
         Some("person_left") => format!(
-            "track #{} after {:.1} s",
+            "track #{} after {:.1} s{}",
             s(&v["track_id"]),
-            v["duration_s"].as_f64().unwrap_or(0.0)
+            v["duration_s"].as_f64().unwrap_or(0.0),
+            v["reason"]
+                .as_str()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         ),
         _ => format!("track #{}", s(&v["track_id"])),
     };
     format!("event {} {what}", s(&v["type"]))
 }
 
-/// The retained occupancy: the room and its zones.
+/// The retained occupancy: whether the camera watches, the room (people seen
+/// and not seen) and its zones.
 fn occupancy_line(v: &Value) -> String {
     let zones: Vec<String> = v["zones"]
         .as_object()
@@ -386,8 +391,33 @@ fn occupancy_line(v: &Value) -> String {
         .flatten()
         .map(|(name, z)| format!("{name}={}", s(&z["count"])))
         .collect();
+    let unseen: Vec<String> = v["unseen_people"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| format!("#{} last seen {}", s(&p["track_id"]), s(&p["last_seen"])))
+        .collect();
+    let people = if v["seen"].is_null() {
+        String::new()
+    } else {
+        format!(
+            " (seen {}, not seen {}{})",
+            s(&v["seen"]),
+            s(&v["unseen"]),
+            if unseen.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", unseen.join(", "))
+            }
+        )
+    };
     format!(
-        "occupancy occupied={} count={} since {}{}",
+        "occupancy {}occupied={} count={}{people} since {}{}",
+        v["state"]
+            .as_str()
+            .filter(|st| *st != "watching")
+            .map(|st| format!("[{st}: last known] "))
+            .unwrap_or_default(),
         s(&v["occupied"]),
         s(&v["count"]),
         s(&v["since"]),
@@ -471,6 +501,16 @@ mod tests {
         assert!(
             line.ends_with(
                 "occupancy occupied=true count=1 since 2026-11-28T08:00:00.000Z zones: bed=1"
+            ),
+            "{line}"
+        );
+        let occ = json!({"state": "paused", "occupied": true, "count": 2, "seen": 1, "unseen": 1,
+            "since": "2026-11-28T08:00:00.000Z", "zones": {},
+            "unseen_people": [{"track_id": 3, "last_seen": "2026-11-28T07:59:00.000Z", "position": {"x": 0.5, "y": 0.8}}]});
+        let line = watch_line("care/occupancy/a", occ.to_string().as_bytes());
+        assert!(
+            line.ends_with(
+                "occupancy [paused: last known] occupied=true count=2 (seen 1, not seen 1: #3 last seen 2026-11-28T07:59:00.000Z) since 2026-11-28T08:00:00.000Z"
             ),
             "{line}"
         );

@@ -14,8 +14,8 @@
 //!
 //! Zones: a confirmed track is in a zone once its anchor point (the bottom centre
 //! of its box by default: where the person stands or lies) has been inside for
-//! `min_frames` results in a row, and out of it once beyond `zone_margin` of
-//! it for as many; a box cut by the frame or the ROI crop on its anchor's side
+//! `min_frames` results in a row and `zone_min_time`, and out of it once
+//! beyond `zone_margin` of it for as many and as long; a box cut by the frame or the ROI crop on its anchor's side
 //! has its anchor estimated from the track's last whole box (or not used).
 //! A track that ends leaves its zones.
 //!
@@ -118,6 +118,8 @@ pub struct RoomSettings {
     pub zones: Vec<Zone>,
     /// Results in a row inside (outside) a zone before a track is in (out of) it.
     pub zone_min_frames: u32,
+    /// And for at least this long (the same at any inference rate).
+    pub zone_min_time: Duration,
     /// Someone in a zone is out of it only beyond this distance from its
     /// outline (normalized): standing on the edge, or a jittering box, is no
     /// exit.
@@ -281,6 +283,8 @@ pub struct UnseenPerson {
 struct InZone {
     inside_run: u32,
     outside_run: u32,
+    /// When the current run (inside or outside) began.
+    run_since: Option<Instant>,
     inside: bool,
     /// The anchor point last seen.
     at: Option<Point>,
@@ -569,17 +573,24 @@ impl RoomTracker {
                 st.at = Some(at);
                 let inside = zone.contains(at.x, at.y)
                     || st.inside && zone.distance(at.x, at.y) <= self.settings.zone_margin;
-                if inside {
-                    st.inside_run += 1;
+                let run = if inside {
                     st.outside_run = 0;
+                    &mut st.inside_run
                 } else {
-                    st.outside_run += 1;
                     st.inside_run = 0;
+                    &mut st.outside_run
+                };
+                if *run == 0 {
+                    st.run_since = Some(now.mono);
                 }
-                let kind = if !st.inside && st.inside_run >= min {
+                *run += 1;
+                let long = st.run_since.is_none_or(|t| {
+                    now.mono.saturating_duration_since(t) >= self.settings.zone_min_time
+                });
+                let kind = if !st.inside && st.inside_run >= min && long {
                     st.inside = true;
                     "zone_entered"
-                } else if st.inside && st.outside_run >= min {
+                } else if st.inside && st.outside_run >= min && long {
                     st.inside = false;
                     "zone_left"
                 } else {
@@ -972,6 +983,7 @@ impl RoomTracker {
                 misses: 0,
                 seen: p.seen,
                 unseen_for: if p.seen { Duration::ZERO } else { unseen_for },
+                going_down: false,
             };
             if !timeout.is_zero() && unseen_for >= timeout {
                 let detail = self.left(&track, EndReason::NotSeen, now);
@@ -1042,6 +1054,7 @@ mod tests {
             empty_after: Duration::from_secs(10),
             zones: Vec::new(),
             zone_min_frames: 2,
+            zone_min_time: Duration::ZERO,
             zone_margin: 0.0,
             anchor: ZoneAnchor::BottomCenter,
             day: DAY,
@@ -1678,5 +1691,36 @@ mod tests {
         );
         // Pointed out, never ignored by itself: it still counts.
         assert_eq!(sig.active_tracks(), 3);
+    }
+
+    #[test]
+    fn a_zone_is_entered_only_after_its_minimum_time_at_any_rate() {
+        let base = Stamp::now();
+        let mut sig = room(RoomSettings {
+            zones: vec![crate::tracking::zones::rect("bed", 0.0, 0.5, 0.5, 0.5)],
+            zone_min_frames: 1,
+            zone_min_time: Duration::from_secs(1),
+            ..holding()
+        });
+        // At 5 Hz, a box whose anchor jumps across the edge every result:
+        // never a second inside or outside, never an event.
+        let (inside, outside) = (person(230.0), person(300.0));
+        let mut events = Vec::new();
+        for i in 0..20 {
+            let b = if i % 2 == 0 { inside } else { outside };
+            events.extend(seen(&mut sig, at(base, f64::from(i) * 0.2), &[b]).events);
+        }
+        let zone_events = |e: &[Event]| e.iter().filter(|e| e.kind.starts_with("zone_")).count();
+        assert_eq!(zone_events(&events), 0, "{events:?}");
+        // Inside for 1.2 s: entered once, a second after the run began.
+        let mut entered_at = None;
+        for i in 20..27 {
+            let t = f64::from(i) * 0.2;
+            let out = seen(&mut sig, at(base, t), &[inside]);
+            if zone_events(&out.events) > 0 {
+                entered_at.get_or_insert(t);
+            }
+        }
+        assert_eq!(entered_at, Some(5.0), "a second after 4.0 s");
     }
 }

@@ -17,8 +17,10 @@
 //! Lifecycle: a track is *confirmed* after `min_hits` results in which it was seen.
 //! Missed in at least two results and for longer than `max_missing`, a tentative
 //! track was noise and is forgotten; a confirmed one last seen at an exit (the
-//! caller says where exits are) ends, and one last seen anywhere else becomes
-//! *unseen*: it keeps its id and place, a detection there continues it, and it
+//! caller says where exits are) on their feet ends, and one last seen anywhere
+//! else, or lying (a box wider than tall), or going down (its box's top
+//! dropped by a third of its height between two results: a fall), becomes
+//! *unseen*: people leave on their feet. it keeps its id and place, a detection there continues it, and it
 //! ends only after `unseen_timeout` of results without it. Time counts only
 //! through results: without results (a paused or broken camera) no track ages.
 //!
@@ -46,6 +48,18 @@ const MIN_MISSES: u32 = 2;
 /// How far (in `max_distance`s) a strong detection away from exits may be from
 /// an unseen track and still continue it.
 const REAPPEAR_REACH: f64 = 3.0;
+
+/// A box whose top went down by this much of its height from one result to
+/// the next (within [`FALL_WITHIN`]) is a person going down: a fall, or
+/// sitting or lying down, not walking out.
+const FALL_DROP: f64 = 0.3;
+const FALL_WITHIN: Duration = Duration::from_secs(1);
+
+/// Whether a person last seen as `t` could have walked out: upright (a box
+/// at least as tall as wide) and not going down.
+fn on_their_feet(t: &Track) -> bool {
+    t.bbox.height >= t.bbox.width && !t.going_down
+}
 
 /// How the tracker associates and ages tracks.
 #[derive(Debug, Clone)]
@@ -103,6 +117,8 @@ pub struct Track {
     pub seen: bool,
     /// Time of results it has been unseen through.
     pub unseen_for: Duration,
+    /// Its box's top dropped fast between its last two sightings.
+    pub going_down: bool,
 }
 
 /// Why a confirmed track ended.
@@ -319,7 +335,11 @@ impl Tracker {
     fn continue_track(&mut self, t: usize, bbox: BBox, now: Instant, changes: &mut Vec<Change>) {
         let min_hits = self.settings.min_hits;
         let track = &mut self.tracks[t];
-        let dt = now.saturating_duration_since(track.last_seen).as_secs_f64();
+        let since = now.saturating_duration_since(track.last_seen);
+        track.going_down = track.seen
+            && since <= FALL_WITHIN
+            && bbox.y - track.bbox.y >= FALL_DROP * track.bbox.height;
+        let dt = since.as_secs_f64();
         if dt > 0.0 && track.seen {
             let (ox, oy) = centre(&track.bbox);
             let (nx, ny) = centre(&bbox);
@@ -358,6 +378,7 @@ impl Tracker {
             misses: 0,
             seen: true,
             unseen_for: Duration::ZERO,
+            going_down: false,
         };
         self.next_id += 1;
         if track.confirmed {
@@ -403,7 +424,7 @@ impl Tracker {
             if !t.confirmed {
                 return false;
             }
-            if at_exit(&t.bbox) {
+            if at_exit(&t.bbox) && on_their_feet(t) {
                 changes.push(Change::Ended(t.clone(), EndReason::Exit));
                 return false;
             }
@@ -642,6 +663,59 @@ mod tests {
         }
         assert_eq!(kinds(&changes), ["ended_exit"]);
         assert!(tr.tracks().is_empty());
+    }
+
+    #[test]
+    fn a_person_who_falls_or_lies_at_an_exit_has_not_left() {
+        let at_bottom = |b: &BBox| b.y + b.height >= 470.0;
+        let t0 = Instant::now();
+        let at = |i: u64| t0 + Duration::from_millis(500 * i);
+        // Standing at the bottom edge, then falling: the box sinks fast and
+        // turns wide, then nothing.
+        let mut tr = Tracker::new(TrackerSettings::default());
+        for i in 0..4 {
+            tr.update(at(i), &[strong(b(300.0, 280.0))], at_bottom);
+        }
+        let fallen = BBox {
+            x: 260.0,
+            y: 400.0,
+            width: 200.0,
+            height: 80.0,
+        };
+        tr.update(at(4), &[strong(fallen)], at_bottom);
+        let mut changes = Vec::new();
+        for i in 5..15 {
+            changes.extend(tr.update(at(i), &[], at_bottom).changes);
+        }
+        assert_eq!(kinds(&changes), ["unseen"]);
+        // Going down still taller than wide (sitting down hard, seen from the
+        // front): the box's top drops by half its height in one result.
+        let mut tr = Tracker::new(TrackerSettings::default());
+        for i in 0..4 {
+            tr.update(at(i), &[strong(b(300.0, 280.0))], at_bottom);
+        }
+        let sitting = BBox {
+            x: 290.0,
+            y: 380.0,
+            width: 90.0,
+            height: 100.0,
+        };
+        tr.update(at(4), &[strong(sitting)], at_bottom);
+        let mut changes = Vec::new();
+        for i in 5..15 {
+            changes.extend(tr.update(at(i), &[], at_bottom).changes);
+        }
+        assert_eq!(kinds(&changes), ["unseen"]);
+        // Walking out at the same edge: left.
+        let mut tr = Tracker::new(TrackerSettings::default());
+        for i in 0..4 {
+            tr.update(at(i), &[strong(b(300.0, 280.0))], at_bottom);
+        }
+        let mut changes = Vec::new();
+        for i in 4..14 {
+            changes.extend(tr.update(at(i), &[], at_bottom).changes);
+        }
+        assert_eq!(kinds(&changes), ["ended_exit"]);
     }
 
     #[test]

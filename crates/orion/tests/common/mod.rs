@@ -575,20 +575,7 @@ shutdown_timeout_s: 5
 /// the seconds of each part, or `--two`) in `dir`; returns its path and the
 /// timings the script prints.
 pub fn make_video(dir: &Path, args: &[&str]) -> (std::path::PathBuf, serde_json::Value) {
-    let path = dir.join("visit.mp4");
-    let out = Command::new(venv_python())
-        .arg(repo_root().join("crates/orion/tests/visit_video.py"))
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("run visit_video.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let info = serde_json::from_slice(&out.stdout).expect("timings JSON");
-    (path, info)
+    video_from("visit_video.py", &dir.join("visit.mp4"), args)
 }
 
 /// Makes a scene video with `scene_video.py` (`args` after the output path:
@@ -599,20 +586,25 @@ pub fn scene_video(
     name: &str,
     args: &[&str],
 ) -> (std::path::PathBuf, serde_json::Value) {
-    let path = dir.join(name);
+    video_from("scene_video.py", &dir.join(name), args)
+}
+
+/// Runs a video script of the tests (`script`, in this directory) writing
+/// `path`; the path and the JSON line it prints.
+fn video_from(script: &str, path: &Path, args: &[&str]) -> (std::path::PathBuf, serde_json::Value) {
     let out = Command::new(venv_python())
-        .arg(repo_root().join("crates/orion/tests/scene_video.py"))
-        .arg(&path)
+        .arg(repo_root().join("crates/orion/tests").join(script))
+        .arg(path)
         .args(args)
         .output()
-        .expect("run scene_video.py");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
     assert!(
         out.status.success(),
-        "{}",
+        "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let info = serde_json::from_slice(&out.stdout).expect("timings JSON");
-    (path, info)
+    (path.to_path_buf(), info)
 }
 
 /// Everything received on `sub` (topic, JSON; `null` for what is not JSON)
