@@ -250,6 +250,12 @@ impl CameraWatch {
         }
     }
 
+    /// The stream delivers frames now (`camera_state` is `streaming`).
+    pub fn streaming(&self) -> bool {
+        let s = self.stream.borrow();
+        s.up && !s.stalled && !s.failed
+    }
+
     /// `starting` until the daemon runs, then `paused` or `running`.
     pub fn inference_state(&self) -> &'static str {
         match (self.running(), self.paused()) {

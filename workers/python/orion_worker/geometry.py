@@ -44,7 +44,7 @@ def crop_to_frame(boxes: np.ndarray, crop: Crop) -> np.ndarray:
     return out
 
 
-def rest_crops(areas: Any, frame_width: int, frame_height: int) -> list[Crop]:
+def look_crops(areas: Any, frame_width: int, frame_height: int) -> list[Crop]:
     """Look areas of a frame's meta (`rest_areas`, `exit_areas`: normalized
     rects) as crops in pixels; malformed entries are skipped (at most 16)."""
     crops: list[Crop] = []

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import protocol
 from .detectors import ModelSet, load_model_set
-from .geometry import Crop, crop_to_frame, final_boxes, rest_crops, suggested_roi, turned_back
+from .geometry import Crop, crop_to_frame, final_boxes, look_crops, suggested_roi, turned_back
 from .sdk import Worker, serve, start_worker
 
 log = logging.getLogger("orion_worker.person_detector")
@@ -78,8 +78,8 @@ class PersonDetector(Worker):
         meta = frame.get("meta") or {}
         roi = meta.get("roi_processing") or {}
         target = roi.get("target_size") if isinstance(roi.get("target_size"), int) else None
-        rest = rest_crops(meta.get("rest_areas"), image.shape[1], image.shape[0])
-        exits = rest_crops(meta.get("exit_areas"), image.shape[1], image.shape[0])
+        rest = look_crops(meta.get("rest_areas"), image.shape[1], image.shape[0])
+        exits = look_crops(meta.get("exit_areas"), image.shape[1], image.shape[0])
         boxes, scores, timings, model = self.detect(image, crop, target, rest, exits)
         detections = [
             protocol.detection(protocol.rect(b[0], b[1], b[2] - b[0], b[3] - b[1]), s, "person")

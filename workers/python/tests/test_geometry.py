@@ -73,9 +73,9 @@ def test_boxes_found_in_a_turned_crop_land_where_the_thing_is():
         assert back.tolist() == [[50.0, 50.0, 53.0, 52.0]], (k, back)
 
 
-def test_rest_crops_skip_what_is_not_a_rect():
-    from orion_worker.geometry import rest_crops
+def test_look_crops_skip_what_is_not_a_rect():
+    from orion_worker.geometry import look_crops
 
-    crops = rest_crops([{"x": 0.5, "y": 0.5, "width": 0.5, "height": 0.5}, {"x": "a"}, None, {"x": 0, "y": 0, "width": 0.001, "height": 0.5}], 640, 480)
+    crops = look_crops([{"x": 0.5, "y": 0.5, "width": 0.5, "height": 0.5}, {"x": "a"}, None, {"x": 0, "y": 0, "width": 0.001, "height": 0.5}], 640, 480)
     assert crops == [Crop(320, 240, 320, 240)]
-    assert rest_crops("junk", 640, 480) == []
+    assert look_crops("junk", 640, 480) == []

@@ -4,9 +4,9 @@
 //! restart (or a crash) neither forgets a sleeping resident nor leaves a
 //! visit open.
 //!
-//! Owns that file. Writes go through a temporary file and a rename (a crash
-//! leaves the old or the new snapshot, never half of one), off the async
-//! runtime. It stops after the result handler, saving what it last handed
+//! Owns that file. Writes go through a temporary file of this keeper's own,
+//! flushed to the disk, and a rename (a crash or a power cut leaves the old or
+//! the new snapshot, never half of one), off the async runtime. It stops after the result handler, saving what it last handed
 //! over; a file it cannot read or write is logged and never stops the camera.
 
 use std::path::{Path, PathBuf};
@@ -23,12 +23,18 @@ const MAX_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct PresenceFile {
     path: PathBuf,
+    /// This keeper's temporary file (two keepers of one camera, as across a
+    /// reload, never write the same one).
+    tmp: PathBuf,
 }
 
 impl PresenceFile {
     pub fn new(dir: &Path, instance_id: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             path: dir.join(format!("{instance_id}.json")),
+            tmp: dir.join(format!(".{instance_id}.{}-{n}.tmp", std::process::id())),
         }
     }
 
@@ -73,7 +79,8 @@ impl PresenceFile {
         }
     }
 
-    /// Writes `snapshot` (temporary file, then rename).
+    /// Writes `snapshot` (temporary file, synced, then rename and a sync of
+    /// the directory).
     async fn save(&self, snapshot: &Snapshot) {
         let bytes = match serde_json::to_vec(snapshot) {
             Ok(b) => b,
@@ -82,14 +89,16 @@ impl PresenceFile {
                 return;
             }
         };
-        let path = self.path.clone();
+        let (path, tmp) = (self.path.clone(), self.tmp.clone());
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, &path)
+            use std::io::Write as _;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(dir)?.sync_all()
         })
         .await;
         match written {
@@ -110,6 +119,7 @@ impl PresenceFile {
     ) {
         loop {
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => break,
                 changed = snapshots.changed() => {
                     if changed.is_err() {
@@ -181,6 +191,11 @@ mod tests {
             &b"{not json"[..],
             br#"{"saved_at": "yesterday", "next_track_id": 1, "people": []}"#,
             br#"{"saved_at": "2026-11-30T08:00:00Z", "next_track_id": 1, "people": [{"track_id": 5, "bbox": {"x": 1, "y": 2, "width": 3, "height": 4}, "first_seen": "", "last_seen": "", "seen": true, "unseen_for_s": 0, "zones": []}]}"#,
+            // Durations and ids that would overflow, times that are not.
+            br#"{"saved_at": "2026-11-30T08:00:00Z", "next_track_id": 9, "people": [{"track_id": 5, "bbox": {"x": 1, "y": 2, "width": 3, "height": 4}, "first_seen": "2026-11-30T07:00:00Z", "last_seen": "2026-11-30T07:00:00Z", "seen": false, "unseen_for_s": 1e20, "zones": []}]}"#,
+            br#"{"saved_at": "2026-11-30T08:00:00Z", "next_track_id": 18446744073709551615, "people": []}"#,
+            br#"{"saved_at": "2026-11-30T08:00:00Z", "next_track_id": 9, "occupied_since": "then", "people": []}"#,
+            br#"{"saved_at": "2026-11-30T08:00:00Z", "next_track_id": 9, "people": [{"track_id": 5, "bbox": {"x": 1, "y": 2, "width": 3, "height": 4}, "first_seen": "2026-11-30T07:00:00Z", "last_seen": "2026-11-30T07:00:00Z", "seen": true, "unseen_for_s": 0, "zones": []}, {"track_id": 5, "bbox": {"x": 1, "y": 2, "width": 3, "height": 4}, "first_seen": "2026-11-30T07:00:00Z", "last_seen": "2026-11-30T07:00:00Z", "seen": true, "unseen_for_s": 0, "zones": []}]}"#,
         ] {
             std::fs::write(dir.path().join("cam-1.json"), junk).expect("write");
             assert!(file.load().await.is_none(), "{}", String::from_utf8_lossy(junk));

@@ -141,10 +141,16 @@ struct Stoppable {
 }
 
 impl Stoppable {
-    /// Stops it; false when it did not end within `limit`.
+    /// Stops it; false when it did not end within `limit` (then it is
+    /// aborted: nothing of the camera runs on unowned).
     async fn stop(self, limit: Duration) -> bool {
         self.stop.cancel();
-        tokio::time::timeout(limit, self.task).await.is_ok()
+        let abort = self.task.abort_handle();
+        let ended = tokio::time::timeout(limit, self.task).await.is_ok();
+        if !ended {
+            abort.abort();
+        }
+        ended
     }
 }
 
@@ -440,7 +446,10 @@ impl Parts {
         root: &CancellationToken,
     ) -> Stoppable {
         let file = PresenceFile::new(&self.config.presence.path, &self.config.instance_id);
-        if let Some(snapshot) = file.load().await {
+        // Without person detectors there is no room to take people back into.
+        if results.tracking
+            && let Some(snapshot) = file.load().await
+        {
             results.restore(&snapshot);
         }
         let stop = root.child_token();

@@ -108,8 +108,9 @@ fn inference_data<'a>(
                 .filter(|id| *id != 0),
         })
         .collect();
+    // The people who count: those in ignore zones are listed, not counted.
     let count = if signals.is_some() {
-        detections.len() as u32
+        detections.iter().filter(|d| d.track_id.is_some()).count() as u32
     } else {
         r.person_count
     };
@@ -396,9 +397,7 @@ impl CameraResults {
     fn watching(&self) -> Watching {
         if self.watch.paused() {
             Watching::Paused
-        } else if self.watch.camera_state() != "streaming"
-            || !self.detectors.iter().any(|w| w.status.borrow().up)
-        {
+        } else if !self.watch.streaming() || !self.detectors.iter().any(|w| w.status.borrow().up) {
             Watching::Unknown
         } else {
             Watching::Yes

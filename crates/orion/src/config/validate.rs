@@ -653,28 +653,17 @@ impl Config {
         }
     }
 
-    /// The outbox: its directory and bounds.
+    /// The outbox (its directory and bounds), and where the present people
+    /// are kept.
     fn check_outbox(&self, c: &mut Checker) {
         let o = &self.outbox;
-        if o.path.as_os_str().is_empty() {
-            c.fail(
-                "outbox.path",
-                "must name a directory, e.g. /var/lib/orion/outbox",
-            );
-        } else if let Some(not_dir) = o
-            .path
-            .ancestors()
-            .find(|a| a.exists())
-            .filter(|a| !a.is_dir())
-        {
-            c.fail(
-                "outbox.path",
-                format!(
-                    "{} is not a directory (a file or a device); it must be a directory, or a new one under a directory",
-                    shown_path(not_dir)
-                ),
-            );
-        }
+        check_state_dir(c, "outbox.path", &o.path, "/var/lib/orion/outbox");
+        check_state_dir(
+            c,
+            "presence.path",
+            &self.presence.path,
+            "/var/lib/orion/presence",
+        );
         c.range_u64(
             "outbox.max_events",
             o.max_events,
@@ -828,5 +817,25 @@ impl AutoFocusConfig {
             " results",
         );
         c.problems
+    }
+}
+
+/// A state directory of the daemon (`key`): named, and a directory or a new
+/// one under a directory.
+fn check_state_dir(c: &mut Checker, key: &str, path: &std::path::Path, example: &str) {
+    if path.as_os_str().is_empty() {
+        c.fail(key, format!("must name a directory, e.g. {example}"));
+    } else if let Some(not_dir) = path
+        .ancestors()
+        .find(|a| a.exists())
+        .filter(|a| !a.is_dir())
+    {
+        c.fail(
+            key,
+            format!(
+                "{} is not a directory (a file or a device); it must be a directory, or a new one under a directory",
+                shown_path(not_dir)
+            ),
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! From boxes to care signals, per camera: the [`tracker`] follows people across
 //! results; [`zones`] are the named regions of a view; [`room`] turns visits
-//! into events and occupancy; a [`snapshot`] keeps the present people across
-//! a restart.
+//! into events and occupancy, knowing each person's body from their boxes
+//! ([`bodies`]); a [`snapshot`] keeps the present people across a restart.
 
+pub mod bodies;
 pub mod room;
 pub mod snapshot;
 pub mod tracker;

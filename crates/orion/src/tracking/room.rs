@@ -37,6 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 use orion_protocol::BBox;
 use serde::Serialize;
 
+use super::bodies::{Bodies, Cuts};
 use super::snapshot::{SavedPerson, Snapshot};
 use super::tracker::{Candidate, Change, EndReason, Track, Tracker, TrackerSettings};
 use super::zones::{Zone, ZoneAnchor};
@@ -133,9 +134,6 @@ pub struct RoomSettings {
     /// zones is pointed out as a candidate for an ignore zone (zero: never).
     pub ignore_hint_after: Duration,
 }
-
-/// How far (in its own size) a box may move and still be "not moved".
-const STILL: f64 = 0.02;
 
 /// A person-shaped thing that has not moved for a long time outside rest
 /// zones: perhaps a picture or a TV, for an operator to check (never ignored
@@ -290,6 +288,18 @@ struct InZone {
     at: Option<Point>,
 }
 
+/// How a result's detection is judged.
+#[derive(Debug, Clone, Copy)]
+enum Judged {
+    /// Offered to the tracker (its index among the candidates).
+    Candidate(usize),
+    /// In an ignore zone: reported (without a track) when it would have
+    /// started one.
+    Ignored { shown: bool },
+    /// Below the keeping threshold: nothing.
+    Below,
+}
+
 /// What one call produced.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -304,14 +314,6 @@ pub struct Output {
     pub occupancy: Option<Occupancy>,
     /// Night began (`Some(true)`) or ended.
     pub night: Option<bool>,
-}
-
-/// The whole size of a track's box as last seen uncut, to estimate the
-/// anchor of a cut one.
-#[derive(Debug, Clone, Copy, Default)]
-struct WholeSize {
-    width: Option<f64>,
-    height: Option<f64>,
 }
 
 pub struct RoomTracker {
@@ -333,9 +335,8 @@ pub struct RoomTracker {
     last_person: Instant,
     /// (track id, zone name) -> standing.
     in_zones: HashMap<(u64, String), InZone>,
-    whole: HashMap<u64, WholeSize>,
-    /// Each seen track's box when it last moved, and since when it has not.
-    still: HashMap<u64, (BBox, Instant)>,
+    /// What is known of each present person's body.
+    bodies: Bodies,
     watching: Watching,
     night: bool,
     /// Results in a row of the other light.
@@ -402,8 +403,7 @@ impl RoomTracker {
             since: rfc3339(start.wall),
             last_person: start.mono,
             in_zones: HashMap::new(),
-            whole: HashMap::new(),
-            still: HashMap::new(),
+            bodies: Bodies::default(),
             watching: Watching::Yes,
             night: false,
             light_run: 0,
@@ -420,7 +420,8 @@ impl RoomTracker {
     }
 
     /// Replaces the zones: tracks in a zone that changed or went away leave it
-    /// (`reason: zone_changed`); the new zones start empty.
+    /// (`reason: zone_changed`); the new zones start empty; people in a new
+    /// ignore zone leave the room.
     pub fn set_zones(&mut self, zones: Vec<Zone>, now: Stamp) -> Output {
         let mut out = Output::default();
         let kept: Vec<String> = zones
@@ -446,8 +447,29 @@ impl RoomTracker {
         }
         self.in_zones.retain(|(_, zone), _| kept.contains(zone));
         self.settings.zones = zones;
+        self.end_ignored(now, &mut out);
         self.occupancy(now, &mut out);
         out
+    }
+
+    /// People whose place is in an ignore zone now (one was drawn over a
+    /// picture that had been counted) leave (`person_left`, `ignored`).
+    fn end_ignored(&mut self, now: Stamp, out: &mut Output) {
+        let ignored: Vec<(u64, bool)> = self
+            .tracker
+            .tracks()
+            .iter()
+            .filter(|t| self.ignored(&t.bbox))
+            .map(|t| (t.id, t.confirmed))
+            .collect();
+        for (id, confirmed) in ignored {
+            let Some(t) = self.tracker.end(id) else {
+                continue;
+            };
+            if confirmed {
+                self.apply(vec![Change::Ended(t, EndReason::Ignored)], now, out);
+            }
+        }
     }
 
     fn anchor(&self, b: &BBox) -> Point {
@@ -484,42 +506,27 @@ impl RoomTracker {
         (left || right || top || bottom) && !(left && right) && !(top && bottom)
     }
 
-    /// The anchor of track `id`'s box `b` seen through `crop`: where a side
-    /// is cut, estimated from the track's last whole size; `None` when the
-    /// side that places the anchor is cut by the ROI crop and nothing tells
-    /// how far the person goes on.
-    fn estimated_anchor(&mut self, id: u64, b: &BBox, crop: &BBox) -> Option<Point> {
-        let [left, right, top, bottom] = cut_sides(b, crop, self.width, self.height);
-        let whole = self.whole.entry(id).or_default();
-        let (mut x0, mut x1, mut y0, mut y1) = (b.x, b.x + b.width, b.y, b.y + b.height);
-        let mut unknown = false;
+    /// The anchor of track `id`'s box `b` seen through `crop` at `now` (and
+    /// what its body tells): where a side is cut, estimated from the person's
+    /// whole size; `None` when a side that places the anchor is cut by the ROI
+    /// crop and nothing tells how far the person goes on.
+    fn observed_anchor(&mut self, id: u64, b: &BBox, crop: &BBox, now: Instant) -> Option<Point> {
+        let (w, h) = (self.width, self.height);
+        let sides = cut_sides(b, crop, w, h);
         let inside_frame = |edge: f64, limit: f64| edge > 0.01 * limit && edge < 0.99 * limit;
-        match (top, bottom, whole.height) {
-            (false, false, _) => whole.height = Some(b.height),
-            (false, true, Some(h)) if h > b.height => y1 = y0 + h,
-            (true, false, Some(h)) if h > b.height => y0 = y1 - h,
-            (false, true, _) => unknown |= inside_frame(crop.y + crop.height, self.height),
-            (true, false, _) => {
-                unknown |=
-                    self.settings.anchor == ZoneAnchor::Center && inside_frame(crop.y, self.height)
-            }
-            (true, true, _) => {}
-        }
-        match (left, right, whole.width) {
-            (false, false, _) => whole.width = Some(b.width),
-            (false, true, Some(w)) if w > b.width => x1 = x0 + w,
-            (true, false, Some(w)) if w > b.width => x0 = x1 - w,
-            (false, true, _) => unknown |= inside_frame(crop.x + crop.width, self.width),
-            (true, false, _) => unknown |= inside_frame(crop.x, self.width),
-            (true, true, _) => {}
-        }
-        let estimated = BBox {
-            x: x0,
-            y: y0,
-            width: x1 - x0,
-            height: y1 - y0,
+        let inside = [
+            inside_frame(crop.x, w),
+            inside_frame(crop.x + crop.width, w),
+            inside_frame(crop.y, h),
+            inside_frame(crop.y + crop.height, h),
+        ];
+        let whole = self.bodies.observe(id, b, Cuts { sides, inside }, now);
+        let [left, right, top, bottom] = whole.unknown;
+        let unknown = match self.settings.anchor {
+            ZoneAnchor::BottomCenter => left || right || bottom,
+            ZoneAnchor::Center => left || right || top || bottom,
         };
-        (!unknown).then(|| self.anchor(&estimated))
+        (!unknown).then(|| self.anchor(&whole.bbox))
     }
 
     /// Each zone's people: the confirmed tracks in it.
@@ -554,8 +561,8 @@ impl RoomTracker {
             .collect();
         let mut anchors = Vec::new();
         for (id, bbox) in tracks {
-            // Estimated for every seen track, zones or not: it learns sizes.
-            if let Some(at) = self.estimated_anchor(id, &bbox, crop) {
+            // For every seen track, zones or not: the bodies learn.
+            if let Some(at) = self.observed_anchor(id, &bbox, crop, now.mono) {
                 anchors.push((id, at));
             }
         }
@@ -619,8 +626,7 @@ impl RoomTracker {
             }
             false
         });
-        self.whole.remove(&track.id);
-        self.still.remove(&track.id);
+        self.bodies.forget(track.id);
         left.sort_by(|a, b| a.0.cmp(&b.0));
         for (zone, st) in left {
             let detail = Detail::Zone {
@@ -676,88 +682,77 @@ impl RoomTracker {
         }
     }
 
-    /// The tracker's candidates among `detections` (those in ignore zones and
-    /// those below the keeping threshold are none): for each detection, its
-    /// index among the candidates.
-    fn candidates(&self, detections: &[(BBox, f64)]) -> (Vec<Candidate>, Vec<Option<usize>>) {
+    /// How each of `detections` is judged: a candidate for the tracker (its
+    /// index among the candidates), in an ignore zone (reported if it would
+    /// have started a track), or below the keeping threshold.
+    fn judge(&self, detections: &[(BBox, f64)]) -> (Vec<Candidate>, Vec<Judged>) {
         let t = if self.night {
             self.settings.night
         } else {
             self.settings.day
         };
         let mut candidates = Vec::new();
-        let index = detections
+        let judged = detections
             .iter()
             .map(|(b, confidence)| {
                 let at = self.anchor(b);
-                if in_zone_kind(&self.settings.zones, at, |z| z.ignore) || *confidence < t.keep {
-                    return None;
-                }
                 let doorway = in_zone_kind(&self.settings.zones, at, |z| z.exit);
                 let start = if self.half_in_view(b) || doorway {
                     t.start.min(t.edge_start)
                 } else {
                     t.start
                 };
+                if in_zone_kind(&self.settings.zones, at, |z| z.ignore) {
+                    return Judged::Ignored {
+                        shown: *confidence >= start,
+                    };
+                }
+                if *confidence < t.keep {
+                    return Judged::Below;
+                }
                 candidates.push(Candidate {
                     bbox: *b,
                     strong: *confidence >= start,
                 });
-                Some(candidates.len() - 1)
+                Judged::Candidate(candidates.len() - 1)
             })
             .collect();
-        (candidates, index)
+        (candidates, judged)
     }
 
     /// One person-detection result of a frame captured at `captured`, seen at `now`.
     pub fn on_result(&mut self, captured: Stamp, sight: Sight<'_>, now: Stamp) -> Output {
         let mut out = Output::default();
         self.light(sight.grayscale, &mut out);
-        let (candidates, index) = self.candidates(sight.detections);
+        let (candidates, judged) = self.judge(sight.detections);
         let (settings, width, height) = (&self.settings, self.width, self.height);
-        let update = self.tracker.update(captured.mono, &candidates, |b| {
-            Self::at_exit(settings, b, width, height)
-        });
-        for (i, (_, confidence)) in sight.detections.iter().enumerate() {
-            let id = index[i].map_or(0, |c| update.track_ids[c]);
-            let strong = index[i].is_some_and(|c| candidates[c].strong);
-            // Ignored ones are reported (without a track) if they would count.
-            let t = if self.night {
-                self.settings.night
-            } else {
-                self.settings.day
+        let bodies = &self.bodies;
+        let at_exit = |b: &BBox| Self::at_exit(settings, b, width, height);
+        // People leave on their feet: someone lying, or last seen going down,
+        // at an exit has fallen there, not left.
+        let left = |t: &Track| {
+            at_exit(&t.bbox) && bodies.upright(t.id, &t.bbox) && !bodies.going_down(t.id)
+        };
+        let update = self
+            .tracker
+            .update(captured.mono, &candidates, at_exit, left);
+        for j in &judged {
+            let (id, shown) = match *j {
+                Judged::Candidate(c) => {
+                    let id = update.track_ids[c];
+                    (id, candidates[c].strong || id != 0)
+                }
+                Judged::Ignored { shown } => (0, shown),
+                Judged::Below => (0, false),
             };
             out.track_ids.push(id);
-            out.shown
-                .push(strong || id != 0 || (index[i].is_none() && *confidence >= t.start));
+            out.shown.push(shown);
         }
         let seen = out.track_ids.clone();
         self.apply(update.changes, now, &mut out);
-        self.stillness(&seen, captured.mono);
         self.update_zones(&seen, &sight.crop, now, &mut out);
         self.occupancy(now, &mut out);
         out
-    }
-
-    /// Since when each track seen at `now` has not moved.
-    fn stillness(&mut self, seen: &[u64], now: Instant) {
-        for t in self.tracker.confirmed().filter(|t| seen.contains(&t.id)) {
-            let b = t.bbox;
-            let entry = self.still.entry(t.id).or_insert((b, now));
-            let b0 = entry.0;
-            let size = (b0.width + b0.height) / 2.0;
-            let moved = [
-                b.x - b0.x,
-                b.y - b0.y,
-                b.x + b.width - b0.x - b0.width,
-                b.y + b.height - b0.y - b0.height,
-            ]
-            .iter()
-            .any(|d| d.abs() > STILL * size.max(1.0));
-            if moved {
-                *entry = (b, now);
-            }
-        }
     }
 
     /// The candidates for an ignore zone at `now` (see [`IgnoreCandidate`]).
@@ -771,9 +766,9 @@ impl RoomTracker {
             .confirmed()
             .filter(|t| t.seen)
             .filter_map(|t| {
-                let (b, since) = self.still.get(&t.id)?;
-                let still = now.saturating_duration_since(*since);
-                let resting = in_zone_kind(&self.settings.zones, self.anchor(b), |z| z.rest);
+                let (b, since) = self.bodies.still(t.id)?;
+                let still = now.saturating_duration_since(since);
+                let resting = in_zone_kind(&self.settings.zones, self.anchor(&b), |z| z.rest);
                 (still >= after && !resting).then(|| IgnoreCandidate {
                     track_id: t.id,
                     rect: NormBox {
@@ -818,11 +813,15 @@ impl RoomTracker {
                         .push(self.event("person_entered", at, Some(t.id), detail));
                 }
                 Change::Ended(t, reason) => {
-                    let at = match reason {
-                        EndReason::Exit => {
-                            now.wall_of(t.last_seen + self.settings.tracker.max_missing)
-                        }
-                        EndReason::NotSeen => now.wall,
+                    // Missed while seen: over `max_missing` after the last
+                    // sighting. Unseen or ignored: present until now, and the
+                    // room empties `empty_after` from here.
+                    let missed = t.seen && reason != EndReason::Ignored;
+                    let at = if missed {
+                        now.wall_of(t.last_seen + self.settings.tracker.max_missing)
+                    } else {
+                        self.last_person = self.last_person.max(now.mono);
+                        now.wall
                     };
                     self.leave_zones(&t, at, out);
                     let detail = self.left(&t, reason, now);
@@ -851,6 +850,12 @@ impl RoomTracker {
     /// changes, with an `occupancy_changed` event when the state or the count
     /// does.
     fn occupancy(&mut self, now: Stamp, out: &mut Output) {
+        self.decide(now, out, true);
+    }
+
+    /// [`RoomTracker::occupancy`], with the `occupancy_changed` event only
+    /// when `announce`.
+    fn decide(&mut self, now: Stamp, out: &mut Output, announce: bool) {
         let people: Vec<&Track> = self.tracker.confirmed().collect();
         let count = people.len();
         let seen = people.iter().filter(|t| t.seen).count();
@@ -901,7 +906,7 @@ impl RoomTracker {
             return;
         }
         self.occupied = Some(occupied);
-        if changed {
+        if changed && announce {
             let detail = Detail::Occupancy {
                 occupied,
                 count: shown_count,
@@ -949,86 +954,104 @@ impl RoomTracker {
     }
 
     /// Takes back the people of an earlier run's snapshot: a visit resumes
-    /// (the same track, in the same zones, unseen until detected) unless the
+    /// (the same track, in the same zones, seen or unseen as saved) unless the
     /// person has not been seen for `unseen_timeout` counting the time the
-    /// daemon was down; then it is closed (`person_left`, `not_seen`).
+    /// daemon was down, or stands in an ignore zone now; then it is closed
+    /// (`person_left`).
     pub fn restore(&mut self, snapshot: &Snapshot, now: Stamp) -> Output {
         let mut out = Output::default();
         let down = snapshot.saved_at().map_or(Duration::ZERO, |t| {
             now.wall.duration_since(t).unwrap_or(Duration::ZERO)
         });
         let timeout = self.settings.tracker.unseen_timeout;
+        self.tracker.reserve_ids(snapshot.next_track_id);
+        let mut taken = Vec::new();
+        for p in &snapshot.people {
+            let (track, unseen_for) = self.saved_track(p, down, now);
+            let why = if !timeout.is_zero() && unseen_for >= timeout {
+                Some(EndReason::NotSeen)
+            } else if self.ignored(&track.bbox) {
+                Some(EndReason::Ignored)
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let detail = self.left(&track, why, now);
+                out.events
+                    .push(self.event("person_left", now.wall, Some(track.id), detail));
+                continue;
+            }
+            self.rejoin_zones(&track, &p.zones);
+            taken.push(track);
+        }
+        if !taken.is_empty() {
+            // The room was occupied before the restart and still is: decided
+            // already (no `occupancy_changed`), published anew below.
+            self.occupied = Some(true);
+            if let Some(since) = &snapshot.occupied_since {
+                self.since = since.clone();
+            }
+        }
+        let announce = taken.is_empty();
+        self.tracker.restore(taken);
+        self.decide(now, &mut out, announce);
+        out
+    }
+
+    /// A saved person as a track of this run, and how long they have been
+    /// unseen counting the `down` time.
+    fn saved_track(&self, p: &SavedPerson, down: Duration, now: Stamp) -> (Track, Duration) {
         let mono_of = |wall: Option<SystemTime>| {
             wall.and_then(|w| now.wall.duration_since(w).ok())
                 .and_then(|ago| now.mono.checked_sub(ago))
                 .unwrap_or(now.mono)
         };
-        self.tracker.reserve_ids(snapshot.next_track_id);
-        let mut taken = Vec::new();
-        for p in &snapshot.people {
-            let unseen_for = Duration::from_secs_f64(p.unseen_for_s) + down;
-            let track = Track {
-                id: p.track_id,
-                bbox: p.bbox,
-                first_bbox: p.bbox,
-                velocity: (0.0, 0.0),
-                hits: self.settings.tracker.min_hits,
-                confirmed: true,
-                first_seen: mono_of(p.first_seen()),
-                last_seen: if p.seen {
-                    now.mono
-                } else {
-                    mono_of(p.last_seen())
-                },
-                misses: 0,
-                seen: p.seen,
-                unseen_for: if p.seen { Duration::ZERO } else { unseen_for },
-                going_down: false,
-            };
-            if !timeout.is_zero() && unseen_for >= timeout {
-                let detail = self.left(&track, EndReason::NotSeen, now);
-                out.events
-                    .push(self.event("person_left", now.wall, Some(track.id), detail));
-                continue;
+        // Checked when read: finite, at most a week.
+        let saved = Duration::try_from_secs_f64(p.unseen_for_s).unwrap_or(Duration::ZERO);
+        let unseen_for = saved.saturating_add(down);
+        let track = Track {
+            id: p.track_id,
+            bbox: p.bbox,
+            first_bbox: p.bbox,
+            velocity: (0.0, 0.0),
+            hits: self.settings.tracker.min_hits,
+            confirmed: true,
+            first_seen: mono_of(p.first_seen()),
+            last_seen: if p.seen {
+                now.mono
+            } else {
+                mono_of(p.last_seen())
+            },
+            misses: 0,
+            seen: p.seen,
+            missing_for: Duration::ZERO,
+            unseen_for: if p.seen { Duration::ZERO } else { unseen_for },
+        };
+        (track, unseen_for)
+    }
+
+    /// A track taken back is in the zones it was in (those that still exist).
+    fn rejoin_zones(&mut self, track: &Track, zones: &[String]) {
+        for zone in zones {
+            let exists = self
+                .settings
+                .zones
+                .iter()
+                .any(|z| &z.name == zone && !z.ignore);
+            if exists {
+                let st = InZone {
+                    inside: true,
+                    at: Some(self.anchor(&track.bbox)),
+                    ..InZone::default()
+                };
+                self.in_zones.insert((track.id, zone.clone()), st);
             }
-            for zone in &p.zones {
-                if self
-                    .settings
-                    .zones
-                    .iter()
-                    .any(|z| &z.name == zone && !z.ignore)
-                {
-                    let st = InZone {
-                        inside: true,
-                        at: Some(self.anchor(&track.bbox)),
-                        ..InZone::default()
-                    };
-                    self.in_zones.insert((track.id, zone.clone()), st);
-                }
-            }
-            taken.push(track);
         }
-        if !taken.is_empty() {
-            // Decided already: the room was occupied before the restart and
-            // still is (no `occupancy_changed`), published anew below.
-            self.occupied = Some(true);
-            if let Some(since) = &snapshot.occupied_since {
-                self.since = since.clone();
-            }
-            self.published = Some(Occupancy {
-                state: self.watching.as_str(),
-                occupied: true,
-                count: taken.len(),
-                seen: 0,
-                unseen: 0,
-                since: self.since.clone(),
-                zones: BTreeMap::new(),
-                unseen_people: Vec::new(),
-            });
-        }
-        self.tracker.restore(taken);
-        self.occupancy(now, &mut out);
-        out
+    }
+
+    /// Whether `b`'s anchor falls in an ignore zone.
+    fn ignored(&self, b: &BBox) -> bool {
+        in_zone_kind(&self.settings.zones, self.anchor(b), |z| z.ignore)
     }
 }
 
@@ -1722,5 +1745,78 @@ mod tests {
             }
         }
         assert_eq!(entered_at, Some(5.0), "a second after 4.0 s");
+    }
+
+    #[test]
+    fn people_leave_on_their_feet_a_fall_at_the_frame_edge_is_no_exit() {
+        let base = Stamp::now();
+        // Standing with the feet at the frame's bottom edge, then the box's
+        // top drops by two thirds of the height: a fall. Then nothing.
+        let standing = BBox {
+            x: 300.0,
+            y: 200.0,
+            width: 80.0,
+            height: 280.0,
+        };
+        let down = BBox {
+            x: 280.0,
+            y: 380.0,
+            width: 90.0,
+            height: 100.0,
+        };
+        let mut sig = room(holding());
+        let mut fall = vec![vec![standing]; 4];
+        fall.push(vec![down]);
+        fall.extend(vec![vec![]; 12]);
+        let (events, occ) = feed(&mut sig, base, 0.0, &fall);
+        assert!(left_reason(&events).is_empty(), "{events:?}");
+        assert_eq!(occ.last().map(|o| o.unseen), Some(1));
+        // Walking out under the camera: the frame cuts the box more and more
+        // (the top drops a little each time): left.
+        let mut sig = room(holding());
+        let mut out = vec![vec![standing]; 3];
+        for (y, h) in [
+            (250.0, 230.0),
+            (300.0, 180.0),
+            (350.0, 130.0),
+            (400.0, 80.0),
+        ] {
+            out.push(vec![BBox {
+                y,
+                height: h,
+                ..standing
+            }]);
+        }
+        out.extend(vec![vec![]; 10]);
+        let (events, _) = feed(&mut sig, base, 0.0, &out);
+        assert_eq!(left_reason(&events), ["\"exit\""], "{events:?}");
+    }
+
+    #[test]
+    fn an_ignore_zone_drawn_over_a_counted_picture_ends_its_visit() {
+        let base = Stamp::now();
+        let mut sig = room(holding());
+        let picture = person(500.0);
+        feed(&mut sig, base, 0.0, &vec![vec![picture]; 4]);
+        assert_eq!(sig.active_tracks(), 1);
+        let mut zone = crate::tracking::zones::rect("picture", 0.7, 0.3, 0.3, 0.4);
+        zone.ignore = true;
+        let out = sig.set_zones(vec![zone.clone()], at(base, 2.0));
+        assert_eq!(left_reason(&out.events), ["\"ignored\""]);
+        assert_eq!(sig.active_tracks(), 0, "no unseen ghost of the picture");
+        // The room empties `empty_after` later, the picture still there.
+        let (_, occ) = feed(&mut sig, base, 2.5, &vec![vec![picture]; 30]);
+        assert_eq!(occ.last().map(|o| o.occupied), Some(false), "{occ:?}");
+        // A restart with the picture taken back closes it the same way.
+        let mut before = room(holding());
+        feed(&mut before, base, 0.0, &vec![vec![picture]; 4]);
+        let snapshot = before.snapshot(at(base, 2.0));
+        let mut next = room(RoomSettings {
+            zones: vec![zone],
+            ..holding()
+        });
+        let out = next.restore(&snapshot, at(base, 60.0));
+        assert_eq!(left_reason(&out.events), ["\"ignored\""]);
+        assert_eq!(next.active_tracks(), 0);
     }
 }

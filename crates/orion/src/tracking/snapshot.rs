@@ -52,8 +52,9 @@ impl Snapshot {
         parse(&self.saved_at)
     }
 
-    /// Parses a saved snapshot, refusing what no save writes: too many people,
-    /// boxes or times that are not numbers.
+    /// Parses a saved snapshot, refusing what no save writes: too many
+    /// people, a person twice, boxes or durations that are not numbers or
+    /// out of bounds, times that are not times.
     pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
         let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if s.people.len() > MAX_TRACKS {
@@ -62,19 +63,60 @@ impl Snapshot {
         if s.saved_at().is_none() {
             return Err(format!("saved_at `{}` is not an RFC 3339 time", s.saved_at));
         }
+        if s.next_track_id > MAX_TRACK_ID {
+            return Err(format!("next_track_id {} is too large", s.next_track_id));
+        }
+        if s.occupied_since
+            .as_deref()
+            .is_some_and(|t| parse(t).is_none())
+        {
+            return Err("occupied_since is not an RFC 3339 time".into());
+        }
         for (i, p) in s.people.iter().enumerate() {
-            let b = &p.bbox;
-            let finite = [b.x, b.y, b.width, b.height, p.unseen_for_s]
-                .iter()
-                .all(|v| v.is_finite());
-            if !finite || p.unseen_for_s < 0.0 || p.track_id == 0 || p.track_id >= s.next_track_id {
-                return Err(format!("people[{i}] is not a saved person"));
-            }
-            if p.zones.len() > crate::tracking::zones::MAX_ZONES {
-                return Err(format!("people[{i}] is in too many zones"));
+            p.check(s.next_track_id)
+                .map_err(|e| format!("people[{i}]: {e}"))?;
+            if s.people[..i].iter().any(|o| o.track_id == p.track_id) {
+                return Err(format!("people[{i}]: track {} twice", p.track_id));
             }
         }
         Ok(s)
+    }
+}
+
+/// Track ids stay below it (exact in JSON numbers, and far from overflow).
+const MAX_TRACK_ID: u64 = 1 << 53;
+/// The longest anyone is unseen in a saved snapshot (the longest
+/// `presence.unseen_timeout_s`).
+const MAX_UNSEEN_S: f64 = 7.0 * 86400.0;
+/// Boxes are within this many pixels of the frame (the largest frame is far
+/// smaller).
+const MAX_PIXELS: f64 = 100_000.0;
+
+impl SavedPerson {
+    fn check(&self, next_track_id: u64) -> Result<(), String> {
+        let b = &self.bbox;
+        let in_bounds = [b.x, b.y, b.width, b.height]
+            .iter()
+            .all(|v| v.is_finite() && v.abs() <= MAX_PIXELS);
+        if !in_bounds || b.width <= 0.0 || b.height <= 0.0 {
+            return Err("the box is not a box".into());
+        }
+        if !(0.0..=MAX_UNSEEN_S).contains(&self.unseen_for_s) {
+            return Err(format!(
+                "unseen_for_s {} is outside 0..={MAX_UNSEEN_S}",
+                self.unseen_for_s
+            ));
+        }
+        if self.track_id == 0 || self.track_id >= next_track_id {
+            return Err(format!("track_id {} was never given out", self.track_id));
+        }
+        if self.first_seen().is_none() || self.last_seen().is_none() {
+            return Err("first_seen and last_seen must be RFC 3339 times".into());
+        }
+        if self.zones.len() > crate::tracking::zones::MAX_ZONES {
+            return Err("in too many zones".into());
+        }
+        Ok(())
     }
 }
 

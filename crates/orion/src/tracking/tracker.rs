@@ -16,16 +16,16 @@
 //!
 //! Lifecycle: a track is *confirmed* after `min_hits` results in which it was seen.
 //! Missed in at least two results and for longer than `max_missing`, a tentative
-//! track was noise and is forgotten; a confirmed one last seen at an exit (the
-//! caller says where exits are) on their feet ends, and one last seen anywhere
-//! else, or lying (a box wider than tall), or going down (its box's top
-//! dropped by a third of its height between two results: a fall), becomes
-//! *unseen*: people leave on their feet. it keeps its id and place, a detection there continues it, and it
-//! ends only after `unseen_timeout` of results without it. Time counts only
-//! through results: without results (a paused or broken camera) no track ages.
+//! track was noise and is forgotten; a confirmed one the caller says has left
+//! (last seen at an exit, on their feet) ends, and any other becomes *unseen*:
+//! it keeps its id and place, a detection there continues it, and it ends only
+//! after `unseen_timeout` of results without it. Time counts only through
+//! results, each gap at most two typical intervals: without results (a paused
+//! or broken camera) no track ages.
 //!
 //! Bounded: at most [`MAX_TRACKS`] tracks live at once (a detection that would
-//! start one more gets no track), and a result carries at most
+//! start one more ends the person unseen the longest, or gets no track when
+//! everyone is seen), and a result carries at most
 //! `orion_protocol::MAX_DETECTIONS` detections, so association costs at most a
 //! fixed square matrix whatever a model produces.
 //!
@@ -49,17 +49,9 @@ const MIN_MISSES: u32 = 2;
 /// an unseen track and still continue it.
 const REAPPEAR_REACH: f64 = 3.0;
 
-/// A box whose top went down by this much of its height from one result to
-/// the next (within [`FALL_WITHIN`]) is a person going down: a fall, or
-/// sitting or lying down, not walking out.
-const FALL_DROP: f64 = 0.3;
-const FALL_WITHIN: Duration = Duration::from_secs(1);
-
-/// Whether a person last seen as `t` could have walked out: upright (a box
-/// at least as tall as wide) and not going down.
-fn on_their_feet(t: &Track) -> bool {
-    t.bbox.height >= t.bbox.width && !t.going_down
-}
+/// The time between two results counts at most this many typical intervals
+/// (a longer gap is a camera that did not watch, not time passing).
+const GAP_INTERVALS: u32 = 2;
 
 /// How the tracker associates and ages tracks.
 #[derive(Debug, Clone)]
@@ -115,10 +107,10 @@ pub struct Track {
     pub misses: u32,
     /// Seen now; false once missed away from exits (unseen).
     pub seen: bool,
+    /// Time of results it has been missed through (in a row).
+    pub missing_for: Duration,
     /// Time of results it has been unseen through.
     pub unseen_for: Duration,
-    /// Its box's top dropped fast between its last two sightings.
-    pub going_down: bool,
 }
 
 /// Why a confirmed track ended.
@@ -128,6 +120,8 @@ pub enum EndReason {
     Exit,
     /// Unseen for `unseen_timeout` (or missed, with no unseen state).
     NotSeen,
+    /// What it was is ignored now (an ignore zone drawn over it).
+    Ignored,
 }
 
 impl EndReason {
@@ -135,6 +129,7 @@ impl EndReason {
         match self {
             EndReason::Exit => "exit",
             EndReason::NotSeen => "not_seen",
+            EndReason::Ignored => "ignored",
         }
     }
 }
@@ -179,6 +174,9 @@ pub struct Tracker {
     next_id: u64,
     /// The capture time of the newest result.
     last_update: Option<Instant>,
+    /// The typical time between results (a moving average of the gaps up to
+    /// `max_missing`).
+    interval: Duration,
 }
 
 fn centre(b: &BBox) -> (f64, f64) {
@@ -196,6 +194,7 @@ impl Tracker {
             tracks: Vec::new(),
             next_id: 1,
             last_update: None,
+            interval: Duration::from_millis(500),
         }
     }
 
@@ -213,8 +212,8 @@ impl Tracker {
         self.tracks.iter().filter(|t| t.confirmed)
     }
 
-    /// Takes back confirmed tracks of an earlier run (unseen until a detection
-    /// continues them); new ids start above theirs.
+    /// Takes back confirmed tracks of an earlier run as they were saved (seen
+    /// or unseen); new ids start above theirs.
     pub fn restore(&mut self, tracks: Vec<Track>) {
         for t in tracks {
             if self.tracks.len() >= MAX_TRACKS || self.tracks.iter().any(|o| o.id == t.id) {
@@ -223,6 +222,12 @@ impl Tracker {
             self.next_id = self.next_id.max(t.id + 1);
             self.tracks.push(t);
         }
+    }
+
+    /// Ends track `id` now (its caller says why); the track, if it lived.
+    pub fn end(&mut self, id: u64) -> Option<Track> {
+        let i = self.tracks.iter().position(|t| t.id == id)?;
+        Some(self.tracks.remove(i))
     }
 
     /// Ids are never reused, across restarts too: the next one is at least `id`.
@@ -251,24 +256,36 @@ impl Tracker {
         if cost.is_finite() { cost } else { f64::MAX }
     }
 
+    /// The time since the previous result that counts for aging: at most
+    /// [`GAP_INTERVALS`] typical intervals (a pause, an outage or a stall is
+    /// not time the room was watched).
+    fn step(&mut self, now: Instant) -> Duration {
+        let gap = self
+            .last_update
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        if !gap.is_zero() && gap <= self.settings.max_missing {
+            self.interval = (self.interval * 4 + gap) / 5;
+        }
+        self.last_update = Some(self.last_update.map_or(now, |t| t.max(now)));
+        gap.min(self.interval * GAP_INTERVALS)
+    }
+
     /// Associates the candidates of a result captured at `now`, then ages the
-    /// tracks it missed. `at_exit` says whether a box is at an exit (where a
-    /// person who is no longer seen has left).
+    /// tracks it missed. `at_exit` says whether a box is at an exit; `left`
+    /// whether a confirmed person last seen as a track, now missed, has left
+    /// (at an exit, and leaving on their feet).
     pub fn update(
         &mut self,
         now: Instant,
         candidates: &[Candidate],
         at_exit: impl Fn(&BBox) -> bool,
+        left: impl Fn(&Track) -> bool,
     ) -> Update {
         let mut update = Update {
             track_ids: vec![0; candidates.len()],
             changes: Vec::new(),
         };
-        let step = self
-            .last_update
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
-            .min(self.settings.max_missing);
-        self.last_update = Some(self.last_update.map_or(now, |t| t.max(now)));
+        let step = self.step(now);
         let mut taken = vec![false; self.tracks.len()];
         let mut matched: Vec<Option<usize>> = vec![None; candidates.len()];
         let limit = self.settings.max_distance;
@@ -292,14 +309,32 @@ impl Tracker {
             }
         }
         for (det, c) in candidates.iter().enumerate() {
-            if matched[det].is_some() || !c.strong || self.tracks.len() >= MAX_TRACKS {
+            if matched[det].is_some() || !c.strong || !self.make_room(&mut taken, &mut update) {
                 continue;
             }
             update.track_ids[det] = self.start_track(c.bbox, now, &mut update.changes);
             taken.push(true);
         }
-        self.age(now, step, &taken, &at_exit, &mut update.changes);
+        self.age(step, &taken, &left, &mut update.changes);
         update
+    }
+
+    /// Room for one more track: when [`MAX_TRACKS`] live, the person unseen
+    /// the longest (not seen in this result) leaves. False when none can.
+    fn make_room(&mut self, taken: &mut Vec<bool>, update: &mut Update) -> bool {
+        if self.tracks.len() < MAX_TRACKS {
+            return true;
+        }
+        let oldest = (0..self.tracks.len())
+            .filter(|i| !taken[*i] && !self.tracks[*i].seen)
+            .max_by_key(|i| self.tracks[*i].unseen_for);
+        let Some(i) = oldest else {
+            return false;
+        };
+        let t = self.tracks.remove(i);
+        taken.remove(i);
+        update.changes.push(Change::Ended(t, EndReason::NotSeen));
+        true
     }
 
     /// Matches the candidates not yet matched with the tracks not yet taken,
@@ -335,11 +370,7 @@ impl Tracker {
     fn continue_track(&mut self, t: usize, bbox: BBox, now: Instant, changes: &mut Vec<Change>) {
         let min_hits = self.settings.min_hits;
         let track = &mut self.tracks[t];
-        let since = now.saturating_duration_since(track.last_seen);
-        track.going_down = track.seen
-            && since <= FALL_WITHIN
-            && bbox.y - track.bbox.y >= FALL_DROP * track.bbox.height;
-        let dt = since.as_secs_f64();
+        let dt = now.saturating_duration_since(track.last_seen).as_secs_f64();
         if dt > 0.0 && track.seen {
             let (ox, oy) = centre(&track.bbox);
             let (nx, ny) = centre(&bbox);
@@ -353,6 +384,7 @@ impl Tracker {
         track.last_seen = track.last_seen.max(now);
         track.hits += 1;
         track.misses = 0;
+        track.missing_for = Duration::ZERO;
         if !track.seen {
             track.seen = true;
             track.unseen_for = Duration::ZERO;
@@ -377,8 +409,8 @@ impl Tracker {
             last_seen: now,
             misses: 0,
             seen: true,
+            missing_for: Duration::ZERO,
             unseen_for: Duration::ZERO,
-            going_down: false,
         };
         self.next_id += 1;
         if track.confirmed {
@@ -390,13 +422,12 @@ impl Tracker {
     }
 
     /// Ages the tracks this result missed (`taken[i]`: track `i` was seen),
-    /// `step` being the time since the previous result.
+    /// `step` being the time since the previous result that counts.
     fn age(
         &mut self,
-        now: Instant,
         step: Duration,
         taken: &[bool],
-        at_exit: &impl Fn(&BBox) -> bool,
+        left: &impl Fn(&Track) -> bool,
         changes: &mut Vec<Change>,
     ) {
         let settings = &self.settings;
@@ -408,6 +439,7 @@ impl Tracker {
                 return true;
             }
             t.misses = t.misses.saturating_add(1);
+            t.missing_for += step;
             if !t.seen {
                 t.unseen_for += step;
                 if t.unseen_for >= settings.unseen_timeout {
@@ -416,15 +448,14 @@ impl Tracker {
                 }
                 return true;
             }
-            let missed = t.misses >= MIN_MISSES
-                && now.saturating_duration_since(t.last_seen) > settings.max_missing;
+            let missed = t.misses >= MIN_MISSES && t.missing_for > settings.max_missing;
             if !missed {
                 return true;
             }
             if !t.confirmed {
                 return false;
             }
-            if at_exit(&t.bbox) && on_their_feet(t) {
+            if left(t) {
                 changes.push(Change::Ended(t.clone(), EndReason::Exit));
                 return false;
             }
@@ -434,7 +465,7 @@ impl Tracker {
             }
             t.seen = false;
             t.velocity = (0.0, 0.0);
-            t.unseen_for = now.saturating_duration_since(t.last_seen);
+            t.unseen_for = t.missing_for;
             changes.push(Change::Unseen(t.clone()));
             true
         });
@@ -514,6 +545,11 @@ mod tests {
         false
     }
 
+    /// Nobody leaves.
+    fn never(_: &Track) -> bool {
+        false
+    }
+
     /// Feeds `frames` (strong boxes per result) at `hz`, with no exits;
     /// returns each result's track ids and every change.
     fn run(
@@ -527,7 +563,7 @@ mod tests {
         for (i, dets) in frames.iter().enumerate() {
             let now = start + Duration::from_secs_f64(i as f64 / hz);
             let candidates: Vec<Candidate> = dets.iter().copied().map(strong).collect();
-            let u = tracker.update(now, &candidates, nowhere);
+            let u = tracker.update(now, &candidates, nowhere, never);
             ids.push(u.track_ids);
             changes.extend(u.changes);
         }
@@ -563,6 +599,7 @@ mod tests {
                 Change::Seen(_) => "seen",
                 Change::Ended(_, EndReason::Exit) => "ended_exit",
                 Change::Ended(_, EndReason::NotSeen) => "ended_not_seen",
+                Change::Ended(_, EndReason::Ignored) => "ended_ignored",
             })
             .collect()
     }
@@ -626,12 +663,20 @@ mod tests {
         let (_, changes) = run(&mut tr, t0, 2.0, &vec![vec![b(200.0, 100.0)]; 4]);
         assert_eq!(confirmed_ids(&changes), vec![1]);
         let later = t0 + Duration::from_secs(60);
-        let u = tr.update(later, &[strong(b(205.0, 100.0))], nowhere);
+        let u = tr.update(later, &[strong(b(205.0, 100.0))], nowhere, never);
         assert_eq!(u.track_ids, vec![1]);
         assert!(u.changes.is_empty(), "{:?}", u.changes);
-        // And one empty result after the gap is one miss, not an end.
-        let u = tr.update(later + Duration::from_secs(30), &[], nowhere);
-        assert!(u.changes.is_empty(), "{:?}", u.changes);
+        // Two empty results after another long gap: the gap counts as two
+        // typical intervals, not as the minute it lasted.
+        let again = later + Duration::from_secs(60);
+        for t in [again, again + Duration::from_millis(500)] {
+            let u = tr.update(t, &[], nowhere, never);
+            assert!(u.changes.is_empty(), "{:?}", u.changes);
+        }
+        assert!(
+            tr.tracks()[0].seen,
+            "still seen: not missed for 3 s of results"
+        );
     }
 
     #[test]
@@ -654,68 +699,18 @@ mod tests {
         let at_left_edge = |b: &BBox| b.x <= 5.0;
         for i in 0..4 {
             let now = t0 + Duration::from_millis(500 * i);
-            tr.update(now, &[strong(b(2.0, 150.0))], at_left_edge);
+            tr.update(now, &[strong(b(2.0, 150.0))], at_left_edge, |t| {
+                at_left_edge(&t.bbox)
+            });
         }
         let mut changes = Vec::new();
         for i in 4..14 {
             let now = t0 + Duration::from_millis(500 * i);
-            changes.extend(tr.update(now, &[], at_left_edge).changes);
+            let left = |t: &Track| at_left_edge(&t.bbox);
+            changes.extend(tr.update(now, &[], at_left_edge, left).changes);
         }
         assert_eq!(kinds(&changes), ["ended_exit"]);
         assert!(tr.tracks().is_empty());
-    }
-
-    #[test]
-    fn a_person_who_falls_or_lies_at_an_exit_has_not_left() {
-        let at_bottom = |b: &BBox| b.y + b.height >= 470.0;
-        let t0 = Instant::now();
-        let at = |i: u64| t0 + Duration::from_millis(500 * i);
-        // Standing at the bottom edge, then falling: the box sinks fast and
-        // turns wide, then nothing.
-        let mut tr = Tracker::new(TrackerSettings::default());
-        for i in 0..4 {
-            tr.update(at(i), &[strong(b(300.0, 280.0))], at_bottom);
-        }
-        let fallen = BBox {
-            x: 260.0,
-            y: 400.0,
-            width: 200.0,
-            height: 80.0,
-        };
-        tr.update(at(4), &[strong(fallen)], at_bottom);
-        let mut changes = Vec::new();
-        for i in 5..15 {
-            changes.extend(tr.update(at(i), &[], at_bottom).changes);
-        }
-        assert_eq!(kinds(&changes), ["unseen"]);
-        // Going down still taller than wide (sitting down hard, seen from the
-        // front): the box's top drops by half its height in one result.
-        let mut tr = Tracker::new(TrackerSettings::default());
-        for i in 0..4 {
-            tr.update(at(i), &[strong(b(300.0, 280.0))], at_bottom);
-        }
-        let sitting = BBox {
-            x: 290.0,
-            y: 380.0,
-            width: 90.0,
-            height: 100.0,
-        };
-        tr.update(at(4), &[strong(sitting)], at_bottom);
-        let mut changes = Vec::new();
-        for i in 5..15 {
-            changes.extend(tr.update(at(i), &[], at_bottom).changes);
-        }
-        assert_eq!(kinds(&changes), ["unseen"]);
-        // Walking out at the same edge: left.
-        let mut tr = Tracker::new(TrackerSettings::default());
-        for i in 0..4 {
-            tr.update(at(i), &[strong(b(300.0, 280.0))], at_bottom);
-        }
-        let mut changes = Vec::new();
-        for i in 4..14 {
-            changes.extend(tr.update(at(i), &[], at_bottom).changes);
-        }
-        assert_eq!(kinds(&changes), ["ended_exit"]);
     }
 
     #[test]
@@ -732,12 +727,12 @@ mod tests {
         assert_eq!(kinds(&changes), ["confirmed", "unseen"]);
         // An hour without results counts nothing...
         let later = t0 + Duration::from_secs(3600);
-        assert!(tr.update(later, &[], nowhere).changes.is_empty());
+        assert!(tr.update(later, &[], nowhere, never).changes.is_empty());
         // ... 10 s more of results does.
         let mut changes = Vec::new();
         for i in 1..=20 {
             let now = later + Duration::from_millis(500 * i);
-            changes.extend(tr.update(now, &[], nowhere).changes);
+            changes.extend(tr.update(now, &[], nowhere, never).changes);
         }
         assert_eq!(kinds(&changes), ["ended_not_seen"]);
     }
@@ -749,13 +744,13 @@ mod tests {
         let at = |i: u64| t0 + Duration::from_millis(500 * i);
         // Weak boxes alone: nothing.
         for i in 0..4 {
-            let u = tr.update(at(i), &[weak(b(100.0, 100.0))], nowhere);
+            let u = tr.update(at(i), &[weak(b(100.0, 100.0))], nowhere, never);
             assert_eq!(u.track_ids, vec![0]);
         }
         assert!(tr.tracks().is_empty());
         // A person seen strongly, then only weakly (lying down): one track, seen.
         for i in 4..8 {
-            tr.update(at(i), &[strong(b(300.0, 100.0))], nowhere);
+            tr.update(at(i), &[strong(b(300.0, 100.0))], nowhere, never);
         }
         let lying = BBox {
             x: 260.0,
@@ -764,7 +759,7 @@ mod tests {
             height: 80.0,
         };
         for i in 8..40 {
-            let u = tr.update(at(i), &[weak(lying)], nowhere);
+            let u = tr.update(at(i), &[weak(lying)], nowhere, never);
             assert_eq!(u.track_ids, vec![1], "result {i}");
             assert!(u.changes.is_empty(), "{:?}", u.changes);
         }
@@ -783,7 +778,7 @@ mod tests {
         // beyond the usual distance, within the reach for the unseen.
         let now = t0 + Duration::from_secs(8);
         let at_door = |b: &BBox| b.x >= 560.0;
-        let u = tr.update(now, &[strong(b(300.0 + 350.0, 150.0))], at_door);
+        let u = tr.update(now, &[strong(b(300.0 + 350.0, 150.0))], at_door, never);
         assert_ne!(u.track_ids, vec![1], "at the door: someone coming in");
         let u = tr.update(
             now + Duration::from_millis(500),
@@ -792,6 +787,7 @@ mod tests {
                 strong(b(300.0 + 300.0 * 1.0, 150.0)),
             ],
             |b: &BBox| b.x >= 620.0,
+            never,
         );
         assert_eq!(u.track_ids[1], 1, "mid-room: the unseen person");
     }
@@ -841,6 +837,7 @@ mod tests {
             Instant::now() + Duration::from_secs(301),
             &[strong(lying), strong(b(10.0, 10.0))],
             nowhere,
+            never,
         );
         assert_eq!(u.track_ids, vec![1, 2]);
     }
@@ -852,12 +849,42 @@ mod tests {
         let crowd: Vec<Candidate> = (0..200)
             .map(|i| strong(b(f64::from(i % 20) * 100.0, f64::from(i / 20) * 100.0)))
             .collect();
-        let update = tracker.update(t0, &crowd, nowhere);
+        let update = tracker.update(t0, &crowd, nowhere, never);
         assert_eq!(tracker.tracks().len(), MAX_TRACKS);
         let tracked = update.track_ids.iter().filter(|id| **id != 0).count();
         assert_eq!(tracked, MAX_TRACKS, "the rest get no track");
-        tracker.update(t0 + Duration::from_millis(500), &crowd, nowhere);
+        tracker.update(t0 + Duration::from_millis(500), &crowd, nowhere, never);
         assert_eq!(tracker.tracks().len(), MAX_TRACKS);
+    }
+
+    #[test]
+    fn when_every_slot_is_taken_the_person_unseen_the_longest_makes_room() {
+        let mut tr = Tracker::new(TrackerSettings::default());
+        let t0 = Instant::now();
+        let crowd: Vec<Candidate> = (0..MAX_TRACKS)
+            .map(|i| strong(b((i % 8) as f64 * 200.0, (i / 8) as f64 * 300.0)))
+            .collect();
+        for i in 0..3 {
+            tr.update(t0 + Duration::from_millis(500 * i), &crowd, nowhere, never);
+        }
+        // All of them missed for a while: unseen, the first ones the longest
+        // only by their order, so miss the rest once more.
+        let mut at = t0 + Duration::from_secs(1);
+        for _ in 0..10 {
+            at += Duration::from_millis(500);
+            tr.update(at, &[], nowhere, never);
+        }
+        assert!(tr.tracks().iter().all(|t| !t.seen));
+        let newcomer = strong(b(5000.0, 5000.0));
+        let u = tr.update(at + Duration::from_millis(500), &[newcomer], nowhere, never);
+        assert_ne!(u.track_ids[0], 0, "a track for the newcomer");
+        let ended: Vec<&Change> = u
+            .changes
+            .iter()
+            .filter(|c| matches!(c, Change::Ended(_, EndReason::NotSeen)))
+            .collect();
+        assert_eq!(ended.len(), 1, "{:?}", u.changes);
+        assert_eq!(tr.tracks().len(), MAX_TRACKS);
     }
 
     #[test]

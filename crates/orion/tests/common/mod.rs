@@ -43,7 +43,7 @@ pub fn oriond() -> Command {
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
+    for _ in 0..1000 {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -53,6 +53,7 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+    panic!("no free port not handed out before in 1000 tries");
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout`.
