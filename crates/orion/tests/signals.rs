@@ -14,7 +14,9 @@ use serde_json::Value;
 
 /// Makes the visit video; returns its path and timings.
 fn visit_video(dir: &std::path::Path) -> (std::path::PathBuf, Value) {
-    common::make_video(dir, &["4", "3", "6", "3", "10"])
+    // Walking out over 5 s: at least two results outside the spot before the
+    // person is gone, even on a loaded machine.
+    common::make_video(dir, &["4", "3", "6", "5", "10"])
 }
 
 #[test]
@@ -79,7 +81,7 @@ fn a_visit_is_one_track_one_entered_one_left_a_zone_pair_and_occupancy_on_time()
     assert_eq!(ids.len(), events.len(), "event ids are unique");
     // The person stood about `stand` seconds and walked: the visit lasted that long.
     let duration = left[0]["duration_s"].as_f64().expect("duration_s");
-    assert!((6.0..=14.0).contains(&duration), "{duration}");
+    assert!((6.0..=16.0).contains(&duration), "{duration}");
     // The zone on the standing spot: entered and left once, by the same track.
     let (zin, zout) = (of("zone_entered"), of("zone_left"));
     assert_eq!((zin.len(), zout.len()), (1, 1), "{events:#?}");
@@ -452,7 +454,11 @@ fn what_an_ignore_zone_holds_makes_no_visit_through_the_daemon() {
         );
     });
     let _daemon = Daemon::start(&config);
-    let with_person = |v: &Value| v["data"]["count"].as_u64() >= Some(1);
+    let with_person = |v: &Value| {
+        v["data"]["detections"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+    };
     // Long enough for a visit to have been confirmed: 6 results with the person.
     let got = collect_until(&sub, Duration::from_secs(90), |got| {
         got.iter()
@@ -467,6 +473,7 @@ fn what_an_ignore_zone_holds_makes_no_visit_through_the_daemon() {
                 detections.iter().all(|d| d.get("track_id").is_none()),
                 "no track in an ignore zone: {v}"
             );
+            assert_eq!(v["data"]["count"], 0, "listed, not counted: {v}");
         }
         assert!(
             !topic.starts_with("care/events/")

@@ -109,10 +109,9 @@ fn inference_data<'a>(
         })
         .collect();
     // The people who count: those in ignore zones are listed, not counted.
-    let count = if signals.is_some() {
-        detections.iter().filter(|d| d.track_id.is_some()).count() as u32
-    } else {
-        r.person_count
+    let count = match signals {
+        Some(s) => s.counted.iter().filter(|c| **c).count() as u32,
+        None => r.person_count,
     };
     InferenceData::Detections { detections, count }
 }

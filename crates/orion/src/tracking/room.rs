@@ -309,6 +309,9 @@ pub struct Output {
     /// Whether each detection is reported (results only): a start-worthy one,
     /// or a weaker one that kept a track.
     pub shown: Vec<bool>,
+    /// Whether each reported detection is a person who counts (not one in an
+    /// ignore zone).
+    pub counted: Vec<bool>,
     pub events: Vec<Event>,
     /// The occupancy to publish (retained) when it changed.
     pub occupancy: Option<Occupancy>,
@@ -747,6 +750,8 @@ impl RoomTracker {
             };
             out.track_ids.push(id);
             out.shown.push(shown);
+            out.counted
+                .push(shown && !matches!(j, Judged::Ignored { .. }));
         }
         let seen = out.track_ids.clone();
         self.apply(update.changes, now, &mut out);

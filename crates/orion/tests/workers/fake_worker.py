@@ -101,7 +101,8 @@ while True:
         result["detections"] = dets
         result["person_count"] = len(dets)
     if mode == "visits" and int(time.time() / 3) % 2 == 0:
-        result["detections"] = [{"bbox": {"x": 200.0, "y": 100.0, "width": 120.0, "height": 300.0}, "confidence": 0.9, "class": "person"}]
+        # At the frame's left edge: each time gone through that exit.
+        result["detections"] = [{"bbox": {"x": 0.0, "y": 100.0, "width": 120.0, "height": 300.0}, "confidence": 0.9, "class": "person"}]
         result["person_count"] = 1
     if mode == "othertype" and msg["seq"] % 2 == 0:
         result["inference_type"] = "other_type"
