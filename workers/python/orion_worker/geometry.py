@@ -85,6 +85,18 @@ def turned_back(boxes: np.ndarray, crop: Crop, k: int) -> np.ndarray:
     return out
 
 
+def overlapping(boxes: np.ndarray, others: np.ndarray, share: float) -> np.ndarray:
+    """For each of `boxes`, whether at least `share` of its area lies inside
+    one of `others`."""
+    out = np.zeros(len(boxes), dtype=bool)
+    for o in others:
+        w = np.clip(np.minimum(boxes[:, 2], o[2]) - np.maximum(boxes[:, 0], o[0]), 0, None)
+        h = np.clip(np.minimum(boxes[:, 3], o[3]) - np.maximum(boxes[:, 1], o[1]), 0, None)
+        area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
+        out |= w * h / area >= share
+    return out
+
+
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x1 = np.maximum(box[0], boxes[:, 0])
     y1 = np.maximum(box[1], boxes[:, 1])

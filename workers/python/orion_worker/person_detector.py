@@ -19,10 +19,14 @@ import numpy as np
 
 from . import protocol
 from .detectors import ModelSet, load_model_set
-from .geometry import Crop, crop_to_frame, final_boxes, look_crops, suggested_roi, turned_back
+from .geometry import Crop, crop_to_frame, final_boxes, look_crops, overlapping, suggested_roi, turned_back
 from .sdk import Worker, serve, start_worker
 
 log = logging.getLogger("orion_worker.person_detector")
+
+# A box found turned that has this much of its area inside a person found
+# upright is part of that person.
+OVERLAP = 0.4
 
 
 class PersonDetector(Worker):
@@ -57,14 +61,23 @@ class PersonDetector(Worker):
         all_boxes = [crop_to_frame(found.boxes, crop)]
         all_scores = [found.scores]
         pre, inf, post = found.preprocess_ms, found.inference_ms, found.postprocess_ms
+        upright = all_boxes[0]
         looks = [(area, k) for area in rest or [] for k in (1, -1)] + [(area, 0) for area in exits or []]
         for area, k in looks:
             part = area.apply(image)
             if k:
                 part = np.ascontiguousarray(np.rot90(part, k))
             seen = self.models.pick(None).detect(part, self.confidence)
-            all_boxes.append(turned_back(seen.boxes, area, k) if k else crop_to_frame(seen.boxes, area))
-            all_scores.append(seen.scores)
+            boxes = turned_back(seen.boxes, area, k) if k else crop_to_frame(seen.boxes, area)
+            scores = seen.scores
+            if k and len(boxes):
+                # A turned look over someone standing finds parts of them
+                # (legs across a bed): what lies mostly inside a person the
+                # upright look found is that person.
+                keep = ~overlapping(boxes, upright, OVERLAP)
+                boxes, scores = boxes[keep], scores[keep]
+            all_boxes.append(boxes)
+            all_scores.append(scores)
             pre, inf, post = pre + seen.preprocess_ms, inf + seen.inference_ms, post + seen.postprocess_ms
         boxes = np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4))
         scores = np.concatenate(all_scores) if all_scores else np.zeros(0)

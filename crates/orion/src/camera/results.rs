@@ -483,7 +483,11 @@ impl CameraResults {
             mono: frame.captured_instant,
             wall: frame.captured_at,
         };
-        self.room().on_result(captured, sight, Stamp::now())
+        let mut room = self.room();
+        // Watching again (a resume) shows in this result's occupancy, not a
+        // tick later.
+        room.set_watching(self.watching(), Stamp::now());
+        room.on_result(captured, sight, Stamp::now())
     }
 
     fn handle(&self, o: &WorkerOutput) {

@@ -45,7 +45,12 @@ pub fn reply(command: &str, r: &Value) -> String {
                     .flatten()
                     .map(|p| format!("({}, {})", s(&p[0]), s(&p[1])))
                     .collect();
-                let _ = writeln!(out, "  {}: {}", s(&zone["name"]), corners.join(" "));
+                let kind = ["rest", "exit", "ignore"]
+                    .into_iter()
+                    .find(|k| zone[*k] == true)
+                    .map(|k| format!(" ({k})"))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "  {}{kind}: {}", s(&zone["name"]), corners.join(" "));
             }
         }
         "get_attention_rois" | "set_attention_rois" => {
@@ -475,6 +480,16 @@ mod tests {
             line,
             "21:23:31.782 person_detection 1 person(s) [1,2 3x4 0.90] e2e 12 ms, model ssdlite/300, roi full_frame"
         );
+    }
+
+    #[test]
+    fn zones_say_their_kind() {
+        let r = json!({"success": true, "message": "2 zone(s)", "data": {"zones": [
+            {"name": "bed", "polygon": [[0.1, 0.5], [0.5, 0.5], [0.5, 0.9]], "rest": true},
+            {"name": "spot", "polygon": [[0.1, 0.1], [0.2, 0.1], [0.2, 0.2]]}]}});
+        let text = reply("get_zones", &r);
+        assert!(text.contains("  bed (rest): (0.10, 0.50)"), "{text}");
+        assert!(text.contains("  spot: (0.10, 0.10)"), "{text}");
     }
 
     #[test]

@@ -794,6 +794,13 @@ impl RoomTracker {
     /// room does not empty while it does not.
     pub fn on_tick(&mut self, now: Stamp, watching: Watching) -> Output {
         let mut out = Output::default();
+        self.set_watching(watching, now);
+        self.occupancy(now, &mut out);
+        out
+    }
+
+    /// Whether the camera watches now (published with the next occupancy).
+    pub fn set_watching(&mut self, watching: Watching, now: Stamp) {
         if watching != self.watching {
             if watching == Watching::Yes {
                 // A full `empty_after` of watching before the room is empty.
@@ -801,8 +808,6 @@ impl RoomTracker {
             }
             self.watching = watching;
         }
-        self.occupancy(now, &mut out);
-        out
     }
 
     fn apply(&mut self, changes: Vec<Change>, now: Stamp, out: &mut Output) {

@@ -49,6 +49,17 @@ const MIN_MISSES: u32 = 2;
 /// an unseen track and still continue it.
 const REAPPEAR_REACH: f64 = 3.0;
 
+/// A new box with this much of its area inside the box of someone seen in the
+/// same result is a part of that person.
+const PART_OF: f64 = 0.6;
+
+/// How much of `b`'s area lies inside `o`.
+fn inside_share(b: &BBox, o: &BBox) -> f64 {
+    let w = (b.x + b.width).min(o.x + o.width) - b.x.max(o.x);
+    let h = (b.y + b.height).min(o.y + o.height) - b.y.max(o.y);
+    (w.max(0.0) * h.max(0.0)) / (b.width * b.height).max(1.0)
+}
+
 /// The time between two results counts at most this many typical intervals
 /// (a longer gap is a camera that did not watch, not time passing).
 const GAP_INTERVALS: u32 = 2;
@@ -308,12 +319,24 @@ impl Tracker {
                 self.continue_track(t, bbox, now, &mut update.changes);
             }
         }
+        let mut people: Vec<BBox> = (0..candidates.len())
+            .filter(|d| matched[*d].is_some())
+            .map(|d| candidates[d].bbox)
+            .collect();
         for (det, c) in candidates.iter().enumerate() {
-            if matched[det].is_some() || !c.strong || !self.make_room(&mut taken, &mut update) {
+            // A box mostly inside someone seen in this result (detections
+            // come best first) is a part of them (legs found apart), never a
+            // new person.
+            let part = people.iter().any(|o| inside_share(&c.bbox, o) >= PART_OF);
+            if matched[det].is_some() || !c.strong || part {
+                continue;
+            }
+            if !self.make_room(&mut taken, &mut update) {
                 continue;
             }
             update.track_ids[det] = self.start_track(c.bbox, now, &mut update.changes);
             taken.push(true);
+            people.push(c.bbox);
         }
         self.age(step, &taken, &left, &mut update.changes);
         update
@@ -885,6 +908,30 @@ mod tests {
             .collect();
         assert_eq!(ended.len(), 1, "{:?}", u.changes);
         assert_eq!(tr.tracks().len(), MAX_TRACKS);
+    }
+
+    #[test]
+    fn a_part_of_a_person_seen_beside_them_is_no_second_person() {
+        let mut tr = Tracker::new(TrackerSettings::default());
+        let t0 = Instant::now();
+        let person = b(100.0, 100.0);
+        // Legs across a bed: mostly inside the person's box.
+        let legs = BBox {
+            x: 90.0,
+            y: 220.0,
+            width: 110.0,
+            height: 80.0,
+        };
+        for i in 0..6 {
+            let u = tr.update(
+                t0 + Duration::from_millis(500 * i),
+                &[strong(person), strong(legs)],
+                nowhere,
+                never,
+            );
+            assert_eq!(u.track_ids[1], 0, "result {i}");
+        }
+        assert_eq!(tr.tracks().len(), 1);
     }
 
     #[test]
