@@ -4,19 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-/// A closed pipe (`orionctl --json status | head`) ends orionctl quietly, as
-/// it does any command-line tool, instead of a panic in `println!`.
-#[allow(unsafe_code)]
-fn quiet_on_closed_pipe() {
-    // SAFETY: signal(2) resets SIGPIPE to its default action; called first in
-    // `main`, before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
 fn main() -> ExitCode {
-    quiet_on_closed_pipe();
     let cli = orion::ctl::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -446,9 +446,9 @@ async fn request(cli: &Cli, mut command: Value) -> anyhow::Result<u8> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
+        out(&format!("{}\n", serde_json::to_string_pretty(&reply)?));
     } else {
-        print!("{}", print::reply(&name, &reply));
+        out(&print::reply(&name, &reply));
     }
     Ok(if success { 0 } else { EXIT_REFUSED })
 }
@@ -491,9 +491,9 @@ async fn list(cli: &Cli) -> anyhow::Result<u8> {
         })
         .collect();
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        out(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
     } else {
-        print!("{}", print::fleet(&rows));
+        out(&print::fleet(&rows));
     }
     if unreadable > 0 {
         eprintln!(
@@ -616,4 +616,11 @@ mod tests {
         assert!(Cli::try_parse_from(["orionctl", "rate", "fast"]).is_err());
         assert!(Cli::try_parse_from(["orionctl", "frobnicate"]).is_err());
     }
+}
+
+/// Writes `text` to stdout; a reader that went away (`orionctl --json status
+/// | head`) is no error (`print!` would panic on the closed pipe).
+fn out(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(text.as_bytes());
 }
