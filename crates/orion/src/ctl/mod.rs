@@ -553,6 +553,13 @@ async fn watch(cli: &Cli, count: Option<u64>) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Writes `text` to stdout; a reader that went away (`orionctl --json status
+/// | head`) is no error (`print!` would panic on the closed pipe).
+fn out(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,11 +623,4 @@ mod tests {
         assert!(Cli::try_parse_from(["orionctl", "rate", "fast"]).is_err());
         assert!(Cli::try_parse_from(["orionctl", "frobnicate"]).is_err());
     }
-}
-
-/// Writes `text` to stdout; a reader that went away (`orionctl --json status
-/// | head`) is no error (`print!` would panic on the closed pipe).
-fn out(text: &str) {
-    use std::io::Write as _;
-    let _ = std::io::stdout().write_all(text.as_bytes());
 }
