@@ -277,22 +277,29 @@ impl CameraResults {
     /// into the outbox (published QoS 1, not retained, never lost), then the
     /// occupancy (retained, published after them).
     fn publish_signals(&self, out: &Output) {
+        // Each serialized once: for the outbox, the retained occupancy and the
+        // live view alike.
+        let events: Vec<Option<Vec<u8>>> = out
+            .events
+            .iter()
+            .map(|e| {
+                serde_json::to_vec(e)
+                    .map_err(|err| tracing::error!(error = %err, "cannot serialize event"))
+                    .ok()
+            })
+            .collect();
+        let occupancy = out
+            .occupancy
+            .as_ref()
+            .and_then(|o| serde_json::to_vec(o).ok());
         if let Some(live) = &self.live {
-            let occupancy = out
-                .occupancy
-                .as_ref()
-                .and_then(|o| serde_json::to_vec(o).ok());
-            let events: Vec<Vec<u8>> = out
-                .events
-                .iter()
-                .filter_map(|e| serde_json::to_vec(e).ok())
-                .collect();
-            live.offer_room(occupancy.as_deref(), &events);
+            let shown: Vec<Vec<u8>> = events.iter().flatten().cloned().collect();
+            live.offer_room(occupancy.as_deref(), &shown);
         }
         let now = Instant::now();
         let mut rate = self.event_rate.lock().expect("event rate poisoned");
         let flood_before = rate.flooding(now);
-        for event in &out.events {
+        for (event, payload) in out.events.iter().zip(events) {
             let zone = match &event.detail {
                 crate::tracking::room::Detail::Zone { zone, .. } => Some(zone.as_str()),
                 _ => None,
@@ -301,18 +308,16 @@ impl CameraResults {
                 self.metrics.events_suppressed.inc();
                 continue;
             }
-            match serde_json::to_vec(event) {
-                Ok(payload) => {
-                    self.metrics.count_event(event.kind);
-                    self.outbox.append(
-                        &self.instance_id,
-                        crate::topics::events(&self.instance_id),
-                        payload,
-                    );
-                    tracing::info!(camera = %self.instance_id, event = event.kind, track_id = ?event.track_id, "event");
-                }
-                Err(e) => tracing::error!(error = %e, "cannot serialize event"),
-            }
+            let Some(payload) = payload else {
+                continue;
+            };
+            self.metrics.count_event(event.kind);
+            self.outbox.append(
+                &self.instance_id,
+                crate::topics::events(&self.instance_id),
+                payload,
+            );
+            tracing::info!(camera = %self.instance_id, event = event.kind, track_id = ?event.track_id, "event");
         }
         let flood = rate.flooding(now);
         drop(rate);
@@ -333,9 +338,7 @@ impl CameraResults {
             }
             self.outbox.report_flood(&self.instance_id, flood);
         }
-        if let Some(occupancy) = &out.occupancy
-            && let Ok(payload) = serde_json::to_vec(occupancy)
-        {
+        if let Some(payload) = occupancy {
             self.occupancy.send_if_modified(|last| {
                 let changed = last.as_ref() != Some(&payload);
                 *last = Some(payload);
