@@ -61,7 +61,7 @@ class PersonDetector(Worker):
         all_boxes = [crop_to_frame(found.boxes, crop)]
         all_scores = [found.scores]
         pre, inf, post = found.preprocess_ms, found.inference_ms, found.postprocess_ms
-        upright = all_boxes[0]
+        upright, upright_scores = all_boxes[0], all_scores[0]
         looks = [(area, k) for area in rest or [] for k in (1, -1)] + [(area, 0) for area in exits or []]
         for area, k in looks:
             part = area.apply(image)
@@ -72,9 +72,14 @@ class PersonDetector(Worker):
             scores = seen.scores
             if k and len(boxes):
                 # A turned look over someone standing finds parts of them
-                # (legs across a bed): what lies mostly inside a person the
-                # upright look found is that person.
-                keep = ~overlapping(boxes, upright, OVERLAP)
+                # (legs across a bed): what lies mostly inside a more
+                # confident person the upright look found is that person.
+                # Only a more confident upright person: a weak upright
+                # guess over someone lying does not hide them.
+                keep = np.array([
+                    not overlapping(boxes[i : i + 1], upright[upright_scores > scores[i]], OVERLAP)[0]
+                    for i in range(len(boxes))
+                ], dtype=bool)
                 boxes, scores = boxes[keep], scores[keep]
             all_boxes.append(boxes)
             all_scores.append(scores)
