@@ -173,12 +173,32 @@ pub const MAX_DETECTIONS: usize = 100;
 /// The longest class name, in characters.
 pub const MAX_CLASS_CHARS: usize = 64;
 
+/// The most keypoints a detection may carry (pose models give 17).
+pub const MAX_KEYPOINTS: usize = 32;
+/// The longest keypoint name, in characters.
+pub const MAX_KEYPOINT_NAME_CHARS: usize = 32;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
     /// Full-frame pixels.
     pub bbox: BBox,
     pub confidence: f64,
     pub class: String,
+    /// The body's keypoints, from pose models (COCO's 17 for MoveNet: `nose`,
+    /// `left_eye`, ..., `right_ankle`). Absent for detectors that find boxes
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keypoints: Option<Vec<Keypoint>>,
+}
+
+/// One keypoint of a body, in full-frame pixels, with the model's confidence
+/// in it (0..1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Keypoint {
+    pub name: String,
+    pub x: f64,
+    pub y: f64,
+    pub score: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

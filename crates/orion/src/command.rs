@@ -20,7 +20,7 @@ use crate::tracking::zones::{self, ZoneSpec};
 /// messages and `orionctl`), and its parser (params -> a validated
 /// [`Command`]). Adding a command: a variant of [`Command`], a row here, and
 /// what the control plane does with it.
-pub static COMMANDS: [Spec; 18] = [
+pub static COMMANDS: [Spec; 19] = [
     Spec::plain("get_status", Command::GetStatus),
     Spec::plain("pause_inference", Command::PauseInference),
     Spec::plain("resume_inference", Command::ResumeInference),
@@ -58,6 +58,11 @@ pub static COMMANDS: [Spec; 18] = [
     },
     Spec::plain("get_zones", Command::GetZones),
     Spec::plain("clear_zones", Command::ClearZones),
+    Spec {
+        name: "ack_alert",
+        params: "alert_id? (without: every active alert)",
+        parse: Parse::Params(ack_alert),
+    },
     Spec::plain("shutdown", Command::Shutdown),
 ];
 
@@ -137,6 +142,11 @@ pub enum Command {
     },
     GetZones,
     ClearZones,
+    /// Ends an active fall or down alert (or all of them): someone is on it.
+    AckAlert {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alert_id: Option<String>,
+    },
     Shutdown,
 }
 
@@ -394,6 +404,21 @@ fn set_model_size(params: &Map<String, Value>) -> Result<Command, String> {
     }
 }
 
+fn ack_alert(params: &Map<String, Value>) -> Result<Command, String> {
+    only(params, &["alert_id"])?;
+    match params.get("alert_id") {
+        None => Ok(Command::AckAlert { alert_id: None }),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => Ok(Command::AckAlert {
+            alert_id: Some(s.clone()),
+        }),
+        Some(Value::String(_)) => Err("params.alert_id must be 1 to 128 characters".into()),
+        Some(other) => Err(format!(
+            "params.alert_id must be a string, got {}",
+            type_name(other)
+        )),
+    }
+}
+
 fn set_attention_rois(params: &Map<String, Value>) -> Result<Command, String> {
     only(params, &["rois"])?;
     let rois: Vec<ExternalRoi> = array(
@@ -563,6 +588,18 @@ mod tests {
             ),
             (r#"{"command":"set_model_size"}"#, "missing params.size"),
             (
+                r#"{"command":"ack_alert","params":{"alert_id":7}}"#,
+                "params.alert_id must be a string",
+            ),
+            (
+                r#"{"command":"ack_alert","params":{"alert_id":""}}"#,
+                "1 to 128 characters",
+            ),
+            (
+                r#"{"command":"ack_alert","params":{"who":"nurse"}}"#,
+                "unknown param `who`",
+            ),
+            (
                 r#"{"command":"set_attention_rois","params":{"rois":{}}}"#,
                 "must be an array",
             ),
@@ -658,6 +695,9 @@ mod tests {
             },
             Command::GetZones,
             Command::ClearZones,
+            Command::AckAlert {
+                alert_id: Some("cam-1-a3".into()),
+            },
             Command::Shutdown,
         ];
         assert_eq!(all.len(), COMMANDS.len(), "every command once");

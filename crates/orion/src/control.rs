@@ -70,18 +70,21 @@ pub struct CameraControls {
     /// The shared workers that serve this camera (their state, for `get_status`).
     pub workers: Vec<WorkerView>,
     /// The camera's zones (they live with its room tracker, in its result handler).
-    pub zones: Arc<dyn ZoneTable>,
+    pub zones: Arc<dyn RoomTable>,
 }
 
-/// Where a camera's zones live: read them, or replace them (and publish what
-/// that changes).
-pub trait ZoneTable: Send + Sync {
+/// Where a camera's room lives (its zones, people and alerts): read the
+/// zones or replace them, acknowledge alerts (and publish what that changes).
+pub trait RoomTable: Send + Sync {
     fn zones(&self) -> Vec<Zone>;
     /// Replaces the zones (validated by the caller).
     fn set_zones(&self, zones: Vec<Zone>);
     /// What the room notices beyond its zones (night, candidates for an
-    /// ignore zone), for `get_status`.
+    /// ignore zone, active alerts), for `get_status`.
     fn room_status(&self) -> Value;
+    /// Acknowledges alert `alert_id` (every active one with `None`): the
+    /// acknowledged alerts, or why none was.
+    fn acknowledge(&self, alert_id: Option<&str>) -> Result<Value, String>;
 }
 
 pub struct ControlPlane {
@@ -174,6 +177,12 @@ impl ControlPlane {
                 let n = self.camera.zones.zones().len();
                 self.camera.zones.set_zones(Vec::new());
                 Outcome::ok(format!("{n} zone(s) cleared"), json!({"zones": []}))
+            }
+            Command::AckAlert { alert_id } => {
+                match self.camera.zones.acknowledge(alert_id.as_deref()) {
+                    Ok(acked) => Outcome::ok("alert acknowledged", acked),
+                    Err(e) => Outcome::fail(e),
+                }
             }
             Command::Shutdown => Outcome {
                 shutdown: true,

@@ -30,6 +30,11 @@ pub fn occupancy(instance_id: &str) -> String {
     format!("care/occupancy/{instance_id}")
 }
 
+/// The instance's retained alert state (falls, people down).
+pub fn alerts(instance_id: &str) -> String {
+    format!("care/alerts/{instance_id}")
+}
+
 /// Every instance's presence (the fleet view).
 pub const STATUS_ALL: &str = "care/status/+";
 

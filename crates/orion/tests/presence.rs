@@ -1,7 +1,8 @@
 //! Presence that holds, end to end with real parts: scenes made from a real
 //! photo of a person (`scene_video.py`) through the real worker and model.
 //! A person asleep in bed (by day and in the dark) keeps the room occupied and
-//! makes one visit with the bed entered and left; a person half in view in a
+//! makes one visit with the bed entered, a warning when they get up at its
+//! side, and the bed left; a person half in view in a
 //! doorway is found; a paused camera is not an empty room; a restart takes
 //! the sleeping person back as the same visit.
 
@@ -120,9 +121,14 @@ fn one_visit_to_the_bed(got: &[(String, Value)]) {
             )
         })
         .collect();
+    // Getting up at the bed's side warns before the bed is left.
     assert_eq!(
         zones,
-        [("zone_entered", ""), ("zone_left", "walked_out")],
+        [
+            ("zone_entered", ""),
+            ("bed_exit_warning", ""),
+            ("zone_left", "walked_out")
+        ],
         "{got:#?}"
     );
     let (in_bed, out_of_bed) = (

@@ -14,6 +14,12 @@
         A framed picture of a person (the cameraman portrait) on the wall all
         along; a resident walks in from the left, stands, and walks out.
 
+    scene_video.py OUTPUT fall [--lying-s S] [--get-up]
+        A real room (the empty room of the test images) with a real person
+        (a walker photographed in it): empty, the person walks in from the
+        left, stands, falls over sideways within 0.8 s and lies on the floor;
+        --get-up: gets up again, stands and walks out.
+
 --night: the same scene grayscale, darker and noisy (an infrared camera).
 --frames DIR: also writes every 15th frame as DIR/NNNN.png (for measuring).
 
@@ -165,6 +171,68 @@ def picture(args: argparse.Namespace, write) -> dict:
     return {"in_view_s": starts["stand"], "gone_s": starts["out"] + 2.0, "duration_s": t, "picture": picture_rect}
 
 
+def room_photo() -> np.ndarray:
+    room = Image.open(IMAGES / "room.png").convert("RGB").resize((WIDTH, HEIGHT), Image.BILINEAR)
+    return np.asarray(room).copy()
+
+
+def turned(img: Image.Image, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """`img` turned clockwise by `degrees` (canvas grown to fit): the pixels
+    and the mask of where the person is."""
+    rgba = img.convert("RGBA")
+    out = rgba.rotate(-degrees, resample=Image.BILINEAR, expand=True)
+    a = np.asarray(out)
+    return a[:, :, :3], a[:, :, 3] > 128
+
+
+def paste_masked(frame: np.ndarray, img: np.ndarray, mask: np.ndarray, x: int, y: int) -> None:
+    h, w = img.shape[:2]
+    x0, x1 = max(x, 0), min(x + w, WIDTH)
+    y0, y1 = max(y, 0), min(y + h, HEIGHT)
+    if x1 <= x0 or y1 <= y0:
+        return
+    part, m = img[y0 - y : y1 - y, x0 - x : x1 - x], mask[y0 - y : y1 - y, x0 - x : x1 - x]
+    frame[y0:y1, x0:x1][m] = part[m]
+
+
+def fall(args: argparse.Namespace, write) -> dict:
+    photo = Image.open(IMAGES / "walker_dark.png").convert("RGB")
+    height = 300
+    person = photo.resize((round(photo.width * height / photo.height), height), Image.BILINEAR)
+    room = room_photo()
+    floor, spot = 460, 180
+    parts = [("empty", 2.0), ("in", 2.0), ("stand", 3.0), ("fall", 0.8), ("down", args.lying_s)]
+    if args.get_up:
+        parts += [("rise", 1.0), ("again", 4.0), ("out", 2.0), ("empty", 4.0)]
+
+    def at_angle(frame: np.ndarray, degrees: float, x: int) -> None:
+        img, mask = turned(person, degrees)
+        paste_masked(frame, img, mask, x, floor - img.shape[0])
+
+    def draw(kind: str, f: float) -> np.ndarray:
+        frame = room.copy()
+        w = person.width
+        if kind == "in":
+            at_angle(frame, 0, int(-w + f * (spot + w)))
+        elif kind in ("stand", "again"):
+            at_angle(frame, 0, spot)
+        elif kind == "fall":
+            at_angle(frame, 90 * f, spot)
+        elif kind == "down":
+            at_angle(frame, 90, spot)
+        elif kind == "rise":
+            at_angle(frame, 90 * (1 - f), spot)
+        elif kind == "out":
+            at_angle(frame, 0, int(spot - f * (spot + w)))
+        return frame
+
+    starts = play(parts, draw, write)
+    info = {"duration_s": starts["end"], "in_view_s": starts["in"] + 2.0, "fall_s": starts["fall"], "down_s": starts["down"]}
+    if args.get_up:
+        info.update(up_s=starts["again"], gone_s=starts["out"] + 2.0)
+    return info
+
+
 def night(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     gray = frame.astype(np.float32).mean(axis=2, keepdims=True) * 0.7
     gray = gray + rng.normal(0, 4, gray.shape)
@@ -174,7 +242,8 @@ def night(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("output")
-    p.add_argument("scene", choices=["bed", "edge", "picture"])
+    p.add_argument("scene", choices=["bed", "edge", "picture", "fall"])
+    p.add_argument("--get-up", action="store_true")
     p.add_argument("--night", action="store_true")
     p.add_argument("--lying-s", type=float, default=16.0)
     p.add_argument("--asleep", action="store_true")
@@ -195,7 +264,7 @@ def main() -> int:
         count[0] += 1
         proc.stdin.write(frame.tobytes())
 
-    info = {"bed": bed, "edge": edge, "picture": picture}[args.scene](args, write)
+    info = {"bed": bed, "edge": edge, "picture": picture, "fall": fall}[args.scene](args, write)
     proc.stdin.close()
     code = proc.wait()
     print(json.dumps(info))

@@ -12,6 +12,12 @@ Two output layouts are understood:
   input uint8 NHWC, fed 300x300 (stretched: the model was trained on stretched
   images), outputs num_detections, detection_scores, detection_boxes [ymin, xmin,
   ymax, xmax] normalized, detection_classes (1 = person).
+- `movenet`: MoveNet MultiPose (Google, Apache-2.0): input int32 NHWC RGB 0..255,
+  fed a square letterbox of `input_size` (256: the model's design size; pad, do
+  not stretch); output [1, 6, 56]: per person 17 keypoints (y, x, score)
+  normalized to the input, the box (ymin, xmin, ymax, xmax) and the person score.
+  A person detector that also gives the body's keypoints, and finds people lying
+  on the floor that SSDLite misses (docs/benchmarks.md, "Pose").
 - `yolo`: Ultralytics v8/11 export: input float32 NCHW [1, 3, S, S] in 0..1,
   letterboxed; output [1, 4 + classes, N] with cx, cy, w, h in input pixels and
   per-class scores (class 0 = person).
@@ -37,6 +43,15 @@ from .runtimes import Runtime, open_runtime
 cv2.setNumThreads(1)
 
 
+# The 17 COCO keypoints, in the order pose models give them.
+KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+
+
 @dataclass
 class Detections:
     boxes: np.ndarray  # (n, 4) float64, crop pixels
@@ -44,6 +59,9 @@ class Detections:
     preprocess_ms: float
     inference_ms: float
     postprocess_ms: float
+    # (n, 17, 3) float64: x, y in crop pixels and score per keypoint (KEYPOINTS
+    # order); None for detectors that find boxes only.
+    keypoints: np.ndarray | None = None
 
 
 class Detector(Protocol):
@@ -158,6 +176,63 @@ class YoloDetector:
         return Detections(boxes, scores, pre, inf, _ms(t2))
 
 
+class MoveNetDetector:
+    """MoveNet MultiPose export ([1, 6, 56] output): persons with keypoints."""
+
+    def __init__(self, path: str, name: str = "movenet", input_size: int = 256, threads: int = 1, backend: str = "auto") -> None:
+        if input_size % 32 or not 64 <= input_size <= 1024:
+            raise ValueError(f"MoveNet input size must be a multiple of 32 in 64..1024, got {input_size}")
+        self.runtime = open_runtime(path, backend, [1, input_size, input_size, 3], threads)
+        self.name = name
+        self.input_size = input_size
+        self.output = self.runtime.output_names[0]
+
+    def letterbox(self, crop: np.ndarray) -> tuple[np.ndarray, float]:
+        """The crop scaled to fit the square input (aspect kept), padded black at
+        the right and bottom; returns the int32 NHWC tensor and the scale."""
+        h, w = crop.shape[:2]
+        s = self.input_size
+        scale = min(s / w, s / h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        canvas = np.zeros((s, s, 3), dtype=np.int32)
+        canvas[:nh, :nw] = resize(crop, nw, nh)
+        return canvas[None], scale
+
+    def decode(self, output: np.ndarray, confidence: float, scale: float, crop_w: int, crop_h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes, scores and keypoints in crop pixels from a raw [1, N, 56] output."""
+        pred = np.asarray(output, dtype=np.float64)
+        if pred.ndim != 3 or pred.shape[2] != 56:
+            raise ValueError(f"unexpected MoveNet output shape {pred.shape}; expected [1, N, 56]")
+        pred = pred[0]
+        pred = pred[np.isfinite(pred).all(axis=1) & (pred[:, 55] >= confidence)]
+        s = self.input_size / scale  # normalized input -> crop pixels
+        kp = pred[:, :51].reshape(-1, 17, 3)
+        keypoints = np.stack([
+            np.clip(kp[:, :, 1] * s, 0, crop_w),
+            np.clip(kp[:, :, 0] * s, 0, crop_h),
+            np.clip(kp[:, :, 2], 0, 1),
+        ], axis=2)
+        boxes = np.stack([pred[:, 52] * s, pred[:, 51] * s, pred[:, 54] * s, pred[:, 53] * s], axis=1)
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, crop_w)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, crop_h)
+        scores = pred[:, 55]
+        keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+        boxes, scores, keypoints = boxes[keep], scores[keep], keypoints[keep]
+        kept = nms(boxes, scores, 0.5)
+        return boxes[kept], scores[kept], keypoints[kept]
+
+    def detect(self, crop: np.ndarray, confidence: float) -> Detections:
+        t0 = time.perf_counter()
+        tensor, scale = self.letterbox(crop)
+        pre = _ms(t0)
+        t1 = time.perf_counter()
+        (output,) = self.runtime.run(tensor, [self.output])
+        inf = _ms(t1)
+        t2 = time.perf_counter()
+        boxes, scores, keypoints = self.decode(output, confidence, scale, crop.shape[1], crop.shape[0])
+        return Detections(boxes, scores, pre, inf, _ms(t2), keypoints)
+
+
 def load_detector(path: str, fmt: str, name: str, input_size: int | None, threads: int, backend: str = "auto") -> Detector:
     if fmt == "ssd":
         return SsdDetector(path, name=name, threads=threads, backend=backend)
@@ -165,7 +240,9 @@ def load_detector(path: str, fmt: str, name: str, input_size: int | None, thread
         if not input_size:
             raise ValueError("YOLO models need an input size (320 or 640)")
         return YoloDetector(path, name=name, input_size=input_size, threads=threads, backend=backend)
-    raise ValueError(f"unknown model format `{fmt}`; allowed: ssd, yolo")
+    if fmt == "movenet":
+        return MoveNetDetector(path, name=name, input_size=input_size or 256, threads=threads, backend=backend)
+    raise ValueError(f"unknown model format `{fmt}`; allowed: ssd, yolo, movenet")
 
 
 class ModelSet:
@@ -181,6 +258,13 @@ class ModelSet:
     @property
     def input_size(self) -> int:
         return max(self.detectors)
+
+    @property
+    def turned_looks(self) -> bool:
+        """Whether rest areas are also looked at turned a quarter: for models
+        that find people upright only (not MoveNet, which finds people lying
+        as they are)."""
+        return not all(isinstance(d, MoveNetDetector) for d in self.detectors.values())
 
     @property
     def backend(self) -> str:

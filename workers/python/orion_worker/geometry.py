@@ -44,6 +44,26 @@ def crop_to_frame(boxes: np.ndarray, crop: Crop) -> np.ndarray:
     return out
 
 
+def keypoints_to_frame(keypoints: np.ndarray, crop: Crop, k: int = 0) -> np.ndarray:
+    """Keypoints (n, 17, 3: x, y, score) found in the crop's image, turned by
+    `np.rot90(image, k)` when `k` is 1 or -1 (see `turned_back`), in
+    full-frame pixels; scores unchanged."""
+    out = np.asarray(keypoints, dtype=np.float64).copy()
+    if out.size == 0:
+        return out.reshape(0, 17, 3)
+    x, y = out[..., 0].copy(), out[..., 1].copy()
+    w, h = crop.width, crop.height
+    if k == 1:
+        x, y = w - y, x
+    elif k == -1:
+        x, y = y, h - x
+    elif k != 0:
+        raise ValueError(f"k must be 0, 1 or -1, got {k}")
+    out[..., 0] = np.clip(x, 0, w) + crop.x
+    out[..., 1] = np.clip(y, 0, h) + crop.y
+    return out
+
+
 def look_crops(areas: Any, frame_width: int, frame_height: int) -> list[Crop]:
     """Look areas of a frame's meta (`rest_areas`, `exit_areas`: normalized
     rects) as crops in pixels; malformed entries are skipped (at most 16)."""

@@ -1,7 +1,7 @@
 """The shipped person detector worker.
 
 Started by the daemon as `<command> --confidence C --model-name NAME --model-format
-ssd|yolo --backend auto|openvino|onnxruntime` plus either `--model PATH
+ssd|yolo|movenet --backend auto|openvino|onnxruntime` plus either `--model PATH
 [--input-size N]` or one `--variant SIZE=PATH` per model input size (see
 docs/worker-protocol.md).
 """
@@ -13,13 +13,14 @@ import logging
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import protocol
-from .detectors import ModelSet, load_model_set
-from .geometry import Crop, crop_to_frame, final_boxes, look_crops, overlapping, suggested_roi, turned_back
+from .detectors import KEYPOINTS, Detections, ModelSet, load_model_set
+from .geometry import Crop, crop_to_frame, final_boxes, keypoints_to_frame, look_crops, overlapping, suggested_roi, turned_back
 from .sdk import Worker, serve, start_worker
 
 log = logging.getLogger("orion_worker.person_detector")
@@ -27,6 +28,19 @@ log = logging.getLogger("orion_worker.person_detector")
 # A box found turned that has this much of its area inside a person found
 # upright is part of that person.
 OVERLAP = 0.4
+
+
+@dataclass
+class Found:
+    """What one frame showed: boxes (n, 4) in full-frame pixels, scores (n,),
+    keypoints (n, 17, 3: x, y, score; NaN for models without them), the
+    result's timing and model fields."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    keypoints: np.ndarray
+    timing: dict[str, float]
+    model: dict[str, Any]
 
 
 class PersonDetector(Worker):
@@ -48,28 +62,31 @@ class PersonDetector(Worker):
         target_size: int | None = None,
         rest: list[Crop] | None = None,
         exits: list[Crop] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, Any]]:
-        """Boxes in full-frame pixels, scores, timings and the model used.
+    ) -> Found:
+        """Boxes in full-frame pixels, scores, keypoints (pose models), timings
+        and the model used.
 
         Each rest area (where people lie) is looked at turned a quarter both
-        ways too: the detector was trained on upright people and misses most
-        people lying down. Each exit area (a doorway) is looked at on its own:
-        closer, a person half in view there is found (see docs/benchmarks.md)."""
+        ways too when the model finds people upright only (SSDLite misses most
+        people lying down; MoveNet finds them as they are: see
+        docs/benchmarks.md). Each exit area (a doorway) is looked at on its
+        own: closer, a person half in view there is found."""
         started = time.perf_counter()
         detector = self.models.pick(target_size)
         found = detector.detect(crop.apply(image), self.confidence)
-        all_boxes = [crop_to_frame(found.boxes, crop)]
-        all_scores = [found.scores]
+        upright = crop_to_frame(found.boxes, crop)
+        upright_scores = found.scores
+        parts = [(upright, found.scores, self._keypoints(found, crop, 0))]
         pre, inf, post = found.preprocess_ms, found.inference_ms, found.postprocess_ms
-        upright, upright_scores = all_boxes[0], all_scores[0]
-        looks = [(area, k) for area in rest or [] for k in (1, -1)] + [(area, 0) for area in exits or []]
+        turns = (1, -1) if self.models.turned_looks else ()
+        looks = [(area, k) for area in rest or [] for k in turns] + [(area, 0) for area in exits or []]
         for area, k in looks:
             part = area.apply(image)
             if k:
                 part = np.ascontiguousarray(np.rot90(part, k))
             seen = self.models.pick(None).detect(part, self.confidence)
             boxes = turned_back(seen.boxes, area, k) if k else crop_to_frame(seen.boxes, area)
-            scores = seen.scores
+            scores, keypoints = seen.scores, self._keypoints(seen, area, k)
             if k and len(boxes):
                 # A turned look over someone standing finds parts of them
                 # (legs across a bed): what lies mostly inside a more
@@ -80,17 +97,29 @@ class PersonDetector(Worker):
                     not overlapping(boxes[i : i + 1], upright[upright_scores > scores[i]], OVERLAP)[0]
                     for i in range(len(boxes))
                 ], dtype=bool)
-                boxes, scores = boxes[keep], scores[keep]
-            all_boxes.append(boxes)
-            all_scores.append(scores)
+                boxes, scores, keypoints = boxes[keep], scores[keep], keypoints[keep]
+            parts.append((boxes, scores, keypoints))
             pre, inf, post = pre + seen.preprocess_ms, inf + seen.inference_ms, post + seen.postprocess_ms
-        boxes = np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4))
-        scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+        boxes = np.concatenate([b for b, _, _ in parts])
+        scores = np.concatenate([s for _, s, _ in parts])
+        keypoints = np.concatenate([k for _, _, k in parts])
         keep = final_boxes(boxes, scores)
-        boxes, scores = boxes[keep], scores[keep]
         total = (time.perf_counter() - started) * 1e3
-        timings = protocol.timing(pre, inf, post, total)
-        return boxes, scores, timings, protocol.model_info(self.models.name, detector.input_size, detector.runtime.name)
+        return Found(
+            boxes[keep],
+            scores[keep],
+            keypoints[keep],
+            protocol.timing(pre, inf, post, total),
+            protocol.model_info(self.models.name, detector.input_size, detector.runtime.name),
+        )
+
+    @staticmethod
+    def _keypoints(found: Detections, crop: Crop, k: int) -> np.ndarray:
+        """The detections' keypoints in full-frame pixels; NaN where the model
+        gives none."""
+        if found.keypoints is None:
+            return np.full((len(found.scores), 17, 3), np.nan)
+        return keypoints_to_frame(found.keypoints, crop, k)
 
     def process(self, image: np.ndarray, crop: Crop, frame: dict[str, Any]) -> dict[str, Any]:
         meta = frame.get("meta") or {}
@@ -98,19 +127,24 @@ class PersonDetector(Worker):
         target = roi.get("target_size") if isinstance(roi.get("target_size"), int) else None
         rest = look_crops(meta.get("rest_areas"), image.shape[1], image.shape[0])
         exits = look_crops(meta.get("exit_areas"), image.shape[1], image.shape[0])
-        boxes, scores, timings, model = self.detect(image, crop, target, rest, exits)
+        found = self.detect(image, crop, target, rest, exits)
         detections = [
-            protocol.detection(protocol.rect(b[0], b[1], b[2] - b[0], b[3] - b[1]), s, "person")
-            for b, s in zip(boxes, scores)
+            protocol.detection(
+                protocol.rect(b[0], b[1], b[2] - b[0], b[3] - b[1]),
+                s,
+                "person",
+                protocol.keypoints(KEYPOINTS, kp) if np.isfinite(kp).all() else None,
+            )
+            for b, s, kp in zip(found.boxes, found.scores, found.keypoints)
         ]
         return protocol.result(
             frame_seq=frame.get("seq", 0),
             trace_id=str(meta.get("trace_id", "")),
             inference_type=self.inference_type,
             detections=detections,
-            model=model,
-            timing=timings,
-            suggested_roi=suggested_roi(boxes, image.shape[1], image.shape[0]),
+            model=found.model,
+            timing=found.timing,
+            suggested_roi=suggested_roi(found.boxes, image.shape[1], image.shape[0]),
         )
 
     def command(self, name: str, params: dict[str, str]) -> tuple[bool, str]:
@@ -148,8 +182,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model", help="ONNX model file (one model for every crop)")
     p.add_argument("--variant", action="append", default=[], metavar="SIZE=PATH", help="model file per input size")
     p.add_argument("--model-name", default="ssdlite", help="catalog name reported in results")
-    p.add_argument("--model-format", choices=["ssd", "yolo"], default="ssd")
-    p.add_argument("--input-size", type=int, default=None, help="YOLO input size of --model (320, 640)")
+    p.add_argument("--model-format", choices=["ssd", "yolo", "movenet"], default="ssd")
+    p.add_argument("--input-size", type=int, default=None, help="input size of --model: YOLO 320 or 640; MoveNet a multiple of 32 (256)")
     p.add_argument("--backend", choices=["auto", "openvino", "onnxruntime"], default="auto", help="inference runtime (auto: OpenVINO if it compiles the model, else ONNX Runtime)")
     p.add_argument("--confidence", type=float, default=0.5)
     p.add_argument("--threads", type=int, default=1, help="inference threads")

@@ -94,8 +94,21 @@ def rect(x: float, y: float, width: float, height: float) -> dict[str, float]:
     return {"x": float(x), "y": float(y), "width": float(width), "height": float(height)}
 
 
-def detection(bbox: dict[str, float], confidence: float, cls: str) -> dict[str, Any]:
-    return {"bbox": bbox, "confidence": float(confidence), "class": cls}
+def detection(bbox: dict[str, float], confidence: float, cls: str, keypoints: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+    """`keypoints`: the body's keypoints (pose models), see `keypoints`."""
+    d: dict[str, Any] = {"bbox": bbox, "confidence": float(confidence), "class": cls}
+    if keypoints is not None:
+        d["keypoints"] = keypoints
+    return d
+
+
+def keypoints(names: Any, points: Any) -> list[dict[str, Any]]:
+    """Named keypoints in full-frame pixels: `names[i]` at `points[i]` (x, y,
+    score)."""
+    return [
+        {"name": str(n), "x": float(p[0]), "y": float(p[1]), "score": float(p[2])}
+        for n, p in zip(names, points)
+    ]
 
 
 def timing(preprocess_ms: float, inference_ms: float, postprocess_ms: float, total_ms: float) -> dict[str, float]:

@@ -9,6 +9,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[3]
 IMAGES = Path(__file__).resolve().parent / "images"
 MODEL = ROOT / "models" / "ssdlite_mobilenet_v2_coco.onnx"
+POSE_MODEL = ROOT / "models" / "movenet_multipose_lightning.onnx"
 FIXTURES = ROOT / "crates" / "orion-protocol" / "fixtures"
 
 
@@ -21,3 +22,25 @@ def ssd():
     from orion_worker.detectors import ModelSet, SsdDetector
 
     return ModelSet("ssdlite", {300: SsdDetector(str(MODEL))})
+
+
+@pytest.fixture(scope="session")
+def movenet():
+    from orion_worker.detectors import ModelSet, MoveNetDetector
+
+    return ModelSet("movenet", {256: MoveNetDetector(str(POSE_MODEL))})
+
+
+def room_with(person: str, turn: int = 0, height: int = 300, at: tuple[int, int] = (200, 460)) -> np.ndarray:
+    """The empty room of the test images (640x480) with the photo of a person
+    pasted standing, or turned a quarter (`turn`: np.rot90's k) lying on the
+    floor, the bottom of it at `at`'s y."""
+    room = np.asarray(Image.open(IMAGES / "room.png").convert("RGB").resize((640, 480), Image.BILINEAR)).copy()
+    img = Image.open(IMAGES / person).convert("RGB")
+    img = np.asarray(img.resize((round(img.width * height / img.height), height), Image.BILINEAR))
+    if turn:
+        img = np.ascontiguousarray(np.rot90(img, turn))
+    h, w = img.shape[:2]
+    x, y = at[0], at[1] - h
+    room[y : y + h, x : x + w] = img
+    return room

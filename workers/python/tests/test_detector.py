@@ -14,7 +14,10 @@ from conftest import ROOT, load_rgb
 @pytest.mark.parametrize("name", ["astronaut.png", "camera.png"])
 def test_finds_the_person(ssd, name):
     image = load_rgb(name)
-    boxes, scores, timing, _ = PersonDetector(ssd, confidence=0.5).detect(image, Crop(0, 0, image.shape[1], image.shape[0]))
+    found = PersonDetector(ssd, confidence=0.5).detect(image, Crop(0, 0, image.shape[1], image.shape[0]))
+    boxes = found.boxes
+    scores = found.scores
+    timing = found.timing
     assert len(scores) >= 1, f"no person found in {name}"
     assert scores.max() >= 0.5
     best = boxes[scores.argmax()]
@@ -28,7 +31,9 @@ def test_finds_the_person(ssd, name):
 @pytest.mark.parametrize("name", ["chelsea.png", "coffee.png", "rocket.jpg"])
 def test_finds_no_person(ssd, name):
     image = load_rgb(name)
-    boxes, scores, _, _ = PersonDetector(ssd, confidence=0.5).detect(image, Crop(0, 0, image.shape[1], image.shape[0]))
+    found = PersonDetector(ssd, confidence=0.5).detect(image, Crop(0, 0, image.shape[1], image.shape[0]))
+    boxes = found.boxes
+    scores = found.scores
     assert len(scores) == 0, f"false person in {name}: {scores}"
 
 
@@ -39,9 +44,12 @@ def test_crop_maps_boxes_back_to_full_frame(ssd):
     frame = np.full((720, 1280, 3), 40, dtype=np.uint8)
     ox, oy = 600, 150
     frame[oy : oy + 512, ox : ox + 512] = person
-    direct, _, _, _ = PersonDetector(ssd, 0.5).detect(person, Crop(0, 0, 512, 512))
+    found = PersonDetector(ssd, 0.5).detect(person, Crop(0, 0, 512, 512))
+    direct = found.boxes
     crop = Crop(ox - 40, oy - 30, 512 + 80, 512 + 60)
-    boxes, scores, _, _ = PersonDetector(ssd, 0.5).detect(frame, crop)
+    found = PersonDetector(ssd, 0.5).detect(frame, crop)
+    boxes = found.boxes
+    scores = found.scores
     assert len(scores) >= 1
     best = boxes[scores.argmax()]
     expected = direct[0] + np.array([ox, oy, ox, oy])
@@ -87,10 +95,14 @@ def test_a_person_lying_in_a_rest_area_is_found_turned_and_nowhere_else(ssd, nam
     frame, (bx, by, bw, bh) = bedroom_with_lying(load_rgb(name), k)
     full = Crop(0, 0, 640, 480)
     detector = PersonDetector(ssd, confidence=0.3)
-    _, upright, _, _ = detector.detect(frame, full)
+    found = detector.detect(frame, full)
+    upright = found.scores
     assert len(upright) == 0, f"upright pass found {upright}: the scene tests nothing"
     area = Crop(bx - 20, by - 20, bw + 40, bh + 40)
-    boxes, scores, timing, _ = detector.detect(frame, full, rest=[area])
+    found = detector.detect(frame, full, rest=[area])
+    boxes = found.boxes
+    scores = found.scores
+    timing = found.timing
     assert len(scores) == 1 and scores[0] >= 0.5, scores
     x1, y1, x2, y2 = boxes[0]
     # Lying: wider than tall, over the person's place on the bed.
@@ -119,10 +131,13 @@ def test_a_person_half_in_view_in_a_doorway_is_found_by_looking_at_the_door(ssd)
     shown = int(240 * 0.6)
     frame[220:460, 0:shown] = person[:, 240 - shown :]
     detector = PersonDetector(ssd, confidence=0.3)
-    _, whole, _, _ = detector.detect(frame, Crop(0, 0, 640, 480))
+    found = detector.detect(frame, Crop(0, 0, 640, 480))
+    whole = found.scores
     assert len(whole) == 0, whole
     door = Crop(0, 160, 320, 320)
-    boxes, scores, _, _ = detector.detect(frame, Crop(0, 0, 640, 480), exits=[door])
+    found = detector.detect(frame, Crop(0, 0, 640, 480), exits=[door])
+    boxes = found.boxes
+    scores = found.scores
     assert len(scores) == 1 and scores[0] >= 0.5, scores
     assert boxes[0][0] <= 5 and boxes[0][2] <= shown + 20, boxes[0]
 
@@ -140,5 +155,7 @@ def test_a_person_standing_across_a_rest_area_is_one_person(ssd):
     frame = cv2.cvtColor(cv2.resize(bgr, (640, 480)), cv2.COLOR_BGR2RGB)
     detector = PersonDetector(ssd, confidence=0.25)
     bed = Crop(0, 259, 326, 221)  # the README's bed zone, widened as the daemon does
-    boxes, scores, _, _ = detector.detect(frame, Crop(0, 0, 640, 480), rest=[bed])
+    found = detector.detect(frame, Crop(0, 0, 640, 480), rest=[bed])
+    boxes = found.boxes
+    scores = found.scores
     assert len(scores) == 1 and scores[0] > 0.9, (boxes, scores)

@@ -68,6 +68,25 @@ def test_decodes_command_fixture():
                 suggested_roi=protocol.rect(0.125, 0.0625, 0.5, 0.875),
             ),
         ),
+        (
+            "result_pose.bin",
+            protocol.result(
+                frame_seq=43,
+                trace_id="room-101-cam-43",
+                inference_type="person_detection",
+                detections=[
+                    protocol.detection(
+                        protocol.rect(100, 300, 320.5, 90.25),
+                        0.3125,
+                        "person",
+                        protocol.keypoints(["left_shoulder", "left_hip"], [(180.5, 340, 0.625), (300.25, 350, 0.5)]),
+                    )
+                ],
+                model=protocol.model_info("movenet", 256),
+                timing=protocol.timing(0.5, 15.0, 0.25, 15.75),
+                suggested_roi=None,
+            ),
+        ),
         ("command_result.bin", protocol.command_result(7, False, "model file not found: models/yolo11s.onnx")),
         ("error.bin", protocol.error("frame has 23 bytes, expected 24", frame_seq=42)),
     ],

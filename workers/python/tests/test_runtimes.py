@@ -43,8 +43,14 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_both_backends_find_the_same_people(both, name):
     image = load_rgb(name)
     crop = Crop(0, 0, image.shape[1], image.shape[0])
-    ov_boxes, ov_scores, _, ov_model = PersonDetector(both[0], 0.5).detect(image, crop)
-    ort_boxes, ort_scores, _, ort_model = PersonDetector(both[1], 0.5).detect(image, crop)
+    found = PersonDetector(both[0], 0.5).detect(image, crop)
+    ov_boxes = found.boxes
+    ov_scores = found.scores
+    ov_model = found.model
+    found = PersonDetector(both[1], 0.5).detect(image, crop)
+    ort_boxes = found.boxes
+    ort_scores = found.scores
+    ort_model = found.model
     assert ov_model["backend"] == "openvino:CPU" and ort_model["backend"].startswith("onnxruntime")
     assert len(ov_scores) == len(ort_scores), (name, ov_scores, ort_scores)
     for i in range(len(ov_scores)):
@@ -100,8 +106,8 @@ def test_the_compiled_model_is_cached_and_a_cached_one_finds_the_same_people(tmp
     assert blobs, "the compiled model is in the cache"
     again = detect()  # imported from the cache
     assert list((tmp_path / "openvino").iterdir()) == blobs, "nothing compiled again"
-    assert len(first[1]) == len(again[1]) >= 1
-    assert np.allclose(first[0], again[0]) and np.allclose(first[1], again[1])
+    assert len(first.scores) == len(again.scores) >= 1
+    assert np.allclose(first.boxes, again.boxes) and np.allclose(first.scores, again.scores)
 
 
 def test_a_cache_that_cannot_be_made_is_skipped(monkeypatch):

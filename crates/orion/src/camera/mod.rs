@@ -47,7 +47,8 @@ use crate::outbox::publisher::EventPublisher;
 use crate::outbox::rate::EventRate;
 use crate::status::{self, CameraWatch, StreamOwner, WorkerView};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
-use crate::tracking::room::{Edges, RoomSettings, RoomTracker, Thresholds};
+use crate::tracking::falls::FallSettings;
+use crate::tracking::room::{Edges, ModelThresholds, RoomSettings, RoomTracker, Thresholds};
 use crate::tracking::tracker::TrackerSettings;
 use crate::tracking::zones::LookAreas;
 use crate::ui::{Ui, UiCamera};
@@ -371,7 +372,12 @@ impl Parts {
         root: &CancellationToken,
     ) -> (Arc<CameraResults>, Stoppable) {
         let (config, id) = (&self.config, &self.config.instance_id);
-        let (occupancy_tx, occupancy_rx) = watch::channel(None);
+        // Undecided at first: a previous run's retained states are removed
+        // until this run decides them.
+        let (states_tx, states_rx) = watch::channel(crate::outbox::publisher::States::from([
+            (crate::topics::occupancy(id), None),
+            (crate::topics::alerts(id), None),
+        ]));
         let tracking = self.shared.detector.is_some();
         let room = room_tracker(config);
         let zones = room.zones().to_vec();
@@ -385,7 +391,7 @@ impl Parts {
             room: Mutex::new(room),
             outbox: self.shared.outbox.clone(),
             event_rate: Mutex::new(EventRate::new(config.outbox.max_events_per_minute)),
-            occupancy: occupancy_tx,
+            states: states_tx,
             live,
             tracking,
             watch: self.watch.clone(),
@@ -416,7 +422,7 @@ impl Parts {
                 camera: id.clone(),
                 outbox: self.shared.outbox.clone(),
                 settings: settings.clone(),
-                occupancy: tracking.then(|| (crate::topics::occupancy(id), occupancy_rx)),
+                states: tracking.then_some(states_rx),
                 mqtt: self.watch.mqtt.clone(),
                 metrics: self.metrics.clone(),
             }
@@ -624,6 +630,16 @@ fn emitter_settings(config: &Config, identity: &Identity, broker: &Broker) -> Em
     }
 }
 
+/// A model's thresholds for the room, day and night.
+fn thresholds(l: crate::config::Levels) -> (Thresholds, Thresholds) {
+    let t = |(start, keep, edge_start): (f64, f64, f64)| Thresholds {
+        start,
+        edge_start,
+        keep,
+    };
+    (t(l.day), t(l.night))
+}
+
 /// The camera's tracks, events and occupancy, as configured.
 fn room_tracker(config: &Config) -> RoomTracker {
     use crate::config::Edge;
@@ -648,15 +664,19 @@ fn room_tracker(config: &Config) -> RoomTracker {
             zone_min_time: Duration::from_secs_f64(config.zones.min_s),
             zone_margin: config.zones.margin,
             anchor: config.zones.anchor,
-            day: Thresholds {
-                start: d.confidence,
-                edge_start: d.edge_confidence,
-                keep: d.continue_confidence,
+            thresholds: ModelThresholds {
+                default: thresholds(d.levels(None)),
+                by_model: d
+                    .catalog
+                    .iter()
+                    .map(|(name, e)| (name.clone(), thresholds(d.levels(Some(e)))))
+                    .collect(),
             },
-            night: Thresholds {
-                start: d.night.confidence,
-                edge_start: d.night.edge_confidence,
-                keep: d.night.continue_confidence,
+            falls: FallSettings {
+                enabled: config.falls.enabled,
+                confirm: Duration::from_secs_f64(config.falls.confirm_s),
+                down_after: Duration::from_secs_f64(config.falls.down_after_s),
+                repeat: Duration::from_secs_f64(config.falls.repeat_s),
             },
             ignore_hint_after: Duration::from_secs_f64(config.presence.ignore_hint_after_s),
             exits: Edges {

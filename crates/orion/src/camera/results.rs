@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::attention::RoiAttention;
-use crate::control::ZoneTable;
+use crate::control::RoomTable;
 use crate::metrics::Metrics;
 use crate::mqtt::emitter::EmitterHandle;
 use crate::status::MqttStatus;
@@ -106,6 +106,9 @@ fn inference_data<'a>(
             track_id: signals
                 .and_then(|s| s.track_ids.get(i).copied())
                 .filter(|id| *id != 0),
+            posture: signals
+                .and_then(|s| s.postures.get(i).copied().flatten())
+                .map(|p| p.as_str()),
         })
         .collect();
     // The people who count: those in ignore zones are listed, not counted.
@@ -125,6 +128,9 @@ pub struct TrackedDetection<'a> {
     /// absent for types that are not tracked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub track_id: Option<u64>,
+    /// The person's posture (`standing`, `sitting`, `lying`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub posture: Option<&'static str>,
 }
 
 /// Where one camera's results go.
@@ -144,10 +150,11 @@ pub struct CameraResults {
     pub outbox: Arc<crate::outbox::Outbox>,
     /// Events beyond it are not stored (a runaway model).
     pub event_rate: Mutex<crate::outbox::rate::EventRate>,
-    /// The occupancy last decided (JSON), `None` until it is: the camera's
-    /// event publisher publishes it (retained) after the events before it, and
-    /// again after every reconnection.
-    pub occupancy: tokio::sync::watch::Sender<Option<Vec<u8>>>,
+    /// The occupancy and the alert state last decided (JSON) by topic,
+    /// `None` until decided: the camera's event publisher publishes them
+    /// (retained) after the events before them, and again after every
+    /// reconnection.
+    pub states: tokio::sync::watch::Sender<crate::outbox::publisher::States>,
     /// The live view of this camera (when the UI is on): result messages go
     /// there too.
     pub live: Option<Arc<crate::live::LiveFeed>>,
@@ -264,8 +271,12 @@ impl CameraResults {
     /// presence: its occupancy and its Home Assistant entities (the camera goes
     /// away for good).
     pub fn remove_retained(&self) {
-        let topic = crate::topics::occupancy(&self.instance_id);
-        self.emitter.publish_retained(topic, Vec::new());
+        for topic in [
+            crate::topics::occupancy(&self.instance_id),
+            crate::topics::alerts(&self.instance_id),
+        ] {
+            self.emitter.publish_retained(topic, Vec::new());
+        }
         let topics =
             std::mem::take(&mut self.discovered.lock().expect("discovery poisoned").topics);
         for topic in topics {
@@ -273,33 +284,13 @@ impl CameraResults {
         }
     }
 
-    /// Hands what the signals produced to the camera's event publisher: events
-    /// into the outbox (published QoS 1, not retained, never lost), then the
-    /// occupancy (retained, published after them).
-    fn publish_signals(&self, out: &Output) {
-        // Each serialized once: for the outbox, the retained occupancy and the
-        // live view alike.
-        let events: Vec<Option<Vec<u8>>> = out
-            .events
-            .iter()
-            .map(|e| {
-                serde_json::to_vec(e)
-                    .map_err(|err| tracing::error!(error = %err, "cannot serialize event"))
-                    .ok()
-            })
-            .collect();
-        let occupancy = out
-            .occupancy
-            .as_ref()
-            .and_then(|o| serde_json::to_vec(o).ok());
-        if let Some(live) = &self.live {
-            let shown: Vec<Vec<u8>> = events.iter().flatten().cloned().collect();
-            live.offer_room(occupancy.as_deref(), &shown);
-        }
+    /// Stores the events (serialized as `payloads`) in the outbox, within
+    /// the event rate; says when a flood begins or ends.
+    fn store_events(&self, out: &Output, payloads: Vec<Option<Vec<u8>>>) {
         let now = Instant::now();
         let mut rate = self.event_rate.lock().expect("event rate poisoned");
         let flood_before = rate.flooding(now);
-        for (event, payload) in out.events.iter().zip(events) {
+        for (event, payload) in out.events.iter().zip(payloads) {
             let zone = match &event.detail {
                 crate::tracking::room::Detail::Zone { zone, .. } => Some(zone.as_str()),
                 _ => None,
@@ -317,10 +308,49 @@ impl CameraResults {
                 crate::topics::events(&self.instance_id),
                 payload,
             );
-            tracing::info!(camera = %self.instance_id, event = event.kind, track_id = ?event.track_id, "event");
+            if matches!(event.kind, "fall_detected" | "person_down") {
+                tracing::warn!(camera = %self.instance_id, event = event.kind, track_id = ?event.track_id, "alert: someone is down");
+            } else {
+                tracing::info!(camera = %self.instance_id, event = event.kind, track_id = ?event.track_id, "event");
+            }
         }
         let flood = rate.flooding(now);
         drop(rate);
+        if flood != flood_before {
+            if flood_before == 0 {
+                tracing::warn!(camera = %self.instance_id, "event flood: more events than outbox.max_events_per_minute; the excess is not stored (counted in orion_events_suppressed_total)");
+            } else if flood == 0 {
+                tracing::info!(camera = %self.instance_id, "event flood over");
+            }
+            self.outbox.report_flood(&self.instance_id, flood);
+        }
+    }
+
+    /// Hands what the signals produced to the camera's event publisher: events
+    /// into the outbox (published QoS 1, not retained, never lost), then the
+    /// occupancy and the alert state (retained, published after them).
+    fn publish_signals(&self, out: &Output) {
+        // Each serialized once: for the outbox, the retained occupancy and the
+        // live view alike.
+        let events: Vec<Option<Vec<u8>>> = out
+            .events
+            .iter()
+            .map(|e| {
+                serde_json::to_vec(e)
+                    .map_err(|err| tracing::error!(error = %err, "cannot serialize event"))
+                    .ok()
+            })
+            .collect();
+        let occupancy = out
+            .occupancy
+            .as_ref()
+            .and_then(|o| serde_json::to_vec(o).ok());
+        let alerts = out.alerts.as_ref().and_then(|a| serde_json::to_vec(a).ok());
+        if let Some(live) = &self.live {
+            let shown: Vec<Vec<u8>> = events.iter().flatten().cloned().collect();
+            live.offer_room(occupancy.as_deref(), &shown);
+        }
+        self.store_events(out, events);
         match out.night {
             Some(true) => {
                 tracing::info!(camera = %self.instance_id, "night: the frames turned grayscale; the night thresholds apply")
@@ -330,16 +360,15 @@ impl CameraResults {
             }
             None => {}
         }
-        if flood != flood_before {
-            if flood_before == 0 {
-                tracing::warn!(camera = %self.instance_id, "event flood: more events than outbox.max_events_per_minute; the excess is not stored (counted in orion_events_suppressed_total)");
-            } else if flood == 0 {
-                tracing::info!(camera = %self.instance_id, "event flood over");
-            }
-            self.outbox.report_flood(&self.instance_id, flood);
-        }
-        if let Some(payload) = occupancy {
-            self.occupancy.send_if_modified(|last| {
+        for (topic, payload) in [
+            (crate::topics::occupancy(&self.instance_id), occupancy),
+            (crate::topics::alerts(&self.instance_id), alerts),
+        ] {
+            let Some(payload) = payload else {
+                continue;
+            };
+            self.states.send_if_modified(|states| {
+                let last = states.entry(topic).or_default();
                 let changed = last.as_ref() != Some(&payload);
                 *last = Some(payload);
                 changed
@@ -352,7 +381,7 @@ impl CameraResults {
     }
 }
 
-impl ZoneTable for CameraResults {
+impl RoomTable for CameraResults {
     fn zones(&self) -> Vec<Zone> {
         self.room().zones().to_vec()
     }
@@ -362,7 +391,25 @@ impl ZoneTable for CameraResults {
         serde_json::json!({
             "night": room.night(),
             "ignore_candidates": room.ignore_candidates(Instant::now()),
+            "alerts": room.alerts().map_or(&[][..], |a| &a.alerts[..]),
         })
+    }
+
+    fn acknowledge(&self, alert_id: Option<&str>) -> Result<serde_json::Value, String> {
+        let out = self.room().acknowledge(alert_id, Stamp::now())?;
+        let acked: Vec<&str> = out
+            .events
+            .iter()
+            .filter_map(|e| match &e.detail {
+                crate::tracking::room::Detail::AlertEnded { alert_id, .. } => {
+                    Some(alert_id.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        let reply = serde_json::json!({ "acknowledged": acked });
+        self.publish_signals(&out);
+        Ok(reply)
     }
 
     /// Publishes what the change does: `zone_left` of people in a zone that
@@ -471,9 +518,16 @@ impl CameraResults {
             .iter()
             .map(|d| (d.bbox, d.confidence))
             .collect();
+        let keypoints: Vec<Option<&[orion_protocol::Keypoint]>> = r
+            .detections
+            .iter()
+            .map(|d| d.keypoints.as_deref())
+            .collect();
         let c = &o.job.roi.crop;
         let sight = Sight {
             detections: &detections,
+            keypoints: &keypoints,
+            model: &r.model.name,
             crop: BBox {
                 x: f64::from(c.x),
                 y: f64::from(c.y),

@@ -62,6 +62,7 @@ pub struct Config {
     pub tracking: TrackingConfig,
     pub occupancy: OccupancyConfig,
     pub presence: PresenceConfig,
+    pub falls: FallsConfig,
     pub zones: ZonesConfig,
     pub homeassistant: HomeAssistantConfig,
     pub outbox: OutboxConfig,
@@ -84,9 +85,10 @@ pub struct Config {
 pub const MAX_CAMERAS: usize = 64;
 
 /// The keys a `cameras` entry may set.
-pub const CAMERA_KEYS: [&str; 10] = [
+pub const CAMERA_KEYS: [&str; 11] = [
     "zones",
     "presence",
+    "falls",
     "instance_id",
     "room_id",
     "camera",
@@ -117,6 +119,35 @@ impl Default for TrackingConfig {
             min_hits: 2,
             max_missing_s: 3.0,
             max_distance: 1.5,
+        }
+    }
+}
+
+/// Falls and people down (per camera; docs/events.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FallsConfig {
+    /// Watch for falls and people down (needs posture: best with the pose
+    /// model, `movenet`).
+    pub enabled: bool,
+    /// Down (lying or on the floor) this long right after standing, outside
+    /// rest zones, or lost by the detector this long right after going
+    /// down: `fall_detected`.
+    pub confirm_s: f64,
+    /// Lying outside rest zones this long without a fall seen:
+    /// `person_down`.
+    pub down_after_s: f64,
+    /// An active alert is announced again this often (0: never).
+    pub repeat_s: f64,
+}
+
+impl Default for FallsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            confirm_s: 2.0,
+            down_after_s: 60.0,
+            repeat_s: 60.0,
         }
     }
 }
@@ -326,6 +357,7 @@ impl Default for Config {
             tracking: TrackingConfig::default(),
             occupancy: OccupancyConfig::default(),
             presence: PresenceConfig::default(),
+            falls: FallsConfig::default(),
             zones: ZonesConfig::default(),
             homeassistant: HomeAssistantConfig::default(),
             outbox: OutboxConfig::default(),
@@ -449,6 +481,9 @@ pub enum ModelFormat {
     Ssd,
     /// Ultralytics YOLO v8/11 export, output `[1, 4 + classes, N]`.
     Yolo,
+    /// MoveNet MultiPose export (the shipped pose model): people with their
+    /// 17 keypoints, output `[1, 6, 56]`.
+    Movenet,
 }
 
 /// The runtime that runs a model in the shipped worker.
@@ -490,6 +525,16 @@ pub struct ModelEntry {
     /// Runtime for this entry; `models.person_detector.backend` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Backend>,
+    /// This model's own thresholds (its scores run lower or higher than
+    /// another's); each absent one is `models.person_detector`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_confidence: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_confidence: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub night: Option<NightThresholds>,
 }
 
 impl ModelEntry {
@@ -500,6 +545,27 @@ impl ModelEntry {
             input_size: None,
             variants: BTreeMap::new(),
             backend: None,
+            confidence: None,
+            continue_confidence: None,
+            edge_confidence: None,
+            night: None,
+        }
+    }
+
+    /// The shipped pose model at `path`, with the thresholds its scores
+    /// need (MoveNet scores people lower than SSDLite: standing 0.4-0.65,
+    /// lying on the floor 0.25-0.35; docs/benchmarks.md, "Pose").
+    pub fn movenet(path: impl Into<PathBuf>) -> Self {
+        Self {
+            confidence: Some(0.35),
+            continue_confidence: Some(0.2),
+            edge_confidence: Some(0.25),
+            night: Some(NightThresholds {
+                confidence: 0.3,
+                continue_confidence: 0.2,
+                edge_confidence: 0.2,
+            }),
+            ..Self::single(path, ModelFormat::Movenet)
         }
     }
 
@@ -507,6 +573,7 @@ impl ModelEntry {
         match self.format {
             ModelFormat::Ssd => "ssd",
             ModelFormat::Yolo => "yolo",
+            ModelFormat::Movenet => "movenet",
         }
     }
 
@@ -572,11 +639,17 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
-            size: "ssdlite".into(),
-            catalog: BTreeMap::from([(
-                "ssdlite".to_string(),
-                ModelEntry::single("models/ssdlite_mobilenet_v2_coco.onnx", ModelFormat::Ssd),
-            )]),
+            size: "movenet".into(),
+            catalog: BTreeMap::from([
+                (
+                    "movenet".to_string(),
+                    ModelEntry::movenet("models/movenet_multipose_lightning.onnx"),
+                ),
+                (
+                    "ssdlite".to_string(),
+                    ModelEntry::single("models/ssdlite_mobilenet_v2_coco.onnx", ModelFormat::Ssd),
+                ),
+            ]),
             confidence: 0.5,
             continue_confidence: 0.3,
             edge_confidence: 0.35,
@@ -588,7 +661,7 @@ impl Default for DetectorConfig {
 }
 
 /// The detector's thresholds at night.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NightThresholds {
     pub confidence: f64,
@@ -606,19 +679,50 @@ impl Default for NightThresholds {
     }
 }
 
+/// The thresholds a model's detections are judged by, day and night:
+/// (confidence, continue_confidence, edge_confidence) each.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Levels {
+    pub day: (f64, f64, f64),
+    pub night: (f64, f64, f64),
+}
+
 impl DetectorConfig {
-    /// The lowest confidence any threshold accepts: what the workers report.
+    /// The lowest confidence any threshold of any model accepts: what the
+    /// workers report (a model swapped in at run time included).
     pub fn floor(&self) -> f64 {
-        [
-            self.confidence,
-            self.continue_confidence,
-            self.edge_confidence,
-            self.night.confidence,
-            self.night.continue_confidence,
-            self.night.edge_confidence,
-        ]
-        .into_iter()
-        .fold(1.0, f64::min)
+        std::iter::once(self.levels(None))
+            .chain(self.catalog.values().map(|e| self.levels(Some(e))))
+            .flat_map(|l| {
+                let (a, b, c) = l.day;
+                let (d, e, f) = l.night;
+                [a, b, c, d, e, f]
+            })
+            .fold(1.0, f64::min)
+    }
+
+    /// The thresholds of catalog entry `entry` (its own, else these); of
+    /// this section with `None`.
+    pub fn levels(&self, entry: Option<&ModelEntry>) -> Levels {
+        let night = entry
+            .and_then(|e| e.night.clone())
+            .unwrap_or_else(|| self.night.clone());
+        Levels {
+            day: (
+                entry.and_then(|e| e.confidence).unwrap_or(self.confidence),
+                entry
+                    .and_then(|e| e.continue_confidence)
+                    .unwrap_or(self.continue_confidence),
+                entry
+                    .and_then(|e| e.edge_confidence)
+                    .unwrap_or(self.edge_confidence),
+            ),
+            night: (
+                night.confidence,
+                night.continue_confidence,
+                night.edge_confidence,
+            ),
+        }
     }
 
     /// The catalog entry `name` as a worker runs it: its backend resolved

@@ -214,6 +214,28 @@ fn check_model_entry(c: &mut Checker, key: &str, entry: &ModelEntry) {
     }
 }
 
+/// Checks the thresholds under `key`, day and night: each in 0.01..=1, the
+/// continue one at most the starting one, the edge one between the two.
+fn check_levels(c: &mut Checker, key: &str, levels: super::Levels) {
+    for (name, (start, keep, edge)) in [("", levels.day), ("night.", levels.night)] {
+        c.range_f64(&format!("{key}.{name}confidence"), start, 0.01, 1.0, "");
+        c.range_f64(
+            &format!("{key}.{name}continue_confidence"),
+            keep,
+            0.01,
+            start,
+            &format!(" (at most {name}confidence)"),
+        );
+        c.range_f64(
+            &format!("{key}.{name}edge_confidence"),
+            edge,
+            keep,
+            start,
+            &format!(" (from {name}continue_confidence to {name}confidence)"),
+        );
+    }
+}
+
 /// Checks one worker pool's section, `workers.<ty>`.
 fn check_worker(c: &mut Checker, ty: &str, w: &super::WorkerConfig) {
     let p = format!("workers.{ty}");
@@ -310,6 +332,7 @@ impl Config {
         self.check_rois_and_workers(&mut c);
         self.check_mqtt(&mut c);
         self.check_rooms(&mut c);
+        self.check_presence(&mut c);
         self.check_outbox(&mut c);
         self.check_ui(&mut c);
         self.check_cameras(&mut c);
@@ -437,37 +460,17 @@ impl Config {
             );
         }
         for (name, entry) in &d.catalog {
-            check_model_entry(c, &format!("models.person_detector.catalog.{name}"), entry);
+            let key = format!("models.person_detector.catalog.{name}");
+            check_model_entry(c, &key, entry);
+            let own = entry.confidence.is_some()
+                || entry.continue_confidence.is_some()
+                || entry.edge_confidence.is_some()
+                || entry.night.is_some();
+            if own {
+                check_levels(c, &key, d.levels(Some(entry)));
+            }
         }
-        let key = "models.person_detector";
-        for (name, t) in [
-            ("", (d.confidence, d.continue_confidence, d.edge_confidence)),
-            (
-                "night.",
-                (
-                    d.night.confidence,
-                    d.night.continue_confidence,
-                    d.night.edge_confidence,
-                ),
-            ),
-        ] {
-            let (start, keep, edge) = t;
-            c.range_f64(&format!("{key}.{name}confidence"), start, 0.01, 1.0, "");
-            c.range_f64(
-                &format!("{key}.{name}continue_confidence"),
-                keep,
-                0.01,
-                start,
-                &format!(" (at most {name}confidence)"),
-            );
-            c.range_f64(
-                &format!("{key}.{name}edge_confidence"),
-                edge,
-                keep,
-                start,
-                &format!(" (from {name}continue_confidence to {name}confidence)"),
-            );
-        }
+        check_levels(c, "models.person_detector", d.levels(None));
         c.range_f64(
             "models.person_detector.max_inference_rate_hz",
             d.max_inference_rate_hz,
@@ -577,6 +580,40 @@ impl Config {
         );
     }
 
+    /// Presence that holds and falls.
+    fn check_presence(&self, c: &mut Checker) {
+        c.range_f64(
+            "presence.unseen_timeout_s",
+            self.presence.unseen_timeout_s,
+            0.0,
+            7.0 * 86400.0,
+            " seconds (0: people not detected leave)",
+        );
+        c.range_f64(
+            "presence.ignore_hint_after_s",
+            self.presence.ignore_hint_after_s,
+            0.0,
+            7.0 * 86400.0,
+            " seconds (0: never)",
+        );
+        let f = &self.falls;
+        c.range_f64("falls.confirm_s", f.confirm_s, 0.5, 60.0, " seconds");
+        c.range_f64(
+            "falls.down_after_s",
+            f.down_after_s,
+            5.0,
+            86400.0,
+            " seconds",
+        );
+        c.range_f64(
+            "falls.repeat_s",
+            f.repeat_s,
+            0.0,
+            86400.0,
+            " seconds (0: never)",
+        );
+    }
+
     /// Tracking, occupancy, zones and Home Assistant.
     fn check_rooms(&self, c: &mut Checker) {
         let t = &self.tracking;
@@ -601,20 +638,6 @@ impl Config {
             0.0,
             3600.0,
             " seconds",
-        );
-        c.range_f64(
-            "presence.unseen_timeout_s",
-            self.presence.unseen_timeout_s,
-            0.0,
-            7.0 * 86400.0,
-            " seconds (0: people not detected leave)",
-        );
-        c.range_f64(
-            "presence.ignore_hint_after_s",
-            self.presence.ignore_hint_after_s,
-            0.0,
-            7.0 * 86400.0,
-            " seconds (0: never)",
         );
         c.range_u64(
             "zones.min_frames",

@@ -97,6 +97,12 @@ pub enum Cmd {
         #[command(subcommand)]
         action: AutofocusCmd,
     },
+    /// Acknowledge a fall or down alert (all active ones without an id):
+    /// someone is on it; it is no longer announced.
+    Ack {
+        #[arg(value_name = "ALERT_ID")]
+        alert_id: Option<String>,
+    },
     /// Shut the instance down (it replies first).
     Shutdown,
     /// Send a raw JSON command, e.g. '{"command":"get_status"}'.
@@ -181,6 +187,9 @@ pub fn command_json(cmd: &Cmd) -> anyhow::Result<Value> {
         Cmd::Resume => Command::ResumeInference,
         Cmd::Rate { hz } => Command::SetInferenceRate { rate_hz: *hz },
         Cmd::Model { size } => Command::SetModelSize { size: size.clone() },
+        Cmd::Ack { alert_id } => Command::AckAlert {
+            alert_id: alert_id.clone(),
+        },
         Cmd::Rois {
             action: RoisCmd::Set { rois },
         } => Command::SetAttentionRois {

@@ -1,6 +1,7 @@
 //! Event publisher: delivers one camera's outbox to the broker, oldest first,
 //! and removes each event only when the broker has acknowledged it (PUBACK).
-//! After the backlog it publishes the camera's current occupancy (retained).
+//! After the backlog it publishes the camera's current states (retained: its
+//! occupancy and its alerts).
 //!
 //! Owns an MQTT connection of its own (`{client_id}-events`, clean session, no
 //! last will) so that every packet id on it is one of its events: acknowledgements
@@ -10,10 +11,10 @@
 //! same `event_id`; never none). An event delivered more than
 //! [`DELAYED_AFTER`] after it happened carries `"delayed": true` and `delay_s`.
 //!
-//! It never publishes anything but the camera's events and occupancy, and stands
+//! It never publishes anything but the camera's events and states, and stands
 //! down (no connection) while another process holds the camera's instance_id.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,21 +43,25 @@ pub struct EventPublisher {
     pub outbox: Arc<Outbox>,
     /// The camera's connection settings; the client id gets `-events`.
     pub settings: EmitterSettings,
-    /// The occupancy topic and the camera's current occupancy (`None` until it
-    /// is decided: then an empty retained message removes a previous run's).
-    /// Absent for cameras without occupancy.
-    pub occupancy: Option<(String, watch::Receiver<Option<Vec<u8>>>)>,
+    /// The camera's current states by topic (occupancy, alerts), published
+    /// retained after the events before them and again on every connection
+    /// (`None` until decided: then an empty retained message removes a
+    /// previous run's). Absent for cameras without any.
+    pub states: Option<watch::Receiver<States>>,
     /// The camera's main connection: no events while another process holds
     /// the instance_id.
     pub mqtt: watch::Receiver<MqttStatus>,
     pub metrics: Arc<Metrics>,
 }
 
+/// A camera's retained states: topic -> payload (`None`: not decided yet).
+pub type States = BTreeMap<String, Option<Vec<u8>>>;
+
 /// What a packet in flight was.
 #[derive(Debug, Clone, Copy)]
 enum Sent {
     Event { seq: u64, delayed: bool },
-    Occupancy,
+    State,
 }
 
 struct Connection {
@@ -68,8 +73,8 @@ struct Connection {
     in_flight: HashMap<u16, Sent>,
     /// The last event handed to the client on this connection.
     cursor: Option<u64>,
-    /// The occupancy is to be published once the backlog is out.
-    occupancy_due: bool,
+    /// What each state topic was published with on this connection.
+    published: BTreeMap<String, Vec<u8>>,
 }
 
 impl Connection {
@@ -84,7 +89,7 @@ impl Connection {
             unassigned: VecDeque::new(),
             in_flight: HashMap::new(),
             cursor: None,
-            occupancy_due: true,
+            published: BTreeMap::new(),
         }
     }
 
@@ -99,6 +104,7 @@ impl Connection {
         self.unassigned.clear();
         self.in_flight.clear();
         self.cursor = None;
+        self.published.clear();
         self.eventloop.pending.clear();
     }
 }
@@ -131,7 +137,7 @@ impl EventPublisher {
         let mut conn: Option<Connection> = None;
         let mut outage_logged = false;
         let mut mqtt_alive = true;
-        let mut occupancy_alive = self.occupancy.is_some();
+        let mut states_alive = self.states.is_some();
         loop {
             if self.mqtt.borrow().conflict.is_some() {
                 // Another process holds the instance_id: make way (dropping the
@@ -144,9 +150,9 @@ impl EventPublisher {
                 continue;
             }
             let c = conn.get_or_insert_with(|| Connection::new(&self.settings));
-            let occupancy_changed = async {
-                match self.occupancy.as_mut() {
-                    Some((_, rx)) => rx.changed().await.is_ok(),
+            let states_changed = async {
+                match self.states.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
                     None => std::future::pending().await,
                 }
             };
@@ -154,15 +160,11 @@ impl EventPublisher {
                 _ = cancel.cancelled() => break,
                 r = self.mqtt.changed(), if mqtt_alive => mqtt_alive = r.is_ok(),
                 _ = notify.notified() => {}
-                ok = occupancy_changed, if occupancy_alive => {
-                    occupancy_alive = ok;
-                    c.occupancy_due = true;
-                }
+                ok = states_changed, if states_alive => states_alive = ok,
                 event = c.eventloop.poll() => match event {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                         c.lost();
                         c.up = true;
-                        c.occupancy_due = true;
                         backoff.reset();
                         if outage_logged {
                             tracing::info!(camera = %self.camera, waiting = self.outbox.pending(&self.camera), "event connection back; delivering the outbox");
@@ -211,8 +213,8 @@ impl EventPublisher {
         }
     }
 
-    /// Hands events to the client up to the window, then the occupancy once
-    /// nothing older is left to send.
+    /// Hands events to the client up to the window, then the states that
+    /// changed once nothing older is left to send.
     fn fill(&self, c: &mut Connection) {
         if !c.up {
             return;
@@ -238,21 +240,27 @@ impl EventPublisher {
                 c.cursor = Some(seq);
             }
         }
-        if !c.occupancy_due || self.outbox.waiting_after(&self.camera, c.cursor) {
-            return;
-        }
-        let Some((topic, rx)) = &self.occupancy else {
-            c.occupancy_due = false;
+        let Some(rx) = &self.states else {
             return;
         };
-        // Undecided: an empty retained message removes a previous run's state.
-        let payload = rx.borrow().clone().unwrap_or_default();
-        if c.client
-            .try_publish(topic.clone(), QoS::AtLeastOnce, true, payload)
-            .is_ok()
-        {
-            c.unassigned.push_back(Sent::Occupancy);
-            c.occupancy_due = false;
+        if self.outbox.waiting_after(&self.camera, c.cursor) {
+            return;
+        }
+        let states = rx.borrow().clone();
+        for (topic, payload) in states {
+            // Undecided: an empty retained message removes a previous run's state.
+            let payload = payload.unwrap_or_default();
+            if c.published.get(&topic) == Some(&payload) {
+                continue;
+            }
+            if c.client
+                .try_publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone())
+                .is_err()
+            {
+                return;
+            }
+            c.unassigned.push_back(Sent::State);
+            c.published.insert(topic, payload);
         }
     }
 

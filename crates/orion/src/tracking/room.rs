@@ -34,11 +34,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
-use orion_protocol::BBox;
+use orion_protocol::{BBox, Keypoint};
 use serde::Serialize;
 
-use super::bodies::{Bodies, Cuts};
-use super::snapshot::{SavedPerson, Snapshot};
+use super::bodies::{Bodies, Cuts, Whole};
+use super::falls::{Alert, FallSettings, Falls, Present, Seen, Signal};
+use super::posture::{Posture, Postures, View};
+use super::snapshot::{SavedAlert, SavedPerson, Snapshot};
 use super::tracker::{Candidate, Change, EndReason, Track, Tracker, TrackerSettings};
 use super::zones::{Zone, ZoneAnchor};
 
@@ -86,6 +88,30 @@ pub struct Thresholds {
     pub keep: f64,
 }
 
+/// The thresholds of each model (its scores run its own way), day and night.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelThresholds {
+    /// For a model not named below.
+    pub default: (Thresholds, Thresholds),
+    /// By catalog name (a result names its model).
+    pub by_model: BTreeMap<String, (Thresholds, Thresholds)>,
+}
+
+impl ModelThresholds {
+    /// The same for every model.
+    pub fn same(day: Thresholds, night: Thresholds) -> Self {
+        Self {
+            default: (day, night),
+            by_model: BTreeMap::new(),
+        }
+    }
+
+    fn of(&self, model: &str, night: bool) -> Thresholds {
+        let (d, n) = self.by_model.get(model).unwrap_or(&self.default);
+        if night { *n } else { *d }
+    }
+}
+
 /// Which frame edges are exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edges {
@@ -106,6 +132,8 @@ impl Edges {
 
 /// A box this close to the frame's edge (fraction of the frame) touches it.
 const EDGE: f64 = 0.02;
+/// Sitting up this near a rest zone's side (share of its width): at its edge.
+const EDGE_SHARE: f64 = 0.2;
 /// Results in a row of the other kind (grayscale or colour) before night
 /// begins or ends.
 const LIGHT_RUN: u32 = 5;
@@ -126,13 +154,13 @@ pub struct RoomSettings {
     /// exit.
     pub zone_margin: f64,
     pub anchor: ZoneAnchor,
-    pub day: Thresholds,
-    pub night: Thresholds,
+    pub thresholds: ModelThresholds,
     /// The frame edges people leave by.
     pub exits: Edges,
     /// A person-shaped thing that has not moved for this long outside rest
     /// zones is pointed out as a candidate for an ignore zone (zero: never).
     pub ignore_hint_after: Duration,
+    pub falls: FallSettings,
 }
 
 /// A person-shaped thing that has not moved for a long time outside rest
@@ -182,10 +210,15 @@ impl Watching {
 pub struct Sight<'a> {
     /// Boxes (full-frame pixels) and their confidences.
     pub detections: &'a [(BBox, f64)],
+    /// Each detection's keypoints (pose models), in the same order; empty
+    /// when the model gives none.
+    pub keypoints: &'a [Option<&'a [Keypoint]>],
     /// The crop the model looked at (full-frame pixels).
     pub crop: BBox,
     /// The frame had no colour (an infrared camera at night).
     pub grayscale: bool,
+    /// The model that looked (its catalog name): its thresholds apply.
+    pub model: &'a str,
 }
 
 /// One event, published on `care/events/{instance_id}`.
@@ -237,6 +270,58 @@ pub enum Detail {
         occupied: bool,
         count: usize,
     },
+    Posture {
+        posture: Posture,
+        previous: Posture,
+        /// The anchor point, normalized.
+        position: Point,
+    },
+    /// `fall_detected`, `person_down`.
+    Alert {
+        alert_id: String,
+        /// `fall` or `down`.
+        alert: &'static str,
+        /// How it was seen: `lying`, `to_the_floor`, `lost_after_descent`,
+        /// `down` (down for `falls.down_after_s`).
+        how: &'static str,
+        /// Where the person is (the anchor point), normalized.
+        position: Point,
+    },
+    /// `fall_cleared`, `alert_acknowledged`.
+    AlertEnded {
+        alert_id: String,
+        alert: &'static str,
+        /// `up`, `left`, `not_seen`, `ignored` or `acknowledged`.
+        reason: &'static str,
+        /// How long the alert was active.
+        duration_s: f64,
+    },
+}
+
+/// The retained alert state of a camera, on `care/alerts/{instance_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertState {
+    pub instance_id: String,
+    pub room_id: String,
+    /// Whether any alert is active.
+    pub active: bool,
+    pub alerts: Vec<AlertView>,
+}
+
+/// One active alert as published.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertView {
+    pub alert_id: String,
+    /// `fall` or `down`.
+    pub alert: &'static str,
+    pub track_id: u64,
+    /// When it was raised.
+    pub since: String,
+    /// Where the person is (the anchor point), normalized.
+    pub position: Point,
+    /// How often it was announced (every `falls.repeat_s`).
+    pub announced: u32,
+    pub last_announced: String,
 }
 
 /// The retained occupancy of a camera, on `care/occupancy/{instance_id}`.
@@ -317,6 +402,11 @@ pub struct Output {
     pub occupancy: Option<Occupancy>,
     /// Night began (`Some(true)`) or ended.
     pub night: Option<bool>,
+    /// Each detection's posture (results only), in the order given: that of
+    /// the person it is.
+    pub postures: Vec<Option<Posture>>,
+    /// The alert state to publish (retained) when it changed.
+    pub alerts: Option<AlertState>,
 }
 
 pub struct RoomTracker {
@@ -340,6 +430,10 @@ pub struct RoomTracker {
     in_zones: HashMap<(u64, String), InZone>,
     /// What is known of each present person's body.
     bodies: Bodies,
+    postures: Postures,
+    falls: Falls,
+    /// The last published alert state.
+    alerts_published: Option<AlertState>,
     watching: Watching,
     night: bool,
     /// Results in a row of the other light.
@@ -374,6 +468,24 @@ fn anchor_point(anchor: ZoneAnchor, b: &BBox, width: f64, height: f64) -> Point 
     }
 }
 
+/// An alert of the last run, active again from `now` (announced anew at once).
+fn saved_alert(a: &SavedAlert, now: Stamp) -> Alert {
+    let since_wall = a.since().unwrap_or(now.wall);
+    let ago = now
+        .wall
+        .duration_since(since_wall)
+        .unwrap_or(Duration::ZERO);
+    Alert {
+        alert_id: a.alert_id.clone(),
+        kind: a.alert,
+        track_id: a.track_id,
+        since: now.mono.checked_sub(ago).unwrap_or(now.mono),
+        since_wall,
+        announced: a.announced.saturating_add(1),
+        last_announced: now.mono,
+    }
+}
+
 /// Whether zones of kind `kind` hold `at`.
 fn in_zone_kind(zones: &[Zone], at: Point, kind: impl Fn(&Zone) -> bool) -> bool {
     zones.iter().any(|z| kind(z) && z.contains(at.x, at.y))
@@ -398,6 +510,7 @@ impl RoomTracker {
             width: f64::from(width.max(1)),
             height: f64::from(height.max(1)),
             tracker: Tracker::new(settings.tracker.clone()),
+            falls: Falls::new(settings.falls.clone(), &format!("{instance_id}-{start_ms}")),
             settings,
             id_prefix: format!("{instance_id}-{start_ms}"),
             next_event: 1,
@@ -407,6 +520,8 @@ impl RoomTracker {
             last_person: start.mono,
             in_zones: HashMap::new(),
             bodies: Bodies::default(),
+            postures: Postures::default(),
+            alerts_published: None,
             watching: Watching::Yes,
             night: false,
             light_run: 0,
@@ -513,7 +628,13 @@ impl RoomTracker {
     /// what its body tells): where a side is cut, estimated from the person's
     /// whole size; `None` when a side that places the anchor is cut by the ROI
     /// crop and nothing tells how far the person goes on.
-    fn observed_anchor(&mut self, id: u64, b: &BBox, crop: &BBox, now: Instant) -> Option<Point> {
+    fn observed_anchor(
+        &mut self,
+        id: u64,
+        b: &BBox,
+        crop: &BBox,
+        now: Instant,
+    ) -> (Option<Point>, Whole, bool) {
         let (w, h) = (self.width, self.height);
         let sides = cut_sides(b, crop, w, h);
         let inside_frame = |edge: f64, limit: f64| edge > 0.01 * limit && edge < 0.99 * limit;
@@ -529,7 +650,8 @@ impl RoomTracker {
             ZoneAnchor::BottomCenter => left || right || bottom,
             ZoneAnchor::Center => left || right || top || bottom,
         };
-        (!unknown).then(|| self.anchor(&whole.bbox))
+        let cut = sides.iter().any(|s| *s);
+        ((!unknown).then(|| self.anchor(&whole.bbox)), whole, cut)
     }
 
     /// Each zone's people: the confirmed tracks in it.
@@ -554,8 +676,15 @@ impl RoomTracker {
     }
 
     /// Zone standing of the confirmed tracks seen in this result (unseen
-    /// people stay where they were).
-    fn update_zones(&mut self, seen: &[u64], crop: &BBox, now: Stamp, out: &mut Output) {
+    /// people stay where they were); returns their whole boxes (and whether
+    /// cut) for the postures.
+    fn update_zones(
+        &mut self,
+        seen: &[u64],
+        crop: &BBox,
+        now: Stamp,
+        out: &mut Output,
+    ) -> HashMap<u64, (Whole, bool)> {
         let tracks: Vec<(u64, BBox)> = self
             .tracker
             .confirmed()
@@ -563,9 +692,12 @@ impl RoomTracker {
             .map(|t| (t.id, t.bbox))
             .collect();
         let mut anchors = Vec::new();
+        let mut wholes = HashMap::new();
         for (id, bbox) in tracks {
             // For every seen track, zones or not: the bodies learn.
-            if let Some(at) = self.observed_anchor(id, &bbox, crop, now.mono) {
+            let (at, whole, cut) = self.observed_anchor(id, &bbox, crop, now.mono);
+            wholes.insert(id, (whole, cut));
+            if let Some(at) = at {
                 anchors.push((id, at));
             }
         }
@@ -615,6 +747,7 @@ impl RoomTracker {
                     .push(self.event(kind, now.wall, Some(id), detail));
             }
         }
+        wholes
     }
 
     /// A track that ended leaves every zone it was in.
@@ -630,6 +763,7 @@ impl RoomTracker {
             false
         });
         self.bodies.forget(track.id);
+        self.postures.forget(track.id);
         left.sort_by(|a, b| a.0.cmp(&b.0));
         for (zone, st) in left {
             let detail = Detail::Zone {
@@ -688,12 +822,8 @@ impl RoomTracker {
     /// How each of `detections` is judged: a candidate for the tracker (its
     /// index among the candidates), in an ignore zone (reported if it would
     /// have started a track), or below the keeping threshold.
-    fn judge(&self, detections: &[(BBox, f64)]) -> (Vec<Candidate>, Vec<Judged>) {
-        let t = if self.night {
-            self.settings.night
-        } else {
-            self.settings.day
-        };
+    fn judge(&self, detections: &[(BBox, f64)], model: &str) -> (Vec<Candidate>, Vec<Judged>) {
+        let t = self.settings.thresholds.of(model, self.night);
         let mut candidates = Vec::new();
         let judged = detections
             .iter()
@@ -727,14 +857,18 @@ impl RoomTracker {
     pub fn on_result(&mut self, captured: Stamp, sight: Sight<'_>, now: Stamp) -> Output {
         let mut out = Output::default();
         self.light(sight.grayscale, &mut out);
-        let (candidates, judged) = self.judge(sight.detections);
+        let (candidates, judged) = self.judge(sight.detections, sight.model);
         let (settings, width, height) = (&self.settings, self.width, self.height);
         let bodies = &self.bodies;
         let at_exit = |b: &BBox| Self::at_exit(settings, b, width, height);
         // People leave on their feet: someone lying, or last seen going down,
         // at an exit has fallen there, not left.
+        let postures = &self.postures;
         let left = |t: &Track| {
-            at_exit(&t.bbox) && bodies.upright(t.id, &t.bbox) && !bodies.going_down(t.id)
+            at_exit(&t.bbox)
+                && bodies.upright(t.id, &t.bbox)
+                && !bodies.going_down(t.id)
+                && postures.posture(t.id) != Some(Posture::Lying)
         };
         let update = self
             .tracker
@@ -755,9 +889,216 @@ impl RoomTracker {
         }
         let seen = out.track_ids.clone();
         self.apply(update.changes, now, &mut out);
-        self.update_zones(&seen, &sight.crop, now, &mut out);
+        let wholes = self.update_zones(&seen, &sight.crop, now, &mut out);
+        self.observe_postures(&sight, &wholes, captured.mono, now, &mut out);
+        self.check_falls(now, &mut out);
         self.occupancy(now, &mut out);
         out
+    }
+
+    /// Each seen person's posture from this result (keypoints, else the
+    /// shape of their whole box): `posture_changed` and `bed_exit_warning`
+    /// events, what the falls watch sees.
+    fn observe_postures(
+        &mut self,
+        sight: &Sight<'_>,
+        wholes: &HashMap<u64, (Whole, bool)>,
+        captured: Instant,
+        now: Stamp,
+        out: &mut Output,
+    ) {
+        out.postures = vec![None; out.track_ids.len()];
+        for (i, id) in out.track_ids.clone().into_iter().enumerate() {
+            let Some((whole, cut)) = wholes.get(&id) else {
+                continue;
+            };
+            let view = View {
+                whole: whole.bbox,
+                cut: *cut,
+                keypoints: sight.keypoints.get(i).copied().flatten(),
+            };
+            let (guess, changed) = self.postures.observe(id, view, captured);
+            let held = self.postures.posture(id);
+            out.postures[i] = held;
+            let at = self.anchor(&whole.bbox);
+            let resting = in_zone_kind(&self.settings.zones, at, |z| z.rest);
+            let seen = Seen {
+                posture: held,
+                low: guess.low,
+                descending: self.bodies.going_down(id),
+            };
+            self.falls.observe(id, seen, resting, captured);
+            let Some(change) = changed else {
+                continue;
+            };
+            let Some(previous) = change.from else {
+                continue;
+            };
+            let detail = Detail::Posture {
+                posture: change.to,
+                previous,
+                position: at,
+            };
+            out.events
+                .push(self.event("posture_changed", now.wall, Some(id), detail));
+            if previous == Posture::Lying {
+                self.bed_exit(id, &whole.bbox, now, out);
+            }
+        }
+    }
+
+    /// Someone lying in a rest zone sat or stood up at its edge (legs over
+    /// the side): `bed_exit_warning`, before they leave it.
+    fn bed_exit(&mut self, id: u64, b: &BBox, now: Stamp, out: &mut Output) {
+        let (x0, x1) = (b.x / self.width, (b.x + b.width) / self.width);
+        let at = self.anchor(b);
+        let zone = self.settings.zones.iter().find(|z| {
+            let left = z.polygon.iter().map(|p| p[0]).fold(f64::INFINITY, f64::min);
+            let right = z
+                .polygon
+                .iter()
+                .map(|p| p[0])
+                .fold(f64::NEG_INFINITY, f64::max);
+            let edge = EDGE_SHARE * (right - left);
+            z.rest
+                && self
+                    .in_zones
+                    .get(&(id, z.name.clone()))
+                    .is_some_and(|s| s.inside)
+                && (x0 <= left + edge || x1 >= right - edge)
+        });
+        if let Some(zone) = zone {
+            let detail = Detail::Zone {
+                zone: zone.name.clone(),
+                position: at,
+                reason: None,
+            };
+            out.events
+                .push(self.event("bed_exit_warning", now.wall, Some(id), detail));
+        }
+    }
+
+    /// The present people as the falls watch needs them.
+    fn present(&self) -> Vec<Present> {
+        self.tracker
+            .confirmed()
+            .map(|t| Present {
+                track_id: t.id,
+                last_seen: t.last_seen,
+                resting: in_zone_kind(&self.settings.zones, self.anchor(&t.bbox), |z| z.rest),
+                at_exit: Self::at_exit(&self.settings, &t.bbox, self.width, self.height),
+            })
+            .collect()
+    }
+
+    /// Falls and people down decided at `now`; alerts announced again when
+    /// due; the alert state when it changed.
+    fn check_falls(&mut self, now: Stamp, out: &mut Output) {
+        let present = self.present();
+        let signals = self.falls.check(&present, now.mono, now.wall);
+        self.signal(signals, now, out);
+        self.falls.repeat_due(now.mono);
+        self.publish_alerts(now, out);
+    }
+
+    /// Events for what the falls watch decided.
+    fn signal(&mut self, signals: Vec<Signal>, now: Stamp, out: &mut Output) {
+        for s in signals {
+            let (kind, track, detail) = match s {
+                Signal::Raised { alert, how } => {
+                    let kind = match alert.kind {
+                        super::falls::AlertKind::Fall => "fall_detected",
+                        super::falls::AlertKind::Down => "person_down",
+                    };
+                    let detail = Detail::Alert {
+                        position: self.position_of(alert.track_id),
+                        alert_id: alert.alert_id,
+                        alert: alert.kind.as_str(),
+                        how: how.as_str(),
+                    };
+                    (kind, alert.track_id, detail)
+                }
+                Signal::Ended { alert, reason } => {
+                    let kind = if reason == "acknowledged" {
+                        "alert_acknowledged"
+                    } else {
+                        "fall_cleared"
+                    };
+                    let detail = Detail::AlertEnded {
+                        duration_s: now
+                            .mono
+                            .saturating_duration_since(alert.since)
+                            .as_secs_f64(),
+                        alert_id: alert.alert_id,
+                        alert: alert.kind.as_str(),
+                        reason,
+                    };
+                    (kind, alert.track_id, detail)
+                }
+            };
+            out.events
+                .push(self.event(kind, now.wall, Some(track), detail));
+        }
+    }
+
+    /// Where track `id` is (its anchor point), normalized; the origin if gone.
+    fn position_of(&self, id: u64) -> Point {
+        self.tracker
+            .tracks()
+            .iter()
+            .find(|t| t.id == id)
+            .map_or(Point { x: 0.0, y: 0.0 }, |t| self.anchor(&t.bbox))
+    }
+
+    /// The alert state, published when it changed.
+    fn publish_alerts(&mut self, now: Stamp, out: &mut Output) {
+        let alerts: Vec<AlertView> = self
+            .falls
+            .alerts()
+            .iter()
+            .map(|a| AlertView {
+                alert_id: a.alert_id.clone(),
+                alert: a.kind.as_str(),
+                track_id: a.track_id,
+                since: rfc3339(a.since_wall),
+                position: self.position_of(a.track_id),
+                announced: a.announced,
+                last_announced: rfc3339(now.wall_of(a.last_announced)),
+            })
+            .collect();
+        let state = AlertState {
+            instance_id: self.instance_id.clone(),
+            room_id: self.room_id.clone(),
+            active: !alerts.is_empty(),
+            alerts,
+        };
+        if self.alerts_published.as_ref() == Some(&state) {
+            return;
+        }
+        self.alerts_published = Some(state.clone());
+        out.alerts = Some(state);
+    }
+
+    /// An operator acknowledged `alert_id` (every active alert with `None`):
+    /// `alert_acknowledged` for each, the alert state. Err when there is no
+    /// such alert.
+    pub fn acknowledge(&mut self, alert_id: Option<&str>, now: Stamp) -> Result<Output, String> {
+        let signals = self.falls.acknowledge(alert_id);
+        if signals.is_empty() {
+            return Err(match alert_id {
+                Some(id) => format!("no active alert `{}`", crate::logging::cut(id, 64)),
+                None => "no active alert".into(),
+            });
+        }
+        let mut out = Output::default();
+        self.signal(signals, now, &mut out);
+        self.publish_alerts(now, &mut out);
+        Ok(out)
+    }
+
+    /// The alert state now (for a status reply).
+    pub fn alerts(&self) -> Option<&AlertState> {
+        self.alerts_published.as_ref()
     }
 
     /// The candidates for an ignore zone at `now` (see [`IgnoreCandidate`]).
@@ -795,6 +1136,13 @@ impl RoomTracker {
     pub fn on_tick(&mut self, now: Stamp, watching: Watching) -> Output {
         let mut out = Output::default();
         self.set_watching(watching, now);
+        if watching == Watching::Yes {
+            self.check_falls(now, &mut out);
+        } else {
+            // Nothing new is known; active alerts are still announced.
+            self.falls.repeat_due(now.mono);
+            self.publish_alerts(now, &mut out);
+        }
         self.occupancy(now, &mut out);
         out
     }
@@ -837,6 +1185,8 @@ impl RoomTracker {
                     let detail = self.left(&t, reason, now);
                     out.events
                         .push(self.event("person_left", at, Some(t.id), detail));
+                    let ended = self.falls.forget(t.id, reason.as_str());
+                    self.signal(ended.into_iter().collect(), now, out);
                 }
                 Change::Unseen(_) | Change::Seen(_) => {}
             }
@@ -941,6 +1291,19 @@ impl RoomTracker {
                 seen: t.seen,
                 unseen_for_s: t.unseen_for.as_secs_f64(),
                 zones: self.zones_of(t.id),
+                posture: self.postures.posture(t.id),
+            })
+            .collect();
+        let alerts = self
+            .falls
+            .alerts()
+            .iter()
+            .map(|a| SavedAlert {
+                alert_id: a.alert_id.clone(),
+                alert: a.kind,
+                track_id: a.track_id,
+                since: rfc3339(a.since_wall),
+                announced: a.announced,
             })
             .collect();
         Snapshot {
@@ -948,6 +1311,7 @@ impl RoomTracker {
             next_track_id: self.tracker.next_id(),
             occupied_since: self.occupied.filter(|o| *o).map(|_| self.since.clone()),
             people,
+            alerts,
         }
     }
 
@@ -992,6 +1356,12 @@ impl RoomTracker {
                 continue;
             }
             self.rejoin_zones(&track, &p.zones);
+            if let Some(posture) = p.posture {
+                self.postures.restore(track.id, posture);
+            }
+            for a in snapshot.alerts.iter().filter(|a| a.track_id == track.id) {
+                self.falls.restore(saved_alert(a, now));
+            }
             taken.push(track);
         }
         if !taken.is_empty() {
@@ -1005,6 +1375,7 @@ impl RoomTracker {
         let announce = taken.is_empty();
         self.tracker.restore(taken);
         self.decide(now, &mut out, announce);
+        self.publish_alerts(now, &mut out);
         out
     }
 
@@ -1090,14 +1461,22 @@ mod tests {
             zone_min_time: Duration::ZERO,
             zone_margin: 0.0,
             anchor: ZoneAnchor::BottomCenter,
-            day: DAY,
-            night: Thresholds {
-                start: 0.4,
-                edge_start: 0.3,
-                keep: 0.25,
-            },
+            thresholds: ModelThresholds::same(
+                DAY,
+                Thresholds {
+                    start: 0.4,
+                    edge_start: 0.3,
+                    keep: 0.25,
+                },
+            ),
             exits: Edges::ALL,
             ignore_hint_after: Duration::from_secs(60),
+            falls: FallSettings {
+                enabled: true,
+                confirm: Duration::from_secs(2),
+                down_after: Duration::from_secs(60),
+                repeat: Duration::from_secs(60),
+            },
         }
     }
 
@@ -1126,8 +1505,10 @@ mod tests {
     fn scored(sig: &mut RoomTracker, t: Stamp, detections: &[(BBox, f64)], gray: bool) -> Output {
         let sight = Sight {
             detections,
+            keypoints: &[],
             crop: FRAME,
             grayscale: gray,
+            model: "ssdlite",
         };
         sig.on_result(t, sight, t)
     }
@@ -1504,14 +1885,17 @@ mod tests {
             assert_eq!((out.track_ids[0], out.shown[0]), (0, false));
             assert!(out.events.is_empty());
         }
-        // Standing (strong), then lying down (weak): one track, reported.
+        // Standing (strong), then lying down (weak): one track, reported;
+        // down on the floor at once after standing, it is a fall.
         feed(&mut sig, base, 3.0, &vec![vec![person(300.0)]; 3]);
+        let mut events = Vec::new();
         for i in 0..20 {
             let t = at(base, 4.5 + f64::from(i) * 0.5);
             let out = scored(&mut sig, t, &[(lying, 0.32)], false);
             assert_eq!((out.track_ids[0], out.shown[0]), (1, true), "result {i}");
-            assert!(out.events.is_empty(), "{:?}", out.events);
+            events.extend(out.events.into_iter().map(|e| e.kind));
         }
+        assert_eq!(events, ["posture_changed", "fall_detected"]);
         assert_eq!(sig.active_tracks(), 1);
         // Below the keeping threshold is nothing at all.
         let out = scored(&mut sig, at(base, 15.0), &[(lying, 0.2)], false);
@@ -1673,8 +2057,10 @@ mod tests {
             let detections = [(cut, 0.9)];
             let sight = Sight {
                 detections: &detections,
+                keypoints: &[],
                 crop,
                 grayscale: false,
+                model: "ssdlite",
             };
             events.extend(sig.on_result(t, sight, t).events);
         }

@@ -10,6 +10,8 @@ use std::time::SystemTime;
 use orion_protocol::BBox;
 use serde::{Deserialize, Serialize};
 
+use super::falls::AlertKind;
+use super::posture::Posture;
 use super::tracker::MAX_TRACKS;
 
 /// The present people of one camera, as saved.
@@ -24,6 +26,21 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occupied_since: Option<String>,
     pub people: Vec<SavedPerson>,
+    /// The active alerts (each of a person in `people`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<SavedAlert>,
+}
+
+/// An active alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedAlert {
+    pub alert_id: String,
+    pub alert: AlertKind,
+    pub track_id: u64,
+    /// When it was raised (RFC 3339).
+    pub since: String,
+    pub announced: u32,
 }
 
 /// One present person.
@@ -41,6 +58,9 @@ pub struct SavedPerson {
     pub unseen_for_s: f64,
     /// The zones they were in.
     pub zones: Vec<String>,
+    /// Their posture, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posture: Option<Posture>,
 }
 
 fn parse(t: &str) -> Option<SystemTime> {
@@ -77,6 +97,18 @@ impl Snapshot {
                 .map_err(|e| format!("people[{i}]: {e}"))?;
             if s.people[..i].iter().any(|o| o.track_id == p.track_id) {
                 return Err(format!("people[{i}]: track {} twice", p.track_id));
+            }
+        }
+        for (i, a) in s.alerts.iter().enumerate() {
+            let ok = s.people.iter().any(|p| p.track_id == a.track_id)
+                && parse(&a.since).is_some()
+                && !a.alert_id.is_empty()
+                && a.alert_id.len() <= 128
+                && s.alerts[..i].iter().all(|o| o.track_id != a.track_id);
+            if !ok {
+                return Err(format!(
+                    "alerts[{i}]: an alert of a present person (once), with an id and an RFC 3339 `since`"
+                ));
             }
         }
         Ok(s)
@@ -130,7 +162,15 @@ impl Snapshot {
                 .map(|p| (p.track_id, p.seen, p.zones.clone()))
                 .collect()
         };
-        self.occupied_since == other.occupied_since && key(self) == key(other)
+        self.occupied_since == other.occupied_since
+            && key(self) == key(other)
+            && self.alerts == other.alerts
+    }
+}
+
+impl SavedAlert {
+    pub fn since(&self) -> Option<SystemTime> {
+        parse(&self.since)
     }
 }
 

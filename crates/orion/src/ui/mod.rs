@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::command::{Command, ControlMessage};
-use crate::control::{ControlPlane, ZoneTable};
+use crate::control::{ControlPlane, RoomTable};
 use crate::health::Registry;
 use crate::live::{self, LiveFeed, Viewer};
 
@@ -72,7 +72,7 @@ pub struct UiCamera {
     pub max_command_bytes: usize,
     /// Read-only status (`get_status`) without a queued command.
     pub plane: Arc<ControlPlane>,
-    pub zones: Arc<dyn ZoneTable>,
+    pub zones: Arc<dyn RoomTable>,
     pub feed: Arc<LiveFeed>,
 }
 

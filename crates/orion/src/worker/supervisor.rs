@@ -776,17 +776,7 @@ pub fn validate_result(
             crate::logging::cut(&r.inference_type, 64)
         ));
     }
-    let t = &r.timing;
-    for (name, v) in [
-        ("preprocess_ms", t.preprocess_ms),
-        ("inference_ms", t.inference_ms),
-        ("postprocess_ms", t.postprocess_ms),
-        ("total_ms", t.total_ms),
-    ] {
-        if !v.is_finite() || v < 0.0 {
-            return Err(format!("timing.{name} {v} must be a finite number >= 0"));
-        }
-    }
+    validate_timing(&r.timing)?;
     let (w, h) = (f64::from(frame.width), f64::from(frame.height));
     let slack = 0.5;
     for (i, d) in r.detections.iter().enumerate() {
@@ -795,6 +785,9 @@ pub fn validate_result(
                 "detections[{i}].class is longer than {} characters",
                 orion_protocol::MAX_CLASS_CHARS
             ));
+        }
+        if let Some(kps) = &d.keypoints {
+            validate_keypoints(i, kps, w, h, slack)?;
         }
         let b = &d.bbox;
         if ![b.x, b.y, b.width, b.height, d.confidence]
@@ -839,6 +832,61 @@ pub fn validate_result(
             && s.y + s.height <= 1.0 + 1e-6;
         if !ok {
             return Err("suggested_roi must be normalized (0..1, inside the frame)".into());
+        }
+    }
+    Ok(())
+}
+
+/// Checks a result's timings: finite, not negative.
+fn validate_timing(t: &orion_protocol::Timing) -> Result<(), String> {
+    for (name, v) in [
+        ("preprocess_ms", t.preprocess_ms),
+        ("inference_ms", t.inference_ms),
+        ("postprocess_ms", t.postprocess_ms),
+        ("total_ms", t.total_ms),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("timing.{name} {v} must be a finite number >= 0"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks detection `i`'s keypoints: at most [`orion_protocol::MAX_KEYPOINTS`],
+/// named (short, each once), inside the `w`x`h` frame, scores in 0..1.
+fn validate_keypoints(
+    i: usize,
+    kps: &[orion_protocol::Keypoint],
+    w: f64,
+    h: f64,
+    slack: f64,
+) -> Result<(), String> {
+    if kps.len() > orion_protocol::MAX_KEYPOINTS {
+        return Err(format!(
+            "detections[{i}] has {} keypoints; at most {}",
+            kps.len(),
+            orion_protocol::MAX_KEYPOINTS
+        ));
+    }
+    for (j, k) in kps.iter().enumerate() {
+        let name_ok = !k.name.is_empty()
+            && k.name.chars().count() <= orion_protocol::MAX_KEYPOINT_NAME_CHARS
+            && kps[..j].iter().all(|o| o.name != k.name);
+        if !name_ok {
+            return Err(format!(
+                "detections[{i}].keypoints[{j}].name must be 1..{} characters and given once",
+                orion_protocol::MAX_KEYPOINT_NAME_CHARS
+            ));
+        }
+        let inside = k.x.is_finite()
+            && k.y.is_finite()
+            && (-slack..=w + slack).contains(&k.x)
+            && (-slack..=h + slack).contains(&k.y);
+        if !inside || !(0.0..=1.0).contains(&k.score) {
+            return Err(format!(
+                "detections[{i}].keypoints[{j}] ({}) must lie inside the frame with a score in 0..1",
+                crate::logging::cut(&k.name, 32)
+            ));
         }
     }
     Ok(())
@@ -907,6 +955,7 @@ mod tests {
             },
             confidence,
             class: class.into(),
+            keypoints: None,
         };
         let n = orion_protocol::MAX_DETECTIONS + 50;
         let mut r = orion_protocol::InferenceResult {

@@ -683,6 +683,19 @@ pub fn model_path() -> String {
         .into_owned()
 }
 
+/// Makes the shipped pose model (MoveNet, with its own thresholds) the
+/// camera's person detector.
+pub fn use_pose_model(c: &mut serde_norway::Value) {
+    let path = repo_root().join("models/movenet_multipose_lightning.onnx");
+    let entry: serde_norway::Value = serde_norway::from_str(&format!(
+        "{{ path: {}, format: movenet, confidence: 0.35, continue_confidence: 0.2, edge_confidence: 0.25, night: {{ confidence: 0.3, continue_confidence: 0.2, edge_confidence: 0.2 }} }}",
+        serde_json::to_string(&path.to_string_lossy()).expect("path")
+    ))
+    .expect("entry");
+    set(c, "models.person_detector.catalog.movenet", entry);
+    set(c, "models.person_detector.size", "movenet");
+}
+
 /// Parses the RFC 3339 `timestamp` of a message into seconds.
 pub fn timestamp_s(v: &serde_json::Value, key: &str) -> f64 {
     let t = v[key].as_str().expect("timestamp string");
