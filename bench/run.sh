@@ -14,6 +14,11 @@
 #                                     # in bed, in the dark, half in view
 #   bench/run.sh outbox               # cost of the event outbox per event, and
 #                                     # of a 10,000-event backlog (RSS, drain)
+#   bench/run.sh falls --footage DIR  # falls on real footage through the daemon:
+#                                     # alerts, delay, false alarms per clip
+#   bench/run.sh pose --footage DIR   # SSDLite against the pose model (MoveNet):
+#                                     # people found standing, down, everyday;
+#                                     # false positives; cost per frame
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +37,14 @@ fi
 if [ "${1:-}" = scenes ]; then
     shift
     exec bench/.venv/bin/python bench/scenes.py "$@"
+fi
+if [ "${1:-}" = falls ]; then
+    shift
+    exec bench/.venv/bin/python bench/falls.py "$@"
+fi
+if [ "${1:-}" = pose ]; then
+    shift
+    exec bench/.venv/bin/python bench/pose.py "$@"
 fi
 if [ "${1:-}" = outbox ]; then
     cargo build --release --locked -q --example outbox_fill

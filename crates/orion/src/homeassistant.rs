@@ -1,9 +1,11 @@
 //! Home Assistant MQTT discovery: the retained config messages that make each
-//! camera a device with entities (occupancy, person count, one per zone), their
-//! state read from the retained occupancy topic and their availability from the
+//! camera a device with entities (occupancy, person count, posture, one per
+//! zone; a fall alert and a button to acknowledge it), their state read from
+//! the retained occupancy (and alert) topic and their availability from the
 //! presence topic (so a dead daemon shows as unavailable through its last will)
 //! and from the occupancy's `state` (a paused camera, or one whose stream or
-//! workers are down, is unavailable, never "clear").
+//! workers are down, is unavailable, never "clear"). The fall alert stays
+//! available while the camera is paused: an alert raised before still holds.
 //!
 //! Builds topics and payloads only; the camera's result handler publishes them. It
 //! never invents state: every entity reads a topic the daemon already publishes.
@@ -107,6 +109,44 @@ impl Device<'_> {
         count.insert("icon".into(), "mdi:account-group".into());
         count.insert("value_template".into(), "{{ value_json.count }}".into());
         out.push((self.topic("sensor", "person_count"), count));
+        let mut posture = self.base("sensor", "posture", "Posture");
+        posture.insert("device_class".into(), "enum".into());
+        posture.insert(
+            "options".into(),
+            json!(["standing", "sitting", "lying", "none"]),
+        );
+        posture.insert("icon".into(), "mdi:human".into());
+        posture.insert(
+            "value_template".into(),
+            "{{ value_json.posture if value_json.posture is defined else 'none' }}".into(),
+        );
+        out.push((self.topic("sensor", "posture"), posture));
+        let status_only = json!([{
+            "topic": crate::topics::status(self.instance_id),
+            "value_template": "{{ 'online' if value_json.state == 'online' else 'offline' }}",
+        }]);
+        let mut fall = self.base("binary_sensor", "fall", "Fall or person down");
+        fall.insert("device_class".into(), "safety".into());
+        fall.insert(
+            "state_topic".into(),
+            crate::topics::alerts(self.instance_id).into(),
+        );
+        fall.insert(
+            "value_template".into(),
+            "{{ 'ON' if value_json.active else 'OFF' }}".into(),
+        );
+        fall.insert("availability".into(), status_only.clone());
+        out.push((self.topic("binary_sensor", "fall"), fall));
+        let mut ack = self.base("button", "ack_alert", "Acknowledge alert");
+        ack.remove("state_topic");
+        ack.insert(
+            "command_topic".into(),
+            crate::topics::control(self.instance_id).into(),
+        );
+        ack.insert("payload_press".into(), r#"{"command":"ack_alert"}"#.into());
+        ack.insert("icon".into(), "mdi:bell-check".into());
+        ack.insert("availability".into(), status_only);
+        out.push((self.topic("button", "ack_alert"), ack));
         for zone in zones.iter().filter(|z| !z.ignore) {
             let object = format!("zone_{}", zone.name.replace(['.', '-'], "_"));
             let mut z = self.base("binary_sensor", &object, &format!("Zone {}", zone.name));
@@ -151,10 +191,28 @@ mod tests {
             [
                 "homeassistant/binary_sensor/orion_room_101/occupancy/config",
                 "homeassistant/sensor/orion_room_101/person_count/config",
+                "homeassistant/sensor/orion_room_101/posture/config",
+                "homeassistant/binary_sensor/orion_room_101/fall/config",
+                "homeassistant/button/orion_room_101/ack_alert/config",
                 "homeassistant/binary_sensor/orion_room_101/zone_bed/config",
             ]
         );
-        for (_, payload) in &configs {
+        let fall: Value = serde_json::from_slice(&configs[3].1).unwrap();
+        assert_eq!(fall["device_class"], "safety");
+        assert_eq!(fall["state_topic"], "care/alerts/room-101");
+        assert_eq!(fall["availability"].as_array().map(Vec::len), Some(1));
+        let ack: Value = serde_json::from_slice(&configs[4].1).unwrap();
+        assert_eq!(ack["command_topic"], "care/control/room-101");
+        let press: Value =
+            serde_json::from_str(ack["payload_press"].as_str().expect("payload")).unwrap();
+        assert_eq!(press["command"], "ack_alert");
+        assert!(ack.get("state_topic").is_none(), "a button has no state");
+        let posture: Value = serde_json::from_slice(&configs[2].1).unwrap();
+        assert_eq!(posture["device_class"], "enum");
+        for (_, payload) in configs
+            .iter()
+            .filter(|(t, _)| !t.contains("/fall/") && !t.contains("/ack_alert/"))
+        {
             let v: Value = serde_json::from_slice(payload).expect("JSON");
             for key in [
                 "name",

@@ -245,3 +245,42 @@ fn walking_in_and_out_raises_no_alert() {
     }
     assert!(alert_states(&got).iter().all(|a| a["active"] == false));
 }
+
+#[test]
+fn the_live_view_in_privacy_mode_draws_stick_figures_and_acknowledges_the_alert() {
+    let scene = Scene::new("fallview", &["fall", "--lying-s", "60"]);
+    let config = {
+        let mut c: serde_norway::Value = serde_norway::from_str(&scene.config).expect("config");
+        common::set(&mut c, "ui.enabled", true);
+        common::set(&mut c, "ui.show_video", false);
+        serde_norway::to_string(&c).expect("config")
+    };
+    let daemon = Daemon::start(&config);
+    let seen = common::browser(
+        "fall",
+        &format!("http://127.0.0.1:{}/", daemon.health_port),
+        &[],
+    );
+    assert!(seen["bones"].as_u64() >= Some(8), "a stick figure: {seen}");
+    assert_eq!(seen["boxes"], 0, "privacy mode: the figure, no box: {seen}");
+    assert!(
+        seen["pixel_spread"].as_f64().expect("spread") < 1.0,
+        "a neutral background: {seen}"
+    );
+    assert!(
+        seen["alert_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("FALL")),
+        "{seen}"
+    );
+    assert!(
+        seen["label"].as_str().is_some_and(|t| t.contains("lying")),
+        "{seen}"
+    );
+    assert!(
+        seen["ack_reply"]
+            .as_str()
+            .is_some_and(|t| t.contains("alert acknowledged")),
+        "{seen}"
+    );
+}

@@ -234,13 +234,14 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
 "#;
     let daemon = Daemon::start(&config_for(two));
     let path = daemon.dir.path().join("orion.yaml");
-    // Five entities: occupancy and count for each camera, the bed of ha-a.
+    // Eleven entities: occupancy, count, posture, fall and its acknowledge
+    // button for each camera, the bed of ha-a.
     let mut seen = std::collections::BTreeMap::new();
     let mut sent = std::collections::BTreeMap::<String, usize>::new();
     discovery.wait_for(Duration::from_secs(60), |topic, payload| {
         seen.insert(topic.to_string(), payload.to_vec());
         *sent.entry(topic.to_string()).or_default() += 1;
-        (seen.len() == 5).then_some(())
+        (seen.len() == 11).then_some(())
     });
     let bed = "homeassistant/binary_sensor/orion_ha_a/zone_bed/config";
     let v: Value = serde_json::from_slice(&seen[bed]).expect("discovery JSON");
@@ -304,9 +305,9 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
     let door = "homeassistant/binary_sensor/orion_ha_a/zone_door/config";
     common::wait_until("the zone entities follow", Duration::from_secs(10), || {
         let now = retained(broker.port, "homeassistant/#", Duration::from_millis(500));
-        (now.contains_key(door) && !now.contains_key(bed) && now.len() == 5).then_some(())
+        (now.contains_key(door) && !now.contains_key(bed) && now.len() == 11).then_some(())
     });
-    // A reload without ha-b removes its entities, occupancy and presence.
+    // A reload without ha-b removes its entities, occupancy, alerts and presence.
     // (The running file has its health port filled in: keep it.)
     let running = std::fs::read_to_string(&path).unwrap();
     let mut v: serde_norway::Value = serde_norway::from_str(&running).unwrap();
@@ -324,6 +325,7 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
         let mut left = retained(broker.port, "homeassistant/#", quiet);
         left.extend(retained(broker.port, "care/status/#", quiet));
         left.extend(retained(broker.port, "care/occupancy/#", quiet));
+        left.extend(retained(broker.port, "care/alerts/#", quiet));
         let b_gone = !left
             .keys()
             .any(|t| t.contains("ha-b") || t.contains("ha_b"));
@@ -334,7 +336,7 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
     // run time (nothing of it was republished or removed).
     let now = retained(broker.port, "homeassistant/#", Duration::from_millis(500));
     assert!(
-        now.contains_key(door) && !now.contains_key(bed) && now.len() == 3,
+        now.contains_key(door) && !now.contains_key(bed) && now.len() == 6,
         "{:?}",
         now.keys()
     );
@@ -350,7 +352,7 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
         Duration::from_secs(30),
         || {
             let now = retained(broker.port, "homeassistant/#", Duration::from_millis(500));
-            (now.contains_key(bed) && !now.contains_key(door) && now.len() == 3).then_some(())
+            (now.contains_key(bed) && !now.contains_key(door) && now.len() == 6).then_some(())
         },
     );
 }

@@ -9,7 +9,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Mosquitto, Subscriber};
@@ -46,25 +45,6 @@ fn ui_config(broker: &str, second: bool, edit: impl FnOnce(&mut Yaml)) -> String
     })
 }
 
-/// Runs one browser scenario; returns what it observed.
-fn browser(scenario: &str, url: &str, extra: &[&str]) -> Value {
-    let out = Command::new(common::venv_python())
-        .arg(common::repo_root().join("crates/orion/tests/ui_browser.py"))
-        .arg(scenario)
-        .arg(url)
-        .args(extra)
-        .output()
-        .expect("run ui_browser.py (scripts/setup.sh installs Playwright and chromium)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser scenario {scenario} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("observations JSON")
-}
-
-/// One HTTP request to the daemon: (status, head, body).
 fn http(
     port: u16,
     method: &str,
@@ -146,7 +126,7 @@ fn the_page_shows_frames_and_boxes_and_its_roi_and_zones_reach_the_daemon() {
     let control = Subscriber::connect(broker.port, "care/health/#");
     wait_ready(&daemon);
     let url = format!("http://127.0.0.1:{}/?camera=room-a", daemon.health_port);
-    let seen = browser("view", &url, &[]);
+    let seen = common::browser("view", &url, &[]);
 
     // A live frame within 5 s (the script's bounded wait), a real picture.
     assert!(
@@ -303,7 +283,7 @@ fn with_a_token_nothing_is_served_without_it() {
     );
     assert!(lines.iter().any(|l| l == "event: frame"), "{lines:?}");
     // In a browser: opened with ?token=, frames, and the controls work.
-    let seen = browser(
+    let seen = common::browser(
         "token",
         &format!("http://127.0.0.1:{port}/?token={TOKEN}"),
         &[],
@@ -439,7 +419,7 @@ fn privacy_mode_sends_no_pixels_and_still_draws_boxes() {
         "no pixels: {frames:?}"
     );
     assert_eq!(encoded(&daemon, "room-a"), 0.0);
-    let seen = browser(
+    let seen = common::browser(
         "privacy",
         &format!("http://127.0.0.1:{}/", daemon.health_port),
         &[],

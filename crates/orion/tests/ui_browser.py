@@ -4,6 +4,8 @@ Playwright) for tests/ui.rs, and prints what it saw as one JSON line.
     ui_browser.py view  URL [SCREENSHOT]   frames, boxes, the room, ROI and zone drawing, camera picker
     ui_browser.py token URL                a page opened with ?token= works, controls too
     ui_browser.py privacy URL              privacy mode: a neutral picture, boxes still drawn
+    ui_browser.py fall URL                 privacy mode with the pose model: stick figures
+                                           and no boxes; a fall alert shown and acknowledged
 
 The test asserts; this script only acts and observes (every wait is bounded).
 """
@@ -128,6 +130,23 @@ def privacy(p, url):
     return out
 
 
+def fall(p, url):
+    out = {}
+    browser, page, out["first_frame_ms"] = open_page(p, url)
+    page.wait_for_function("document.querySelectorAll('#overlay g.skeleton line.bone').length >= 8", timeout=60000)
+    out["bones"] = page.evaluate("document.querySelectorAll('#overlay g.skeleton line.bone').length")
+    out["boxes"] = page.evaluate("document.querySelectorAll('#overlay rect.box').length")
+    out["pixel_spread"] = page.evaluate(PIXEL_SPREAD)
+    page.wait_for_function("document.querySelectorAll('#alerts li').length > 0", timeout=60000)
+    out["alert_text"] = page.locator("#alerts").text_content()
+    out["label"] = page.locator("#overlay text.box-label").first.text_content()
+    out["ack_reply"] = reply_after(page, lambda: page.click("#alerts button[data-ack]"))
+    page.wait_for_function("document.querySelectorAll('#alerts li').length === 0", timeout=30000)
+    out["alerts_after"] = 0
+    browser.close()
+    return out
+
+
 def main() -> int:
     scenario, url = sys.argv[1], sys.argv[2]
     with sync_playwright() as p:
@@ -137,6 +156,8 @@ def main() -> int:
             out = token(p, url)
         elif scenario == "privacy":
             out = privacy(p, url)
+        elif scenario == "fall":
+            out = fall(p, url)
         else:
             print(f"unknown scenario {scenario}", file=sys.stderr)
             return 2

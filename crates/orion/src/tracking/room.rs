@@ -345,6 +345,10 @@ pub struct Occupancy {
     /// Where and when each unseen person was last seen.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unseen_people: Vec<UnseenPerson>,
+    /// The posture that matters most among the present people (`lying`
+    /// before `sitting` before `standing`), when any is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub posture: Option<Posture>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -1261,6 +1265,14 @@ impl RoomTracker {
             since: self.since.clone(),
             zones: self.zone_occupancy(),
             unseen_people,
+            posture: people
+                .iter()
+                .filter_map(|t| self.postures.posture(t.id))
+                .max_by_key(|p| match p {
+                    Posture::Standing => 0,
+                    Posture::Sitting => 1,
+                    Posture::Lying => 2,
+                }),
         };
         if self.published.as_ref() == Some(&occupancy) {
             return;

@@ -683,6 +683,25 @@ pub fn model_path() -> String {
         .into_owned()
 }
 
+/// Runs one browser scenario; returns what it observed.
+pub fn browser(scenario: &str, url: &str, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new(venv_python())
+        .arg(repo_root().join("crates/orion/tests/ui_browser.py"))
+        .arg(scenario)
+        .arg(url)
+        .args(extra)
+        .output()
+        .expect("run ui_browser.py (scripts/setup.sh installs Playwright and chromium)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser scenario {scenario} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("observations JSON")
+}
+
+/// One HTTP request to the daemon: (status, head, body).
 /// Makes the shipped pose model (MoveNet, with its own thresholds) the
 /// camera's person detector.
 pub fn use_pose_model(c: &mut serde_norway::Value) {

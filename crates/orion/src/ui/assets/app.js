@@ -215,6 +215,32 @@ function resultFor(seq) {
   return best;
 }
 
+// The bones of a stick figure: pairs of COCO keypoint names.
+const BONES = [
+  ['left_shoulder', 'right_shoulder'], ['left_hip', 'right_hip'],
+  ['left_shoulder', 'left_hip'], ['right_shoulder', 'right_hip'],
+  ['left_shoulder', 'left_elbow'], ['left_elbow', 'left_wrist'],
+  ['right_shoulder', 'right_elbow'], ['right_elbow', 'right_wrist'],
+  ['left_hip', 'left_knee'], ['left_knee', 'left_ankle'],
+  ['right_hip', 'right_knee'], ['right_knee', 'right_ankle'],
+  ['nose', 'left_eye'], ['nose', 'right_eye'], ['left_eye', 'left_ear'], ['right_eye', 'right_ear'],
+];
+// Keypoints below this score are guesses: not drawn.
+const SURE = 0.2;
+
+// A detection's stick figure (SVG), from its keypoints; '' without them.
+function skeleton(d) {
+  if (!Array.isArray(d.keypoints)) return '';
+  const at = {};
+  for (const k of d.keypoints) if (k.score >= SURE) at[k.name] = k;
+  const parts = [];
+  for (const [a, b] of BONES) {
+    if (at[a] && at[b]) parts.push(`<line class="bone" x1="${at[a].x}" y1="${at[a].y}" x2="${at[b].x}" y2="${at[b].y}"/>`);
+  }
+  for (const k of Object.values(at)) parts.push(`<circle class="joint" cx="${k.x}" cy="${k.y}" r="3"/>`);
+  return `<g class="skeleton" data-track="${d.track_id ?? ''}">${parts.join('')}</g>`;
+}
+
 function rect(cls, x, y, w, h, attrs = '') {
   return `<rect class="${cls}" x="${x}" y="${y}" width="${w}" height="${h}" ${attrs}/>`;
 }
@@ -242,9 +268,15 @@ function drawOverlay() {
     for (const d of res.data.detections) {
       const b = d.bbox;
       const track = d.track_id !== undefined ? ` #${d.track_id}` : '';
-      parts.push(rect('box', b.x, b.y, b.width, b.height,
-        `data-confidence="${d.confidence}" data-track="${d.track_id ?? ''}" data-frame="${res.frame_seq}"`));
-      parts.push(`<text class="box-label" x="${b.x + 3}" y="${Math.max(14, b.y - 5)}">${escapeText(d.class || 'person')} ${d.confidence.toFixed(2)}${track}</text>`);
+      const posture = d.posture ? ` ${escapeText(d.posture)}` : '';
+      const figure = skeleton(d);
+      // In privacy mode a stick figure stands for the person (no box).
+      if (!(figure && state.showVideo === false)) {
+        parts.push(rect('box', b.x, b.y, b.width, b.height,
+          `data-confidence="${d.confidence}" data-track="${d.track_id ?? ''}" data-frame="${res.frame_seq}"`));
+      }
+      parts.push(figure);
+      parts.push(`<text class="box-label" x="${b.x + 3}" y="${Math.max(14, b.y - 5)}">${escapeText(d.class || 'person')} ${d.confidence.toFixed(2)}${track}${posture}</text>`);
     }
   }
   // People not seen now, where they were last seen.
@@ -387,6 +419,13 @@ async function pollStatus() {
     state.hintList = hints;
     $('candidates').innerHTML = hints;
   }
+  const alerts = ((st.presence && st.presence.alerts) || [])
+    .map((a) => `<li data-alert="${escapeText(a.alert_id)}">${a.alert === 'fall' ? 'FALL' : 'PERSON DOWN'}: #${a.track_id} since ${escapeText(clock(a.since))} <button data-ack="${escapeText(a.alert_id)}">acknowledge</button></li>`)
+    .join('');
+  if (alerts !== state.alertList) {
+    state.alertList = alerts;
+    $('alerts').innerHTML = alerts;
+  }
   $('reasons').innerHTML = (h.reasons || []).map((r) => `<li>${escapeText(r)}</li>`).join('');
   state.zones = s.zones || [];
   state.rois = (st.attention && st.attention.rois) || [];
@@ -406,6 +445,14 @@ async function pollStatus() {
 }
 
 // An operator's choice: the thing that never moves becomes an ignore zone.
+// Someone is on it: the alert ends and is no longer announced.
+$('alerts').addEventListener('click', async (ev) => {
+  const id = ev.target.getAttribute && ev.target.getAttribute('data-ack');
+  if (!id) return;
+  await command('ack_alert', { alert_id: id });
+  pollStatus();
+});
+
 $('candidates').addEventListener('click', async (ev) => {
   const id = ev.target.getAttribute && ev.target.getAttribute('data-ignore');
   const c = id && state.candidates.find((x) => String(x.track_id) === id);
