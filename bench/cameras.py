@@ -6,6 +6,9 @@ daemon serves at 2 Hz each on this machine.
 
     bench/run.sh cameras            # N = 16, then the search for the largest N
     BENCH_SECONDS=20 BENCH_CAMERAS=8 bench/run.sh cameras
+    bench/run.sh cameras pose       # the pose model against SSDLite, side by
+                                    # side: CPU per camera at 2 Hz, and the most
+                                    # cameras one daemon holds with each
 
 Prints a Markdown table (recorded in docs/benchmarks.md) and the raw figures.
 """
@@ -70,7 +73,7 @@ def children(pid: int) -> list[int]:
 class Daemon:
     """One oriond with the given `cameras:` entries and worker count."""
 
-    def __init__(self, broker: Broker, ids: list[str], workers: int) -> None:
+    def __init__(self, broker: Broker, ids: list[str], workers: int, model: str = "movenet") -> None:
         self.health = free_port()
         self.dir = tempfile.mkdtemp()
         cameras = "\n".join(
@@ -81,7 +84,7 @@ class Daemon:
 cameras:
 {cameras}
 stream: {{ width: 640, height: 480, warmup_duration_s: 2 }}
-models: {{ person_detector: {{ max_inference_rate_hz: {RATE} }} }}
+models: {{ person_detector: {{ size: {model}, max_inference_rate_hz: {RATE} }} }}
 workers: {{ person_detector: {{ count: {workers}, command: {WORKER} }} }}
 mqtt: {{ broker: "mqtt://127.0.0.1:{broker.port}" }}
 health: {{ listen: "127.0.0.1:{self.health}" }}
@@ -175,9 +178,9 @@ def measure(broker: Broker, daemons: list[Daemon], ids: list[str], seconds: floa
     }
 
 
-def one_daemon(broker: Broker, n: int, seconds: float) -> dict:
+def one_daemon(broker: Broker, n: int, seconds: float, model: str = "movenet") -> dict:
     ids = [f"room-{i:02d}" for i in range(n)]
-    d = Daemon(broker, ids, workers=2)
+    d = Daemon(broker, ids, workers=2, model=model)
     try:
         d.wait_healthy()
         return measure(broker, [d], ids, seconds)
@@ -201,7 +204,51 @@ def holds(m: dict) -> bool:
     return m["min_results_per_s"] >= 0.95 * RATE
 
 
+def most_cameras(broker: Broker, start: int, first: dict, seconds: float, model: str) -> tuple[int, dict]:
+    """The largest N one daemon serves at 2 Hz each (within 5 %), doubling
+    from `start` (measured: `first`) then bisecting."""
+    best, tried = (start, first) if holds(first) else (0, None), {start: first}
+    lo, hi = (start, None) if holds(first) else (0, start)
+    while hi is None or hi - lo > max(1, lo // 8):
+        n = lo * 2 if hi is None else (lo + hi) // 2
+        if n > 64 or n < 1:
+            break
+        m = one_daemon(broker, n, seconds, model)
+        tried[n] = m
+        print(f"{model}, one daemon, {n} cameras: {m}", file=sys.stderr)
+        if holds(m):
+            lo, best = n, (n, m)
+        else:
+            hi = n
+    return best[0], tried
+
+
+def pose() -> None:
+    """SSDLite against the pose model, side by side on one broker."""
+    n = CAMERAS if "BENCH_CAMERAS" in os.environ else 4
+    broker = Broker()
+    rows = []
+    try:
+        for model in ("ssdlite", "movenet"):
+            m = one_daemon(broker, n, SECONDS, model)
+            print(f"{model}, one daemon, {n} cameras: {m}", file=sys.stderr)
+            most, _ = most_cameras(broker, n, m, max(10.0, SECONDS / 2), model)
+            rows.append((model, m, most))
+    finally:
+        broker.stop()
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
+    print(f"\nMachine: {cpu}, {os.cpu_count()} cores; date {date.today()}")
+    print(f"Command: bench/run.sh cameras pose (BENCH_SECONDS={SECONDS:.0f}, {n} cameras at {RATE:g} Hz, 2 workers)\n")
+    print(f"| model | slowest camera | CPU, {n} cameras (daemon + workers) | per camera | most cameras at 2 Hz |")
+    print("|---|---|---|---|---|")
+    for model, m, most in rows:
+        print(f"| {model} | {m['min_results_per_s']:.2f} results/s | {m['cpu_cores']:.2f} cores | {100 * m['cpu_cores'] / n:.1f} % of a core | {most} |")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["pose"]:
+        pose()
+        return
     print(f"cameras bench: {SECONDS:.0f} s per measurement, {CAMERAS} cameras", file=sys.stderr)
     broker = Broker()
     try:
@@ -209,20 +256,7 @@ def main() -> None:
         print(f"one daemon, {CAMERAS} cameras: {one}", file=sys.stderr)
         many = separate(broker, CAMERAS, SECONDS)
         print(f"{CAMERAS} daemons: {many}", file=sys.stderr)
-        # The largest N one daemon serves at 2 Hz each (within 5 %), doubling then bisecting.
-        best, tried = (CAMERAS, one) if holds(one) else (0, None), {CAMERAS: one}
-        lo, hi = (CAMERAS, None) if holds(one) else (0, CAMERAS)
-        while hi is None or hi - lo > max(1, lo // 8):
-            n = lo * 2 if hi is None else (lo + hi) // 2
-            if n > 64:
-                break
-            m = one_daemon(broker, n, max(10.0, SECONDS / 2))
-            tried[n] = m
-            print(f"one daemon, {n} cameras: {m}", file=sys.stderr)
-            if holds(m):
-                lo, best = n, (n, m)
-            else:
-                hi = n
+        most, tried = most_cameras(broker, CAMERAS, one, max(10.0, SECONDS / 2), "movenet")
     finally:
         broker.stop()
 
@@ -233,7 +267,7 @@ def main() -> None:
         ("Total RSS (daemons + workers)", f"{one['rss_mb']:.0f} MB ({one['processes']} processes; daemon {one['daemons_rss_mb']:.0f} MB) vs {many['rss_mb']:.0f} MB ({many['processes']} processes; daemons {many['daemons_rss_mb']:.0f} MB)", f"{one['rss_mb'] / many['rss_mb']:.2f}x", "<= 400 MB"),
         ("Overhead latency per camera, one daemon (p50 / p99)", f"{one['overhead_ms_p50']:.2f} / {one['overhead_ms_p99']:.2f} ms", f"separate: {many['overhead_ms_p50']:.2f} / {many['overhead_ms_p99']:.2f} ms", "p99 <= 10 ms"),
         ("Same, without the wait for a free worker (p50 / p99)", f"{one['unqueued_ms_p50']:.2f} / {one['unqueued_ms_p99']:.2f} ms", f"separate: {many['unqueued_ms_p50']:.2f} / {many['unqueued_ms_p99']:.2f} ms", "p99 <= 10 ms"),
-        ("Largest number of cameras one daemon (2 workers) holds at 2 Hz each", f"{best[0]}", f"tried {sorted(tried)}", "report"),
+        ("Largest number of cameras one daemon (2 workers) holds at 2 Hz each", f"{most}", f"tried {sorted(tried)}", "report"),
     ]
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
     print(f"\nMachine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; date {date.today()}")

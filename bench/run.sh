@@ -29,7 +29,8 @@ bench/.venv/bin/python -c 'import cv2, paho.mqtt, orion_worker, onnxruntime, ope
     bench/.venv/bin/pip install -q numpy onnxruntime openvino msgpack opencv-python-headless 'paho-mqtt>=2' -e workers/python
 cargo build --release --locked -q
 if [ "${1:-}" = cameras ]; then
-    exec bench/.venv/bin/python bench/cameras.py
+    shift
+    exec bench/.venv/bin/python bench/cameras.py "$@"
 fi
 if [ "${1:-}" = ui ]; then
     exec bench/.venv/bin/python bench/ui.py

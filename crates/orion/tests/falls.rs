@@ -119,6 +119,7 @@ fn a_fall_raises_an_alert_that_holds_until_acknowledged_and_the_person_stays() {
         .duration_since(fell_at)
         .unwrap_or(Duration::ZERO)
         .as_secs_f64();
+    eprintln!("fall_detected {delay:.1} s after the fall began");
     assert!(
         delay <= 10.0,
         "alert {delay:.1} s after the fall (target: within 10 s)"

@@ -2037,6 +2037,106 @@ mod tests {
         assert_eq!(left_reason(&out.events), ["\"not_seen\""]);
     }
 
+    /// A person's box lying on the floor where `person(x)` stood.
+    fn fallen(x: f64) -> BBox {
+        BBox {
+            x: x - 60.0,
+            y: 230.0,
+            width: 200.0,
+            height: 70.0,
+        }
+    }
+
+    #[test]
+    fn a_fall_raises_an_alert_kept_across_a_restart_until_acknowledged() {
+        let base = Stamp::now();
+        let mut sig = room(holding());
+        feed(&mut sig, base, 0.0, &vec![vec![person(300.0)]; 4]);
+        let (events, _) = feed(&mut sig, base, 2.0, &vec![vec![fallen(300.0)]; 8]);
+        assert_eq!(kinds(&events), ["posture_changed", "fall_detected"]);
+        let alerts = sig.alerts().expect("alert state").clone();
+        assert!(alerts.active);
+        assert_eq!(alerts.alerts[0].alert, "fall");
+        assert_eq!(alerts.alerts[0].track_id, 1);
+        // Announced again after `repeat` (60 s), nothing new meanwhile.
+        let out = sig.on_tick(at(base, 30.0), Watching::Yes);
+        assert!(out.alerts.is_none() && out.events.is_empty());
+        let out = sig.on_tick(at(base, 66.0), Watching::Yes);
+        assert_eq!(out.alerts.expect("announced again").alerts[0].announced, 2);
+        // A restart takes the person and the alert back, announced at once.
+        let snapshot = sig.snapshot(at(base, 70.0));
+        let json = serde_json::to_vec(&snapshot).unwrap();
+        let snapshot = Snapshot::from_json(&json).expect("round trip");
+        let mut next = room(holding());
+        let out = next.restore(&snapshot, at(base, 100.0));
+        let again = out.alerts.expect("alert state after the restart");
+        assert!(again.active);
+        assert_eq!(again.alerts[0].alert_id, alerts.alerts[0].alert_id);
+        assert_eq!(again.alerts[0].announced, 3);
+        assert!(
+            !kinds(&out.events).contains(&"fall_detected"),
+            "the same fall"
+        );
+        // Still lying: no second alert; acknowledged: it ends.
+        let (events, _) = feed(
+            &mut next,
+            at(base, 100.0),
+            0.5,
+            &vec![vec![fallen(300.0)]; 6],
+        );
+        assert!(!kinds(&events).contains(&"fall_detected"), "{events:?}");
+        assert!(next.acknowledge(Some("nope"), at(base, 104.0)).is_err());
+        let out = next
+            .acknowledge(None, at(base, 104.0))
+            .expect("acknowledged");
+        assert_eq!(kinds(&out.events), ["alert_acknowledged"]);
+        assert!(!out.alerts.expect("alert state").active);
+        assert!(
+            next.acknowledge(None, at(base, 105.0)).is_err(),
+            "none left"
+        );
+    }
+
+    #[test]
+    fn lost_right_after_going_down_mid_room_is_a_fall_and_the_person_stays() {
+        let base = Stamp::now();
+        let mut sig = room(holding());
+        feed(&mut sig, base, 0.0, &vec![vec![person(300.0)]; 4]);
+        // Going down: the box's top drops by 0.45 of the height in 0.5 s
+        // (not yet low), then nothing (behind the bed).
+        let going = BBox {
+            y: 190.0,
+            height: 115.0,
+            ..person(300.0)
+        };
+        let (mut events, _) = feed(&mut sig, base, 2.0, &[vec![going]]);
+        let (more, occ) = feed(&mut sig, base, 2.5, &vec![vec![]; 12]);
+        events.extend(more);
+        assert!(kinds(&events).contains(&"fall_detected"), "{events:?}");
+        let fall = events.iter().find(|e| e.kind == "fall_detected").unwrap();
+        assert!(matches!(
+            fall.detail,
+            Detail::Alert {
+                how: "lost_after_descent",
+                ..
+            }
+        ));
+        assert!(!kinds(&events).contains(&"person_left"));
+        assert!(occ.iter().all(|o| o.occupied), "never empty");
+    }
+
+    #[test]
+    fn walking_about_raises_nothing() {
+        let base = Stamp::now();
+        let mut sig = room(holding());
+        let path: Vec<Vec<BBox>> = (0..40)
+            .map(|i| vec![person(100.0 + 10.0 * f64::from(i))])
+            .collect();
+        let (events, _) = feed(&mut sig, base, 0.0, &path);
+        assert_eq!(kinds(&events), ["person_entered", "occupancy_changed"]);
+        assert!(!sig.alerts().expect("decided").active);
+    }
+
     #[test]
     fn a_box_cut_by_the_roi_does_not_walk_into_a_zone() {
         let base = Stamp::now();
