@@ -126,12 +126,15 @@ def run_once(broker: Broker, video: Path, seconds: float) -> list[tuple[str, dic
 
 def score(got: list[tuple[str, dict]], fall_at: float | None) -> dict:
     """The alerts (kind, how, video second), and while the person was down:
-    results that found someone, `person_left`, the room said empty."""
+    results that found someone, `person_left` of the person the alert is
+    about (of anyone without an alert: others may walk out), the room said
+    empty."""
     alerts = []
     now = 0.0
     down_results = found_down = 0
-    left_down = 0
+    left = []
     empty_down = False
+    alerted = set()
     for topic, v in got:
         if topic.startswith("care/inferences/"):
             now = (v.get("frame_seq", 1) - 1) / FPS
@@ -142,10 +145,12 @@ def score(got: list[tuple[str, dict]], fall_at: float | None) -> dict:
             kind = v.get("type")
             if kind in ("fall_detected", "person_down"):
                 alerts.append((kind, v.get("how"), now))
+                alerted.add(v.get("track_id"))
             if kind == "person_left" and fall_at is not None and now >= fall_at:
-                left_down += 1
+                left.append(v.get("track_id"))
         elif topic.startswith("care/occupancy/") and fall_at is not None and now >= fall_at:
             empty_down |= v.get("occupied") is False
+    left_down = sum(1 for t in left if not alerted or t in alerted)
     return {"alerts": alerts, "found_down": found_down, "down_results": down_results, "left_down": left_down, "empty_down": empty_down}
 
 

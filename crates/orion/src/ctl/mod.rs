@@ -527,6 +527,7 @@ async fn watch(cli: &Cli, count: Option<u64>) -> anyhow::Result<u8> {
         crate::topics::health(id),
         crate::topics::events(id),
         crate::topics::occupancy(id),
+        crate::topics::alerts(id),
     ];
     let mut conn = Connection::open(cli, &topics, timeout).await?;
     if !cli.json {

@@ -299,6 +299,8 @@ pub fn watch_line(topic: &str, payload: &[u8]) -> String {
         format!("{time} {}", event_line(&v))
     } else if topic.starts_with("care/occupancy/") {
         format!("--:--:--.--- {}", occupancy_line(&v))
+    } else if topic.starts_with("care/alerts/") {
+        format!("--:--:--.--- {}", alerts_line(&v))
     } else if topic.starts_with(crate::topics::STATUS_PREFIX) {
         format!(
             "{time} status {} camera={} inference={}{}",
@@ -333,10 +335,14 @@ fn result_line(v: &Value) -> String {
         .map(|d| {
             let b = &d["bbox"];
             format!(
-                "[{}{:.0},{:.0} {:.0}x{:.0} {:.2}]",
+                "[{}{}{:.0},{:.0} {:.0}x{:.0} {:.2}]",
                 d["track_id"]
                     .as_u64()
                     .map(|t| format!("#{t} "))
+                    .unwrap_or_default(),
+                d["posture"]
+                    .as_str()
+                    .map(|p| format!("{p} "))
                     .unwrap_or_default(),
                 b["x"].as_f64().unwrap_or(0.0),
                 b["y"].as_f64().unwrap_or(0.0),
@@ -382,9 +388,57 @@ fn event_line(v: &Value) -> String {
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         ),
+        Some("posture_changed") => format!(
+            "track #{} {} -> {}",
+            s(&v["track_id"]),
+            s(&v["previous"]),
+            s(&v["posture"])
+        ),
+        Some("bed_exit_warning") => format!("track #{} zone {}", s(&v["track_id"]), s(&v["zone"])),
+        Some("fall_detected" | "person_down") => format!(
+            "track #{} ALERT {} ({}) {}",
+            s(&v["track_id"]),
+            s(&v["alert"]),
+            s(&v["how"]),
+            s(&v["alert_id"])
+        ),
+        Some("fall_cleared" | "alert_acknowledged") => format!(
+            "track #{} alert {} ended ({}) after {:.0} s",
+            s(&v["track_id"]),
+            s(&v["alert_id"]),
+            s(&v["reason"]),
+            v["duration_s"].as_f64().unwrap_or(0.0)
+        ),
         _ => format!("track #{}", s(&v["track_id"])),
     };
     format!("event {} {what}", s(&v["type"]))
+}
+
+/// The retained alert state: the active alerts, or none.
+fn alerts_line(v: &Value) -> String {
+    let alerts: Vec<String> = v["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            format!(
+                "{} track #{} since {} (announced {}x) {}",
+                s(&a["alert"]),
+                s(&a["track_id"]),
+                a["since"]
+                    .as_str()
+                    .and_then(|t| t.get(11..19))
+                    .unwrap_or("?"),
+                s(&a["announced"]),
+                s(&a["alert_id"])
+            )
+        })
+        .collect();
+    if alerts.is_empty() {
+        "alerts none".into()
+    } else {
+        format!("ALERTS {}", alerts.join("; "))
+    }
 }
 
 /// The retained occupancy: whether the camera watches, the room (people seen
@@ -529,5 +583,44 @@ mod tests {
             ),
             "{line}"
         );
+    }
+
+    #[test]
+    fn watch_shows_postures_falls_and_alerts() {
+        let result = json!({"timestamp": "2026-11-30T08:00:00.123Z", "inference_type": "person_detection",
+            "data": {"count": 1, "detections": [{"bbox": {"x": 1, "y": 2, "width": 3, "height": 4},
+            "confidence": 0.3, "class": "person", "track_id": 7, "posture": "lying"}]},
+            "e2e_latency_ms": 5, "model": {"name": "movenet", "input_size": 256}, "roi": {"source": "full_frame"}});
+        let line = watch_line(
+            "care/inferences/a/person_detection",
+            result.to_string().as_bytes(),
+        );
+        assert!(line.contains("[#7 lying 1,2 3x4 0.30]"), "{line}");
+        let fall = json!({"type": "fall_detected", "timestamp": "2026-11-30T08:00:03.000Z", "track_id": 7,
+            "alert_id": "a-1-a1", "alert": "fall", "how": "lying"});
+        assert_eq!(
+            watch_line("care/events/a", fall.to_string().as_bytes()),
+            "08:00:03.000 event fall_detected track #7 ALERT fall (lying) a-1-a1"
+        );
+        let acked = json!({"type": "alert_acknowledged", "timestamp": "2026-11-30T08:01:03.000Z", "track_id": 7,
+            "alert_id": "a-1-a1", "alert": "fall", "reason": "acknowledged", "duration_s": 60.2});
+        assert_eq!(
+            watch_line("care/events/a", acked.to_string().as_bytes()),
+            "08:01:03.000 event alert_acknowledged track #7 alert a-1-a1 ended (acknowledged) after 60 s"
+        );
+        let posture = json!({"type": "posture_changed", "timestamp": "2026-11-30T08:00:01.000Z", "track_id": 7,
+            "posture": "lying", "previous": "standing"});
+        assert!(
+            watch_line("care/events/a", posture.to_string().as_bytes())
+                .ends_with("track #7 standing -> lying")
+        );
+        let state = json!({"active": true, "alerts": [{"alert_id": "a-1-a1", "alert": "fall", "track_id": 7,
+            "since": "2026-11-30T08:00:03.000Z", "announced": 2}]});
+        assert!(
+            watch_line("care/alerts/a", state.to_string().as_bytes())
+                .ends_with("ALERTS fall track #7 since 08:00:03 (announced 2x) a-1-a1")
+        );
+        let none = json!({"active": false, "alerts": []});
+        assert!(watch_line("care/alerts/a", none.to_string().as_bytes()).ends_with("alerts none"));
     }
 }

@@ -246,13 +246,17 @@ impl EventPublisher {
         if self.outbox.waiting_after(&self.camera, c.cursor) {
             return;
         }
-        let states = rx.borrow().clone();
-        for (topic, payload) in states {
-            // Undecided: an empty retained message removes a previous run's state.
-            let payload = payload.unwrap_or_default();
-            if c.published.get(&topic) == Some(&payload) {
-                continue;
-            }
+        // Undecided: an empty retained message removes a previous run's state.
+        let due: Vec<(String, Vec<u8>)> = rx
+            .borrow()
+            .iter()
+            .filter(|(topic, payload)| {
+                c.published.get(*topic).map(Vec::as_slice)
+                    != Some(payload.as_deref().unwrap_or(&[]))
+            })
+            .map(|(topic, payload)| (topic.clone(), payload.clone().unwrap_or_default()))
+            .collect();
+        for (topic, payload) in due {
             if c.client
                 .try_publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone())
                 .is_err()

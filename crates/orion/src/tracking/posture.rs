@@ -2,8 +2,9 @@
 //! from one result's view of them (their keypoints when the model gives them,
 //! else the shape of their whole box) and held with hysteresis, so that one
 //! odd frame changes nothing. Also whether they are *low*: much shorter than
-//! they stood (on the floor, whatever the keypoints say: a person fallen
-//! towards the camera shows an upright torso).
+//! they stood, or their top far below where it was when they stood (on the
+//! floor, whatever the keypoints say: a person fallen towards the camera
+//! shows an upright torso in a box that moved down the picture).
 //!
 //! Pure logic fed one view per person and result; it never decides an event
 //! (the room does). Bounded by its owner: an entry lives while its track does
@@ -47,8 +48,12 @@ const THIGH_SITTING: f64 = 0.45;
 const BOX_LYING: f64 = 1.2;
 /// At least this much taller than wide: standing (no keypoints).
 const BOX_STANDING: f64 = 1.8;
-/// A body shorter than this share of its standing height is low.
+/// A body shorter than this share of its standing height is low...
 const LOW: f64 = 0.55;
+/// ...and so is one whose top is this share of its standing height below
+/// where it was standing (sitting down on a chair: about 0.3; fallen: 0.7
+/// and more on real footage).
+const LOW_TOP: f64 = 0.55;
 /// A new posture is held once guessed in this many results in a row...
 const HOLD_RESULTS: u32 = 2;
 /// ...over at least this long.
@@ -84,8 +89,8 @@ struct State {
     held: Option<Posture>,
     /// The posture guessed in a row, how often, since when.
     run: Option<(Posture, u32, Instant)>,
-    /// The whole box's height when last standing (uncut), pixels.
-    standing_height: Option<f64>,
+    /// The whole box when last standing (uncut), pixels.
+    standing: Option<BBox>,
     low: bool,
 }
 
@@ -162,13 +167,15 @@ impl Postures {
             None if !view.cut => from_box(&view.whole),
             None => None,
         };
-        let height = view.whole.height;
+        let b = view.whole;
         if posture == Some(Posture::Standing) && !view.cut {
             // The latest: someone walking away gets smaller, slowly.
-            st.standing_height = Some(height);
+            st.standing = Some(b);
         }
         st.low = posture != Some(Posture::Standing)
-            && st.standing_height.is_some_and(|h| height < LOW * h);
+            && st
+                .standing
+                .is_some_and(|s| b.height < LOW * s.height || b.y - s.y > LOW_TOP * s.height);
         let guess = Guess {
             posture,
             low: st.low,
@@ -332,6 +339,33 @@ mod tests {
         let (g, _) = p.observe(1, fallen, t0 + Duration::from_secs(1));
         assert!(g.low && g.posture == Some(Posture::Sitting));
         assert!(p.low(1));
+        // Fallen towards the camera: nearly as tall (0.7), but the top far
+        // below where it stood.
+        let p2 = &mut Postures::default();
+        p2.observe(2, stand, t0);
+        let forward = View {
+            whole: BBox {
+                x: 90.0,
+                y: 310.0,
+                width: 170.0,
+                height: 210.0,
+            },
+            cut: false,
+            keypoints: Some(&towards),
+        };
+        assert!(p2.observe(2, forward, t0 + Duration::from_secs(1)).0.low);
+        // Sitting down on a chair (top 0.3 lower, 0.7 as tall) is not low.
+        let chair = View {
+            whole: BBox {
+                x: 100.0,
+                y: 190.0,
+                width: 90.0,
+                height: 210.0,
+            },
+            cut: false,
+            keypoints: Some(&towards),
+        };
+        assert!(!p2.observe(2, chair, t0 + Duration::from_secs(2)).0.low);
         // Someone far away standing is small but not low: they stand.
         let small = View {
             whole: bx(30.0, 100.0),
