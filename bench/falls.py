@@ -117,7 +117,11 @@ def run_once(broker: Broker, video: Path, seconds: float) -> list[tuple[str, dic
         proc = subprocess.Popen([str(ROOT / "target/release/oriond"), "--config", str(cfg)], cwd=ROOT, stderr=log)
         time.sleep(seconds + 1.0)
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     client.loop_stop()
     client.disconnect()
     with lock:

@@ -69,8 +69,9 @@ pub struct CameraControls {
     pub roi: Arc<Mutex<RoiAttention>>,
     /// The shared workers that serve this camera (their state, for `get_status`).
     pub workers: Vec<WorkerView>,
-    /// The camera's zones (they live with its room tracker, in its result handler).
-    pub zones: Arc<dyn RoomTable>,
+    /// The camera's room: its zones, people and alerts (they live with its
+    /// room tracker, in its result handler).
+    pub room: Arc<dyn RoomTable>,
 }
 
 /// Where a camera's room lives (its zones, people and alerts): read the
@@ -170,16 +171,16 @@ impl ControlPlane {
             }
             Command::SetZones { zones } => self.set_zones(zones),
             Command::GetZones => {
-                let zones = self.camera.zones.zones();
+                let zones = self.camera.room.zones();
                 Outcome::ok(format!("{} zone(s)", zones.len()), json!({"zones": zones}))
             }
             Command::ClearZones => {
-                let n = self.camera.zones.zones().len();
-                self.camera.zones.set_zones(Vec::new());
+                let n = self.camera.room.zones().len();
+                self.camera.room.set_zones(Vec::new());
                 Outcome::ok(format!("{n} zone(s) cleared"), json!({"zones": []}))
             }
             Command::AckAlert { alert_id } => {
-                match self.camera.zones.acknowledge(alert_id.as_deref()) {
+                match self.camera.room.acknowledge(alert_id.as_deref()) {
                     Ok(acked) => Outcome::ok("alert acknowledged", acked),
                     Err(e) => Outcome::fail(e),
                 }
@@ -271,8 +272,8 @@ impl ControlPlane {
         match crate::tracking::zones::validate(zones) {
             Ok(valid) => {
                 let n = valid.len();
-                self.camera.zones.set_zones(valid);
-                let zones = self.camera.zones.zones();
+                self.camera.room.set_zones(valid);
+                let zones = self.camera.room.zones();
                 Outcome::ok(format!("{n} zone(s) set"), json!({"zones": zones}))
             }
             Err(e) => Outcome::fail(e),
@@ -311,7 +312,7 @@ impl ControlPlane {
             config.models.person_detector.size = pool.model();
         }
         config.rois.auto_focus = self.roi().auto_focus.config().clone();
-        config.zones.regions = zones_as_specs(&self.camera.zones.zones());
+        config.zones.regions = zones_as_specs(&self.camera.room.zones());
         config
     }
 
@@ -404,7 +405,7 @@ impl ControlPlane {
                 "rois": roi.external(),
                 "auto_focus": roi.auto_focus.stats(),
             },
-            "presence": self.camera.zones.room_status(),
+            "presence": self.camera.room.room_status(),
             "config": effective,
         })
     }

@@ -21,6 +21,9 @@ pub struct Device<'a> {
     pub prefix: &'a str,
     pub instance_id: &'a str,
     pub room_id: &'a str,
+    /// Falls are watched: the fall sensor and its button exist (a sensor
+    /// that could never turn on must not say "safe").
+    pub falls: bool,
 }
 
 impl Device<'_> {
@@ -47,7 +50,6 @@ impl Device<'_> {
     /// What every entity says. `default_entity_id` (which replaced
     /// `object_id` in Home Assistant 2025.10) names the entity the first time.
     fn base(&self, component: &str, object: &str, name: &str) -> serde_json::Map<String, Value> {
-        let status = crate::topics::status(self.instance_id);
         let mut m = serde_json::Map::new();
         m.insert("name".into(), name.into());
         m.insert(
@@ -69,10 +71,7 @@ impl Device<'_> {
         m.insert(
             "availability".into(),
             json!([
-                {
-                    "topic": status,
-                    "value_template": "{{ 'online' if value_json.state == 'online' else 'offline' }}",
-                },
+                self.online(),
                 {
                     "topic": crate::topics::occupancy(self.instance_id),
                     "value_template": "{{ 'online' if value_json.state == 'watching' else 'offline' }}",
@@ -91,6 +90,46 @@ impl Device<'_> {
             }),
         );
         m
+    }
+
+    /// Available while the daemon is online (its presence topic; the last
+    /// will makes it unavailable when the daemon dies).
+    fn online(&self) -> Value {
+        json!({
+            "topic": crate::topics::status(self.instance_id),
+            "value_template": "{{ 'online' if value_json.state == 'online' else 'offline' }}",
+        })
+    }
+
+    /// The fall or person-down sensor and the button that acknowledges its
+    /// alerts; both available whenever the daemon is online (an alert raised
+    /// before a pause still holds).
+    fn fall_entities(&self) -> Vec<(String, serde_json::Map<String, Value>)> {
+        let mut out = Vec::new();
+        let status_only = json!([self.online()]);
+        let mut fall = self.base("binary_sensor", "fall", "Fall or person down");
+        fall.insert("device_class".into(), "safety".into());
+        fall.insert(
+            "state_topic".into(),
+            crate::topics::alerts(self.instance_id).into(),
+        );
+        fall.insert(
+            "value_template".into(),
+            "{{ 'ON' if value_json.active else 'OFF' }}".into(),
+        );
+        fall.insert("availability".into(), status_only.clone());
+        out.push((self.topic("binary_sensor", "fall"), fall));
+        let mut ack = self.base("button", "ack_alert", "Acknowledge alert");
+        ack.remove("state_topic");
+        ack.insert(
+            "command_topic".into(),
+            crate::topics::control(self.instance_id).into(),
+        );
+        ack.insert("payload_press".into(), r#"{"command":"ack_alert"}"#.into());
+        ack.insert("icon".into(), "mdi:bell-check".into());
+        ack.insert("availability".into(), status_only);
+        out.push((self.topic("button", "ack_alert"), ack));
+        out
     }
 
     /// The discovery messages of this camera with `zones`: (topic, retained payload).
@@ -121,32 +160,9 @@ impl Device<'_> {
             "{{ value_json.posture if value_json.posture is defined else 'none' }}".into(),
         );
         out.push((self.topic("sensor", "posture"), posture));
-        let status_only = json!([{
-            "topic": crate::topics::status(self.instance_id),
-            "value_template": "{{ 'online' if value_json.state == 'online' else 'offline' }}",
-        }]);
-        let mut fall = self.base("binary_sensor", "fall", "Fall or person down");
-        fall.insert("device_class".into(), "safety".into());
-        fall.insert(
-            "state_topic".into(),
-            crate::topics::alerts(self.instance_id).into(),
-        );
-        fall.insert(
-            "value_template".into(),
-            "{{ 'ON' if value_json.active else 'OFF' }}".into(),
-        );
-        fall.insert("availability".into(), status_only.clone());
-        out.push((self.topic("binary_sensor", "fall"), fall));
-        let mut ack = self.base("button", "ack_alert", "Acknowledge alert");
-        ack.remove("state_topic");
-        ack.insert(
-            "command_topic".into(),
-            crate::topics::control(self.instance_id).into(),
-        );
-        ack.insert("payload_press".into(), r#"{"command":"ack_alert"}"#.into());
-        ack.insert("icon".into(), "mdi:bell-check".into());
-        ack.insert("availability".into(), status_only);
-        out.push((self.topic("button", "ack_alert"), ack));
+        if self.falls {
+            out.extend(self.fall_entities());
+        }
         for zone in zones.iter().filter(|z| !z.ignore) {
             let object = format!("zone_{}", zone.name.replace(['.', '-'], "_"));
             let mut z = self.base("binary_sensor", &object, &format!("Zone {}", zone.name));
@@ -183,6 +199,7 @@ mod tests {
             prefix: "homeassistant",
             instance_id: "room-101",
             room_id: "101",
+            falls: true,
         };
         let configs = device.configs(&zones());
         let topics: Vec<&str> = configs.iter().map(|(t, _)| t.as_str()).collect();
@@ -243,6 +260,19 @@ mod tests {
         assert_eq!(v["unique_id"], "orion_room_101_person_count");
         assert_eq!(v["default_entity_id"], "sensor.orion_room_101_person_count");
         assert!(v.get("object_id").is_none(), "deprecated by Home Assistant");
+        // Falls not watched: no fall sensor (it would always say "safe")
+        // and no button.
+        let quiet = Device {
+            falls: false,
+            ..device
+        };
+        let topics: Vec<String> = quiet.configs(&[]).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(topics.len(), 3, "{topics:?}");
+        assert!(
+            !topics
+                .iter()
+                .any(|t| t.contains("/fall/") || t.contains("ack_alert"))
+        );
         // The same camera gives the same ids on every start.
         assert_eq!(device.configs(&zones()), configs);
     }

@@ -446,6 +446,21 @@ cameras:
         has(&p, "cameras[2].max_inference_rate_hz", "out of range"),
         "{p:?}"
     );
+    // Every section a camera may set is checked per camera: a bad value
+    // there is a problem, never a panic at start.
+    let p = problems(
+        r#"
+cameras:
+  - { instance_id: a, camera: { source: test }, falls: { confirm_s: -1, repeat_s: .nan } }
+  - { instance_id: b, camera: { source: test }, presence: { unseen_timeout_s: -5 } }
+"#,
+    );
+    assert!(has(&p, "cameras[0].falls.confirm_s", "0.5..=60"), "{p:?}");
+    assert!(has(&p, "cameras[0].falls.repeat_s", "0..=86400"), "{p:?}");
+    assert!(
+        has(&p, "cameras[1].presence.unseen_timeout_s", "0..=604800"),
+        "{p:?}"
+    );
     let p = problems(
         "cameras:\n  - { instance_id: room-1, camera: { source: test } }\n  - { instance_id: room_1, camera: { source: test } }\n",
     );
@@ -563,4 +578,31 @@ fn outbox_bounds_and_path_are_checked() {
     assert!(problems("outbox: { path: /var/lib/orion/outbox, fsync: false }").is_empty());
     let unknown = Config::parse("outbox: { max_event: 5 }").expect_err("refused");
     assert!(unknown.to_string().contains("max_event"), "{unknown}");
+}
+
+#[test]
+fn a_model_takes_its_own_thresholds_and_the_section_s_for_the_rest() {
+    let c = Config::parse(
+        r#"
+models:
+  person_detector:
+    night: { confidence: 0.45, continue_confidence: 0.15, edge_confidence: 0.25 }
+    catalog:
+      pose: { path: models/movenet_multipose_lightning.onnx, format: movenet, confidence: 0.3, night: { confidence: 0.2 } }
+"#,
+    )
+    .expect("parses");
+    let d = &c.models.person_detector;
+    let pose = d.levels(d.catalog.get("pose"));
+    assert_eq!(pose.day, (0.3, d.continue_confidence, d.edge_confidence));
+    // Only the night's confidence is its own; the other two are the section's.
+    assert_eq!(pose.night, (0.2, 0.15, 0.25));
+    // The shipped default catalog: MoveNet with its own, SSDLite with the section's.
+    let shipped = Config::default();
+    let s = &shipped.models.person_detector;
+    assert_eq!(s.size, "movenet");
+    assert_eq!(s.levels(s.catalog.get("movenet")).day, (0.35, 0.2, 0.25));
+    assert_eq!(s.levels(s.catalog.get("ssdlite")).day, (0.5, 0.3, 0.35));
+    // The workers report from the lowest threshold of any model.
+    assert_eq!(s.floor(), 0.2);
 }

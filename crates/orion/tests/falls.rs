@@ -284,4 +284,5 @@ fn the_live_view_in_privacy_mode_draws_stick_figures_and_acknowledges_the_alert(
             .is_some_and(|t| t.contains("alert acknowledged")),
         "{seen}"
     );
+    assert_eq!(seen["alerts_after"], 0, "the list empties: {seen}");
 }

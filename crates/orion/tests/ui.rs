@@ -45,6 +45,7 @@ fn ui_config(broker: &str, second: bool, edit: impl FnOnce(&mut Yaml)) -> String
     })
 }
 
+/// One HTTP request to the daemon: (status, head, body).
 fn http(
     port: u16,
     method: &str,

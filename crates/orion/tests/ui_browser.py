@@ -142,7 +142,7 @@ def fall(p, url):
     out["label"] = page.locator("#overlay text.box-label").first.text_content()
     out["ack_reply"] = reply_after(page, lambda: page.click("#alerts button[data-ack]"))
     page.wait_for_function("document.querySelectorAll('#alerts li').length === 0", timeout=30000)
-    out["alerts_after"] = 0
+    out["alerts_after"] = page.evaluate("document.querySelectorAll('#alerts li').length")
     browser.close()
     return out
 

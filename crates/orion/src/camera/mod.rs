@@ -415,6 +415,7 @@ impl Parts {
                 .enabled
                 .then(|| config.homeassistant.discovery_prefix.clone()),
             discovered: Mutex::new(Default::default()),
+            falls: config.falls.enabled,
         });
         let publish = root.child_token();
         let task = tokio::spawn(
@@ -500,7 +501,7 @@ impl Parts {
                 measured_fps,
                 workers: self.shared.workers.clone(),
                 roi: self.roi.clone(),
-                zones: results.clone(),
+                room: results.clone(),
             },
             self.shared.detector.clone(),
         ))
@@ -591,7 +592,7 @@ impl Parts {
                 control,
                 max_command_bytes: config.mqtt.max_command_bytes,
                 plane,
-                zones: results.clone(),
+                room: results.clone(),
                 feed,
             });
         }

@@ -174,6 +174,8 @@ pub struct CameraResults {
     pub snapshot: watch::Sender<Option<Snapshot>>,
     /// Home Assistant discovery prefix, when enabled.
     pub discovery: Option<String>,
+    /// Falls are watched (`falls.enabled`).
+    pub falls: bool,
     /// What discovery published, to send each message once.
     pub discovered: Mutex<Discovered>,
 }
@@ -264,6 +266,7 @@ impl CameraResults {
                 prefix,
                 instance_id: &self.instance_id,
                 room_id: &self.room_id,
+                falls: self.falls,
             })
     }
 

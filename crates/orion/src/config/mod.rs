@@ -534,7 +534,20 @@ pub struct ModelEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge_confidence: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub night: Option<NightThresholds>,
+    pub night: Option<ModelNight>,
+}
+
+/// A model's own night thresholds; each absent one is
+/// `models.person_detector.night`'s.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelNight {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_confidence: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_confidence: Option<f64>,
 }
 
 impl ModelEntry {
@@ -560,10 +573,10 @@ impl ModelEntry {
             confidence: Some(0.35),
             continue_confidence: Some(0.2),
             edge_confidence: Some(0.25),
-            night: Some(NightThresholds {
-                confidence: 0.3,
-                continue_confidence: 0.2,
-                edge_confidence: 0.2,
+            night: Some(ModelNight {
+                confidence: Some(0.3),
+                continue_confidence: Some(0.2),
+                edge_confidence: Some(0.2),
             }),
             ..Self::single(path, ModelFormat::Movenet)
         }
@@ -704,9 +717,8 @@ impl DetectorConfig {
     /// The thresholds of catalog entry `entry` (its own, else these); of
     /// this section with `None`.
     pub fn levels(&self, entry: Option<&ModelEntry>) -> Levels {
-        let night = entry
-            .and_then(|e| e.night.clone())
-            .unwrap_or_else(|| self.night.clone());
+        let own = entry.and_then(|e| e.night.clone()).unwrap_or_default();
+        let n = &self.night;
         Levels {
             day: (
                 entry.and_then(|e| e.confidence).unwrap_or(self.confidence),
@@ -718,9 +730,9 @@ impl DetectorConfig {
                     .unwrap_or(self.edge_confidence),
             ),
             night: (
-                night.confidence,
-                night.continue_confidence,
-                night.edge_confidence,
+                own.confidence.unwrap_or(n.confidence),
+                own.continue_confidence.unwrap_or(n.continue_confidence),
+                own.edge_confidence.unwrap_or(n.edge_confidence),
             ),
         }
     }

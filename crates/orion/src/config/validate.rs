@@ -775,16 +775,8 @@ impl Config {
                     ),
                 );
             }
-            let own = [
-                "instance_id",
-                "room_id",
-                "camera",
-                "stream",
-                "rois",
-                "tracking",
-                "occupancy",
-                "zones",
-            ];
+            // What a camera entry may set is its own (checked per camera).
+            let own = super::CAMERA_KEYS;
             let rate = "models.person_detector.max_inference_rate_hz";
             for p in cam.validate() {
                 let key = if p.key == rate {

@@ -1,19 +1,22 @@
 //! Falls and people down, per present person, and the room's active alerts.
 //!
 //! A *fall*: someone who stood (or was seen going down) is down within
-//! [`FALL_WITHIN`] (lying, or low: much shorter than they stood) and stays
-//! down for `confirm`, outside rest zones; or is lost by the detector right
-//! after such a descent, away from exits, for `confirm`. A person *down*:
-//! down outside rest zones for `down_after` without a fall having been seen
-//! (slid out of bed at night). Either raises an alert that stays active until
-//! the person is up again (standing or sitting, not low, for [`UP_FOR`]),
-//! leaves, or an operator acknowledges it; an active alert is announced again
-//! every `repeat`.
+//! [`FALL_WITHIN`] (lying, or low: much shorter than they stood, or far
+//! below where they stood) and stays down for `confirm`, outside rest zones;
+//! or is lost by the detector right after going down (or down), away from
+//! exits and rest zones, for `confirm`. A person *down*: down outside rest
+//! zones for `down_after` without a fall having been seen (slid out of bed at
+//! night). Either raises an alert that stays active until the person is seen
+//! up again (standing or sitting, not low) through [`UP_FOR`], leaves, or an
+//! operator acknowledges it; an active alert is announced again every
+//! `repeat`. An acknowledged person raises no new alert until seen up the
+//! same way.
 //!
-//! Pure logic: it is told what the room knows of each person and returns
-//! what happened; the room turns that into events and the retained alert
-//! state. Bounded: one entry per present person (forgotten when their track
-//! ends), at most one alert each.
+//! Pure logic: it is told what the room knows of each person, and the time,
+//! and returns what happened; the room turns that into events and the
+//! retained alert state. It never reads a clock and never publishes.
+//! Bounded: one entry per present person (forgotten when their track ends),
+//! at most one alert each.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -66,10 +69,30 @@ pub struct Alert {
     /// How often it was announced (1 when raised).
     pub announced: u32,
     pub last_announced: Instant,
+    pub last_announced_wall: SystemTime,
+}
+
+/// Why an alert ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ended {
+    /// The person was seen up again.
+    Up,
+    /// They left through an exit.
+    Left,
+    /// Their visit ended unseen (`presence.unseen_timeout_s`).
+    NotSeen,
+    /// An ignore zone now covers where they were.
+    Ignored,
+    /// An operator acknowledged it.
+    Acknowledged,
+    /// Falls are no longer watched (a restart with `falls.enabled: false`).
+    Disabled,
 }
 
 /// How a fall was seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum How {
     /// Lying after standing.
     Lying,
@@ -78,33 +101,15 @@ pub enum How {
     /// Lost by the detector right after going down, away from exits.
     LostAfterDescent,
     /// Down for `down_after` (a person down, no fall seen).
+    #[serde(rename = "down")]
     DownLong,
-}
-
-impl How {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            How::Lying => "lying",
-            How::ToTheFloor => "to_the_floor",
-            How::LostAfterDescent => "lost_after_descent",
-            How::DownLong => "down",
-        }
-    }
 }
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Signal {
-    Raised {
-        alert: Alert,
-        how: How,
-    },
-    /// An alert ended: `up` (the person is up again), `left`, `not_seen`,
-    /// `ignored` (their track ended so), or `acknowledged`.
-    Ended {
-        alert: Alert,
-        reason: &'static str,
-    },
+    Raised { alert: Alert, how: How },
+    Ended { alert: Alert, reason: Ended },
 }
 
 /// What one result shows of a seen person.
@@ -146,9 +151,21 @@ struct Watch {
     down_since: Option<Instant>,
     /// How the current down began, when it began as a fall.
     fall: Option<How>,
-    /// Up (standing or sitting, not low) since.
+    /// Seen up (standing or sitting, not low) in every result since, and
+    /// last so.
     up_since: Option<Instant>,
+    last_up: Option<Instant>,
     standing: Standing,
+}
+
+impl Watch {
+    /// Seen up through [`UP_FOR`].
+    fn up_long(&self) -> bool {
+        match (self.up_since, self.last_up) {
+            (Some(since), Some(last)) => last.saturating_duration_since(since) >= UP_FOR,
+            _ => false,
+        }
+    }
 }
 
 /// The falls of one room.
@@ -196,8 +213,11 @@ impl Falls {
             w.last_descent = Some(now);
         }
         let down = !resting && (seen.posture == Some(Posture::Lying) || seen.low);
-        if down {
+        if !up {
             w.up_since = None;
+            w.last_up = None;
+        }
+        if down {
             if w.down_since.is_none() {
                 w.down_since = Some(now);
                 let quick = within(w.last_standing, now, FALL_WITHIN)
@@ -211,15 +231,27 @@ impl Falls {
         } else if up || resting {
             w.down_since = None;
             w.fall = None;
+        }
+        if up {
             w.up_since.get_or_insert(now);
-            if w.standing == Standing::Acknowledged {
+            w.last_up = Some(now);
+            if w.standing == Standing::Acknowledged && w.up_long() {
                 w.standing = Standing::Clear;
             }
         }
     }
 
-    /// Decides at `now` for the present people: alerts raised, alerts ended
-    /// (the person up again), alerts due to be announced again.
+    /// Track `id` was not seen in a result: being up starts anew when they
+    /// are seen again (up "through" [`UP_FOR`] means in every result).
+    pub fn missed(&mut self, id: u64) {
+        if let Some(w) = self.watches.get_mut(&id) {
+            w.up_since = None;
+            w.last_up = None;
+        }
+    }
+
+    /// Decides at `now` for the present people: alerts raised, and alerts
+    /// ended because the person was seen up again.
     pub fn check(&mut self, people: &[Present], now: Instant, wall: SystemTime) -> Vec<Signal> {
         let mut out = Vec::new();
         if !self.settings.enabled {
@@ -231,15 +263,12 @@ impl Falls {
             };
             match w.standing {
                 Standing::Alerted => {
-                    if w.up_since
-                        .is_some_and(|t| now.saturating_duration_since(t) >= UP_FOR)
-                    {
+                    if w.up_long() {
                         w.standing = Standing::Clear;
-                        w.up_since = None;
                         if let Some(alert) = self.take_alert(p.track_id) {
                             out.push(Signal::Ended {
                                 alert,
-                                reason: "up",
+                                reason: Ended::Up,
                             });
                         }
                     }
@@ -248,26 +277,32 @@ impl Falls {
                 Standing::Acknowledged => continue,
                 Standing::Clear => {}
             }
+            let confirm = self.settings.confirm;
             let lost = now.saturating_duration_since(p.last_seen);
-            let how = if let Some(since) = w.down_since {
-                let down_for = now.saturating_duration_since(since);
-                match w.fall {
-                    Some(how) if down_for >= self.settings.confirm => Some(how),
-                    _ if down_for >= self.settings.down_after => Some(How::DownLong),
-                    _ => None,
+            // Lost for `confirm` at an exit or in a rest zone, someone has
+            // left (or lies down to rest), whatever they did before.
+            let away = !p.resting && !p.at_exit;
+            let how = match w.down_since {
+                Some(since) if lost < confirm || away => {
+                    let down_for = now.saturating_duration_since(since);
+                    match w.fall {
+                        Some(how) if down_for >= confirm => Some(how),
+                        _ if down_for >= self.settings.down_after => Some(How::DownLong),
+                        _ => None,
+                    }
                 }
-            } else if !p.resting
-                && !p.at_exit
-                && lost >= self.settings.confirm
-                && within(w.last_descent, p.last_seen, FALL_WITHIN)
-            {
-                Some(How::LostAfterDescent)
-            } else {
-                None
+                None if away
+                    && lost >= confirm
+                    && within(w.last_descent, p.last_seen, FALL_WITHIN) =>
+                {
+                    Some(How::LostAfterDescent)
+                }
+                _ => None,
             };
             if let Some(how) = how {
                 w.standing = Standing::Alerted;
                 w.up_since = None;
+                w.last_up = None;
                 let kind = if how == How::DownLong {
                     AlertKind::Down
                 } else {
@@ -281,6 +316,7 @@ impl Falls {
                     since_wall: wall,
                     announced: 1,
                     last_announced: now,
+                    last_announced_wall: wall,
                 };
                 self.next += 1;
                 self.alerts.push(alert.clone());
@@ -290,21 +326,19 @@ impl Falls {
         out
     }
 
-    /// The alerts due to be announced again at `now` (their count raised).
-    pub fn repeat_due(&mut self, now: Instant) -> bool {
+    /// Announces again the alerts due at `now` (their count raised).
+    pub fn repeat_due(&mut self, now: Instant, wall: SystemTime) {
         let every = self.settings.repeat;
         if every.is_zero() {
-            return false;
+            return;
         }
-        let mut any = false;
         for a in &mut self.alerts {
             if now.saturating_duration_since(a.last_announced) >= every {
                 a.announced += 1;
                 a.last_announced = now;
-                any = true;
+                a.last_announced_wall = wall;
             }
         }
-        any
     }
 
     fn take_alert(&mut self, track_id: u64) -> Option<Alert> {
@@ -327,31 +361,54 @@ impl Falls {
                 }
                 Signal::Ended {
                     alert,
-                    reason: "acknowledged",
+                    reason: Ended::Acknowledged,
                 }
             })
             .collect()
     }
 
-    /// Track `id` ended (`reason`: its end reason): its alert ends too.
-    pub fn forget(&mut self, id: u64, reason: &'static str) -> Option<Signal> {
+    /// Track `id` ended (`reason`: why): its alert ends too.
+    pub fn forget(&mut self, id: u64, reason: Ended) -> Option<Signal> {
         self.watches.remove(&id);
         let alert = self.take_alert(id)?;
-        Some(Signal::Ended {
-            alert,
-            reason: match reason {
-                "exit" => "left",
-                other => other,
-            },
-        })
+        Some(Signal::Ended { alert, reason })
     }
 
-    /// Takes back an alert of the last run (its person taken back too).
-    pub fn restore(&mut self, alert: Alert) {
+    /// The people whose alert was acknowledged and who have not been up
+    /// since (kept across a restart).
+    pub fn acknowledged(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| w.standing == Standing::Acknowledged)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Track `id`'s alert was acknowledged in the last run, and they have
+    /// not been up since.
+    pub fn restore_acknowledged(&mut self, id: u64) {
+        if self.settings.enabled {
+            self.watches.entry(id).or_default().standing = Standing::Acknowledged;
+        }
+    }
+
+    /// Takes back an alert of the last run (its person taken back too);
+    /// with falls no longer watched it ends at once.
+    pub fn restore(&mut self, alert: Alert) -> Option<Signal> {
+        if !self.settings.enabled {
+            return Some(Signal::Ended {
+                alert,
+                reason: Ended::Disabled,
+            });
+        }
         let w = self.watches.entry(alert.track_id).or_default();
         w.standing = Standing::Alerted;
         self.alerts.retain(|a| a.track_id != alert.track_id);
         self.alerts.push(alert);
+        None
     }
 }
 
@@ -428,13 +485,20 @@ mod tests {
         );
         assert_eq!(f.alerts().len(), 1);
         // Announced again every minute.
-        assert!(!f.repeat_due(t0 + Duration::from_secs(60)));
-        assert!(f.repeat_due(t0 + Duration::from_secs(67)));
+        f.repeat_due(t0 + Duration::from_secs(60), SystemTime::now());
+        assert_eq!(f.alerts()[0].announced, 1);
+        f.repeat_due(t0 + Duration::from_secs(67), SystemTime::now());
         assert_eq!(f.alerts()[0].announced, 2);
         // Up again: ended after 3 s of standing.
         let up = run(&mut f, t0, 15.0, 5.0, seen(Posture::Standing), false);
         assert!(
-            matches!(&up[..], [Signal::Ended { reason: "up", .. }]),
+            matches!(
+                &up[..],
+                [Signal::Ended {
+                    reason: Ended::Up,
+                    ..
+                }]
+            ),
             "{up:?}"
         );
         assert!(f.alerts().is_empty());
@@ -521,7 +585,7 @@ mod tests {
         assert!(matches!(
             &acked[..],
             [Signal::Ended {
-                reason: "acknowledged",
+                reason: Ended::Acknowledged,
                 ..
             }]
         ));
@@ -532,10 +596,61 @@ mod tests {
         assert!(matches!(&again[..], [Signal::Raised { .. }]), "{again:?}");
         // A track that ends takes its alert with it: `left` at an exit.
         assert!(matches!(
-            f.forget(1, "exit"),
-            Some(Signal::Ended { reason: "left", .. })
+            f.forget(1, Ended::Left),
+            Some(Signal::Ended {
+                reason: Ended::Left,
+                ..
+            })
         ));
         assert!(f.alerts().is_empty());
+    }
+
+    #[test]
+    fn one_upright_glimpse_then_out_of_sight_does_not_end_an_alert() {
+        let mut f = falls();
+        let t0 = Instant::now();
+        run(&mut f, t0, 0.0, 2.0, seen(Posture::Standing), false);
+        assert_eq!(
+            run(&mut f, t0, 2.0, 4.0, seen(Posture::Lying), false).len(),
+            1
+        );
+        // One frame up (a carer's legs?), then nobody seen for a minute.
+        let glimpse = t0 + Duration::from_secs(6);
+        f.observe(1, seen(Posture::Standing), false, glimpse);
+        f.missed(1);
+        let later = glimpse + Duration::from_secs(60);
+        assert!(
+            f.check(&[present(glimpse)], later, SystemTime::now())
+                .is_empty()
+        );
+        assert_eq!(f.alerts().len(), 1, "still active");
+        // Acknowledged, then one frame up: no re-arm; a new fall only after
+        // being seen up through 3 s.
+        f.acknowledge(None);
+        f.observe(1, seen(Posture::Standing), false, later);
+        f.missed(1);
+        let again = run(&mut f, t0, 66.5, 4.0, seen(Posture::Lying), false);
+        assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn crouching_in_a_doorway_and_stepping_out_is_no_fall() {
+        let mut f = falls();
+        let t0 = Instant::now();
+        run(&mut f, t0, 0.0, 3.0, seen(Posture::Standing), false);
+        let crouch = Seen {
+            posture: Some(Posture::Sitting),
+            low: true,
+            descending: true,
+        };
+        let last = t0 + Duration::from_secs(3);
+        f.observe(1, crouch, false, last);
+        let mut p = present(last);
+        p.at_exit = true;
+        for ms in [500, 1500, 2500, 4000, 10_000] {
+            let out = f.check(&[p], last + Duration::from_millis(ms), SystemTime::now());
+            assert!(out.is_empty(), "at +{ms} ms: {out:?}");
+        }
     }
 
     #[test]

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use orion_protocol::{BBox, Keypoint};
 use serde::{Deserialize, Serialize};
 
-/// A body's posture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A body's posture, in the order of concern (`lying` matters most).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Posture {
     Standing,
@@ -162,25 +162,31 @@ impl Postures {
     /// held posture's change if it changed.
     pub fn observe(&mut self, id: u64, view: View<'_>, now: Instant) -> (Guess, Option<Changed>) {
         let st = self.by_track.entry(id).or_default();
-        let posture = match view.keypoints {
-            Some(kps) => from_keypoints(kps),
-            None if !view.cut => from_box(&view.whole),
-            None => None,
-        };
+        // Keypoints first; where they tell nothing (too faint, a torso half
+        // way over), the shape of a whole box.
+        let posture = view
+            .keypoints
+            .and_then(from_keypoints)
+            .or_else(|| (!view.cut).then(|| from_box(&view.whole)).flatten());
         let b = view.whole;
         if posture == Some(Posture::Standing) && !view.cut {
             // The latest: someone walking away gets smaller, slowly.
             st.standing = Some(b);
         }
-        st.low = posture != Some(Posture::Standing)
-            && st
-                .standing
-                .is_some_and(|s| b.height < LOW * s.height || b.y - s.y > LOW_TOP * s.height);
+        // Only a posture seen tells: without one, low stays what it was.
+        if posture.is_some() {
+            st.low = posture != Some(Posture::Standing)
+                && st
+                    .standing
+                    .is_some_and(|s| b.height < LOW * s.height || b.y - s.y > LOW_TOP * s.height);
+        }
         let guess = Guess {
             posture,
             low: st.low,
         };
         let Some(p) = posture else {
+            // Not "in a row" across results that tell nothing.
+            st.run = None;
             return (guess, None);
         };
         let run = match st.run {

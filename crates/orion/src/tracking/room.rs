@@ -38,7 +38,7 @@ use orion_protocol::{BBox, Keypoint};
 use serde::Serialize;
 
 use super::bodies::{Bodies, Cuts, Whole};
-use super::falls::{Alert, FallSettings, Falls, Present, Seen, Signal};
+use super::falls::{Alert, AlertKind, Ended, FallSettings, Falls, How, Present, Seen, Signal};
 use super::posture::{Posture, Postures, View};
 use super::snapshot::{SavedAlert, SavedPerson, Snapshot};
 use super::tracker::{Candidate, Change, EndReason, Track, Tracker, TrackerSettings};
@@ -280,19 +280,20 @@ pub enum Detail {
     Alert {
         alert_id: String,
         /// `fall` or `down`.
-        alert: &'static str,
+        alert: AlertKind,
         /// How it was seen: `lying`, `to_the_floor`, `lost_after_descent`,
         /// `down` (down for `falls.down_after_s`).
-        how: &'static str,
+        how: How,
         /// Where the person is (the anchor point), normalized.
         position: Point,
     },
     /// `fall_cleared`, `alert_acknowledged`.
     AlertEnded {
         alert_id: String,
-        alert: &'static str,
-        /// `up`, `left`, `not_seen`, `ignored` or `acknowledged`.
-        reason: &'static str,
+        alert: AlertKind,
+        /// `up`, `left`, `not_seen`, `ignored`, `disabled` or
+        /// `acknowledged`.
+        reason: Ended,
         /// How long the alert was active.
         duration_s: f64,
     },
@@ -313,7 +314,7 @@ pub struct AlertState {
 pub struct AlertView {
     pub alert_id: String,
     /// `fall` or `down`.
-    pub alert: &'static str,
+    pub alert: AlertKind,
     pub track_id: u64,
     /// When it was raised.
     pub since: String,
@@ -487,6 +488,7 @@ fn saved_alert(a: &SavedAlert, now: Stamp) -> Alert {
         since_wall,
         announced: a.announced.saturating_add(1),
         last_announced: now.mono,
+        last_announced_wall: now.wall,
     }
 }
 
@@ -895,6 +897,15 @@ impl RoomTracker {
         self.apply(update.changes, now, &mut out);
         let wholes = self.update_zones(&seen, &sight.crop, now, &mut out);
         self.observe_postures(&sight, &wholes, captured.mono, now, &mut out);
+        let missed: Vec<u64> = self
+            .tracker
+            .confirmed()
+            .filter(|t| !seen.contains(&t.id))
+            .map(|t| t.id)
+            .collect();
+        for id in missed {
+            self.falls.missed(id);
+        }
         self.check_falls(now, &mut out);
         self.occupancy(now, &mut out);
         out
@@ -925,7 +936,10 @@ impl RoomTracker {
             let held = self.postures.posture(id);
             out.postures[i] = held;
             let at = self.anchor(&whole.bbox);
-            let resting = in_zone_kind(&self.settings.zones, at, |z| z.rest);
+            // The same box as the falls check's (`present`): the track's.
+            let resting = sight.detections.get(i).is_some_and(|(b, _)| {
+                in_zone_kind(&self.settings.zones, self.anchor(b), |z| z.rest)
+            });
             let seen = Seen {
                 posture: held,
                 low: guess.low,
@@ -1001,8 +1015,8 @@ impl RoomTracker {
         let present = self.present();
         let signals = self.falls.check(&present, now.mono, now.wall);
         self.signal(signals, now, out);
-        self.falls.repeat_due(now.mono);
-        self.publish_alerts(now, out);
+        self.falls.repeat_due(now.mono, now.wall);
+        self.publish_alerts(out);
     }
 
     /// Events for what the falls watch decided.
@@ -1011,19 +1025,19 @@ impl RoomTracker {
             let (kind, track, detail) = match s {
                 Signal::Raised { alert, how } => {
                     let kind = match alert.kind {
-                        super::falls::AlertKind::Fall => "fall_detected",
-                        super::falls::AlertKind::Down => "person_down",
+                        AlertKind::Fall => "fall_detected",
+                        AlertKind::Down => "person_down",
                     };
                     let detail = Detail::Alert {
                         position: self.position_of(alert.track_id),
                         alert_id: alert.alert_id,
-                        alert: alert.kind.as_str(),
-                        how: how.as_str(),
+                        alert: alert.kind,
+                        how,
                     };
                     (kind, alert.track_id, detail)
                 }
                 Signal::Ended { alert, reason } => {
-                    let kind = if reason == "acknowledged" {
+                    let kind = if reason == Ended::Acknowledged {
                         "alert_acknowledged"
                     } else {
                         "fall_cleared"
@@ -1034,7 +1048,7 @@ impl RoomTracker {
                             .saturating_duration_since(alert.since)
                             .as_secs_f64(),
                         alert_id: alert.alert_id,
-                        alert: alert.kind.as_str(),
+                        alert: alert.kind,
                         reason,
                     };
                     (kind, alert.track_id, detail)
@@ -1042,6 +1056,18 @@ impl RoomTracker {
             };
             out.events
                 .push(self.event(kind, now.wall, Some(track), detail));
+        }
+    }
+
+    /// Where track `id` is (its anchor point), normalized and rounded to
+    /// 0.02 (a box's jitter does not change the alert state); the origin if
+    /// gone.
+    fn alert_position(&self, id: u64) -> Point {
+        let p = self.position_of(id);
+        let round = |v: f64| (v * 50.0).round() / 50.0;
+        Point {
+            x: round(p.x),
+            y: round(p.y),
         }
     }
 
@@ -1055,19 +1081,19 @@ impl RoomTracker {
     }
 
     /// The alert state, published when it changed.
-    fn publish_alerts(&mut self, now: Stamp, out: &mut Output) {
+    fn publish_alerts(&mut self, out: &mut Output) {
         let alerts: Vec<AlertView> = self
             .falls
             .alerts()
             .iter()
             .map(|a| AlertView {
                 alert_id: a.alert_id.clone(),
-                alert: a.kind.as_str(),
+                alert: a.kind,
                 track_id: a.track_id,
                 since: rfc3339(a.since_wall),
-                position: self.position_of(a.track_id),
+                position: self.alert_position(a.track_id),
                 announced: a.announced,
-                last_announced: rfc3339(now.wall_of(a.last_announced)),
+                last_announced: rfc3339(a.last_announced_wall),
             })
             .collect();
         let state = AlertState {
@@ -1096,7 +1122,7 @@ impl RoomTracker {
         }
         let mut out = Output::default();
         self.signal(signals, now, &mut out);
-        self.publish_alerts(now, &mut out);
+        self.publish_alerts(&mut out);
         Ok(out)
     }
 
@@ -1144,8 +1170,8 @@ impl RoomTracker {
             self.check_falls(now, &mut out);
         } else {
             // Nothing new is known; active alerts are still announced.
-            self.falls.repeat_due(now.mono);
-            self.publish_alerts(now, &mut out);
+            self.falls.repeat_due(now.mono, now.wall);
+            self.publish_alerts(&mut out);
         }
         self.occupancy(now, &mut out);
         out
@@ -1189,7 +1215,12 @@ impl RoomTracker {
                     let detail = self.left(&t, reason, now);
                     out.events
                         .push(self.event("person_left", at, Some(t.id), detail));
-                    let ended = self.falls.forget(t.id, reason.as_str());
+                    let why = match reason {
+                        EndReason::Exit => Ended::Left,
+                        EndReason::NotSeen => Ended::NotSeen,
+                        EndReason::Ignored => Ended::Ignored,
+                    };
+                    let ended = self.falls.forget(t.id, why);
                     self.signal(ended.into_iter().collect(), now, out);
                 }
                 Change::Unseen(_) | Change::Seen(_) => {}
@@ -1268,11 +1299,7 @@ impl RoomTracker {
             posture: people
                 .iter()
                 .filter_map(|t| self.postures.posture(t.id))
-                .max_by_key(|p| match p {
-                    Posture::Standing => 0,
-                    Posture::Sitting => 1,
-                    Posture::Lying => 2,
-                }),
+                .max(),
         };
         if self.published.as_ref() == Some(&occupancy) {
             return;
@@ -1324,6 +1351,7 @@ impl RoomTracker {
             occupied_since: self.occupied.filter(|o| *o).map(|_| self.since.clone()),
             people,
             alerts,
+            acknowledged: self.falls.acknowledged(),
         }
     }
 
@@ -1365,15 +1393,11 @@ impl RoomTracker {
                 let detail = self.left(&track, why, now);
                 out.events
                     .push(self.event("person_left", now.wall, Some(track.id), detail));
+                self.restore_care(snapshot, p, Some(why), now, &mut out);
                 continue;
             }
             self.rejoin_zones(&track, &p.zones);
-            if let Some(posture) = p.posture {
-                self.postures.restore(track.id, posture);
-            }
-            for a in snapshot.alerts.iter().filter(|a| a.track_id == track.id) {
-                self.falls.restore(saved_alert(a, now));
-            }
+            self.restore_care(snapshot, p, None, now, &mut out);
             taken.push(track);
         }
         if !taken.is_empty() {
@@ -1387,8 +1411,45 @@ impl RoomTracker {
         let announce = taken.is_empty();
         self.tracker.restore(taken);
         self.decide(now, &mut out, announce);
-        self.publish_alerts(now, &mut out);
+        self.publish_alerts(&mut out);
         out
+    }
+
+    /// A saved person's posture and alert: taken back with them, or, when
+    /// their visit was closed at the restart (`closed`), the alert ended.
+    fn restore_care(
+        &mut self,
+        snapshot: &Snapshot,
+        p: &SavedPerson,
+        closed: Option<EndReason>,
+        now: Stamp,
+        out: &mut Output,
+    ) {
+        let alerts = snapshot.alerts.iter().filter(|a| a.track_id == p.track_id);
+        let mut ended = Vec::new();
+        for a in alerts {
+            let alert = saved_alert(a, now);
+            match closed {
+                Some(why) => ended.push(Signal::Ended {
+                    alert,
+                    reason: match why {
+                        EndReason::Ignored => Ended::Ignored,
+                        _ => Ended::NotSeen,
+                    },
+                }),
+                None => ended.extend(self.falls.restore(alert)),
+            }
+        }
+        self.signal(ended, now, out);
+        if closed.is_some() {
+            return;
+        }
+        if let Some(posture) = p.posture {
+            self.postures.restore(p.track_id, posture);
+        }
+        if snapshot.acknowledged.contains(&p.track_id) {
+            self.falls.restore_acknowledged(p.track_id);
+        }
     }
 
     /// A saved person as a track of this run, and how long they have been
@@ -2056,7 +2117,7 @@ mod tests {
         assert_eq!(kinds(&events), ["posture_changed", "fall_detected"]);
         let alerts = sig.alerts().expect("alert state").clone();
         assert!(alerts.active);
-        assert_eq!(alerts.alerts[0].alert, "fall");
+        assert_eq!(alerts.alerts[0].alert, AlertKind::Fall);
         assert_eq!(alerts.alerts[0].track_id, 1);
         // Announced again after `repeat` (60 s), nothing new meanwhile.
         let out = sig.on_tick(at(base, 30.0), Watching::Yes);
@@ -2117,7 +2178,7 @@ mod tests {
         assert!(matches!(
             fall.detail,
             Detail::Alert {
-                how: "lost_after_descent",
+                how: How::LostAfterDescent,
                 ..
             }
         ));

@@ -29,6 +29,10 @@ pub struct Snapshot {
     /// The active alerts (each of a person in `people`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<SavedAlert>,
+    /// The people whose alert was acknowledged and who have not been up
+    /// since (no new alert for them until they are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledged: Vec<u64>,
 }
 
 /// An active alert.
@@ -99,6 +103,12 @@ impl Snapshot {
                 return Err(format!("people[{i}]: track {} twice", p.track_id));
             }
         }
+        if s.acknowledged.len() > MAX_TRACKS {
+            return Err(format!(
+                "{} acknowledged; at most {MAX_TRACKS}",
+                s.acknowledged.len()
+            ));
+        }
         for (i, a) in s.alerts.iter().enumerate() {
             let ok = s.people.iter().any(|p| p.track_id == a.track_id)
                 && parse(&a.since).is_some()
@@ -165,6 +175,7 @@ impl Snapshot {
         self.occupied_since == other.occupied_since
             && key(self) == key(other)
             && self.alerts == other.alerts
+            && self.acknowledged == other.acknowledged
     }
 }
 

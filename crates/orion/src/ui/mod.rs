@@ -72,7 +72,8 @@ pub struct UiCamera {
     pub max_command_bytes: usize,
     /// Read-only status (`get_status`) without a queued command.
     pub plane: Arc<ControlPlane>,
-    pub zones: Arc<dyn RoomTable>,
+    /// The camera's room: its zones and alerts.
+    pub room: Arc<dyn RoomTable>,
     pub feed: Arc<LiveFeed>,
 }
 
@@ -374,7 +375,7 @@ impl Ui {
             "health": health,
             "workers": report.workers,
             "status": status,
-            "zones": c.zones.zones(),
+            "zones": c.room.zones(),
         })
     }
 

@@ -701,7 +701,6 @@ pub fn browser(scenario: &str, url: &str, extra: &[&str]) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("observations JSON")
 }
 
-/// One HTTP request to the daemon: (status, head, body).
 /// Makes the shipped pose model (MoveNet, with its own thresholds) the
 /// camera's person detector.
 pub fn use_pose_model(c: &mut serde_norway::Value) {

@@ -444,7 +444,6 @@ async function pollStatus() {
   state.dirty = true;
 }
 
-// An operator's choice: the thing that never moves becomes an ignore zone.
 // Someone is on it: the alert ends and is no longer announced.
 $('alerts').addEventListener('click', async (ev) => {
   const id = ev.target.getAttribute && ev.target.getAttribute('data-ack');
@@ -453,6 +452,7 @@ $('alerts').addEventListener('click', async (ev) => {
   pollStatus();
 });
 
+// An operator's choice: the thing that never moves becomes an ignore zone.
 $('candidates').addEventListener('click', async (ev) => {
   const id = ev.target.getAttribute && ev.target.getAttribute('data-ignore');
   const c = id && state.candidates.find((x) => String(x.track_id) === id);
