@@ -17,20 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-
-import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import Broker, free_port  # noqa: E402
-from scenes import FPS, LEAD_IN, WARMUP, held_clip  # noqa: E402
+from scenes import FPS, LEAD_IN, WARMUP, held_clip, run_daemon  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv/bin/python"
@@ -93,39 +86,7 @@ def config(video: Path, health: int, broker: int, state: str) -> dict:
 def run_once(broker: Broker, video: Path, seconds: float) -> list[tuple[str, dict]]:
     """Runs the daemon on `video` for `seconds` of it; what it published, in order."""
     state = tempfile.mkdtemp()
-    cfg = Path(state) / "orion.yaml"
-    cfg.write_text(json.dumps(config(video, free_port(), broker.port, state)))
-    got: list[tuple[str, dict]] = []
-    lock = threading.Lock()
-
-    def on_message(_c, _u, msg):
-        if msg.retain:
-            return
-        try:
-            v = json.loads(msg.payload)
-        except ValueError:
-            return
-        with lock:
-            got.append((msg.topic, v))
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"falls-{os.getpid()}-{time.time_ns()}")
-    client.on_message = on_message
-    client.connect("127.0.0.1", broker.port)
-    client.subscribe("care/+/falls/#", qos=1)
-    client.loop_start()
-    with open(Path(state) / "oriond.log", "w") as log:
-        proc = subprocess.Popen([str(ROOT / "target/release/oriond"), "--config", str(cfg)], cwd=ROOT, stderr=log)
-        time.sleep(seconds + 1.0)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    client.loop_stop()
-    client.disconnect()
-    with lock:
-        return list(got)
+    return run_daemon(broker, config(video, free_port(), broker.port, state), "falls", seconds, state)
 
 
 def score(got: list[tuple[str, dict]], fall_at: float | None) -> dict:

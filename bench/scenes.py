@@ -87,8 +87,15 @@ def config(video: Path, zones: list[dict], before: bool, health: int, broker: in
 def run_once(broker: Broker, video: Path, zones: list[dict], before: bool, seconds: float) -> list[tuple[str, dict]]:
     """Runs the daemon on `video` for `seconds` of it; everything it published."""
     state = tempfile.mkdtemp()
-    cfg = Path(state) / "orion.yaml"
-    cfg.write_text(json.dumps(config(video, zones, before, free_port(), broker.port, state)))
+    return run_daemon(broker, config(video, zones, before, free_port(), broker.port, state), "scene", seconds, state)
+
+
+def run_daemon(broker: Broker, cfg: dict, instance: str, seconds: float, state: str) -> list[tuple[str, dict]]:
+    """Runs oriond with `cfg` (its state in `state`) for `seconds`, then stops
+    it; what camera `instance` published meanwhile (not what was retained
+    before), in order."""
+    path = Path(state) / "orion.yaml"
+    path.write_text(json.dumps(cfg))
     got: list[tuple[str, dict]] = []
     lock = threading.Lock()
 
@@ -102,18 +109,21 @@ def run_once(broker: Broker, video: Path, zones: list[dict], before: bool, secon
         with lock:
             got.append((msg.topic, v))
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"scenes-{os.getpid()}-{time.time_ns()}")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{os.getpid()}-{time.time_ns()}")
     client.on_message = on_message
     client.connect("127.0.0.1", broker.port)
-    client.subscribe("care/+/scene/#", qos=1)
+    client.subscribe(f"care/+/{instance}/#", qos=1)
     client.loop_start()
-    log = open(Path(state) / "oriond.log", "w")
-    proc = subprocess.Popen([str(ROOT / "target/release/oriond"), "--config", str(cfg)], cwd=ROOT, stderr=log)
-    # The video starts with the stream (during the warm-up): one pass of it.
-    time.sleep(seconds + 1.0)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    log.close()
+    with open(Path(state) / "oriond.log", "w") as log:
+        proc = subprocess.Popen([str(ROOT / "target/release/oriond"), "--config", str(path)], cwd=ROOT, stderr=log)
+        # The video starts with the stream (during the warm-up): one pass of it.
+        time.sleep(seconds + 1.0)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     client.loop_stop()
     client.disconnect()
     with lock:

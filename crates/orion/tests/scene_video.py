@@ -4,8 +4,9 @@
 
     scene_video.py OUTPUT bed [--night] [--lying-s S] [--asleep]
         A room with a bed: empty, a person walks in from the left, stands beside
-        the bed, lies on it (the portrait turned a quarter), gets up, stands
-        beside it and walks out to the left; empty again. --asleep: only the
+        the bed, lies on it (the portrait turned a quarter), sits up at its
+        left side, gets up, stands beside it and walks out to the left; empty
+        again. --asleep: only the
         person lying on the bed, all along.
     scene_video.py OUTPUT edge [--visible F] [--stay-s S]
         A person slides in at the left edge and stays there only a fraction F
@@ -93,7 +94,7 @@ def bed(args: argparse.Namespace, write) -> dict:
     lying = portrait("astronaut.png", bw - 40, bh - 40, turn=1)
     room = room_with_bed()
     beside = 60  # standing in front of the bed's left end
-    parts = [("empty", 2.0), ("in", 2.0), ("stand", 2.0), ("lie", args.lying_s), ("up", 3.0), ("out", 2.0), ("empty", 4.0)]
+    parts = [("empty", 2.0), ("in", 2.0), ("stand", 2.0), ("lie", args.lying_s), ("sit", 2.0), ("up", 3.0), ("out", 2.0), ("empty", 4.0)]
     if args.asleep:
         parts = [("lie", args.lying_s)]
 
@@ -105,6 +106,9 @@ def bed(args: argparse.Namespace, write) -> dict:
             paste(frame, standing, beside, TOP)
         elif kind == "lie":
             paste(frame, lying, bx + 20, by + 5)
+        elif kind == "sit":
+            # Upright at the bed's left side, still on it.
+            paste(frame, standing, bx - 40, by + bh - 10 - SIZE)
         elif kind == "out":
             paste(frame, standing, int(beside - f * (beside + SIZE)), TOP)
         return frame
@@ -113,7 +117,7 @@ def bed(args: argparse.Namespace, write) -> dict:
     t = starts["end"]
     info = {"duration_s": t, "lying_s": starts["lie"]}
     if not args.asleep:
-        info.update(in_view_s=starts["in"] + 2.0, up_s=starts["up"], gone_s=starts["out"] + 2.0)
+        info.update(in_view_s=starts["in"] + 2.0, sit_s=starts["sit"], up_s=starts["up"], gone_s=starts["out"] + 2.0)
     info["bed"] = {"x": bx / WIDTH, "y": by / HEIGHT, "width": bw / WIDTH, "height": bh / HEIGHT}
     return info
 
