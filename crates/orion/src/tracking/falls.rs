@@ -48,15 +48,6 @@ pub enum AlertKind {
     Down,
 }
 
-impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::Fall => "fall",
-            AlertKind::Down => "down",
-        }
-    }
-}
-
 /// An active alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {

@@ -101,18 +101,11 @@ pub struct Postures {
 }
 
 fn point(kps: &[Keypoint], names: [&str; 2]) -> Option<(f64, f64)> {
-    let found: Vec<&Keypoint> = kps
+    let (n, x, y) = kps
         .iter()
         .filter(|k| names.contains(&k.name.as_str()) && k.score >= KEYPOINT_MIN)
-        .collect();
-    if found.is_empty() {
-        return None;
-    }
-    let n = found.len() as f64;
-    Some((
-        found.iter().map(|k| k.x).sum::<f64>() / n,
-        found.iter().map(|k| k.y).sum::<f64>() / n,
-    ))
+        .fold((0.0, 0.0, 0.0), |(n, x, y), k| (n + 1.0, x + k.x, y + k.y));
+    (n > 0.0).then(|| (x / n, y / n))
 }
 
 /// The posture keypoints show: the torso's angle from vertical, then the
