@@ -1,9 +1,11 @@
 """The limit: the fastest way to run the model on this machine. Frames already
-decoded into memory, each resized to the model's native input (OpenCV, 300x300,
-stretched: included in the time), then one inference on the runtime itself (not
-Orion's worker code), 1 thread, in a tight loop.
+decoded into memory, each prepared as the model's native input (OpenCV: SSDLite
+stretched to 300x300, MoveNet letterboxed into 256x256; included in the time),
+then one inference on the runtime itself (not Orion's worker code), 1 thread,
+in a tight loop.
 
-    python bench/limit.py VIDEO SECONDS THREADS BACKEND     # BACKEND: openvino | onnxruntime
+    python bench/limit.py VIDEO SECONDS THREADS BACKEND [MODEL]
+    # BACKEND: openvino | openvino-int8 | onnxruntime; MODEL: ssdlite (default) | movenet
 
 Prints one JSON object: inferences per second and per-frame times.
 """
@@ -19,8 +21,11 @@ import numpy as np
 video, seconds = sys.argv[1], float(sys.argv[2])
 threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
 backend = sys.argv[4] if len(sys.argv) > 4 else "openvino"
-MODEL = "models/ssdlite_mobilenet_v2_coco.onnx"
-W, H, S = 640, 480, 300
+model_name = sys.argv[5] if len(sys.argv) > 5 else "ssdlite"
+FILES = {"ssdlite": "models/ssdlite_mobilenet_v2_coco", "movenet": "models/movenet_multipose_lightning"}
+MODEL = FILES[model_name] + (".int8.xml" if backend == "openvino-int8" else ".onnx")
+W, H = 640, 480
+S = 300 if model_name == "ssdlite" else 256
 cv2.setNumThreads(1)
 
 # Decode the video once into memory with GStreamer (as the daemon would deliver it).
@@ -31,7 +36,7 @@ raw = subprocess.run(
 ).stdout
 frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, H, W, 3)
 
-if backend == "openvino":
+if backend.startswith("openvino"):
     import openvino as ov
 
     core = ov.Core()
@@ -55,8 +60,16 @@ else:
         session.run(None, {name: x})
 
 
+def prepare(frame: np.ndarray) -> np.ndarray:
+    if model_name == "ssdlite":
+        return cv2.resize(frame, (S, S), interpolation=cv2.INTER_LINEAR)[None]
+    canvas = np.zeros((S, S, 3), dtype=np.int32)
+    canvas[: S * H // W, :S] = cv2.resize(frame, (S, S * H // W), interpolation=cv2.INTER_LINEAR)
+    return canvas[None]
+
+
 def step(frame: np.ndarray) -> None:
-    infer(cv2.resize(frame, (S, S), interpolation=cv2.INTER_LINEAR)[None])
+    infer(prepare(frame))
 
 
 for f in frames[:5]:  # warm-up

@@ -1,6 +1,7 @@
 """Runs every benchmark side by side on this machine and prints a Markdown table.
 Called by bench/run.sh (see there). Environment: BENCH_SECONDS (per measurement,
-default 30), BENCH_LONG_MINUTES (long RSS run, default 10)."""
+default 30), BENCH_LONG_MINUTES (long RSS run, default 10), BENCH_MODEL (the
+catalog entry: movenet, the shipped one, or ssdlite)."""
 
 import json
 import os
@@ -23,6 +24,9 @@ VIDEO = str(ROOT / "assets/demo.mp4")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
 LONG_MIN = float(os.environ.get("BENCH_LONG_MINUTES", "10"))
 TOPIC = "care/inferences/bench/person_detection"
+MODEL = os.environ.get("BENCH_MODEL", "movenet")
+# Every way the machine can run the model: the fastest is the limit.
+OPTIONS = ("openvino", "openvino-int8", "onnxruntime")
 
 
 def free_port() -> int:
@@ -57,7 +61,7 @@ class Broker:
 
 
 class Daemon:
-    def __init__(self, broker: Broker, *, realtime: bool, rate: float, workers: int) -> None:
+    def __init__(self, broker: Broker, *, realtime: bool, rate: float, workers: int = 1, parallel: int = 1) -> None:
         self.health = free_port()
         self.dir = tempfile.mkdtemp()
         cfg = Path(self.dir) / "orion.yaml"
@@ -65,8 +69,8 @@ class Daemon:
 instance_id: bench
 camera: {{ source: file, path: "{VIDEO}", realtime: {str(realtime).lower()} }}
 stream: {{ width: 640, height: 480, warmup_duration_s: 2 }}
-models: {{ person_detector: {{ max_inference_rate_hz: {rate} }} }}
-workers: {{ person_detector: {{ count: {workers}, command: ["{ROOT}/.venv/bin/python", "-m", "orion_worker.person_detector"] }} }}
+models: {{ person_detector: {{ size: {MODEL}, max_inference_rate_hz: {rate} }} }}
+workers: {{ person_detector: {{ count: {workers}, parallel: {parallel}, command: ["{ROOT}/.venv/bin/python", "-m", "orion_worker.person_detector"] }} }}
 mqtt: {{ broker: "mqtt://127.0.0.1:{broker.port}" }}
 health: {{ listen: "127.0.0.1:{self.health}" }}
 outbox: {{ path: "{self.dir}/outbox" }}
@@ -85,6 +89,13 @@ outbox: {{ path: "{self.dir}/outbox" }}
         else:
             raise RuntimeError(f"daemon not healthy; see {self.log.name}")
         time.sleep(2)  # let the workers settle
+
+    def runtime(self) -> str:
+        """The runtime the worker chose and why (its log line)."""
+        for line in Path(self.log.name).read_text().splitlines():
+            if "worker runtime" in line and 'runtime="' in line:
+                return line.split('runtime="', 1)[1].split('"', 1)[0]
+        return "?"
 
     def worker_pids(self) -> list[str]:
         out = []
@@ -137,20 +148,24 @@ def main() -> None:
     # right after Orion's full-load run and the ratio uses their mean. The limit
     # is the fastest runtime (OpenVINO here); ONNX Runtime is a second row.
     def limits() -> dict[str, dict]:
-        return {b: run_json([PY, "bench/limit.py", VIDEO, str(SECONDS), "1", b]) for b in ("openvino", "onnxruntime")}
+        return {b: run_json([PY, "bench/limit.py", VIDEO, str(SECONDS), "1", b, MODEL]) for b in OPTIONS}
 
     before = limits()
     print(f"limit (before): {before}", file=sys.stderr)
 
     BROKER = Broker()
     try:
-        full = {}
-        for workers in (1, 2):
-            d = Daemon(BROKER, realtime=False, rate=1000, workers=workers)
-            full[workers] = d.measure(SECONDS)
+        full, runtime = {}, "?"
+        # (processes, frames each works on at once): one process one frame,
+        # one process two frames (two cores), two processes one frame each.
+        for shape in ((1, 1), (1, 2), (2, 1)):
+            d = Daemon(BROKER, realtime=False, rate=1000, workers=shape[0], parallel=shape[1])
+            full[shape] = d.measure(SECONDS)
+            full[shape]["workers_rss_mb"] = d.workers_rss_mb()
+            runtime = d.runtime() if shape == (1, 1) else runtime
             d.stop()
-            print(f"full load, {workers} worker(s): {full[workers]}", file=sys.stderr)
-            if workers == 1:
+            print(f"full load, {shape[0]} worker(s) x {shape[1]} at once: {full[shape]}", file=sys.stderr)
+            if shape == (1, 1):
                 after = limits()
                 print(f"limit (after): {after}", file=sys.stderr)
         limit = {b: {"before": before[b]["inferences_per_s"], "after": after[b]["inferences_per_s"],
@@ -168,7 +183,7 @@ def main() -> None:
         d.stop()
         print(f"RSS after 1 min {rss_1min:.1f} MB (workers {wrss_1min:.1f}), after {LONG_MIN:.0f} min {rss_long:.1f} MB (workers {wrss_long:.1f})", file=sys.stderr)
 
-        base = run_json([PY, "bench/baseline.py", VIDEO, str(SECONDS), str(BROKER.port), "bench/baseline", "1"])
+        base = run_json([PY, "bench/baseline.py", VIDEO, str(SECONDS), str(BROKER.port), "bench/baseline", "1", MODEL])
         print(f"baseline: {base}", file=sys.stderr)
     finally:
         BROKER.stop()
@@ -176,16 +191,17 @@ def main() -> None:
     print(f"frame bus: {fan}", file=sys.stderr)
 
     lim = limit[fastest]["mean"]
-    ort_lim = limit["onnxruntime"]["mean"]
-    o1, o2 = full[1], full[2]
+    o1, o2, two = full[(1, 1)], full[(1, 2)], full[(2, 1)]
     orion_non_inference = o1["daemon_cpu_percent"] + o1["workers_cpu_percent"] - o1["inference_cpu_percent"]
     camera_cost = slow["daemon_cpu_percent"] + slow["workers_cpu_percent"]
     lrow = lambda b: f"{limit[b]['mean']:.1f} inferences/s (before {limit[b]['before']:.1f}, after {limit[b]['after']:.1f}; {limit[b]['ms_p50']:.1f} ms p50)"  # noqa: E731
+    size = "300x300" if MODEL == "ssdlite" else "256x256"
     rows = [
-        (f"1. Limit: {fastest}, 300x300 input (OpenCV resize included), frames in memory, 1 thread", lrow(fastest), "-", "-"),
-        ("1. Same with ONNX Runtime", lrow("onnxruntime"), f"{ort_lim / lim:.2f} of the limit", "-"),
-        ("2. Orion full load, 1 worker", f"{o1['results_per_s']:.1f} results/s", f"{o1['results_per_s'] / lim:.3f} of limit", ">= 0.95"),
-        ("2. Orion full load, 2 workers", f"{o2['results_per_s']:.1f} results/s", f"{o2['results_per_s'] / o1['results_per_s']:.2f}x 1 worker", ">= 1.8x"),
+        (f"1. Limit: {MODEL} on {fastest}, {size} input (OpenCV preparation included), frames in memory, 1 thread", lrow(fastest), "-", "-"),
+        *((f"1. Same on {b}", lrow(b), f"{limit[b]['mean'] / lim:.2f} of the limit", "-") for b in OPTIONS if b != fastest),
+        (f"2. Orion full load, 1 worker, 1 frame at a time (runtime: {runtime})", f"{o1['results_per_s']:.1f} results/s", f"{o1['results_per_s'] / lim:.3f} of limit", ">= 0.95"),
+        ("2. Orion full load, 1 worker, 2 frames at once (2 cores)", f"{o2['results_per_s']:.1f} results/s, worker RSS {o2['workers_rss_mb']:.0f} MB", f"{o2['results_per_s'] / o1['results_per_s']:.2f}x 1 at a time", ">= 1.9x"),
+        ("2. Same with 2 worker processes, 1 frame at a time each", f"{two['results_per_s']:.1f} results/s, workers RSS {two['workers_rss_mb']:.0f} MB", f"{two['results_per_s'] / o1['results_per_s']:.2f}x; one process uses {o2['workers_rss_mb'] / max(two['workers_rss_mb'], 1):.2f} of the memory", "-"),
         ("3. Overhead latency at 2 Hz (p50 / p99)", f"{slow['overhead_ms_p50']:.2f} / {slow['overhead_ms_p99']:.2f} ms", "-", "<= 3 / <= 10 ms"),
         ("3. Overhead latency at full load (p50 / p99)", f"{o1['overhead_ms_p50']:.2f} / {o1['overhead_ms_p99']:.2f} ms", f"of which waiting for the busy worker: {o1['queue_ms_p50']:.2f} ms p50", "-"),
         ("3. Same, without the wait for the busy worker (p50 / p99)", f"{o1['overhead_without_queue_ms_p50']:.2f} / {o1['overhead_without_queue_ms_p99']:.2f} ms", "-", "<= 3 / <= 10 ms"),
@@ -195,18 +211,18 @@ def main() -> None:
         ("4. Daemon CPU / RSS at full load, 1 worker", f"{o1['daemon_cpu_percent']:.1f} % / {o1['daemon_rss_mb']:.1f} MB", "-", "-"),
         (f"4. Daemon RSS after 1 min / {LONG_MIN:.0f} min (15 fps, 2 Hz)", f"{rss_1min:.1f} / {rss_long:.1f} MB", f"{(rss_long / rss_1min - 1) * 100:+.1f} %", "<= +5 %"),
         (f"4. Worker RSS after 1 min / {LONG_MIN:.0f} min (15 fps, 2 Hz)", f"{wrss_1min:.1f} / {wrss_long:.1f} MB", f"{(wrss_long / wrss_1min - 1) * 100:+.1f} %", "no growth"),
-        ("5. Baseline: plain Python loop (OpenCV decode + resize to 300x300, ONNX Runtime, paho QoS 1)", f"{base['results_per_s']:.1f} results/s, CPU {base['cpu_percent_of_one_core']:.0f} % (non-inference {base['non_inference_cpu_percent']:.1f} %)", f"Orion {o1['results_per_s'] / base['results_per_s']:.2f}x", ">= 1.3x"),
+        (f"5. Baseline: plain Python loop (OpenCV decode + resize to {size}, ONNX Runtime, paho QoS 1)", f"{base['results_per_s']:.1f} results/s, CPU {base['cpu_percent_of_one_core']:.0f} % (non-inference {base['non_inference_cpu_percent']:.1f} %)", f"Orion {o1['results_per_s'] / base['results_per_s']:.2f}x", ">= 1.3x"),
         ("5. Orion non-inference CPU at full load (daemon + worker protocol)", f"{orion_non_inference:.1f} %", f"{orion_non_inference / max(base['non_inference_cpu_percent'], 0.01):.2f}x baseline", "-"),
         ("6. Frame bus fan-out per frame: 1 / 4 / 16 workers", " / ".join(f"{fan.get(n, float('nan')):.0f} ns" for n in (1, 4, 16)), "-", "4 workers <= 2000 ns"),
     ]
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
     print(f"\nMachine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; date {date.today()}")
-    print(f"Command: bench/run.sh (BENCH_SECONDS={SECONDS:.0f}, BENCH_LONG_MINUTES={LONG_MIN:.0f})\n")
+    print(f"Command: BENCH_MODEL={MODEL} BENCH_SECONDS={SECONDS:.0f} BENCH_LONG_MINUTES={LONG_MIN:.0f} bench/run.sh\n")
     print("| measurement | result | ratio | target |")
     print("|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    print("\nRaw: " + json.dumps({"limit": limit, "full_1": o1, "full_2": o2, "slow": slow, "baseline": base, "rss_1min_mb": rss_1min, "rss_long_mb": rss_long, "worker_rss_1min_mb": wrss_1min, "worker_rss_long_mb": wrss_long, "fanout_ns": fan}))
+    print("\nRaw: " + json.dumps({"limit": limit, "runtime": runtime, "full_1": o1, "full_1x2": o2, "full_2x1": two, "slow": slow, "baseline": base, "rss_1min_mb": rss_1min, "rss_long_mb": rss_long, "worker_rss_1min_mb": wrss_1min, "worker_rss_long_mb": wrss_long, "fanout_ns": fan}))
 
 
 if __name__ == "__main__":

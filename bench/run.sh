@@ -19,6 +19,9 @@
 #   bench/run.sh pose --footage DIR   # SSDLite against the pose model (MoveNet):
 #                                     # people found standing, down, everyday;
 #                                     # false positives; cost per frame
+#   bench/run.sh int8 --footage DIR   # FP32 against INT8 on the same footage:
+#                                     # people found, false positives, how
+#                                     # much still people's boxes move, cost
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +49,10 @@ fi
 if [ "${1:-}" = pose ]; then
     shift
     exec bench/.venv/bin/python bench/pose.py "$@"
+fi
+if [ "${1:-}" = int8 ]; then
+    shift
+    exec bench/.venv/bin/python bench/int8.py "$@"
 fi
 if [ "${1:-}" = outbox ]; then
     cargo build --release --locked -q --example outbox_fill

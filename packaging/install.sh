@@ -55,7 +55,8 @@ install -d -m 0755 "$PREFIX/bin" "$PREFIX/models" "$PREFIX/share" "$PREFIX/docs"
 install -m 0755 target/release/oriond target/release/orionctl "$PREFIX/bin/"
 
 say "model -> $PREFIX/models"
-install -m 0644 models/*.onnx models/SHA256SUMS models/README.md "$PREFIX/models/"
+install -m 0644 models/*.onnx models/*.int8.xml models/*.int8.bin models/*.int8.check.json \
+    models/SHA256SUMS models/README.md "$PREFIX/models/"
 (cd "$PREFIX/models" && sha256sum --quiet -c SHA256SUMS)
 install -m 0644 assets/demo.mp4 "$PREFIX/share/demo.mp4"
 install -m 0644 docs/*.md "$PREFIX/docs/"
@@ -95,7 +96,7 @@ else
     # The demo config with absolute paths under the prefix: the service runs
     # the demo until the camera and broker are set.
     sed -e "s|path: assets/demo.mp4|path: $PREFIX/share/demo.mp4|" \
-        -e "s|path: models/|path: $PREFIX/models/|" \
+        -e "s|path: models/|path: $PREFIX/models/|" -e "s|int8: models/|int8: $PREFIX/models/|" \
         -e "s|command: \[\".venv/bin/python\"|command: [\"$WORKER_PYTHON\"|" \
         -e "s|# Every key is documented in docs/config.md; relative paths are relative to the|# Every key is documented in $PREFIX/docs/config.md. Installed by packaging/install.sh;|" \
         -e "s|# directory oriond is started from (the repository root in the README).|# upgrades keep this file.|" \

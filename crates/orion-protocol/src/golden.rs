@@ -109,6 +109,16 @@ pub fn from_worker() -> Vec<(&'static str, FromWorker)> {
         name: "ssdlite".into(),
         input_size: 300,
         backend: None,
+        choice: None,
+    };
+    let chosen = ModelInfo {
+        name: "movenet".into(),
+        input_size: 256,
+        backend: Some("openvino:CPU/int8".into()),
+        choice: Some(
+            "openvino int8: fastest of openvino int8 10.9 ms, openvino fp32 14.3 ms (measured 2026-11-30T13:20:00Z)"
+                .into(),
+        ),
     };
     vec![
         (
@@ -116,9 +126,10 @@ pub fn from_worker() -> Vec<(&'static str, FromWorker)> {
             FromWorker::Ready(Ready {
                 protocol_version: crate::PROTOCOL_VERSION,
                 inference_type: "person_detection".into(),
-                model: model.clone(),
+                model: chosen.clone(),
                 pid: 4242,
                 shm: true,
+                parallel: 2,
             }),
         ),
         (
@@ -190,6 +201,7 @@ pub fn from_worker() -> Vec<(&'static str, FromWorker)> {
                     name: "movenet".into(),
                     input_size: 256,
                     backend: None,
+                    choice: None,
                 },
                 timing: Timing {
                     preprocess_ms: 0.5,
@@ -207,6 +219,16 @@ pub fn from_worker() -> Vec<(&'static str, FromWorker)> {
                 id: 7,
                 success: false,
                 message: "model file not found: models/yolo11s.onnx".into(),
+                model: None,
+            }),
+        ),
+        (
+            "command_result_model.bin",
+            FromWorker::CommandResult(CommandResult {
+                id: 8,
+                success: true,
+                message: "model movenet loaded".into(),
+                model: Some(chosen),
             }),
         ),
         (

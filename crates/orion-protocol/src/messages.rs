@@ -130,6 +130,14 @@ pub struct Ready {
     /// from it. Workers that ignore shared memory leave it out (false).
     #[serde(default)]
     pub shm: bool,
+    /// How many frames the worker works on at once (it answers them in
+    /// order); the daemon sends at most this many ahead. Absent: 1.
+    #[serde(default = "one")]
+    pub parallel: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +150,10 @@ pub struct ModelInfo {
     /// `onnxruntime:CPUExecutionProvider`, ...); optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// Why that runtime and precision (`openvino int8: fastest of ...`); in
+    /// `ready` and a model swap's `command_result`, not in every result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<String>,
 }
 
 /// Answer to one frame.
@@ -222,6 +234,9 @@ pub struct CommandResult {
     pub id: u64,
     pub success: bool,
     pub message: String,
+    /// The model the worker runs after a successful model swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelInfo>,
 }
 
 /// A worker-side failure. With `frame_seq` set it answers that frame (which then

@@ -128,6 +128,11 @@ pub struct WorkerStatus {
     /// The runtime the worker runs its model on (`openvino:CPU`, ...), as it
     /// said in `ready` and its results.
     pub backend: Option<String>,
+    /// Why that runtime and precision (measured figures), as the worker said
+    /// in `ready` or after a model swap.
+    pub choice: Option<String>,
+    /// Frames it works on at once (its `ready`, capped by the config).
+    pub parallel: u32,
 }
 
 /// One worker as its readers see it: its counters and its state.

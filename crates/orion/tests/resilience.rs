@@ -29,11 +29,36 @@ fn worker_pid(daemon: &Daemon) -> i32 {
 fn killed_and_frozen_workers_are_replaced_and_results_resume() {
     let broker = Mosquitto::start();
     let results = Subscriber::connect(broker.port, "care/inferences/res-worker/#");
-    let daemon = Daemon::start(&common::config("res-worker", &broker.url(), |c| {
-        common::set(c, "workers.person_detector.hang_timeout_floor_s", 1.0);
-        common::set(c, "workers.person_detector.restart_backoff_max_s", 1.0);
-    }));
+    // A cache of its own: the first worker measures the runtimes and
+    // compiles the model; each restarted one reuses both.
+    let cache = tempfile::tempdir().expect("cache dir");
+    let cache_dir = cache.path().to_string_lossy().into_owned();
+    let daemon = Daemon::start_with_env(
+        &common::config("res-worker", &broker.url(), |c| {
+            common::set(c, "workers.person_detector.hang_timeout_floor_s", 1.0);
+            common::set(c, "workers.person_detector.restart_backoff_max_s", 1.0);
+        }),
+        &[("ORION_CACHE_DIR", &cache_dir)],
+    );
     result_after(&results, 0.0, Duration::from_secs(60));
+    let choices = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("worker runtime"))
+            .map(str::to_string)
+            .collect()
+    };
+    let first_choice = choices(&daemon.log());
+    assert!(
+        first_choice.len() == 1
+            && first_choice[0].contains("fastest of")
+            && first_choice[0].contains("(measured "),
+        "{first_choice:?}"
+    );
+    assert!(cache.path().join("runtime-choice.json").is_file());
+    let compiled = std::fs::read_dir(cache.path().join("openvino"))
+        .expect("OpenVINO's model cache")
+        .count();
+    assert!(compiled >= 1, "compiled models are kept");
 
     // SIGKILL: noticed at once, restarted, results again.
     let first = worker_pid(&daemon);
@@ -46,6 +71,13 @@ fn killed_and_frozen_workers_are_replaced_and_results_resume() {
     );
     result_after(&results, t, Duration::from_secs(30));
     assert!(!common::alive(first));
+    // The restarted worker took the remembered choice (nothing measured).
+    let log = daemon.log();
+    let again = choices(&log);
+    assert!(
+        again.len() == 2 && again[1].contains("(remembered from "),
+        "{again:?}"
+    );
 
     // SIGSTOP: a hung worker (alive, silent) is detected, killed and replaced.
     let second = worker_pid(&daemon);

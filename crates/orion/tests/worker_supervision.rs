@@ -68,6 +68,17 @@ fn start(mode: &str, hang_floor: Duration) -> Harness {
 /// `shm`: the shared-memory slot size (`None`: frames inline); `prefetch`:
 /// frames sent ahead.
 fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: usize) -> Harness {
+    start_parallel(mode, hang_floor, shm, prefetch, 1)
+}
+
+/// `parallel`: the most frames the worker may work on at once.
+fn start_parallel(
+    mode: &str,
+    hang_floor: Duration,
+    shm: Option<usize>,
+    prefetch: usize,
+    parallel: usize,
+) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let pidfile = dir.path().join("pids");
     let script = common::repo_root().join("crates/orion/tests/workers/fake_worker.py");
@@ -95,6 +106,7 @@ fn start_with(mode: &str, hang_floor: Duration, shm: Option<usize>, prefetch: us
             hang_timeout_floor: hang_floor,
             max_message_bytes: 1024 * 1024,
             shm_frame_bytes: shm,
+            parallel,
             prefetch,
             max_restarts: 100,
             restart_window: Duration::from_secs(60),
@@ -179,6 +191,66 @@ async fn results_flow_and_stop_ends_the_process() {
     assert_eq!(h.metrics.inferences.get(), 3);
     assert_eq!(h.metrics.restarts.get(), 0);
     assert_eq!(h.pids().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_works_on_two_frames_at_once_gets_two() {
+    let mut h = start_parallel("pairs", Duration::from_secs(30), Some(16 * 8 * 3), 0, 2);
+    h.wait("worker up", Duration::from_secs(20), |h| {
+        h.status.borrow().up
+    })
+    .await;
+    {
+        let status = h.status.borrow();
+        assert_eq!(status.parallel, 2, "the worker's ready says two at once");
+        assert_eq!(status.backend.as_deref(), Some("fake:CPU"));
+        assert!(
+            status
+                .choice
+                .as_deref()
+                .is_some_and(|c| c.starts_with("fake fp32: fastest of")),
+            "{:?}",
+            status.choice
+        );
+    }
+    // The worker answers nothing until it holds two frames: both results
+    // come only if the supervisor sent the second while the first was in
+    // the worker.
+    for pair in [[1, 2], [3, 4]] {
+        for seq in pair {
+            let sent = h.metrics.frames_sent.get();
+            h.bus.publish(job(seq));
+            h.wait("the frame taken", Duration::from_secs(5), |h| {
+                h.metrics.frames_sent.get() > sent
+            })
+            .await;
+        }
+        for seq in pair {
+            let out = tokio::time::timeout(Duration::from_secs(5), h.results.recv())
+                .await
+                .expect("a result within 5 s")
+                .expect("channel open");
+            assert_eq!(out.result.frame_seq, seq, "answers in order");
+            assert_eq!(out.job.frame.seq, seq);
+        }
+    }
+    assert_eq!(h.metrics.restarts.get(), 0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_gets_no_more_frames_at_once_than_the_config_allows() {
+    let h = start_parallel("pairs", Duration::from_secs(30), None, 0, 1);
+    h.wait("worker up", Duration::from_secs(20), |h| {
+        h.status.borrow().up
+    })
+    .await;
+    assert_eq!(
+        h.status.borrow().parallel,
+        1,
+        "capped by workers.<type>.parallel"
+    );
     h.stop().await;
 }
 

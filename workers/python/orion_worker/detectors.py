@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -39,8 +40,38 @@ import numpy as np
 from .geometry import nms
 from .runtimes import Runtime, open_runtime
 
-# One thread per worker: the daemon runs one worker per core it wants to use.
+# OpenCV's own threads stay off: a worker's parallelism is its frames at once
+# (`--parallel`), each prepared on its own thread.
 cv2.setNumThreads(1)
+
+# A frame like the ones a camera in a room gives (a person standing in Intel's
+# sample-video room, CC-BY-4.0): runtimes are timed on it, prepared as the
+# detector prepares frames.
+SAMPLE = Path(__file__).with_name("sample.jpg")
+
+
+def sample_frame() -> np.ndarray:
+    image = cv2.imread(str(SAMPLE))
+    if image is None:  # not shipped: a grey frame times the runtimes nearly as well
+        return np.full((480, 640, 3), 128, dtype=np.uint8)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How a model runs: `backend` (auto | openvino | onnxruntime),
+    `precision` (auto | fp32 | int8), the quantized variant `int8` (OpenVINO
+    IR) if any, `threads` per inference, and `parallel` inferences at once."""
+
+    backend: str = "auto"
+    precision: str = "auto"
+    int8: str | None = None
+    threads: int = 1
+    parallel: int = 1
+
+    def open(self, path: str, input_shape: list[int], sample: np.ndarray) -> Runtime:
+        return open_runtime(path, self.backend, input_shape, self.threads, self.parallel,
+                            int8=self.int8, precision=self.precision, sample=sample)
 
 
 # The 17 COCO keypoints, in the order pose models give them.
@@ -89,23 +120,27 @@ class SsdDetector:
     PERSON_CLASS = 1
     INPUT_SIZE = 300
 
-    def __init__(self, path: str, name: str = "ssdlite", threads: int = 1, backend: str = "auto") -> None:
+    def __init__(self, path: str, name: str = "ssdlite", threads: int = 1, backend: str = "auto", engine: Engine | None = None) -> None:
         s = self.INPUT_SIZE
-        self.runtime = open_runtime(path, backend, [1, s, s, 3], threads)
         self.name = name
         self.input_size = s
+        engine = engine or Engine(backend, threads=threads)
+        self.runtime = engine.open(path, [1, s, s, 3], self.prepare(sample_frame()))
         outputs = {o.split(":")[0]: o for o in self.runtime.output_names}
         try:
             self.output_names = [outputs[k] for k in ("detection_scores", "detection_boxes", "detection_classes")]
         except KeyError as e:
             raise ValueError(f"model is not a TF SSD export: missing output {e}") from None
 
+    def prepare(self, crop: np.ndarray) -> np.ndarray:
+        # Stretched to the model's input; the boxes come back normalized to it,
+        # which is normalized to the crop as well.
+        return resize(crop, self.input_size, self.input_size)[None]
+
     def detect(self, crop: np.ndarray, confidence: float) -> Detections:
         t0 = time.perf_counter()
         h, w = crop.shape[:2]
-        # Stretched to the model's input; the boxes come back normalized to it,
-        # which is normalized to the crop as well.
-        tensor = resize(crop, self.input_size, self.input_size)[None]
+        tensor = self.prepare(crop)
         pre = _ms(t0)
         t1 = time.perf_counter()
         scores, boxes, classes = self.runtime.run(tensor, self.output_names)
@@ -124,11 +159,12 @@ class YoloDetector:
     PERSON_CLASS = 0
     PAD_VALUE = 114
 
-    def __init__(self, path: str, name: str, input_size: int, threads: int = 1, iou_threshold: float = 0.45, backend: str = "auto") -> None:
-        self.runtime = open_runtime(path, backend, [1, 3, input_size, input_size], threads)
+    def __init__(self, path: str, name: str, input_size: int, threads: int = 1, iou_threshold: float = 0.45, backend: str = "auto", engine: Engine | None = None) -> None:
         self.name = name
         self.input_size = input_size
         self.iou_threshold = iou_threshold
+        engine = engine or Engine(backend, threads=threads)
+        self.runtime = engine.open(path, [1, 3, input_size, input_size], self.letterbox(sample_frame())[0])
         self.output = self.runtime.output_names[0]
 
     def letterbox(self, crop: np.ndarray) -> tuple[np.ndarray, float, int, int]:
@@ -179,12 +215,13 @@ class YoloDetector:
 class MoveNetDetector:
     """MoveNet MultiPose export ([1, 6, 56] output): persons with keypoints."""
 
-    def __init__(self, path: str, name: str = "movenet", input_size: int = 256, threads: int = 1, backend: str = "auto") -> None:
+    def __init__(self, path: str, name: str = "movenet", input_size: int = 256, threads: int = 1, backend: str = "auto", engine: Engine | None = None) -> None:
         if input_size % 32 or not 64 <= input_size <= 1024:
             raise ValueError(f"MoveNet input size must be a multiple of 32 in 64..1024, got {input_size}")
-        self.runtime = open_runtime(path, backend, [1, input_size, input_size, 3], threads)
         self.name = name
         self.input_size = input_size
+        engine = engine or Engine(backend, threads=threads)
+        self.runtime = engine.open(path, [1, input_size, input_size, 3], self.letterbox(sample_frame())[0])
         self.output = self.runtime.output_names[0]
 
     def letterbox(self, crop: np.ndarray) -> tuple[np.ndarray, float]:
@@ -233,15 +270,15 @@ class MoveNetDetector:
         return Detections(boxes, scores, pre, inf, _ms(t2), keypoints)
 
 
-def load_detector(path: str, fmt: str, name: str, input_size: int | None, threads: int, backend: str = "auto") -> Detector:
+def load_detector(path: str, fmt: str, name: str, input_size: int | None, engine: Engine) -> Detector:
     if fmt == "ssd":
-        return SsdDetector(path, name=name, threads=threads, backend=backend)
+        return SsdDetector(path, name=name, engine=engine)
     if fmt == "yolo":
         if not input_size:
             raise ValueError("YOLO models need an input size (320 or 640)")
-        return YoloDetector(path, name=name, input_size=input_size, threads=threads, backend=backend)
+        return YoloDetector(path, name=name, input_size=input_size, engine=engine)
     if fmt == "movenet":
-        return MoveNetDetector(path, name=name, input_size=input_size or 256, threads=threads, backend=backend)
+        return MoveNetDetector(path, name=name, input_size=input_size or 256, engine=engine)
     raise ValueError(f"unknown model format `{fmt}`; allowed: ssd, yolo, movenet")
 
 
@@ -271,6 +308,11 @@ class ModelSet:
         """The runtime(s) of the detectors, e.g. `openvino:CPU`."""
         return ",".join(sorted({d.runtime.name for d in self.detectors.values()}))
 
+    @property
+    def choice(self) -> str:
+        """Which runtime and precision run the model, and why."""
+        return "; ".join(sorted({d.runtime.choice for d in self.detectors.values() if d.runtime.choice}))
+
     def pick(self, target_size: int | None) -> Detector:
         """The variant for `target_size`; else the closest one."""
         if target_size in self.detectors:
@@ -281,26 +323,30 @@ class ModelSet:
         return self.detectors[closest]
 
 
-def load_model_set(params: dict[str, str], threads: int = 1) -> ModelSet:
+def load_model_set(params: dict[str, str], threads: int = 1, parallel: int = 1) -> ModelSet:
     """Loads a catalog entry described as the `set_model` command params:
-    `size`, `format`, `backend` (`auto` when absent), and either `path`
-    (+ `input_size` for YOLO) or `variant_<input size>` entries. Raises ValueError
-    or runtime errors."""
+    `size`, `format`, `backend` and `precision` (`auto` when absent), and
+    either `path` (+ `input_size` for YOLO, + `int8` for its quantized
+    variant) or `variant_<input size>` entries. Raises ValueError or runtime
+    errors."""
     name = params.get("size") or "model"
     fmt = params.get("format", "ssd")
-    backend = params.get("backend", "auto")
     variants = {int(k.removeprefix("variant_")): v for k, v in params.items() if k.startswith("variant_")}
     path = params.get("path")
+    int8 = params.get("int8") or None
     if path and variants:
         raise ValueError("give either `path` or `variant_<size>` entries, not both")
     if not path and not variants:
         raise ValueError("no model file given (`path` or `variant_<size>`)")
-    files = [path] if path else list(variants.values())
+    if int8 and not path:
+        raise ValueError("an INT8 variant goes with one model file (`path`), not with `variant_<size>` entries")
+    files = ([path] if path else list(variants.values())) + ([int8] if int8 else [])
     for f in files:
         if not os.path.isfile(f):
             raise ValueError(f"model file not found: {f}")
+    engine = Engine(params.get("backend", "auto"), params.get("precision", "auto"), int8, threads, parallel)
     if path:
         input_size = int(params["input_size"]) if params.get("input_size") else None
-        det = load_detector(path, fmt, name, input_size, threads, backend)
+        det = load_detector(path, fmt, name, input_size, engine)
         return ModelSet(name, {det.input_size: det})
-    return ModelSet(name, {size: load_detector(p, fmt, name, size, threads, backend) for size, p in sorted(variants.items())})
+    return ModelSet(name, {size: load_detector(p, fmt, name, size, engine) for size, p in sorted(variants.items())})

@@ -46,14 +46,16 @@ class Found:
 class PersonDetector(Worker):
     inference_type = "person_detection"
 
-    def __init__(self, models: ModelSet, confidence: float, threads: int = 1) -> None:
+    def __init__(self, models: ModelSet, confidence: float, threads: int = 1, parallel: int = 1) -> None:
         self.models = models
         self.confidence = confidence
         self.threads = threads
+        # Frames worked on at once (the SDK runs them on this many threads).
+        self.parallel = parallel
         self._swap = threading.Lock()
 
     def model_info(self) -> dict[str, Any]:
-        return protocol.model_info(self.models.name, self.models.input_size, self.models.backend)
+        return protocol.model_info(self.models.name, self.models.input_size, self.models.backend, self.models.choice)
 
     def detect(
         self,
@@ -154,19 +156,21 @@ class PersonDetector(Worker):
                 # stays. Frames keep being served meanwhile (the SDK runs commands
                 # off the frame loop).
                 try:
-                    new = load_model_set(params, self.threads)
+                    new = load_model_set(params, self.threads, self.parallel)
                 except Exception as e:
                     return False, f"cannot load model {params.get('size', '?')}: {e}"
                 self.models = new
                 log.info("model %s loaded (inputs %s, backend %s)", new.name, sorted(new.detectors), new.backend)
-                return True, f"model {new.name} loaded (inputs {sorted(new.detectors)}, backend {new.backend})"
+                return True, f"model {new.name} loaded (inputs {sorted(new.detectors)}, {new.choice or new.backend})"
         return super().command(name, params)
 
 
 def params_from_args(args: argparse.Namespace) -> dict[str, str]:
-    params = {"size": args.model_name, "format": args.model_format, "backend": args.backend}
+    params = {"size": args.model_name, "format": args.model_format, "backend": args.backend, "precision": args.precision}
     if args.model:
         params["path"] = args.model
+    if args.int8:
+        params["int8"] = args.int8
     if args.input_size:
         params["input_size"] = str(args.input_size)
     for v in args.variant:
@@ -184,9 +188,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model-name", default="ssdlite", help="catalog name reported in results")
     p.add_argument("--model-format", choices=["ssd", "yolo", "movenet"], default="ssd")
     p.add_argument("--input-size", type=int, default=None, help="input size of --model: YOLO 320 or 640; MoveNet a multiple of 32 (256)")
-    p.add_argument("--backend", choices=["auto", "openvino", "onnxruntime"], default="auto", help="inference runtime (auto: OpenVINO if it compiles the model, else ONNX Runtime)")
+    p.add_argument("--int8", help="the quantized (INT8, OpenVINO IR) variant of --model")
+    p.add_argument("--backend", choices=["auto", "openvino", "onnxruntime"], default="auto", help="inference runtime (auto: the fastest on this machine, measured and remembered)")
+    p.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto", help="auto: INT8 where it is faster and passed its accuracy check")
     p.add_argument("--confidence", type=float, default=0.5)
-    p.add_argument("--threads", type=int, default=1, help="inference threads")
+    p.add_argument("--threads", type=int, default=1, help="threads per inference")
+    p.add_argument("--parallel", type=int, default=1, help="frames worked on at once (one core each)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -195,13 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = start_worker(args.log_level)
     try:
-        models = load_model_set(params_from_args(args), args.threads)
+        if not 1 <= args.parallel <= 64 or not 1 <= args.threads <= 64:
+            raise ValueError(f"--parallel and --threads must be 1..64, got {args.parallel} and {args.threads}")
+        models = load_model_set(params_from_args(args), args.threads, args.parallel)
     except Exception as e:
         log.error("cannot load model %s: %s", args.model_name, e)
         protocol.write_message(out, protocol.error(f"cannot load model {args.model_name}: {e}", fatal=True))
         return 1
-    log.info("model %s loaded (inputs %s, backend %s)", models.name, sorted(models.detectors), models.backend)
-    return serve(PersonDetector(models, args.confidence, args.threads), stdout=out)
+    log.info("model %s loaded (inputs %s, %s)", models.name, sorted(models.detectors), models.choice or models.backend)
+    return serve(PersonDetector(models, args.confidence, args.threads, args.parallel), stdout=out)
 
 
 if __name__ == "__main__":

@@ -70,16 +70,21 @@ def read_message(stream: BinaryIO, max_len: int = DEFAULT_MAX_MESSAGE_LEN) -> Op
     return message
 
 
-def model_info(name: str, input_size: int, backend: Optional[str] = None) -> dict[str, Any]:
-    """`backend`: the runtime that runs the model (`openvino:CPU`, ...), optional."""
+def model_info(name: str, input_size: int, backend: Optional[str] = None, choice: Optional[str] = None) -> dict[str, Any]:
+    """`backend`: the runtime that runs the model (`openvino:CPU`, ...),
+    optional; `choice`: why that runtime (in `ready` and `command_result`,
+    not in every result)."""
     info: dict[str, Any] = {"name": str(name), "input_size": int(input_size)}
     if backend:
         info["backend"] = str(backend)
+    if choice:
+        info["choice"] = str(choice)
     return info
 
 
-def ready(inference_type: str, model: dict[str, Any], pid: int, shm: bool = False) -> dict[str, Any]:
-    """`shm`: the worker mapped the shared-memory region it was offered."""
+def ready(inference_type: str, model: dict[str, Any], pid: int, shm: bool = False, parallel: int = 1) -> dict[str, Any]:
+    """`shm`: the worker mapped the shared-memory region it was offered;
+    `parallel`: how many frames it works on at once (it answers in order)."""
     return {
         "type": "ready",
         "protocol_version": PROTOCOL_VERSION,
@@ -87,6 +92,7 @@ def ready(inference_type: str, model: dict[str, Any], pid: int, shm: bool = Fals
         "model": model,
         "pid": int(pid),
         "shm": bool(shm),
+        "parallel": int(parallel),
     }
 
 
@@ -148,8 +154,12 @@ def result(
     return message
 
 
-def command_result(command_id: int, success: bool, message: str) -> dict[str, Any]:
-    return {"type": "command_result", "id": int(command_id), "success": bool(success), "message": message}
+def command_result(command_id: int, success: bool, message: str, model: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """`model`: the model the worker runs after the command (a model swap)."""
+    out: dict[str, Any] = {"type": "command_result", "id": int(command_id), "success": bool(success), "message": message}
+    if model is not None:
+        out["model"] = model
+    return out
 
 
 def error(message: str, frame_seq: Optional[int] = None, fatal: bool = False) -> dict[str, Any]:

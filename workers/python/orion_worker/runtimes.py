@@ -1,18 +1,27 @@
 """Inference runtimes: run one ONNX model on the fastest engine the machine has.
 
-- `openvino`: Intel's OpenVINO runtime (PyPI `openvino`), the fastest on x86 CPUs
-  for the shipped models (measured: SSDLite 300x300, 1 thread, about 1.2x ONNX
-  Runtime). The model is compiled for a static input shape with the latency hint
-  and a fixed number of threads; a GPU or NPU is used where OpenVINO sees one.
+- `openvino`: Intel's OpenVINO runtime (PyPI `openvino`). The model is compiled
+  for a static input shape with a fixed number of threads; a GPU or NPU is used
+  where OpenVINO sees one. It also runs a model's quantized INT8 variant
+  (OpenVINO IR, made by `models/quantize.py`).
 - `onnxruntime`: ONNX Runtime, with the CUDA provider where the build has it.
-- `auto`: OpenVINO when it is installed and compiles the model, else ONNX Runtime.
+- `auto`: whichever of them (and of FP32 and INT8, see `precision`) runs the
+  model fastest on this machine, measured at the first start and remembered
+  (`runtime_choice`). Which one wins depends on the machine: on one AMD EPYC
+  2-core machine ONNX Runtime ran SSDLite 1.6x faster than OpenVINO, on the
+  same kind with AVX-512 a week later OpenVINO 1.25x faster than ONNX Runtime.
+
+A runtime works on up to `parallel` inferences at once, each on `threads`
+threads (OpenVINO: one stream and one infer request per inference; ONNX
+Runtime: concurrent runs of one session), so one worker process keeps
+`parallel` cores busy. `run` may be called from that many threads at once.
 
 OpenVINO keeps the compiled model in a cache directory ([`cache_dir`]): a
 worker restarted, or started again with the same model, imports it instead of
 compiling it (measured: 0.45 s to 0.15 s for SSDLite on an idle 2-core machine;
 compiling takes more of a busy one). A cache that cannot be used is skipped.
 
-A model that OpenVINO cannot load or compile falls back to ONNX Runtime with one
+A model that OpenVINO cannot load or compile is left to ONNX Runtime with one
 warning line naming the reason; it never fails the worker for that.
 A runtime takes the model's input exactly as the model wants it (static shape,
 prepared by the detector) and returns the outputs asked for, in that order.
@@ -22,19 +31,24 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 
+from . import int8_check
+from .runtime_choice import ChoiceStore, Option, choose
+
 log = logging.getLogger("orion_worker.runtimes")
 
 BACKENDS = ("auto", "openvino", "onnxruntime")
+PRECISIONS = ("auto", "fp32", "int8")
 
 
-def cache_dir() -> Path | None:
-    """Where compiled models are kept: `$ORION_CACHE_DIR`, else systemd's
-    `$CACHE_DIRECTORY` (the service's /var/cache/orion), else
+def cache_root() -> Path | None:
+    """Where Orion keeps what it can make again: `$ORION_CACHE_DIR`, else
+    systemd's `$CACHE_DIRECTORY` (the service's /var/cache/orion), else
     `$XDG_CACHE_HOME/orion` or `~/.cache/orion`; `None` when none can be made."""
     for base in (os.environ.get("ORION_CACHE_DIR"), os.environ.get("CACHE_DIRECTORY")):
         if base:
@@ -49,13 +63,22 @@ def cache_dir() -> Path | None:
             root = Path(home) / ".cache" / "orion"
         else:
             return None
-    path = root / "openvino"
+    return _writable(root)
+
+
+def _writable(path: Path) -> Path | None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        log.info("no model cache at %s (%s); models are compiled at every start", path, e)
+        log.info("no cache at %s (%s): compiled models and runtime choices are made at every start", path, e)
         return None
     return path if os.access(path, os.W_OK) else None
+
+
+def cache_dir() -> Path | None:
+    """Where OpenVINO keeps compiled models (`<cache root>/openvino`)."""
+    root = cache_root()
+    return _writable(root / "openvino") if root is not None else None
 
 
 class Runtime(Protocol):
@@ -63,12 +86,14 @@ class Runtime(Protocol):
     name: str
     #: The model's output names, in the graph's order.
     output_names: list[str]
+    #: Which runtime and precision, and why (set by `open_runtime`).
+    choice: str
 
     def run(self, tensor: np.ndarray, outputs: Sequence[str]) -> list[np.ndarray]: ...
 
 
 class OnnxRuntime:
-    def __init__(self, path: str, threads: int) -> None:
+    def __init__(self, path: str, threads: int, parallel: int = 1) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -84,8 +109,11 @@ class OnnxRuntime:
         self.input_name = inputs[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.name = f"onnxruntime:{self.session.get_providers()[0]}"
+        self.choice = ""
 
     def run(self, tensor: np.ndarray, outputs: Sequence[str]) -> list[np.ndarray]:
+        # A session runs concurrent calls, each on its caller's thread and
+        # `threads` threads of its own.
         return self.session.run(list(outputs), {self.input_name: tensor})
 
 
@@ -93,7 +121,7 @@ class OpenVinoRuntime:
     #: Devices tried in this order when present; the CPU is always there.
     DEVICES = ("GPU", "NPU", "CPU")
 
-    def __init__(self, path: str, threads: int, input_shape: Sequence[int]) -> None:
+    def __init__(self, path: str, threads: int, input_shape: Sequence[int], parallel: int = 1, precision: str = "fp32") -> None:
         import openvino as ov
 
         core = ov.Core()
@@ -108,9 +136,10 @@ class OpenVinoRuntime:
         available = set(core.available_devices)
         errors = []
         for device in [d for d in self.DEVICES if d in available]:
-            config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+            # One stream per inference at once: each runs on its own threads.
+            config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": str(parallel)}
             if device == "CPU":
-                config["INFERENCE_NUM_THREADS"] = str(threads)
+                config["INFERENCE_NUM_THREADS"] = str(threads * parallel)
                 # OpenVINO pins its threads to cores by default: every worker
                 # process would pin to the same first core and two workers would
                 # run no faster than one. Let the kernel spread them.
@@ -122,32 +151,107 @@ class OpenVinoRuntime:
                 errors.append(f"{device}: {e}")
         else:
             raise RuntimeError("; ".join(errors) or "no OpenVINO device")
-        self.request = self.compiled.create_infer_request()
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(parallel):
+            self.requests.put(self.compiled.create_infer_request())
         self.ports = {}
         self.output_names = []
         for port in self.compiled.outputs:
             self.output_names.append(port.get_any_name())
             for n in port.get_names():
                 self.ports[n] = port
-        self.name = f"openvino:{device}"
+        self.name = f"openvino:{device}" + ("/int8" if precision == "int8" else "")
+        self.choice = ""
 
     def run(self, tensor: np.ndarray, outputs: Sequence[str]) -> list[np.ndarray]:
-        result = self.request.infer({0: tensor})
-        # Copies: the request's buffers are reused by the next inference.
-        return [np.array(result[self.ports[o]]) for o in outputs]
+        # One request per inference at once; never more callers than requests.
+        request = self.requests.get()
+        try:
+            result = request.infer({0: tensor})
+            # Copies: the request's buffers are reused by the next inference.
+            return [np.array(result[self.ports[o]]) for o in outputs]
+        finally:
+            self.requests.put(request)
 
 
-def open_runtime(path: str, backend: str, input_shape: Sequence[int], threads: int = 1) -> Runtime:
-    """The runtime for `backend` (`auto`, `openvino`, `onnxruntime`)."""
+def open_runtime(
+    path: str,
+    backend: str,
+    input_shape: Sequence[int],
+    threads: int = 1,
+    parallel: int = 1,
+    *,
+    int8: str | None = None,
+    precision: str = "auto",
+    sample: np.ndarray | None = None,
+) -> Runtime:
+    """The runtime for `backend` (`auto`, `openvino`, `onnxruntime`) and
+    `precision` (`auto`, `fp32`, `int8`: `int8` is the quantized model at
+    `int8`, run by OpenVINO). Where more than one option is allowed, the
+    fastest on this machine is measured (on `sample`, the model's input) and
+    remembered; the returned runtime's `choice` says which and why."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend `{backend}`; allowed: {', '.join(BACKENDS)}")
-    if backend in ("auto", "openvino"):
-        try:
-            return OpenVinoRuntime(path, threads, input_shape)
-        except ImportError:
-            if backend == "openvino":
-                log.warning("backend openvino asked for %s but OpenVINO is not installed; using ONNX Runtime", path)
-        except Exception as e:
-            reason = " ".join(str(e).split())[:300]
-            log.warning("OpenVINO cannot compile %s (%s); using ONNX Runtime", path, reason)
-    return OnnxRuntime(path, threads)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision `{precision}`; allowed: {', '.join(PRECISIONS)}")
+    options = _options(path, backend, precision, int8)
+    if sample is None:
+        sample = np.zeros(list(input_shape), dtype=np.float32)
+
+    def open_option(o: Option) -> tuple[Runtime, Sequence[str]]:
+        if o.runtime == "openvino":
+            rt: Runtime = OpenVinoRuntime(o.path, threads, input_shape, parallel, o.precision)
+        else:
+            rt = OnnxRuntime(o.path, threads, parallel)
+        return rt, rt.output_names
+
+    try:
+        chosen = choose(options, open_option, sample, input_shape, threads, parallel, ChoiceStore(cache_root()))
+    except Exception as e:
+        # OpenVINO asked for by name but unable: ONNX Runtime, with one warning.
+        if backend != "openvino" or precision == "int8":
+            raise
+        why = "it is not installed" if isinstance(e, ImportError) else " ".join(str(e).split())[:300]
+        log.warning("OpenVINO cannot run %s (%s); using ONNX Runtime", path, why)
+        rt, _ = open_option(Option("onnxruntime", "fp32", path))
+        rt.choice = f"onnxruntime fp32: OpenVINO cannot run the model ({why})"
+        return rt
+    chosen.runtime.choice = chosen.reason()
+    log.info("%s runs on %s", Path(path).name, chosen.reason())
+    return chosen.runtime
+
+
+def _options(path: str, backend: str, precision: str, int8: str | None) -> list[Option]:
+    """What may run the model: FP32 on each allowed runtime, and INT8 on
+    OpenVINO where there is a variant that passed its accuracy check (or
+    INT8 is asked for outright)."""
+    runtimes = ["openvino", "onnxruntime"] if backend == "auto" else [backend]
+    options = []
+    if precision in ("auto", "fp32"):
+        options += [Option(r, "fp32", path) for r in runtimes if backend != "auto" or _installed(r)]
+    if precision in ("auto", "int8") and int8:
+        if "openvino" not in runtimes:
+            if precision == "int8":
+                raise ValueError("the INT8 variant runs on OpenVINO only; backend is onnxruntime")
+        elif precision == "int8":
+            options.append(Option("openvino", "int8", int8))
+        else:
+            ok, why = int8_check.checked(path, int8)
+            if ok:
+                options.append(Option("openvino", "int8", int8))
+            else:
+                log.warning("INT8 variant %s not considered: %s", Path(int8).name, why)
+    if precision == "int8" and not int8:
+        raise ValueError("precision int8 asked for, but the model has no INT8 variant")
+    if not options:
+        # Nothing installed that was asked for: ONNX Runtime (a dependency) says why.
+        options = [Option("onnxruntime", "fp32", path)]
+    return options
+
+
+def _installed(runtime: str) -> bool:
+    try:
+        __import__(runtime)
+        return True
+    except ImportError:
+        return False

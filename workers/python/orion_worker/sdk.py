@@ -5,6 +5,11 @@ A worker subclasses `Worker` (or provides the same methods) and calls `serve`.
 naming the frame), each `command` with a `command_result`, and returns at end of
 input (the daemon closing stdin is the request to stop).
 
+A worker whose `parallel` is above 1 works on that many frames at once, each on
+a thread of its own (its `process` must allow that; runtimes release the GIL
+while they infer), and still answers them in the order they came: the daemon
+sends at most `parallel` frames ahead (it reads the count from `ready`).
+
 Stdout carries the protocol only: `serve` moves the protocol to a private copy of
 file descriptor 1 and points fd 1 at stderr, so a stray print() or a native
 library's output cannot corrupt the stream.
@@ -15,10 +20,12 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import queue
 import signal
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, Optional
 
 import numpy as np
@@ -35,6 +42,8 @@ class FrameError(ValueError):
 
 class Worker:
     inference_type: str = "unknown"
+    #: Frames worked on at once (`process` is then called from that many threads).
+    parallel: int = 1
 
     def model_info(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -139,6 +148,41 @@ class _Output:
 COMMAND_DRAIN_S = 5.0
 
 
+class _Frames:
+    """Answers frames: one at a time on the reading thread, or `parallel` at
+    once on a thread pool with one sender thread that answers in arrival
+    order."""
+
+    def __init__(self, worker: Worker, shared: Optional[SharedFrames], out: _Output, parallel: int) -> None:
+        self.worker, self.shared, self.out = worker, shared, out
+        self.pool: Optional[ThreadPoolExecutor] = None
+        if parallel > 1:
+            self.pool = ThreadPoolExecutor(parallel, thread_name_prefix="frame")
+            # Bounded: the daemon sends at most `parallel` ahead; a sender that
+            # sends more waits here (the reading thread blocks).
+            self.answers: "queue.Queue[Optional[Future]]" = queue.Queue(maxsize=2 * parallel)
+            self.sender = threading.Thread(target=self._send_in_order, name="answers", daemon=True)
+            self.sender.start()
+
+    def submit(self, frame: dict[str, Any]) -> None:
+        if self.pool is None:
+            self.out.send(_handle_frame(self.worker, frame, self.shared))
+        else:
+            self.answers.put(self.pool.submit(_handle_frame, self.worker, frame, self.shared))
+
+    def _send_in_order(self) -> None:
+        while (answer := self.answers.get()) is not None:
+            self.out.send(answer.result())
+
+    def close(self, timeout: float) -> None:
+        """Answers the frames already taken (within `timeout`), then stops."""
+        if self.pool is None:
+            return
+        self.answers.put(None)
+        self.sender.join(timeout)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 def serve(
     worker: Worker,
     stdin: Optional[BinaryIO] = None,
@@ -150,7 +194,9 @@ def serve(
     stdin = stdin if stdin is not None else sys.stdin.buffer
     out = _Output(stdout if stdout is not None else protocol_stdout())
     shared = shared if shared is not None else SharedFrames.from_env()
-    out.send(protocol.ready(worker.inference_type, worker.model_info(), os.getpid(), shm=shared is not None))
+    parallel = max(1, int(getattr(worker, "parallel", 1)))
+    out.send(protocol.ready(worker.inference_type, worker.model_info(), os.getpid(), shm=shared is not None, parallel=parallel))
+    frames = _Frames(worker, shared, out, parallel)
     commands: list[threading.Thread] = []
     try:
         while True:
@@ -165,7 +211,7 @@ def serve(
                 return 0
             kind = msg["type"]
             if kind == "frame":
-                out.send(_handle_frame(worker, msg, shared))
+                frames.submit(msg)
             elif kind == "command":
                 # Commands (a model swap takes seconds) run beside the frame loop,
                 # so results keep flowing; each answers when it is done.
@@ -176,6 +222,7 @@ def serve(
                 out.send(protocol.error(f"unknown message type `{kind}`"))
     finally:
         deadline = time.monotonic() + COMMAND_DRAIN_S
+        frames.close(COMMAND_DRAIN_S)
         for t in commands:
             t.join(max(0.0, deadline - time.monotonic()))
 
@@ -208,4 +255,6 @@ def _handle_command(worker: Worker, msg: dict[str, Any]) -> dict[str, Any]:
         log.exception("command %s failed", name)
         ok, message = False, f"command `{name}` failed: {e}"
     log.info("command %s -> %s in %.0f ms: %s", name, "ok" if ok else "failed", (time.perf_counter() - started) * 1e3, message)
-    return protocol.command_result(command_id, ok, message)
+    # A model swap says what now runs (the runtime chosen and why).
+    model = worker.model_info() if ok and name == "set_model" else None
+    return protocol.command_result(command_id, ok, message, model)

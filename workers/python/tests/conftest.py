@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,21 @@ IMAGES = Path(__file__).resolve().parent / "images"
 MODEL = ROOT / "models" / "ssdlite_mobilenet_v2_coco.onnx"
 POSE_MODEL = ROOT / "models" / "movenet_multipose_lightning.onnx"
 FIXTURES = ROOT / "crates" / "orion-protocol" / "fixtures"
+
+
+def pytest_sessionstart(session):
+    """One cache for the whole run (compiled models, runtime choices): each
+    model is timed once per run, not once per test, and the user's own cache
+    is never touched."""
+    if "ORION_CACHE_DIR" not in os.environ:
+        os.environ["ORION_CACHE_DIR"] = session.config._orion_cache = tempfile.mkdtemp(prefix="orion-test-cache-")
+
+
+def pytest_sessionfinish(session):
+    cache = getattr(session.config, "_orion_cache", None)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
+        del os.environ["ORION_CACHE_DIR"]
 
 
 def load_rgb(name: str) -> np.ndarray:

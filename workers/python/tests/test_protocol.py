@@ -24,6 +24,10 @@ def decode(name: str) -> dict:
 
 
 MODEL = protocol.model_info("ssdlite", 300)
+CHOSEN = protocol.model_info(
+    "movenet", 256, "openvino:CPU/int8",
+    "openvino int8: fastest of openvino int8 10.9 ms, openvino fp32 14.3 ms (measured 2026-11-30T13:20:00Z)",
+)
 
 
 def test_decodes_frame_fixture():
@@ -55,7 +59,7 @@ def test_decodes_command_fixture():
 @pytest.mark.parametrize(
     "name,message",
     [
-        ("ready.bin", protocol.ready("person_detection", MODEL, 4242, shm=True)),
+        ("ready.bin", protocol.ready("person_detection", CHOSEN, 4242, shm=True, parallel=2)),
         (
             "result.bin",
             protocol.result(
@@ -88,6 +92,7 @@ def test_decodes_command_fixture():
             ),
         ),
         ("command_result.bin", protocol.command_result(7, False, "model file not found: models/yolo11s.onnx")),
+        ("command_result_model.bin", protocol.command_result(8, True, "model movenet loaded", CHOSEN)),
         ("error.bin", protocol.error("frame has 23 bytes, expected 24", frame_seq=42)),
     ],
 )

@@ -76,11 +76,12 @@ def test_a_model_openvino_cannot_compile_falls_back_to_onnxruntime(tmp_path, cap
     model.ir_version = 8
     path = tmp_path / "relu.onnx"
     onnx.save(model, str(path))
-    with caplog.at_level(logging.WARNING, logger="orion_worker.runtimes"):
+    with caplog.at_level(logging.WARNING, logger="orion_worker"):
         rt = open_runtime(str(path), "auto", [1, 300, 300, 3])
     assert rt.name.startswith("onnxruntime:")
+    assert rt.choice == "onnxruntime fp32: the only option that could open the model"
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1 and "OpenVINO cannot compile" in warnings[0] and "using ONNX Runtime" in warnings[0], warnings
+    assert len(warnings) == 1 and "runtime openvino fp32 cannot open" in warnings[0] and "not considered" in warnings[0], warnings
     out = rt.run(np.array([[-1.0, 2.0, -3.0, 4.0]], dtype=np.float32), rt.output_names)
     assert out[0].tolist() == [[0.0, 2.0, 0.0, 4.0]]
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 
 import numpy as np
 
 from orion_worker import protocol
 from orion_worker.person_detector import PersonDetector
-from orion_worker.sdk import serve
+from orion_worker.sdk import FrameError, Worker, serve
 
 from conftest import load_rgb
 
@@ -114,13 +116,59 @@ def test_set_model_swaps_and_a_failed_swap_keeps_the_old_model(ssd, tmp_path):
     worker = PersonDetector(ssd, 0.5)
     ok, msg = worker.command("set_model", {"size": "n", "format": "yolo", "variant_320": str(yolo)})
     assert ok, msg
-    assert worker.model_info() == {"name": "n", "input_size": 320, "backend": "openvino:CPU"}
+    loaded = worker.model_info()
+    assert (loaded["name"], loaded["input_size"]) == ("n", 320) and loaded["backend"] in ("openvino:CPU", "onnxruntime:CPUExecutionProvider")
+    assert loaded["choice"].startswith(("openvino fp32: fastest of", "onnxruntime fp32: fastest of")), loaded
     ok, msg = worker.command("set_model", {"size": "x", "format": "yolo", "path": str(tmp_path / "missing.onnx"), "input_size": "640"})
     assert not ok and "not found" in msg
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
     ok, msg = worker.command("set_model", {"size": "b", "format": "ssd", "path": str(broken)})
     assert not ok and "cannot load model b" in msg
-    assert worker.model_info() == {"name": "n", "input_size": 320, "backend": "openvino:CPU"}, "the old model stays"
+    assert worker.model_info() == loaded, "the old model stays"
     replies = run(worker, [frame_message(5, image)])
-    assert replies[1]["model"] == {"name": "n", "input_size": 320, "backend": "openvino:CPU"}
+    assert replies[1]["model"] == {"name": "n", "input_size": 320, "backend": loaded["backend"]}, "results name the runtime, not why"
+
+
+class Overlapping(Worker):
+    """Frame 1 waits until frame 2 has started (only possible when both run
+    at once) and then finishes after it."""
+
+    inference_type = "overlap"
+
+    def __init__(self, parallel: int) -> None:
+        self.parallel = parallel
+        self.second_started = threading.Event()
+        self.threads: set[str] = set()
+
+    def model_info(self):
+        return protocol.model_info("fake", 1)
+
+    def process(self, image, crop, frame):
+        self.threads.add(threading.current_thread().name)
+        if frame["seq"] == 1:
+            if not self.second_started.wait(5):
+                raise FrameError("frame 2 never started while frame 1 ran")
+            time.sleep(0.05)
+        else:
+            self.second_started.set()
+        return protocol.result(frame["seq"], "", self.inference_type, [], self.model_info(), protocol.timing(0, 0, 0, 0), None)
+
+
+def test_a_parallel_worker_runs_frames_at_once_and_answers_in_order():
+    image = np.zeros((2, 4, 3), dtype=np.uint8)
+    worker = Overlapping(parallel=2)
+    replies = run(worker, [frame_message(1, image), frame_message(2, image), frame_message(3, image)])
+    assert replies[0]["type"] == "ready" and replies[0]["parallel"] == 2
+    assert [(r["type"], r["frame_seq"]) for r in replies[1:]] == [("result", 1), ("result", 2), ("result", 3)]
+    assert len(worker.threads) == 2, worker.threads
+
+
+def test_a_worker_takes_one_frame_at_a_time_unless_it_says_otherwise():
+    image = np.zeros((2, 4, 3), dtype=np.uint8)
+    worker = Overlapping(parallel=1)
+    worker.second_started.set()  # else frame 1 would wait for a frame 2 that cannot start
+    replies = run(worker, [frame_message(1, image), frame_message(2, image)])
+    assert replies[0]["parallel"] == 1
+    assert [r["frame_seq"] for r in replies[1:]] == [1, 2]
+    assert worker.threads == {threading.main_thread().name}

@@ -490,7 +490,8 @@ pub enum ModelFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    /// OpenVINO when it is installed and compiles the model, else ONNX Runtime.
+    /// The fastest on this machine: measured at the first start (per model,
+    /// machine and runtime version) and remembered in the cache directory.
     #[default]
     Auto,
     Openvino,
@@ -503,6 +504,28 @@ impl Backend {
             Backend::Auto => "auto",
             Backend::Openvino => "openvino",
             Backend::Onnxruntime => "onnxruntime",
+        }
+    }
+}
+
+/// The numbers a model computes with in the shipped worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// The entry's INT8 variant where it is faster on this machine and its
+    /// accuracy check (beside the file) passed; else FP32.
+    #[default]
+    Auto,
+    Fp32,
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
         }
     }
 }
@@ -525,6 +548,13 @@ pub struct ModelEntry {
     /// Runtime for this entry; `models.person_detector.backend` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Backend>,
+    /// The quantized variant of `path` (OpenVINO IR `.xml`, its `.bin` and
+    /// accuracy check `.check.json` beside it), made by `models/quantize.py`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<PathBuf>,
+    /// Precision for this entry; `models.person_detector.precision` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
     /// This model's own thresholds (its scores run lower or higher than
     /// another's); each absent one is `models.person_detector`'s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -558,6 +588,8 @@ impl ModelEntry {
             input_size: None,
             variants: BTreeMap::new(),
             backend: None,
+            int8: None,
+            precision: None,
             confidence: None,
             continue_confidence: None,
             edge_confidence: None,
@@ -596,6 +628,7 @@ impl ModelEntry {
             .iter()
             .map(PathBuf::as_path)
             .chain(self.variants.values().map(PathBuf::as_path))
+            .chain(self.int8.iter().map(PathBuf::as_path))
             .collect()
     }
 
@@ -620,6 +653,12 @@ impl ModelEntry {
         }
         if let Some(b) = self.backend {
             p.insert("backend".into(), b.name().into());
+        }
+        if let Some(path) = &self.int8 {
+            p.insert("int8".into(), path.to_string_lossy().into_owned());
+        }
+        if let Some(precision) = self.precision {
+            p.insert("precision".into(), precision.name().into());
         }
         p
     }
@@ -647,6 +686,8 @@ pub struct DetectorConfig {
     pub max_inference_rate_hz: f64,
     /// Runtime of every catalog entry that names none.
     pub backend: Backend,
+    /// Precision of every catalog entry that names none.
+    pub precision: Precision,
 }
 
 impl Default for DetectorConfig {
@@ -656,11 +697,20 @@ impl Default for DetectorConfig {
             catalog: BTreeMap::from([
                 (
                     "movenet".to_string(),
-                    ModelEntry::movenet("models/movenet_multipose_lightning.onnx"),
+                    ModelEntry {
+                        int8: Some("models/movenet_multipose_lightning.int8.xml".into()),
+                        ..ModelEntry::movenet("models/movenet_multipose_lightning.onnx")
+                    },
                 ),
                 (
                     "ssdlite".to_string(),
-                    ModelEntry::single("models/ssdlite_mobilenet_v2_coco.onnx", ModelFormat::Ssd),
+                    ModelEntry {
+                        int8: Some("models/ssdlite_mobilenet_v2_coco.int8.xml".into()),
+                        ..ModelEntry::single(
+                            "models/ssdlite_mobilenet_v2_coco.onnx",
+                            ModelFormat::Ssd,
+                        )
+                    },
                 ),
             ]),
             confidence: 0.5,
@@ -669,6 +719,7 @@ impl Default for DetectorConfig {
             night: NightThresholds::default(),
             max_inference_rate_hz: 2.0,
             backend: Backend::Auto,
+            precision: Precision::Auto,
         }
     }
 }
@@ -742,6 +793,7 @@ impl DetectorConfig {
     pub fn resolved(&self, name: &str) -> Option<ModelEntry> {
         let mut entry = self.catalog.get(name)?.clone();
         entry.backend = Some(entry.backend.unwrap_or(self.backend));
+        entry.precision = Some(entry.precision.unwrap_or(self.precision));
         Some(entry)
     }
 }
@@ -867,6 +919,11 @@ pub struct WorkerConfig {
     pub command: Vec<String>,
     /// Number of worker processes.
     pub count: u32,
+    /// Frames one worker process works on at once, each on a core of its own
+    /// (the shipped person detector runs them on one model in one process:
+    /// less memory than one process per core). 0: as many as the machine has
+    /// cores. A worker that cannot says so in `ready` and gets one at a time.
+    pub parallel: u32,
     /// Seconds a new worker has to load its model and say `ready`.
     pub startup_timeout_s: f64,
     /// A worker that has a frame and answers nothing for max(this, 3 / rate) seconds
@@ -891,6 +948,14 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// `parallel` with 0 resolved to this machine's cores.
+    pub fn frames_at_once(&self) -> usize {
+        match self.parallel {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
+            n => n as usize,
+        }
+    }
+
     /// The shipped person detector worker.
     pub fn person_detector() -> Self {
         Self {
@@ -909,6 +974,7 @@ impl Default for WorkerConfig {
         Self {
             command: Vec::new(),
             count: 1,
+            parallel: 0,
             startup_timeout_s: 60.0,
             hang_timeout_floor_s: 30.0,
             max_message_bytes: 1024 * 1024,

@@ -186,6 +186,36 @@ fn check_model_entry(c: &mut Checker, key: &str, entry: &ModelEntry) {
         (Some(_), false) => c.fail(key, "has both `path` and `variants`; use one of them"),
         _ => {}
     }
+    if let Some(int8) = &entry.int8 {
+        if entry.path.is_none() {
+            c.fail(
+                &format!("{key}.int8"),
+                "goes with one model file (`path`), not with `variants`",
+            );
+        }
+        if int8.extension().is_none_or(|e| e != "xml") {
+            c.fail(
+                &format!("{key}.int8"),
+                format!(
+                    "{} is not an OpenVINO IR; expected a `.xml` file (with its `.bin` beside it)",
+                    shown_path(int8)
+                ),
+            );
+        }
+    }
+    let wants_int8 = entry.precision == Some(super::Precision::Int8);
+    if wants_int8 && entry.int8.is_none() {
+        c.fail(
+            &format!("{key}.precision"),
+            "is int8 (here or in models.person_detector.precision), but the entry has no `int8` model",
+        );
+    }
+    if wants_int8 && entry.backend == Some(super::Backend::Onnxruntime) {
+        c.fail(
+            &format!("{key}.precision"),
+            "is int8, which runs on OpenVINO only; the backend is onnxruntime (use auto or openvino)",
+        );
+    }
     for file in entry.files() {
         if !file.is_file() {
             c.fail(key, format!("model file {} not found", shown_path(file)));
@@ -236,6 +266,26 @@ fn check_levels(c: &mut Checker, key: &str, levels: super::Levels) {
     }
 }
 
+/// Checks `workers.<ty>.env`: variable names, none of the daemon's own.
+fn check_worker_env(c: &mut Checker, p: &str, env: &std::collections::BTreeMap<String, String>) {
+    for name in env.keys() {
+        let key = format!("{p}.env.{name}");
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            c.fail(
+                &key,
+                "is not a variable name; use A-Z a-z 0-9 _ (not starting with a digit)",
+            );
+        } else if name.starts_with("ORION_") {
+            c.fail(&key, "names starting with ORION_ are reserved for the daemon and never passed to workers");
+        }
+    }
+}
+
 /// Checks one worker pool's section, `workers.<ty>`.
 fn check_worker(c: &mut Checker, ty: &str, w: &super::WorkerConfig) {
     let p = format!("workers.{ty}");
@@ -251,6 +301,13 @@ fn check_worker(c: &mut Checker, ty: &str, w: &super::WorkerConfig) {
         c.fail(&format!("{p}.command"), problem);
     }
     c.range_u64(&format!("{p}.count"), w.count.into(), 1, 16, " processes");
+    c.range_u64(
+        &format!("{p}.parallel"),
+        w.parallel.into(),
+        0,
+        64,
+        " frames at once (0: one per core)",
+    );
     c.range_f64(
         &format!("{p}.startup_timeout_s"),
         w.startup_timeout_s,
@@ -273,22 +330,7 @@ fn check_worker(c: &mut Checker, ty: &str, w: &super::WorkerConfig) {
         " bytes",
     );
 
-    for name in w.env.keys() {
-        let key = format!("{p}.env.{name}");
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            c.fail(
-                &key,
-                "is not a variable name; use A-Z a-z 0-9 _ (not starting with a digit)",
-            );
-        } else if name.starts_with("ORION_") {
-            c.fail(&key, "names starting with ORION_ are reserved for the daemon and never passed to workers");
-        }
-    }
+    check_worker_env(c, &p, &w.env);
     c.range_u64(
         &format!("{p}.max_restarts"),
         w.max_restarts.into(),
@@ -461,7 +503,9 @@ impl Config {
         }
         for (name, entry) in &d.catalog {
             let key = format!("models.person_detector.catalog.{name}");
-            check_model_entry(c, &key, entry);
+            // As the worker runs it: the section's backend and precision
+            // where the entry names none.
+            check_model_entry(c, &key, &d.resolved(name).unwrap_or_else(|| entry.clone()));
             let own = entry.confidence.is_some()
                 || entry.continue_confidence.is_some()
                 || entry.edge_confidence.is_some()

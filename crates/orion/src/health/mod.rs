@@ -207,6 +207,11 @@ pub struct WorkerReport {
     pub avg_latency_ms: Option<f64>,
     /// The runtime of its model (`openvino:CPU`, ...); absent until `ready`.
     pub backend: Option<String>,
+    /// Why that runtime: `openvino int8: fastest of openvino int8 10.9 ms,
+    /// ... (measured ...)`; absent until `ready`.
+    pub runtime_choice: Option<String>,
+    /// Frames it works on at once; 0 until `ready`.
+    pub parallel: u32,
     /// Unix time in milliseconds of the last message; absent if never seen.
     pub last_seen_ms: Option<u64>,
 }
@@ -378,6 +383,8 @@ fn worker_report(view: &WorkerView) -> WorkerReport {
         restarted: status.restarted,
         avg_latency_ms: w.latency.mean().map(|d| d.as_secs_f64() * 1e3),
         backend: status.backend,
+        runtime_choice: status.choice,
+        parallel: status.parallel,
         last_seen_ms: Some(w.last_seen.get_ms()).filter(|ms| *ms > 0),
     }
 }

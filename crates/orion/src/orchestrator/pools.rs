@@ -164,10 +164,13 @@ impl Pools {
             return;
         };
         let mut args: Vec<String> = wcfg.command[1..].to_vec();
+        let parallel = wcfg.frames_at_once();
         if inference_type == PERSON_DETECTOR {
             args.extend([
                 "--confidence".into(),
                 config.models.person_detector.floor().to_string(),
+                "--parallel".into(),
+                parallel.to_string(),
             ]);
         }
         let id = view.metrics.id.clone();
@@ -182,6 +185,7 @@ impl Pools {
                 hang_timeout_floor: Duration::from_secs_f64(wcfg.hang_timeout_floor_s),
                 max_message_bytes: wcfg.max_message_bytes,
                 shm_frame_bytes: wcfg.shared_memory.then_some(self.fit.frame_bytes),
+                parallel,
                 prefetch: usize::from(self.fit.paced),
                 max_restarts: wcfg.max_restarts,
                 restart_window: Duration::from_secs_f64(wcfg.restart_window_s),

@@ -1,10 +1,11 @@
 //! The worker supervisor: one per worker slot, for the daemon's whole life.
 //!
 //! `run` loops over `run_once` (one process lifetime) with exponential backoff.
-//! Inside a lifetime, at most one frame is in flight (two for a paced file:
-//! `WorkerSpec::prefetch`): the supervisor takes the newest frame from its
-//! inbox only when the worker is idle, so a slow worker sees
-//! fresh frames and the bus never waits for it. Requests from the control plane
+//! Inside a lifetime, at most as many frames are in flight as the worker works
+//! on at once (its `ready` says how many, capped by `WorkerSpec::parallel`),
+//! one more for a paced file (`WorkerSpec::prefetch`): the supervisor takes the
+//! newest frame from its inbox only when the worker has a free place, so a slow
+//! worker sees fresh frames and the bus never waits for it. Requests from the control plane
 //! (model swaps) are sent between frames and answered when the worker reports back;
 //! frames keep flowing meanwhile.
 
@@ -50,8 +51,11 @@ pub struct WorkerSpec {
     pub hang_timeout_floor: Duration,
     pub max_message_bytes: usize,
     /// Size of one frame slot of the shared-memory region offered to the worker
-    /// (the region has 1 + `prefetch` slots); `None`: frames go inline.
+    /// (the region has `parallel` + `prefetch` slots); `None`: frames go inline.
     pub shm_frame_bytes: Option<usize>,
+    /// The most frames the worker may work on at once (1 or more); it says
+    /// in `ready` how many it does.
+    pub parallel: usize,
     /// Frames sent ahead while the worker is busy (0 or more). Only for paced
     /// sources: a frame queued ahead grows stale while it waits, and for a live
     /// camera the newest frame when the worker is free is the one worth running.
@@ -80,6 +84,8 @@ impl ModelChoice {
                 "path" => args.extend(["--model".into(), value]),
                 "input_size" => args.extend(["--input-size".into(), value]),
                 "backend" => args.extend(["--backend".into(), value]),
+                "int8" => args.extend(["--int8".into(), value]),
+                "precision" => args.extend(["--precision".into(), value]),
                 _ => {
                     if let Some(size) = key.strip_prefix("variant_") {
                         args.extend(["--variant".into(), format!("{size}={value}")]);
@@ -178,14 +184,19 @@ struct InFlight {
     job: Arc<Job>,
     /// Shared-memory slot holding its pixels.
     slot: usize,
+    /// When the worker started on it: sent while it had a free place, or
+    /// when a place became free; `None` while it waits behind others.
+    started: Option<Instant>,
 }
 
 /// State of one process lifetime.
 struct ProcessRun {
     process: Process,
     pending: HashMap<u64, Pending>,
-    /// Oldest first; at most 1 + `WorkerSpec::prefetch`.
+    /// Oldest first; at most `parallel` + `WorkerSpec::prefetch`.
     in_flight: VecDeque<InFlight>,
+    /// Frames the worker works on at once (its `ready`, capped by the spec).
+    parallel: usize,
     /// Since when the oldest frame in flight is the one the worker works on
     /// (the hang timeout runs from here).
     front_since: Instant,
@@ -229,7 +240,12 @@ impl ProcessRun {
             .in_flight
             .pop_front()
             .expect("an answer matched the front frame");
-        self.front_since = Instant::now();
+        let now = Instant::now();
+        self.front_since = now;
+        // A place became free: the first frame waiting behind starts now.
+        if let Some(next) = self.in_flight.get_mut(self.parallel - 1) {
+            next.started.get_or_insert(now);
+        }
         done
     }
 }
@@ -379,7 +395,9 @@ impl Supervisor {
             .map(ModelChoice::args)
             .unwrap_or_default();
         let args: Vec<String> = spec.args.iter().cloned().chain(model_args).collect();
-        let shm = spec.shm_frame_bytes.map(|frame| (frame, 1 + spec.prefetch));
+        let shm = spec
+            .shm_frame_bytes
+            .map(|frame| (frame, spec.parallel + spec.prefetch));
         let mut process = Process::spawn(
             &spec.program,
             &args,
@@ -429,16 +447,22 @@ impl Supervisor {
         process.accept_shared(ready.shm);
         tracing::info!(pid = process.pid, model = %ready.model.name, input = ready.model.input_size, backend = ready.model.backend.as_deref().unwrap_or("-"), shared_memory = ready.shm, "worker ready");
         self.metrics.last_seen.touch();
-        let backend = ready.model.backend.clone();
+        let parallel = (ready.parallel as usize).clamp(1, self.spec.parallel.max(1));
+        let (backend, choice) = (ready.model.backend.clone(), ready.model.choice.clone());
+        if let Some(choice) = &choice {
+            tracing::info!(runtime = choice.as_str(), parallel, "worker runtime");
+        }
         self.status.send_modify(|s| {
             (s.up, s.ever_up) = (true, true);
-            s.backend = backend;
+            (s.backend, s.choice) = (backend, choice);
+            s.parallel = parallel as u32;
         });
 
         let mut life = ProcessRun {
             process,
             pending: HashMap::new(),
             in_flight: VecDeque::new(),
+            parallel,
             front_since: Instant::now(),
             backend: ready.model.backend.clone(),
             inference_type: ready.inference_type.clone(),
@@ -471,7 +495,7 @@ impl Supervisor {
         next_command_id: &mut u64,
         cancel: &CancellationToken,
     ) -> Result<Cancelled, RunError> {
-        let capacity = 1 + self.spec.prefetch;
+        let capacity = life.parallel + self.spec.prefetch;
         loop {
             let timeout = self.hang_timeout(life);
             let deadline = life.extend_for_commands(life.front_since + timeout);
@@ -564,7 +588,7 @@ impl Supervisor {
         cancel: &CancellationToken,
     ) -> Result<Option<Cancelled>, RunError> {
         let frame = &job.frame;
-        let slot = (0..=self.spec.prefetch)
+        let slot = (0..self.spec.parallel + self.spec.prefetch)
             .find(|s| life.in_flight.iter().all(|f| f.slot != *s))
             .unwrap_or(0);
         let shm = match life.process.shared_frames() {
@@ -593,10 +617,12 @@ impl Supervisor {
         if let Some(stop) = self.send_bounded(life, &request, timeout, cancel).await? {
             return Ok(Some(stop));
         }
+        let now = Instant::now();
         if life.in_flight.is_empty() {
-            life.front_since = Instant::now();
+            life.front_since = now;
         }
-        life.in_flight.push_back(InFlight { job, slot });
+        let started = (life.in_flight.len() < life.parallel).then_some(now);
+        life.in_flight.push_back(InFlight { job, slot, started });
         Ok(None)
     }
 
@@ -671,9 +697,8 @@ impl Supervisor {
                 orion_protocol::MAX_DETECTIONS
             ));
         }
-        // The worker started on this frame when it became the oldest.
-        let started_at = life.front_since;
         let done = life.complete_front();
+        let started_at = done.started.unwrap_or_else(Instant::now);
         if result.model.backend.is_some() && result.model.backend != life.backend {
             life.backend = result.model.backend.clone();
             tracing::info!(
@@ -716,6 +741,11 @@ impl Supervisor {
                     Some(p) if r.success => {
                         tracing::info!(model = %p.model.name, message = %r.message, "model swapped");
                         self.model = Some(p.model);
+                        if let Some(now) = r.model {
+                            self.status.send_modify(|s| {
+                                (s.backend, s.choice) = (now.backend, now.choice);
+                            });
+                        }
                         let _ = p.reply.send(Ok(r.message));
                     }
                     Some(p) => {
@@ -977,6 +1007,7 @@ mod tests {
                 name: "m".into(),
                 input_size: 320,
                 backend: None,
+                choice: None,
             },
             timing: orion_protocol::Timing {
                 preprocess_ms: 0.0,

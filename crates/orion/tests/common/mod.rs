@@ -552,7 +552,7 @@ models:
   person_detector:
     size: ssdlite
     catalog:
-      ssdlite: {{ path: "{model}", format: ssd }}
+      ssdlite: {{ path: "{model}", int8: "{int8}", format: ssd }}
     confidence: 0.5
     max_inference_rate_hz: 5
 workers:
@@ -565,6 +565,9 @@ shutdown_timeout_s: 5
 "#,
         video = root.join("assets/demo.mp4").display(),
         model = model_path(),
+        int8 = root
+            .join("models/ssdlite_mobilenet_v2_coco.int8.xml")
+            .display(),
         python = venv_python(),
     );
     let mut v: serde_norway::Value = serde_norway::from_str(&text).expect("base config parses");
@@ -674,6 +677,17 @@ pub fn set(v: &mut serde_norway::Value, path: &str, value: impl Into<serde_norwa
         serde_norway::Value::from(keys[keys.len() - 1]),
         value.into(),
     );
+}
+
+/// The runtime a worker names in `backend` -> the option its runtime choice
+/// starts with. Which one runs depends on the machine (it is measured).
+pub fn runtime_option(backend: &str) -> &'static str {
+    match backend {
+        "openvino:CPU" => "openvino fp32",
+        "openvino:CPU/int8" => "openvino int8",
+        "onnxruntime:CPUExecutionProvider" => "onnxruntime fp32",
+        other => panic!("unexpected runtime {other:?}"),
+    }
 }
 
 pub fn model_path() -> String {

@@ -16,7 +16,10 @@ outside the frame, a NaN timing, in turn) and the others with one valid person;
 `swarm` answers every frame with 10,000 person boxes (a model without NMS): a
 100x100 grid over the frame of which 100 boxes are confident, another 100
 every 5 s, so that people come and go in a flood; `visits` answers with one
-person for 3 s, then nobody for 3 s, and so on (a visit every 6 s).
+person for 3 s, then nobody for 3 s, and so on (a visit every 6 s); `pairs`
+says in `ready` that it works on two frames at once, takes two before it
+answers either, and answers them in order (a daemon that sends one at a time
+gets nothing back).
 Each start appends the pid to PIDFILE and logs one line
 per level on stderr.
 """
@@ -33,7 +36,12 @@ with open(pidfile, "a") as f:
 out = sys.stdout.buffer
 for level in ("ERROR", "WARNING", "INFO", "DEBUG"):
     print(f"[{level}] fake worker {mode} says {level.lower()}", file=sys.stderr, flush=True)
-protocol.write_message(out, protocol.ready("fake_detection", protocol.model_info("fake", 0), os.getpid()))
+if mode == "pairs":
+    model = protocol.model_info("fake", 0, "fake:CPU", "fake fp32: fastest of fake fp32 1.0 ms, slow fp32 2.0 ms (measured now)")
+    protocol.write_message(out, protocol.ready("fake_detection", model, os.getpid(), parallel=2))
+else:
+    protocol.write_message(out, protocol.ready("fake_detection", protocol.model_info("fake", 0), os.getpid()))
+held = []
 while True:
     msg = protocol.read_message(sys.stdin.buffer)
     if msg is None:
@@ -106,4 +114,12 @@ while True:
         result["person_count"] = 1
     if mode == "othertype" and msg["seq"] % 2 == 0:
         result["inference_type"] = "other_type"
+    if mode == "pairs":
+        held.append(result)
+        if len(held) < 2:
+            continue
+        for r in held:
+            protocol.write_message(out, r)
+        held.clear()
+        continue
     protocol.write_message(out, result)
