@@ -187,6 +187,8 @@ def main() -> None:
         print(f"baseline: {base}", file=sys.stderr)
     finally:
         BROKER.stop()
+    alone = run_json([PY, "bench/worker_parallel.py", VIDEO, str(SECONDS), MODEL, "2"])
+    print(f"worker alone: {alone}", file=sys.stderr)
     fan = criterion()
     print(f"frame bus: {fan}", file=sys.stderr)
 
@@ -201,6 +203,7 @@ def main() -> None:
         *((f"1. Same on {b}", lrow(b), f"{limit[b]['mean'] / lim:.2f} of the limit", "-") for b in OPTIONS if b != fastest),
         (f"2. Orion full load, 1 worker, 1 frame at a time (runtime: {runtime})", f"{o1['results_per_s']:.1f} results/s", f"{o1['results_per_s'] / lim:.3f} of limit", ">= 0.95"),
         ("2. Orion full load, 1 worker, 2 frames at once (2 cores)", f"{o2['results_per_s']:.1f} results/s, worker RSS {o2['workers_rss_mb']:.0f} MB", f"{o2['results_per_s'] / o1['results_per_s']:.2f}x 1 at a time", ">= 1.9x"),
+        ("2. The worker alone (no daemon, frames in memory through its serve loop): 2 at once against 1 at a time", f"{alone['many_per_s']:.1f} against {alone['one_per_s']:.1f} frames/s", f"{alone['ratio']:.2f}x", ">= 1.9x"),
         ("2. Same with 2 worker processes, 1 frame at a time each", f"{two['results_per_s']:.1f} results/s, workers RSS {two['workers_rss_mb']:.0f} MB", f"{two['results_per_s'] / o1['results_per_s']:.2f}x; one process uses {o2['workers_rss_mb'] / max(two['workers_rss_mb'], 1):.2f} of the memory", "-"),
         ("3. Overhead latency at 2 Hz (p50 / p99)", f"{slow['overhead_ms_p50']:.2f} / {slow['overhead_ms_p99']:.2f} ms", "-", "<= 3 / <= 10 ms"),
         ("3. Overhead latency at full load (p50 / p99)", f"{o1['overhead_ms_p50']:.2f} / {o1['overhead_ms_p99']:.2f} ms", f"of which waiting for the busy worker: {o1['queue_ms_p50']:.2f} ms p50", "-"),
@@ -222,7 +225,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    print("\nRaw: " + json.dumps({"limit": limit, "runtime": runtime, "full_1": o1, "full_1x2": o2, "full_2x1": two, "slow": slow, "baseline": base, "rss_1min_mb": rss_1min, "rss_long_mb": rss_long, "worker_rss_1min_mb": wrss_1min, "worker_rss_long_mb": wrss_long, "fanout_ns": fan}))
+    print("\nRaw: " + json.dumps({"limit": limit, "runtime": runtime, "full_1": o1, "full_1x2": o2, "full_2x1": two, "slow": slow, "baseline": base, "worker_alone": alone, "rss_1min_mb": rss_1min, "rss_long_mb": rss_long, "worker_rss_1min_mb": wrss_1min, "worker_rss_long_mb": wrss_long, "fanout_ns": fan}))
 
 
 if __name__ == "__main__":

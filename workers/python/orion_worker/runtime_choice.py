@@ -124,12 +124,17 @@ def machine() -> str:
 
 
 def runtime_versions() -> str:
+    """The installed runtimes' versions, read from their package metadata: a
+    runtime that is not used is never imported (ONNX Runtime alone is 20 MB
+    of a worker's memory)."""
+    from importlib import metadata
+
     versions = []
-    for module in ("openvino", "onnxruntime"):
+    for package in ("openvino", "onnxruntime"):
         try:
-            versions.append(f"{module} {__import__(module).__version__}")
-        except ImportError:
-            versions.append(f"{module} absent")
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} absent")
     return ", ".join(versions)
 
 
@@ -210,6 +215,32 @@ def measure(opened: dict[Option, tuple[Runnable, Sequence[str]]], sample: np.nda
     return {o: statistics.median(t) for o, t in times.items()}
 
 
+def time_options(
+    options: Sequence[Option],
+    open_option: Callable[[Option], tuple[Runnable, Sequence[str]]],
+    sample: np.ndarray,
+) -> tuple[list[str], dict[str, float]]:
+    """Opens every option and times those that open: the labels of the ones
+    that opened, and each one's median time (ms). An option that cannot open
+    or run is left out with one warning line; all are closed again."""
+    opened: dict[Option, tuple[Runnable, Sequence[str]]] = {}
+    for option in options:
+        try:
+            opened[option] = open_option(option)
+        except Exception as e:
+            log.warning("runtime %s cannot open %s (%s); not considered", option.label, option.path, " ".join(str(e).split())[:300])
+    if len(opened) < 2:
+        # Nothing to compare.
+        return [o.label for o in opened], {}
+    figures = measure(opened, sample)
+    return [o.label for o in opened], {o.label: round(ms, 2) for o, ms in figures.items()}
+
+
+# Times the options: by default here; `runtimes` does it in a process of its
+# own, so that the runtimes it does not keep never weigh on the worker.
+Timer = Callable[[Sequence[Option]], tuple[list[str], dict[str, float]]]
+
+
 def choose(
     options: Sequence[Option],
     open_option: Callable[[Option], tuple[Runnable, Sequence[str]]],
@@ -218,9 +249,11 @@ def choose(
     threads: int,
     parallel: int,
     store: ChoiceStore,
+    timer: Timer | None = None,
 ) -> Chosen:
     """Opens the fastest of `options` (`open_option` opens one and names the
-    outputs to time). One option: opened as asked, nothing measured."""
+    outputs to time; `timer` times them, `time_options` by default). One
+    option: opened as asked, nothing measured."""
     if not options:
         raise ValueError("no runtime option to choose from")
     if len(options) == 1:
@@ -237,21 +270,18 @@ def choose(
                 return Chosen(rt, wanted, {str(k): float(v) for k, v in figures.items()}, str(known.get("measured_at", "?")), remembered=True)
             except Exception as e:
                 log.warning("the remembered runtime %s cannot open the model now (%s); measuring again", wanted.label, e)
-    opened: dict[Option, tuple[Runnable, Sequence[str]]] = {}
-    for option in options:
-        try:
-            opened[option] = open_option(option)
-        except Exception as e:
-            log.warning("runtime %s cannot open %s (%s); not considered", option.label, option.path, " ".join(str(e).split())[:300])
-    if len(opened) == 1:
+    timer = timer or (lambda opts: time_options(opts, open_option, sample))
+    could_open, figures = timer(options)
+    by_label = {o.label: o for o in options}
+    if len(could_open) == 1 and not figures:
         # Nothing to compare, nothing to remember: the others may open it later.
-        only, (rt, _) = next(iter(opened.items()))
+        only = by_label[could_open[0]]
+        rt, _ = open_option(only)
         return Chosen(rt, only)
-    figures = measure(opened, sample)
     if not figures:
         raise RuntimeError("no runtime can run the model: " + ", ".join(o.label for o in options))
-    best = min(figures, key=lambda o: figures[o])
-    labels = {o.label: round(ms, 2) for o, ms in figures.items()}
+    best = by_label[min(figures, key=lambda label: figures[label])]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    store.put(key, {"option": best.label, "figures": labels, "measured_at": now, "model": options[0].path, "machine": machine(), "runtimes": runtime_versions()})
-    return Chosen(opened[best][0], best, labels, now)
+    rt, _ = open_option(best)
+    store.put(key, {"option": best.label, "figures": figures, "measured_at": now, "model": options[0].path, "machine": machine(), "runtimes": runtime_versions()})
+    return Chosen(rt, best, figures, now)

@@ -29,6 +29,7 @@ prepared by the detector) and returns the outputs asked for, in that order.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -38,7 +39,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from . import int8_check
-from .runtime_choice import ChoiceStore, Option, choose
+from .runtime_choice import ChoiceStore, Option, choose, time_options
 
 log = logging.getLogger("orion_worker.runtimes")
 
@@ -198,27 +199,86 @@ def open_runtime(
     if sample is None:
         sample = np.zeros(list(input_shape), dtype=np.float32)
 
-    def open_option(o: Option) -> tuple[Runtime, Sequence[str]]:
-        if o.runtime == "openvino":
-            rt: Runtime = OpenVinoRuntime(o.path, threads, input_shape, parallel, o.precision)
-        else:
-            rt = OnnxRuntime(o.path, threads, parallel)
-        return rt, rt.output_names
+    opener = functools.partial(open_option, input_shape=list(input_shape), threads=threads, parallel=parallel)
+
+    def timer(opts: Sequence[Option]) -> tuple[list[str], dict[str, float]]:
+        try:
+            return time_apart(opts, list(input_shape), threads, parallel, sample)
+        except Exception as e:
+            log.warning("cannot time the runtimes in a process of their own (%s); timing them here", e)
+            return time_options(opts, opener, sample)
 
     try:
-        chosen = choose(options, open_option, sample, input_shape, threads, parallel, ChoiceStore(cache_root()))
+        chosen = choose(options, opener, sample, input_shape, threads, parallel, ChoiceStore(cache_root()), timer)
     except Exception as e:
         # OpenVINO asked for by name but unable: ONNX Runtime, with one warning.
         if backend != "openvino" or precision == "int8":
             raise
         why = "it is not installed" if isinstance(e, ImportError) else " ".join(str(e).split())[:300]
         log.warning("OpenVINO cannot run %s (%s); using ONNX Runtime", path, why)
-        rt, _ = open_option(Option("onnxruntime", "fp32", path))
+        rt, _ = opener(Option("onnxruntime", "fp32", path))
         rt.choice = f"onnxruntime fp32: OpenVINO cannot run the model ({why})"
         return rt
     chosen.runtime.choice = chosen.reason()
     log.info("%s runs on %s", Path(path).name, chosen.reason())
     return chosen.runtime
+
+
+def open_option(o: Option, input_shape: list[int], threads: int, parallel: int) -> tuple[Runtime, Sequence[str]]:
+    """Opens one option: its runtime on its file, and the outputs to time."""
+    if o.runtime == "openvino":
+        rt: Runtime = OpenVinoRuntime(o.path, threads, input_shape, parallel, o.precision)
+    else:
+        rt = OnnxRuntime(o.path, threads, parallel)
+    return rt, rt.output_names
+
+
+# The longest the runtimes' timing may take in its own process.
+TIMING_TIMEOUT_S = 180.0
+
+
+def time_apart(options: Sequence[Option], input_shape: list[int], threads: int, parallel: int, sample: np.ndarray) -> tuple[list[str], dict[str, float]]:
+    """`time_options` in a process of its own (spawned: a fresh interpreter,
+    none of the worker's threads or file descriptors): the runtimes it opens
+    and drops never weigh on the worker (ONNX Runtime's library alone is
+    20 MB), and one that crashes takes only that process with it."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    answer, child_end = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_time_in_child, args=(child_end, list(options), input_shape, threads, parallel, sample), daemon=True)
+    child.start()
+    child_end.close()
+    try:
+        if not answer.poll(TIMING_TIMEOUT_S):
+            raise RuntimeError(f"no answer within {TIMING_TIMEOUT_S:.0f} s")
+        status, result = answer.recv()
+    except (EOFError, OSError) as e:
+        raise RuntimeError(f"the timing process ended without an answer (exit code {child.exitcode})") from e
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        answer.close()
+    if status != "ok":
+        raise RuntimeError(result)
+    return result
+
+
+def _time_in_child(conn, options: list[Option], input_shape: list[int], threads: int, parallel: int, sample: np.ndarray) -> None:
+    # The worker's log format (stderr, level prefixes): the daemon reads it.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    logging.getLogger().handlers[:] = [handler]
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        opener = functools.partial(open_option, input_shape=input_shape, threads=threads, parallel=parallel)
+        conn.send(("ok", time_options(options, opener, sample)))
+    except BaseException as e:  # the parent must hear why, whatever it was
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        conn.close()
 
 
 def _options(path: str, backend: str, precision: str, int8: str | None) -> list[Option]:
@@ -250,8 +310,8 @@ def _options(path: str, backend: str, precision: str, int8: str | None) -> list[
 
 
 def _installed(runtime: str) -> bool:
-    try:
-        __import__(runtime)
-        return True
-    except ImportError:
-        return False
+    """Whether `runtime` can be imported, without importing it (a runtime
+    that is not chosen costs no memory)."""
+    import importlib.util
+
+    return importlib.util.find_spec(runtime) is not None
