@@ -513,6 +513,16 @@ fn orionctl_against_a_running_daemon() {
         out.contains("instance   ctl-cli (room test-room)") && out.contains("health     healthy"),
         "{out}"
     );
+    // Which runtime runs the model and why, under its worker.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        out.contains(&format!(
+            "           {cores} frames at once; openvino fp32: "
+        )) || out.contains(&format!(
+            "           {cores} frames at once; onnxruntime fp32: "
+        )),
+        "{out}"
+    );
     let (code, out, _) = ctl(&["--json", "status"]);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).expect("--json prints JSON");

@@ -145,6 +145,13 @@ fn workers_and_bus(out: &mut String, d: &Value) {
                 ""
             }
         );
+        if let Some(choice) = w["runtime_choice"].as_str() {
+            let _ = writeln!(
+                out,
+                "           {} frames at once; {choice}",
+                s(&w["parallel"])
+            );
+        }
     }
     for g in d["frame_bus"].as_array().into_iter().flatten() {
         let _ = writeln!(
