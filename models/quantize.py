@@ -13,7 +13,7 @@
    view, at night, nobody) at the model's start and keep thresholds, and on
    clips of people standing still (how much their boxes move). The figures and
    the verdict go to `<model>.int8.check.json`; the worker offers the INT8
-   variant to `backend: auto` only if it passed.
+   variant to the runtime choice (`precision: auto`) only if it passed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workers/python"))
 from orion_worker.detectors import Engine, MoveNetDetector, SsdDetector  # noqa: E402
-from orion_worker.int8_check import compare, compare_steadiness, labelled_scenes, record_path, still_clips, write_record  # noqa: E402
+from orion_worker.int8_check import compare, compare_steadiness, labelled_scenes, still_clips, write_record  # noqa: E402
+from orion_worker.int8_record import record_path  # noqa: E402
 
 @dataclass
 class Recipe:

@@ -606,3 +606,53 @@ models:
     // The workers report from the lowest threshold of any model.
     assert_eq!(s.floor(), 0.2);
 }
+
+#[test]
+fn an_int8_variant_is_required_only_where_int8_is_asked_for() {
+    common::repo_root_cwd();
+    let root = common::repo_root();
+    let model = root.join("models/ssdlite_mobilenet_v2_coco.onnx");
+    let int8 = root.join("models/ssdlite_mobilenet_v2_coco.int8.xml");
+    let entry = |int8: &str, extra: &str| {
+        format!(
+            "models:\n  person_detector:\n    size: s\n    catalog:\n      s: {{ path: \"{}\", int8: \"{int8}\", format: ssd{extra} }}\n",
+            model.display()
+        )
+    };
+    let key = "models.person_detector.catalog.s";
+    // Shipped and present: fine either way.
+    let shipped = int8.to_string_lossy();
+    for extra in ["", ", precision: int8"] {
+        let p = problems(&entry(&shipped, extra));
+        assert!(p.is_empty(), "{p:?}");
+    }
+    // Missing with `auto`: the worker leaves it out (an older model folder).
+    let p = problems(&entry("/nonexistent/m.int8.xml", ""));
+    assert!(p.is_empty(), "{p:?}");
+    // Missing where INT8 is required: refused, naming the file.
+    let p = problems(&entry("/nonexistent/m.int8.xml", ", precision: int8"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        has(&p, key, "model file `/nonexistent/m.int8.xml` not found"),
+        "{p:?}"
+    );
+    // Not an IR; INT8 on ONNX Runtime; INT8 without a variant.
+    let p = problems(&entry(&model.to_string_lossy(), ""));
+    assert!(
+        has(&p, &format!("{key}.int8"), "is not an OpenVINO IR"),
+        "{p:?}"
+    );
+    let p = problems(&entry(&shipped, ", precision: int8, backend: onnxruntime"));
+    assert!(
+        has(&p, &format!("{key}.precision"), "runs on OpenVINO only"),
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "models:\n  person_detector:\n    size: s\n    precision: int8\n    catalog:\n      s: {{ path: \"{}\", format: ssd }}\n",
+        model.display()
+    ));
+    assert!(
+        has(&p, &format!("{key}.precision"), "has no `int8` model"),
+        "{p:?}"
+    );
+}

@@ -93,9 +93,19 @@ fn every_command_answers_and_bad_messages_change_nothing() {
             "{option} timed: {choice}"
         );
     }
-    // The shipped INT8 variant failed its accuracy check (its boxes of still
-    // people move more): never offered to the choice.
-    assert!(!choice.contains("int8"), "{choice}");
+    // The INT8 variant is timed exactly when its accuracy check passed.
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(
+            common::repo_root().join("models/ssdlite_mobilenet_v2_coco.int8.check.json"),
+        )
+        .expect("the INT8 check record"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        choice.contains("openvino int8 "),
+        record["passed"] == true,
+        "{choice}"
+    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert_eq!(worker["parallel"], cores, "{worker}");
     assert_eq!(d["stream"]["width"], 640);

@@ -241,7 +241,10 @@ async fn a_worker_that_works_on_two_frames_at_once_gets_two() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_gets_no_more_frames_at_once_than_the_config_allows() {
-    let h = start_parallel("pairs", Duration::from_secs(30), None, 0, 1);
+    // The worker says two at once, the config allows one: it holds the
+    // first frame forever (it answers pairs), is hung after 1 s, and by then
+    // the second frame was never taken.
+    let h = start_parallel("pairs", Duration::from_secs(1), None, 0, 1);
     h.wait("worker up", Duration::from_secs(20), |h| {
         h.status.borrow().up
     })
@@ -250,6 +253,23 @@ async fn a_worker_gets_no_more_frames_at_once_than_the_config_allows() {
         h.status.borrow().parallel,
         1,
         "capped by workers.<type>.parallel"
+    );
+    h.bus.publish(job(1));
+    h.wait("the first frame taken", Duration::from_secs(5), |h| {
+        h.metrics.frames_sent.get() == 1
+    })
+    .await;
+    h.bus.publish(job(2));
+    h.wait(
+        "the worker hung on its one frame",
+        Duration::from_secs(10),
+        |h| h.metrics.hangs.get() >= 1,
+    )
+    .await;
+    assert_eq!(
+        h.metrics.frames_sent.get(),
+        1,
+        "the second frame waited on the bus"
     );
     h.stop().await;
 }

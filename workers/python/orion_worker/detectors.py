@@ -340,11 +340,14 @@ def load_model_set(params: dict[str, str], threads: int = 1, parallel: int = 1) 
         raise ValueError("no model file given (`path` or `variant_<size>`)")
     if int8 and not path:
         raise ValueError("an INT8 variant goes with one model file (`path`), not with `variant_<size>` entries")
-    files = ([path] if path else list(variants.values())) + ([int8] if int8 else [])
+    # A missing INT8 variant fails only where INT8 is required; with `auto`
+    # the runtime choice leaves it out with a warning.
+    precision = params.get("precision", "auto")
+    files = ([path] if path else list(variants.values())) + ([int8] if int8 and precision == "int8" else [])
     for f in files:
         if not os.path.isfile(f):
             raise ValueError(f"model file not found: {f}")
-    engine = Engine(params.get("backend", "auto"), params.get("precision", "auto"), int8, threads, parallel)
+    engine = Engine(params.get("backend", "auto"), precision, int8, threads, parallel)
     if path:
         input_size = int(params["input_size"]) if params.get("input_size") else None
         det = load_detector(path, fmt, name, input_size, engine)

@@ -1,11 +1,10 @@
 """Whether a quantized (INT8) model finds the same people as its FP32
-original: the check, and its record beside the INT8 model.
+original: the check that `models/quantize.py` runs, and the record it writes
+beside the INT8 model (`int8_record` reads it).
 
-Owns the record file `<int8 model>.check.json`: the check's figures, the
-digests of both models it was made with, and whether it passed. The worker
-offers an INT8 variant to the runtime choice only when its record passed and
-names the very files it would run; a model changed since is unchecked. It
-never decides speed (that is `runtime_choice`'s measurement).
+Owns the labelled scenes, the still clips' steadiness and the verdict. It
+never runs in a worker that serves frames, and never decides speed (that is
+`runtime_choice`'s measurement).
 
 The check runs both models on labelled frames grouped in sets (people
 standing, sitting, lying, half in view, at night; nobody there). A frame with
@@ -36,6 +35,7 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
+from .int8_record import record_path
 from .runtime_choice import file_digest
 
 ALLOWED_LOSS = 0.02
@@ -170,11 +170,6 @@ def steady_verdict(steady: dict[str, dict[str, float]]) -> list[str]:
     return []
 
 
-def record_path(int8_path: str | Path) -> Path:
-    p = Path(int8_path)
-    return p.with_name(p.stem + ".check.json")
-
-
 def compare(fp32: Finds, int8: Finds, frames: Iterable[Labelled], confidence: float) -> dict[str, dict[str, int]]:
     """Per set: frames, and for each model frames found (or, for sets of
     nobody, false positives)."""
@@ -219,25 +214,3 @@ def write_record(fp32_path: str, int8_path: str, sets: dict[str, dict[str, int]]
     }
     record_path(int8_path).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return record
-
-
-def checked(fp32_path: str, int8_path: str) -> tuple[bool, str]:
-    """Whether `int8_path` passed its check against `fp32_path` (the very
-    files), and in words why not."""
-    path = record_path(int8_path)
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        return False, f"no accuracy check record ({path.name})"
-    except (OSError, ValueError) as e:
-        return False, f"accuracy check record {path.name} unreadable ({e})"
-    if not isinstance(record, dict):
-        return False, f"accuracy check record {path.name} is not an object"
-    try:
-        if record.get("fp32_sha256") != file_digest(fp32_path) or record.get("int8_sha256") != file_digest(int8_path):
-            return False, "the models changed since their accuracy check"
-    except OSError as e:
-        return False, f"cannot read the model files ({e})"
-    if record.get("passed") is not True:
-        return False, "its accuracy check failed: " + "; ".join(map(str, record.get("failures") or []))
-    return True, "accuracy checked " + str(record.get("checked_at", "?"))

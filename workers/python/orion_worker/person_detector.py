@@ -55,7 +55,8 @@ class PersonDetector(Worker):
         self._swap = threading.Lock()
 
     def model_info(self) -> dict[str, Any]:
-        return protocol.model_info(self.models.name, self.models.input_size, self.models.backend, self.models.choice)
+        models = self.models
+        return protocol.model_info(models.name, models.input_size, models.backend, models.choice)
 
     def detect(
         self,
@@ -74,19 +75,22 @@ class PersonDetector(Worker):
         docs/benchmarks.md). Each exit area (a doorway) is looked at on its
         own: closer, a person half in view there is found."""
         started = time.perf_counter()
-        detector = self.models.pick(target_size)
+        # One model set for the whole frame: a swap on another thread must
+        # not mix two models in one answer.
+        models = self.models
+        detector = models.pick(target_size)
         found = detector.detect(crop.apply(image), self.confidence)
         upright = crop_to_frame(found.boxes, crop)
         upright_scores = found.scores
         parts = [(upright, found.scores, self._keypoints(found, crop, 0))]
         pre, inf, post = found.preprocess_ms, found.inference_ms, found.postprocess_ms
-        turns = (1, -1) if self.models.turned_looks else ()
+        turns = (1, -1) if models.turned_looks else ()
         looks = [(area, k) for area in rest or [] for k in turns] + [(area, 0) for area in exits or []]
         for area, k in looks:
             part = area.apply(image)
             if k:
                 part = np.ascontiguousarray(np.rot90(part, k))
-            seen = self.models.pick(None).detect(part, self.confidence)
+            seen = models.pick(None).detect(part, self.confidence)
             boxes = turned_back(seen.boxes, area, k) if k else crop_to_frame(seen.boxes, area)
             scores, keypoints = seen.scores, self._keypoints(seen, area, k)
             if k and len(boxes):
@@ -112,7 +116,7 @@ class PersonDetector(Worker):
             scores[keep],
             keypoints[keep],
             protocol.timing(pre, inf, post, total),
-            protocol.model_info(self.models.name, detector.input_size, detector.runtime.name),
+            protocol.model_info(models.name, detector.input_size, detector.runtime.name),
         )
 
     @staticmethod

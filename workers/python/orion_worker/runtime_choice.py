@@ -32,6 +32,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from .logs import one_line
+
 log = logging.getLogger("orion_worker.runtime_choice")
 
 # Warm-up runs per option before timing (allocations, lazy kernels).
@@ -178,6 +180,7 @@ class ChoiceStore:
         # The oldest choices go first when there are too many.
         while len(data) > MAX_ENTRIES:
             data.pop(min(data, key=lambda k: str(data[k].get("measured_at", "")) if isinstance(data[k], dict) else ""))
+        tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".choice-")
@@ -186,6 +189,8 @@ class ChoiceStore:
             os.replace(tmp, self.path)
         except OSError as e:
             log.info("runtime choice not remembered (%s): it is measured again at the next start", e)
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def _time_once(runtime: Runnable, sample: np.ndarray, outputs: Sequence[str]) -> float:
@@ -203,7 +208,7 @@ def measure(opened: dict[Option, tuple[Runnable, Sequence[str]]], sample: np.nda
             for _ in range(WARMUP):
                 rt.run(sample, outputs)
         except Exception as e:
-            log.warning("runtime %s cannot run the model (%s); not considered", option.label, " ".join(str(e).split())[:200])
+            log.warning("runtime %s cannot run the model (%s); not considered", option.label, one_line(e, 200))
             del times[option]
     started = time.perf_counter()
     rounds = 0
@@ -222,18 +227,33 @@ def time_options(
 ) -> tuple[list[str], dict[str, float]]:
     """Opens every option and times those that open: the labels of the ones
     that opened, and each one's median time (ms). An option that cannot open
-    or run is left out with one warning line; all are closed again."""
+    or run is left out with one warning line; none is kept open."""
     opened: dict[Option, tuple[Runnable, Sequence[str]]] = {}
     for option in options:
         try:
             opened[option] = open_option(option)
         except Exception as e:
-            log.warning("runtime %s cannot open %s (%s); not considered", option.label, option.path, " ".join(str(e).split())[:300])
+            log.warning("runtime %s cannot open %s (%s); not considered", option.label, option.path, one_line(e))
     if len(opened) < 2:
         # Nothing to compare.
         return [o.label for o in opened], {}
     figures = measure(opened, sample)
     return [o.label for o in opened], {o.label: round(ms, 2) for o, ms in figures.items()}
+
+
+def _remembered(entry: dict | None, options: Sequence[Option]) -> tuple[Option, dict[str, float], str] | None:
+    """A remembered choice that still names one of `options`, with its
+    figures; None for none, or for one that does not read (measured again)."""
+    if entry is None:
+        return None
+    wanted = next((o for o in options if o.label == entry.get("option")), None)
+    figures = entry.get("figures")
+    if wanted is None or not isinstance(figures, dict):
+        return None
+    try:
+        return wanted, {str(k): float(v) for k, v in figures.items()}, str(entry.get("measured_at", "?"))
+    except (TypeError, ValueError):
+        return None
 
 
 # Times the options: by default here; `runtimes` does it in a process of its
@@ -260,16 +280,14 @@ def choose(
         rt, _ = open_option(options[0])
         return Chosen(rt, options[0], asked=True)
     key = choice_key(options, input_shape, threads, parallel)
-    known = store.get(key)
+    known = _remembered(store.get(key), options)
     if known is not None:
-        wanted = next((o for o in options if o.label == known.get("option")), None)
-        figures = known.get("figures")
-        if wanted is not None and isinstance(figures, dict):
-            try:
-                rt, _ = open_option(wanted)
-                return Chosen(rt, wanted, {str(k): float(v) for k, v in figures.items()}, str(known.get("measured_at", "?")), remembered=True)
-            except Exception as e:
-                log.warning("the remembered runtime %s cannot open the model now (%s); measuring again", wanted.label, e)
+        wanted, figures, measured_at = known
+        try:
+            rt, _ = open_option(wanted)
+            return Chosen(rt, wanted, figures, measured_at, remembered=True)
+        except Exception as e:
+            log.warning("the remembered runtime %s cannot open the model now (%s); measuring again", wanted.label, one_line(e))
     timer = timer or (lambda opts: time_options(opts, open_option, sample))
     could_open, figures = timer(options)
     by_label = {o.label: o for o in options}

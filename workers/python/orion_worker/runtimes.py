@@ -38,7 +38,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from . import int8_check
+from . import int8_record
+from .logs import one_line, setup_logging
 from .runtime_choice import ChoiceStore, Option, choose, time_options
 
 log = logging.getLogger("orion_worker.runtimes")
@@ -201,12 +202,17 @@ def open_runtime(
 
     opener = functools.partial(open_option, input_shape=list(input_shape), threads=threads, parallel=parallel)
 
+    untimed: list[str] = []
+
     def timer(opts: Sequence[Option]) -> tuple[list[str], dict[str, float]]:
         try:
             return time_apart(opts, list(input_shape), threads, parallel, sample)
         except Exception as e:
-            log.warning("cannot time the runtimes in a process of their own (%s); timing them here", e)
-            return time_options(opts, opener, sample)
+            # Never here instead: what crashed that process would crash the
+            # worker. The first option allowed, unmeasured and not remembered.
+            untimed.append(one_line(e))
+            log.warning("the runtimes could not be timed (%s); using %s unmeasured", untimed[0], opts[0].label)
+            return [opts[0].label], {}
 
     try:
         chosen = choose(options, opener, sample, input_shape, threads, parallel, ChoiceStore(cache_root()), timer)
@@ -214,13 +220,15 @@ def open_runtime(
         # OpenVINO asked for by name but unable: ONNX Runtime, with one warning.
         if backend != "openvino" or precision == "int8":
             raise
-        why = "it is not installed" if isinstance(e, ImportError) else " ".join(str(e).split())[:300]
+        why = "it is not installed" if isinstance(e, ImportError) else one_line(e)
         log.warning("OpenVINO cannot run %s (%s); using ONNX Runtime", path, why)
         rt, _ = opener(Option("onnxruntime", "fp32", path))
         rt.choice = f"onnxruntime fp32: OpenVINO cannot run the model ({why})"
         return rt
     chosen.runtime.choice = chosen.reason()
-    log.info("%s runs on %s", Path(path).name, chosen.reason())
+    if untimed:
+        chosen.runtime.choice = f"{chosen.option.label}: the first allowed; the runtimes could not be timed ({untimed[0]})"
+    log.info("%s runs on %s", Path(path).name, chosen.runtime.choice)
     return chosen.runtime
 
 
@@ -233,15 +241,18 @@ def open_option(o: Option, input_shape: list[int], threads: int, parallel: int) 
     return rt, rt.output_names
 
 
-# The longest the runtimes' timing may take in its own process.
-TIMING_TIMEOUT_S = 180.0
+# The longest the runtimes' timing may take in its own process: well within
+# the 60 s a worker has by default to start or to swap its model.
+TIMING_TIMEOUT_S = 30.0
 
 
 def time_apart(options: Sequence[Option], input_shape: list[int], threads: int, parallel: int, sample: np.ndarray) -> tuple[list[str], dict[str, float]]:
     """`time_options` in a process of its own (spawned: a fresh interpreter,
     none of the worker's threads or file descriptors): the runtimes it opens
     and drops never weigh on the worker (ONNX Runtime's library alone is
-    20 MB), and one that crashes takes only that process with it."""
+    20 MB), and one that crashes takes only that process with it. It dies
+    with the worker (a parent-death signal) and is killed past
+    `TIMING_TIMEOUT_S`."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -254,6 +265,7 @@ def time_apart(options: Sequence[Option], input_shape: list[int], threads: int, 
             raise RuntimeError(f"no answer within {TIMING_TIMEOUT_S:.0f} s")
         status, result = answer.recv()
     except (EOFError, OSError) as e:
+        child.join(5)
         raise RuntimeError(f"the timing process ended without an answer (exit code {child.exitcode})") from e
     finally:
         child.join(5)
@@ -266,12 +278,23 @@ def time_apart(options: Sequence[Option], input_shape: list[int], threads: int, 
     return result
 
 
+def _die_with_parent() -> None:
+    """SIGKILL when the worker that started this process ends (Linux's
+    parent-death signal), however it ends."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the worker ended before the signal was set
+        os._exit(1)
+
+
 def _time_in_child(conn, options: list[Option], input_shape: list[int], threads: int, parallel: int, sample: np.ndarray) -> None:
-    # The worker's log format (stderr, level prefixes): the daemon reads it.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
-    logging.getLogger().handlers[:] = [handler]
-    logging.getLogger().setLevel(logging.INFO)
+    _die_with_parent()
+    setup_logging()
     try:
         opener = functools.partial(open_option, input_shape=input_shape, threads=threads, parallel=parallel)
         conn.send(("ok", time_options(options, opener, sample)))
@@ -286,6 +309,9 @@ def _options(path: str, backend: str, precision: str, int8: str | None) -> list[
     OpenVINO where there is a variant that passed its accuracy check (or
     INT8 is asked for outright)."""
     runtimes = ["openvino", "onnxruntime"] if backend == "auto" else [backend]
+    if int8 and precision == "auto" and not os.path.isfile(int8):
+        log.warning("INT8 variant %s not considered: file not found", int8)
+        int8 = None
     options = []
     if precision in ("auto", "fp32"):
         options += [Option(r, "fp32", path) for r in runtimes if backend != "auto" or _installed(r)]
@@ -296,7 +322,7 @@ def _options(path: str, backend: str, precision: str, int8: str | None) -> list[
         elif precision == "int8":
             options.append(Option("openvino", "int8", int8))
         else:
-            ok, why = int8_check.checked(path, int8)
+            ok, why = int8_record.checked(path, int8)
             if ok:
                 options.append(Option("openvino", "int8", int8))
             else:

@@ -32,6 +32,7 @@ import numpy as np
 
 from . import protocol
 from .geometry import Crop
+from .logs import setup_logging
 
 log = logging.getLogger("orion_worker")
 
@@ -54,15 +55,6 @@ class Worker:
 
     def command(self, name: str, params: dict[str, str]) -> tuple[bool, str]:
         return False, f"unknown command `{name}`"
-
-
-def setup_logging(level: int = logging.INFO) -> None:
-    """Log lines on stderr with the level prefixes the daemon maps to its levels."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 class SharedFrames:
@@ -158,8 +150,9 @@ class _Frames:
         self.pool: Optional[ThreadPoolExecutor] = None
         if parallel > 1:
             self.pool = ThreadPoolExecutor(parallel, thread_name_prefix="frame")
-            # Bounded: the daemon sends at most `parallel` ahead; a sender that
-            # sends more waits here (the reading thread blocks).
+            # Bounded: the daemon sends at most `parallel` frames ahead (one
+            # more for a paced file); one that sends more waits here (the
+            # reading thread blocks).
             self.answers: "queue.Queue[Optional[Future]]" = queue.Queue(maxsize=2 * parallel)
             self.sender = threading.Thread(target=self._send_in_order, name="answers", daemon=True)
             self.sender.start()
@@ -172,13 +165,24 @@ class _Frames:
 
     def _send_in_order(self) -> None:
         while (answer := self.answers.get()) is not None:
-            self.out.send(answer.result())
+            try:
+                self.out.send(answer.result())
+            except Exception:
+                # The stream to the daemon is broken (or an answer cannot be
+                # written): one frame at a time this ends `serve`; here the
+                # whole process ends, so that the daemon restarts it at once
+                # instead of waiting for a hang.
+                log.exception("cannot send an answer; exiting")
+                os._exit(1)
 
     def close(self, timeout: float) -> None:
         """Answers the frames already taken (within `timeout`), then stops."""
         if self.pool is None:
             return
-        self.answers.put(None)
+        try:
+            self.answers.put(None, timeout=timeout)
+        except queue.Full:
+            pass
         self.sender.join(timeout)
         self.pool.shutdown(wait=False, cancel_futures=True)
 

@@ -14,7 +14,8 @@ import pytest
 
 from orion_worker import int8_check, runtime_choice
 from orion_worker.detectors import Engine, SsdDetector
-from orion_worker.int8_check import checked, compare, compare_steadiness, labelled_scenes, record_path, still_clips, verdict, write_record
+from orion_worker.int8_check import compare, compare_steadiness, labelled_scenes, still_clips, verdict, write_record
+from orion_worker.int8_record import checked, record_path
 from orion_worker.runtimes import open_runtime
 
 from conftest import IMAGES, MODEL, ROOT

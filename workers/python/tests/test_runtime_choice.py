@@ -126,3 +126,32 @@ def test_auto_on_the_shipped_model_names_the_figures(monkeypatch, tmp_path):
     assert det.runtime.name.startswith(winner.split()[0])
     # Asked for by name: nothing measured.
     assert SsdDetector(str(MODEL), backend="onnxruntime").runtime.choice == "onnxruntime fp32: the only option allowed by the configuration"
+
+
+def test_when_the_runtimes_cannot_be_timed_the_first_allowed_runs_unremembered(monkeypatch, tmp_path):
+    from orion_worker import runtimes
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the timing process ended without an answer (exit code -9)")
+
+    monkeypatch.setenv("ORION_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(runtimes, "time_apart", broken)
+    rt = runtimes.open_runtime(str(MODEL), "auto", SHAPE)
+    assert rt.name == "openvino:CPU"
+    assert rt.choice == "openvino fp32: the first allowed; the runtimes could not be timed (the timing process ended without an answer (exit code -9))"
+    assert not (tmp_path / "runtime-choice.json").exists(), "nothing remembered: the next start times them again"
+
+
+def test_a_missing_int8_variant_is_left_out_unless_int8_is_required(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from orion_worker.detectors import load_model_set
+
+    monkeypatch.setenv("ORION_CACHE_DIR", str(tmp_path))
+    params = {"size": "s", "format": "ssd", "path": str(MODEL), "int8": str(tmp_path / "gone.int8.xml")}
+    with caplog.at_level(logging.WARNING, logger="orion_worker"):
+        models = load_model_set(params)
+    assert "int8" not in models.backend
+    assert any("gone.int8.xml not considered: file not found" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="model file not found"):
+        load_model_set({**params, "precision": "int8"})

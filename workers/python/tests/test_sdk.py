@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 
 import numpy as np
 
@@ -131,14 +130,14 @@ def test_set_model_swaps_and_a_failed_swap_keeps_the_old_model(ssd, tmp_path):
 
 
 class Overlapping(Worker):
-    """Frame 1 waits until frame 2 has started (only possible when both run
-    at once) and then finishes after it."""
+    """Frame 1 waits until frame 3 has started: with two threads, only once
+    frame 2 ran beside it and finished first."""
 
     inference_type = "overlap"
 
     def __init__(self, parallel: int) -> None:
         self.parallel = parallel
-        self.second_started = threading.Event()
+        self.third_started = threading.Event()
         self.threads: set[str] = set()
 
     def model_info(self):
@@ -146,12 +145,10 @@ class Overlapping(Worker):
 
     def process(self, image, crop, frame):
         self.threads.add(threading.current_thread().name)
-        if frame["seq"] == 1:
-            if not self.second_started.wait(5):
-                raise FrameError("frame 2 never started while frame 1 ran")
-            time.sleep(0.05)
-        else:
-            self.second_started.set()
+        if frame["seq"] == 1 and not self.third_started.wait(5):
+            raise FrameError("frame 3 never started while frame 1 ran")
+        if frame["seq"] == 3:
+            self.third_started.set()
         return protocol.result(frame["seq"], "", self.inference_type, [], self.model_info(), protocol.timing(0, 0, 0, 0), None)
 
 
@@ -167,7 +164,7 @@ def test_a_parallel_worker_runs_frames_at_once_and_answers_in_order():
 def test_a_worker_takes_one_frame_at_a_time_unless_it_says_otherwise():
     image = np.zeros((2, 4, 3), dtype=np.uint8)
     worker = Overlapping(parallel=1)
-    worker.second_started.set()  # else frame 1 would wait for a frame 2 that cannot start
+    worker.third_started.set()  # else frame 1 would wait for a frame 3 that cannot start
     replies = run(worker, [frame_message(1, image), frame_message(2, image)])
     assert replies[0]["parallel"] == 1
     assert [r["frame_seq"] for r in replies[1:]] == [1, 2]

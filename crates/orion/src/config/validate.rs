@@ -177,15 +177,9 @@ fn input_size_ok(n: u32) -> bool {
     n.is_multiple_of(32) && (32..=2048).contains(&n)
 }
 
-fn check_model_entry(c: &mut Checker, key: &str, entry: &ModelEntry) {
-    match (&entry.path, entry.variants.is_empty()) {
-        (None, true) => c.fail(
-            key,
-            "needs `path` (one model) or `variants` (input size -> model file)",
-        ),
-        (Some(_), false) => c.fail(key, "has both `path` and `variants`; use one of them"),
-        _ => {}
-    }
+/// Checks an entry's INT8 variant: an OpenVINO IR beside one model file,
+/// and, where INT8 is required, a runtime that runs it and its weights.
+fn check_int8(c: &mut Checker, key: &str, entry: &ModelEntry, wants_int8: bool) {
     if let Some(int8) = &entry.int8 {
         if entry.path.is_none() {
             c.fail(
@@ -203,7 +197,6 @@ fn check_model_entry(c: &mut Checker, key: &str, entry: &ModelEntry) {
             );
         }
     }
-    let wants_int8 = entry.precision == Some(super::Precision::Int8);
     if wants_int8 && entry.int8.is_none() {
         c.fail(
             &format!("{key}.precision"),
@@ -216,8 +209,37 @@ fn check_model_entry(c: &mut Checker, key: &str, entry: &ModelEntry) {
             "is int8, which runs on OpenVINO only; the backend is onnxruntime (use auto or openvino)",
         );
     }
+    if let (true, Some(int8)) = (wants_int8, &entry.int8) {
+        let weights = int8.with_extension("bin");
+        if int8.is_file() && !weights.is_file() {
+            c.fail(
+                &format!("{key}.int8"),
+                format!(
+                    "the weights {} of the INT8 model are not found (beside its .xml)",
+                    shown_path(&weights)
+                ),
+            );
+        }
+    }
+}
+
+fn check_model_entry(c: &mut Checker, key: &str, entry: &ModelEntry) {
+    let wants_int8 = entry.precision == Some(super::Precision::Int8);
+    match (&entry.path, entry.variants.is_empty()) {
+        (None, true) => c.fail(
+            key,
+            "needs `path` (one model) or `variants` (input size -> model file)",
+        ),
+        (Some(_), false) => c.fail(key, "has both `path` and `variants`; use one of them"),
+        _ => {}
+    }
+    check_int8(c, key, entry, wants_int8);
     for file in entry.files() {
-        if !file.is_file() {
+        // A missing INT8 variant matters only where INT8 is required: with
+        // `auto` the worker leaves it out with a warning (an older model
+        // folder without it still starts).
+        let optional = entry.int8.as_deref() == Some(file) && !wants_int8;
+        if !optional && !file.is_file() {
             c.fail(key, format!("model file {} not found", shown_path(file)));
         }
     }

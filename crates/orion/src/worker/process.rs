@@ -39,10 +39,10 @@ pub enum ProcessError {
 pub const SHM_FD: i32 = 3;
 
 /// A shared-memory region for frames: an anonymous memory file (memfd), mapped
-/// read-write here and handed to the worker as file descriptor [`SHM_FD`]. One
-/// frame lives in it at a time: the supervisor writes the next frame only after
-/// the worker answered the previous one. Unmapped and closed on drop; the kernel
-/// frees it when the worker has closed it too.
+/// read-write here and handed to the worker as file descriptor [`SHM_FD`]. It
+/// has one slot per frame in flight: the supervisor writes a slot only when the
+/// worker has answered the frame that was in it. Unmapped and closed on drop;
+/// the kernel frees it when the worker has closed it too.
 pub struct SharedFrames {
     fd: std::os::fd::OwnedFd,
     ptr: *mut u8,

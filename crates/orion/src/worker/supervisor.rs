@@ -741,11 +741,16 @@ impl Supervisor {
                     Some(p) if r.success => {
                         tracing::info!(model = %p.model.name, message = %r.message, "model swapped");
                         self.model = Some(p.model);
-                        if let Some(now) = r.model {
-                            self.status.send_modify(|s| {
-                                (s.backend, s.choice) = (now.backend, now.choice);
-                            });
-                        }
+                        // What runs now, or (a worker that does not say) no
+                        // reason rather than the old model's.
+                        let (backend, choice) =
+                            r.model.map_or((None, None), |m| (m.backend, m.choice));
+                        self.status.send_modify(|s| {
+                            s.choice = choice;
+                            if backend.is_some() {
+                                s.backend = backend;
+                            }
+                        });
                         let _ = p.reply.send(Ok(r.message));
                     }
                     Some(p) => {

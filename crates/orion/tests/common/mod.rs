@@ -383,6 +383,10 @@ impl Daemon {
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info,rumqttd=off")
+            // The tests' own cache of compiled models and runtime choices
+            // (each model is timed once per build tree, not per test, and the
+            // user's cache is never touched); a test may give its own.
+            .env("ORION_CACHE_DIR", test_cache())
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
@@ -688,6 +692,11 @@ pub fn runtime_option(backend: &str) -> &'static str {
         "onnxruntime:CPUExecutionProvider" => "onnxruntime fp32",
         other => panic!("unexpected runtime {other:?}"),
     }
+}
+
+/// `target/test-cache` of this build tree.
+pub fn test_cache() -> std::path::PathBuf {
+    repo_root().join("target/test-cache")
 }
 
 pub fn model_path() -> String {
