@@ -15,20 +15,17 @@ tracker calls a box that moves more than 0.02 someone who moved).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workers/python"))
 sys.path.insert(0, str(ROOT / "bench"))
 from orion_worker.detectors import Engine, MoveNetDetector, SsdDetector  # noqa: E402
 from orion_worker.int8_check import labelled_scenes, steadiness, still_clips  # noqa: E402
-from pose import CLIPS, NO_PERSON, frames  # noqa: E402
+from pose import CLIPS, NO_PERSON, cost, frames  # noqa: E402
 
 M = ROOT / "models"
 MODELS = {
@@ -37,17 +34,6 @@ MODELS = {
     "SSDLite": (SsdDetector, "ssdlite_mobilenet_v2_coco", (0.5, 0.3)),
 }
 STILL_CLIPS = ["everyday/upfall_A7_S1T1_cam1.mp4", "everyday/upfall_A8_S1T1_cam1.mp4"]
-
-
-def cost(det, image: np.ndarray, runs: int = 60) -> float:
-    for _ in range(5):
-        det.detect(image, 0.5)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        det.detect(image, 0.5)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> int:

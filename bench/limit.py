@@ -11,12 +11,12 @@ Prints one JSON object: inferences per second and per-frame times.
 """
 
 import json
-import subprocess
 import sys
 import time
 
 import cv2
 import numpy as np
+from video import decode
 
 video, seconds = sys.argv[1], float(sys.argv[2])
 threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
@@ -28,13 +28,8 @@ W, H = 640, 480
 S = 300 if model_name == "ssdlite" else 256
 cv2.setNumThreads(1)
 
-# Decode the video once into memory with GStreamer (as the daemon would deliver it).
-raw = subprocess.run(
-    ["gst-launch-1.0", "-q", "filesrc", f"location={video}", "!", "decodebin", "!", "videoconvert", "!",
-     "videoscale", "!", f"video/x-raw,format=RGB,width={W},height={H}", "!", "fdsink", "fd=1"],
-    check=True, capture_output=True,
-).stdout
-frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, H, W, 3)
+# The video decoded once into memory (as the daemon would deliver it).
+frames = decode(video, W, H)
 
 if backend.startswith("openvino"):
     import openvino as ov

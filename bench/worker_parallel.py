@@ -11,12 +11,12 @@ Prints one JSON object: frames per second for 1 and N at once, and the ratio.
 import io
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from video import decode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workers/python"))
@@ -31,12 +31,7 @@ W, H = 640, 480
 FILES = {"ssdlite": ("ssd", "models/ssdlite_mobilenet_v2_coco.onnx"), "movenet": ("movenet", "models/movenet_multipose_lightning.onnx")}
 fmt, path = FILES[model]
 
-raw = subprocess.run(
-    ["gst-launch-1.0", "-q", "filesrc", f"location={video}", "!", "decodebin", "!", "videoconvert", "!",
-     "videoscale", "!", f"video/x-raw,format=RGB,width={W},height={H}", "!", "fdsink", "fd=1"],
-    check=True, capture_output=True,
-).stdout
-frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, H, W, 3)
+frames = decode(video, W, H)
 
 
 def message(seq: int, image: np.ndarray) -> bytes:
@@ -49,13 +44,14 @@ def message(seq: int, image: np.ndarray) -> bytes:
 
 
 # Every frame of the video, encoded once: the serve loop reads them from memory.
-BATCH = b"".join(message(i, f) for i, f in enumerate(frames))
+MESSAGES = [message(i, f) for i, f in enumerate(frames)]
+BATCH = b"".join(MESSAGES)
 
 
 def rate(parallel: int) -> float:
     models = load_model_set({"size": model, "format": fmt, "path": str(ROOT / path)}, 1, parallel)
     worker = PersonDetector(models, 0.3, 1, parallel)
-    serve(worker, stdin=io.BytesIO(BATCH[: len(BATCH) // 10]), stdout=io.BytesIO())  # warm-up
+    serve(worker, stdin=io.BytesIO(b"".join(MESSAGES[:10])), stdout=io.BytesIO())  # warm-up
     count = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:

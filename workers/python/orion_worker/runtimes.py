@@ -247,32 +247,34 @@ TIMING_TIMEOUT_S = 30.0
 
 
 def time_apart(options: Sequence[Option], input_shape: list[int], threads: int, parallel: int, sample: np.ndarray) -> tuple[list[str], dict[str, float]]:
-    """`time_options` in a process of its own (spawned: a fresh interpreter,
-    none of the worker's threads or file descriptors): the runtimes it opens
-    and drops never weigh on the worker (ONNX Runtime's library alone is
-    20 MB), and one that crashes takes only that process with it. It dies
-    with the worker (a parent-death signal) and is killed past
-    `TIMING_TIMEOUT_S`."""
-    import multiprocessing
+    """`time_options` in a process of its own (`python -m
+    orion_worker.runtimes`: a fresh interpreter that imports none of the
+    worker's own code, with none of its threads or file descriptors): the
+    runtimes it opens and drops never weigh on the worker (ONNX Runtime's
+    library alone is 20 MB), and one that crashes takes only that process with
+    it. It dies with the worker (a parent-death signal) and is killed past
+    `TIMING_TIMEOUT_S`. Its log lines go to the worker's stderr."""
+    import pickle
+    import subprocess
+    import sys
 
-    ctx = multiprocessing.get_context("spawn")
-    answer, child_end = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_time_in_child, args=(child_end, list(options), input_shape, threads, parallel, sample), daemon=True)
-    child.start()
-    child_end.close()
+    job = pickle.dumps((list(options), input_shape, threads, parallel, sample))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "orion_worker.runtimes"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+    )
     try:
-        if not answer.poll(TIMING_TIMEOUT_S):
-            raise RuntimeError(f"no answer within {TIMING_TIMEOUT_S:.0f} s")
-        status, result = answer.recv()
-    except (EOFError, OSError) as e:
-        child.join(5)
-        raise RuntimeError(f"the timing process ended without an answer (exit code {child.exitcode})") from e
-    finally:
-        child.join(5)
-        if child.is_alive():
-            child.kill()
-            child.join()
-        answer.close()
+        out, _ = child.communicate(job, timeout=TIMING_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise RuntimeError(f"no answer within {TIMING_TIMEOUT_S:.0f} s") from None
+    if child.returncode != 0:
+        raise RuntimeError(f"the timing process failed (exit code {child.returncode})")
+    try:
+        status, result = pickle.loads(out)
+    except Exception as e:
+        raise RuntimeError(f"unreadable answer from the timing process ({one_line(e)})") from None
     if status != "ok":
         raise RuntimeError(result)
     return result
@@ -292,16 +294,23 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _time_in_child(conn, options: list[Option], input_shape: list[int], threads: int, parallel: int, sample: np.ndarray) -> None:
+def _timing_main() -> int:
+    """The timing process: the job on stdin (pickled by `time_apart`), the
+    answer on stdout."""
+    import pickle
+    import sys
+
     _die_with_parent()
     setup_logging()
     try:
+        options, input_shape, threads, parallel, sample = pickle.loads(sys.stdin.buffer.read())
         opener = functools.partial(open_option, input_shape=input_shape, threads=threads, parallel=parallel)
-        conn.send(("ok", time_options(options, opener, sample)))
-    except BaseException as e:  # the parent must hear why, whatever it was
-        conn.send(("error", f"{type(e).__name__}: {e}"))
-    finally:
-        conn.close()
+        answer = ("ok", time_options(options, opener, sample))
+    except BaseException as e:  # the worker must hear why, whatever it was
+        answer = ("error", f"{type(e).__name__}: {one_line(e)}")
+    sys.stdout.buffer.write(pickle.dumps(answer))
+    sys.stdout.flush()
+    return 0
 
 
 def _options(path: str, backend: str, precision: str, int8: str | None) -> list[Option]:
@@ -341,3 +350,7 @@ def _installed(runtime: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(runtime) is not None
+
+
+if __name__ == "__main__":
+    raise SystemExit(_timing_main())
