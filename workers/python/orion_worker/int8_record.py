@@ -13,6 +13,9 @@ from pathlib import Path
 
 from .runtime_choice import file_digest
 
+# How `checked` begins when the check ran and failed (not a fault: a verdict).
+FAILED = "its accuracy check failed: "
+
 
 def record_path(int8_path: str | Path) -> Path:
     p = Path(int8_path)
@@ -37,5 +40,5 @@ def checked(fp32_path: str, int8_path: str) -> tuple[bool, str]:
     except OSError as e:
         return False, f"cannot read the model files ({e})"
     if record.get("passed") is not True:
-        return False, "its accuracy check failed: " + "; ".join(map(str, record.get("failures") or []))
+        return False, FAILED + "; ".join(map(str, record.get("failures") or []))
     return True, "accuracy checked " + str(record.get("checked_at", "?"))

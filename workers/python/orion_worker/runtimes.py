@@ -334,6 +334,9 @@ def _options(path: str, backend: str, precision: str, int8: str | None) -> list[
             ok, why = int8_record.checked(path, int8)
             if ok:
                 options.append(Option("openvino", "int8", int8))
+            elif why.startswith(int8_record.FAILED):
+                # A verdict, not a fault: the shipped variants fail it.
+                log.info("INT8 variant %s not considered: %s", Path(int8).name, why)
             else:
                 log.warning("INT8 variant %s not considered: %s", Path(int8).name, why)
     if precision == "int8" and not int8:
