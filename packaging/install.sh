@@ -35,7 +35,8 @@ while [ $# -gt 0 ]; do
         --no-user) MAKE_USER=0; shift ;;
         --no-systemctl) SYSTEMCTL=0; shift ;;
         --enable) ENABLE=1; shift ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        # The comment block at the top, without its `# ` (and nothing after it).
+        -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
         *) echo "install: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done

@@ -453,3 +453,36 @@ fn the_service_install_lays_out_a_prefix_that_runs_and_a_unit_that_verifies() {
             .contains("host-installed")
     );
 }
+
+#[test]
+fn the_installer_s_help_lists_every_option_and_no_script_code() {
+    let out = Command::new(common::repo_root().join("packaging/install.sh"))
+        .arg("--help")
+        .output()
+        .expect("run install.sh --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--prefix",
+        "--etc",
+        "--unit-dir",
+        "--python",
+        "--no-user",
+        "--no-systemctl",
+        "--enable",
+    ] {
+        assert!(help.contains(option), "{option} missing from:\n{help}");
+    }
+    for code in ["set -euo", "cd \"$(dirname", "PREFIX=/opt"] {
+        assert!(!help.contains(code), "script code {code:?} in:\n{help}");
+    }
+    // Every option the installer takes is documented for operators too.
+    let deploy = std::fs::read_to_string(common::repo_root().join("docs/deploy.md"))
+        .expect("docs/deploy.md");
+    for option in ["--no-user", "--no-systemctl", "--python PATH", "--enable"] {
+        assert!(
+            deploy.contains(&format!("`{option}")),
+            "{option} not in docs/deploy.md"
+        );
+    }
+}

@@ -152,12 +152,14 @@ fn the_page_shows_frames_and_boxes_and_its_roi_and_zones_reach_the_daemon() {
         b["frame"].as_u64().expect("frame") <= b["shown"].as_u64().expect("shown"),
         "boxes never from a later frame: {seen}"
     );
+    let status = seen["status_text"].as_str().expect("status");
     assert!(
-        seen["status_text"]
-            .as_str()
-            .expect("status")
-            .contains("ssdlite"),
+        status.contains("ssdlite"),
         "the status panel names the model: {seen}"
+    );
+    assert!(
+        status.contains("frames skipped") && !status.contains("frame bus"),
+        "plain words for frames a busy worker never looked at: {status}"
     );
 
     // The room: the person in it, and the events that said so.

@@ -189,6 +189,39 @@ fn in_unit(v: f64) -> bool {
     v.is_finite() && (0.0..=1.0).contains(&v)
 }
 
+/// The first limit a normalized rectangle breaks, with the value that
+/// breaks it (`x + width must be <= 1 (got 1.2)`); None when it fits.
+fn rect_outside(r: &ZoneRect) -> Option<String> {
+    let checks = [
+        (r.x, in_unit(r.x), "x must be in 0..1"),
+        (r.y, in_unit(r.y), "y must be in 0..1"),
+        (
+            r.width,
+            r.width.is_finite() && r.width > 0.0,
+            "width must be > 0",
+        ),
+        (
+            r.height,
+            r.height.is_finite() && r.height > 0.0,
+            "height must be > 0",
+        ),
+        (
+            r.x + r.width,
+            r.x + r.width <= 1.0 + 1e-9,
+            "x + width must be <= 1",
+        ),
+        (
+            r.y + r.height,
+            r.y + r.height <= 1.0 + 1e-9,
+            "y + height must be <= 1",
+        ),
+    ];
+    checks
+        .iter()
+        .find(|(_, ok, _)| !ok)
+        .map(|(value, _, limit)| format!("{limit} (got {value})"))
+}
+
 /// Twice the signed area of a polygon.
 fn area2(p: &[[f64; 2]]) -> f64 {
     let n = p.len();
@@ -303,17 +336,9 @@ fn shape(i: usize, spec: &ZoneSpec) -> Result<Vec<[f64; 2]>, String> {
             Ok(p.clone())
         }
         (None, Some(r)) => {
-            let fits = in_unit(r.x)
-                && in_unit(r.y)
-                && r.width.is_finite()
-                && r.height.is_finite()
-                && r.width > 0.0
-                && r.height > 0.0
-                && r.x + r.width <= 1.0 + 1e-9
-                && r.y + r.height <= 1.0 + 1e-9;
-            if !fits {
+            if let Some(limit) = rect_outside(r) {
                 return Err(format!(
-                    "zones[{i}] ({name}): rect must lie inside the frame: x, y >= 0, width, height > 0, x + width <= 1, y + height <= 1"
+                    "zones[{i}] ({name}): rect must lie inside the frame: {limit}"
                 ));
             }
             Ok(vec![
@@ -409,8 +434,16 @@ mod tests {
                 "not allowed",
             ),
             (
-                r#"[{"name": "a", "rect": {"x": 0.5, "y": 0, "width": 0.6, "height": 1}}]"#,
-                "inside the frame",
+                r#"[{"name": "a", "rect": {"x": 0.5, "y": 0, "width": 0.7, "height": 1}}]"#,
+                "rect must lie inside the frame: x + width must be <= 1 (got 1.2)",
+            ),
+            (
+                r#"[{"name": "a", "rect": {"x": 0, "y": -0.1, "width": 0.5, "height": 1}}]"#,
+                "y must be in 0..1 (got -0.1)",
+            ),
+            (
+                r#"[{"name": "a", "rect": {"x": 0, "y": 0, "width": 0, "height": 1}}]"#,
+                "width must be > 0 (got 0)",
             ),
             (r#"[{"name": "a", "polygon": [[0, 0], [1, 1]]}]"#, "3 to 32"),
             (
