@@ -551,7 +551,7 @@ async fn watch(cli: &Cli, count: Option<u64>) -> anyhow::Result<u8> {
         let line = if cli.json {
             String::from_utf8_lossy(&payload).into_owned()
         } else {
-            print::watch_line(&topic, &payload)
+            print::watch_line(&topic, &payload, std::time::SystemTime::now())
         };
         // A reader that went away (`orionctl watch | head`) ends the watch.
         use std::io::Write as _;

@@ -291,23 +291,27 @@ fn short_time(t: &str) -> String {
     }
 }
 
-/// One line per watched message.
-pub fn watch_line(topic: &str, payload: &[u8]) -> String {
+/// One line per watched message, led by its time: the message's own
+/// `timestamp`, or for the retained states that have none (occupancy,
+/// alerts) when it was `received`.
+pub fn watch_line(topic: &str, payload: &[u8], received: std::time::SystemTime) -> String {
     let Ok(v) = serde_json::from_slice::<Value>(payload) else {
         return format!("{topic}: {} bytes (not JSON)", payload.len());
     };
+    let received = humantime::format_rfc3339_millis(received).to_string();
     let time = v["timestamp"]
         .as_str()
         .and_then(|t| t.get(11..23))
+        .or_else(|| received.get(11..23))
         .unwrap_or("--:--:--.---");
     if topic.contains("/inferences/") {
         format!("{time} {}", result_line(&v))
     } else if topic.starts_with("care/events/") {
         format!("{time} {}", event_line(&v))
     } else if topic.starts_with("care/occupancy/") {
-        format!("--:--:--.--- {}", occupancy_line(&v))
+        format!("{time} {}", occupancy_line(&v))
     } else if topic.starts_with("care/alerts/") {
-        format!("--:--:--.--- {}", alerts_line(&v))
+        format!("{time} {}", alerts_line(&v))
     } else if topic.starts_with(crate::topics::STATUS_PREFIX) {
         format!(
             "{time} status {} camera={} inference={}{}",
@@ -498,6 +502,11 @@ fn occupancy_line(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 2026-11-29T08:00:05.250Z: when a test's message arrived.
+    fn at() -> std::time::SystemTime {
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_939_205_250)
+    }
     use serde_json::json;
 
     #[test]
@@ -536,6 +545,7 @@ mod tests {
         let line = watch_line(
             "care/inferences/x/person_detection",
             msg.to_string().as_bytes(),
+            at(),
         );
         assert_eq!(
             line,
@@ -562,28 +572,28 @@ mod tests {
         let line = watch_line(
             "care/inferences/a/person_detection",
             result.to_string().as_bytes(),
+            at(),
         );
         assert!(line.contains("[#7 1,2 3x4 0.90]"), "{line}");
         let left = json!({"type": "zone_left", "timestamp": "2026-11-28T08:00:01.000Z", "track_id": 7,
             "zone": "bed", "reason": "walked_out"});
-        let line = watch_line("care/events/a", left.to_string().as_bytes());
+        let line = watch_line("care/events/a", left.to_string().as_bytes(), at());
         assert_eq!(
             line,
             "08:00:01.000 event zone_left track #7 zone bed (walked_out)"
         );
         let occ = json!({"occupied": true, "count": 1, "since": "2026-11-28T08:00:00.000Z",
             "zones": {"bed": {"occupied": true, "count": 1}}});
-        let line = watch_line("care/occupancy/a", occ.to_string().as_bytes());
-        assert!(
-            line.ends_with(
-                "occupancy occupied=true count=1 since 2026-11-28T08:00:00.000Z zones: bed=1"
-            ),
-            "{line}"
+        let line = watch_line("care/occupancy/a", occ.to_string().as_bytes(), at());
+        assert_eq!(
+            line,
+            "08:00:05.250 occupancy occupied=true count=1 since 2026-11-28T08:00:00.000Z zones: bed=1",
+            "a retained state without a timestamp shows when it arrived"
         );
         let occ = json!({"state": "paused", "occupied": true, "count": 2, "seen": 1, "unseen": 1,
             "since": "2026-11-28T08:00:00.000Z", "zones": {},
             "unseen_people": [{"track_id": 3, "last_seen": "2026-11-28T07:59:00.000Z", "position": {"x": 0.5, "y": 0.8}}]});
-        let line = watch_line("care/occupancy/a", occ.to_string().as_bytes());
+        let line = watch_line("care/occupancy/a", occ.to_string().as_bytes(), at());
         assert!(
             line.ends_with(
                 "occupancy [paused: last known] occupied=true count=2 (seen 1, not seen 1: #3 last seen 2026-11-28T07:59:00.000Z) since 2026-11-28T08:00:00.000Z"
@@ -601,33 +611,37 @@ mod tests {
         let line = watch_line(
             "care/inferences/a/person_detection",
             result.to_string().as_bytes(),
+            at(),
         );
         assert!(line.contains("[#7 lying 1,2 3x4 0.30]"), "{line}");
         let fall = json!({"type": "fall_detected", "timestamp": "2026-11-30T08:00:03.000Z", "track_id": 7,
             "alert_id": "a-1-a1", "alert": "fall", "how": "lying"});
         assert_eq!(
-            watch_line("care/events/a", fall.to_string().as_bytes()),
+            watch_line("care/events/a", fall.to_string().as_bytes(), at()),
             "08:00:03.000 event fall_detected track #7 ALERT fall (lying) a-1-a1"
         );
         let acked = json!({"type": "alert_acknowledged", "timestamp": "2026-11-30T08:01:03.000Z", "track_id": 7,
             "alert_id": "a-1-a1", "alert": "fall", "reason": "acknowledged", "duration_s": 60.2});
         assert_eq!(
-            watch_line("care/events/a", acked.to_string().as_bytes()),
+            watch_line("care/events/a", acked.to_string().as_bytes(), at()),
             "08:01:03.000 event alert_acknowledged track #7 alert a-1-a1 ended (acknowledged) after 60 s"
         );
         let posture = json!({"type": "posture_changed", "timestamp": "2026-11-30T08:00:01.000Z", "track_id": 7,
             "posture": "lying", "previous": "standing"});
         assert!(
-            watch_line("care/events/a", posture.to_string().as_bytes())
+            watch_line("care/events/a", posture.to_string().as_bytes(), at())
                 .ends_with("track #7 standing -> lying")
         );
         let state = json!({"active": true, "alerts": [{"alert_id": "a-1-a1", "alert": "fall", "track_id": 7,
             "since": "2026-11-30T08:00:03.000Z", "announced": 2}]});
         assert!(
-            watch_line("care/alerts/a", state.to_string().as_bytes())
+            watch_line("care/alerts/a", state.to_string().as_bytes(), at())
                 .ends_with("ALERTS fall track #7 since 08:00:03 (announced 2x) a-1-a1")
         );
         let none = json!({"active": false, "alerts": []});
-        assert!(watch_line("care/alerts/a", none.to_string().as_bytes()).ends_with("alerts none"));
+        assert_eq!(
+            watch_line("care/alerts/a", none.to_string().as_bytes(), at()),
+            "08:00:05.250 alerts none"
+        );
     }
 }
