@@ -18,6 +18,7 @@
 # Idempotent: running it again upgrades binaries, worker and model in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. packaging/lib.sh
 
 PREFIX=/opt/orion
 ETC=/etc/orion
@@ -94,32 +95,19 @@ if [ -e "$ETC/orion.yaml" ]; then
     say "$ETC/orion.yaml exists: kept (compare with config/orion.yaml after upgrades)"
 else
     say "config -> $ETC/orion.yaml"
-    # The demo config with absolute paths under the prefix: the service runs
-    # the demo until the camera and broker are set.
-    sed -e "s|path: assets/demo.mp4|path: $PREFIX/share/demo.mp4|" \
-        -e "s|path: models/|path: $PREFIX/models/|" -e "s|int8: models/|int8: $PREFIX/models/|" \
-        -e "s|command: \[\".venv/bin/python\"|command: [\"$WORKER_PYTHON\"|" \
-        -e "s|# Every key is documented in docs/config.md; relative paths are relative to the|# Every key is documented in $PREFIX/docs/config.md. Installed by packaging/install.sh;|" \
-        -e "s|# directory oriond is started from (the repository root in the README).|# upgrades keep this file.|" \
-        config/orion.yaml >"$ETC/orion.yaml"
+    installed_config "$PREFIX/models" "$PREFIX/share/demo.mp4" "$WORKER_PYTHON" "$PREFIX/docs" >"$ETC/orion.yaml"
     chmod 0644 "$ETC/orion.yaml"
 fi
 if [ ! -e "$ETC/orion.env" ]; then
     say "secrets file -> $ETC/orion.env (mode 0640)"
-    cat >"$ETC/orion.env" <<'ENV'
-# Secrets for the Orion service (systemd EnvironmentFile): KEY=value, one a line.
-# Never passed to the inference workers, never logged.
-#ORION_MQTT_USERNAME=sensor-101
-#ORION_MQTT_PASSWORD=
-#ORION_RTSP_URL=rtsp://user:password@camera-101/stream1
-ENV
+    secrets_template >"$ETC/orion.env"
     chmod 0640 "$ETC/orion.env"
     chgrp "$GROUP" "$ETC/orion.env"
 fi
 
 say "unit -> $UNIT_DIR/orion.service"
 install -d -m 0755 "$UNIT_DIR"
-sed -e "s|@PREFIX@|$PREFIX|g" -e "s|@ETC@|$ETC|g" packaging/orion.service >"$UNIT_DIR/orion.service"
+installed_unit "$PREFIX/bin" "$ETC" "$PREFIX" "$PREFIX/docs" >"$UNIT_DIR/orion.service"
 chmod 0644 "$UNIT_DIR/orion.service"
 
 "$PREFIX/bin/oriond" validate --config "$ETC/orion.yaml" >&2

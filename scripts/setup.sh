@@ -2,7 +2,7 @@
 # Sets Orion up on a fresh Debian 12 machine, run as root from anywhere:
 #   - apt: GStreamer (dev + plugins base/good/bad/ugly/libav), gst-rtsp-server dev,
 #     mosquitto + clients, Python venv support, chromium (the live view's browser
-#     tests);
+#     tests), dpkg-dev and lintian (the Debian package's build and tests);
 #   - the Python venv .venv with the worker package and its test dependencies,
 #     and Playwright (drives the system chromium; it downloads no browser);
 #   - a check of the shipped model;
@@ -35,6 +35,7 @@ APT_PACKAGES=(
     python3 python3-venv python3-pip python3-gi gir1.2-gst-rtsp-server-1.0
     curl openssl
     chromium
+    dpkg-dev lintian adduser iproute2
 )
 
 say "check the apt packages"

@@ -12,6 +12,40 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// Libraries quieter than the level asked for: the embedded broker logs every
+/// client that disconnects as an error (`router-drop`), the MQTT client and
+/// the outbox store talk at info about their routine.
+const QUIET_LIBRARIES: [(&str, &str); 4] = [
+    ("rumqttd", "off"),
+    ("rumqttc", "warn"),
+    ("fjall", "warn"),
+    ("lsm_tree", "warn"),
+];
+
+/// The log filter for `RUST_LOG` (`None`: not set): its directives, after the
+/// quiet libraries' levels unless it names that library itself. So
+/// `RUST_LOG=debug` is Orion's debug without the broker's noise, and
+/// `RUST_LOG=debug,rumqttd=info` still shows the broker.
+pub fn log_filter(rust_log: Option<&str>) -> String {
+    let asked = rust_log
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
+    let named = |library: &str| {
+        asked.split(',').any(|d| {
+            let target = d.split(['=', '[']).next().unwrap_or("").trim();
+            target == library || target.starts_with(&format!("{library}::"))
+        })
+    };
+    let mut filter: Vec<String> = QUIET_LIBRARIES
+        .iter()
+        .filter(|(library, _)| !named(library))
+        .map(|(library, level)| format!("{library}={level}"))
+        .collect();
+    filter.push(asked.to_string());
+    filter.join(",")
+}
+
 /// Longest log line written; the rest of a longer event is cut with a marker.
 pub const MAX_LINE: usize = 8 * 1024;
 /// How much of a value from outside a log line quotes.
@@ -157,6 +191,23 @@ impl RateLimit {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_quiet_libraries_stay_quiet_unless_named() {
+        assert_eq!(
+            log_filter(None),
+            "rumqttd=off,rumqttc=warn,fjall=warn,lsm_tree=warn,info"
+        );
+        assert_eq!(
+            log_filter(Some("warn")),
+            "rumqttd=off,rumqttc=warn,fjall=warn,lsm_tree=warn,warn"
+        );
+        assert_eq!(
+            log_filter(Some("debug,rumqttd=info,rumqttc::state=trace")),
+            "fjall=warn,lsm_tree=warn,debug,rumqttd=info,rumqttc::state=trace"
+        );
+        assert_eq!(log_filter(Some(" ")), log_filter(None));
+    }
+
     use super::*;
 
     #[test]

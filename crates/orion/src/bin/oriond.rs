@@ -47,6 +47,17 @@ fn parse_args() -> Result<(Mode, PathBuf), String> {
     Ok((mode, config))
 }
 
+/// `RUST_LOG` over the quiet libraries' levels; a broken `RUST_LOG` is said
+/// and the default used.
+fn env_filter() -> tracing_subscriber::EnvFilter {
+    let asked = std::env::var("RUST_LOG").ok();
+    let filter = orion::logging::log_filter(asked.as_deref());
+    tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("oriond: RUST_LOG is not a log filter ({e}); logging at info");
+        tracing_subscriber::EnvFilter::new(orion::logging::log_filter(None))
+    })
+}
+
 fn main() -> ExitCode {
     let (mode, path) = match parse_args() {
         Ok(a) => a,
@@ -63,11 +74,7 @@ fn main() -> ExitCode {
     }
 
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,rumqttd=off,rumqttc=warn,fjall=warn,lsm_tree=warn".into()
-            }),
-        )
+        .with_env_filter(env_filter())
         // One line per event, whatever text from outside it carries; no ANSI
         // colours (escape sequences are escaped like any control character).
         .with_writer(orion::logging::EscapedStderr)
