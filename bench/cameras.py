@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import Broker, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-VIDEO = str(ROOT / "assets/demo.mp4")
+VIDEO = str(ROOT / "assets/walking.mp4")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
 CAMERAS = int(os.environ.get("BENCH_CAMERAS", "32"))
 SEPARATE = os.environ.get("BENCH_SEPARATE", "1") != "0"

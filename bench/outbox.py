@@ -35,7 +35,7 @@ from cameras import rss_mb  # noqa: E402
 from run import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-VIDEO = str(ROOT / "assets/demo.mp4")
+VIDEO = str(ROOT / "assets/walking.mp4")
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", "10000"))
 FILL = str(ROOT / "target/release/examples/outbox_fill")
 WORKER = f'["{ROOT}/.venv/bin/python", "-m", "orion_worker.person_detector"]'

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = str(ROOT / "bench/.venv/bin/python")
-VIDEO = str(ROOT / "assets/demo.mp4")
+VIDEO = str(ROOT / "assets/walking.mp4")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
 LONG_MIN = float(os.environ.get("BENCH_LONG_MINUTES", "10"))
 TOPIC = "care/inferences/bench/person_detection"

@@ -29,7 +29,7 @@ from cameras import cpu_seconds, rss_mb  # noqa: E402
 from run import Broker, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-VIDEO = str(ROOT / "assets/demo.mp4")
+VIDEO = str(ROOT / "assets/walking.mp4")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
 WORKER = f'["{ROOT}/.venv/bin/python", "-m", "orion_worker.person_detector"]'
 

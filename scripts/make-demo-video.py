@@ -1,12 +1,21 @@
 #!/usr/bin/env python3
-"""Makes assets/demo.mp4: the looping demo video of the default config.
+"""Makes the two shipped videos, 640x480, 15 fps, H.264 in MP4:
 
-A person (the NASA astronaut portrait from the test images, public domain) walks
-slowly left and right in front of a plain room-like background, 640x480, 15 fps,
-8 seconds, H.264 in MP4. Needs numpy and Pillow (the project venv has both) and
-gst-launch-1.0 with x264enc (gstreamer1.0-plugins-ugly).
+- assets/demo.mp4, the looping demo of the default config (47 s): a real
+  room with a bed; empty, then a person walks in, lies on the bed, sits up at
+  its side, gets up and walks out, and the room stays empty long enough to be
+  reported empty before the loop starts again. Made by the tests' scene maker
+  (`crates/orion/tests/scene_video.py OUTPUT care`) from the room and the
+  person photographed in it (frames of Intel's sample video, CC-BY-4.0); it
+  prints the bed's rectangle, which is the bed zone of config/orion.yaml.
+- assets/walking.mp4 (8 s): a person (the NASA astronaut portrait, public
+  domain) walking slowly left and right in front of a plain room, in view all
+  along: the tests', benchmarks' and corridor example's camera.
 
-    .venv/bin/python scripts/make-demo-video.py [OUTPUT]
+Needs numpy and Pillow (the project venv has both) and gst-launch-1.0 with
+x264enc (gstreamer1.0-plugins-ugly).
+
+    .venv/bin/python scripts/make-demo-video.py [ASSETS_DIR]
 """
 
 from __future__ import annotations
@@ -33,8 +42,18 @@ def background() -> np.ndarray:
     return img.astype(np.uint8)
 
 
+def care_scene(out: Path) -> int:
+    scenes = ROOT / "crates" / "orion" / "tests" / "scene_video.py"
+    return subprocess.call([sys.executable, str(scenes), str(out), "care", "--lying-s", "12"])
+
+
 def main() -> int:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "assets" / "demo.mp4"
+    assets = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "assets"
+    code = care_scene(assets / "demo.mp4")
+    return code or walking(assets / "walking.mp4")
+
+
+def walking(out: Path) -> int:
     size = 360
     person = np.asarray(Image.open(PERSON).convert("RGB").resize((size, size), Image.BILINEAR))
     bg = background()

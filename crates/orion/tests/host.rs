@@ -455,6 +455,47 @@ fn the_service_install_lays_out_a_prefix_that_runs_and_a_unit_that_verifies() {
 }
 
 #[test]
+fn the_demo_config_shows_every_care_signal_within_a_minute() {
+    // The quick start's demo as shipped (video, bed zone, pose model, 2 Hz),
+    // on the test's broker: someone enters, lies on the bed, gets up and
+    // leaves, and the room is reported empty.
+    let broker = Mosquitto::start();
+    let shipped = std::fs::read_to_string(common::repo_root().join("config/orion.yaml")).unwrap();
+    let mut v: serde_norway::Value = serde_norway::from_str(&shipped).unwrap();
+    common::set(&mut v, "instance_id", "demo-signals");
+    common::set(&mut v, "mqtt.broker", broker.url());
+    common::set(&mut v, "health.listen", "{health}");
+    let events = common::Subscriber::connect(broker.port, "care/events/demo-signals");
+    let started = std::time::Instant::now();
+    let _daemon = Daemon::start(&serde_norway::to_string(&v).unwrap());
+    let mut seen: Vec<String> = Vec::new();
+    events.wait_for(Duration::from_secs(75), |_, p| {
+        let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+        let kind = v["type"].as_str()?.to_string();
+        let what = match kind.as_str() {
+            "zone_entered" | "zone_left" => format!("{kind} {}", v["zone"].as_str()?),
+            "occupancy_changed" => format!("{kind} occupied={}", v["occupied"]),
+            _ => kind,
+        };
+        seen.push(what);
+        let after = |later: &str, earlier: &str| {
+            let at = |s: &str| seen.iter().position(|x| x == s);
+            matches!((at(earlier), at(later)), (Some(e), Some(l)) if e < l)
+        };
+        (after("zone_entered bed", "person_entered")
+            && after("zone_left bed", "zone_entered bed")
+            && after("person_left", "zone_left bed")
+            && after("occupancy_changed occupied=false", "person_left"))
+        .then_some(())
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(60),
+        "the demo's care signals took {took:?}: {seen:?}"
+    );
+}
+
+#[test]
 fn the_installer_s_help_lists_every_option_and_no_script_code() {
     let out = Command::new(common::repo_root().join("packaging/install.sh"))
         .arg("--help")

@@ -80,7 +80,7 @@ fn three_cameras_share_the_pools_and_keep_their_own_contract() {
   room_id: "103"
   camera: {{ source: rtsp, rtsp_url: "rtsp://127.0.0.1:{rtsp_port}/cam", reconnect_backoff_max_s: 1 }}
 "#,
-        video = root.join("assets/demo.mp4").display(),
+        video = root.join("assets/walking.mp4").display(),
     ));
     let config = cameras_config(&broker.url(), cameras, |c| {
         common::set(c, "models.person_detector.max_inference_rate_hz", 2.0);

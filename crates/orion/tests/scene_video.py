@@ -21,6 +21,12 @@
         left, stands, falls over sideways within 0.8 s and lies on the floor;
         --get-up: gets up again, stands and walks out.
 
+    scene_video.py OUTPUT care [--lying-s S]
+        The demo (scripts/make-demo-video.py): the real room with a bed; empty,
+        the person walks in from the left to the bed, lies on it, sits up at its
+        side, gets up, walks out to the left; empty long enough for the room to
+        be reported empty before the video loops.
+
 --night: the same scene grayscale, darker and noisy (an infrared camera).
 --frames DIR: also writes every 15th frame as DIR/NNNN.png (for measuring).
 
@@ -237,6 +243,61 @@ def fall(args: argparse.Namespace, write) -> dict:
     return info
 
 
+# The demo's bed in the room photo: x, y, width, height in pixels (the mattress).
+CARE_BED = (340, 310, 290, 100)
+
+
+def room_with_a_bed(room: np.ndarray) -> np.ndarray:
+    frame = room.copy()
+    x, y, w, h = CARE_BED
+    frame[y + 30 : y + h + 50, x : x + w] = (120, 85, 60)  # the frame and its legs' shadow
+    frame[y + h + 50 : y + h + 60, x + 10 : x + w - 10] = (60, 45, 35)
+    frame[y : y + h, x + 6 : x + w - 6] = (226, 228, 236)  # sheets
+    frame[y + 8 : y + 40, x + w - 80 : x + w - 16] = (248, 248, 250)  # pillow
+    frame[y - 60 : y + h + 50, x + w - 12 : x + w] = (100, 70, 50)  # headboard
+    return frame
+
+
+def care(args: argparse.Namespace, write) -> dict:
+    photo = Image.open(IMAGES / "walker_dark.png").convert("RGB")
+    height = 300
+    person = photo.resize((round(photo.width * height / photo.height), height), Image.BILINEAR)
+    room = room_with_a_bed(room_photo())
+    bx, by, bw, bh = CARE_BED
+    floor, spot = 470, bx - person.width - 10
+    lying_img, lying_mask = turned(person.resize((round(person.width * 0.85), round(height * 0.85))), 90)
+    sitting = person.resize((round(person.width * 0.8), round(height * 0.8)))
+    parts = [("empty", 3.0), ("in", 3.0), ("stand", 2.0), ("lie", args.lying_s), ("sit", 3.0), ("up", 3.0), ("out", 3.0), ("empty", 18.0)]
+
+    def draw(kind: str, f: float) -> np.ndarray:
+        frame = room.copy()
+        w = person.width
+        upright, mask = turned(person, 0)
+        if kind == "in":
+            paste_masked(frame, upright, mask, int(-w + f * (spot + w)), floor - height)
+        elif kind in ("stand", "up"):
+            paste_masked(frame, upright, mask, spot, floor - height)
+        elif kind == "lie":
+            paste_masked(frame, lying_img, lying_mask, bx + 8, by + bh - 20 - lying_img.shape[0])
+        elif kind == "sit":
+            img, m = turned(sitting, 0)
+            paste_masked(frame, img, m, bx - 20, by + bh + 20 - img.shape[0])
+        elif kind == "out":
+            paste_masked(frame, upright, mask, int(spot - f * (spot + w)), floor - height)
+        return frame
+
+    starts = play(parts, draw, write)
+    info = {"duration_s": starts["end"], "in_view_s": starts["in"] + 3.0, "lying_s": starts["lie"], "up_s": starts["up"], "gone_s": starts["out"] + 3.0}
+    pad = 0.03
+    info["bed"] = {
+        "x": round(bx / WIDTH - pad, 3),
+        "y": round((by - 90) / HEIGHT, 3),
+        "width": round(bw / WIDTH + pad, 3),
+        "height": round((bh + 90) / HEIGHT + pad, 3),
+    }
+    return info
+
+
 def night(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     gray = frame.astype(np.float32).mean(axis=2, keepdims=True) * 0.7
     gray = gray + rng.normal(0, 4, gray.shape)
@@ -246,7 +307,7 @@ def night(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("output")
-    p.add_argument("scene", choices=["bed", "edge", "picture", "fall"])
+    p.add_argument("scene", choices=["bed", "edge", "picture", "fall", "care"])
     p.add_argument("--get-up", action="store_true")
     p.add_argument("--night", action="store_true")
     p.add_argument("--lying-s", type=float, default=16.0)
@@ -268,7 +329,7 @@ def main() -> int:
         count[0] += 1
         proc.stdin.write(frame.tobytes())
 
-    info = {"bed": bed, "edge": edge, "picture": picture, "fall": fall}[args.scene](args, write)
+    info = {"bed": bed, "edge": edge, "picture": picture, "fall": fall, "care": care}[args.scene](args, write)
     proc.stdin.close()
     code = proc.wait()
     print(json.dumps(info))

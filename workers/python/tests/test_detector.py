@@ -143,12 +143,12 @@ def test_a_person_half_in_view_in_a_doorway_is_found_by_looking_at_the_door(ssd)
 
 
 def test_a_person_standing_across_a_rest_area_is_one_person(ssd):
-    """The demo's person walking past a bed zone (frame 80 of the shipped demo
+    """The walking person passing a bed zone (frame 80 of the walking
     video): the turned look finds their legs across the bed (0.53); that is
     the person found upright, not a second one."""
     import cv2
 
-    cap = cv2.VideoCapture(str(ROOT / "assets" / "demo.mp4"))
+    cap = cv2.VideoCapture(str(ROOT / "assets" / "walking.mp4"))
     cap.set(cv2.CAP_PROP_POS_FRAMES, 80)
     ok, bgr = cap.read()
     assert ok, "demo frame 80"

@@ -567,7 +567,7 @@ health: {{ listen: "{{health}}" }}
 framebus: {{ stats_interval_s: 2 }}
 shutdown_timeout_s: 5
 "#,
-        video = root.join("assets/demo.mp4").display(),
+        video = root.join("assets/walking.mp4").display(),
         model = model_path(),
         int8 = root
             .join("models/ssdlite_mobilenet_v2_coco.int8.xml")
