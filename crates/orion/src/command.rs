@@ -20,7 +20,7 @@ use crate::tracking::zones::{self, ZoneSpec};
 /// messages and `orionctl`), and its parser (params -> a validated
 /// [`Command`]). Adding a command: a variant of [`Command`], a row here, and
 /// what the control plane does with it.
-pub static COMMANDS: [Spec; 19] = [
+pub static COMMANDS: [Spec; 21] = [
     Spec::plain("get_status", Command::GetStatus),
     Spec::plain("pause_inference", Command::PauseInference),
     Spec::plain("resume_inference", Command::ResumeInference),
@@ -63,6 +63,8 @@ pub static COMMANDS: [Spec; 19] = [
         params: "alert_id? (without: every active alert)",
         parse: Parse::Params(ack_alert),
     },
+    Spec::plain("enable_privacy", Command::EnablePrivacy),
+    Spec::plain("disable_privacy", Command::DisablePrivacy),
     Spec::plain("shutdown", Command::Shutdown),
 ];
 
@@ -147,6 +149,10 @@ pub enum Command {
         #[serde(skip_serializing_if = "Option::is_none")]
         alert_id: Option<String>,
     },
+    /// Privacy mode on: no video leaves the sensor (the live view draws
+    /// boxes and figures on a neutral background).
+    EnablePrivacy,
+    DisablePrivacy,
     Shutdown,
 }
 

@@ -62,6 +62,8 @@ pub struct CameraControls {
     pub status: CameraWatch,
     /// The plane owns the camera's pause state.
     pub paused: watch::Sender<bool>,
+    /// And its privacy mode (read by the live feed and presence).
+    pub privacy: watch::Sender<bool>,
     /// The camera's inference rate (read by its rate gate).
     pub rate_tx: watch::Sender<f64>,
     /// FPS measured during warm-up; caps the inference rate.
@@ -160,6 +162,8 @@ impl ControlPlane {
                     auto_focus_json(roi.auto_focus.config()),
                 )
             }
+            Command::EnablePrivacy => self.set_privacy(true),
+            Command::DisablePrivacy => self.set_privacy(false),
             Command::EnableAutoFocus => self.enable_auto_focus(true),
             Command::DisableAutoFocus => self.enable_auto_focus(false),
             Command::ClearAutoFocusHistory => {
@@ -253,6 +257,22 @@ impl ControlPlane {
             format!("auto-focus strategy set to {}", strategy.name()),
             auto_focus_json(roi.auto_focus.config()),
         )
+    }
+
+    /// Privacy mode on or off (asking for the mode it is in is no error: a
+    /// switch may send it twice).
+    fn set_privacy(&self, on: bool) -> Outcome {
+        let changed = self
+            .camera
+            .privacy
+            .send_if_modified(|p| std::mem::replace(p, on) != on);
+        let message = match (on, changed) {
+            (true, true) => "privacy mode on: no video leaves the sensor",
+            (true, false) => "privacy mode was already on",
+            (false, true) => "privacy mode off: the live view shows video",
+            (false, false) => "privacy mode was already off",
+        };
+        Outcome::ok(message, json!({"privacy": on}))
     }
 
     fn enable_auto_focus(&self, enable: bool) -> Outcome {
@@ -371,6 +391,7 @@ impl ControlPlane {
             "health": h.status,
             "reasons": h.reasons,
             "state": self.camera.status.inference_state(),
+            "privacy": self.camera.status.privacy(),
             "stream": {
                 "source": format!("{:?}", config.camera.source).to_lowercase(),
                 "width": config.stream.width,

@@ -1,11 +1,17 @@
 //! Home Assistant MQTT discovery: the retained config messages that make each
 //! camera a device with entities (occupancy, person count, posture, one per
-//! zone; a fall alert and a button to acknowledge it), their state read from
+//! zone; a fall alert and a button to acknowledge it; a control panel: a
+//! switch for inference and one for privacy mode, the camera's state and the
+//! effective inference rate), their state read from
 //! the retained occupancy (and alert) topic and their availability from the
 //! presence topic (so a dead daemon shows as unavailable through its last will)
 //! and from the occupancy's `state` (a paused camera, or one whose stream or
 //! workers are down, is unavailable, never "clear"). The fall alert stays
 //! available while the camera is paused: an alert raised before still holds.
+//! The control panel reads the presence topic and is available whenever the
+//! daemon is online (a paused camera must stay switchable); its switches send
+//! the same control messages as any client, to the camera's control topic, and
+//! so go through the same control handler.
 //!
 //! Builds topics and payloads only; the camera's result handler publishes them. It
 //! never invents state: every entity reads a topic the daemon already publishes.
@@ -132,6 +138,89 @@ impl Device<'_> {
         out
     }
 
+    /// An entity of the control panel: its state from the presence topic,
+    /// available whenever the daemon is online.
+    fn panel(&self, component: &str, object: &str, name: &str) -> serde_json::Map<String, Value> {
+        let mut m = self.base(component, object, name);
+        m.insert(
+            "state_topic".into(),
+            crate::topics::status(self.instance_id).into(),
+        );
+        m.insert("availability".into(), json!([self.online()]));
+        m
+    }
+
+    /// A switch that sends `on` / `off` (plain commands) to the camera's
+    /// control topic; `state` is the template of its state (`ON` / `OFF`).
+    fn switch(
+        &self,
+        object: &str,
+        name: &str,
+        on: &str,
+        off: &str,
+        state: &str,
+    ) -> serde_json::Map<String, Value> {
+        let mut m = self.panel("switch", object, name);
+        m.insert(
+            "command_topic".into(),
+            crate::topics::control(self.instance_id).into(),
+        );
+        m.insert(
+            "payload_on".into(),
+            json!({ "command": on }).to_string().into(),
+        );
+        m.insert(
+            "payload_off".into(),
+            json!({ "command": off }).to_string().into(),
+        );
+        m.insert("state_on".into(), "ON".into());
+        m.insert("state_off".into(), "OFF".into());
+        m.insert("value_template".into(), state.into());
+        m
+    }
+
+    /// The control panel: inference and privacy switches, the camera's state,
+    /// the effective rate.
+    fn panel_entities(&self) -> Vec<(String, serde_json::Map<String, Value>)> {
+        let mut inference = self.switch(
+            "inference",
+            "Inference",
+            "resume_inference",
+            "pause_inference",
+            "{{ 'OFF' if value_json.inference == 'paused' else 'ON' }}",
+        );
+        inference.insert("icon".into(), "mdi:motion-sensor".into());
+        let mut privacy = self.switch(
+            "privacy",
+            "Privacy mode",
+            "enable_privacy",
+            "disable_privacy",
+            "{{ 'ON' if value_json.privacy else 'OFF' }}",
+        );
+        privacy.insert("icon".into(), "mdi:eye-off".into());
+        let mut camera = self.panel("sensor", "camera", "Camera");
+        camera.insert("device_class".into(), "enum".into());
+        camera.insert(
+            "options".into(),
+            json!(["starting", "streaming", "stalled", "reconnecting", "failed"]),
+        );
+        camera.insert("value_template".into(), "{{ value_json.camera }}".into());
+        camera.insert("entity_category".into(), "diagnostic".into());
+        camera.insert("icon".into(), "mdi:cctv".into());
+        let mut rate = self.panel("sensor", "inference_rate", "Inference rate");
+        rate.insert("unit_of_measurement".into(), "Hz".into());
+        rate.insert("state_class".into(), "measurement".into());
+        rate.insert("value_template".into(), "{{ value_json.rate_hz }}".into());
+        rate.insert("entity_category".into(), "diagnostic".into());
+        rate.insert("icon".into(), "mdi:speedometer".into());
+        vec![
+            (self.topic("switch", "inference"), inference),
+            (self.topic("switch", "privacy"), privacy),
+            (self.topic("sensor", "camera"), camera),
+            (self.topic("sensor", "inference_rate"), rate),
+        ]
+    }
+
     /// The discovery messages of this camera with `zones`: (topic, retained payload).
     pub fn configs(&self, zones: &[Zone]) -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::new();
@@ -163,6 +252,7 @@ impl Device<'_> {
         if self.falls {
             out.extend(self.fall_entities());
         }
+        out.extend(self.panel_entities());
         for zone in zones.iter().filter(|z| !z.ignore) {
             let object = format!("zone_{}", zone.name.replace(['.', '-'], "_"));
             let mut z = self.base("binary_sensor", &object, &format!("Zone {}", zone.name));
@@ -211,9 +301,36 @@ mod tests {
                 "homeassistant/sensor/orion_room_101/posture/config",
                 "homeassistant/binary_sensor/orion_room_101/fall/config",
                 "homeassistant/button/orion_room_101/ack_alert/config",
+                "homeassistant/switch/orion_room_101/inference/config",
+                "homeassistant/switch/orion_room_101/privacy/config",
+                "homeassistant/sensor/orion_room_101/camera/config",
+                "homeassistant/sensor/orion_room_101/inference_rate/config",
                 "homeassistant/binary_sensor/orion_room_101/zone_bed/config",
             ]
         );
+        // The control panel: switches that send plain commands to the
+        // control topic, state from presence, available while online.
+        for (i, on, off) in [
+            (5, "resume_inference", "pause_inference"),
+            (6, "enable_privacy", "disable_privacy"),
+        ] {
+            let v: Value = serde_json::from_slice(&configs[i].1).unwrap();
+            assert_eq!(v["command_topic"], "care/control/room-101");
+            assert_eq!(v["state_topic"], "care/status/room-101");
+            for (key, command) in [("payload_on", on), ("payload_off", off)] {
+                let sent: Value = serde_json::from_str(v[key].as_str().expect("payload")).unwrap();
+                assert_eq!(sent, json!({ "command": command }));
+                let parsed = crate::command::parse(v[key].as_str().unwrap().as_bytes(), 1024)
+                    .expect("a valid command");
+                assert_eq!(parsed.name, command);
+            }
+            assert_eq!(v["availability"].as_array().map(Vec::len), Some(1), "{v}");
+        }
+        for i in [7, 8] {
+            let v: Value = serde_json::from_slice(&configs[i].1).unwrap();
+            assert_eq!(v["state_topic"], "care/status/room-101");
+            assert_eq!(v["entity_category"], "diagnostic");
+        }
         let fall: Value = serde_json::from_slice(&configs[3].1).unwrap();
         assert_eq!(fall["device_class"], "safety");
         assert_eq!(fall["state_topic"], "care/alerts/room-101");
@@ -226,10 +343,17 @@ mod tests {
         assert!(ack.get("state_topic").is_none(), "a button has no state");
         let posture: Value = serde_json::from_slice(&configs[2].1).unwrap();
         assert_eq!(posture["device_class"], "enum");
-        for (_, payload) in configs
+        for (_, payload) in configs.iter().filter(|(t, _)| {
+            ![
+                "/fall/",
+                "/ack_alert/",
+                "/switch/",
+                "/camera/",
+                "/inference_rate/",
+            ]
             .iter()
-            .filter(|(t, _)| !t.contains("/fall/") && !t.contains("/ack_alert/"))
-        {
+            .any(|k| t.contains(k))
+        }) {
             let v: Value = serde_json::from_slice(payload).expect("JSON");
             for key in [
                 "name",
@@ -267,7 +391,7 @@ mod tests {
             ..device
         };
         let topics: Vec<String> = quiet.configs(&[]).into_iter().map(|(t, _)| t).collect();
-        assert_eq!(topics.len(), 3, "{topics:?}");
+        assert_eq!(topics.len(), 7, "{topics:?}");
         assert!(
             !topics
                 .iter()

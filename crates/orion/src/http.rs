@@ -388,7 +388,7 @@ mod tests {
     #[tokio::test]
     async fn routes() {
         let camera = Arc::new(Metrics::for_camera("cam-a"));
-        let (status, watch) = crate::status::channels(Duration::from_secs(10));
+        let (status, watch) = crate::status::channels(Duration::from_secs(10), false);
         let registry = Arc::new(Registry::new(vec![(camera, watch)], Vec::new()));
         let (port, cancel) = server_with(MAX_CONNECTIONS, registry, None).await;
         let (code, text) = answer(port, get("/health").as_bytes())

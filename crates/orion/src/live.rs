@@ -6,8 +6,9 @@
 //! the count (no timer, no work) while nobody watches; while someone does it
 //! takes the stream's newest frame at most `max_fps` times a second, converts
 //! and encodes it off the async runtime, and keeps only the newest result for
-//! viewers to take. In privacy mode (`ui.show_video: false`) nothing is
-//! encoded: viewers get the frame's sequence number only. Frames never touch
+//! viewers to take. In privacy mode (`ui.show_video: false`, or turned on at
+//! run time) nothing is encoded: viewers get the frame's sequence number and
+//! `privacy: true` only. Frames never touch
 //! the disk.
 
 use std::sync::Arc;
@@ -37,13 +38,16 @@ pub struct LiveFrame {
     pub seq: u64,
     /// Base64 JPEG; absent in privacy mode.
     pub jpeg: Option<String>,
+    /// Privacy mode was on for this frame.
+    pub privacy: bool,
 }
 
 pub struct LiveFeed {
     pub instance_id: String,
     width: u32,
     height: u32,
-    show_video: bool,
+    /// Privacy mode, as the camera's control plane sets it.
+    privacy: watch::Receiver<bool>,
     max_fps: f64,
     metrics: Arc<Metrics>,
     viewers: watch::Sender<usize>,
@@ -87,7 +91,7 @@ impl LiveFeed {
         instance_id: &str,
         width: u32,
         height: u32,
-        show_video: bool,
+        privacy: watch::Receiver<bool>,
         max_fps: f64,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
@@ -95,7 +99,7 @@ impl LiveFeed {
             instance_id: instance_id.to_string(),
             width,
             height,
-            show_video,
+            privacy,
             max_fps,
             metrics,
             viewers: watch::channel(0).0,
@@ -202,7 +206,8 @@ impl LiveFeed {
                     continue;
                 }
                 last_seq = captured.seq;
-                let jpeg = if self.show_video {
+                let privacy = *self.privacy.borrow();
+                let jpeg = if !privacy {
                     let Some(converter) = rgb.take() else { return };
                     let (w, h) = (self.width, self.height);
                     let done = tokio::task::spawn_blocking(move || {
@@ -229,6 +234,7 @@ impl LiveFeed {
                 self.latest.send_replace(Some(Arc::new(LiveFrame {
                     seq: last_seq,
                     jpeg,
+                    privacy,
                 })));
             }
         }
@@ -258,7 +264,7 @@ fn encode(
 pub fn frame_json(f: &LiveFrame) -> String {
     match &f.jpeg {
         Some(j) => format!("{{\"seq\":{},\"jpeg\":\"{j}\"}}", f.seq),
-        None => format!("{{\"seq\":{}}}", f.seq),
+        None => format!("{{\"seq\":{},\"privacy\":{}}}", f.seq, f.privacy),
     }
 }
 
@@ -269,7 +275,8 @@ mod tests {
     #[test]
     fn at_most_max_viewers_watch_and_a_leaving_one_makes_room() {
         let metrics = Arc::new(Metrics::for_camera("cam-a"));
-        let feed = LiveFeed::new("cam-a", 320, 240, true, 5.0, metrics.clone());
+        let privacy = watch::channel(false).1;
+        let feed = LiveFeed::new("cam-a", 320, 240, privacy, 5.0, metrics.clone());
         let mut viewers: Vec<Viewer> = (0..MAX_VIEWERS)
             .map(|_| feed.watch().expect("room"))
             .collect();

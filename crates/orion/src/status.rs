@@ -166,6 +166,8 @@ pub struct CameraStatus {
     /// Shared by the emitter's event loop (which connects) and its `disconnect`.
     pub mqtt: Arc<watch::Sender<MqttStatus>>,
     pub paused: watch::Sender<bool>,
+    /// Privacy mode: no video leaves the sensor (the control plane sets it).
+    pub privacy: watch::Sender<bool>,
     pub running: watch::Sender<bool>,
     pub outbox: watch::Sender<OutboxStatus>,
     /// The stream supervisor's frame count (it writes, everyone reads).
@@ -178,6 +180,7 @@ pub struct CameraWatch {
     pub stream: watch::Receiver<StreamStatus>,
     pub mqtt: watch::Receiver<MqttStatus>,
     pub paused: watch::Receiver<bool>,
+    pub privacy: watch::Receiver<bool>,
     pub running: watch::Receiver<bool>,
     pub outbox: watch::Receiver<OutboxStatus>,
     /// The frames the stream delivered.
@@ -187,11 +190,14 @@ pub struct CameraWatch {
     pub stall_timeout: Duration,
 }
 
-/// A camera's status channels: the senders for their owners, a watch for readers.
-pub fn channels(stall_timeout: Duration) -> (CameraStatus, CameraWatch) {
+/// A camera's status channels: the senders for their owners, a watch for
+/// readers; privacy mode starts as `privacy` says (set before anything can
+/// read it: no frame leaves before the configured mode holds).
+pub fn channels(stall_timeout: Duration, privacy: bool) -> (CameraStatus, CameraWatch) {
     let (stream, stream_rx) = watch::channel(StreamStatus::default());
     let (mqtt, mqtt_rx) = watch::channel(MqttStatus::default());
     let (paused, paused_rx) = watch::channel(false);
+    let (privacy, privacy_rx) = watch::channel(privacy);
     let (running, running_rx) = watch::channel(false);
     let (outbox, outbox_rx) = watch::channel(OutboxStatus::default());
     let frames = Arc::new(FrameClock::default());
@@ -200,6 +206,7 @@ pub fn channels(stall_timeout: Duration) -> (CameraStatus, CameraWatch) {
             stream,
             mqtt: Arc::new(mqtt),
             paused,
+            privacy,
             running,
             outbox,
             frames: frames.clone(),
@@ -208,6 +215,7 @@ pub fn channels(stall_timeout: Duration) -> (CameraStatus, CameraWatch) {
             stream: stream_rx,
             mqtt: mqtt_rx,
             paused: paused_rx,
+            privacy: privacy_rx,
             running: running_rx,
             outbox: outbox_rx,
             frames,
@@ -231,6 +239,11 @@ impl CameraWatch {
 
     pub fn paused(&self) -> bool {
         *self.paused.borrow()
+    }
+
+    /// Privacy mode: boxes and figures only, no video leaves the sensor.
+    pub fn privacy(&self) -> bool {
+        *self.privacy.borrow()
     }
 
     pub fn running(&self) -> bool {
@@ -277,6 +290,7 @@ impl CameraWatch {
             r = self.stream.changed() => r.is_err(),
             r = self.mqtt.changed() => r.is_err(),
             r = self.paused.changed() => r.is_err(),
+            r = self.privacy.changed() => r.is_err(),
             r = self.running.changed() => r.is_err(),
         };
         if gone {
@@ -300,7 +314,7 @@ mod tests {
 
     #[test]
     fn camera_and_inference_states_come_from_the_owners_status() {
-        let (status, w) = channels(Duration::from_secs(10));
+        let (status, w) = channels(Duration::from_secs(10), false);
         assert_eq!(w.camera_state(), "starting");
         assert_eq!(w.inference_state(), "starting");
         status.stream.send_modify(|s| s.up = true);
@@ -319,7 +333,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waits_follow_changes_not_a_clock() {
-        let (status, mut w) = channels(Duration::from_secs(10));
+        let (status, mut w) = channels(Duration::from_secs(10), false);
         // Paused time: the wait for a connection that never comes ends exactly at
         // its timeout, however long that is in real time.
         let started = tokio::time::Instant::now();

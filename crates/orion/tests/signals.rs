@@ -234,14 +234,15 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
 "#;
     let daemon = Daemon::start(&config_for(two));
     let path = daemon.dir.path().join("orion.yaml");
-    // Eleven entities: occupancy, count, posture, fall and its acknowledge
-    // button for each camera, the bed of ha-a.
+    // Nineteen entities: occupancy, count, posture, fall and its acknowledge
+    // button, the inference and privacy switches, camera state and rate for
+    // each camera, the bed of ha-a.
     let mut seen = std::collections::BTreeMap::new();
     let mut sent = std::collections::BTreeMap::<String, usize>::new();
     discovery.wait_for(Duration::from_secs(60), |topic, payload| {
         seen.insert(topic.to_string(), payload.to_vec());
         *sent.entry(topic.to_string()).or_default() += 1;
-        (seen.len() == 11).then_some(())
+        (seen.len() == 19).then_some(())
     });
     let bed = "homeassistant/binary_sensor/orion_ha_a/zone_bed/config";
     let v: Value = serde_json::from_slice(&seen[bed]).expect("discovery JSON");
@@ -305,7 +306,7 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
     let door = "homeassistant/binary_sensor/orion_ha_a/zone_door/config";
     common::wait_until("the zone entities follow", Duration::from_secs(10), || {
         let now = retained(broker.port, "homeassistant/#", Duration::from_millis(500));
-        (now.contains_key(door) && !now.contains_key(bed) && now.len() == 11).then_some(())
+        (now.contains_key(door) && !now.contains_key(bed) && now.len() == 19).then_some(())
     });
     // A reload without ha-b removes its entities, occupancy, alerts and presence.
     // (The running file has its health port filled in: keep it.)
@@ -336,7 +337,7 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
     // run time (nothing of it was republished or removed).
     let now = retained(broker.port, "homeassistant/#", Duration::from_millis(500));
     assert!(
-        now.contains_key(door) && !now.contains_key(bed) && now.len() == 6,
+        now.contains_key(door) && !now.contains_key(bed) && now.len() == 10,
         "{:?}",
         now.keys()
     );
@@ -352,9 +353,88 @@ fn home_assistant_discovery_follows_zones_and_cameras() {
         Duration::from_secs(30),
         || {
             let now = retained(broker.port, "homeassistant/#", Duration::from_millis(500));
-            (now.contains_key(bed) && !now.contains_key(door) && now.len() == 6).then_some(())
+            (now.contains_key(bed) && !now.contains_key(door) && now.len() == 10).then_some(())
         },
     );
+}
+
+#[test]
+fn home_assistant_switches_pause_inference_and_turn_privacy_on_through_the_control_handler() {
+    let broker = Mosquitto::start();
+    let config = common::config("ha-panel", &broker.url(), |c| {
+        common::set(c, "homeassistant.enabled", true);
+        common::set(c, "models.person_detector.max_inference_rate_hz", 2.0);
+    });
+    let daemon = Daemon::start(&config);
+    let _log_on_failure = LogOnPanic(&daemon);
+    let discovery = |object: &str| -> Value {
+        let topic = format!("homeassistant/{object}/config");
+        let sub = Subscriber::connect(broker.port, &topic);
+        sub.wait_for(Duration::from_secs(60), |_, p| {
+            serde_json::from_slice(p).ok()
+        })
+    };
+    let inference = discovery("switch/orion_ha_panel/inference");
+    let privacy = discovery("switch/orion_ha_panel/privacy");
+    let camera = discovery("sensor/orion_ha_panel/camera");
+    let rate = discovery("sensor/orion_ha_panel/inference_rate");
+    // Every panel entity reads the presence topic.
+    let state_topic = inference["state_topic"]
+        .as_str()
+        .expect("state topic")
+        .to_string();
+    for entity in [&privacy, &camera, &rate] {
+        assert_eq!(entity["state_topic"], state_topic.as_str(), "{entity}");
+    }
+    assert_eq!(camera["value_template"], "{{ value_json.camera }}");
+    assert_eq!(rate["value_template"], "{{ value_json.rate_hz }}");
+    assert_eq!(rate["unit_of_measurement"], "Hz");
+    let presence = Subscriber::connect(broker.port, &state_topic);
+    // The presence message for which `pred` holds.
+    let state_where = |pred: &dyn Fn(&Value) -> bool| -> Value {
+        presence.wait_for(Duration::from_secs(30), |_, p| {
+            let v: Value = serde_json::from_slice(p).ok()?;
+            pred(&v).then_some(v)
+        })
+    };
+    let running = state_where(&|v| v["camera"] == "streaming" && v["inference"] == "running");
+    assert_eq!(running["privacy"], false, "{running}");
+    assert_eq!(running["rate_hz"], 2.0, "the effective rate: {running}");
+
+    // Home Assistant turns the switches by publishing their payloads on
+    // their command topic: the camera's control topic.
+    let replies = Subscriber::connect(broker.port, "care/health/ha-panel");
+    let press = |switch: &Value, key: &str| {
+        let topic = switch["command_topic"].as_str().expect("command topic");
+        let payload = switch[key].as_str().expect("payload").as_bytes().to_vec();
+        replies.publish(topic, payload);
+        replies.wait_for(Duration::from_secs(10), |_, p| {
+            let v: Value = serde_json::from_slice(p).ok()?;
+            (v["type"] == "command_ack").then_some(v)
+        })
+    };
+    let r = press(&inference, "payload_off");
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["command"], "pause_inference", "{r}");
+    state_where(&|v| v["inference"] == "paused");
+    let r = press(&inference, "payload_on");
+    assert_eq!(r["command"], "resume_inference", "{r}");
+    state_where(&|v| v["inference"] == "running");
+    let r = press(&privacy, "payload_on");
+    assert_eq!(r["success"], true, "{r}");
+    state_where(&|v| v["privacy"] == true);
+    let status = replies.command("ha-panel", serde_json::json!({"command": "get_status"}));
+    assert_eq!(status["data"]["privacy"], true, "{status}");
+    let r = press(&privacy, "payload_off");
+    assert_eq!(r["command"], "disable_privacy", "{r}");
+    state_where(&|v| v["privacy"] == false);
+    // The rate sensor follows the rate, whoever sets it.
+    let r = replies.command(
+        "ha-panel",
+        serde_json::json!({"command": "set_inference_rate", "params": {"rate_hz": 1.0}}),
+    );
+    assert_eq!(r["success"], true, "{r}");
+    state_where(&|v| v["rate_hz"] == 1.0);
 }
 
 /// Prints the daemon's log when the test fails.

@@ -437,6 +437,46 @@ fn privacy_mode_sends_no_pixels_and_still_draws_boxes() {
 }
 
 #[test]
+fn privacy_mode_turned_on_at_run_time_stops_the_pixels_and_a_pause_leaves_no_boxes() {
+    let broker = Mosquitto::start();
+    let daemon = Daemon::start(&ui_config(&broker.url(), false, |_| {}));
+    wait_ready(&daemon);
+    let seen = common::browser(
+        "controls",
+        &format!("http://127.0.0.1:{}/", daemon.health_port),
+        &[],
+    );
+    assert!(
+        seen["spread_before"].as_f64().expect("spread") > 5.0,
+        "video first: {seen}"
+    );
+    assert!(
+        seen["privacy_reply"]
+            .as_str()
+            .is_some_and(|r| r.contains("privacy mode on")),
+        "{seen}"
+    );
+    assert!(
+        seen["spread_privacy"].as_f64().expect("spread") < 1.0,
+        "a neutral background once privacy is on: {seen}"
+    );
+    assert_eq!(seen["boxes_paused"], 0, "no old boxes while paused: {seen}");
+    // Privacy on: nothing is encoded any more, whoever watches.
+    let lines = watch_live(daemon.health_port, "/api/live?camera=room-a", &[], 2.0);
+    let frames: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("data: {\"seq\""))
+        .collect();
+    assert!(!frames.is_empty(), "{lines:?}");
+    assert!(
+        frames
+            .iter()
+            .all(|l| !l.contains("jpeg") && l.contains("\"privacy\":true")),
+        "no pixels: {frames:?}"
+    );
+}
+
+#[test]
 fn a_ui_on_a_network_address_without_a_token_is_refused_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("ui.yaml");

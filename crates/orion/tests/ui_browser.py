@@ -4,6 +4,8 @@ Playwright) for tests/ui.rs, and prints what it saw as one JSON line.
     ui_browser.py view  URL [SCREENSHOT]   frames, boxes, the room, ROI and zone drawing, camera picker
     ui_browser.py token URL                a page opened with ?token= works, controls too
     ui_browser.py privacy URL              privacy mode: a neutral picture, boxes still drawn
+    ui_browser.py controls URL             privacy mode turned on from the page: the picture
+                                           goes neutral; paused: no boxes are left drawn
     ui_browser.py fall URL                 privacy mode with the pose model: stick figures
                                            and no boxes; a fall alert shown and acknowledged
 
@@ -130,6 +132,25 @@ def privacy(p, url):
     return out
 
 
+def controls(p, url):
+    out = {}
+    browser, page, out["first_frame_ms"] = open_page(p, url)
+    page.wait_for_function("document.querySelector('#overlay rect.box')", timeout=30000)
+    out["spread_before"] = page.evaluate(PIXEL_SPREAD)
+    out["privacy_reply"] = reply_after(page, lambda: page.click("#privon"))
+    page.wait_for_function("!document.getElementById('privacy').hidden", timeout=10000)
+    drawn = page.evaluate("window.orionView.drawn")
+    page.wait_for_function(f"window.orionView.drawn > {drawn + 3}", timeout=10000)
+    out["spread_privacy"] = page.evaluate(PIXEL_SPREAD)
+    out["pause_reply"] = reply_after(page, lambda: page.click("#pause"))
+    page.wait_for_function("window.orionView.paused", timeout=10000)
+    drawn = page.evaluate("window.orionView.drawn")
+    page.wait_for_function(f"window.orionView.drawn > {drawn + 3}", timeout=10000)
+    out["boxes_paused"] = page.evaluate("document.querySelectorAll('#overlay rect.box, #overlay g.skeleton').length")
+    browser.close()
+    return out
+
+
 def fall(p, url):
     out = {}
     browser, page, out["first_frame_ms"] = open_page(p, url)
@@ -156,6 +177,8 @@ def main() -> int:
             out = token(p, url)
         elif scenario == "privacy":
             out = privacy(p, url)
+        elif scenario == "controls":
+            out = controls(p, url)
         elif scenario == "fall":
             out = fall(p, url)
         else:

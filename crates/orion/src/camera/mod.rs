@@ -184,8 +184,8 @@ impl Camera {
     ) -> anyhow::Result<Self> {
         let id = config.instance_id.clone();
         let metrics = Arc::new(Metrics::for_camera(&id));
-        let (senders, watch) =
-            status::channels(Duration::from_secs_f64(config.stream.stall_timeout_s));
+        let stall = Duration::from_secs_f64(config.stream.stall_timeout_s);
+        let (senders, watch) = status::channels(stall, !config.ui.show_video);
         let (alerts_tx, alerts_rx) = mpsc::channel::<Alert>(ALERT_QUEUE);
         let root = CancellationToken::new();
         let (stream, frames) = Stream::start(
@@ -229,8 +229,8 @@ impl Camera {
         let keeper = parts.spawn_keeper(&results, &root).await;
         let port = parts.route_results(&results);
         let key = port.key();
-        let plane =
-            parts.control_plane(senders.paused, rate_tx, warm.map(|w| w.fps_mean), &results);
+        let fps = warm.map(|w| w.fps_mean);
+        let plane = parts.control_plane(senders.paused, senders.privacy, rate_tx, fps, &results);
         let control = root.child_token();
         let control_task = parts.spawn_control(&plane, control_rx, alerts_rx, &control);
         parts.spawn_frames(frames, port, rate_rx, &results, phase, &identity);
@@ -354,7 +354,7 @@ impl Parts {
             &self.config.instance_id,
             self.config.stream.width,
             self.config.stream.height,
-            ui.show_video,
+            self.watch.privacy.clone(),
             ui.max_fps,
             self.metrics.clone(),
         );
@@ -482,11 +482,12 @@ impl Parts {
         port
     }
 
-    /// The control plane: it owns the pause state and the rate (capped at the
-    /// fps the warm-up measured).
+    /// The control plane: it owns the pause state, the privacy mode and the
+    /// rate (capped at the fps the warm-up measured).
     fn control_plane(
         &self,
         paused: watch::Sender<bool>,
+        privacy: watch::Sender<bool>,
         rate_tx: watch::Sender<f64>,
         measured_fps: Option<f64>,
         results: &Arc<CameraResults>,
@@ -497,6 +498,7 @@ impl Parts {
                 metrics: self.metrics.clone(),
                 status: self.watch.clone(),
                 paused,
+                privacy,
                 rate_tx,
                 measured_fps,
                 workers: self.shared.workers.clone(),
@@ -544,6 +546,7 @@ impl Parts {
     ) {
         let config = &self.config;
         let hz = *rate_hz.borrow();
+        let rate_hz_presence = rate_hz.clone();
         self.task_set.spawn(
             FrameConsumer {
                 instance_id: Arc::from(config.instance_id.as_str()),
@@ -567,6 +570,7 @@ impl Parts {
                 topic: config.status_topic(),
                 identity: identity.clone(),
                 status: self.watch.clone(),
+                rate_hz: rate_hz_presence,
                 emitter: self.emitter.clone(),
             }
             .run(self.tasks.clone())

@@ -97,6 +97,12 @@ pub enum Cmd {
         #[command(subcommand)]
         action: AutofocusCmd,
     },
+    /// Privacy mode: `on` (no video leaves the sensor; the live view draws
+    /// boxes and figures) or `off`, until the next restart.
+    Privacy {
+        #[arg(value_enum)]
+        mode: OnOff,
+    },
     /// Acknowledge a fall or down alert (all active ones without an id):
     /// someone is on it; it is no longer announced.
     Ack {
@@ -120,6 +126,12 @@ pub enum Cmd {
     /// online/offline, camera, inference, version, uptime, since when (sorted by
     /// instance; --json for scripts).
     List,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +199,8 @@ pub fn command_json(cmd: &Cmd) -> anyhow::Result<Value> {
         Cmd::Resume => Command::ResumeInference,
         Cmd::Rate { hz } => Command::SetInferenceRate { rate_hz: *hz },
         Cmd::Model { size } => Command::SetModelSize { size: size.clone() },
+        Cmd::Privacy { mode: OnOff::On } => Command::EnablePrivacy,
+        Cmd::Privacy { mode: OnOff::Off } => Command::DisablePrivacy,
         Cmd::Ack { alert_id } => Command::AckAlert {
             alert_id: alert_id.clone(),
         },

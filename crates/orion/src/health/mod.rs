@@ -413,7 +413,7 @@ mod tests {
     /// A camera that runs, streams (a frame just now) and is connected.
     fn running_camera() -> (Metrics, crate::status::CameraStatus, CameraWatch) {
         let m = Metrics::default();
-        let (status, w) = channels(std::time::Duration::from_secs(10));
+        let (status, w) = channels(std::time::Duration::from_secs(10), false);
         status.running.send_replace(true);
         status.stream.send_modify(|s| s.up = true);
         status.frames.next();
@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn status_follows_components() {
         let m = Metrics::default();
-        let (status, w) = channels(std::time::Duration::from_secs(10));
+        let (status, w) = channels(std::time::Duration::from_secs(10), false);
         let (view, worker) = WorkerView::new("person_detector-0");
         let workers = [view];
         let report = |m: &Metrics, w: &CameraWatch| report(m, w, &workers);
@@ -502,7 +502,7 @@ mod tests {
     #[test]
     fn no_frame_for_longer_than_the_stall_timeout_is_unhealthy() {
         let m = Metrics::default();
-        let (status, w) = channels(std::time::Duration::ZERO);
+        let (status, w) = channels(std::time::Duration::ZERO, false);
         let report = |m: &Metrics, w: &CameraWatch| report(m, w, &[]);
         status.running.send_replace(true);
         status.mqtt.send_modify(|s| s.connected = true);
@@ -540,7 +540,7 @@ mod tests {
         let cameras: Vec<_> = ["a", "b"]
             .iter()
             .map(|id| {
-                let (status, w) = channels(std::time::Duration::from_secs(10));
+                let (status, w) = channels(std::time::Duration::from_secs(10), false);
                 status.running.send_replace(true);
                 status.mqtt.send_modify(|s| s.connected = true);
                 (Arc::new(Metrics::for_camera(id)), w, status)

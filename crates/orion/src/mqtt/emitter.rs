@@ -766,7 +766,7 @@ mod tests {
             .map(|a| a.port())
             .expect("free port");
         let metrics = Arc::new(Metrics::default());
-        let (status, watch) = crate::status::channels(std::time::Duration::from_secs(10));
+        let (status, watch) = crate::status::channels(std::time::Duration::from_secs(10), false);
         let emitter = Emitter::start(
             &EmitterSettings {
                 client_id: "emitter-test".into(),

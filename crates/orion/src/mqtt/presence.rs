@@ -70,8 +70,14 @@ pub struct PresenceMessage {
     /// `starting`, `streaming`, `stalled`, `reconnecting`, `failed` (reconnecting
     /// given up), or `unknown` (offline).
     pub camera: String,
-    /// `starting`, `running`, `paused`, or `stopped`.
+    /// `starting`, `running`, `paused`, or `stopped` (offline).
     pub inference: String,
+    /// Online: privacy mode (no video leaves the sensor).
+    #[serde(default)]
+    pub privacy: bool,
+    /// Online: the effective inference rate (results a second at most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_hz: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// When this message was made.
@@ -100,6 +106,8 @@ impl PresenceMessage {
             state: state.into(),
             camera: camera.into(),
             inference: inference.into(),
+            privacy: false,
+            rate_hz: None,
             reason: None,
             timestamp: rfc3339(std::time::SystemTime::now()),
             since: None,

@@ -42,6 +42,8 @@ const state = {
   drawn: 0,
   room: null,      // {occupancy, events}: the camera's room as the daemon says
   candidates: [],  // person-shaped things that never move: an ignore zone?
+  paused: false,   // inference paused: no boxes are drawn
+  rateHz: 0,       // the inference rate: how old a result may be and still drawn
 };
 // For tests and the curious: what is on screen.
 window.orionView = state;
@@ -114,6 +116,14 @@ function selectCamera(id) {
 function onFrame(ev) {
   const f = JSON.parse(ev.data);
   const entry = { seq: f.seq, arrived: performance.now(), bitmap: null };
+  // Privacy mode can be turned on and off while the page is open: each
+  // frame says which (no picture at all in privacy mode).
+  const privacy = f.privacy === true;
+  if (privacy === state.showVideo) {
+    state.showVideo = !privacy;
+    $('privacy').hidden = !privacy;
+    state.shown = null;
+  }
   state.frames.push(entry);
   while (state.frames.length > 60) state.frames.shift();
   if (f.jpeg) {
@@ -206,10 +216,16 @@ function render() {
   }
 }
 
-// The newest detection result computed on the shown frame or before it.
+// The newest detection result computed on the shown frame or before it;
+// none while inference is paused, and none older than a few result periods
+// (the boxes of a person who has since left must not stay on the picture).
 function resultFor(seq) {
+  if (state.paused) return null;
+  const period = state.rateHz > 0 ? 1000 / state.rateHz : 1000;
+  const oldest = performance.now() - Math.max(3000, 2.5 * period);
   let best = null;
   for (const r of state.results) {
+    if (r.arrived < oldest) continue;
     if (r.frame_seq <= seq && (!best || r.frame_seq > best.frame_seq)) best = r;
   }
   return best;
@@ -397,6 +413,12 @@ async function pollStatus() {
   const h = s.health || {};
   const stream = st.stream || {};
   const inf = st.inference || {};
+  const paused = st.state === 'paused';
+  if (paused !== state.paused) {
+    state.paused = paused;
+    state.dirty = true;
+  }
+  state.rateHz = Number(inf.rate_hz || 0);
   const em = st.emitter || {};
   const workers = (s.workers || []).map((w) => `${w.id} ${w.up ? 'up' : (w.failed ? 'failed' : 'down')}`).join(', ');
   // Frames the workers were too busy to look at: each worker always takes
@@ -408,6 +430,7 @@ async function pollStatus() {
   $('status').innerHTML = [
     row('health', h.status || st.health || '?'),
     row('inference', st.state || '?'),
+    row('privacy', st.privacy ? 'on: no video leaves the sensor' : 'off'),
     row('stream', `${stream.connected ? 'connected' : 'down'}, ${Number(stream.fps || 0).toFixed(1)} fps, ${stream.frames || 0} frames`),
     row('rate', `${Number(inf.rate_hz || 0).toFixed(2)} Hz`),
     row('model', inf.model || '–'),
@@ -480,6 +503,8 @@ $('zones').addEventListener('click', (ev) => {
 });
 $('pause').onclick = () => command('pause_inference');
 $('resume').onclick = () => command('resume_inference');
+$('privon').onclick = () => command('enable_privacy');
+$('privoff').onclick = () => command('disable_privacy');
 $('setrate').onclick = () => command('set_inference_rate', { rate_hz: Number($('rate').value) });
 $('drawroi').onclick = () => setMode('roi');
 $('clearroi').onclick = () => command('clear_attention_rois');
