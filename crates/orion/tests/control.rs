@@ -605,6 +605,25 @@ fn orionctl_against_a_running_daemon() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no reply from instance `nobody-here`"));
+    // With time to look, the instances that are there are named, long
+    // before the timeout.
+    let asked = std::time::Instant::now();
+    let out = common::orionctl(&url, "nobody-here")
+        .args(["--timeout", "30", "status"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("no instance `nobody-here` on the broker")
+            && said.contains("ctl-cli (online)"),
+        "{said}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        asked.elapsed()
+    );
 
     // shutdown: acknowledged, then the daemon exits cleanly and says offline.
     let status = Subscriber::connect(rig.broker.port, "care/status/ctl-cli");

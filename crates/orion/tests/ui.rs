@@ -477,6 +477,47 @@ fn privacy_mode_turned_on_at_run_time_stops_the_pixels_and_a_pause_leaves_no_box
 }
 
 #[test]
+fn the_corridor_example_has_a_live_view_with_every_camera_in_its_picker() {
+    let broker = Mosquitto::start();
+    let shipped =
+        std::fs::read_to_string(common::repo_root().join("config/corridor.yaml")).unwrap();
+    let mut v: Yaml = serde_norway::from_str(&shipped).unwrap();
+    assert_eq!(
+        v["ui"]["enabled"],
+        Yaml::Bool(true),
+        "the corridor's live view is on"
+    );
+    assert!(
+        v["health"]["listen"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("127.0.0.1:")),
+        "on loopback"
+    );
+    common::set(&mut v, "mqtt.broker", broker.url());
+    common::set(&mut v, "health.listen", "{health}");
+    common::set(&mut v, "stream.warmup_duration_s", 1.0);
+    let daemon = Daemon::start(&serde_norway::to_string(&v).unwrap());
+    wait_ready(&daemon);
+    let seen = common::browser(
+        "picker",
+        &format!("http://127.0.0.1:{}/", daemon.health_port),
+        &[],
+    );
+    let cameras: Vec<&str> = seen["cameras"]
+        .as_array()
+        .expect("cameras")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert_eq!(cameras, ["room-101", "room-102", "room-103"], "{seen}");
+    let shown = seen["shown"].as_array().expect("shown");
+    assert_eq!(shown.len(), 3, "each camera's frames drawn: {seen}");
+    // room-103 runs at 320x240: the picture follows the camera picked.
+    assert_eq!(shown[2]["size"], serde_json::json!([320, 240]), "{seen}");
+    assert_eq!(shown[0]["size"], serde_json::json!([640, 480]), "{seen}");
+}
+
+#[test]
 fn a_ui_on_a_network_address_without_a_token_is_refused_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("ui.yaml");

@@ -4,6 +4,7 @@ Playwright) for tests/ui.rs, and prints what it saw as one JSON line.
     ui_browser.py view  URL [SCREENSHOT]   frames, boxes, the room, ROI and zone drawing, camera picker
     ui_browser.py token URL                a page opened with ?token= works, controls too
     ui_browser.py privacy URL              privacy mode: a neutral picture, boxes still drawn
+    ui_browser.py picker URL               every camera of the picker in turn: its frames drawn
     ui_browser.py controls URL             privacy mode turned on from the page: the picture
                                            goes neutral; paused: no boxes are left drawn
     ui_browser.py fall URL                 privacy mode with the pose model: stick figures
@@ -132,6 +133,23 @@ def privacy(p, url):
     return out
 
 
+def picker(p, url):
+    out = {"shown": []}
+    browser, page, out["first_frame_ms"] = open_page(p, url)
+    out["cameras"] = page.evaluate("window.orionView.cameras.map(c => c.instance_id)")
+    for camera in out["cameras"]:
+        page.select_option("#camera", camera)
+        drawn = page.evaluate("window.orionView.drawn")
+        page.wait_for_function(
+            f"window.orionView.cam.instance_id === {json.dumps(camera)} && window.orionView.drawn > {drawn + 2}",
+            timeout=15000,
+        )
+        size = page.evaluate("[document.getElementById('frame').width, document.getElementById('frame').height]")
+        out["shown"].append({"camera": camera, "size": size})
+    browser.close()
+    return out
+
+
 def controls(p, url):
     out = {}
     browser, page, out["first_frame_ms"] = open_page(p, url)
@@ -177,6 +195,8 @@ def main() -> int:
             out = token(p, url)
         elif scenario == "privacy":
             out = privacy(p, url)
+        elif scenario == "picker":
+            out = picker(p, url)
         elif scenario == "controls":
             out = controls(p, url)
         elif scenario == "fall":

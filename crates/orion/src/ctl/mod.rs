@@ -123,8 +123,9 @@ pub enum Cmd {
         count: Option<u64>,
     },
     /// Every instance on the broker, from the retained presence topics: room,
-    /// online/offline, camera, inference, version, uptime, since when (sorted by
-    /// instance; --json for scripts).
+    /// online/offline, camera, inference, version, uptime, and since when it
+    /// is online (started) or offline (shut down) (sorted by instance; --json
+    /// for scripts).
     List,
 }
 
@@ -425,10 +426,66 @@ pub async fn run(cli: Cli) -> u8 {
     }
 }
 
+/// How long a command waits for its reply before it looks at the presences:
+/// an instance that is not online by then (the broker sends the retained
+/// presences at once; a daemon just starting publishes its own within this)
+/// is named with the ones that are, instead of waiting out the timeout.
+const ABSENT_AFTER: Duration = Duration::from_secs(2);
+
+/// The presences on the broker (`care/status/+`), heard while a command
+/// waits for its reply.
+#[derive(Default)]
+struct Instances {
+    presences: std::collections::BTreeMap<String, Value>,
+}
+
+impl Instances {
+    fn heard(&mut self, topic: &str, payload: &[u8]) {
+        let instance = topic.rsplit('/').next().unwrap_or_default().to_string();
+        match serde_json::from_slice::<Value>(payload) {
+            Ok(v @ Value::Object(_)) => {
+                self.presences.insert(instance, v);
+            }
+            // An empty retained message: a removed camera.
+            _ => {
+                self.presences.remove(&instance);
+            }
+        }
+    }
+
+    /// Why `instance` cannot answer: absent or offline, with the instances
+    /// that are there.
+    fn why_not(&self, instance: &str, broker: &str) -> Option<String> {
+        let state = self.presences.get(instance).map(|p| p["state"].clone());
+        if state.as_ref().and_then(Value::as_str) == Some("online") {
+            return None;
+        }
+        let others: Vec<String> = self
+            .presences
+            .iter()
+            .filter(|(id, _)| id.as_str() != instance)
+            .map(|(id, p)| format!("{id} ({})", p["state"].as_str().unwrap_or("?")))
+            .collect();
+        let there = if others.is_empty() {
+            format!("no instance has a presence on {broker}")
+        } else {
+            format!(
+                "instances on {broker}: {} (choose one with --instance ID or ORION_INSTANCE)",
+                others.join(", ")
+            )
+        };
+        Some(match state {
+            None => format!("no instance `{instance}` on the broker; {there}"),
+            Some(_) => format!("instance `{instance}` is offline; {there}"),
+        })
+    }
+}
+
 async fn request(cli: &Cli, mut command: Value) -> anyhow::Result<u8> {
     let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
     let health = crate::topics::health(&cli.instance);
-    let mut conn = Connection::open(cli, std::slice::from_ref(&health), timeout).await?;
+    let topics = [health.clone(), crate::topics::STATUS_ALL.to_string()];
+    let mut conn = Connection::open(cli, &topics, timeout).await?;
     let request_id = format!("orionctl-{}-{}", std::process::id(), nanos());
     if let Value::Object(map) = &mut command {
         map.insert("request_id".into(), Value::String(request_id.clone()));
@@ -447,8 +504,19 @@ async fn request(cli: &Cli, mut command: Value) -> anyhow::Result<u8> {
         )
         .await?;
     let until = tokio::time::Instant::now() + timeout;
+    let mut look_at = Some(tokio::time::Instant::now() + ABSENT_AFTER);
+    let mut instances = Instances::default();
     let reply = loop {
-        let Some((_, payload)) = conn.next_publish(until).await? else {
+        let wake = look_at.map_or(until, |at| at.min(until));
+        let Some((topic, payload)) = conn.next_publish(wake).await? else {
+            if tokio::time::Instant::now() < until {
+                look_at = None;
+                if let Some(why) = instances.why_not(&cli.instance, &cli.broker) {
+                    conn.close().await;
+                    bail!("{why}");
+                }
+                continue;
+            }
             conn.close().await;
             bail!(
                 "no reply from instance `{}` within {timeout:?} (is it running and connected to {}?)",
@@ -456,6 +524,10 @@ async fn request(cli: &Cli, mut command: Value) -> anyhow::Result<u8> {
                 cli.broker
             );
         };
+        if topic != health {
+            instances.heard(&topic, &payload);
+            continue;
+        }
         let Ok(reply) = serde_json::from_slice::<Value>(&payload) else {
             continue;
         };

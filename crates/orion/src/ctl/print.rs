@@ -231,12 +231,13 @@ pub fn fleet(rows: &[Value]) -> String {
                     .unwrap_or("-")
                     .to_string(),
                 r["uptime_s"].as_u64().map_or("-".into(), duration),
-                // Offline: the message's own time (a clean shutdown); a last
-                // will's time is when that process connected, so say so.
-                match (r["since"].as_str(), r["reason"].as_str()) {
-                    (Some(t), _) => short_time(t),
-                    (None, Some("connection_lost")) => "-".into(),
-                    (None, _) => r["timestamp"].as_str().map_or("-".into(), short_time),
+                // Online: when the daemon started. Offline: when it shut
+                // down (the message's own time); a last will's time is when
+                // that process connected, so it says nothing.
+                match (r["state"].as_str(), r["reason"].as_str()) {
+                    (Some("online"), _) => r["started_at"].as_str().map_or("-".into(), short_time),
+                    (_, Some("connection_lost")) => "-".into(),
+                    _ => r["timestamp"].as_str().map_or("-".into(), short_time),
                 },
             ]
         })
@@ -514,7 +515,8 @@ mod tests {
         let rows = vec![
             json!({"instance_id": "room-101", "room_id": "101", "state": "online", "camera": "streaming",
                    "inference": "running", "version": "0.1.0", "uptime_s": 3725,
-                   "since": "2026-11-28T07:00:01.000Z", "timestamp": "2026-11-28T08:00:00.000Z"}),
+                   "started_at": "2026-11-28T06:57:55.000Z", "since": "2026-11-28T07:00:01.000Z",
+                   "timestamp": "2026-11-28T08:00:00.000Z"}),
             json!({"instance_id": "room-2", "room_id": "2", "state": "offline", "reason": "connection_lost",
                    "camera": "unknown", "inference": "stopped", "version": "0.1.0", "uptime_s": null,
                    "timestamp": "2026-11-28T06:00:00.000Z"}),
@@ -525,7 +527,7 @@ mod tests {
             lines,
             [
                 "INSTANCE  ROOM  STATE                      CAMERA     INFERENCE  VERSION  UPTIME  SINCE",
-                "room-101  101   online                     streaming  running    0.1.0    1h 2m   2026-11-28 07:00:01Z",
+                "room-101  101   online                     streaming  running    0.1.0    1h 2m   2026-11-28 06:57:55Z",
                 "room-2    2     offline (connection_lost)  unknown    stopped    0.1.0    -       -",
             ]
         );
