@@ -634,10 +634,20 @@ fn orionctl_against_a_running_daemon() {
         .wait_exit(Duration::from_secs(10))
         .expect("daemon exits after shutdown");
     assert!(exit.success(), "{exit:?}");
+    // On the way down presence says nothing but offline: no passing
+    // `reconnecting` or `starting` (the retained online message first).
+    let mut said = Vec::new();
     status.wait_for(Duration::from_secs(10), |_, p| {
         let v: Value = serde_json::from_slice(p).ok()?;
+        said.push(format!("{} {} {}", v["state"], v["camera"], v["inference"]));
         (v["state"] == "offline" && v["reason"] == "shutdown").then_some(())
     });
+    assert!(
+        said[..said.len() - 1]
+            .iter()
+            .all(|s| s == "\"online\" \"streaming\" \"running\""),
+        "{said:?}"
+    );
 }
 
 #[test]
