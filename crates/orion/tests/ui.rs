@@ -112,6 +112,18 @@ fn encoded(daemon: &Daemon, camera: &str) -> f64 {
         .expect("encode counter")
 }
 
+/// The frame messages room-a's live stream sent in `seconds` (at least one).
+fn live_frames(port: u16, seconds: f64) -> Vec<String> {
+    let lines = watch_live(port, "/api/live?camera=room-a", &[], seconds);
+    let frames: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("data: {\"seq\""))
+        .cloned()
+        .collect();
+    assert!(!frames.is_empty(), "no frame: {lines:?}");
+    frames
+}
+
 fn wait_ready(daemon: &Daemon) {
     common::wait_until("the daemon ready", Duration::from_secs(60), || {
         let (code, body) = daemon.http_get("/readiness")?;
@@ -411,12 +423,7 @@ fn privacy_mode_sends_no_pixels_and_still_draws_boxes() {
         common::set(c, "ui.show_video", false);
     }));
     wait_ready(&daemon);
-    let lines = watch_live(daemon.health_port, "/api/live?camera=room-a", &[], 3.0);
-    let frames: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.starts_with("data: {\"seq\""))
-        .collect();
-    assert!(!frames.is_empty(), "{lines:?}");
+    let frames = live_frames(daemon.health_port, 3.0);
     assert!(
         frames.iter().all(|l| !l.contains("jpeg")),
         "no pixels: {frames:?}"
@@ -462,12 +469,7 @@ fn privacy_mode_turned_on_at_run_time_stops_the_pixels_and_a_pause_leaves_no_box
     );
     assert_eq!(seen["boxes_paused"], 0, "no old boxes while paused: {seen}");
     // Privacy on: nothing is encoded any more, whoever watches.
-    let lines = watch_live(daemon.health_port, "/api/live?camera=room-a", &[], 2.0);
-    let frames: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.starts_with("data: {\"seq\""))
-        .collect();
-    assert!(!frames.is_empty(), "{lines:?}");
+    let frames = live_frames(daemon.health_port, 2.0);
     assert!(
         frames
             .iter()

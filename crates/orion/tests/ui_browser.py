@@ -133,17 +133,19 @@ def privacy(p, url):
     return out
 
 
+def wait_drawn(page, frames, also="true"):
+    """Waits until `frames` more frames are drawn (with `also` true)."""
+    drawn = page.evaluate("window.orionView.drawn")
+    page.wait_for_function(f"({also}) && window.orionView.drawn > {drawn + frames}", timeout=15000)
+
+
 def picker(p, url):
     out = {"shown": []}
     browser, page, out["first_frame_ms"] = open_page(p, url)
     out["cameras"] = page.evaluate("window.orionView.cameras.map(c => c.instance_id)")
     for camera in out["cameras"]:
         page.select_option("#camera", camera)
-        drawn = page.evaluate("window.orionView.drawn")
-        page.wait_for_function(
-            f"window.orionView.cam.instance_id === {json.dumps(camera)} && window.orionView.drawn > {drawn + 2}",
-            timeout=15000,
-        )
+        wait_drawn(page, 2, f"window.orionView.cam.instance_id === {json.dumps(camera)}")
         size = page.evaluate("[document.getElementById('frame').width, document.getElementById('frame').height]")
         out["shown"].append({"camera": camera, "size": size})
     browser.close()
@@ -157,13 +159,11 @@ def controls(p, url):
     out["spread_before"] = page.evaluate(PIXEL_SPREAD)
     out["privacy_reply"] = reply_after(page, lambda: page.click("#privon"))
     page.wait_for_function("!document.getElementById('privacy').hidden", timeout=10000)
-    drawn = page.evaluate("window.orionView.drawn")
-    page.wait_for_function(f"window.orionView.drawn > {drawn + 3}", timeout=10000)
+    wait_drawn(page, 3)
     out["spread_privacy"] = page.evaluate(PIXEL_SPREAD)
     out["pause_reply"] = reply_after(page, lambda: page.click("#pause"))
     page.wait_for_function("window.orionView.paused", timeout=10000)
-    drawn = page.evaluate("window.orionView.drawn")
-    page.wait_for_function(f"window.orionView.drawn > {drawn + 3}", timeout=10000)
+    wait_drawn(page, 3)
     out["boxes_paused"] = page.evaluate("document.querySelectorAll('#overlay rect.box, #overlay g.skeleton').length")
     browser.close()
     return out
