@@ -11,6 +11,7 @@ installed_config() {
         -e "s|command: \[\".venv/bin/python\"|command: [\"$python\"|" \
         -e "s|# Every key is documented in docs/config.md; relative paths are relative to the|# Every key is documented in $docs/config.md. Upgrades keep this file|" \
         -e "s|# directory oriond is started from (the repository root in the README).|# (compare it with the new defaults after an upgrade).|" \
+        -e "s|(docs/\([a-z-]*\.md\)|($docs/\1|g" \
         config/orion.yaml
 }
 

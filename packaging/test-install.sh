@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, upgrades and purges the Debian package as a box would, without
-# touching this machine: everything runs in private mount and network
-# namespaces where /usr, /etc and /var are overlays on a tmpfs that vanish at
+# touching this machine: everything runs in private mount, PID and network
+# namespaces where /usr, /etc and /var are overlays on a tmpfs and /run and
+# /tmp are empty tmpfs (no systemd of this machine is reachable), all gone at
 # the end (needs root). Used by the tests (crates/orion/tests/package.rs).
 #
 # usage: packaging/test-install.sh DEB UPGRADE_DEB
@@ -11,25 +12,35 @@
 set -euo pipefail
 
 [ $# = 2 ] || { echo "usage: $0 DEB UPGRADE_DEB" >&2; exit 2; }
-if [ -z "${ORION_IN_OVERLAY:-}" ]; then
+# The mount namespace this script started in: inside, it must be another.
+HOST_NS=$(readlink /proc/self/ns/mnt)
+if [ -z "${ORION_HOST_MOUNT_NS:-}" ]; then
     DEB=$(realpath "$1") UPGRADE=$(realpath "$2")
-    exec env ORION_IN_OVERLAY=1 unshare --mount --net --pid --fork --kill-child "$0" "$DEB" "$UPGRADE"
+    exec env ORION_HOST_MOUNT_NS="$HOST_NS" unshare --mount --net --pid --fork --kill-child \
+        "$0" "$DEB" "$UPGRADE"
 fi
-DEB=$1
-UPGRADE=$2
-
 fail() { echo "FAIL: $*"; exit 1; }
 ok() { echo "ok ($SECONDS s): $*"; }
-
+[ "$HOST_NS" != "$ORION_HOST_MOUNT_NS" ] || fail "not in a mount namespace of its own: nothing done"
 mount --make-rprivate /
 mount -t proc proc /proc
-layers=$(mktemp -d)
-mount -t tmpfs tmpfs "$layers"
+# No systemd here (an empty /run), and service starts refused as in a chroot.
+mount -t tmpfs tmpfs /run
+layers=/run/layers
+mkdir "$layers"
+# The packages (they may be under /tmp, which goes next).
+cp "$1" "$layers/orion.deb"
+cp "$2" "$layers/orion-upgrade.deb"
+DEB=$layers/orion.deb
+UPGRADE=$layers/orion-upgrade.deb
+mount -t tmpfs tmpfs /tmp
 for dir in usr etc var; do
     mkdir -p "$layers/$dir.upper" "$layers/$dir.work"
     mount -t overlay overlay -o "lowerdir=/$dir,upperdir=$layers/$dir.upper,workdir=$layers/$dir.work" "/$dir"
 done
 ip link set lo up
+printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+chmod 0755 /usr/sbin/policy-rc.d
 
 apt_get() {
     DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef \
@@ -52,22 +63,35 @@ start_service() {
 }
 stop_service() {
     kill -TERM "$SERVICE_PID" 2>/dev/null || true
-    wait "$SERVICE_PID" || true
+    local waited=0
+    while kill -0 "$SERVICE_PID" 2>/dev/null && [ "$waited" -lt 150 ]; do
+        sleep 0.2
+        waited=$((waited + 1))
+    done
+    kill -KILL "$SERVICE_PID" 2>/dev/null || true
+    wait "$SERVICE_PID" 2>/dev/null || true
 }
 # wait_event TOPIC TYPE SECONDS: the first message on TOPIC whose payload names
 # TYPE. The subscriber is tried again while the broker is not up yet.
 wait_event() {
-    local deadline=$(($(date +%s) + $3)) line
+    local deadline=$(($(date +%s) + $3)) line left pid fifo=/tmp/subscriber
     while [ "$(date +%s)" -lt "$deadline" ]; do
-        coproc SUB { exec timeout $((deadline - $(date +%s))) mosquitto_sub -h 127.0.0.1 -p 1883 -t "$1" -v 2>/dev/null; }
-        while IFS= read -r line <&"${SUB[0]}"; do
+        left=$((deadline - $(date +%s)))
+        [ "$left" -ge 1 ] || left=1
+        rm -f "$fifo"
+        mkfifo "$fifo"
+        timeout "$left" mosquitto_sub -h 127.0.0.1 -p 1883 -t "$1" -v >"$fifo" 2>/dev/null &
+        pid=$!
+        while IFS= read -r line; do
             case $line in *"\"$2\""*)
-                kill "$SUB_PID" 2>/dev/null || true
+                kill "$pid" 2>/dev/null || true
+                wait "$pid" 2>/dev/null || true
                 echo "$line"
                 return 0 ;;
             esac
-        done
-        wait "$SUB_PID" 2>/dev/null || true
+        done <"$fifo"
+        # The subscriber ended: refused (the broker is not up yet) or timed out.
+        wait "$pid" 2>/dev/null || true
         sleep 0.2
     done
     return 1

@@ -24,21 +24,33 @@ cd "$(dirname "$0")/.."
 OUT=target/package
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 COMPRESS=(-Zxz -z6)
+need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "package: $1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --out) OUT=$2; shift 2 ;;
-        --version) VERSION=$2; shift 2 ;;
+        --out) need_value "$@"; OUT=$2; shift 2 ;;
+        --version) need_value "$@"; VERSION=$2; shift 2 ;;
         --fast) COMPRESS=(-Zgzip -z1); shift ;;
         -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
         *) echo "package: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 say() { echo "package: $*" >&2; }
+# A Debian version: digits first, then letters, digits and . + ~ - only.
+[[ "$VERSION" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || { say "version '$VERSION' is not a Debian version (e.g. 0.1.0, 0.1.0+site1)"; exit 2; }
+# The worker's wheels are built for the project venv's Python, which must be
+# the system's Python the package runs on.
+PYTHON_VERSION=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
+SYSTEM_PYTHON=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
 
 for bin in oriond orionctl; do
     [ -x "target/release/$bin" ] || { say "target/release/$bin is missing: run scripts/setup.sh first"; exit 1; }
 done
 [ -x .venv/bin/pip ] || { say ".venv is missing: run scripts/setup.sh first"; exit 1; }
+[ -n "$PYTHON_VERSION" ] && [ "$PYTHON_VERSION" = "$SYSTEM_PYTHON" ] || {
+    say "the project venv runs Python $PYTHON_VERSION and /usr/bin/python3 is $SYSTEM_PYTHON: they must be the same"
+    exit 1
+}
+PYTHON_NEXT="${PYTHON_VERSION%.*}.$((${PYTHON_VERSION#*.} + 1))"
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -114,8 +126,13 @@ say "control"
 install -d "$ROOT/DEBIAN"
 mkdir -p "$BUILD/shlibs/debian"
 printf 'Source: orion\n\nPackage: orion\nArchitecture: amd64\n' >"$BUILD/shlibs/debian/control"
-shlibs=$(cd "$BUILD/shlibs" && dpkg-shlibdeps -O --warnings=0 -e "$ROOT/usr/bin/oriond" -e "$ROOT/usr/bin/orionctl" 2>/dev/null \
-    | sed -n 's/^shlibs:Depends=//p')
+if ! shlibs=$(cd "$BUILD/shlibs" && dpkg-shlibdeps -O --warnings=0 -e "$ROOT/usr/bin/oriond" \
+        -e "$ROOT/usr/bin/orionctl" 2>"$BUILD/shlibdeps.err" | sed -n 's/^shlibs:Depends=//p') ||
+        [ -z "$shlibs" ]; then
+    cat "$BUILD/shlibdeps.err" >&2
+    say "dpkg-shlibdeps found no library dependencies of the binaries"
+    exit 1
+fi
 size=$(du -sk --exclude=DEBIAN "$ROOT" | cut -f1)
 cat >"$ROOT/DEBIAN/control" <<CONTROL
 Package: orion
@@ -123,7 +140,7 @@ Version: $VERSION
 Architecture: amd64
 Maintainer: Orion developers <orion@example.org>
 Installed-Size: $size
-Depends: $shlibs, python3 (>= 3.11), python3 (<< 3.12), adduser, gstreamer1.0-plugins-base, gstreamer1.0-plugins-good, gstreamer1.0-plugins-bad, gstreamer1.0-libav
+Depends: $shlibs, python3 (>= $PYTHON_VERSION), python3 (<< $PYTHON_NEXT), adduser, init-system-helpers (>= 1.54~), gstreamer1.0-plugins-base, gstreamer1.0-plugins-good, gstreamer1.0-plugins-bad, gstreamer1.0-libav
 Recommends: mosquitto-clients
 Section: video
 Priority: optional

@@ -152,6 +152,7 @@ pub enum Command {
     /// Privacy mode on: no video leaves the sensor (the live view draws
     /// boxes and figures on a neutral background).
     EnablePrivacy,
+    /// Privacy mode off, unless the config sets it (`ui.show_video: false`).
     DisablePrivacy,
     Shutdown,
 }
@@ -674,6 +675,8 @@ mod tests {
             Command::DisableAutoFocus,
             Command::ClearAutoFocusHistory,
             Command::GetAutoFocusStats,
+            Command::EnablePrivacy,
+            Command::DisablePrivacy,
             Command::SetZones {
                 zones: vec![
                     ZoneSpec {

@@ -260,8 +260,15 @@ impl ControlPlane {
     }
 
     /// Privacy mode on or off (asking for the mode it is in is no error: a
-    /// switch may send it twice).
+    /// switch may send it twice). Privacy the config sets (`ui.show_video:
+    /// false`) is the installer's decision: no command turns the video on.
     fn set_privacy(&self, on: bool) -> Outcome {
+        if !on && !self.config.ui.show_video {
+            return Outcome::fail(
+                "privacy mode is set by the config (ui.show_video: false) and stays on; \
+                 change the config to show video",
+            );
+        }
         let changed = self
             .camera
             .privacy

@@ -202,7 +202,14 @@ impl Device<'_> {
         camera.insert("device_class".into(), "enum".into());
         camera.insert(
             "options".into(),
-            json!(["starting", "streaming", "stalled", "reconnecting", "failed"]),
+            json!([
+                "starting",
+                "streaming",
+                "stalled",
+                "reconnecting",
+                "failed",
+                "unknown"
+            ]),
         );
         camera.insert("value_template".into(), "{{ value_json.camera }}".into());
         camera.insert("entity_category".into(), "diagnostic".into());
@@ -210,7 +217,11 @@ impl Device<'_> {
         let mut rate = self.panel("sensor", "inference_rate", "Inference rate");
         rate.insert("unit_of_measurement".into(), "Hz".into());
         rate.insert("state_class".into(), "measurement".into());
-        rate.insert("value_template".into(), "{{ value_json.rate_hz }}".into());
+        // Offline presence has no rate: `None` is Home Assistant's unknown.
+        rate.insert(
+            "value_template".into(),
+            "{{ value_json.rate_hz if value_json.rate_hz is defined else 'None' }}".into(),
+        );
         rate.insert("entity_category".into(), "diagnostic".into());
         rate.insert("icon".into(), "mdi:speedometer".into());
         vec![

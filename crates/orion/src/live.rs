@@ -111,6 +111,11 @@ impl LiveFeed {
         })
     }
 
+    /// Privacy mode is on now: no picture may leave.
+    pub fn private(&self) -> bool {
+        *self.privacy.borrow()
+    }
+
     /// Viewers now.
     pub fn viewers(&self) -> usize {
         *self.viewers.borrow()
@@ -218,6 +223,11 @@ impl LiveFeed {
                     .await;
                     let Ok((converter, jpeg)) = done else { return };
                     rgb = Some(converter);
+                    // Privacy turned on while this frame was encoded: it
+                    // never leaves (the command said no video leaves now).
+                    if self.private() {
+                        continue;
+                    }
                     match jpeg {
                         Ok(j) => {
                             self.metrics.ui_frames_encoded.inc();

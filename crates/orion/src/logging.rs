@@ -22,25 +22,39 @@ const QUIET_LIBRARIES: [(&str, &str); 4] = [
     ("lsm_tree", "warn"),
 ];
 
+/// Levels from the quietest.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
 /// The log filter for `RUST_LOG` (`None`: not set): its directives, after the
-/// quiet libraries' levels unless it names that library itself. So
-/// `RUST_LOG=debug` is Orion's debug without the broker's noise, and
+/// quiet libraries' levels (never louder than the level asked for everything)
+/// unless it names that library itself. So `RUST_LOG=debug` is Orion's debug
+/// without the broker's noise, `RUST_LOG=error` is errors only, and
 /// `RUST_LOG=debug,rumqttd=info` still shows the broker.
 pub fn log_filter(rust_log: Option<&str>) -> String {
     let asked = rust_log
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .unwrap_or("info");
+    let rank = |level: &str| {
+        LEVELS
+            .iter()
+            .position(|l| l.eq_ignore_ascii_case(level.trim()))
+    };
+    // The level for everything else: the last bare level; without one,
+    // tracing shows errors only.
+    let general = asked.split(',').filter_map(rank).next_back().unwrap_or(1);
     let named = |library: &str| {
-        asked.split(',').any(|d| {
-            let target = d.split(['=', '[']).next().unwrap_or("").trim();
-            target == library || target.starts_with(&format!("{library}::"))
-        })
+        asked
+            .split(',')
+            .any(|d| d.split(['=', '[']).next().unwrap_or("").trim() == library)
     };
     let mut filter: Vec<String> = QUIET_LIBRARIES
         .iter()
         .filter(|(library, _)| !named(library))
-        .map(|(library, level)| format!("{library}={level}"))
+        .map(|(library, level)| {
+            let level = rank(level).map_or(general, |l| l.min(general));
+            format!("{library}={}", LEVELS[level])
+        })
         .collect();
     filter.push(asked.to_string());
     filter.join(",")
@@ -191,24 +205,29 @@ impl RateLimit {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_quiet_libraries_stay_quiet_unless_named() {
         assert_eq!(
             log_filter(None),
             "rumqttd=off,rumqttc=warn,fjall=warn,lsm_tree=warn,info"
         );
+        // Never louder than asked.
         assert_eq!(
-            log_filter(Some("warn")),
-            "rumqttd=off,rumqttc=warn,fjall=warn,lsm_tree=warn,warn"
+            log_filter(Some("error")),
+            "rumqttd=off,rumqttc=error,fjall=error,lsm_tree=error,error"
         );
         assert_eq!(
             log_filter(Some("debug,rumqttd=info,rumqttc::state=trace")),
-            "fjall=warn,lsm_tree=warn,debug,rumqttd=info,rumqttc::state=trace"
+            "rumqttc=warn,fjall=warn,lsm_tree=warn,debug,rumqttd=info,rumqttc::state=trace"
+        );
+        assert_eq!(
+            log_filter(Some("orion=debug")),
+            "rumqttd=off,rumqttc=error,fjall=error,lsm_tree=error,orion=debug"
         );
         assert_eq!(log_filter(Some(" ")), log_filter(None));
     }
-
-    use super::*;
 
     #[test]
     fn an_event_stays_one_line() {

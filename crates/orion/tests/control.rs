@@ -643,6 +643,10 @@ fn orionctl_against_a_running_daemon() {
         (v["state"] == "offline" && v["reason"] == "shutdown").then_some(())
     });
     assert!(
+        said.len() >= 2,
+        "the online message, then offline: {said:?}"
+    );
+    assert!(
         said[..said.len() - 1]
             .iter()
             .all(|s| s == "\"online\" \"streaming\" \"running\""),

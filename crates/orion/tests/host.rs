@@ -475,6 +475,7 @@ fn the_demo_config_shows_every_care_signal_within_a_minute() {
         let what = match kind.as_str() {
             "zone_entered" | "zone_left" => format!("{kind} {}", v["zone"].as_str()?),
             "occupancy_changed" => format!("{kind} occupied={}", v["occupied"]),
+            "posture_changed" => format!("{kind} {}", v["posture"].as_str()?),
             _ => kind,
         };
         seen.push(what);
@@ -483,6 +484,8 @@ fn the_demo_config_shows_every_care_signal_within_a_minute() {
             matches!((at(earlier), at(later)), (Some(e), Some(l)) if e < l)
         };
         (after("zone_entered bed", "person_entered")
+            && after("bed_exit_warning", "zone_entered bed")
+            && after("posture_changed lying", "person_entered")
             && after("zone_left bed", "zone_entered bed")
             && after("person_left", "zone_left bed")
             && after("occupancy_changed occupied=false", "person_left"))

@@ -12,12 +12,19 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// `program` killed after `seconds` (`timeout(1)`): every wait is bounded.
+fn bounded(seconds: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("timeout");
+    c.arg(seconds.to_string()).arg(program);
+    c
+}
+
 /// The package, built once for the tests of this binary (light compression).
 fn package() -> &'static Path {
     static DEB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &DEB.get_or_init(|| {
         let out = tempfile::tempdir().expect("tempdir");
-        let run = Command::new(common::repo_root().join("scripts/package.sh"))
+        let run = bounded(900, common::repo_root().join("scripts/package.sh"))
             .args(["--fast", "--out"])
             .arg(out.path())
             .output()
@@ -48,8 +55,8 @@ fn dpkg_deb(args: &[&str], deb: &Path) -> String {
 #[test]
 fn the_package_is_lintian_clean_and_holds_what_a_box_needs() {
     let deb = package();
-    let out = Command::new("lintian")
-        .args(["--fail-on", "error,warning", "--no-tag-display-limit"])
+    let out = bounded(900, "lintian")
+        .args(["--fail-on", "error,warning", "--tag-display-limit", "0"])
         .arg(deb)
         .output()
         .expect("run lintian");
@@ -235,7 +242,7 @@ fn apt_installs_the_package_runs_the_service_and_upgrades_and_purges_cleanly() {
     assert!(build.success());
     std::fs::remove_dir_all(&tree).unwrap();
 
-    let out = Command::new(common::repo_root().join("packaging/test-install.sh"))
+    let out = bounded(600, common::repo_root().join("packaging/test-install.sh"))
         .arg(deb)
         .arg(&upgrade)
         .output()

@@ -440,6 +440,18 @@ fn privacy_mode_sends_no_pixels_and_still_draws_boxes() {
         "a neutral background: {seen}"
     );
     assert!(seen["box"]["width"].as_f64().expect("w") > 40.0, "{seen}");
+    // Privacy the config sets is the installer's: no command turns the video on.
+    let replies = common::Subscriber::connect(broker.port, "care/health/room-a");
+    let r = replies.command("room-a", serde_json::json!({"command": "disable_privacy"}));
+    assert_eq!(r["success"], false, "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ui.show_video: false")),
+        "{r}"
+    );
+    let frames = live_frames(daemon.health_port, 2.0);
+    assert!(frames.iter().all(|l| !l.contains("jpeg")), "{frames:?}");
     assert_eq!(encoded(&daemon, "room-a"), 0.0, "still nothing encoded");
 }
 

@@ -98,7 +98,8 @@ pub enum Cmd {
         action: AutofocusCmd,
     },
     /// Privacy mode: `on` (no video leaves the sensor; the live view draws
-    /// boxes and figures) or `off`, until the next restart.
+    /// boxes and figures) or `off`, until the camera restarts (`off` is
+    /// refused where the config sets privacy).
     Privacy {
         #[arg(value_enum)]
         mode: OnOff,
@@ -511,7 +512,11 @@ async fn request(cli: &Cli, mut command: Value) -> anyhow::Result<u8> {
         let Some((topic, payload)) = conn.next_publish(wake).await? else {
             if tokio::time::Instant::now() < until {
                 look_at = None;
-                if let Some(why) = instances.why_not(&cli.instance, &cli.broker) {
+                // Only with presences heard (a broker may hide them from
+                // this client: then the reply is waited for).
+                if !instances.presences.is_empty()
+                    && let Some(why) = instances.why_not(&cli.instance, &cli.broker)
+                {
                     conn.close().await;
                     bail!("{why}");
                 }

@@ -4,10 +4,11 @@
 //! (re)connection to the broker.
 //!
 //! Owns nothing but its last publication; it only reads state, never waits
-//! for the broker, and stops on its token. Once the camera stops (it was
-//! running and is no more) it publishes nothing: the camera's stop says
-//! `offline` itself, and the states its parts pass through on the way down
-//! (`reconnecting`, `starting`) are not news.
+//! for the broker. It stops on its token, and ends early (publishing nothing
+//! more) once the camera stops: when the camera was running and is no more
+//! (the camera's stop says `offline` itself, and the states its parts pass
+//! through on the way down, `reconnecting`, `starting`, are not news), or
+//! when the rate's owner, the control plane, is gone.
 
 use std::time::Duration;
 

@@ -474,7 +474,11 @@ async fn next_event(feed: &LiveFeed, viewer: &mut Viewer) -> Option<Event> {
             r = viewer.frames.changed() => {
                 r.ok()?;
                 let frame = viewer.frames.borrow_and_update().clone();
-                if let Some(f) = frame {
+                // The last gate: a picture made before privacy mode came
+                // on is never sent once it is on.
+                if let Some(f) = frame
+                    && !(f.jpeg.is_some() && feed.private())
+                {
                     return Some(Event::default().event("frame").data(live::frame_json(&f)));
                 }
             }
