@@ -68,7 +68,9 @@ def test_result_message_fields(ssd):
     assert msg["detections"][0]["class"] == "person"
     roi = msg["suggested_roi"]
     assert roi is not None and 0 <= roi["x"] and roi["x"] + roi["width"] <= 1.0 + 1e-9
-    assert msg["model"] == {"name": "ssdlite", "input_size": 300, "backend": "openvino:CPU"}
+    # The runtime is chosen by measurement (either may win on a loaded machine).
+    assert msg["model"]["name"] == "ssdlite" and msg["model"]["input_size"] == 300
+    assert msg["model"]["backend"] in ("openvino:CPU", "onnxruntime:CPUExecutionProvider"), msg["model"]
 
 
 def bedroom_with_lying(person: np.ndarray, k: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
