@@ -7,7 +7,8 @@
 #
 # usage: packaging/test-install.sh DEB UPGRADE_DEB
 #   DEB          the package to install (the service must run the demo)
-#   UPGRADE_DEB  a later version of it (the upgrade must keep config and state)
+#   UPGRADE_DEB  a later version of it (the upgrade must keep config and state),
+#                e.g. from scripts/package.sh --version 0.1.1 --fast
 # Prints `ok: ...` per check, `FAIL: ...` and exits 1 at the first that fails.
 set -euo pipefail
 

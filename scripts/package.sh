@@ -160,4 +160,4 @@ chmod 0644 "$ROOT/DEBIAN/md5sums" "$ROOT/DEBIAN/control" "$ROOT/DEBIAN/conffiles
 deb="$OUT/orion_${VERSION}_amd64.deb"
 say "build $deb"
 dpkg-deb --root-owner-group "${COMPRESS[@]}" --build "$ROOT" "$deb" >/dev/null
-say "OK ($deb, $(du -h "$deb" | cut -f1), installed $((size / 1024)) MB)"
+say "OK ($deb, $(($(stat -c %s "$deb") / 1000000)) MB, installed $((size * 1024 / 1000000)) MB)"

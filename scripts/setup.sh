@@ -50,6 +50,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 command -v cargo >/dev/null || { say "cargo not found: install the Rust toolchain (rustup) first"; exit 1; }
+# edition 2024 and rust-version 1.95 (Cargo.toml): Debian's own rustc is older.
+rustc_minor=$(rustc --version 2>/dev/null | sed -n 's/^rustc 1\.\([0-9]*\).*/\1/p')
+[ "${rustc_minor:-0}" -ge 95 ] || { say "Rust 1.95 or newer is needed (found: $(rustc --version 2>&1)); install it with rustup"; exit 1; }
 # The lints of scripts/test.sh.
 if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
     step "add the clippy and rustfmt components" rustup component add clippy rustfmt

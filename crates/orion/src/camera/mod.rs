@@ -183,6 +183,8 @@ impl Camera {
         hurry: CancellationToken,
     ) -> anyhow::Result<Self> {
         let id = config.instance_id.clone();
+        // Its session starts now, before the warm-up (`started_at`).
+        let identity = Identity::new(&id, &config.room_id);
         let metrics = Arc::new(Metrics::for_camera(&id));
         let stall = Duration::from_secs_f64(config.stream.stall_timeout_s);
         let (senders, watch) = status::channels(stall, !config.ui.show_video);
@@ -201,7 +203,6 @@ impl Camera {
         .with_context(|| format!("starting the stream of camera {id}"))?;
         shared.join(&metrics, &watch, alerts_tx, senders.outbox);
         let (frames, warm, rate_hz) = warm_up(&config, frames, &metrics, &hurry).await;
-        let identity = Identity::new(&id, &config.room_id);
         let settings = emitter_settings(&config, &identity, &shared.broker);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let emitter = Emitter::start(
