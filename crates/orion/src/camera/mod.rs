@@ -183,8 +183,7 @@ impl Camera {
         hurry: CancellationToken,
     ) -> anyhow::Result<Self> {
         let id = config.instance_id.clone();
-        // Its session starts now, before the warm-up (`started_at`).
-        let identity = Identity::new(&id, &config.room_id);
+        let identity = Identity::new(&id, &config.room_id); // the session starts before the warm-up
         let metrics = Arc::new(Metrics::for_camera(&id));
         let stall = Duration::from_secs_f64(config.stream.stall_timeout_s);
         let (senders, watch) = status::channels(stall, !config.ui.show_video);
