@@ -36,10 +36,8 @@ const EVENTS_KEPT: usize = 12;
 pub struct LiveFrame {
     /// The stream's sequence number (results name it as `frame_seq`).
     pub seq: u64,
-    /// Base64 JPEG; absent in privacy mode.
+    /// Base64 JPEG; absent in privacy mode (the frame says `privacy: true`).
     pub jpeg: Option<String>,
-    /// Privacy mode was on for this frame.
-    pub privacy: bool,
 }
 
 pub struct LiveFeed {
@@ -211,8 +209,7 @@ impl LiveFeed {
                     continue;
                 }
                 last_seq = captured.seq;
-                let privacy = *self.privacy.borrow();
-                let jpeg = if !privacy {
+                let jpeg = if !self.private() {
                     let Some(converter) = rgb.take() else { return };
                     let (w, h) = (self.width, self.height);
                     let done = tokio::task::spawn_blocking(move || {
@@ -223,11 +220,6 @@ impl LiveFeed {
                     .await;
                     let Ok((converter, jpeg)) = done else { return };
                     rgb = Some(converter);
-                    // Privacy turned on while this frame was encoded: it
-                    // never leaves (the command said no video leaves now).
-                    if self.private() {
-                        continue;
-                    }
                     match jpeg {
                         Ok(j) => {
                             self.metrics.ui_frames_encoded.inc();
@@ -244,7 +236,6 @@ impl LiveFeed {
                 self.latest.send_replace(Some(Arc::new(LiveFrame {
                     seq: last_seq,
                     jpeg,
-                    privacy,
                 })));
             }
         }
@@ -274,7 +265,7 @@ fn encode(
 pub fn frame_json(f: &LiveFrame) -> String {
     match &f.jpeg {
         Some(j) => format!("{{\"seq\":{},\"jpeg\":\"{j}\"}}", f.seq),
-        None => format!("{{\"seq\":{},\"privacy\":{}}}", f.seq, f.privacy),
+        None => format!("{{\"seq\":{},\"privacy\":true}}", f.seq),
     }
 }
 

@@ -474,8 +474,8 @@ async fn next_event(feed: &LiveFeed, viewer: &mut Viewer) -> Option<Event> {
             r = viewer.frames.changed() => {
                 r.ok()?;
                 let frame = viewer.frames.borrow_and_update().clone();
-                // The last gate: a picture made before privacy mode came
-                // on is never sent once it is on.
+                // The one gate every picture passes: one encoded before
+                // privacy mode came on is never sent once it is on.
                 if let Some(f) = frame
                     && !(f.jpeg.is_some() && feed.private())
                 {
