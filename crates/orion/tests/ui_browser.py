@@ -101,12 +101,7 @@ def view(p, url, screenshot):
     cameras = page.evaluate("window.orionView.cameras.map(c => c.instance_id)")
     out["cameras"] = cameras
     if len(cameras) > 1:
-        drawn = page.evaluate("window.orionView.drawn")
-        page.select_option("#camera", cameras[1])
-        page.wait_for_function(
-            f"window.orionView.cam.instance_id === {json.dumps(cameras[1])} && window.orionView.drawn > {drawn + 2}",
-            timeout=10000,
-        )
+        pick(page, cameras[1])
         out["switched_to"] = page.evaluate("window.orionView.cam.instance_id")
     browser.close()
     return out
@@ -133,10 +128,20 @@ def privacy(p, url):
     return out
 
 
-def wait_drawn(page, frames, also="true"):
-    """Waits until `frames` more frames are drawn (with `also` true)."""
+def wait_drawn(page, frames):
+    """Waits until `frames` more frames are drawn."""
     drawn = page.evaluate("window.orionView.drawn")
-    page.wait_for_function(f"({also}) && window.orionView.drawn > {drawn + frames}", timeout=15000)
+    page.wait_for_function(f"window.orionView.drawn > {drawn + frames}", timeout=15000)
+
+
+def pick(page, camera):
+    """Picks `camera` in the picker and waits until its frames are drawn."""
+    drawn = page.evaluate("window.orionView.drawn")
+    page.select_option("#camera", camera)
+    page.wait_for_function(
+        f"window.orionView.cam.instance_id === {json.dumps(camera)} && window.orionView.drawn > {drawn + 2}",
+        timeout=15000,
+    )
 
 
 def picker(p, url):
@@ -144,8 +149,7 @@ def picker(p, url):
     browser, page, out["first_frame_ms"] = open_page(p, url)
     out["cameras"] = page.evaluate("window.orionView.cameras.map(c => c.instance_id)")
     for camera in out["cameras"]:
-        page.select_option("#camera", camera)
-        wait_drawn(page, 2, f"window.orionView.cam.instance_id === {json.dumps(camera)}")
+        pick(page, camera)
         size = page.evaluate("[document.getElementById('frame').width, document.getElementById('frame').height]")
         out["shown"].append({"camera": camera, "size": size})
     browser.close()
