@@ -37,7 +37,7 @@ TEST_MOD = re.compile(r"^\s*#\[cfg\(test\)\]")
 TESTS_BLOCK = re.compile(r"^\s*(pub(\(crate\))?\s+)?mod tests\b")
 # The house, lowest floor first (docs/design.md draws it).
 LAYERS = [
-    ("foundation", ["logging", "backoff", "topics", "metrics"]),
+    ("foundation", ["logging", "backoff", "topics", "metrics", "tasks"]),
     ("domain", ["tracking", "config", "attention", "command", "homeassistant", "status", "health"]),
     ("engines", ["stream", "framebus", "worker", "live", "control"]),
     ("transports", ["mqtt", "outbox", "http", "ui"]),

@@ -1,5 +1,6 @@
 //! Exponential backoff shared by every supervisor (stream, workers, MQTT):
-//! 1 s doubling to a 30 s cap by default, reset after a success.
+//! 1 s doubling to a 30 s cap by default, reset after a success; each wait is
+//! [`jittered`] by its user, so that many clients do not retry in lock-step.
 
 use std::time::Duration;
 

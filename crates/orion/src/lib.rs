@@ -12,6 +12,7 @@
 //! - [`backoff`]: the retry delays every supervisor uses.
 //! - [`topics`]: the MQTT topic names, in one place.
 //! - [`metrics`]: counters, gauges and histograms (measurements only).
+//! - [`tasks`]: a component's tasks, stopped by a deadline, then aborted.
 //!
 //! Domain (no transport; the config reads its file, nothing else does I/O):
 //! - [`config`]: the YAML schema, defaults, validate-all.
@@ -70,6 +71,7 @@ pub mod outbox;
 pub mod status;
 #[cfg(feature = "daemon")]
 pub mod stream;
+pub mod tasks;
 pub mod topics;
 pub mod tracking;
 #[cfg(feature = "daemon")]

@@ -1,6 +1,6 @@
 //! The typed state of one camera's components, each published by its one owner
 //! on a `watch` channel: the stream supervisor publishes [`StreamStatus`], the MQTT
-//! emitter [`MqttStatus`], the control plane `paused`, the orchestrator `running`,
+//! emitter [`MqttStatus`], the control plane `paused` and `privacy`, the camera `running`,
 //! the outbox [`OutboxStatus`]; each worker supervisor its [`WorkerStatus`].
 //! Health, presence, `get_status` and the metrics exposition read a
 //! [`CameraWatch`] (receivers only); presence and start-up wait on changes instead

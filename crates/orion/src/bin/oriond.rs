@@ -176,23 +176,6 @@ async fn run_with_reloads(
                 },
             }
         };
-        if let Some(next) = &next {
-            // Cameras the new config no longer has go away for good.
-            let kept: Vec<String> = next
-                .camera_configs()
-                .into_iter()
-                .map(|c| c.instance_id)
-                .collect();
-            let gone: Vec<String> = running
-                .cameras()
-                .into_iter()
-                .filter(|id| !kept.contains(id))
-                .collect();
-            if !gone.is_empty() {
-                tracing::info!(cameras = ?gone, "cameras removed by the new config");
-                running.retire(&gone);
-            }
-        }
         let report = running.stop().await;
         let code = if report.late.is_empty() {
             tracing::info!(

@@ -74,7 +74,7 @@ impl FrameConsumer {
             // by the same rule as gated ones: not due for inference.
             let skipped = captured.seq.saturating_sub(last_seq + 1);
             last_seq = captured.seq;
-            let published = self.consider(captured, skipped, frames.paced());
+            let published = self.consider(captured, skipped, frames.paced()).await;
             if frames.paced() && published {
                 // A paced file goes exactly as fast as the workers take frames.
                 tokio::select! {
@@ -91,8 +91,8 @@ impl FrameConsumer {
     /// paced source is never gated: it decodes the next frame only when a
     /// worker took the last one, so every frame is inferred (two workers take
     /// frames decoded well under a millisecond apart, which a time gate would
-    /// drop).
-    fn consider(&mut self, captured: CapturedFrame, skipped: u64, paced: bool) -> bool {
+    /// drop). The conversion (CPU work) runs off the async runtime.
+    async fn consider(&mut self, captured: CapturedFrame, skipped: u64, paced: bool) -> bool {
         if *self.paused.borrow() {
             self.metrics.frames_paused.add(skipped + 1);
             return false;
@@ -102,7 +102,25 @@ impl FrameConsumer {
             return false;
         }
         self.metrics.frames_gated.add(skipped);
-        let frame = match Frame::convert(captured, self.width, self.height, &mut self.rgb) {
+        let mut rgb = std::mem::take(&mut self.rgb);
+        let (width, height) = (self.width, self.height);
+        let converted = tokio::task::spawn_blocking(move || {
+            let frame = Frame::convert(captured, width, height, &mut rgb);
+            let gray = frame.as_ref().is_ok_and(|f| grayscale(f.data()));
+            (rgb, frame, gray)
+        })
+        .await;
+        let (rgb, frame, gray) = match converted {
+            Ok(c) => c,
+            Err(e) => {
+                // A bug in the conversion: this frame is lost, a fresh converter
+                // (taken above) takes the next.
+                tracing::error!(error = %e, "frame conversion failed");
+                return false;
+            }
+        };
+        self.rgb = rgb;
+        let frame = match frame {
             Ok(f) => f,
             Err(e) => {
                 self.metrics.frames_invalid.inc();
@@ -119,7 +137,7 @@ impl FrameConsumer {
             trace_id: format!("{}-{}", self.instance_id, frame.seq),
             roi,
             looks: self.looks.borrow().clone(),
-            grayscale: grayscale(frame.data()),
+            grayscale: gray,
             frame,
         };
         self.port.publish(Arc::new(job));

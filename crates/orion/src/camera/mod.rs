@@ -14,8 +14,11 @@
 //! result handler, event publisher, control, frame consumer, presence, live
 //! feed -> `running`. Stop order: stream -> control -> tasks (frame consumer,
 //! result handler, presence, live feed) -> event publisher (after the result
-//! handler: its last events go out too) -> offline presence (or, for a camera
-//! that goes for good, nothing left behind) -> MQTT disconnect.
+//! handler: its last events go out too), presence keeper (it saves the
+//! handler's last snapshot) -> offline presence (or, for a camera that goes for
+//! good, its retained occupancy and discovery removed; its presence file and
+//! undelivered events stay) -> MQTT disconnect. Each step has the stop's
+//! deadline; a task that misses it is aborted.
 
 pub mod frames;
 pub mod keeper;
@@ -28,7 +31,6 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::attention::{RateGate, RoiAttention};
@@ -47,10 +49,11 @@ use crate::outbox::publisher::EventPublisher;
 use crate::outbox::rate::EventRate;
 use crate::status::{self, CameraWatch, StreamOwner, WorkerView};
 use crate::stream::{FrameReceiver, RgbConverter, Stream, warmup};
+use crate::tasks::{self, Tasks};
 use crate::tracking::falls::FallSettings;
-use crate::tracking::room::{Edges, ModelThresholds, RoomSettings, RoomTracker, Thresholds};
+use crate::tracking::room::{Edges, ModelThresholds, RoomSettings, RoomTracker, Stamp, Thresholds};
 use crate::tracking::tracker::TrackerSettings;
-use crate::tracking::zones::LookAreas;
+use crate::tracking::zones::{self, LookAreas, Zone};
 use crate::ui::{Ui, UiCamera};
 use crate::worker::{DetectorPool, ResultRoutes};
 use frames::FrameConsumer;
@@ -125,7 +128,7 @@ pub struct Camera {
     control: CancellationToken,
     control_task: JoinHandle<()>,
     tasks: CancellationToken,
-    task_set: TaskTracker,
+    task_set: Tasks,
     /// The event publisher: stops after the result handler (its last events
     /// go out too).
     publisher: Stoppable,
@@ -146,12 +149,7 @@ impl Stoppable {
     /// aborted: nothing of the camera runs on unowned).
     async fn stop(self, limit: Duration) -> bool {
         self.stop.cancel();
-        let abort = self.task.abort_handle();
-        let ended = tokio::time::timeout(limit, self.task).await.is_ok();
-        if !ended {
-            abort.abort();
-        }
-        ended
+        tasks::stop_one(self.task, limit).await
     }
 }
 
@@ -184,22 +182,20 @@ impl Camera {
     ) -> anyhow::Result<Self> {
         let id = config.instance_id.clone();
         let identity = Identity::new(&id, &config.room_id); // the session starts before the warm-up
+        let zones = zones::validate(&config.zones.regions)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("zones of camera {id}"))?;
         let metrics = Arc::new(Metrics::for_camera(&id));
         let stall = Duration::from_secs_f64(config.stream.stall_timeout_s);
         let (senders, watch) = status::channels(stall, !config.ui.show_video);
         let (alerts_tx, alerts_rx) = mpsc::channel::<Alert>(ALERT_QUEUE);
         let root = CancellationToken::new();
-        let (stream, frames) = Stream::start(
-            &config,
-            metrics.clone(),
-            StreamOwner {
-                status: senders.stream,
-                frames: senders.frames,
-            },
-            Some(Alerts::to(alerts_tx.clone())),
-            root.child_token(),
-        )
-        .with_context(|| format!("starting the stream of camera {id}"))?;
+        let owner = StreamOwner {
+            status: senders.stream,
+            frames: senders.frames,
+        };
+        let alerts = Alerts::to(alerts_tx.clone());
+        let (stream, frames) = start_stream(&config, &metrics, owner, alerts, &root).await?;
         shared.join(&metrics, &watch, alerts_tx, senders.outbox);
         let (frames, warm, rate_hz) = warm_up(&config, frames, &metrics, &hurry).await;
         let settings = emitter_settings(&config, &identity, &shared.broker);
@@ -217,7 +213,7 @@ impl Camera {
         let parts = Parts {
             roi: Arc::new(Mutex::new(RoiAttention::from_config(&config))),
             tasks: root.child_token(),
-            task_set: TaskTracker::new(),
+            task_set: Tasks::new(),
             metrics,
             watch,
             emitter: emitter.handle.clone(),
@@ -225,7 +221,7 @@ impl Camera {
             shared,
         };
         let live = parts.spawn_live(&frames);
-        let (results, publisher) = parts.spawn_results(live.clone(), &settings, &root);
+        let (results, publisher) = parts.spawn_results(zones, live.clone(), &settings, &root);
         let keeper = parts.spawn_keeper(&results, &root).await;
         let port = parts.route_results(&results);
         let key = port.key();
@@ -234,7 +230,6 @@ impl Camera {
         let control = root.child_token();
         let control_task = parts.spawn_control(&plane, control_rx, alerts_rx, &control);
         parts.spawn_frames(frames, port, rate_rx, &results, phase, &identity);
-        parts.task_set.close();
         parts.join(control_tx, plane, &results, live);
         senders.running.send_replace(true);
         tracing::info!("camera running");
@@ -275,17 +270,11 @@ impl Camera {
             late.push(format!("stream of {id}"));
         }
         self.control.cancel();
-        if tokio::time::timeout(left(), self.control_task)
-            .await
-            .is_err()
-        {
+        if !tasks::stop_one(self.control_task, left()).await {
             late.push(format!("control plane of {id}"));
         }
         self.tasks.cancel();
-        if tokio::time::timeout(left(), self.task_set.wait())
-            .await
-            .is_err()
-        {
+        if !self.task_set.stop(left()).await {
             late.push(format!("tasks of {id}"));
         }
         // After the result handler: its last snapshot is saved, its last
@@ -343,7 +332,7 @@ struct Parts {
     /// The camera's tasks (frame consumer, result handler, presence, live
     /// feed, discovery clean-up) and their stop.
     tasks: CancellationToken,
-    task_set: TaskTracker,
+    task_set: Tasks,
 }
 
 impl Parts {
@@ -367,6 +356,7 @@ impl Parts {
     /// from the workers, and the event publisher (with its stop).
     fn spawn_results(
         &self,
+        zones: Vec<Zone>,
         live: Option<Arc<LiveFeed>>,
         settings: &EmitterSettings,
         root: &CancellationToken,
@@ -379,7 +369,8 @@ impl Parts {
             (crate::topics::alerts(id), None),
         ]));
         let tracking = self.shared.detector.is_some();
-        let room = room_tracker(config);
+        // Its time starts now, as the results are about to come.
+        let room = room_tracker(config, zones);
         let zones = room.zones().to_vec();
         let results = Arc::new(CameraResults {
             instance_id: id.clone(),
@@ -645,8 +636,9 @@ fn thresholds(l: crate::config::Levels) -> (Thresholds, Thresholds) {
     (t(l.day), t(l.night))
 }
 
-/// The camera's tracks, events and occupancy, as configured.
-fn room_tracker(config: &Config) -> RoomTracker {
+/// The camera's tracks, events and occupancy, as configured (`zones`: its
+/// validated zones), from now on.
+fn room_tracker(config: &Config, zones: Vec<Zone>) -> RoomTracker {
     use crate::config::Edge;
     let d = &config.models.person_detector;
     let edges = &config.presence.exit_edges;
@@ -663,8 +655,7 @@ fn room_tracker(config: &Config) -> RoomTracker {
                 unseen_timeout: Duration::from_secs_f64(config.presence.unseen_timeout_s),
             },
             empty_after: Duration::from_secs_f64(config.occupancy.empty_after_s),
-            // Validated with the config.
-            zones: crate::tracking::zones::validate(&config.zones.regions).unwrap_or_default(),
+            zones,
             zone_min_frames: config.zones.min_frames,
             zone_min_time: Duration::from_secs_f64(config.zones.min_s),
             zone_margin: config.zones.margin,
@@ -691,7 +682,27 @@ fn room_tracker(config: &Config) -> RoomTracker {
                 bottom: edges.contains(&Edge::Bottom),
             },
         },
+        Stamp::now(),
     )
+}
+
+/// Starts the camera's stream off the async runtime (GStreamer's init and the
+/// check that builds the pipeline once block).
+async fn start_stream(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    owner: StreamOwner,
+    alerts: Alerts,
+    root: &CancellationToken,
+) -> anyhow::Result<(Stream, FrameReceiver)> {
+    let (config, metrics, cancel) = (config.clone(), metrics.clone(), root.child_token());
+    let id = config.instance_id.clone();
+    tokio::task::spawn_blocking(move || {
+        Stream::start(&config, metrics, owner, Some(alerts), cancel)
+    })
+    .await
+    .context("the stream's start failed")?
+    .with_context(|| format!("starting the stream of camera {id}"))
 }
 
 /// Measures the camera's real frame rate (`stream.warmup_duration_s`); the

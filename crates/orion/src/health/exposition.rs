@@ -220,11 +220,16 @@ const CAMERA_GAUGES: [CameraSeries; 14] = [
 ];
 
 /// Prometheus text exposition format, version 0.0.4, of every camera (label
-/// `camera`) and every worker (label `worker`), each family once.
-pub fn render(cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) -> String {
+/// `camera`) and every worker (label `worker`), each family once; `uptime_s`:
+/// the daemon's.
+pub fn render(
+    cameras: &[(&Metrics, &CameraWatch)],
+    workers: &[WorkerView],
+    uptime_s: f64,
+) -> String {
     let mut out = String::with_capacity(8 * 1024);
     render_cameras(&mut out, cameras);
-    render_daemon(&mut out, cameras, workers);
+    render_daemon(&mut out, cameras, workers, uptime_s);
     render_events(&mut out, cameras);
     render_workers(&mut out, workers);
     render_groups(&mut out, cameras);
@@ -251,10 +256,12 @@ fn render_cameras(out: &mut String, cameras: &[(&Metrics, &CameraWatch)]) {
 }
 
 /// The daemon's own gauges: cameras, workers, uptime.
-fn render_daemon(out: &mut String, cameras: &[(&Metrics, &CameraWatch)], workers: &[WorkerView]) {
-    let uptime = cameras
-        .first()
-        .map_or(0.0, |(m, _)| m.started.elapsed().as_secs_f64());
+fn render_daemon(
+    out: &mut String,
+    cameras: &[(&Metrics, &CameraWatch)],
+    workers: &[WorkerView],
+    uptime: f64,
+) {
     let gauges = [
         (
             "orion_cameras",

@@ -9,6 +9,7 @@
 pub mod exposition;
 
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -25,6 +26,9 @@ pub type CameraEntry = (Arc<Metrics>, CameraWatch);
 pub struct Registry {
     cameras: RwLock<Vec<CameraEntry>>,
     pub workers: Vec<WorkerView>,
+    /// When this run of the daemon started (its uptime; a reload that
+    /// restarts everything starts a new run).
+    started: Instant,
 }
 
 impl Registry {
@@ -32,6 +36,7 @@ impl Registry {
         Self {
             cameras: RwLock::new(cameras),
             workers,
+            started: Instant::now(),
         }
     }
 
@@ -98,9 +103,7 @@ impl Registry {
         DaemonReport {
             status,
             reasons,
-            uptime_s: entries
-                .first()
-                .map_or(0, |(m, _)| m.started.elapsed().as_secs()),
+            uptime_s: self.started.elapsed().as_secs(),
             cameras,
             workers: self.workers.iter().map(worker_report).collect(),
         }
@@ -111,7 +114,11 @@ impl Registry {
         let entries = self.cameras();
         let cameras: Vec<(&Metrics, &CameraWatch)> =
             entries.iter().map(|(m, w)| (m.as_ref(), w)).collect();
-        exposition::render(&cameras, &self.workers)
+        exposition::render(
+            &cameras,
+            &self.workers,
+            self.started.elapsed().as_secs_f64(),
+        )
     }
 }
 
@@ -564,5 +571,31 @@ mod tests {
         assert_eq!(r.reasons, vec!["a: stream failed (reconnecting given up)"]);
         cameras[1].2.stream.send_modify(|s| s.failed = true);
         assert_eq!(registry.report().status, Status::Unhealthy);
+    }
+
+    /// The daemon's uptime is its own: not a camera's (a camera restarted by
+    /// a reload, or none at all, does not reset it).
+    #[test]
+    fn uptime_is_the_daemons_whatever_its_cameras() {
+        let uptime = |r: &Registry| -> f64 {
+            let text = r.render();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("orion_uptime_seconds "))
+                .expect("uptime gauge");
+            line.split(' ')
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .expect("value")
+        };
+        let registry = Registry::new(Vec::new(), Vec::new());
+        let empty = uptime(&registry);
+        assert!(empty > 0.0, "counted with no camera: {empty}");
+        let (_, w) = channels(std::time::Duration::from_secs(10), false);
+        registry.add_camera((Arc::new(Metrics::for_camera("late")), w));
+        assert!(
+            uptime(&registry) >= empty,
+            "a camera that came later does not reset it"
+        );
     }
 }

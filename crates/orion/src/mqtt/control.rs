@@ -69,13 +69,18 @@ impl ControlHandler {
                 }
             };
             let Some(reply) = reply else { break };
+            let from = if payload.reply_to.is_some() {
+                "live view"
+            } else {
+                "MQTT"
+            };
             if let Some(to) = payload.reply_to.take() {
                 let _ = to.send(reply.0.clone());
             }
             let shutdown = reply.1;
             self.publish(reply.0).await;
             if shutdown {
-                tracing::info!("shutdown requested over MQTT");
+                tracing::info!(from, "shutdown requested");
                 self.shutdown.cancel();
             }
         }

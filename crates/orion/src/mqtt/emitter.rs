@@ -6,9 +6,11 @@
 //! Owns the rumqttc client and its event loop, which runs in its own task and only
 //! polls: it tracks the connection, (re)subscribes to the control topic after every
 //! CONNACK, forwards control messages into a bounded channel, and backs off between
-//! reconnects (1 s doubling to 30 s). Publishing is non-blocking: while the broker
-//! is away, or when the client's bounded queue is full, the message is dropped and
-//! counted, never buffered without bound. The last will marks the sensor offline.
+//! reconnects (1 s doubling to 30 s, each wait jittered by a quarter and cut
+//! short once the broker's port accepts: `super::reconnect`). Publishing is
+//! non-blocking: while the broker is away, or when the client's bounded queue is
+//! full, the message is dropped and counted, never buffered without bound. The
+//! last will marks the sensor offline.
 //!
 //! Duplicate instance_id: two processes with one MQTT client id knock each other
 //! off the broker. After every connection the emitter reads the retained presence
@@ -29,6 +31,7 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::backoff::Backoff;
 use crate::command::ControlMessage;
@@ -195,19 +198,22 @@ impl Emitter {
         let opts = settings.options(&settings.client_id, true);
         let (client, eventloop) = AsyncClient::new(opts, settings.max_pending);
         let endpoint = format!("{}:{}", settings.host, settings.port);
-        let task = tokio::spawn(poll(PollState {
-            eventloop,
-            client: client.clone(),
-            metrics: metrics.clone(),
-            status: status.clone(),
-            endpoint,
-            control_topic: settings.control_topic.clone(),
-            control,
-            cancel: cancel.clone(),
-            settings: settings.clone(),
-            busy_window: (std::time::Instant::now(), 0),
-            queue_full_log: crate::logging::RateLimit::new(Duration::from_secs(10)),
-        }));
+        let task = tokio::spawn(
+            poll(PollState {
+                eventloop,
+                client: client.clone(),
+                metrics: metrics.clone(),
+                status: status.clone(),
+                endpoint,
+                control_topic: settings.control_topic.clone(),
+                control,
+                cancel: cancel.clone(),
+                settings: settings.clone(),
+                busy_window: (std::time::Instant::now(), 0),
+                queue_full_log: crate::logging::RateLimit::new(Duration::from_secs(10)),
+            })
+            .in_current_span(),
+        );
         Self {
             handle: EmitterHandle {
                 client,
@@ -236,7 +242,7 @@ impl Emitter {
             return r.is_ok();
         }
         cancel.cancel();
-        let stopped = tokio::time::timeout(timeout, task).await.is_ok();
+        let stopped = crate::tasks::stop_one(task, timeout).await;
         set_connected(&handle.status, false);
         stopped && !connected
     }

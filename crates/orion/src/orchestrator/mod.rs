@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::camera::{Broker, Camera, Shared};
 use crate::config::{BrokerAddr, Config, PERSON_DETECTOR};
 use crate::health::Registry;
 use crate::outbox::Outbox;
+use crate::tasks::{self, Tasks};
 use crate::ui::Ui;
 use crate::worker::ModelChoice;
 use crate::{http, mqtt};
@@ -56,7 +56,7 @@ pub struct Running {
     health_task: JoinHandle<()>,
     /// The stats logger and the outbox's disk keeper.
     tasks: CancellationToken,
-    task_set: TaskTracker,
+    task_set: Tasks,
 }
 
 /// Starts every component; on an early error stops what had started and
@@ -117,7 +117,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         health,
         health_task,
         tasks: root.child_token(),
-        task_set: TaskTracker::new(),
+        task_set: Tasks::new(),
     };
     let cameras = config.camera_configs();
     let all = cameras.into_iter().enumerate().collect();
@@ -126,6 +126,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         return Err(e);
     }
     running.start_shared_tasks(health_addr, ui_slot);
+    for (camera, events) in running.shared.outbox.orphans() {
+        tracing::warn!(
+            camera,
+            events,
+            "outbox: events of a camera this config does not have are kept (delivered if it comes back)"
+        );
+    }
     let ids: Vec<String> = running.cameras();
     tracing::info!(cameras = %ids.join(","), "orion running");
     Ok(running)
@@ -148,7 +155,12 @@ async fn prepare(config: &Config) -> anyhow::Result<(Arc<Outbox>, Broker, Option
         None
     };
     let model = detector_model(config)?;
-    let outbox = Arc::new(Outbox::open(&config.outbox)?);
+    // Opening reads the journal back: disk I/O, off the async runtime.
+    let settings = config.outbox.clone();
+    let outbox = tokio::task::spawn_blocking(move || Outbox::open(&settings))
+        .await
+        .context("opening the outbox")??;
+    let outbox = Arc::new(outbox);
     outbox
         .start_writer()
         .context("starting the outbox writer thread")?;
@@ -170,10 +182,31 @@ fn detector_model(config: &Config) -> anyhow::Result<Option<ModelChoice>> {
     }))
 }
 
-/// Closes the outbox off the async runtime (a last try to write back what a
-/// full disk made it hold, the clean-close marker, a sync).
-/// Closes the outbox off the runtime (it writes what is queued and syncs);
-/// false when it did not finish within `limit`.
+/// Stops `cameras` all at once, each by `deadline` (`retire`: those that go
+/// for good); what each missed.
+async fn stop_cameras(
+    cameras: Vec<Camera>,
+    deadline: Instant,
+    retire: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut stopping = tokio::task::JoinSet::new();
+    for camera in cameras {
+        let gone = retire(&camera.instance_id);
+        stopping.spawn(camera.stop(deadline, gone));
+    }
+    let mut late = Vec::new();
+    while let Some(done) = stopping.join_next().await {
+        match done {
+            Ok(missed) => late.extend(missed.0),
+            Err(e) => late.push(format!("a camera's stop failed: {e}")),
+        }
+    }
+    late
+}
+
+/// Closes the outbox off the async runtime (the writer writes what is queued;
+/// a last try to write back what a full disk made it hold, the clean-close
+/// marker, a sync); false when it did not finish within `limit`.
 async fn close_outbox(outbox: Arc<Outbox>, limit: Duration) -> bool {
     let closing = tokio::task::spawn_blocking(move || outbox.close());
     match tokio::time::timeout(limit, closing).await {
@@ -200,7 +233,7 @@ impl Running {
     /// Marks cameras that go away for good (a reloaded config without them): at
     /// [`Running::stop`] their retained messages (presence, occupancy, Home
     /// Assistant discovery) are removed instead of left as `offline`.
-    pub fn retire(&mut self, ids: &[String]) {
+    fn retire(&mut self, ids: &[String]) {
         self.retired.extend(ids.iter().cloned());
     }
 
@@ -279,7 +312,6 @@ impl Running {
             self.shared.outbox.clone(),
             self.tasks.clone(),
         ));
-        self.task_set.close();
         if let (Some(slot), Some(ui)) = (ui_slot, &self.shared.ui) {
             let _ = slot.set(ui.clone());
             tracing::info!(
@@ -305,30 +337,15 @@ impl Running {
         if !self.pools.stop(left()).await {
             report.late.push("workers".into());
         }
-        let mut stopping = tokio::task::JoinSet::new();
-        for c in self.cameras {
-            let retire = self.retired.contains(&c.instance_id);
-            stopping.spawn(c.stop(deadline, retire));
-        }
-        while let Some(done) = stopping.join_next().await {
-            match done {
-                Ok(late) => report.late.extend(late.0),
-                Err(e) => report.late.push(format!("a camera's stop failed: {e}")),
-            }
-        }
+        let retired = self.retired;
+        let late = stop_cameras(self.cameras, deadline, |id| retired.iter().any(|r| r == id));
+        report.late.extend(late.await);
         self.tasks.cancel();
-        self.task_set.close();
-        if tokio::time::timeout(left(), self.task_set.wait())
-            .await
-            .is_err()
-        {
+        if !self.task_set.stop(left()).await {
             report.late.push("tasks".into());
         }
         self.health.cancel();
-        if tokio::time::timeout(left(), self.health_task)
-            .await
-            .is_err()
-        {
+        if !tasks::stop_one(self.health_task, left()).await {
             report.late.push("health http".into());
         }
         self.root.cancel();

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::config::{Config, PERSON_DETECTOR, SourceKind, WorkerConfig};
 use crate::framebus::FrameBus;
 use crate::health::Alerts;
 use crate::status::{WorkerStatus, WorkerView};
+use crate::tasks::Tasks;
 use crate::worker::{
     DetectorPool, ModelChoice, ResultRoutes, Supervisor, WorkerHandle, WorkerSpec,
 };
@@ -93,7 +93,7 @@ pub struct Pools {
     pub detector: Option<Arc<DetectorPool>>,
     pub fit: Fit,
     cancel: CancellationToken,
-    tasks: TaskTracker,
+    tasks: Tasks,
 }
 
 /// Starts every planned worker's supervisor (they load their models while the
@@ -112,7 +112,7 @@ pub fn start(
         detector: None,
         fit: Fit::of(config),
         cancel,
-        tasks: TaskTracker::new(),
+        tasks: Tasks::new(),
     };
     for (inference_type, workers) in plan.pools {
         let Some(wcfg) = config.workers.get(&inference_type) else {
@@ -143,7 +143,6 @@ pub fn start(
             )));
         }
     }
-    pools.tasks.close();
     pools
 }
 
@@ -210,8 +209,6 @@ impl Pools {
     /// Stops every worker; whether they all stopped within `timeout`.
     pub async fn stop(&self, timeout: Duration) -> bool {
         self.cancel.cancel();
-        tokio::time::timeout(timeout, self.tasks.wait())
-            .await
-            .is_ok()
+        self.tasks.stop(timeout).await
     }
 }

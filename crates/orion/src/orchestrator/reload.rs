@@ -27,12 +27,15 @@ pub enum Plan {
     },
 }
 
-/// Compares the running config with the new one.
-pub fn plan(old: &Config, new: &Config) -> Plan {
-    let (fit, next_fit) = (Fit::of(old), Fit::of(new));
+/// Compares the running config with the new one; `pools`: what the running
+/// worker pools were built for. A config that cannot be compared (it does not
+/// serialize) restarts everything.
+pub fn plan(old: &Config, pools: &Fit, new: &Config) -> Plan {
+    let next_fit = Fit::of(new);
     // Larger frames than the workers' shared memory holds, or pacing changed.
-    let pools_fit = next_fit.frame_bytes <= fit.frame_bytes && next_fit.paced == fit.paced;
-    if shared_part(old) != shared_part(new) || !pools_fit {
+    let pools_fit = next_fit.frame_bytes <= pools.frame_bytes && next_fit.paced == pools.paced;
+    let shared_same = matches!((shared_part(old), shared_part(new)), (Some(a), Some(b)) if a == b);
+    if !shared_same || !pools_fit {
         return Plan::Everything;
     }
     let (old_cameras, new_cameras) = (old.camera_configs(), new.camera_configs());
@@ -46,7 +49,7 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
     for camera in &new_cameras {
         let id = camera.instance_id.clone();
         match find(&old_cameras, &id) {
-            Some(was) if was == camera_part(camera) => keep.push(id),
+            Some(Some(was)) if camera_part(camera).as_ref() == Some(&was) => keep.push(id),
             Some(_) => restart.push(id),
             None => start.push(id),
         }
@@ -66,8 +69,8 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
 
 /// Everything of a config but what a camera may set for itself, secrets
 /// included (they serialize redacted).
-fn shared_part(config: &Config) -> Value {
-    let mut v = serde_json::to_value(config).unwrap_or(Value::Null);
+fn shared_part(config: &Config) -> Option<Value> {
+    let mut v = serde_json::to_value(config).ok()?;
     if let Some(map) = v.as_object_mut() {
         for key in CAMERA_KEYS {
             map.remove(key);
@@ -78,20 +81,21 @@ fn shared_part(config: &Config) -> Value {
     }
     v["secrets"] =
         serde_json::json!([config.mqtt.username, config.mqtt.password, config.ui.token,]);
-    v
+    Some(v)
 }
 
 /// One camera's complete config, its secrets included.
-fn camera_part(camera: &Config) -> Value {
-    let mut v = serde_json::to_value(camera).unwrap_or(Value::Null);
+fn camera_part(camera: &Config) -> Option<Value> {
+    let mut v = serde_json::to_value(camera).ok()?;
     v["secrets"] = serde_json::json!([camera.camera.rtsp_url]);
-    v
+    Some(v)
 }
 
 impl Running {
     /// Applies `next` to the running cameras when only cameras changed
     /// ([`plan`]); gives it back when something shared changed (the caller
-    /// restarts everything). A camera that fails to start with its new config
+    /// stops this run and starts one with it; the cameras it no longer has
+    /// are marked to go for good). A camera that fails to start with its new config
     /// is left stopped and named in the error; the others run on.
     pub async fn reload(&mut self, next: Config) -> Result<anyhow::Result<()>, Box<Config>> {
         let Plan::Cameras {
@@ -99,8 +103,9 @@ impl Running {
             restart,
             mut start,
             stop,
-        } = plan(&self.config, &next)
+        } = plan(&self.config, &self.pools.fit, &next)
         else {
+            self.retire_absent(&next);
             return Err(Box::new(next));
         };
         // A camera that failed to start at an earlier reload is not running:
@@ -123,19 +128,9 @@ impl Running {
             .into_iter()
             .partition(|c| restart.contains(&c.instance_id) || stop.contains(&c.instance_id));
         self.cameras = staying;
-        let mut stopping = tokio::task::JoinSet::new();
-        for camera in going {
-            let retire = stop.contains(&camera.instance_id);
-            stopping.spawn(camera.stop(deadline, retire));
-        }
-        while let Some(done) = stopping.join_next().await {
-            match done {
-                Ok(late) if late.0.is_empty() => {}
-                Ok(late) => {
-                    tracing::warn!(late = ?late.0, "reload: stopping a camera missed its deadline")
-                }
-                Err(e) => tracing::error!(error = %e, "reload: a camera's stop failed"),
-            }
+        let late = super::stop_cameras(going, deadline, |id| stop.iter().any(|s| s == id)).await;
+        if !late.is_empty() {
+            tracing::warn!(?late, "reload: stopping cameras missed the deadline");
         }
         self.config = next;
         let starting: Vec<(usize, Config)> = self
@@ -147,6 +142,24 @@ impl Running {
             .collect();
         // A camera that fails to start does not hurry the others: they run on.
         Ok(self.start_cameras(starting, false).await)
+    }
+
+    /// Marks the running cameras `next` does not have as going for good.
+    fn retire_absent(&mut self, next: &Config) {
+        let kept: Vec<String> = next
+            .camera_configs()
+            .into_iter()
+            .map(|c| c.instance_id)
+            .collect();
+        let gone: Vec<String> = self
+            .cameras()
+            .into_iter()
+            .filter(|id| !kept.contains(id))
+            .collect();
+        if !gone.is_empty() {
+            tracing::info!(cameras = ?gone, "cameras removed by the new config");
+            self.retire(&gone);
+        }
     }
 }
 
@@ -165,7 +178,7 @@ mod tests {
     fn only_the_changed_cameras_restart() {
         let old = corridor("");
         assert_eq!(
-            plan(&old, &old),
+            plan(&old, &Fit::of(&old), &old),
             Plan::Cameras {
                 keep: vec!["a".into(), "b".into()],
                 restart: vec![],
@@ -178,7 +191,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(
-            plan(&old, &new),
+            plan(&old, &Fit::of(&old), &new),
             Plan::Cameras {
                 keep: vec!["a".into()],
                 restart: vec!["b".into()],
@@ -187,7 +200,7 @@ mod tests {
             }
         );
         assert_eq!(
-            plan(&new, &old),
+            plan(&new, &Fit::of(&new), &old),
             Plan::Cameras {
                 keep: vec!["a".into()],
                 restart: vec!["b".into()],
@@ -205,10 +218,34 @@ mod tests {
             "mqtt: {password: other}\n",
             "outbox: {max_events_per_minute: 10}\n",
         ] {
-            assert_eq!(plan(&old, &corridor(extra)), Plan::Everything, "{extra}");
+            assert_eq!(
+                plan(&old, &Fit::of(&old), &corridor(extra)),
+                Plan::Everything,
+                "{extra}"
+            );
         }
         // Larger frames than the shared memory holds.
         let big = corridor("stream: {width: 1920, height: 1080}\n");
-        assert_eq!(plan(&old, &big), Plan::Everything);
+        assert_eq!(plan(&old, &Fit::of(&old), &big), Plan::Everything);
+    }
+
+    /// The pools keep the room they were built with: frames that shrank and
+    /// grow back within it restart only the cameras.
+    #[test]
+    fn frames_within_the_running_pools_restart_only_the_cameras() {
+        let big = corridor("stream: {width: 1920, height: 1080}\n");
+        let small = corridor("");
+        let pools = Fit::of(&big);
+        for (old, new) in [(&big, &small), (&small, &big)] {
+            assert_eq!(
+                plan(old, &pools, new),
+                Plan::Cameras {
+                    keep: vec![],
+                    restart: vec!["a".into(), "b".into()],
+                    start: vec![],
+                    stop: vec![],
+                }
+            );
+        }
     }
 }

@@ -19,7 +19,9 @@
 //! aside and a fresh one used.
 //!
 //! No global lock: each camera's index has its own, so one camera's publisher
-//! never waits for another's, nor for the writer's sync. The locks, always
+//! never waits for another's, nor for the writer's sync (its removals are
+//! queued for the writer: fjall's removal takes the journal lock a sync
+//! holds; its reads take no journal lock). The locks, always
 //! taken in this order and never two cameras' at once: `writing` (one batch at
 //! a time), `healing`, `disk` (read for every read, insert and removal; write
 //! only to close the store and put a reopened one in its place), one camera's
@@ -455,6 +457,16 @@ impl Outbox {
         self.disk.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The store for a publisher's removal, which must not wait: `None` while
+    /// the writer runs (the removal is queued for it: fjall's removal takes
+    /// the journal lock the writer's sync holds) or a heal has the store.
+    fn removal_disk(&self) -> Option<RwLockReadGuard<'_, Option<Disk>>> {
+        if self.queue.running() {
+            return None;
+        }
+        self.try_disk()
+    }
+
     /// The store for a publisher on the async runtime: `None` rather than a
     /// wait while a heal has it.
     fn try_disk(&self) -> Option<RwLockReadGuard<'_, Option<Disk>>> {
@@ -734,26 +746,27 @@ impl Outbox {
                 }
             }
         }
+        drop(disk);
         for seq in unreadable {
             tracing::warn!(
                 camera,
                 seq,
                 "outbox: an event is missing or cannot be decoded; dropped"
             );
-            self.drop_one(Some(&disk), camera, seq);
+            self.drop_event(camera, seq);
         }
         out
     }
 
     /// Drops an event that can never be delivered (counted as dropped).
     pub fn drop_event(&self, camera: &str, seq: u64) {
-        self.drop_one(self.try_disk().as_deref(), camera, seq);
+        self.drop_one(self.removal_disk().as_deref(), camera, seq);
     }
 
     /// Removes an event the broker acknowledged. Once a camera's backlog is
     /// empty its "dropped" health reason clears.
     pub fn remove(&self, camera: &str, seq: u64) {
-        let Some(left) = self.take(self.try_disk().as_deref(), camera, seq) else {
+        let Some(left) = self.take(self.removal_disk().as_deref(), camera, seq) else {
             return;
         };
         if let Some(q) = self.camera(camera) {
@@ -1066,9 +1079,9 @@ impl Outbox {
     }
 
     /// Removes an event from the index and the disk (`disk`: the store, its
-    /// lock held; None: the lock was busy, so the removal waits in
-    /// `removals`): how many of the camera's events are left, or None if it
-    /// was not there.
+    /// lock held; None: the removal waits in `removals` for the writer, or
+    /// while no writer runs, for the next write or heal): how many of the
+    /// camera's events are left, or None if it was not there.
     fn take(&self, disk: Option<&Option<Disk>>, camera: &str, seq: u64) -> Option<usize> {
         let q = self.camera(camera)?;
         let (e, left) = {
@@ -1087,6 +1100,7 @@ impl Outbox {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(key(camera, seq));
+            self.queue.wake();
             return Some(left);
         };
         // While failing the disk is left alone: healing removes what the
@@ -1298,7 +1312,6 @@ mod tests {
         }
     }
 
-    /// Each camera's publisher reads and removes while the writer writes
     /// While a heal has the store, a publisher's `next` and `remove` do not
     /// wait for it: `next` gives nothing for now, and the removal is done
     /// later: after a clean reopen the event is gone, and the others are there.
@@ -1334,6 +1347,7 @@ mod tests {
         assert_eq!(ids(&reopened.next("a", None, 10)), ["e-1", "e-2", "e-3"]);
     }
 
+    /// Each camera's publisher reads and removes while the writer writes
     /// every camera's events with a sync per batch: each gets its own events,
     /// all of them, in order, once; nothing is left behind, and the disk
     /// holds nothing after the last removal.
@@ -1394,6 +1408,53 @@ mod tests {
         let reopened = Outbox::open(&s).expect("reopen");
         assert_eq!(reopened.recovery, Recovery::Clean);
         assert_eq!(reopened.totals(), (0, 0), "removed from disk too");
+    }
+
+    /// A removal shares fjall's journal lock with the writer's sync: with the
+    /// writer running, a publisher's removal only queues (it returns while
+    /// the writer is busy, the event still on disk), and the writer removes
+    /// it from disk as soon as it is free, with no close or later append.
+    #[test]
+    fn a_publishers_removal_is_done_by_the_writer_not_on_its_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, outbox) = with_writer(dir.path());
+        outbox.append("a", "t".into(), event(0));
+        let until = Instant::now() + Duration::from_secs(10);
+        let seq = loop {
+            if let Some((seq, _)) = outbox.next("a", None, 1).first() {
+                break *seq;
+            }
+            assert!(Instant::now() < until, "the event was never written");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let on_disk = |outbox: &Outbox| {
+            let disk = outbox.disk();
+            let disk = disk.as_ref().expect("store open");
+            disk.events.contains_key(key("a", seq)).expect("read")
+        };
+        let busy = outbox.writing.lock().expect("writing");
+        let (done, returned) = std::sync::mpsc::channel();
+        let publisher = {
+            let outbox = outbox.clone();
+            std::thread::spawn(move || {
+                outbox.remove("a", seq);
+                let _ = done.send(());
+            })
+        };
+        assert_eq!(returned.recv_timeout(Duration::from_secs(10)), Ok(()));
+        assert_eq!(outbox.pending("a"), 0, "gone from the index at once");
+        assert!(
+            on_disk(&outbox),
+            "the disk is the writer's: not removed yet"
+        );
+        drop(busy);
+        publisher.join().expect("publisher");
+        let until = Instant::now() + Duration::from_secs(10);
+        while on_disk(&outbox) {
+            assert!(Instant::now() < until, "the writer never removed it");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        outbox.close();
     }
 
     #[test]

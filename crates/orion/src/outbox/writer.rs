@@ -2,7 +2,9 @@
 //! outbox's writer thread (`Outbox::start_writer`) takes what queued up and
 //! writes it, in order, with one sync per batch (group commit). No disk I/O
 //! runs on the async runtime, and a burst of events from many cameras costs
-//! one fsync, not one each.
+//! one fsync, not one each. Removals of delivered events wait for the writer
+//! too ([`Queue::wake`]): a removal shares fjall's journal lock with the sync,
+//! so a publisher on the runtime never makes one.
 //!
 //! Owns the queued events (each labelled with its camera) and the writer
 //! thread's handle; knows nothing of the store. A push never waits: while
@@ -30,6 +32,8 @@ struct State<T> {
     running: bool,
     /// The writer writes what is queued, then stops.
     stopping: bool,
+    /// Removals wait for the writer (it takes a batch, even an empty one).
+    tidy: bool,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -49,6 +53,7 @@ impl<T> Default for Queue<T> {
                 dropped: Vec::new(),
                 running: false,
                 stopping: false,
+                tidy: false,
                 thread: None,
             }),
             changed: Condvar::new(),
@@ -78,6 +83,16 @@ impl<T> Queue<T> {
         None
     }
 
+    /// Wakes the writer for work other than events (removals to apply).
+    /// Never waits.
+    pub fn wake(&self) {
+        let mut state = self.lock();
+        if state.running {
+            state.tidy = true;
+            self.changed.notify_all();
+        }
+    }
+
     /// Whether events of `camera` are queued or being written.
     pub fn holds(&self, camera: &str) -> bool {
         let state = self.lock();
@@ -94,13 +109,15 @@ impl<T> Queue<T> {
         self.lock().running
     }
 
-    /// For the writer: the next batch, oldest first, and the cameras of
-    /// events dropped for room; `None` once told to stop and empty (the
-    /// writer is then no longer running: later pushes are refused).
+    /// For the writer: the next batch, oldest first (empty when only woken),
+    /// and the cameras of events dropped for room; `None` once told to stop
+    /// and empty (the writer is then no longer running: later pushes are
+    /// refused).
     pub fn take(&self) -> Option<(Vec<T>, Vec<String>)> {
         let mut state = self.lock();
         loop {
-            if !state.events.is_empty() {
+            if !state.events.is_empty() || state.tidy {
+                state.tidy = false;
                 let n = state.events.len().min(MAX_BATCH);
                 let (cameras, batch): (Vec<String>, Vec<T>) = state.events.drain(..n).unzip();
                 state.writing = cameras;

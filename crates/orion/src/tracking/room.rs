@@ -504,8 +504,8 @@ impl RoomTracker {
         width: u32,
         height: u32,
         settings: RoomSettings,
+        start: Stamp,
     ) -> Self {
-        let start = Stamp::now();
         let start_ms = start
             .wall
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -1588,7 +1588,7 @@ mod tests {
 
     /// A 640x480 camera's room.
     fn room(settings: RoomSettings) -> RoomTracker {
-        RoomTracker::new("room-1", "101", 640, 480, settings)
+        RoomTracker::new("room-1", "101", 640, 480, settings, Stamp::now())
     }
 
     fn person(x: f64) -> BBox {

@@ -5,8 +5,9 @@
 //!   receive, stderr to tracing, stop (EOF, then kill).
 //! - [`pool`] owns the `person_detector` pool's model and its swaps.
 //! - [`supervisor`] owns one worker slot for the daemon's lifetime: takes frames from
-//!   the slot's inbox, one in flight at a time, forwards results, notices exits and
-//!   hangs, and restarts the process with backoff.
+//!   the slot's inbox (as many in flight as the worker said it runs in
+//!   `parallel`, answered in order), forwards results, notices exits and hangs,
+//!   and restarts the process with a jittered backoff.
 //!
 //! A worker never blocks the frame bus (it pulls from its inbox when idle) and no
 //! worker process outlives the daemon (stdin EOF, then SIGKILL, `kill_on_drop`, and

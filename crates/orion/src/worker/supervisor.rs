@@ -18,7 +18,7 @@ use orion_protocol::{
     CommandRequest, FrameMeta, FrameRequest, FromWorker, PROTOCOL_VERSION, Pixels, Ready, ToWorker,
 };
 use tokio::sync::{mpsc, oneshot, watch};
-// Tokio's clock: the supervisor's deadlines follow paused time in tests.
+// Tokio's clock: the deadlines follow a paused clock, like its timers.
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
