@@ -25,12 +25,12 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "crates" / "orion" / "src"
 LIMIT = 80
-CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
-# `crate::{a, b::c, ...}`, over several lines too.
-CRATE_GROUP = re.compile(r"\bcrate::\{([^}]*)\}", re.S)
+# String and character literals: blanked before a line's comment is cut (a
+# `"http://"` is no comment).
+LITERAL = re.compile(r"'(\\.|[^'\\])'|\"(\\.|[^\"\\])*\"")
 FN = re.compile(r"^\s*(pub(\([a-z]+\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?fn\s+([a-z_][a-z0-9_]*)")
-# `crate::a::b`, `super::x`, `self::y`, and `...::{c, d::e}` after them.
-MODULE_PATH = re.compile(r"\b((?:crate|super|self)(?:::[A-Za-z_][A-Za-z0-9_]*)*)(::\{([^}]*)\})?")
+# `crate::a::b`, `super::x`, `self::y`, and a `::{` group after them.
+MODULE_PATH = re.compile(r"\b((?:crate|super|self)(?:::[A-Za-z_][A-Za-z0-9_]*)*)(::\{)?")
 # A parent's own use of a child module (`use child::...`, not `pub use`).
 CHILD_USE = re.compile(r"^\s*use\s+([a-z_][a-z0-9_]*)::", re.M)
 TEST_MOD = re.compile(r"^\s*#\[cfg\(test\)\]")
@@ -63,7 +63,7 @@ def without_tests(text: str, comments: bool = False) -> list[str]:
     for i, line in enumerate(source):
         if TEST_MOD.match(line) and any(TESTS_BLOCK.match(l) for l in source[i + 1 : i + 3]):
             break
-        lines.append(line if comments else re.sub(r"//.*", "", line))
+        lines.append(line if comments else re.sub(r"//.*", "", LITERAL.sub('""', line)))
     return lines
 
 
@@ -76,9 +76,7 @@ def imports() -> dict[str, set[str]]:
         uses = graph.setdefault(module, set())
         # Docs count: a `crate::x` named in a comment is a link to it.
         code = "\n".join(without_tests(path.read_text(), comments=True))
-        targets = CRATE_PATH.findall(code)
-        for group in CRATE_GROUP.findall(code):
-            targets += [item.strip().split("::")[0] for item in group.split(",") if item.strip()]
+        targets = [p[1] for p in paths_in(code) if p[0] == "crate" and len(p) > 1]
         uses.update(t for t in targets if t != module and t not in ("self", "super"))
     for uses in graph.values():
         uses &= graph.keys()
@@ -94,20 +92,50 @@ def file_module(path: Path) -> tuple[str, ...] | None:
     return tuple(parts[:-1] if parts[-1] == "mod" else parts)
 
 
+def group_items(code: str, at: int) -> list[list[str]]:
+    """The paths of a `{...}` use group whose `{` is just before `at`, nested
+    groups expanded (`{a::{b, c}, d}`: a::b, a::c, d)."""
+    items: list[list[str]] = []
+    item, depth_end = "", None
+
+    def flush(text: str) -> None:
+        text = text.split(" as ")[0].strip()
+        if text:
+            items.append([s for s in text.split("::") if s])
+
+    i = at
+    while i < len(code):
+        c = code[i]
+        if c == "{":
+            prefix = [s for s in item.strip().split("::") if s]
+            items.extend(prefix + sub for sub in group_items(code, i + 1))
+            i, depth, item = i + 1, 1, ""
+            while i < len(code) and depth:  # skip the nested group
+                depth += {"{": 1, "}": -1}.get(code[i], 0)
+                i += 1
+            continue
+        if c == "}":
+            flush(item)
+            return items
+        if c == ",":
+            flush(item)
+            item = ""
+        else:
+            item += c
+        i += 1
+    return items
+
+
 def paths_in(code: str) -> list[list[str]]:
-    """Every `crate::`/`super::`/`self::` path, groups expanded one level."""
+    """Every `crate::`/`super::`/`self::` path, groups expanded at any depth."""
     found = []
     for match in MODULE_PATH.finditer(code):
         base = match.group(1).split("::")
-        items = match.group(3)
-        if items is None:
+        if match.group(2) is None:
             if len(base) > 1:  # not `self.x` or a word `super`
                 found.append(base)
             continue
-        for item in items.split(","):
-            item = item.split(" as ")[0].strip()
-            if item:
-                found.append(base + item.split("::"))
+        found.extend(base + item for item in group_items(code, match.end()))
     return found
 
 

@@ -369,9 +369,8 @@ impl Parts {
             (crate::topics::alerts(id), None),
         ]));
         let tracking = self.shared.detector.is_some();
-        // Its time starts now, as the results are about to come.
-        let room = room_tracker(config, zones);
-        let zones = room.zones().to_vec();
+        let looks = LookAreas::of(&zones, config.stream.width, config.stream.height);
+        let room = room_tracker(config, zones); // its time starts now: results come
         let results = Arc::new(CameraResults {
             instance_id: id.clone(),
             room_id: config.room_id.clone(),
@@ -393,12 +392,7 @@ impl Parts {
                 .filter(|w| w.metrics.id.starts_with(crate::config::PERSON_DETECTOR))
                 .cloned()
                 .collect(),
-            looks: watch::channel(Arc::new(LookAreas::of(
-                &zones,
-                config.stream.width,
-                config.stream.height,
-            )))
-            .0,
+            looks: watch::channel(Arc::new(looks)).0,
             frame_size: (config.stream.width, config.stream.height),
             snapshot: watch::channel(None).0,
             discovery: config
