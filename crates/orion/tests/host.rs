@@ -333,10 +333,14 @@ fn sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one() {
             .contains("the running config stays")
             .then_some(())
     });
+    let log = daemon.log();
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("the running config stays"))
+        .unwrap_or_default();
     assert!(
-        daemon
-            .log()
-            .contains("stream.width: 641 must be a multiple of 4")
+        refusal.contains("stream.width: 641 must be a multiple of 4") && !refusal.contains("\\n"),
+        "the problems in the refusal's one line, readable: {refusal}"
     );
     results.drain();
     results.wait_for(Duration::from_secs(20), |_, p| {

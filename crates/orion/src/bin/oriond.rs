@@ -172,7 +172,12 @@ async fn run_with_reloads(
                             break Some(*c);
                         }
                     },
-                    Err(e) => tracing::error!("SIGHUP: {e}; the running config stays"),
+                    Err(e) => {
+                        // One log line: "invalid: - a - b", not one problem per line.
+                        let text = e.to_string();
+                        let why = text.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+                        tracing::error!("SIGHUP: {why}; the running config stays");
+                    }
                 },
             }
         };

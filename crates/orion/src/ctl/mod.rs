@@ -25,7 +25,7 @@ use crate::tracking::zones::{ZoneRect, ZoneSpec};
 
 /// Operate Orion instances over MQTT.
 #[derive(Debug, Parser)]
-#[command(name = "orionctl", version, about)]
+#[command(name = "orionctl", version)]
 pub struct Cli {
     /// Broker address.
     #[arg(
@@ -468,7 +468,8 @@ impl Instances {
             .map(|(id, p)| format!("{id} ({})", p["state"].as_str().unwrap_or("?")))
             .collect();
         let there = if others.is_empty() {
-            format!("no instance has a presence on {broker}")
+            let other = if state.is_some() { "other " } else { "" };
+            format!("no {other}instance has a presence on {broker}")
         } else {
             format!(
                 "instances on {broker}: {} (choose one with --instance ID or ORION_INSTANCE)",
