@@ -8,6 +8,7 @@
 
 pub mod exposition;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -29,6 +30,9 @@ pub struct Registry {
     /// When this run of the daemon started (its uptime; a reload that
     /// restarts everything starts a new run).
     started: Instant,
+    /// The daemon's start is done: every camera started and what they share
+    /// (the live view) serves. Until then it is not ready.
+    up: AtomicBool,
 }
 
 impl Registry {
@@ -37,7 +41,21 @@ impl Registry {
             cameras: RwLock::new(cameras),
             workers,
             started: Instant::now(),
+            up: AtomicBool::new(true),
         }
+    }
+
+    /// The registry of a daemon that is starting: not ready until
+    /// [`Registry::mark_up`], whatever its cameras say.
+    pub fn starting(cameras: Vec<CameraEntry>, workers: Vec<WorkerView>) -> Self {
+        let registry = Self::new(cameras, workers);
+        registry.up.store(false, Ordering::Relaxed);
+        registry
+    }
+
+    /// The daemon's start is done.
+    pub fn mark_up(&self) {
+        self.up.store(true, Ordering::Relaxed);
     }
 
     /// The cameras now, in the order they came.
@@ -92,14 +110,18 @@ impl Registry {
                 }
             }
         }
-        let status = if cameras.is_empty() || cameras.iter().all(|r| r.status == Status::Unhealthy)
-        {
-            Status::Unhealthy
-        } else if cameras.iter().all(|r| r.status == Status::Healthy) {
-            Status::Healthy
-        } else {
-            Status::Degraded
-        };
+        let up = self.up.load(Ordering::Relaxed);
+        if !up {
+            reasons.insert(0, "daemon starting".to_string());
+        }
+        let status =
+            if !up || cameras.is_empty() || cameras.iter().all(|r| r.status == Status::Unhealthy) {
+                Status::Unhealthy
+            } else if cameras.iter().all(|r| r.status == Status::Healthy) {
+                Status::Healthy
+            } else {
+                Status::Degraded
+            };
         DaemonReport {
             status,
             reasons,
@@ -571,6 +593,24 @@ mod tests {
         assert_eq!(r.reasons, vec!["a: stream failed (reconnecting given up)"]);
         cameras[1].2.stream.send_modify(|s| s.failed = true);
         assert_eq!(registry.report().status, Status::Unhealthy);
+    }
+
+    /// A daemon still starting is not ready, even once its cameras run (its
+    /// live view may not serve yet); it is from its mark on.
+    #[test]
+    fn a_starting_daemon_is_unready_until_marked_up() {
+        let (status, w) = channels(std::time::Duration::from_secs(10), false);
+        status.running.send_replace(true);
+        status.mqtt.send_modify(|s| s.connected = true);
+        status.stream.send_modify(|s| s.up = true);
+        status.frames.next();
+        let registry =
+            Registry::starting(vec![(Arc::new(Metrics::for_camera("a")), w)], Vec::new());
+        let r = registry.report();
+        assert_eq!(r.status, Status::Unhealthy);
+        assert_eq!(r.reasons, ["daemon starting"]);
+        registry.mark_up();
+        assert_eq!(registry.report().status, Status::Healthy);
     }
 
     /// The daemon's uptime is its own: not a camera's (a camera restarted by

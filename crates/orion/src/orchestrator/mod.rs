@@ -65,7 +65,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let root = CancellationToken::new();
     let health = root.child_token();
     let pools_plan = pools::plan(&config);
-    let registry = Arc::new(Registry::new(Vec::new(), pools_plan.views()));
+    let registry = Arc::new(Registry::starting(Vec::new(), pools_plan.views()));
     let listener = http::bind(config.health.listen).await?;
     let health_addr = listener.local_addr().context("health listener address")?;
     tracing::info!(addr = %health_addr, cameras = config.camera_configs().len(), "health HTTP listening");
@@ -126,6 +126,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         return Err(e);
     }
     running.start_shared_tasks(health_addr, ui_slot);
+    // Ready from now on: the cameras run and the live view serves.
+    running.shared.registry.mark_up();
     for (camera, events) in running.shared.outbox.orphans() {
         tracing::warn!(
             camera,
