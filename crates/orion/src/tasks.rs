@@ -46,19 +46,10 @@ impl Tasks {
             .await
             .is_ok();
         if !ended {
-            abort_all(&self.aborts);
+            let mut aborts = self.aborts.lock().unwrap_or_else(PoisonError::into_inner);
+            aborts.drain(..).for_each(|a| a.abort());
         }
         ended
-    }
-}
-
-fn abort_all(aborts: &Mutex<Vec<AbortHandle>>) {
-    for a in aborts
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .drain(..)
-    {
-        a.abort();
     }
 }
 

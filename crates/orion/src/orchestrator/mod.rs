@@ -184,16 +184,12 @@ fn detector_model(config: &Config) -> anyhow::Result<Option<ModelChoice>> {
     }))
 }
 
-/// Stops `cameras` all at once, each by `deadline` (`retire`: those that go
-/// for good); what each missed.
-async fn stop_cameras(
-    cameras: Vec<Camera>,
-    deadline: Instant,
-    retire: impl Fn(&str) -> bool,
-) -> Vec<String> {
+/// Stops `cameras` all at once, each by `deadline` (`retire`: the ids of
+/// those that go for good); what each missed.
+async fn stop_cameras(cameras: Vec<Camera>, deadline: Instant, retire: &[String]) -> Vec<String> {
     let mut stopping = tokio::task::JoinSet::new();
     for camera in cameras {
-        let gone = retire(&camera.instance_id);
+        let gone = retire.contains(&camera.instance_id);
         stopping.spawn(camera.stop(deadline, gone));
     }
     let mut late = Vec::new();
@@ -339,9 +335,9 @@ impl Running {
         if !self.pools.stop(left()).await {
             report.late.push("workers".into());
         }
-        let retired = self.retired;
-        let late = stop_cameras(self.cameras, deadline, |id| retired.iter().any(|r| r == id));
-        report.late.extend(late.await);
+        report
+            .late
+            .extend(stop_cameras(self.cameras, deadline, &self.retired).await);
         self.tasks.cancel();
         if !self.task_set.stop(left()).await {
             report.late.push("tasks".into());

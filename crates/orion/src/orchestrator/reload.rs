@@ -128,7 +128,7 @@ impl Running {
             .into_iter()
             .partition(|c| restart.contains(&c.instance_id) || stop.contains(&c.instance_id));
         self.cameras = staying;
-        let late = super::stop_cameras(going, deadline, |id| stop.iter().any(|s| s == id)).await;
+        let late = super::stop_cameras(going, deadline, &stop).await;
         if !late.is_empty() {
             tracing::warn!(?late, "reload: stopping cameras missed the deadline");
         }
